@@ -1,0 +1,19 @@
+"""fastconv: fast CPU convolution, pooling and image filtering (Cython + OpenMP).
+
+The public surface, re-exported from the modules that implement it.
+"""
+__version__ = "0.1.0"
+
+from . import _algos  # noqa: F401  (registers the algorithms)
+from ._algorithms import names as algorithms
+from ._autotune import autotune
+from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
+from ._info import info
+from ._threads import get_num_threads, num_threads, set_num_threads
+from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d)
+
+__all__ = [
+    "__version__", "algorithms", "autotune", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
+    "get_num_threads", "num_threads", "set_num_threads",
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+]

@@ -1,0 +1,2 @@
+"""Convolution algorithms; importing a module registers it in :mod:`fastconv._algorithms`."""
+from . import direct  # noqa: F401

@@ -1,0 +1,138 @@
+"""The ``direct`` algorithm: cache-tiled direct convolution (``_kernels/_direct.pyx``).
+
+Forward, input gradient and weight gradient all run the same tiled kernel:
+
+* forward: ``y = x (*) w`` with stride, dilation and zero padding;
+* input gradient / transposed convolution: "backprop is convolution with flipped filters" -- the output gradient,
+  dilated by the stride (the kernel's input dilation, no copy), correlated with the kernel flipped in space and
+  transposed in channels, padding ``d (k - 1) - p``;
+* weight gradient: the input correlated with the output gradient used as the kernel (batch and channels swap
+  roles), stride and dilation exchanged.
+"""
+from math import ceil
+
+import numpy as np
+
+from .. import _kernels
+from .._algorithms import Algorithm, register
+
+_direct = _kernels.load("_direct")
+
+# Per-thread gather buffer budget: rows of the input band for one task (about half of a 512 KiB L2 cache).
+BUFFER_BYTES = 256 * 1024
+
+
+def _choose_mode(Kg, is_float):
+    """(mode, kb): channel-vectorised blocks when a group has enough output channels, else column-vectorised."""
+    if Kg >= 8:
+        return 0, (16 if is_float else 8)
+    return 1, (1 if Kg == 1 else 2 if Kg == 2 else 4)
+
+
+def pack_weights(w5, groups, kb):
+    """(K, Cg, R, S, T) -> flat [group][block][c][r][s][t][kb], output channels zero-padded to blocks of kb."""
+    K = w5.shape[0]
+    Kg = K // groups
+    nkb = -(-Kg // kb)
+    taps = int(np.prod(w5.shape[1:]))
+    wg = w5.reshape(groups, Kg, taps)
+    if nkb * kb != Kg:
+        wg = np.concatenate([wg, np.zeros((groups, nkb * kb - Kg, taps), w5.dtype)], axis=1)
+    return np.ascontiguousarray(wg.reshape(groups, nkb, kb, taps).transpose(0, 1, 3, 2)).ravel()
+
+
+def _as5(a):
+    """View an (N, C, *spatial) array with 1-3 spatial dims as (N, C, D, H, W)."""
+    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
+
+
+def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads):
+    """Run the tiled kernel on 5-D arrays; ``out5``'s spatial shape defines which outputs are computed."""
+    N, C, D, H, W = x5.shape
+    K, Cg, R, S, T = w5.shape
+    is_float = x5.dtype == np.float32
+    mode, kb = _choose_mode(K // groups, is_float)
+    KB, WB = _direct.block_sizes(is_float, mode, kb)
+    packed = pack_weights(w5, groups, KB)
+    OD, OH, OW = out5.shape[2:]
+    nwblk = -(-OW // WB)
+    col_bytes = max(1, Cg * R * S * x5.itemsize * stride[2])
+    wcb = max(1, min(nwblk, BUFFER_BYTES // (col_bytes * WB)))
+    base = N * groups * OD * OH
+    want = 4 * nthreads
+    nkb = -(-(K // groups) // KB)
+    kchunks = 1
+    if base * ceil(nwblk / wcb) < want:
+        kchunks = min(nkb, ceil(want / (base * ceil(nwblk / wcb))))
+        if base * kchunks * ceil(nwblk / wcb) < want:
+            wcb = max(1, nwblk * base * kchunks // want)
+    b = bias if bias is not None else np.zeros(1, x5.dtype)
+    _direct.forward(x5, packed, b, bias is not None, out5, groups, R, S, T, *stride, *dilation, *pad_lo,
+                    *in_dil, mode, kb, kchunks, wcb, nthreads)
+
+
+def forward(x, w, bias, geom, out, nthreads):
+    g3 = geom.as_3d()
+    _run(_as5(x), _as5(w), bias, _as5(out), geom.groups, g3.stride, g3.dilation, g3.pad_lo, (1, 1, 1), nthreads)
+
+
+def transposed_weight(w, groups):
+    """(K, Cg, *k) -> (C, Kg, *k) per group, flipped in space: the kernel of the adjoint convolution."""
+    K, Cg = w.shape[:2]
+    Kg = K // groups
+    nd = w.ndim - 2
+    wt = w.reshape((groups, Kg, Cg) + w.shape[2:]).swapaxes(1, 2).reshape((groups * Cg, Kg) + w.shape[2:])
+    return np.ascontiguousarray(wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
+
+
+def grad_input(gy, w, geom, out, nthreads):
+    g3 = geom.as_3d()
+    wt = transposed_weight(w, geom.groups)
+    pad = tuple(d * (k - 1) - p for d, k, p in zip(g3.dilation, g3.kernel_size, g3.pad_lo))
+    _run(_as5(gy), _as5(wt), None, _as5(out), geom.groups, (1, 1, 1), g3.dilation, pad, g3.stride, nthreads)
+
+
+def grad_weight(x, gy, geom, out, nthreads):
+    G = geom.groups
+    N, C = x.shape[:2]
+    K = gy.shape[1]
+    Cg, Kg = C // G, K // G
+    g3 = geom.as_3d()
+    x5, gy5 = _as5(x), _as5(gy)
+    # batch <-> channels: input (Cg, G*N, ...) with groups G, kernel (K, N, *out_size)
+    xt = np.ascontiguousarray(x5.reshape((N, G, Cg) + x5.shape[2:]).transpose(2, 1, 0, 3, 4, 5)
+                              .reshape((Cg, G * N) + x5.shape[2:]))
+    gyt = np.ascontiguousarray(gy5.transpose(1, 0, 2, 3, 4))
+    res = np.empty((Cg, K) + g3.kernel_size, x.dtype)
+    _run(xt, gyt, None, res, G, g3.dilation, g3.stride, g3.pad_lo, (1, 1, 1), nthreads)
+    out[...] = res.transpose(1, 0, 2, 3, 4).reshape(out.shape)
+
+
+def cost(geom, dtype, op):
+    """Seconds, from the multiply count and a measured sustained rate (see bench/ and docs/algorithms)."""
+    rate = DIRECT_GFLOPS[np.dtype(dtype).itemsize == 4] * 1e9
+    g3 = geom.as_3d()
+    Kg = geom.out_channels // geom.groups
+    eff = 1.0
+    if Kg < 8:
+        eff = 0.35
+    elif Kg % 16:
+        eff = Kg / (16.0 * ceil(Kg / 16.0))
+    if op == "grad_input":
+        eff /= g3.stride[2]   # the stride-dilated output gradient is zero in all but 1/s columns
+    if op == "grad_weight":
+        eff *= min(1.0, np.prod(g3.kernel_size[2:]) / 6.0)
+    return geom.flops / (rate * eff) + 2e-5
+
+
+# Sustained GFLOP/s of the kernel on the reference 3x3 layers, 2 threads, (double, float).
+DIRECT_GFLOPS = {False: 25.0, True: 50.0}
+
+ALGORITHM = register(Algorithm(
+    name="direct",
+    forward=forward,
+    grad_input=grad_input,
+    grad_weight=grad_weight,
+    cost=cost,
+    description="cache-tiled direct convolution; no workspace beyond a per-thread row buffer",
+))

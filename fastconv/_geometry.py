@@ -1,0 +1,301 @@
+"""The one place for shapes.
+
+:class:`ConvGeometry` describes a convolution layer applied to an input of a given shape: kernel, stride, per-side
+padding, dilation and groups.  It computes the output shape, the parameter count and the multiply count with the
+formulas of the lecture notes, and it is what every algorithm, backward pass, the model summary, the benchmarks
+and the autotune cache read.  :class:`PoolGeometry` does the same for pooling windows.
+
+Output size per spatial dimension (zero padding ``lo + hi``; symmetric padding ``p`` gives ``2p``)::
+
+    out = (n + lo + hi - d (f - 1) - 1) // s + 1
+
+Parameters of a layer with ``K`` filters of size ``f1 x f2 x ...`` over ``c`` input channels and ``g`` groups::
+
+    K (f1 f2 ... c / g + 1)        (the ``+ 1`` is the bias)
+
+Multiplications of one forward pass: ``N K (c / g) f1 f2 ... out1 out2 ...``.
+"""
+from dataclasses import dataclass
+from math import prod
+
+from . import _validate as V
+
+__all__ = ["ConvGeometry", "PoolGeometry", "conv_output_shape", "conv_transpose_output_shape"]
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shape bookkeeping for one convolution.
+
+    Attributes are normalised tuples: ``input_shape = (N, C, *spatial)``, ``weight_shape = (K, C // groups,
+    *kernel)``, and per spatial dimension ``stride``, ``dilation`` and ``padding`` as ``(lo, hi)`` pairs.
+    Build one with :meth:`make`, which validates and normalises user arguments.
+    """
+
+    input_shape: tuple
+    weight_shape: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int = 1
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def make(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, fn="conv"):
+        """Validate and normalise arguments the way ``torch.nn.functional.conv*d`` accepts them."""
+        input_shape = tuple(int(s) for s in input_shape)
+        weight_shape = tuple(int(s) for s in weight_shape)
+        if len(input_shape) < 3:
+            raise ValueError("%s(): argument 'input' must have shape (N, C, *spatial), got %s" % (fn, input_shape))
+        n = len(input_shape) - 2
+        if len(weight_shape) != n + 2:
+            raise ValueError("%s(): argument 'weight' must be %d-D (C_out, C_in/groups, *kernel) for a %d-D input, "
+                             "got shape %s" % (fn, n + 2, n + 2, weight_shape))
+        groups = V.positive_int(groups, fn, "groups")
+        stride = V.int_tuple(stride, n, fn, "stride", minimum=1)
+        dilation = V.int_tuple(dilation, n, fn, "dilation", minimum=1)
+        N, C = input_shape[:2]
+        K, Cg = weight_shape[:2]
+        kernel = weight_shape[2:]
+        if min(input_shape) <= 0:
+            raise ValueError("%s(): argument 'input' must not have zero-size dimensions, got shape %s"
+                             % (fn, input_shape))
+        if min(weight_shape) <= 0:
+            raise ValueError("%s(): argument 'weight' must not have zero-size dimensions, got shape %s"
+                             % (fn, weight_shape))
+        if C % groups:
+            raise ValueError("%s(): argument 'groups'=%d must divide the input channels %d" % (fn, groups, C))
+        if K % groups:
+            raise ValueError("%s(): argument 'groups'=%d must divide the output channels (weight.shape[0]) %d"
+                             % (fn, groups, K))
+        if Cg * groups != C:
+            raise ValueError("%s(): argument 'weight' expects %d input channels (weight.shape[1]=%d x groups=%d), "
+                             "but the input has %d channels" % (fn, Cg * groups, Cg, groups, C))
+        pad = V.padding_pairs(padding, n, kernel, dilation, stride, input_shape[2:], fn)
+        geom = cls(input_shape, weight_shape, stride, pad, dilation, groups)
+        for i, (size, eff) in enumerate(zip(geom.padded_size, geom.effective_kernel)):
+            if eff > size:
+                raise ValueError("%s(): the dilated kernel (size %d in spatial dim %d) is larger than the padded "
+                                 "input (size %d); argument 'weight' has shape %s, input %s, padding %s"
+                                 % (fn, eff, i, size, weight_shape, input_shape, pad))
+        V.check_size(geom.output_shape, fn, "output")
+        return geom
+
+    @classmethod
+    def for_transpose(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1,
+                      dilation=1, fn="conv_transpose"):
+        """The forward-convolution geometry whose input-gradient is the transposed convolution.
+
+        ``weight_shape`` is PyTorch's transposed layout ``(C_in, C_out // groups, *kernel)``, which is exactly the
+        forward layout ``(K, C // groups, *kernel)`` of the adjoint convolution (K = C_in, C = C_out).  The
+        transposed output size is ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``.
+        """
+        input_shape = tuple(int(s) for s in input_shape)
+        weight_shape = tuple(int(s) for s in weight_shape)
+        n = len(input_shape) - 2
+        if n < 1 or len(weight_shape) != n + 2:
+            raise ValueError("%s(): argument 'weight' must be %d-D (C_in, C_out/groups, *kernel), got shape %s"
+                             % (fn, n + 2, weight_shape))
+        groups = V.positive_int(groups, fn, "groups")
+        stride = V.int_tuple(stride, n, fn, "stride", minimum=1)
+        dilation = V.int_tuple(dilation, n, fn, "dilation", minimum=1)
+        if isinstance(padding, str):
+            raise ValueError("%s(): argument 'padding' must be an int or a tuple of ints for a transposed "
+                             "convolution, got %r" % (fn, padding))
+        pad = V.int_tuple(padding, n, fn, "padding", minimum=0)
+        opad = V.int_tuple(output_padding, n, fn, "output_padding", minimum=0)
+        for op, s, d in zip(opad, stride, dilation):
+            if op >= s and op >= d:
+                raise ValueError("%s(): argument 'output_padding' must be smaller than either stride or dilation, "
+                                 "got output_padding=%s, stride=%s, dilation=%s" % (fn, opad, stride, dilation))
+        if min(input_shape) <= 0 or min(weight_shape) <= 0:
+            raise ValueError("%s(): arguments 'input' %s and 'weight' %s must not have zero-size dimensions"
+                             % (fn, input_shape, weight_shape))
+        N, Cin = input_shape[:2]
+        if weight_shape[0] != Cin:
+            raise ValueError("%s(): argument 'weight' has %d input channels (weight.shape[0]) but the input has %d"
+                             % (fn, weight_shape[0], Cin))
+        if Cin % groups:
+            raise ValueError("%s(): argument 'groups'=%d must divide the input channels %d" % (fn, groups, Cin))
+        kernel = weight_shape[2:]
+        out_sp = conv_transpose_output_shape(input_shape[2:], kernel, stride, pad, opad, dilation)
+        if min(out_sp) <= 0:
+            raise ValueError("%s(): the output size %s would be empty; reduce 'padding' %s"
+                             % (fn, tuple(out_sp), pad))
+        fwd_in = (N, weight_shape[1] * groups) + tuple(out_sp)
+        geom = cls(fwd_in, weight_shape, stride, tuple((p, p) for p in pad), dilation, groups)
+        assert geom.output_shape == input_shape, (geom.output_shape, input_shape)
+        V.check_size(fwd_in, fn, "output")
+        return geom
+
+    # ----------------------------------------------------------------- derived sizes
+    @property
+    def ndim(self):
+        """Number of spatial dimensions."""
+        return len(self.input_shape) - 2
+
+    @property
+    def batch(self):
+        return self.input_shape[0]
+
+    @property
+    def in_channels(self):
+        return self.input_shape[1]
+
+    @property
+    def out_channels(self):
+        return self.weight_shape[0]
+
+    @property
+    def kernel_size(self):
+        return self.weight_shape[2:]
+
+    @property
+    def input_size(self):
+        return self.input_shape[2:]
+
+    @property
+    def effective_kernel(self):
+        """Dilated kernel extent ``d (f - 1) + 1`` per dimension."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+
+    @property
+    def padded_size(self):
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.input_size, self.padding))
+
+    @property
+    def output_size(self):
+        """``(n + lo + hi - d (f - 1) - 1) // s + 1`` per spatial dimension."""
+        return tuple((p - e) // s + 1 for p, e, s in zip(self.padded_size, self.effective_kernel, self.stride))
+
+    @property
+    def output_shape(self):
+        return (self.batch, self.out_channels) + self.output_size
+
+    @property
+    def pad_lo(self):
+        return tuple(p[0] for p in self.padding)
+
+    @property
+    def pad_hi(self):
+        return tuple(p[1] for p in self.padding)
+
+    @property
+    def symmetric_padding(self):
+        return all(lo == hi for lo, hi in self.padding)
+
+    # ----------------------------------------------------------------- counts from the notes
+    def params(self, bias=True):
+        """``K (f1 f2 ... c / g + 1)`` with bias, ``K f1 f2 ... c / g`` without."""
+        K, Cg = self.weight_shape[:2]
+        return K * (Cg * prod(self.kernel_size) + (1 if bias else 0))
+
+    @property
+    def multiplies(self):
+        """Multiplications of one forward pass: ``N K (c / g) prod(f) prod(out)``."""
+        K, Cg = self.weight_shape[:2]
+        return self.batch * K * Cg * prod(self.kernel_size) * prod(self.output_size)
+
+    @property
+    def flops(self):
+        """Floating point operations counted as one multiply and one add per multiplication."""
+        return 2 * self.multiplies
+
+    # ----------------------------------------------------------------- views
+    def as_3d(self):
+        """The same geometry with singleton spatial dimensions prepended up to three (D, H, W).
+
+        Kernels are written once for 3 spatial dimensions; 1-D and 2-D problems are reshaped views of it.
+        """
+        extra = 3 - self.ndim
+        if extra == 0:
+            return self
+        one = (1,) * extra
+        return ConvGeometry(self.input_shape[:2] + one + self.input_size,
+                            self.weight_shape[:2] + one + self.kernel_size,
+                            one + self.stride, ((0, 0),) * extra + self.padding, one + self.dilation, self.groups)
+
+    def key(self):
+        """A hashable description (for caches)."""
+        return (self.input_shape, self.weight_shape, self.stride, self.padding, self.dilation, self.groups)
+
+
+def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Output shape of ``conv*d(input, weight, ...)`` without computing anything.
+
+    >>> conv_output_shape((8, 3, 227, 227), (96, 3, 11, 11), stride=4)
+    (8, 96, 55, 55)
+    """
+    return ConvGeometry.make(input_shape, weight_shape, stride, padding, dilation, groups,
+                             fn="conv_output_shape").output_shape
+
+
+def conv_transpose_output_shape(size, kernel, stride, padding, output_padding, dilation):
+    """Spatial output size of a transposed convolution: ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``."""
+    return tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                 for n, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation))
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Shape bookkeeping for a pooling window over ``input_shape = (N, C, *spatial)``.
+
+    PyTorch's rule: ``out = floor_or_ceil((n + 2p - d (k - 1) - 1) / s) + 1``; with ``ceil_mode`` the last window
+    must start inside the input or the left padding, otherwise it is dropped.
+    """
+
+    input_shape: tuple
+    kernel_size: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    ceil_mode: bool = False
+
+    @classmethod
+    def make(cls, input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, fn="pool",
+             max_padding_ratio=2):
+        """Validate pooling arguments; padding must be at most ``effective_kernel / max_padding_ratio``."""
+        input_shape = tuple(int(s) for s in input_shape)
+        n = len(input_shape) - 2
+        kernel = V.int_tuple(kernel_size, n, fn, "kernel_size", minimum=1)
+        stride = kernel if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
+            else V.int_tuple(stride, n, fn, "stride", minimum=1)
+        pad = V.int_tuple(padding, n, fn, "padding", minimum=0)
+        dilation = V.int_tuple(dilation, n, fn, "dilation", minimum=1)
+        if not isinstance(ceil_mode, (bool, int)):
+            raise TypeError("%s(): argument 'ceil_mode' must be a bool, got %r" % (fn, ceil_mode))
+        if min(input_shape) <= 0:
+            raise ValueError("%s(): argument 'input' must not have zero-size dimensions, got shape %s"
+                             % (fn, input_shape))
+        geom = cls(input_shape, kernel, stride, pad, dilation, bool(ceil_mode))
+        for p, e in zip(pad, geom.effective_kernel):
+            if p * max_padding_ratio > e:
+                raise ValueError("%s(): argument 'padding' %s must be at most half the (dilated) kernel size %s"
+                                 % (fn, pad, geom.effective_kernel))
+        if min(geom.output_size) <= 0:
+            raise ValueError("%s(): the window (kernel_size=%s, dilation=%s) is larger than the padded input %s"
+                             % (fn, kernel, dilation, tuple(n + 2 * p for n, p in zip(input_shape[2:], pad))))
+        return geom
+
+    @property
+    def ndim(self):
+        return len(self.input_shape) - 2
+
+    @property
+    def effective_kernel(self):
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+
+    @property
+    def output_size(self):
+        out = []
+        for n, e, s, p in zip(self.input_shape[2:], self.effective_kernel, self.stride, self.padding):
+            span = n + 2 * p - e
+            o = (-(-span // s) if self.ceil_mode else span // s) + 1
+            if self.ceil_mode and (o - 1) * s >= n + p:
+                o -= 1
+            out.append(o)
+        return tuple(out)
+
+    @property
+    def output_shape(self):
+        return self.input_shape[:2] + self.output_size

@@ -1,0 +1,45 @@
+"""``fastconv.info()``: what this build of fastconv runs with."""
+import numpy as np
+import scipy
+
+from . import _kernels, _threads
+
+__all__ = ["info"]
+
+
+def _blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return "unknown"
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so threadpoolctl can see it)
+    libs = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+    if not libs:
+        return "unknown"
+    return ", ".join("%s %s (%s, %s threads)" % (d.get("internal_api"), d.get("version"),
+                                                 d.get("architecture"), d.get("num_threads")) for d in libs)
+
+
+def info(print_=True):
+    """Return (and print unless ``print_=False``) a dict: version, OpenMP, threads, SIMD level, BLAS."""
+    from . import __version__, _algorithms
+    cfg = _kernels.build_config
+    cpu = _kernels._cpu
+    d = {
+        "version": __version__,
+        "openmp": bool(cpu.openmp_enabled()),
+        "num_threads": _threads.get_num_threads(),
+        "simd": _kernels.simd_level(),
+        "cpu_avx2_fma": bool(cpu.cpu_has_avx2_fma()),
+        "avx2_variant_built": bool(getattr(cfg, "AVX2_VARIANT", False)),
+        "debug_build": bool(getattr(cfg, "DEBUG", False)),
+        "blas": _blas_info(),
+        "algorithms": list(_algorithms.names()),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+    if print_:
+        width = max(len(k) for k in d)
+        for k, v in d.items():
+            print("%-*s  %s" % (width, k, ", ".join(v) if isinstance(v, list) else v))
+    return d

@@ -1,0 +1,47 @@
+"""Compiled kernels and the choice between their baseline and AVX2+FMA builds.
+
+Each kernel module exists twice (see setup.py): ``fastconv._kernels.<name>`` for any x86-64 CPU and
+``fastconv._kernels._avx2.<name>`` compiled with ``-mavx2 -mfma``.  :func:`load` returns the AVX2 build when the
+CPU supports it, unless ``FASTCONV_SIMD=baseline`` asks for the portable one.
+"""
+import importlib
+import os
+
+from . import _cpu
+
+try:
+    from . import _build_config as build_config
+except ImportError:  # pragma: no cover - only when setup.py never ran
+    build_config = None
+
+_cache = {}
+
+
+def _want_avx2():
+    choice = os.environ.get("FASTCONV_SIMD", "auto").strip().lower()
+    if choice not in ("auto", "avx2", "baseline"):
+        raise ValueError("FASTCONV_SIMD must be 'auto', 'avx2' or 'baseline', got %r" % choice)
+    if choice == "baseline":
+        return False
+    return _cpu.cpu_has_avx2_fma()
+
+
+def load(name):
+    """Return the kernel module ``name`` (e.g. ``"_direct"``) built for the best SIMD level available."""
+    mod = _cache.get(name)
+    if mod is None:
+        mod = None
+        if _want_avx2():
+            try:
+                mod = importlib.import_module("fastconv._kernels._avx2." + name)
+            except ImportError:
+                mod = None
+        if mod is None:
+            mod = importlib.import_module("fastconv._kernels." + name)
+        _cache[name] = mod
+    return mod
+
+
+def simd_level():
+    """The SIMD level of the kernel modules in use ("avx2+fma", "sse2", ...)."""
+    return load("_cpu").compiled_simd()

@@ -1,0 +1,4 @@
+# Shared Cython declarations for fastconv's kernels.
+ctypedef fused float_t:
+    float
+    double
