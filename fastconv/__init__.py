@@ -5,6 +5,7 @@ The public surface, re-exported from the modules that implement it.
 __version__ = "0.1.0"
 
 from . import _algos  # noqa: F401  (registers the algorithms)
+from . import grad
 from ._algorithms import names as algorithms
 from ._autotune import autotune
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
@@ -13,7 +14,7 @@ from ._threads import get_num_threads, num_threads, set_num_threads
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d)
 
 __all__ = [
-    "__version__", "algorithms", "autotune", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
+    "__version__", "grad", "algorithms", "autotune", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
     "get_num_threads", "num_threads", "set_num_threads",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
 ]

@@ -37,14 +37,14 @@ def _check_bias(b, channels, fn):
         raise ValueError("%s(): argument 'bias' must have shape (%d,), got %s" % (fn, channels, b.shape))
 
 
-def apply_padding_mode(x, geom, padding_mode, fn):
-    """Pad ``x`` explicitly for a non-zero ``padding_mode`` and return ``(x_padded, geometry with no padding)``.
+def padded_geometry(geom, padding_mode, fn):
+    """The zero-padding geometry the kernels see once ``padding_mode`` padding has been applied explicitly.
 
     Like PyTorch: ``reflect`` needs each pad smaller than the input size, ``circular`` at most the input size.
+    Returns ``geom`` itself when nothing needs explicit padding.
     """
-    mode = PADDING_MODES[padding_mode]
-    if mode is None or all(p == 0 for pair in geom.padding for p in pair):
-        return x, geom
+    if PADDING_MODES[padding_mode] is None or all(p == 0 for pair in geom.padding for p in pair):
+        return geom
     for size, (lo, hi) in zip(geom.input_size, geom.padding):
         if padding_mode == "reflect" and max(lo, hi) >= size:
             raise ValueError("%s(): argument 'padding' %s must be smaller than the input size %s for "
@@ -52,9 +52,16 @@ def apply_padding_mode(x, geom, padding_mode, fn):
         if padding_mode == "circular" and max(lo, hi) > size:
             raise ValueError("%s(): argument 'padding' %s must be at most the input size %s for "
                              "padding_mode='circular'" % (fn, geom.padding, geom.input_size))
-    xp = np.pad(x, ((0, 0), (0, 0)) + geom.padding, mode=mode)
-    g = ConvGeometry(xp.shape, geom.weight_shape, geom.stride, ((0, 0),) * geom.ndim, geom.dilation, geom.groups)
-    return xp, g
+    return ConvGeometry(geom.input_shape[:2] + geom.padded_size, geom.weight_shape, geom.stride,
+                        ((0, 0),) * geom.ndim, geom.dilation, geom.groups)
+
+
+def apply_padding_mode(x, geom, padding_mode, fn):
+    """Pad ``x`` explicitly for a non-zero ``padding_mode``; returns ``(x_padded, geometry with no padding)``."""
+    g = padded_geometry(geom, padding_mode, fn)
+    if g is geom:
+        return x, geom
+    return np.pad(x, ((0, 0), (0, 0)) + geom.padding, mode=PADDING_MODES[padding_mode]), g
 
 
 def flip_kernel(w):
