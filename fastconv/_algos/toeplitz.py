@@ -1,0 +1,287 @@
+"""The ``toeplitz`` algorithm: convolution as a product with a lowered (Toeplitz-structured) matrix.
+
+The lecture notes write a convolution layer as ``y = T x`` with a (doubly, for 2-D) block Toeplitz matrix ``T``
+and its input gradient / transposed convolution as ``T^T g``.  ``T`` itself is mostly zeros (see
+:func:`fastconv.toeplitz_matrix`), so the fast path multiplies its dense factors instead: im2col copies the input
+patches into a matrix ``col`` (``Cg * kernel taps`` rows x output positions) and one BLAS GEMM
+(``scipy.linalg.cython_blas`` sgemm / dgemm) per chunk does the arithmetic (``_kernels/_toeplitz.pyx``):
+
+* forward:     im2col + ``W_g @ col``;
+* grad_input:  ``W_g^T @ gy`` + col2im (scatter-add) -- also what ``conv_transpose*d`` runs;
+* grad_weight: im2col + ``gy @ col^T`` accumulated over the batch.
+
+1x1 kernels with stride 1 and no padding skip im2col / col2im: the input already is the lowered matrix.
+
+Bounded workspace
+    ``col`` is never built whole.  Each task lowers one chunk of output positions (and, for the backward ops, a
+    block of input channels) into a per-thread buffer of at most ``CHUNK_BYTES`` (sized to stay in the L2/L3
+    cache between im2col and the GEMM) and the number of threads that hold a buffer is limited so that the
+    total stays under the workspace limit: :func:`set_workspace_limit` / :func:`get_workspace_limit`, default
+    64 MiB, for any batch size.  :func:`plan` reports the chunking and the workspace of a call.
+
+Parallelism: one level at a time
+    OpenMP runs independent tasks (image x group x position chunk for the forward pass; see the kernel module
+    for the backward ops) and every task calls a single-threaded GEMM.  For the duration of a call the BLAS
+    thread pools are limited to one thread with threadpoolctl (a shared, reference-counted limit, so
+    concurrent fastconv calls from several Python threads do not restore it under each other), which avoids
+    BLAS threads x OpenMP threads oversubscribing the cores.  This keeps im2col and GEMM on the same core (the
+    chunk is still in cache) and, because the chunking does not depend on the thread count, makes results
+    bitwise identical for any number of threads.  Other code calling BLAS from another Python thread while a
+    toeplitz call runs also sees the one-thread limit.
+
+Cost model (``cost``), measured on the 2-core AMD EPYC (Zen 3) development machine with OpenBLAS 0.3.31:
+single-threaded sgemm sustains about ``GEMM_GFLOPS`` on the GEMM shapes of typical layers (dgemm half of it),
+less when a GEMM dimension is small (``d / (d + GEMM_HALF)`` per small dimension: depthwise layers are GEMVs);
+im2col / col2im move about ``LOWER_GBPS`` per thread; each call pays ``CALL_OVERHEAD`` (threadpoolctl, Python)
+and each GEMM ``GEMM_OVERHEAD``.
+"""
+import contextlib
+import os
+import threading
+from dataclasses import dataclass
+from math import ceil, prod
+
+import numpy as np
+
+from .. import _kernels, _threads
+from .. import _validate as V
+from .._algorithms import Algorithm, register
+from .direct import _as5
+
+_tp = _kernels.load("_toeplitz")
+
+__all__ = ["set_workspace_limit", "get_workspace_limit", "plan", "Plan", "DEFAULT_WORKSPACE_LIMIT"]
+
+DEFAULT_WORKSPACE_LIMIT = 64 * 2 ** 20
+# Per-thread lowered-chunk size: small enough to stay in cache between im2col and the GEMM that reads it.
+CHUNK_BYTES = 1024 * 1024
+# At least this many tasks when the problem allows it (independent of the thread count, for determinism).
+MIN_TASKS = max(8, 4 * (os.cpu_count() or 1))
+# Smallest lowered-row block (channels x taps) a backward task gets when input channels are split.
+MIN_ROWS = 64
+# Smallest output-channel block when grad_weight splits output channels, and smallest forward position chunk.
+MIN_KBLOCK = 16
+MIN_CHUNK = 64
+INT_MAX = 2 ** 31 - 1   # BLAS dimensions and leading dimensions are C ints
+
+# Cost-model constants (see the module docstring and bench/bench_toeplitz.py).
+GEMM_GFLOPS = {4: 62.0, 8: 31.0}   # single-threaded sgemm / dgemm on conv-layer shapes
+GEMM_HALF = 24.0                    # a GEMM dimension d runs at d / (d + GEMM_HALF) of that rate
+LOWER_GBPS = 6.0                    # im2col / col2im bytes written per second per thread
+GEMM_OVERHEAD = 4e-6                # seconds per GEMM call (packing, dispatch)
+CALL_OVERHEAD = 4e-5                # seconds per call (threadpoolctl limit + Python planning)
+
+_state = {"limit": DEFAULT_WORKSPACE_LIMIT}
+
+
+def set_workspace_limit(nbytes):
+    """Cap the extra memory of the ``toeplitz`` algorithm (lowered-matrix buffers of all threads), in bytes.
+
+    The default is 64 MiB.  A smaller cap means smaller chunks and possibly fewer threads, never a different
+    result; ``None`` restores the default.  Geometries whose smallest chunk (one output position) does not fit
+    are not supported by ``toeplitz`` (``algorithm="auto"`` then picks another algorithm).
+    """
+    if nbytes is None:
+        _state["limit"] = DEFAULT_WORKSPACE_LIMIT
+        return
+    _state["limit"] = V.positive_int(nbytes, "set_workspace_limit", "nbytes")
+
+
+def get_workspace_limit():
+    """The workspace cap of the ``toeplitz`` algorithm in bytes (see :func:`set_workspace_limit`)."""
+    return _state["limit"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a toeplitz call is split: positions per chunk, channel blocks, tasks, GEMM calls and workspace."""
+
+    op: str
+    one_by_one: bool     # 1x1, stride 1, no padding: no im2col / col2im
+    chunk: int           # output positions per chunk
+    cblock: int          # input channels per backward task
+    kblock: int          # output channels per grad_weight task
+    tasks: int           # independent OpenMP tasks
+    gemms: int           # GEMM calls
+    threads: int         # threads that run (each holding one buffer)
+    buffer_bytes: int    # per-thread lowered-chunk buffer
+
+    @property
+    def workspace_bytes(self):
+        """Extra memory of the call: one buffer per thread."""
+        return self.threads * self.buffer_bytes
+
+
+def _balanced(total, block):
+    """The smallest block size that splits ``total`` into the same number of pieces as ``block`` does."""
+    block = max(1, min(block, total))
+    return -(-total // -(-total // block))
+
+
+def _split(total, block, have, minimum):
+    """Shrink ``block`` (not below ``minimum``) so that ``have * ceil(total / block)`` reaches MIN_TASKS."""
+    if have * -(-total // block) < MIN_TASKS:
+        want = -(-MIN_TASKS // have)
+        block = min(block, max(minimum, -(-total // want)))
+    return _balanced(total, block)
+
+
+def plan(geom, dtype, op, nthreads=None, limit=None):
+    """The :class:`Plan` of ``op`` on ``geom``, or ``None`` if toeplitz cannot run it within the limit."""
+    dtype = np.dtype(dtype)
+    nthreads = _threads.effective_threads(nthreads)
+    limit = get_workspace_limit() if limit is None else limit
+    item = dtype.itemsize
+    g3 = geom.as_3d()
+    N, C = g3.input_shape[:2]
+    K, G = g3.out_channels, g3.groups
+    Cg, Kg = C // G, K // G
+    RST = prod(g3.kernel_size)
+    P = prod(g3.output_size)
+    one = (RST == 1 and all(s == 1 for s in g3.stride) and all(p == (0, 0) for p in g3.padding))
+    if max(P, Cg * RST, K, prod(g3.input_size)) > INT_MAX:
+        return None
+    budget = min(CHUNK_BYTES, limit) // item       # elements of one lowered chunk
+    if op == "forward":
+        rows, cb, kb = Cg * RST, Cg, Kg
+        if not one and rows > limit // item:
+            return None
+        pc = P if one else min(P, max(1, budget // rows))
+        pc = _split(P, pc, N * G, min(pc, MIN_CHUNK))
+        tasks = N * G * -(-P // pc)
+        gemms = tasks
+    else:
+        cb = Cg
+        have = N * G if op == "grad_input" else G
+        if have < MIN_TASKS:
+            cb = _split(Cg, Cg, have, min(Cg, -(-MIN_ROWS // RST)))
+        if not one:
+            if RST > limit // item:
+                return None
+            cb = _balanced(Cg, min(cb, max(1, (limit // item) // RST)))
+        ncb = -(-Cg // cb)
+        kb = Kg
+        if op == "grad_weight" and G * ncb < MIN_TASKS and Kg >= 2 * MIN_KBLOCK:
+            kb = _split(Kg, Kg, G * ncb, MIN_KBLOCK)
+        rows = cb * RST
+        pc = P if one else _balanced(P, max(1, budget // rows))
+        nch = -(-P // pc)
+        if op == "grad_input":
+            tasks = N * G * ncb
+            gemms = tasks * (1 if one else nch)
+        else:
+            tasks = G * ncb * -(-Kg // kb)
+            gemms = tasks * N * nch
+    buffer_bytes = 0 if one else rows * pc * item
+    threads = max(1, min(nthreads, tasks, limit // buffer_bytes if buffer_bytes else tasks))
+    return Plan(op, one, pc, cb, kb, tasks, gemms, threads, buffer_bytes)
+
+
+# ----------------------------------------------------------------------------- single-threaded BLAS
+_blas = {"controller": None, "users": 0, "limiter": None}
+_blas_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Limit the BLAS thread pools to one thread while at least one toeplitz call runs (reference-counted)."""
+    with _blas_lock:
+        if _blas["users"] == 0:
+            if _blas["controller"] is None:
+                from threadpoolctl import ThreadpoolController
+                import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one cython_blas calls)
+                _blas["controller"] = ThreadpoolController().select(user_api="blas")
+            _blas["limiter"] = _blas["controller"].limit(limits=1)
+        _blas["users"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["users"] -= 1
+            if _blas["users"] == 0:
+                _blas["limiter"].restore_original_limits()
+                _blas["limiter"] = None
+
+
+# ----------------------------------------------------------------------------- the registry entry
+def _conv_args(geom):
+    g3 = geom.as_3d()
+    return g3.kernel_size + g3.stride + g3.dilation + g3.pad_lo
+
+
+def _plan_or_raise(geom, dtype, op, nthreads):
+    pl = plan(geom, dtype, op, nthreads)
+    if pl is None:  # pragma: no cover - conv.py checks supports() first
+        raise ValueError("toeplitz %s: one lowered column does not fit in the workspace limit of %d bytes"
+                         % (op, get_workspace_limit()))
+    return pl
+
+
+def forward(x, w, bias, geom, out, nthreads):
+    pl = _plan_or_raise(geom, x.dtype, "forward", nthreads)
+    b = bias if bias is not None else np.zeros(1, x.dtype)
+    with single_threaded_blas():
+        _tp.forward(_as5(x), w.reshape(w.shape[0], -1), b, bias is not None, _as5(out), geom.groups,
+                    _conv_args(geom), pl.chunk, pl.one_by_one, pl.threads)
+
+
+def grad_input(gy, w, geom, out, nthreads):
+    pl = _plan_or_raise(geom, gy.dtype, "grad_input", nthreads)
+    with single_threaded_blas():
+        _tp.grad_input(_as5(gy), w.reshape(w.shape[0], -1), _as5(out), geom.groups, _conv_args(geom),
+                       pl.chunk, pl.cblock, pl.one_by_one, pl.threads)
+
+
+def grad_weight(x, gy, geom, out, nthreads):
+    pl = _plan_or_raise(geom, x.dtype, "grad_weight", nthreads)
+    with single_threaded_blas():
+        _tp.grad_weight(_as5(x), _as5(gy), out.reshape(out.shape[0], -1), geom.groups, _conv_args(geom),
+                        pl.chunk, pl.cblock, pl.kblock, pl.one_by_one, pl.threads)
+
+
+def supports(geom, dtype, op):
+    return plan(geom, dtype, op) is not None
+
+
+def _gemm_eff(*dims):
+    eff = 1.0
+    for d in dims:
+        eff *= d / (d + GEMM_HALF)
+    return eff
+
+
+def cost(geom, dtype, op):
+    """Seconds: GEMM flops at the measured single-thread rate, lowering traffic, per-GEMM and per-call overhead."""
+    pl = plan(geom, dtype, op)
+    if pl is None:
+        return float("inf")
+    item = np.dtype(dtype).itemsize
+    g3 = geom.as_3d()
+    G = g3.groups
+    Cg, Kg = g3.in_channels // G, g3.out_channels // G
+    RST = prod(g3.kernel_size)
+    if op == "forward":
+        eff = _gemm_eff(Kg, Cg * RST)
+        lowered = 0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)
+    elif op == "grad_input":
+        eff = _gemm_eff(Kg, pl.cblock * RST)
+        lowered = 0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)
+    else:
+        eff = _gemm_eff(pl.kblock, pl.cblock * RST)
+        lowered = (0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)) * \
+            -(-Kg // pl.kblock)
+    threads = min(_threads.get_num_threads(), pl.tasks)
+    waves = ceil(pl.tasks / threads) / (pl.tasks / threads)   # load imbalance of the last wave
+    work = geom.flops / (GEMM_GFLOPS[item] * 1e9 * eff) + lowered * item / (LOWER_GBPS * 1e9)
+    return work * waves / threads + pl.gemms * GEMM_OVERHEAD / threads + CALL_OVERHEAD
+
+
+ALGORITHM = register(Algorithm(
+    name="toeplitz",
+    forward=forward,
+    grad_input=grad_input,
+    grad_weight=grad_weight,
+    cost=cost,
+    description="im2col / col2im + one BLAS GEMM per chunk; workspace bounded by set_workspace_limit()",
+    supports=supports,
+))

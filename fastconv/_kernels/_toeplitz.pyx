@@ -1,0 +1,332 @@
+# cython: language_level=3
+"""Convolution as a product with a Toeplitz-structured matrix: im2col / col2im + one BLAS GEMM per chunk.
+
+Everything works on 5-D arrays (N, C, D, H, W); 1-D and 2-D problems are views with singleton dims.  With
+``L = Cg * R * S * T`` rows (input channel x kernel tap) and ``P = OD * OH * OW`` output positions, the lowered
+("im2col") matrix of image ``n`` and group ``g`` is ``col[l, p] = x_padded[n, g*Cg + c, od*sd + r*dd, ...]`` and
+
+* forward:      ``y[n, g] (Kg x P)  = W_g (Kg x L) @ col (L x P)``
+* grad_input:   ``dcol (L x P)      = W_g^T (L x Kg) @ gy[n, g] (Kg x P)``, then col2im scatter-adds ``dcol``
+  into ``dx[n, g]`` (this is also the transposed convolution)
+* grad_weight:  ``dW_g (Kg x L)    += gy[n, g] (Kg x P) @ col^T (P x L)`` summed over the batch
+
+``col`` is never built whole: each task lowers one chunk of output positions (``pc`` columns, optionally only a
+block of ``cb`` input channels) into a per-thread buffer and multiplies it at once, while it is still in cache.
+
+Parallelism is one level only: OpenMP runs independent tasks, each calling a *single-threaded* BLAS GEMM (the
+caller limits the BLAS thread pool to one thread for the duration of the call).  Tasks never share output
+elements and the chunking does not depend on the thread count, so results are bitwise identical for any number
+of threads:
+
+* forward tasks are (image, group, position chunk) and own their output block;
+* grad_input tasks are (image, group, input-channel block) and walk their position chunks in order,
+  scatter-adding into the input-gradient rows only they own;
+* grad_weight tasks are (group, input-channel block, output-channel block) and accumulate over the batch and
+  position chunks in order into the weight-gradient block only they own.
+
+1x1 kernels with stride 1 and no padding skip im2col / col2im entirely: the input itself is the lowered matrix.
+GEMMs use column-major BLAS on row-major data: a row-major (a x b) block with row stride ``ld`` is the
+column-major (b x a) matrix with leading dimension ``ld``.
+"""
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset, memcpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from fastconv._kernels.fused cimport float_t
+
+
+cdef struct Geo:
+    Py_ssize_t D, H, W, OD, OH, OW, R, S, T
+    Py_ssize_t sd, sh, sw, dd, dh, dw, pd, ph, pw
+
+
+cdef Geo _geo(const Py_ssize_t* shape_in, const Py_ssize_t* shape_out, tuple conv) except *:
+    """Spatial input and output shapes (3 values each) and conv = (R, S, T, sd, sh, sw, dd, dh, dw, pd, ph, pw)."""
+    cdef Geo g
+    g.D, g.H, g.W = shape_in[0], shape_in[1], shape_in[2]
+    g.OD, g.OH, g.OW = shape_out[0], shape_out[1], shape_out[2]
+    g.R, g.S, g.T, g.sd, g.sh, g.sw, g.dd, g.dh, g.dw, g.pd, g.ph, g.pw = conv
+    return g
+
+
+cdef inline void _gemm(char ta, char tb, int m, int n, int k, const float_t* a, int lda, const float_t* b,
+                       int ldb, float_t beta, float_t* c, int ldc) noexcept nogil:
+    """Column-major ``c = op(a) @ op(b) + beta * c`` through scipy's BLAS (sgemm / dgemm)."""
+    cdef float_t one = 1
+    if float_t is float:
+        sgemm(&ta, &tb, &m, &n, &k, &one, <float*> a, &lda, <float*> b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void _valid_range(Py_ssize_t a, Py_ssize_t b, Py_ssize_t off, Py_ssize_t sw, Py_ssize_t W,
+                              Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """[lo, hi): the output columns o in [a, b) whose input column o*sw + off lies in [0, W)."""
+    cdef Py_ssize_t l0 = 0 if off >= 0 else (-off + sw - 1) // sw
+    cdef Py_ssize_t h0 = 0 if W - 1 - off < 0 else (W - 1 - off) // sw + 1
+    lo[0] = min(max(l0, a), b)
+    hi[0] = min(max(h0, lo[0]), b)
+
+
+cdef void _im2col(const float_t* xc0, Py_ssize_t nc, const Geo* g, Py_ssize_t p0, Py_ssize_t p1,
+                  float_t* col) noexcept nogil:
+    """col[(c, r, s, t), j] = padded input of channel c (from xc0) under tap (r, s, t) at output p0 + j."""
+    cdef Py_ssize_t ncol = p1 - p0, DHW = g.D * g.H * g.W
+    cdef Py_ssize_t c, r, s, t, p, q, ow, oh, od, seg, idd, ihh, off, lo, hi, o
+    cdef const float_t* row
+    cdef float_t* dst = col
+    for c in range(nc):
+        for r in range(g.R):
+            for s in range(g.S):
+                for t in range(g.T):
+                    off = t * g.dw - g.pw
+                    p = p0
+                    while p < p1:
+                        ow = p % g.OW
+                        q = p // g.OW
+                        oh = q % g.OH
+                        od = q // g.OH
+                        seg = min(g.OW - ow, p1 - p)
+                        idd = od * g.sd + r * g.dd - g.pd
+                        ihh = oh * g.sh + s * g.dh - g.ph
+                        if idd < 0 or idd >= g.D or ihh < 0 or ihh >= g.H:
+                            memset(dst, 0, seg * sizeof(float_t))
+                        else:
+                            row = xc0 + c * DHW + (idd * g.H + ihh) * g.W
+                            _valid_range(ow, ow + seg, off, g.sw, g.W, &lo, &hi)
+                            for o in range(ow, lo):
+                                dst[o - ow] = 0
+                            if g.sw == 1:
+                                memcpy(dst + (lo - ow), row + (lo + off), (hi - lo) * sizeof(float_t))
+                            else:
+                                for o in range(lo, hi):
+                                    dst[o - ow] = row[o * g.sw + off]
+                            for o in range(hi, ow + seg):
+                                dst[o - ow] = 0
+                        dst += seg
+                        p += seg
+
+
+cdef void _col2im(const float_t* col, Py_ssize_t nc, const Geo* g, Py_ssize_t p0, Py_ssize_t p1,
+                  float_t* dxc0) noexcept nogil:
+    """The adjoint of _im2col: dx[c, input position of (tap, p0 + j)] += col[(c, r, s, t), j]."""
+    cdef Py_ssize_t DHW = g.D * g.H * g.W
+    cdef Py_ssize_t c, r, s, t, p, q, ow, oh, od, seg, idd, ihh, off, lo, hi, o
+    cdef float_t* row
+    cdef const float_t* src = col
+    for c in range(nc):
+        for r in range(g.R):
+            for s in range(g.S):
+                for t in range(g.T):
+                    off = t * g.dw - g.pw
+                    p = p0
+                    while p < p1:
+                        ow = p % g.OW
+                        q = p // g.OW
+                        oh = q % g.OH
+                        od = q // g.OH
+                        seg = min(g.OW - ow, p1 - p)
+                        idd = od * g.sd + r * g.dd - g.pd
+                        ihh = oh * g.sh + s * g.dh - g.ph
+                        if idd >= 0 and idd < g.D and ihh >= 0 and ihh < g.H:
+                            row = dxc0 + c * DHW + (idd * g.H + ihh) * g.W
+                            _valid_range(ow, ow + seg, off, g.sw, g.W, &lo, &hi)
+                            if g.sw == 1:
+                                for o in range(lo, hi):
+                                    row[o + off] += src[o - ow]
+                            else:
+                                for o in range(lo, hi):
+                                    row[o * g.sw + off] += src[o - ow]
+                        src += seg
+                        p += seg
+
+
+def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const float_t[::1] bias, bint has_bias,
+            float_t[:, :, :, :, ::1] out, Py_ssize_t groups, tuple conv, Py_ssize_t pc, bint one_by_one,
+            int nthreads):
+    """out (N, K, OD, OH, OW) = conv(x (N, C, D, H, W), w2 (K, Cg*R*S*T)) [+ bias]; tasks (n, g, chunk).
+
+    ``conv`` = (R, S, T, strides, dilations, low paddings); ``pc`` positions per chunk.  Returns the number of
+    GEMM calls.  All arguments are validated by the caller.
+    """
+    cdef Geo geo = _geo(&x.shape[2], &out.shape[2], conv)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = out.shape[1], G = groups
+    cdef Py_ssize_t Cg = C // G, Kg = K // G, L = w2.shape[1]
+    cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
+    cdef Py_ssize_t nch = (P + pc - 1) // pc, ntask = N * G * nch
+    cdef Py_ssize_t buf_len = 0 if one_by_one else L * pc
+    cdef Py_ssize_t task, rem, ch, g, n, p0, p1, m, k, j
+    cdef const float_t* xp = &x[0, 0, 0, 0, 0]
+    cdef const float_t* wp = &w2[0, 0]
+    cdef float_t* yp0 = &out[0, 0, 0, 0, 0]
+    cdef float_t* yp
+    cdef const float_t* a
+    cdef float_t* buf
+    cdef float_t bval, beta
+    cdef int lda
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        buf = NULL
+        if buf_len > 0:
+            buf = <float_t*> malloc(buf_len * sizeof(float_t))
+        if buf_len > 0 and buf == NULL:
+            failed[0] = 1
+        else:
+            for task in prange(ntask, schedule='static'):
+                ch = task % nch
+                rem = task // nch
+                g = rem % G
+                n = rem // G
+                p0 = ch * pc
+                p1 = min(P, p0 + pc)
+                m = p1 - p0
+                yp = yp0 + (n * K + g * Kg) * P + p0
+                beta = 0
+                if has_bias:
+                    beta = 1
+                    for k in range(Kg):
+                        bval = bias[g * Kg + k]
+                        for j in range(m):
+                            yp[k * P + j] = bval
+                if one_by_one:
+                    a = xp + (n * C + g * Cg) * DHW + p0
+                    lda = <int> DHW
+                else:
+                    _im2col(xp + (n * C + g * Cg) * DHW, Cg, &geo, p0, p1, buf)
+                    a = buf
+                    lda = <int> m
+                _gemm(c'N', c'N', <int> m, <int> Kg, <int> L, a, lda, wp + g * Kg * L, <int> L, beta, yp,
+                      <int> P)
+        free(buf)
+    if failed[0]:
+        raise MemoryError("toeplitz forward: could not allocate %d bytes of per-thread workspace"
+                          % (buf_len * sizeof(float_t)))
+    return ntask
+
+
+def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, float_t[:, :, :, :, ::1] dx,
+               Py_ssize_t groups, tuple conv, Py_ssize_t pc, Py_ssize_t cb, bint one_by_one, int nthreads):
+    """dx (N, C, D, H, W) = adjoint of the convolution applied to gy (N, K, OD, OH, OW); GEMM + col2im.
+
+    Tasks (n, g, block of ``cb`` input channels) each walk their position chunks in order.  Returns the number
+    of GEMM calls.
+    """
+    cdef Geo geo = _geo(&dx.shape[2], &gy.shape[2], conv)
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], K = gy.shape[1], G = groups
+    cdef Py_ssize_t Cg = C // G, Kg = K // G, L = w2.shape[1], RST = geo.R * geo.S * geo.T
+    cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
+    cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, ntask = N * G * ncb
+    cdef Py_ssize_t buf_len = 0 if one_by_one else cb * RST * pc
+    cdef Py_ssize_t task, rem, cbi, g, n, c0, nc, ch, p0, p1, m
+    cdef const float_t* gyp = &gy[0, 0, 0, 0, 0]
+    cdef const float_t* wp = &w2[0, 0]
+    cdef float_t* dxp0 = &dx[0, 0, 0, 0, 0]
+    cdef float_t* dxp
+    cdef const float_t* gyc
+    cdef const float_t* wc
+    cdef float_t* buf
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        buf = NULL
+        if buf_len > 0:
+            buf = <float_t*> malloc(buf_len * sizeof(float_t))
+        if buf_len > 0 and buf == NULL:
+            failed[0] = 1
+        else:
+            for task in prange(ntask, schedule='static'):
+                cbi = task % ncb
+                rem = task // ncb
+                g = rem % G
+                n = rem // G
+                c0 = cbi * cb
+                nc = min(cb, Cg - c0)
+                dxp = dxp0 + (n * C + g * Cg + c0) * DHW
+                gyc = gyp + (n * K + g * Kg) * P
+                wc = wp + g * Kg * L + c0 * RST
+                if one_by_one:
+                    _gemm(c'N', c'T', <int> P, <int> nc, <int> Kg, gyc, <int> P, wc, <int> L, 0, dxp, <int> P)
+                else:
+                    memset(dxp, 0, nc * DHW * sizeof(float_t))
+                    for ch in range(nch):
+                        p0 = ch * pc
+                        p1 = min(P, p0 + pc)
+                        m = p1 - p0
+                        _gemm(c'N', c'T', <int> m, <int> (nc * RST), <int> Kg, gyc + p0, <int> P, wc, <int> L,
+                              0, buf, <int> m)
+                        _col2im(buf, nc, &geo, p0, p1, dxp)
+        free(buf)
+    if failed[0]:
+        raise MemoryError("toeplitz grad_input: could not allocate %d bytes of per-thread workspace"
+                          % (buf_len * sizeof(float_t)))
+    return ntask if one_by_one else ntask * nch
+
+
+def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, ::1] dw2,
+                Py_ssize_t groups, tuple conv, Py_ssize_t pc, Py_ssize_t cb, Py_ssize_t kb, bint one_by_one,
+                int nthreads):
+    """dw2 (K, Cg*R*S*T) = sum over the batch of gy[n, g] @ col(x[n, g])^T; im2col + GEMM.
+
+    Tasks (g, block of ``cb`` input channels, block of ``kb`` output channels) each accumulate over the batch
+    and their position chunks in order.  Returns the number of GEMM calls.
+    """
+    cdef Geo geo = _geo(&x.shape[2], &gy.shape[2], conv)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = groups
+    cdef Py_ssize_t Cg = C // G, Kg = K // G, L = dw2.shape[1], RST = geo.R * geo.S * geo.T
+    cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
+    cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, nkb = (Kg + kb - 1) // kb
+    cdef Py_ssize_t ntask = G * ncb * nkb
+    cdef Py_ssize_t buf_len = 0 if one_by_one else cb * RST * pc
+    cdef Py_ssize_t task, rem, cbi, kbi, g, n, c0, nc, k0, nk, ch, p0, p1, m
+    cdef const float_t* xp = &x[0, 0, 0, 0, 0]
+    cdef const float_t* gyp = &gy[0, 0, 0, 0, 0]
+    cdef float_t* dwp0 = &dw2[0, 0]
+    cdef float_t* dwp
+    cdef const float_t* xc
+    cdef const float_t* a
+    cdef float_t* buf
+    cdef float_t beta
+    cdef int lda
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        buf = NULL
+        if buf_len > 0:
+            buf = <float_t*> malloc(buf_len * sizeof(float_t))
+        if buf_len > 0 and buf == NULL:
+            failed[0] = 1
+        else:
+            for task in prange(ntask, schedule='static'):
+                kbi = task % nkb
+                rem = task // nkb
+                cbi = rem % ncb
+                g = rem // ncb
+                c0 = cbi * cb
+                nc = min(cb, Cg - c0)
+                k0 = kbi * kb
+                nk = min(kb, Kg - k0)
+                dwp = dwp0 + (g * Kg + k0) * L + c0 * RST
+                beta = 0
+                for n in range(N):
+                    xc = xp + (n * C + g * Cg + c0) * DHW
+                    for ch in range(nch):
+                        p0 = ch * pc
+                        p1 = min(P, p0 + pc)
+                        m = p1 - p0
+                        if one_by_one:
+                            a = xc + p0
+                            lda = <int> DHW
+                        else:
+                            _im2col(xc, nc, &geo, p0, p1, buf)
+                            a = buf
+                            lda = <int> m
+                        _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m, a, lda,
+                              gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
+                        beta = 1
+        free(buf)
+    if failed[0]:
+        raise MemoryError("toeplitz grad_weight: could not allocate %d bytes of per-thread workspace"
+                          % (buf_len * sizeof(float_t)))
+    return ntask * N * nch
