@@ -26,94 +26,166 @@ from libc.string cimport memset
 from fastconv._kernels.fused cimport float_t
 
 
-cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res,
+cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Floor division for b > 0 and any sign of a (C division truncates toward zero)."""
+    if a >= 0:
+        return a // b
+    return -((-a + b - 1) // b)
+
+
+cdef inline void _gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_ssize_t Wb, Py_ssize_t iw0,
+                             Py_ssize_t lw, Py_ssize_t phase_sw, float_t* tmp) noexcept nogil:
+    """dst[i] = input position iw0 + i of a row of W values dilated by lw (zero outside and between).
+
+    With ``phase_sw > 1`` the row is stored phase-major instead: dst[p * ceil(Wb / phase_sw) + i] holds position
+    iw0 + i * phase_sw + p, so strided reads become contiguous (``tmp`` is scratch of Wb elements).
+    """
+    cdef Py_ssize_t i, p, q, q0, q1, lo, hi, Wp
+    if phase_sw > 1:
+        _gather_row(xrow, W, tmp, Wb, iw0, lw, 1, tmp)
+        Wp = (Wb + phase_sw - 1) // phase_sw
+        for p in range(phase_sw):
+            for i in range(Wp):
+                q = i * phase_sw + p
+                dst[p * Wp + i] = tmp[q] if q < Wb else 0
+        return
+    if lw == 1:
+        lo = min(max(0, -iw0), Wb)
+        hi = max(lo, min(Wb, W - iw0))
+        for i in range(lo):
+            dst[i] = 0
+        for i in range(lo, hi):
+            dst[i] = xrow[iw0 + i]
+        for i in range(hi, Wb):
+            dst[i] = 0
+        return
+    for i in range(Wb):
+        dst[i] = 0
+    q0 = max(0, -_floordiv(-iw0, lw))
+    q1 = min(W - 1, _floordiv(iw0 + Wb - 1, lw))
+    for q in range(q0, q1 + 1):
+        dst[q * lw - iw0] = xrow[q]
+
+
+cdef extern from *:
+    """
+    /* 32-byte SIMD vectors as GCC vector extensions: one AVX2 register on the AVX2 build, two SSE registers on
+       the baseline build.  aligned(sizeof element) makes dereferencing an unaligned pointer legal. */
+    typedef float fc_v8f __attribute__((vector_size(32), aligned(4)));
+    typedef double fc_v4d __attribute__((vector_size(32), aligned(8)));
+    """
+    ctypedef float v8f "fc_v8f"
+    ctypedef double v4d "fc_v4d"
+
+ctypedef fused vec_t:
+    v8f
+    v4d
+
+
+cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag,
                             Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
                             Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
-                            Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off,
-                            int KB, int WB) noexcept nogil:
-    """res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk]."""
-    cdef float_t acc[96]
-    cdef Py_ssize_t c, ir, is_, t, j, kk, rs
+                            Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
+    """Mode 0: res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk].
+
+    KB = two vectors of output channels, WB = 6 output columns: 12 vector accumulators.  ``tag`` only selects
+    the vector type matching float_t.
+    """
+    cdef vec_t acc[12]
+    cdef vec_t z, w0, w1, xb
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t c, ir, is_, t, j, rs, RS = R * S
     cdef const float_t* row
     cdef const float_t* wk
-    cdef float_t xv
-    for j in range(WB * KB):
-        acc[j] = 0
-    for c in range(Cg):
-        for ir in range(nr):
-            for is_ in range(ns):
-                rs = (c * R + rl[ir]) * S + sl[is_]
-                row = buf + rs * Wb + off
-                wk = wblk + rs * T * KB
+    cdef const float_t* row0
+    cdef const float_t* wk0
+    memset(&z, 0, sizeof(vec_t))
+    for j in range(12):
+        acc[j] = z
+    for ir in range(nr):
+        for is_ in range(ns):
+            rs = rl[ir] * S + sl[is_]
+            row0 = buf + rs * Wb + off
+            wk0 = wblk + rs * T * 2 * V
+            for c in range(Cg):
+                row = row0 + c * RS * Wb
+                wk = wk0 + c * RS * T * 2 * V
                 for t in range(T):
-                    for j in range(WB):
-                        xv = row[t * dw + j * sw]
-                        for kk in range(KB):
-                            acc[j * KB + kk] += xv * wk[kk]
-                    wk += KB
-    for j in range(WB * KB):
-        res[j] = acc[j]
+                    w0 = (<const vec_t*> wk)[0]
+                    w1 = (<const vec_t*> (wk + V))[0]
+                    for j in range(6):
+                        xb = row[j * sw] - z     # broadcast (x - 0 folds to x; adding 0 would not)
+                        acc[2 * j] += xb * w0
+                        acc[2 * j + 1] += xb * w1
+                    wk += 2 * V
+                    row += dw
+    for j in range(12):
+        (<vec_t*> (res + j * V))[0] = acc[j]
 
 
-cdef inline void _reduce_col(const float_t* buf, const float_t* wblk, float_t* res,
-                             Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
+cdef inline void _reduce_col(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag, int KBN,
+                             const Py_ssize_t* toff, Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
                              Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
-                             Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off,
-                             int KB, int WV) noexcept nogil:
-    """res[kk*WV + j] = sum over c, valid taps of w[c,r,s,t,kk] * buf[c,r,s, off + t*dw + j*sw]."""
-    cdef float_t acc[64]
-    cdef Py_ssize_t c, ir, is_, t, j, kk, rs
+                             Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
+    """Mode 1: res[kk*WV + j] = sum over c, valid taps of w[c,r,s,t,kk] * input(off + t*dw + j*sw).
+
+    KBN output channels (1, 2 or 4) x WV = 8 / KBN vectors of consecutive output columns: 8 vector
+    accumulators.  The buffer rows are stored phase-major (see _gather_row) so the columns an output vector
+    reads are contiguous for any stride; ``toff[t]`` is where tap t starts in such a row.
+    """
+    cdef vec_t acc[8]
+    cdef vec_t z, wv
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t NQ = 8 // KBN
+    cdef Py_ssize_t c, ir, is_, t, q, kk, rs
     cdef const float_t* row
+    cdef const float_t* src
     cdef const float_t* wk
-    cdef float_t wv
-    for j in range(WV * KB):
-        acc[j] = 0
+    memset(&z, 0, sizeof(vec_t))
+    for q in range(8):
+        acc[q] = z
     for c in range(Cg):
         for ir in range(nr):
             for is_ in range(ns):
                 rs = (c * R + rl[ir]) * S + sl[is_]
-                row = buf + rs * Wb + off
-                wk = wblk + rs * T * KB
+                row = buf + rs * Wb + off // sw
+                wk = wblk + rs * T * KBN
                 for t in range(T):
-                    for kk in range(KB):
-                        wv = wk[kk]
-                        for j in range(WV):
-                            acc[kk * WV + j] += wv * row[t * dw + j * sw]
-                    wk += KB
-    for j in range(WV * KB):
-        res[j] = acc[j]
+                    src = row + toff[t]
+                    for kk in range(KBN):
+                        wv = wk[kk] - z
+                        for q in range(NQ):
+                            acc[kk * NQ + q] += wv * (<const vec_t*> (src + q * V))[0]
+                    wk += KBN
+    for q in range(8):
+        (<vec_t*> (res + q * V))[0] = acc[q]
 
 
-cdef inline void _dispatch(int mode, int kb, const float_t* buf, const float_t* wblk, float_t* res,
+cdef inline void _dispatch(int mode, int kb, const Py_ssize_t* toff, const float_t* buf, const float_t* wblk, float_t* res,
                            Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
                            Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
                            Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
-    # Every (mode, kb) pair calls an inlined reduction with compile-time block sizes, so the compiler fully
-    # unrolls the register block.  Block sizes fill 12 (mode 0) or 8 (mode 1) AVX2 registers of either dtype.
+    # Each call passes compile-time block sizes to an inlined reduction so the register block is unrolled.
+    cdef v8f* vf = NULL
+    cdef v4d* vd = NULL
     if float_t is float:
         if mode == 0:
-            _reduce_ch(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 16, 6)
+            _reduce_ch(buf, wblk, res, vf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 1:
-            if sw == 1:
-                _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, 1, off, 1, 64)
-            else:
-                _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 1, 64)
+            _reduce_col(buf, wblk, res, vf, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 2:
-            _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 2, 32)
+            _reduce_col(buf, wblk, res, vf, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         else:
-            _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 4, 16)
+            _reduce_col(buf, wblk, res, vf, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
     else:
         if mode == 0:
-            _reduce_ch(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 8, 6)
+            _reduce_ch(buf, wblk, res, vd, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 1:
-            if sw == 1:
-                _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, 1, off, 1, 32)
-            else:
-                _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 1, 32)
+            _reduce_col(buf, wblk, res, vd, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 2:
-            _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 2, 16)
+            _reduce_col(buf, wblk, res, vd, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         else:
-            _reduce_col(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off, 4, 8)
+            _reduce_col(buf, wblk, res, vd, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
 
 
 def block_sizes(dtype_is_float, int mode, int kb):
@@ -154,14 +226,18 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     cdef Py_ssize_t kcs = (nkb + kch - 1) // kch
     cdef Py_ssize_t ntask = N * G * OD * OH * kch * nwc
     cdef Py_ssize_t Wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
+    if mode == 1:   # phase-major rows: whole phases of sw columns each
+        Wb = (Wb + sw - 1) // sw * sw
     cdef Py_ssize_t wblock_len = Cg * R * S * T * KB
     cdef Py_ssize_t buf_len = Cg * R * S * Wb
     cdef Py_ssize_t task, rem, n, g, od, oh, kc, wc, b, b0, b1, blk, ow0, ow_s, ow_e, nj, nk, k0, j, kk
-    cdef Py_ssize_t c, r, s, i, pos, idd, ihh, nr, ns, rs, iw0
+    cdef Py_ssize_t c, r, s, t, pos, idd, ihh, nr, ns, rs, iw0
     cdef float_t* buf
     cdef float_t* res
+    cdef float_t* tmp
     cdef Py_ssize_t* rl
     cdef Py_ssize_t* sl
+    cdef Py_ssize_t* toff
     cdef const float_t* xrow
     cdef const float_t* wblk
     cdef float_t bval
@@ -172,11 +248,15 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     with nogil, parallel(num_threads=nthreads):
         buf = <float_t*> malloc(buf_len * sizeof(float_t))
         res = <float_t*> malloc(96 * sizeof(float_t))
+        tmp = <float_t*> malloc(Wb * sizeof(float_t))
         rl = <Py_ssize_t*> malloc(R * sizeof(Py_ssize_t))
         sl = <Py_ssize_t*> malloc(S * sizeof(Py_ssize_t))
-        if buf == NULL or res == NULL or rl == NULL or sl == NULL:
+        toff = <Py_ssize_t*> malloc(T * sizeof(Py_ssize_t))
+        if buf == NULL or tmp == NULL or res == NULL or rl == NULL or sl == NULL or toff == NULL:
             failed[0] = 1
         else:
+            for t in range(T):   # phase-major row offset of tap t (mode 1)
+                toff[t] = ((t * dw) % sw) * (Wb // sw) + (t * dw) // sw
             for task in prange(ntask, schedule='static'):
                 rem = task
                 wc = rem % nwc
@@ -225,12 +305,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                             ihh = (oh * sh + sl[s] * dh - ph) // lh
                             rs = (c * R + rl[r]) * S + sl[s]
                             xrow = &x[n, g * Cg + c, idd, ihh, 0]
-                            for i in range(Wb):
-                                pos = iw0 + i
-                                if pos >= 0 and pos % lw == 0 and pos // lw < W:
-                                    buf[rs * Wb + i] = xrow[pos // lw]
-                                else:
-                                    buf[rs * Wb + i] = 0
+                            _gather_row(xrow, W, &buf[rs * Wb], Wb, iw0, lw, sw if mode == 1 else 1, tmp)
                 for b in range(b0, b1):
                     wblk = &wp[(g * nkb + b) * wblock_len]
                     k0 = g * Kg + b * KB
@@ -238,7 +313,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                     for blk in range((ow_e - ow_s + WB - 1) // WB):
                         ow0 = ow_s + blk * WB
                         nj = min(WB, ow_e - ow0)
-                        _dispatch(mode, kb, buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw,
+                        _dispatch(mode, kb, toff, buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw,
                                   blk * WB * sw)
                         for kk in range(nk):
                             bval = bias[k0 + kk] if has_bias else 0
@@ -250,8 +325,10 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                                     out[n, k0 + kk, od, oh, ow0 + j] = res[kk * WB + j] + bval
         free(buf)
         free(res)
+        free(tmp)
         free(rl)
         free(sl)
+        free(toff)
     if failed[0]:
         raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
                           % (buf_len * sizeof(float_t)))
