@@ -12,9 +12,12 @@ from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
 from ._info import info
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d)
+from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_workspace_limit,
+                       toeplitz_matrix)
 
 __all__ = [
     "__version__", "grad", "algorithms", "autotune", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
     "get_num_threads", "num_threads", "set_num_threads",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
 ]
