@@ -1,0 +1,94 @@
+"""Thread control, determinism across thread counts, and fastconv.info()."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+
+
+def run_python(code, tmp_path, **env):
+    """Run code in a fresh interpreter that imports the same fastconv as this test process."""
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
+    full_env = dict(os.environ, PYTHONPATH=pkg_root, **env)
+    res = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    return res.stdout
+
+
+def test_set_get_and_context_manager():
+    before = fc.get_num_threads()
+    try:
+        fc.set_num_threads(1)
+        assert fc.get_num_threads() == 1
+        with fc.num_threads(2):
+            assert fc.get_num_threads() == 2
+        assert fc.get_num_threads() == 1
+        fc.set_num_threads(-1)
+        assert fc.get_num_threads() >= 1
+    finally:
+        fc.set_num_threads(before)
+
+
+def test_context_manager_is_local_to_the_thread():
+    seen = {}
+    with fc.num_threads(1):
+        t = threading.Thread(target=lambda: seen.setdefault("other", fc.get_num_threads()))
+        t.start()
+        t.join()
+        assert fc.get_num_threads() == 1
+    assert seen["other"] == fc.get_num_threads()
+
+
+def test_bad_thread_counts():
+    with pytest.raises(TypeError, match="'n'"):
+        fc.set_num_threads(1.5)
+    with pytest.raises(ValueError, match="'n'"):
+        fc.set_num_threads(-3)
+
+
+def test_omp_num_threads_is_respected(tmp_path):
+    out = run_python("import fastconv; print(fastconv.get_num_threads())", tmp_path, OMP_NUM_THREADS="3")
+    assert out.strip() == "3"
+
+
+@pytest.mark.parametrize("algorithm", fc.algorithms())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bitwise_identical_for_one_and_two_threads(algorithm, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 8, 21, 19)).astype(dtype)
+    w = rng.standard_normal((20, 4, 3, 5)).astype(dtype)
+    kw = dict(stride=(1, 2), padding=(1, 2), groups=2, algorithm=algorithm)
+    gy = rng.standard_normal(fc.conv2d(x, w, **kw).shape).astype(dtype)
+    results = []
+    for n in (1, 2):
+        with fc.num_threads(n):
+            results.append((fc.conv2d(x, w, **kw), fc.grad.conv2d_input(x.shape, w, gy, **kw),
+                            fc.grad.conv2d_weight(x, w.shape, gy, **kw)))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_info_reports_build():
+    d = fc.info(print_=False)
+    for key in ("version", "openmp", "num_threads", "simd", "blas", "algorithms"):
+        assert key in d
+    assert d["version"] == fc.__version__
+    assert d["simd"] in ("avx2+fma", "sse2", "generic")
+    assert "direct" in d["algorithms"]
+
+
+def test_baseline_and_avx2_builds_agree(tmp_path):
+    code = ("import numpy as np, fastconv as fc; r = np.random.default_rng(0);"
+            "x = r.standard_normal((2, 5, 11, 9)).astype(np.float32);"
+            "w = r.standard_normal((17, 5, 3, 3)).astype(np.float32);"
+            "print(fc.info(print_=False)['simd']);"
+            "print(float(fc.conv2d(x, w, padding=1, algorithm='direct').astype(np.float64).sum()))")
+    outs = {}
+    for simd in ("baseline", "auto"):
+        outs[simd] = run_python(code, tmp_path, FASTCONV_SIMD=simd).split()
+    assert outs["baseline"][0] == "sse2"
+    assert abs(float(outs["baseline"][1]) - float(outs["auto"][1])) < 1e-2
