@@ -11,6 +11,7 @@ from ._autotune import autotune
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
 from ._info import info
 from ._threads import get_num_threads, num_threads, set_num_threads
+from .autograd import Tensor, gradcheck, no_grad
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d)
 from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_workspace_limit,
                        toeplitz_matrix)
@@ -20,4 +21,5 @@ __all__ = [
     "get_num_threads", "num_threads", "set_num_threads",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
+    "Tensor", "no_grad", "gradcheck",
 ]

@@ -156,6 +156,8 @@ def _backward(root, grad, retain_graph):
             gi = np.asarray(gi)
             if gi.shape != t.shape:
                 gi = _sum_to(gi, t.shape)
+            if gi.dtype != t.dtype:
+                gi = gi.astype(t.dtype)
             if t._record is None:
                 t._accumulate(gi)
             else:
