@@ -204,6 +204,8 @@ def single_threaded_blas():
 
 
 # ----------------------------------------------------------------------------- the registry entry
+# forward / grad_input / grad_weight follow the kernel contract of fastconv._algorithms (they write ``out``) and
+# also return what the kernel did: (GEMM calls, bytes of workspace its threads allocated).
 def _conv_args(geom):
     g3 = geom.as_3d()
     return g3.kernel_size + g3.stride + g3.dilation + g3.pad_lo
@@ -221,21 +223,21 @@ def forward(x, w, bias, geom, out, nthreads):
     pl = _plan_or_raise(geom, x.dtype, "forward", nthreads)
     b = bias if bias is not None else np.zeros(1, x.dtype)
     with single_threaded_blas():
-        _tp.forward(_as5(x), w.reshape(w.shape[0], -1), b, bias is not None, _as5(out), geom.groups,
+        return _tp.forward(_as5(x), w.reshape(w.shape[0], -1), b, bias is not None, _as5(out), geom.groups,
                     _conv_args(geom), pl.chunk, pl.one_by_one, pl.threads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
     pl = _plan_or_raise(geom, gy.dtype, "grad_input", nthreads)
     with single_threaded_blas():
-        _tp.grad_input(_as5(gy), w.reshape(w.shape[0], -1), _as5(out), geom.groups, _conv_args(geom),
+        return _tp.grad_input(_as5(gy), w.reshape(w.shape[0], -1), _as5(out), geom.groups, _conv_args(geom),
                        pl.chunk, pl.cblock, pl.one_by_one, pl.threads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
     pl = _plan_or_raise(geom, x.dtype, "grad_weight", nthreads)
     with single_threaded_blas():
-        _tp.grad_weight(_as5(x), _as5(gy), out.reshape(out.shape[0], -1), geom.groups, _conv_args(geom),
+        return _tp.grad_weight(_as5(x), _as5(gy), out.reshape(out.shape[0], -1), geom.groups, _conv_args(geom),
                         pl.chunk, pl.cblock, pl.kblock, pl.one_by_one, pl.threads)
 
 

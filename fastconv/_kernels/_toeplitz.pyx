@@ -28,10 +28,12 @@ of threads:
 GEMMs use column-major BLAS on row-major data: a row-major (a x b) block with row stride ``ld`` is the
 column-major (b x a) matrix with leading dimension ``ld``.
 """
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+import numpy as np
 
 from fastconv._kernels.fused cimport float_t
 
@@ -142,13 +144,20 @@ cdef void _col2im(const float_t* col, Py_ssize_t nc, const Geo* g, Py_ssize_t p0
                         p += seg
 
 
+cdef Py_ssize_t _held_bytes(Py_ssize_t[::1] held, Py_ssize_t itemsize):
+    cdef Py_ssize_t i, total = 0
+    for i in range(held.shape[0]):
+        total += held[i]
+    return total * itemsize
+
+
 def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const float_t[::1] bias, bint has_bias,
             float_t[:, :, :, :, ::1] out, Py_ssize_t groups, tuple conv, Py_ssize_t pc, bint one_by_one,
             int nthreads):
     """out (N, K, OD, OH, OW) = conv(x (N, C, D, H, W), w2 (K, Cg*R*S*T)) [+ bias]; tasks (n, g, chunk).
 
-    ``conv`` = (R, S, T, strides, dilations, low paddings); ``pc`` positions per chunk.  Returns the number of
-    GEMM calls.  All arguments are validated by the caller.
+    ``conv`` = (R, S, T, strides, dilations, low paddings); ``pc`` positions per chunk.  All arguments are
+    validated by the caller.  Returns (GEMM calls, bytes of workspace the threads allocated).
     """
     cdef Geo geo = _geo(&x.shape[2], &out.shape[2], conv)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = out.shape[1], G = groups
@@ -166,6 +175,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
     cdef float_t bval, beta
     cdef int lda
     cdef int failed[1]
+    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # buffer elements per thread
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         buf = NULL
@@ -174,6 +184,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
         if buf_len > 0 and buf == NULL:
             failed[0] = 1
         else:
+            if buf != NULL:
+                held[threadid()] = buf_len
             for task in prange(ntask, schedule='static'):
                 ch = task % nch
                 rem = task // nch
@@ -203,15 +215,15 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
     if failed[0]:
         raise MemoryError("toeplitz forward: could not allocate %d bytes of per-thread workspace"
                           % (buf_len * sizeof(float_t)))
-    return ntask
+    return ntask, _held_bytes(held, sizeof(float_t))
 
 
 def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, float_t[:, :, :, :, ::1] dx,
                Py_ssize_t groups, tuple conv, Py_ssize_t pc, Py_ssize_t cb, bint one_by_one, int nthreads):
     """dx (N, C, D, H, W) = adjoint of the convolution applied to gy (N, K, OD, OH, OW); GEMM + col2im.
 
-    Tasks (n, g, block of ``cb`` input channels) each walk their position chunks in order.  Returns the number
-    of GEMM calls.
+    Tasks (n, g, block of ``cb`` input channels) each walk their position chunks in order.  Returns
+    (GEMM calls, bytes of workspace the threads allocated).
     """
     cdef Geo geo = _geo(&dx.shape[2], &gy.shape[2], conv)
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], K = gy.shape[1], G = groups
@@ -228,6 +240,7 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
     cdef const float_t* wc
     cdef float_t* buf
     cdef int failed[1]
+    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # buffer elements per thread
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         buf = NULL
@@ -236,6 +249,8 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
         if buf_len > 0 and buf == NULL:
             failed[0] = 1
         else:
+            if buf != NULL:
+                held[threadid()] = buf_len
             for task in prange(ntask, schedule='static'):
                 cbi = task % ncb
                 rem = task // ncb
@@ -261,7 +276,7 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
     if failed[0]:
         raise MemoryError("toeplitz grad_input: could not allocate %d bytes of per-thread workspace"
                           % (buf_len * sizeof(float_t)))
-    return ntask if one_by_one else ntask * nch
+    return (ntask if one_by_one else ntask * nch), _held_bytes(held, sizeof(float_t))
 
 
 def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, ::1] dw2,
@@ -270,7 +285,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     """dw2 (K, Cg*R*S*T) = sum over the batch of gy[n, g] @ col(x[n, g])^T; im2col + GEMM.
 
     Tasks (g, block of ``cb`` input channels, block of ``kb`` output channels) each accumulate over the batch
-    and their position chunks in order.  Returns the number of GEMM calls.
+    and their position chunks in order.  Returns (GEMM calls, bytes of workspace the threads allocated).
     """
     cdef Geo geo = _geo(&x.shape[2], &gy.shape[2], conv)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = groups
@@ -290,6 +305,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef float_t beta
     cdef int lda
     cdef int failed[1]
+    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # buffer elements per thread
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         buf = NULL
@@ -298,6 +314,8 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
         if buf_len > 0 and buf == NULL:
             failed[0] = 1
         else:
+            if buf != NULL:
+                held[threadid()] = buf_len
             for task in prange(ntask, schedule='static'):
                 kbi = task % nkb
                 rem = task // nkb
@@ -329,4 +347,4 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     if failed[0]:
         raise MemoryError("toeplitz grad_weight: could not allocate %d bytes of per-thread workspace"
                           % (buf_len * sizeof(float_t)))
-    return ntask * N * nch
+    return ntask * N * nch, _held_bytes(held, sizeof(float_t))
