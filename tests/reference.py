@@ -109,3 +109,41 @@ def conv_grad_weight_nd(x, grad_out, weight_shape, stride=1, padding=0, dilation
                 gw[(slice(g * Kg, (g + 1) * Kg), slice(None)) + tap] += (
                     gy[(slice(None), slice(g * Kg, (g + 1) * Kg)) + o].T @ patch[:, g * Cg:(g + 1) * Cg])
     return gw
+
+
+def conv_grad_input_nd(input_shape, w, grad_out, stride=1, padding=0, dilation=1, groups=1):
+    """dL/dx for y = conv_nd(x, w): every output gradient scatters grad_out * w back onto the taps it read.
+
+    ``padding`` is an int, a tuple of ints or a tuple of (lo, hi) pairs; the padded gradient is cropped.
+    """
+    w = np.asarray(w, np.float64)
+    gy = np.asarray(grad_out, np.float64)
+    nd = len(input_shape) - 2
+    tup = lambda v: (v,) * nd if np.isscalar(v) else tuple(v)  # noqa: E731
+    st, dl = tup(stride), tup(dilation)
+    pads = [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in tup(padding)]
+    N, C = input_shape[:2]
+    K, Cg = w.shape[:2]
+    Kg = K // groups
+    ks = w.shape[2:]
+    gxp = np.zeros((N, C) + tuple(n + lo + hi for n, (lo, hi) in zip(input_shape[2:], pads)))
+    for o in itertools.product(*[range(s) for s in gy.shape[2:]]):
+        for tap in itertools.product(*[range(k) for k in ks]):
+            idx = tuple(o[i] * st[i] + tap[i] * dl[i] for i in range(nd))
+            for g in range(groups):
+                gys = gy[(slice(None), slice(g * Kg, (g + 1) * Kg)) + o]             # (N, Kg)
+                ws = w[(slice(g * Kg, (g + 1) * Kg), slice(None)) + tap]             # (Kg, Cg)
+                gxp[(slice(None), slice(g * Cg, (g + 1) * Cg)) + idx] += gys @ ws
+    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(input_shape[2:], pads))
+    return gxp[(slice(None), slice(None)) + crop]
+
+
+def conv_matrix(w, input_shape, **conv_kwargs):
+    """Dense matrix of x -> conv_nd(x, w, **conv_kwargs).ravel() for x of ``input_shape`` (batch included).
+
+    Column j is the convolution of the j-th unit input; samples are independent, so it is block diagonal.
+    """
+    m = int(np.prod(input_shape[1:]))
+    basis = np.eye(m).reshape((m,) + tuple(input_shape[1:]))
+    single = conv_nd(basis, w, **conv_kwargs).reshape(m, -1).T
+    return np.kron(np.eye(input_shape[0]), single)
