@@ -39,6 +39,7 @@ class Algorithm:
 
 
 _registry = {}
+_choice_cache = {}   # (geometry key, dtype, op, threads) -> name; cleared when the registry changes
 
 
 def register(alg):
@@ -46,6 +47,7 @@ def register(alg):
     if not isinstance(alg, Algorithm):
         raise TypeError("register() expects an Algorithm, got %r" % type(alg).__name__)
     _registry[alg.name] = alg
+    _choice_cache.clear()
     return alg
 
 
@@ -69,7 +71,15 @@ def choose(geom, dtype, op="forward"):
         raise RuntimeError("no registered algorithm implements %s" % op)
     if tuned is None and _autotune.enabled() and len(candidates) > 1:
         return _registry[_autotune.tune(geom, dtype, op, candidates)]
-    return min(candidates, key=lambda a: a.cost(geom, dtype, op))
+    from . import _threads
+    key = (geom.key(), str(dtype), op, _threads.get_num_threads())
+    name = _choice_cache.get(key)
+    if name is None:
+        name = min(candidates, key=lambda a: a.cost(geom, dtype, op)).name
+        if len(_choice_cache) > 4096:
+            _choice_cache.clear()
+        _choice_cache[key] = name
+    return _registry[name]
 
 
 def resolve(name, geom, dtype, op, fn):

@@ -20,6 +20,23 @@ from math import prod
 
 from . import _validate as V
 
+
+
+class cached_property:
+    """A read-only property computed once per instance (no lock, unlike functools' on Python < 3.12)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
 __all__ = ["ConvGeometry", "PoolGeometry", "conv_output_shape", "conv_transpose_output_shape"]
 
 
@@ -154,25 +171,25 @@ class ConvGeometry:
     def input_size(self):
         return self.input_shape[2:]
 
-    @property
+    @cached_property
     def effective_kernel(self):
         """Dilated kernel extent ``d (f - 1) + 1`` per dimension."""
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
 
-    @property
+    @cached_property
     def padded_size(self):
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.input_size, self.padding))
 
-    @property
+    @cached_property
     def output_size(self):
         """``(n + lo + hi - d (f - 1) - 1) // s + 1`` per spatial dimension."""
         return tuple((p - e) // s + 1 for p, e, s in zip(self.padded_size, self.effective_kernel, self.stride))
 
-    @property
+    @cached_property
     def output_shape(self):
         return (self.batch, self.out_channels) + self.output_size
 
-    @property
+    @cached_property
     def pad_lo(self):
         return tuple(p[0] for p in self.padding)
 
@@ -202,11 +219,8 @@ class ConvGeometry:
         return 2 * self.multiplies
 
     # ----------------------------------------------------------------- views
-    def as_3d(self):
-        """The same geometry with singleton spatial dimensions prepended up to three (D, H, W).
-
-        Kernels are written once for 3 spatial dimensions; 1-D and 2-D problems are reshaped views of it.
-        """
+    @cached_property
+    def _as_3d(self):
         extra = 3 - self.ndim
         if extra == 0:
             return self
@@ -214,6 +228,13 @@ class ConvGeometry:
         return ConvGeometry(self.input_shape[:2] + one + self.input_size,
                             self.weight_shape[:2] + one + self.kernel_size,
                             one + self.stride, ((0, 0),) * extra + self.padding, one + self.dilation, self.groups)
+
+    def as_3d(self):
+        """The same geometry with singleton spatial dimensions prepended up to three (D, H, W).
+
+        Kernels are written once for 3 spatial dimensions; 1-D and 2-D problems are reshaped views of it.
+        """
+        return self._as_3d
 
     def key(self):
         """A hashable description (for caches)."""

@@ -20,6 +20,7 @@ _direct = _kernels.load("_direct")
 
 # Per-thread gather buffer budget: rows of the input band for one task (about half of a 512 KiB L2 cache).
 BUFFER_BYTES = 256 * 1024
+MIN_FLOPS_PER_THREAD = 1_000_000
 
 
 def _choose_mode(Kg, is_float):
@@ -55,12 +56,19 @@ def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads)
     KB, WB = _direct.block_sizes(is_float, mode, kb)
     packed = pack_weights(w5, groups, KB)
     OD, OH, OW = out5.shape[2:]
+    # below ~1 MFLOP per thread, waking threads costs more than it saves
+    nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
     nwblk = -(-OW // WB)
     col_bytes = max(1, Cg * R * S * x5.itemsize * stride[2])
     wcb = max(1, min(nwblk, BUFFER_BYTES // (col_bytes * WB)))
-    base = N * groups * OD * OH
-    want = 4 * nthreads
     nkb = -(-(K // groups) // KB)
+    want = 4 * nthreads
+    # rows per task: enough work per task (>= ~64 kFLOP) to amortise its setup, while keeping >= 4 tasks/thread
+    row_flops = 2 * nkb * KB * Cg * R * S * T * min(OW, wcb * WB)
+    rows = max(1, min(OH, -(-64000 // row_flops)))
+    while rows > 1 and N * groups * OD * ceil(OH / rows) < want:
+        rows = max(1, rows // 2)
+    base = N * groups * OD * ceil(OH / rows)
     kchunks = 1
     if base * ceil(nwblk / wcb) < want:
         kchunks = min(nkb, ceil(want / (base * ceil(nwblk / wcb))))
@@ -68,7 +76,7 @@ def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads)
             wcb = max(1, nwblk * base * kchunks // want)
     b = bias if bias is not None else np.zeros(1, x5.dtype)
     _direct.forward(x5, packed, b, bias is not None, out5, groups, R, S, T, *stride, *dilation, *pad_lo,
-                    *in_dil, mode, kb, kchunks, wcb, nthreads)
+                    *in_dil, mode, kb, kchunks, wcb, rows, nthreads)
 
 
 def forward(x, w, bias, geom, out, nthreads):

@@ -138,6 +138,7 @@ cdef inline void _reduce_col(const float_t* buf, const float_t* wblk, float_t* r
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
     cdef Py_ssize_t NQ = 8 // KBN
     cdef Py_ssize_t c, ir, is_, t, q, kk, rs
+    cdef Py_ssize_t col0 = off // sw
     cdef const float_t* row
     cdef const float_t* src
     cdef const float_t* wk
@@ -148,7 +149,7 @@ cdef inline void _reduce_col(const float_t* buf, const float_t* wblk, float_t* r
         for ir in range(nr):
             for is_ in range(ns):
                 rs = (c * R + rl[ir]) * S + sl[is_]
-                row = buf + rs * Wb + off // sw
+                row = buf + rs * Wb + col0
                 wk = wblk + rs * T * KBN
                 for t in range(T):
                     src = row + toff[t]
@@ -203,12 +204,12 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
             Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
             Py_ssize_t pd, Py_ssize_t ph, Py_ssize_t pw,
             Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw,
-            int mode, int kb, int kchunks, int wchunk_blocks, int nthreads):
+            int mode, int kb, int kchunks, int wchunk_blocks, int rows_per_task, int nthreads):
     """Direct convolution of x (N, C, D, H, W) into out (N, K, OD, OH, OW); see the module docstring.
 
     ``pd, ph, pw`` are the low-side paddings (any sign), ``ld, lh, lw`` the input dilations, ``kb`` the packed
     channel block, ``kchunks`` how many tasks share the channel blocks of a group, ``wchunk_blocks`` how many
-    column blocks one task computes.  All arguments are validated by the caller.
+    column blocks and ``rows_per_task`` how many output rows one task computes.  All arguments are validated by the caller.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
@@ -224,13 +225,15 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     cdef Py_ssize_t nwc = (nwblk + wcb - 1) // wcb
     cdef Py_ssize_t kch = max(1, min(kchunks, nkb))
     cdef Py_ssize_t kcs = (nkb + kch - 1) // kch
-    cdef Py_ssize_t ntask = N * G * OD * OH * kch * nwc
+    cdef Py_ssize_t rpt = max(1, min(rows_per_task, OH))
+    cdef Py_ssize_t nohc = (OH + rpt - 1) // rpt
+    cdef Py_ssize_t ntask = N * G * OD * nohc * kch * nwc
     cdef Py_ssize_t Wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
     if mode == 1:   # phase-major rows: whole phases of sw columns each
         Wb = (Wb + sw - 1) // sw * sw
     cdef Py_ssize_t wblock_len = Cg * R * S * T * KB
     cdef Py_ssize_t buf_len = Cg * R * S * Wb
-    cdef Py_ssize_t task, rem, n, g, od, oh, kc, wc, b, b0, b1, blk, ow0, ow_s, ow_e, nj, nk, k0, j, kk
+    cdef Py_ssize_t task, rem, n, g, od, oh, ohc, kc, wc, b, b0, b1, blk, ow0, ow_s, ow_e, nj, nk, k0, j, kk
     cdef Py_ssize_t c, r, s, t, pos, idd, ihh, nr, ns, rs, iw0
     cdef float_t* buf
     cdef float_t* res
@@ -263,66 +266,71 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                 rem = rem // nwc
                 kc = rem % kch
                 rem = rem // kch
-                oh = rem % OH
-                rem = rem // OH
+                ohc = rem % nohc
+                rem = rem // nohc
                 od = rem % OD
                 rem = rem // OD
                 g = rem % G
                 n = rem // G
-                # valid kernel rows along D and H (zero padding / input dilation give whole zero rows)
-                nr = 0
-                for r in range(R):
-                    pos = od * sd + r * dd - pd
-                    if pos >= 0 and pos % ld == 0 and pos // ld < D:
-                        rl[nr] = r
-                        nr = nr + 1
-                ns = 0
-                for s in range(S):
-                    pos = oh * sh + s * dh - ph
-                    if pos >= 0 and pos % lh == 0 and pos // lh < H:
-                        sl[ns] = s
-                        ns = ns + 1
-                ow_s = wc * wcb * WB
-                ow_e = min(OW, ow_s + wcb * WB)
-                b0 = kc * kcs
-                b1 = min(nkb, b0 + kcs)
-                if nr == 0 or ns == 0:
-                    # every tap reads padding: the outputs are the bias
+                for oh in range(ohc * rpt, min(OH, ohc * rpt + rpt)):
+                    # valid kernel rows along D and H (zero padding / input dilation give whole zero rows)
+                    nr = 0
+                    for r in range(R):
+                        pos = od * sd + r * dd - pd
+                        if pos >= 0 and (pos < D if ld == 1 else (pos % ld == 0 and pos // ld < D)):
+                            rl[nr] = r
+                            nr = nr + 1
+                    ns = 0
+                    for s in range(S):
+                        pos = oh * sh + s * dh - ph
+                        if pos >= 0 and (pos < H if lh == 1 else (pos % lh == 0 and pos // lh < H)):
+                            sl[ns] = s
+                            ns = ns + 1
+                    ow_s = wc * wcb * WB
+                    ow_e = min(OW, ow_s + wcb * WB)
+                    b0 = kc * kcs
+                    b1 = min(nkb, b0 + kcs)
+                    if nr == 0 or ns == 0:
+                        # every tap reads padding: the outputs are the bias
+                        for b in range(b0, b1):
+                            k0 = g * Kg + b * KB
+                            nk = min(KB, Kg - b * KB)
+                            for kk in range(nk):
+                                bval = bias[k0 + kk] if has_bias else 0
+                                for j in range(ow_s, ow_e):
+                                    out[n, k0 + kk, od, oh, j] = bval
+                        continue
+                    # gather the input rows of this task, padded and dilated, into buf[c, r, s, :]
+                    iw0 = ow_s * sw - pw
+                    for c in range(Cg):
+                        for r in range(nr):
+                            idd = od * sd + rl[r] * dd - pd
+                            if ld > 1:
+                                idd = idd // ld
+                            for s in range(ns):
+                                ihh = oh * sh + sl[s] * dh - ph
+                                if lh > 1:
+                                    ihh = ihh // lh
+                                rs = (c * R + rl[r]) * S + sl[s]
+                                xrow = &x[n, g * Cg + c, idd, ihh, 0]
+                                _gather_row(xrow, W, &buf[rs * Wb], Wb, iw0, lw, sw if mode == 1 else 1, tmp)
                     for b in range(b0, b1):
+                        wblk = &wp[(g * nkb + b) * wblock_len]
                         k0 = g * Kg + b * KB
                         nk = min(KB, Kg - b * KB)
-                        for kk in range(nk):
-                            bval = bias[k0 + kk] if has_bias else 0
-                            for j in range(ow_s, ow_e):
-                                out[n, k0 + kk, od, oh, j] = bval
-                    continue
-                # gather the input rows of this task, padded and dilated, into buf[c, r, s, :]
-                iw0 = ow_s * sw - pw
-                for c in range(Cg):
-                    for r in range(nr):
-                        idd = (od * sd + rl[r] * dd - pd) // ld
-                        for s in range(ns):
-                            ihh = (oh * sh + sl[s] * dh - ph) // lh
-                            rs = (c * R + rl[r]) * S + sl[s]
-                            xrow = &x[n, g * Cg + c, idd, ihh, 0]
-                            _gather_row(xrow, W, &buf[rs * Wb], Wb, iw0, lw, sw if mode == 1 else 1, tmp)
-                for b in range(b0, b1):
-                    wblk = &wp[(g * nkb + b) * wblock_len]
-                    k0 = g * Kg + b * KB
-                    nk = min(KB, Kg - b * KB)
-                    for blk in range((ow_e - ow_s + WB - 1) // WB):
-                        ow0 = ow_s + blk * WB
-                        nj = min(WB, ow_e - ow0)
-                        _dispatch(mode, kb, toff, buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw,
-                                  blk * WB * sw)
-                        for kk in range(nk):
-                            bval = bias[k0 + kk] if has_bias else 0
-                            if mode == 0:
-                                for j in range(nj):
-                                    out[n, k0 + kk, od, oh, ow0 + j] = res[j * KB + kk] + bval
-                            else:
-                                for j in range(nj):
-                                    out[n, k0 + kk, od, oh, ow0 + j] = res[kk * WB + j] + bval
+                        for blk in range((ow_e - ow_s + WB - 1) // WB):
+                            ow0 = ow_s + blk * WB
+                            nj = min(WB, ow_e - ow0)
+                            _dispatch(mode, kb, toff, buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw,
+                                      blk * WB * sw)
+                            for kk in range(nk):
+                                bval = bias[k0 + kk] if has_bias else 0
+                                if mode == 0:
+                                    for j in range(nj):
+                                        out[n, k0 + kk, od, oh, ow0 + j] = res[j * KB + kk] + bval
+                                else:
+                                    for j in range(nj):
+                                        out[n, k0 + kk, od, oh, ow0 + j] = res[kk * WB + j] + bval
         free(buf)
         free(res)
         free(tmp)
