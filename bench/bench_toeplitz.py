@@ -1,0 +1,158 @@
+"""The ``toeplitz`` algorithm against ``direct``, torch and the BLAS sgemm rate, all measured in the same run.
+
+* forward on the reference layers of bench/bench_conv.py: time ratio to torch, GFLOP/s
+  (2 N K C/g kh kw H_out W_out / time) and the fraction of the sgemm rate measured in this run with the same
+  thread count (targets: >= 0.8 on the two 3x3 layers, <= 1.0x torch's time on the 1x1 layer);
+* transposed convolution 8x64x28x28 -> 32 channels, 4x4, stride 2, padding 1 (target <= 1.0x torch's time);
+* extra peak memory (resident set, which includes the kernels' malloc'd workspace) of one forward call of the
+  first 3x3 layer at batch 8 and 64, toeplitz vs direct, each in a fresh process.
+
+Candidates are timed in interleaved rounds (median of all repeats after warm-up) so machine load hits them alike.
+
+    python bench/bench_toeplitz.py [--threads 2] [--repeats 9] [--json bench/results/toeplitz.json]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+import fastconv as fc
+from fastconv._algos.toeplitz import plan
+from fastconv.benchmark import blas_threads, format_table, save_json, sgemm_gflops, timeit, torch_or_none
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_conv import LAYERS  # noqa: E402  (the reference layers, shared with bench_conv.py)
+
+ALGORITHMS = ("toeplitz", "direct")
+# (name, input shape, weight shape (C_in, C_out, kh, kw), stride, padding)
+TRANSPOSED = ("convT 4x4 s2 64->32", (8, 64, 28, 28), (64, 32, 4, 4), 2, 1)
+MEMORY_LAYER = LAYERS[0]
+
+
+def interleaved(fns, repeats):
+    """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once."""
+    times = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(timeit(fn, repeats=1, warmup=0)["median"])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _torch_fn(torch, name, *args, **kw):
+    op = getattr(torch.nn.functional, name)
+    targs = [torch.from_numpy(a) for a in args]
+
+    def run():
+        with torch.no_grad():
+            op(*targs, **kw)
+    return run
+
+
+def forward_rows(threads, repeats, peak, torch, rng):
+    rows = []
+    for name, xs, ws, stride, padding in LAYERS:
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        geom = fc.ConvGeometry.make(xs, ws, stride, padding)
+        fns = {a: (lambda a=a: fc.conv2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
+        if torch is not None:
+            fns["torch"] = _torch_fn(torch, "conv2d", x, w, stride=stride, padding=padding)
+        with fc.num_threads(threads):
+            t = interleaved(fns, repeats)
+        want = fc.conv2d(x, w, None, stride, padding, algorithm="direct")
+        for a in ALGORITHMS:
+            err = float(np.abs(fc.conv2d(x, w, None, stride, padding, algorithm=a) - want).max())
+            gflops = geom.flops / t[a] / 1e9
+            rows.append(dict(case=name, algorithm=a, ms=t[a] * 1e3, gflops=gflops, frac_sgemm=gflops / peak,
+                             vs_torch=t[a] / t["torch"] if "torch" in t else None,
+                             vs_direct=t[a] / t["direct"], max_err=err))
+    return rows
+
+
+def transposed_rows(threads, repeats, peak, torch, rng):
+    name, xs, ws, stride, padding = TRANSPOSED
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    geom = fc.ConvGeometry.for_transpose(xs, ws, stride, padding)
+    fns = {a: (lambda a=a: fc.conv_transpose2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
+    if torch is not None:
+        fns["torch"] = _torch_fn(torch, "conv_transpose2d", x, w, stride=stride, padding=padding)
+    with fc.num_threads(threads):
+        t = interleaved(fns, repeats)
+    rows = []
+    for a in ALGORITHMS:
+        gflops = geom.flops / t[a] / 1e9
+        rows.append(dict(case=name, algorithm=a, ms=t[a] * 1e3, gflops=gflops, frac_sgemm=gflops / peak,
+                         vs_torch=t[a] / t["torch"] if "torch" in t else None, vs_direct=t[a] / t["direct"]))
+    return rows
+
+
+def _child_peak(algorithm, batch, threads):
+    """Runs in a fresh process: extra peak RSS (bytes) of one forward call once inputs and output exist."""
+    import resource
+    _, xs, ws, stride, padding = MEMORY_LAYER
+    xs = (batch,) + xs[1:]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs, dtype=np.float32)      # no float64 temporary: it would raise the peak first
+    w = rng.standard_normal(ws, dtype=np.float32)
+    out = np.ones(fc.ConvGeometry.make(xs, ws, stride, padding).output_shape, np.float32)
+    with fc.num_threads(threads):
+        fc.conv2d(x[:1, :, :8, :8], w, None, stride, padding, algorithm=algorithm)   # load libraries, tiny buffers
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fc.conv2d(x, w, None, stride, padding, algorithm=algorithm, out=out)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (after - before) * 1024
+
+
+def memory_rows(threads):
+    rows = []
+    for batch in (8, 64):
+        _, xs, ws, stride, padding = MEMORY_LAYER
+        geom = fc.ConvGeometry.make((batch,) + xs[1:], ws, stride, padding)
+        for a in ALGORITHMS:
+            code = ("import sys; sys.path.insert(0, %r); import bench_toeplitz as b; print(b._child_peak(%r, %d, %d))"
+                    % (os.path.dirname(os.path.abspath(__file__)), a, batch, threads))
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            extra = int(res.stdout.strip().splitlines()[-1])
+            pl = plan(geom, np.float32, "forward", threads) if a == "toeplitz" else None
+            rows.append(dict(case="%s batch %d" % (MEMORY_LAYER[0], batch), algorithm=a,
+                             extra_peak_mib=extra / 2 ** 20, output_mib=4 * np.prod(geom.output_shape) / 2 ** 20,
+                             planned_workspace_mib=None if pl is None else pl.workspace_bytes / 2 ** 20,
+                             limit_mib=fc.get_workspace_limit() / 2 ** 20 if a == "toeplitz" else None))
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                  "toeplitz.json"))
+    a = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    torch = torch_or_none(a.threads)
+    with blas_threads(a.threads):
+        peak = sgemm_gflops(threads=a.threads)
+    rows = forward_rows(a.threads, a.repeats, peak, torch, rng)
+    rows += transposed_rows(a.threads, a.repeats, peak, torch, rng)
+    with blas_threads(a.threads):
+        peak_after = sgemm_gflops(threads=a.threads)
+    mem = memory_rows(a.threads)
+    print("sgemm %.1f GFLOP/s before, %.1f after the timings, %d threads (measured in this run; frac_sgemm uses "
+          "the first)" % (peak, peak_after, a.threads))
+    print(format_table(rows, ["case", "algorithm", "ms", "gflops", "frac_sgemm", "vs_torch", "vs_direct",
+                              "max_err"]))
+    print()
+    print(format_table(mem, ["case", "algorithm", "extra_peak_mib", "planned_workspace_mib", "output_mib",
+                             "limit_mib"]))
+    save_json(a.json, rows, memory=mem, sgemm_gflops=peak, sgemm_gflops_after=peak_after, threads=a.threads)
+    return rows, mem
+
+
+if __name__ == "__main__":
+    main()
