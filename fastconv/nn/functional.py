@@ -1,0 +1,432 @@
+"""Differentiable operations on :class:`~fastconv.Tensor`, named and called like ``torch.nn.functional``.
+
+Each function accepts Tensors (or arrays, treated as constants), runs fastconv's NumPy-level kernels on the data
+and records one operation on the autograd tape whose backward calls the matching gradient kernels:
+``fastconv.grad`` for convolutions, the ``*_backward`` functions of ``fastconv.pooling`` for pools (max pools use
+the argmax recorded in the forward pass).  The layers in :mod:`fastconv.nn` own parameters and call these.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import _validate as V
+from .. import conv as _conv
+from .. import grad as _grad
+from .. import pooling as _pool
+from .._geometry import ConvGeometry
+from ..autograd import Tensor, _record, as_tensor, log_softmax, relu, sigmoid, softmax, tanh
+from . import init as _init
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "locally_connected2d", "tiled_conv2d", "linear", "dropout", "flatten",
+    "relu", "sigmoid", "tanh", "softmax", "log_softmax",
+    "cross_entropy", "nll_loss", "mse_loss",
+]
+
+
+def _opt(x):
+    return None if x is None else as_tensor(x)
+
+
+def _data(t):
+    return None if t is None else t.data
+
+
+# --------------------------------------------------------------------------------------------------- convolution
+def _make_conv(nd):
+    forward = getattr(_conv, "conv%dd" % nd)
+    grad_input = getattr(_grad, "conv%dd_input" % nd)
+    grad_weight = getattr(_grad, "conv%dd_weight" % nd)
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+             algorithm="auto", flip=False):
+        x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+                  flip=flip, algorithm=algorithm)
+        y = forward(x.data, w.data, _data(b), **kw)
+        xd, wd = x.data, w.data
+
+        def backward(g, needs):
+            return (grad_input(xd.shape, wd, g, **kw) if needs[0] else None,
+                    grad_weight(xd, wd.shape, g, **kw) if needs[1] else None,
+                    _grad.conv_bias(g) if needs[2] else None)
+        return _record("conv%dd" % nd, y, (x, w, b), backward)
+
+    conv.__name__ = conv.__qualname__ = "conv%dd" % nd
+    conv.__doc__ = ("Differentiable ``fastconv.conv%dd`` (same arguments); the backward pass runs\n"
+                    "    ``fastconv.grad.conv%dd_input`` / ``conv%dd_weight`` / ``conv_bias`` with the same algorithm."
+                    % (nd, nd, nd))
+    return conv
+
+
+def _make_conv_transpose(nd):
+    forward = getattr(_conv, "conv_transpose%dd" % nd)
+    adjoint = getattr(_conv, "conv%dd" % nd)
+    grad_weight = getattr(_grad, "conv%dd_weight" % nd)
+
+    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                       algorithm="auto"):
+        x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+        y = forward(x.data, w.data, _data(b), stride, padding, output_padding, groups, dilation,
+                    algorithm=algorithm)
+        xd, wd = x.data, w.data
+        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, algorithm=algorithm)
+
+        def backward(g, needs):
+            # The transposed convolution is the input-gradient of conv(., w): its own input-gradient is that
+            # forward convolution, and its weight-gradient the conv weight-gradient with input and output swapped.
+            return (adjoint(g, wd, None, **kw) if needs[0] else None,
+                    grad_weight(g, wd.shape, xd, **kw) if needs[1] else None,
+                    _grad.conv_bias(g) if needs[2] else None)
+        return _record("conv_transpose%dd" % nd, y, (x, w, b), backward)
+
+    conv_transpose.__name__ = conv_transpose.__qualname__ = "conv_transpose%dd" % nd
+    conv_transpose.__doc__ = "Differentiable ``fastconv.conv_transpose%dd`` (same arguments)." % nd
+    return conv_transpose
+
+
+conv1d, conv2d, conv3d = (_make_conv(nd) for nd in (1, 2, 3))
+conv_transpose1d, conv_transpose2d, conv_transpose3d = (_make_conv_transpose(nd) for nd in (1, 2, 3))
+
+
+# --------------------------------------------------------------------------------------------------- unshared / tiled
+def _geometry2d(fn, x, kernel_shape, stride, padding, dilation):
+    V.check_ndim(x.data, 4, fn, "input", "N, C, H, W")
+    return ConvGeometry.make(x.shape, kernel_shape, stride, padding, dilation, 1, fn=fn)
+
+
+def _pad2d(x, geom):
+    if all(p == 0 for pair in geom.padding for p in pair):
+        return x
+    return np.pad(x, ((0, 0), (0, 0)) + geom.padding)
+
+
+def _crop2d(xp, geom):
+    (t, _), (l, _) = geom.padding
+    H, W = geom.input_size
+    return xp[:, :, t:t + H, l:l + W]
+
+
+def im2col(x, geom):
+    """Patches of a 2-D convolution: (OH*OW, N, C*kh*kw), one row of every batch item per output position."""
+    N, C = geom.input_shape[:2]
+    kh, kw = geom.kernel_size
+    (sh, sw), (dh, dw), (OH, OW) = geom.stride, geom.dilation, geom.output_size
+    win = sliding_window_view(_pad2d(x, geom), geom.effective_kernel, axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :OH, :OW]              # (N, C, OH, OW, kh, kw)
+    return np.ascontiguousarray(win.transpose(2, 3, 0, 1, 4, 5)).reshape(OH * OW, N, C * kh * kw)
+
+
+def col2im(cols, geom):
+    """Adjoint of :func:`im2col`: add every patch row back onto the input positions it was read from."""
+    N, C = geom.input_shape[:2]
+    kh, kw = geom.kernel_size
+    (sh, sw), (dh, dw), (OH, OW) = geom.stride, geom.dilation, geom.output_size
+    c = cols.reshape(OH, OW, N, C, kh, kw).transpose(2, 3, 4, 5, 0, 1)   # (N, C, kh, kw, OH, OW)
+    xp = np.zeros((N, C) + geom.padded_size, cols.dtype)
+    for i in range(kh):           # loops over kernel taps only; every tap is one strided, vectorised add
+        for j in range(kw):
+            xp[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh, j * dw:j * dw + sw * (OW - 1) + 1:sw] += c[:, :, i, j]
+    return _crop2d(xp, geom)
+
+
+def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+    """Unshared convolution: a separate filter for every output position.
+
+    ``weight`` has shape ``(OH, OW, C_out, C_in, kH, kW)`` and ``bias`` ``(C_out, OH, OW)``;
+    ``y[n, k, i, j] = sum_{c,u,v} weight[i, j, k, c, u, v] * x_pad[n, c, i*s + u*d, j*s + v*d] + bias[k, i, j]``.
+    Computed as patches (im2col) times one small matrix per output position (batched GEMM).
+    """
+    fn = "locally_connected2d"
+    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+    V.check_ndim(w.data, 6, fn, "weight", "OH, OW, C_out, C_in, kH, kW")
+    OH, OW, K = w.shape[:3]
+    geom = _geometry2d(fn, x, w.shape[2:], stride, padding, dilation)
+    if geom.output_size != (OH, OW):
+        raise ValueError("%s(): argument 'weight' has %dx%d output positions but the input %s gives %s"
+                         % (fn, OH, OW, x.shape, geom.output_size))
+    if b is not None and b.shape != (K, OH, OW):
+        raise ValueError("%s(): argument 'bias' must have shape %s, got %s" % (fn, (K, OH, OW), b.shape))
+    dtype = V.common_float_dtype(x.data, w.data, _data(b))
+    cols = im2col(x.data.astype(dtype, copy=False), geom)                          # (P, N, CKK)
+    wm = w.data.astype(dtype, copy=False).reshape(OH * OW, K, -1)                  # (P, K, CKK)
+    N = x.shape[0]
+    y = np.ascontiguousarray((cols @ wm.transpose(0, 2, 1)).transpose(1, 2, 0)).reshape(N, K, OH, OW)
+    if b is not None:
+        y += b.data
+
+    def backward(g, needs):
+        gp = g.reshape(N, K, OH * OW).transpose(2, 0, 1)                            # (P, N, K)
+        gx = col2im(gp @ wm, geom) if needs[0] else None
+        gw = (gp.transpose(0, 2, 1) @ cols).reshape(w.shape) if needs[1] else None
+        return gx, gw, (g.sum(axis=0) if needs[2] else None)
+    return _record(fn, y, (x, w, b), backward)
+
+
+def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, algorithm="auto"):
+    """Tiled convolution (Goodfellow et al., 9.5): ``t_h x t_w`` kernels rotated through the output positions.
+
+    ``weight`` has shape ``(t_h, t_w, C_out, C_in, kH, kW)``; output position ``(i, j)`` uses kernel
+    ``weight[i % t_h, j % t_w]``; ``bias`` is shared, shape ``(C_out,)``.  ``t = 1`` is ordinary convolution,
+    ``t`` = the output size is a locally connected layer.  Each kernel is one strided convolution over the
+    positions it owns (stride ``s * t``), run by fastconv's convolution kernels, forward and backward.
+    """
+    fn = "tiled_conv2d"
+    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+    V.check_ndim(w.data, 6, fn, "weight", "t_h, t_w, C_out, C_in, kH, kW")
+    th, tw, K = w.shape[:3]
+    geom = _geometry2d(fn, x, w.shape[2:], stride, padding, dilation)
+    if b is not None and b.shape != (K,):
+        raise ValueError("%s(): argument 'bias' must have shape (%d,), got %s" % (fn, K, b.shape))
+    dtype = V.common_float_dtype(x.data, w.data, _data(b))
+    xp = _pad2d(x.data.astype(dtype, copy=False), geom)
+    wd = w.data.astype(dtype, copy=False)
+    (sh, sw), (OH, OW) = geom.stride, geom.output_size
+    kw = dict(stride=(sh * th, sw * tw), dilation=geom.dilation, algorithm=algorithm)
+    tiles = [(a, c) for a in range(min(th, OH)) for c in range(min(tw, OW))]
+    y = np.empty(geom.output_shape, dtype)
+    for a, c in tiles:            # t_h * t_w strided convolutions, each over the output positions it owns
+        y[:, :, a::th, c::tw] = _conv.conv2d(xp[:, :, a * sh:, c * sw:], wd[a, c], **kw)
+    if b is not None:
+        y += b.data.reshape(1, K, 1, 1)
+
+    def backward(g, needs):
+        gxp = np.zeros(xp.shape, dtype) if needs[0] else None
+        gw = np.zeros(wd.shape, dtype) if needs[1] else None
+        for a, c in tiles:
+            sub, ga = xp[:, :, a * sh:, c * sw:], np.ascontiguousarray(g[:, :, a::th, c::tw])
+            if needs[0]:
+                gxp[:, :, a * sh:, c * sw:] += _grad.conv2d_input(sub.shape, wd[a, c], ga, **kw)
+            if needs[1]:
+                gw[a, c] = _grad.conv2d_weight(sub, wd.shape[2:], ga, **kw)
+        return (None if gxp is None else _crop2d(gxp, geom), gw,
+                _grad.conv_bias(g) if needs[2] else None)
+    return _record(fn, y, (x, w, b), backward)
+
+
+# --------------------------------------------------------------------------------------------------- dense layers
+def linear(input, weight, bias=None):
+    """``y = input @ weight.T + bias`` over the last axis; ``weight`` is ``(out_features, in_features)``."""
+    fn = "linear"
+    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+    V.check_ndim(w.data, 2, fn, "weight", "out_features, in_features")
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError("%s(): argument 'input' must have %d features in its last dimension (weight.shape[1]), "
+                         "got shape %s" % (fn, w.shape[1], x.shape))
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError("%s(): argument 'bias' must have shape (%d,), got %s" % (fn, w.shape[0], b.shape))
+    xd, wd = x.data, w.data
+    x2 = xd.reshape(-1, xd.shape[-1])
+    y = x2 @ wd.T
+    if b is not None:
+        y += b.data
+
+    def backward(g, needs):
+        g2 = g.reshape(-1, g.shape[-1])
+        return ((g2 @ wd).reshape(xd.shape) if needs[0] else None,
+                g2.T @ x2 if needs[1] else None,
+                g2.sum(axis=0) if needs[2] else None)
+    return _record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward)
+
+
+def dropout(input, p=0.5, training=True, *, generator=None):
+    """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (identity unless training).
+
+    ``generator`` is a ``numpy.random.Generator``; by default the one seeded by :func:`fastconv.nn.manual_seed`.
+    """
+    p = V.real_scalar(p, "dropout", "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError("dropout(): argument 'p' must be between 0 and 1, got %r" % p)
+    x = as_tensor(input)
+    if not training or p == 0.0:
+        return x
+    rng = _init.default_generator() if generator is None else generator
+    keep = rng.random(x.shape) >= p
+    mask = np.zeros(x.shape, x.dtype) if p == 1.0 else keep.astype(x.dtype) / x.dtype.type(1.0 - p)
+    return x * Tensor._wrap(mask)
+
+
+def flatten(input, start_dim=1, end_dim=-1):
+    """Merge dimensions ``start_dim..end_dim`` into one (by default everything but the batch)."""
+    return as_tensor(input).flatten(start_dim, end_dim)
+
+
+# --------------------------------------------------------------------------------------------------- losses
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(per_item, reduction, denominator):
+    if reduction == "none":
+        return per_item
+    total = per_item.sum()
+    return total if reduction == "sum" else total / denominator
+
+
+def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing, reduction):
+    """The constant ``Q`` with ``loss = -sum(Q * log_probs)`` per item, and the 'mean' denominator.
+
+    Class-index targets: ``Q[n, c] = w_c ((1 - eps) [c == t_n] + eps / C)`` for non-ignored items, mean over
+    ``sum_n w_{t_n}``.  Probability targets: ``Q = w_c ((1 - eps) p + eps / C)``, mean over the item count.
+    """
+    V.check_choice(reduction, _REDUCTIONS, fn, "reduction")
+    shape = log_probs.shape
+    if len(shape) < 2:
+        raise ValueError("%s(): argument 'input' must have shape (N, C, ...), got %s" % (fn, shape))
+    C = shape[1]
+    bshape = (1, C) + (1,) * (len(shape) - 2)
+    dtype = log_probs.dtype
+    w = np.ones(C, dtype) if weight is None else np.asarray(_data(as_tensor(weight)), dtype)
+    if w.shape != (C,):
+        raise ValueError("%s(): argument 'weight' must have shape (%d,), got %s" % (fn, C, w.shape))
+    t = target.data if isinstance(target, Tensor) else V.as_array(target, fn, "target")
+    if t.dtype.kind == "f":
+        if t.shape != shape:
+            raise ValueError("%s(): probability targets must have the input's shape %s, got %s" % (fn, shape, t.shape))
+        q = t.astype(dtype) * (1 - label_smoothing) + label_smoothing / C
+        return q * w.reshape(bshape), float(np.prod(shape) // C)
+    if t.shape != shape[:1] + shape[2:]:
+        raise ValueError("%s(): class-index targets must have shape %s, got %s" % (fn, shape[:1] + shape[2:], t.shape))
+    valid = t != ignore_index
+    if np.any(((t < 0) | (t >= C)) & valid):
+        raise ValueError("%s(): argument 'target' has class indices outside [0, %d)" % (fn, C))
+    ts = np.where(valid, t, 0).astype(np.intp)
+    wt = w[ts] * valid
+    q = np.zeros(shape, dtype)
+    np.put_along_axis(q, ts[:, None], ((1 - label_smoothing) * wt)[:, None].astype(dtype), axis=1)
+    if label_smoothing:
+        q += (label_smoothing / C) * w.reshape(bshape) * valid[:, None]
+    return q, float(wt.sum())
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of class indices ``target`` under log-probabilities ``input`` (N, C, ...)."""
+    lp = as_tensor(input)
+    q, denom = _class_weights("nll_loss", target, lp, weight, ignore_index, 0.0, reduction)
+    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of logits ``input`` (N, C, ...) with class indices or class probabilities ``target``.
+
+    Same definition as ``torch.nn.functional.cross_entropy``: per-class ``weight``, ``ignore_index`` (index
+    targets only), ``label_smoothing`` and ``reduction`` in ``"mean"``, ``"sum"``, ``"none"``.
+    """
+    fn = "cross_entropy"
+    label_smoothing = V.real_scalar(label_smoothing, fn, "label_smoothing")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError("%s(): argument 'label_smoothing' must be in [0, 1], got %r" % (fn, label_smoothing))
+    x = as_tensor(input)
+    if x.ndim < 2:
+        raise ValueError("%s(): argument 'input' must have shape (N, C, ...), got %s" % (fn, x.shape))
+    lp = log_softmax(x, 1)
+    q, denom = _class_weights(fn, target, lp, weight, ignore_index, label_smoothing, reduction)
+    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean (or summed, or elementwise) squared error; ``input`` and ``target`` must have the same shape."""
+    V.check_choice(reduction, _REDUCTIONS, "mse_loss", "reduction")
+    x, t = as_tensor(input), as_tensor(target)
+    if x.shape != t.shape:
+        raise ValueError("mse_loss(): arguments 'input' %s and 'target' %s must have the same shape"
+                         % (x.shape, t.shape))
+    d = x - t
+    return _reduce(d * d, reduction, float(d.size))
+
+
+# --------------------------------------------------------------------------------------------------- pooling
+def _max_result(name, x, y, idx, return_indices):
+    """Record a max-type pool; backward scatters the gradient to the argmax recorded in the forward pass."""
+    shape = x.shape
+    out = _record(name, y, (x,), lambda g, n: (_pool.max_pool_backward(g, idx, shape),))
+    return (out, idx) if return_indices else out
+
+
+def _named(fn, name, doc):
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    globals()[name] = fn
+    __all__.append(name)
+
+
+def _make_pools(nd):
+    max_f, avg_f, avg_b = (getattr(_pool, n % nd) for n in ("max_pool%dd", "avg_pool%dd", "avg_pool%dd_backward"))
+    amax_f, aavg_f, aavg_b = (getattr(_pool, n % nd) for n in ("adaptive_max_pool%dd", "adaptive_avg_pool%dd",
+                                                                 "adaptive_avg_pool%dd_backward"))
+    unpool_f = getattr(_pool, "max_unpool%dd" % nd)
+
+    def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        x = as_tensor(input)
+        y, idx = max_f(x.data, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        return _max_result("max_pool%dd" % nd, x, y, idx, return_indices)
+
+    def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        x = as_tensor(input)
+        args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        return _record("avg_pool%dd" % nd, avg_f(x.data, *args), (x,), lambda g, n: (avg_b(g, x.shape, *args),))
+
+    def adaptive_max_pool(input, output_size, return_indices=False):
+        x = as_tensor(input)
+        y, idx = amax_f(x.data, output_size, return_indices=True)
+        return _max_result("adaptive_max_pool%dd" % nd, x, y, idx, return_indices)
+
+    def adaptive_avg_pool(input, output_size):
+        x = as_tensor(input)
+        return _record("adaptive_avg_pool%dd" % nd, aavg_f(x.data, output_size), (x,),
+                       lambda g, n: (aavg_b(g, x.shape),))
+
+    def max_unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+        x = as_tensor(input)
+        idx = indices.data if isinstance(indices, Tensor) else indices
+        y = unpool_f(x.data, idx, kernel_size, stride, padding, output_size)
+        return _record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_pool.max_unpool_backward(g, idx),))
+
+    see = " (arguments as ``fastconv.pooling.%s``)"
+    _named(max_pool, "max_pool%dd" % nd, "Differentiable %d-D max pooling; backward uses the recorded argmax." % nd
+           + see % ("max_pool%dd" % nd))
+    _named(avg_pool, "avg_pool%dd" % nd, "Differentiable %d-D average pooling" % nd + see % ("avg_pool%dd" % nd))
+    _named(adaptive_max_pool, "adaptive_max_pool%dd" % nd,
+           "Differentiable %d-D adaptive max pooling" % nd + see % ("adaptive_max_pool%dd" % nd))
+    _named(adaptive_avg_pool, "adaptive_avg_pool%dd" % nd,
+           "Differentiable %d-D adaptive average pooling" % nd + see % ("adaptive_avg_pool%dd" % nd))
+    _named(max_unpool, "max_unpool%dd" % nd,
+           "Differentiable %d-D max unpooling (gradient w.r.t. the values)" % nd + see % ("max_unpool%dd" % nd))
+    if nd < 3:
+        lp_f, lp_b = getattr(_pool, "lp_pool%dd" % nd), getattr(_pool, "lp_pool%dd_backward" % nd)
+
+        def lp_pool(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+            x = as_tensor(input)
+            args = (norm_type, kernel_size, stride, ceil_mode)
+            y = lp_f(x.data, *args)
+            return _record("lp_pool%dd" % nd, y, (x,), lambda g, n: (lp_b(g, x.data, y, *args),))
+        _named(lp_pool, "lp_pool%dd" % nd, "Differentiable %d-D power-average pooling" % nd + see % ("lp_pool%dd" % nd))
+
+
+for _nd in (1, 2, 3):
+    _make_pools(_nd)
+
+
+def global_max_pool(input, return_indices=False):
+    """Maximum of every (n, c) feature map: (N, C, *spatial) -> (N, C); backward uses the recorded argmax."""
+    x = as_tensor(input)
+    y, idx = _pool.global_max_pool(x.data, return_indices=True)
+    return _max_result("global_max_pool", x, y, idx, return_indices)
+
+
+def global_avg_pool(input):
+    """Mean of every (n, c) feature map: (N, C, *spatial) -> (N, C)."""
+    x = as_tensor(input)
+    return _record("global_avg_pool", _pool.global_avg_pool(x.data), (x,),
+                   lambda g, n: (_pool.global_avg_pool_backward(g, x.shape),))
+
+
+def kmax_pool(input, k, dim=-1, sorted=True):
+    """The ``k`` largest values along ``dim`` and their positions: ``(values Tensor, indices ndarray)``."""
+    x = as_tensor(input)
+    y, idx = _pool.kmax_pool(x.data, k, dim, sorted)
+    out = _record("kmax_pool", y, (x,), lambda g, n: (_pool.kmax_pool_backward(g, idx, x.shape, dim),))
+    return out, idx
+
+
+__all__ += ["global_max_pool", "global_avg_pool", "kmax_pool"]

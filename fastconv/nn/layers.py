@@ -1,0 +1,584 @@
+"""Layers: each owns its parameters and calls the functional op in :mod:`fastconv.nn.functional`.
+
+Constructors, parameter names, array layouts and default initialisation follow ``torch.nn`` (weights
+kaiming-uniform with ``a = sqrt(5)``, i.e. ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, biases the same bound).
+Layers with a shape-changing window expose ``geometry(input_shape)`` -- the :class:`~fastconv.ConvGeometry` or
+:class:`~fastconv.PoolGeometry` of that call -- and ``describe(input_shape)`` for :func:`fastconv.nn.summary`.
+"""
+import math
+
+import numpy as np
+
+from .. import _validate as V
+from .._geometry import ConvGeometry, PoolGeometry
+from ..conv import PADDING_MODES
+from . import functional as F
+from . import init
+from .module import Module, Parameter
+
+__all__ = [
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "LocallyConnected2d", "TiledConv2d", "Linear",
+    "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "LpPool1d", "LpPool2d",
+    "LPPool1d", "LPPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "GlobalAvgPool2d", "GlobalMaxPool2d", "MaxUnpool1d", "MaxUnpool2d",
+    "MaxUnpool3d", "KMaxPool",
+    "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout", "Identity",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss",
+]
+
+
+def describe_elementwise(input_shape):
+    """Summary entry of a layer that keeps the shape and has neither parameters nor multiplications."""
+    return dict(output_shape=tuple(input_shape), params=0, multiplies=0, window=None)
+
+
+def _window(geom):
+    return (geom.effective_kernel, geom.stride)
+
+
+def _init_weight_and_bias(weight, bias, fan_in):
+    """PyTorch's default: kaiming_uniform(a=sqrt(5)) weights and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) biases."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5), fan=fan_in)
+    if bias is not None:
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(bias, -bound, bound)
+
+
+def _channels(name, in_channels, out_channels, groups):
+    in_channels = V.positive_int(in_channels, name, "in_channels")
+    out_channels = V.positive_int(out_channels, name, "out_channels")
+    groups = V.positive_int(groups, name, "groups")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError("%s(): argument 'groups'=%d must divide in_channels=%d and out_channels=%d"
+                         % (name, groups, in_channels, out_channels))
+    return in_channels, out_channels, groups
+
+
+def _check_bool(value, name, arg):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError("%s(): argument '%s' must be a bool, got %r" % (name, arg, value))
+    return bool(value)
+
+
+def _padding_arg(padding, nd, name):
+    if isinstance(padding, str):
+        return V.check_choice(padding, ("valid", "same"), name, "padding")
+    if isinstance(padding, (list, tuple)) and padding and isinstance(padding[0], (list, tuple)):
+        return tuple(tuple(int(v) for v in p) for p in padding)
+    if isinstance(padding, (list, tuple)) and len(padding) == 2 * nd and nd > 1:
+        return tuple(int(v) for v in padding)
+    return V.int_tuple(padding, nd, name, "padding", minimum=0)
+
+
+# --------------------------------------------------------------------------------------------------- convolution
+class _ConvNd(Module):
+    _nd = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", *, algorithm="auto", dtype=np.float32):
+        super().__init__()
+        name, nd = type(self).__name__, self._nd
+        self.in_channels, self.out_channels, self.groups = _channels(name, in_channels, out_channels, groups)
+        self.kernel_size = V.int_tuple(kernel_size, nd, name, "kernel_size", minimum=1)
+        self.stride = V.int_tuple(stride, nd, name, "stride", minimum=1)
+        self.dilation = V.int_tuple(dilation, nd, name, "dilation", minimum=1)
+        self.padding = _padding_arg(padding, nd, name)
+        self.padding_mode = V.check_choice(padding_mode, PADDING_MODES, name, "padding_mode")
+        self.algorithm = algorithm
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype))
+        self.bias = Parameter(np.empty(out_channels, dtype)) if _check_bool(bias, name, "bias") else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_weight_and_bias(self.weight, self.bias, init.fan_in_and_fan_out(self.weight.shape)[0])
+
+    def forward(self, x):
+        return getattr(F, "conv%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding,
+                                                self.dilation, self.groups, padding_mode=self.padding_mode,
+                                                algorithm=self.algorithm)
+
+    def geometry(self, input_shape):
+        return ConvGeometry.make(input_shape, self.weight.shape, self.stride, self.padding, self.dilation,
+                                 self.groups, fn=type(self).__name__)
+
+    def describe(self, input_shape):
+        g = self.geometry(input_shape)
+        return dict(output_shape=g.output_shape, params=g.params(self.bias is not None), multiplies=g.multiplies,
+                    window=_window(g))
+
+    def extra_repr(self):
+        s = "%d, %d, kernel_size=%s, stride=%s" % (self.in_channels, self.out_channels, self.kernel_size,
+                                                    self.stride)
+        if self.padding != (0,) * self._nd:
+            s += ", padding=%r" % (self.padding,)
+        if self.dilation != (1,) * self._nd:
+            s += ", dilation=%s" % (self.dilation,)
+        if self.groups != 1:
+            s += ", groups=%d" % self.groups
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += ", padding_mode=%s" % self.padding_mode
+        return s
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution layer: weight ``(out, in/groups, k)``; see :func:`fastconv.nn.functional.conv1d`."""
+    _nd = 1
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution layer: weight ``(out, in/groups, kH, kW)``; see :func:`fastconv.nn.functional.conv2d`."""
+    _nd = 2
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution layer: weight ``(out, in/groups, kD, kH, kW)``."""
+    _nd = 3
+
+
+class _ConvTransposeNd(Module):
+    _nd = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", *, algorithm="auto", dtype=np.float32):
+        super().__init__()
+        name, nd = type(self).__name__, self._nd
+        if padding_mode != "zeros":
+            raise ValueError("%s(): only padding_mode='zeros' is supported, got %r" % (name, padding_mode))
+        self.in_channels, self.out_channels, self.groups = _channels(name, in_channels, out_channels, groups)
+        self.kernel_size = V.int_tuple(kernel_size, nd, name, "kernel_size", minimum=1)
+        self.stride = V.int_tuple(stride, nd, name, "stride", minimum=1)
+        self.padding = V.int_tuple(padding, nd, name, "padding", minimum=0)
+        self.output_padding = V.int_tuple(output_padding, nd, name, "output_padding", minimum=0)
+        self.dilation = V.int_tuple(dilation, nd, name, "dilation", minimum=1)
+        self.algorithm = algorithm
+        self.weight = Parameter(np.empty((in_channels, out_channels // groups) + self.kernel_size, dtype))
+        self.bias = Parameter(np.empty(out_channels, dtype)) if _check_bool(bias, name, "bias") else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_weight_and_bias(self.weight, self.bias, init.fan_in_and_fan_out(self.weight.shape)[0])
+
+    def forward(self, x):
+        return getattr(F, "conv_transpose%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding,
+                                                          self.output_padding, self.groups, self.dilation,
+                                                          algorithm=self.algorithm)
+
+    def geometry(self, input_shape):
+        """The forward convolution whose adjoint this layer computes (its ``input_shape`` is our output)."""
+        return ConvGeometry.for_transpose(input_shape, self.weight.shape, self.stride, self.padding,
+                                          self.output_padding, self.groups, self.dilation, fn=type(self).__name__)
+
+    def describe(self, input_shape):
+        g = self.geometry(input_shape)
+        params = g.params(bias=False) + (self.out_channels if self.bias is not None else 0)
+        # Output o sees the inputs i with i s - p + k d = o: a window of ceil(eff / s) inputs, jump / s.
+        window = (tuple(-(-e // s) for e, s in zip(g.effective_kernel, g.stride)), tuple(1.0 / s for s in g.stride))
+        return dict(output_shape=g.input_shape, params=params, multiplies=g.multiplies, window=window)
+
+    def extra_repr(self):
+        return "%d, %d, kernel_size=%s, stride=%s, padding=%s" % (self.in_channels, self.out_channels,
+                                                                  self.kernel_size, self.stride, self.padding)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution layer: weight ``(in, out/groups, k)``."""
+    _nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution layer: weight ``(in, out/groups, kH, kW)``."""
+    _nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution layer: weight ``(in, out/groups, kD, kH, kW)``."""
+    _nd = 3
+
+
+class LocallyConnected2d(Module):
+    """Unshared convolution: a separate ``C_in x kH x kW`` filter bank for every output position.
+
+    Needs the input's spatial size to allocate its weights: ``weight`` is ``(OH, OW, C_out, C_in, kH, kW)``,
+    ``bias`` ``(C_out, OH, OW)``.  Parameters: ``OH OW C_out (C_in kH kW + 1)``; multiplications as the
+    convolution with the same geometry.
+    """
+
+    def __init__(self, in_channels, out_channels, input_size, kernel_size, stride=1, padding=0, dilation=1,
+                 bias=True, *, dtype=np.float32):
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels, self.out_channels, _ = _channels(name, in_channels, out_channels, 1)
+        self.input_size = V.int_tuple(input_size, 2, name, "input_size", minimum=1)
+        self.kernel_size = V.int_tuple(kernel_size, 2, name, "kernel_size", minimum=1)
+        self.stride = V.int_tuple(stride, 2, name, "stride", minimum=1)
+        self.dilation = V.int_tuple(dilation, 2, name, "dilation", minimum=1)
+        self.padding = _padding_arg(padding, 2, name)
+        oh, ow = self.geometry((1, in_channels) + self.input_size).output_size
+        self.weight = Parameter(np.empty((oh, ow, out_channels, in_channels) + self.kernel_size, dtype))
+        self.bias = Parameter(np.empty((out_channels, oh, ow), dtype)) if _check_bool(bias, name, "bias") else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_weight_and_bias(self.weight, self.bias, self.in_channels * int(np.prod(self.kernel_size)))
+
+    def forward(self, x):
+        return F.locally_connected2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def geometry(self, input_shape):
+        return ConvGeometry.make(input_shape, (self.out_channels, self.in_channels) + self.kernel_size,
+                                 self.stride, self.padding, self.dilation, 1, fn=type(self).__name__)
+
+    def describe(self, input_shape):
+        g = self.geometry(input_shape)
+        positions = int(np.prod(g.output_size))
+        params = positions * g.params(bias=False) + (self.bias.size if self.bias is not None else 0)
+        return dict(output_shape=g.output_shape, params=params, multiplies=g.multiplies, window=_window(g))
+
+    def extra_repr(self):
+        return "%d, %d, input_size=%s, kernel_size=%s, stride=%s" % (
+            self.in_channels, self.out_channels, self.input_size, self.kernel_size, self.stride)
+
+
+class TiledConv2d(Module):
+    """Tiled convolution: ``t_h x t_w`` kernels rotated through the output positions (shared bias).
+
+    ``weight`` is ``(t_h, t_w, C_out, C_in, kH, kW)``; ``tile_size=1`` is an ordinary convolution.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, tile_size, stride=1, padding=0, dilation=1,
+                 bias=True, *, algorithm="auto", dtype=np.float32):
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels, self.out_channels, _ = _channels(name, in_channels, out_channels, 1)
+        self.kernel_size = V.int_tuple(kernel_size, 2, name, "kernel_size", minimum=1)
+        self.tile_size = V.int_tuple(tile_size, 2, name, "tile_size", minimum=1)
+        self.stride = V.int_tuple(stride, 2, name, "stride", minimum=1)
+        self.dilation = V.int_tuple(dilation, 2, name, "dilation", minimum=1)
+        self.padding = _padding_arg(padding, 2, name)
+        self.algorithm = algorithm
+        self.weight = Parameter(np.empty(self.tile_size + (out_channels, in_channels) + self.kernel_size, dtype))
+        self.bias = Parameter(np.empty(out_channels, dtype)) if _check_bool(bias, name, "bias") else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_weight_and_bias(self.weight, self.bias, self.in_channels * int(np.prod(self.kernel_size)))
+
+    def forward(self, x):
+        return F.tiled_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                              algorithm=self.algorithm)
+
+    def geometry(self, input_shape):
+        return ConvGeometry.make(input_shape, (self.out_channels, self.in_channels) + self.kernel_size,
+                                 self.stride, self.padding, self.dilation, 1, fn=type(self).__name__)
+
+    def describe(self, input_shape):
+        g = self.geometry(input_shape)
+        params = int(np.prod(self.tile_size)) * g.params(bias=False) + (self.out_channels if self.bias is not None
+                                                                         else 0)
+        return dict(output_shape=g.output_shape, params=params, multiplies=g.multiplies, window=_window(g))
+
+    def extra_repr(self):
+        return "%d, %d, kernel_size=%s, tile_size=%s, stride=%s" % (
+            self.in_channels, self.out_channels, self.kernel_size, self.tile_size, self.stride)
+
+
+class Linear(Module):
+    """``y = x W^T + b`` with ``weight`` ``(out_features, in_features)``, as ``torch.nn.Linear``."""
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32):
+        super().__init__()
+        name = type(self).__name__
+        self.in_features = V.positive_int(in_features, name, "in_features")
+        self.out_features = V.positive_int(out_features, name, "out_features")
+        self.weight = Parameter(np.empty((out_features, in_features), dtype))
+        self.bias = Parameter(np.empty(out_features, dtype)) if _check_bool(bias, name, "bias") else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_weight_and_bias(self.weight, self.bias, self.in_features)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def geometry(self, input_shape):
+        """A linear layer is a 1x1 convolution over the rows of the input: ConvGeometry (rows, in, 1)."""
+        input_shape = tuple(input_shape)
+        if not input_shape or input_shape[-1] != self.in_features:
+            raise ValueError("Linear(): input shape %s does not end in in_features=%d"
+                             % (input_shape, self.in_features))
+        rows = int(np.prod(input_shape[:-1]))
+        return ConvGeometry.make((rows, self.in_features, 1), (self.out_features, self.in_features, 1),
+                                 fn="Linear")
+
+    def describe(self, input_shape):
+        g = self.geometry(input_shape)
+        return dict(output_shape=tuple(input_shape[:-1]) + (self.out_features,),
+                    params=g.params(self.bias is not None), multiplies=g.multiplies, window="all")
+
+    def extra_repr(self):
+        return "in_features=%d, out_features=%d, bias=%s" % (self.in_features, self.out_features,
+                                                               self.bias is not None)
+
+
+# --------------------------------------------------------------------------------------------------- pooling
+class _PoolNd(Module):
+    """Windowed pools; ``_fn`` names the functional op, ``_args`` the constructor arguments it takes."""
+    _nd = 2
+    _fn = ""
+    _args = ()
+
+    def forward(self, x):
+        return getattr(F, self._fn)(x, **{a: getattr(self, a) for a in self._args})
+
+    def geometry(self, input_shape):
+        return PoolGeometry.make(input_shape, self.kernel_size, self.stride, getattr(self, "padding", 0),
+                                 getattr(self, "dilation", 1), self.ceil_mode, fn=type(self).__name__)
+
+    def describe(self, input_shape):
+        g = self.geometry(input_shape)
+        return dict(output_shape=g.output_shape, params=0, multiplies=0, window=_window(g))
+
+    def extra_repr(self):
+        return ", ".join("%s=%s" % (a, getattr(self, a)) for a in self._args)
+
+
+def _pool_class(name, nd, fn, args, doc):
+    """Build a pooling layer class whose constructor takes ``args`` as (name, default) pairs in that order."""
+    names = tuple(a for a, _ in args)
+
+    def __init__(self, *values, **kwargs):
+        Module.__init__(self)
+        if len(values) > len(names):
+            raise TypeError("%s() takes at most %d positional arguments" % (name, len(names)))
+        bound = dict(zip(names, values))
+        for k, v in kwargs.items():
+            if k not in names or k in bound:
+                raise TypeError("%s() got an unexpected or repeated argument %r" % (name, k))
+            bound[k] = v
+        for a, default in args:
+            if a not in bound and default is _REQUIRED:
+                raise TypeError("%s() missing required argument %r" % (name, a))
+            setattr(self, a, bound.get(a, default))
+        if "kernel_size" in names:
+            self.kernel_size = V.int_tuple(self.kernel_size, nd, name, "kernel_size", minimum=1)
+            if self.stride is None or self.stride == ():
+                self.stride = self.kernel_size
+            self.stride = V.int_tuple(self.stride, nd, name, "stride", minimum=1)
+
+    return type(name, (_PoolNd,), dict(__init__=__init__, _nd=nd, _fn=fn, _args=names, __doc__=doc))
+
+
+_REQUIRED = object()
+for _nd in (1, 2, 3):
+    _max = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
+            ("return_indices", False), ("ceil_mode", False)]
+    _avg = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+            ("count_include_pad", True), ("divisor_override", None)]
+    globals()["MaxPool%dd" % _nd] = _pool_class(
+        "MaxPool%dd" % _nd, _nd, "max_pool%dd" % _nd, _max,
+        "%d-D max pooling (torch.nn.MaxPool%dd); with return_indices=True returns (output, argmax indices)." % (_nd, _nd))
+    globals()["AvgPool%dd" % _nd] = _pool_class(
+        "AvgPool%dd" % _nd, _nd, "avg_pool%dd" % _nd, _avg, "%d-D average pooling (torch.nn.AvgPool%dd)." % (_nd, _nd))
+for _nd in (1, 2):
+    globals()["LpPool%dd" % _nd] = globals()["LPPool%dd" % _nd] = _pool_class(
+        "LpPool%dd" % _nd, _nd, "lp_pool%dd" % _nd,
+        [("norm_type", _REQUIRED), ("kernel_size", _REQUIRED), ("stride", None), ("ceil_mode", False)],
+        "%d-D power-average pooling ``(sum x^p)^(1/p)`` over each window (torch.nn.LPPool%dd)." % (_nd, _nd))
+
+
+class _AdaptivePool(Module):
+    _nd = 2
+    _kind = "avg"
+
+    def __init__(self, output_size):
+        super().__init__()
+        if isinstance(output_size, (list, tuple)):
+            output_size = tuple(None if s is None else V.positive_int(s, type(self).__name__, "output_size")
+                                for s in output_size)
+        else:
+            output_size = V.positive_int(output_size, type(self).__name__, "output_size")
+        self.output_size = output_size
+
+    def forward(self, x):
+        return getattr(F, "adaptive_%s_pool%dd" % (self._kind, self._nd))(x, self.output_size)
+
+    def _out_size(self, spatial):
+        sizes = self.output_size if isinstance(self.output_size, tuple) else (self.output_size,) * self._nd
+        return tuple(n if o is None else o for n, o in zip(spatial, sizes))
+
+    def describe(self, input_shape):
+        spatial = tuple(input_shape[2:])
+        out = self._out_size(spatial)
+        # Window i spans [floor(i n / o), ceil((i + 1) n / o)): at most ceil(n / o) + 1 wide, starts ~n / o apart.
+        kernel = tuple(max(-(-(i + 1) * n // o) - (i * n // o) for i in range(o)) for n, o in zip(spatial, out))
+        stride = tuple(max(1, n // o) for n, o in zip(spatial, out))
+        return dict(output_shape=tuple(input_shape[:2]) + out, params=0, multiplies=0, window=(kernel, stride))
+
+    def extra_repr(self):
+        return "output_size=%s" % (self.output_size,)
+
+
+for _nd in (1, 2, 3):
+    for _kind in ("avg", "max"):
+        _name = "Adaptive%sPool%dd" % (_kind.capitalize(), _nd)
+        globals()[_name] = type(_name, (_AdaptivePool,), dict(
+            _nd=_nd, _kind=_kind,
+            __doc__="%d-D adaptive %s pooling to a fixed output size (torch.nn.%s)." % (_nd, _kind, _name)))
+
+
+class _GlobalPool(Module):
+    _kind = "avg"
+
+    def forward(self, x):
+        return getattr(F, "global_%s_pool" % self._kind)(x)
+
+    def describe(self, input_shape):
+        return dict(output_shape=tuple(input_shape[:2]), params=0, multiplies=0, window="all")
+
+
+class GlobalAvgPool2d(_GlobalPool):
+    """Average over all spatial positions: (N, C, H, W) -> (N, C), ready for a Linear layer."""
+    _kind = "avg"
+
+
+class GlobalMaxPool2d(_GlobalPool):
+    """Maximum over all spatial positions: (N, C, H, W) -> (N, C), ready for a Linear layer."""
+    _kind = "max"
+
+
+class _MaxUnpool(Module):
+    _nd = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = V.int_tuple(kernel_size, self._nd, name, "kernel_size", minimum=1)
+        self.stride = self.kernel_size if stride is None else V.int_tuple(stride, self._nd, name, "stride", 1)
+        self.padding = V.int_tuple(padding, self._nd, name, "padding", minimum=0)
+
+    def forward(self, x, indices, output_size=None):
+        return getattr(F, "max_unpool%dd" % self._nd)(x, indices, self.kernel_size, self.stride, self.padding,
+                                                      output_size)
+
+
+for _nd in (1, 2, 3):
+    globals()["MaxUnpool%dd" % _nd] = type("MaxUnpool%dd" % _nd, (_MaxUnpool,), dict(
+        _nd=_nd, __doc__="Partial inverse of MaxPool%dd: scatter values to the recorded argmax positions." % _nd))
+
+
+class KMaxPool(Module):
+    """k-max pooling along ``dim``: the ``k`` largest values (in input order unless ``sorted``)."""
+
+    def __init__(self, k, dim=-1, sorted=True):
+        super().__init__()
+        self.k = V.positive_int(k, "KMaxPool", "k")
+        self.dim = dim
+        self.sorted = sorted
+
+    def forward(self, x):
+        return F.kmax_pool(x, self.k, self.dim, self.sorted)[0]
+
+
+# --------------------------------------------------------------------------------------------------- elementwise
+class _Elementwise(Module):
+    def describe(self, input_shape):
+        return describe_elementwise(input_shape)
+
+
+class ReLU(_Elementwise):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Sigmoid(_Elementwise):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Tanh(_Elementwise):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Identity(_Elementwise):
+    def forward(self, x):
+        return x
+
+
+class Softmax(_Elementwise):
+    def __init__(self, dim=-1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmax(x, self.dim)
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x):
+        return F.log_softmax(x, self.dim)
+
+
+class Dropout(_Elementwise):
+    """Zero elements with probability ``p`` while training (see :func:`fastconv.nn.functional.dropout`)."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        p = V.real_scalar(p, "Dropout", "p")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError("Dropout(): argument 'p' must be between 0 and 1, got %r" % p)
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return "p=%g" % self.p
+
+
+class Flatten(Module):
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+    def describe(self, input_shape):
+        shape = tuple(input_shape)
+        s, e = self.start_dim % len(shape), self.end_dim % len(shape)
+        out = shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+        return dict(output_shape=out, params=0, multiplies=0, window=None)
+
+
+# --------------------------------------------------------------------------------------------------- losses
+class CrossEntropyLoss(Module):
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__()
+        self.weight, self.ignore_index = weight, ignore_index
+        self.reduction, self.label_smoothing = reduction, label_smoothing
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
+                               self.label_smoothing)
+
+
+class NLLLoss(Module):
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__()
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class MSELoss(Module):
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, self.reduction)
