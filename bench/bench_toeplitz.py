@@ -44,52 +44,56 @@ def interleaved(fns, repeats):
 
 
 def _torch_fn(torch, name, *args, **kw):
+    """A no-grad call of torch.nn.functional.<name> on tensors sharing memory with ``args``."""
     op = getattr(torch.nn.functional, name)
     targs = [torch.from_numpy(a) for a in args]
 
     def run():
         with torch.no_grad():
-            op(*targs, **kw)
+            return op(*targs, **kw)
     return run
 
 
-def forward_rows(threads, repeats, peak, torch, rng):
-    rows = []
-    for name, xs, ws, stride, padding in LAYERS:
-        x = rng.standard_normal(xs).astype(np.float32)
-        w = rng.standard_normal(ws).astype(np.float32)
-        geom = fc.ConvGeometry.make(xs, ws, stride, padding)
-        fns = {a: (lambda a=a: fc.conv2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
-        if torch is not None:
-            fns["torch"] = _torch_fn(torch, "conv2d", x, w, stride=stride, padding=padding)
-        with fc.num_threads(threads):
-            t = interleaved(fns, repeats)
-        want = fc.conv2d(x, w, None, stride, padding, algorithm="direct")
-        for a in ALGORITHMS:
-            err = float(np.abs(fc.conv2d(x, w, None, stride, padding, algorithm=a) - want).max())
-            gflops = geom.flops / t[a] / 1e9
-            rows.append(dict(case=name, algorithm=a, ms=t[a] * 1e3, gflops=gflops, frac_sgemm=gflops / peak,
-                             vs_torch=t[a] / t["torch"] if "torch" in t else None,
-                             vs_direct=t[a] / t["direct"], max_err=err))
-    return rows
-
-
-def transposed_rows(threads, repeats, peak, torch, rng):
-    name, xs, ws, stride, padding = TRANSPOSED
-    x = rng.standard_normal(xs).astype(np.float32)
-    w = rng.standard_normal(ws).astype(np.float32)
-    geom = fc.ConvGeometry.for_transpose(xs, ws, stride, padding)
-    fns = {a: (lambda a=a: fc.conv_transpose2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
-    if torch is not None:
-        fns["torch"] = _torch_fn(torch, "conv_transpose2d", x, w, stride=stride, padding=padding)
+def compare(name, geom, fns, threads, repeats, peak, errors):
+    """Rows for ALGORITHMS timed against each other and torch (if in ``fns``) in one interleaved run."""
     with fc.num_threads(threads):
         t = interleaved(fns, repeats)
     rows = []
     for a in ALGORITHMS:
         gflops = geom.flops / t[a] / 1e9
         rows.append(dict(case=name, algorithm=a, ms=t[a] * 1e3, gflops=gflops, frac_sgemm=gflops / peak,
-                         vs_torch=t[a] / t["torch"] if "torch" in t else None, vs_direct=t[a] / t["direct"]))
+                         vs_torch=t[a] / t["torch"] if "torch" in t else None, vs_direct=t[a] / t["direct"],
+                         max_err=errors[a]))
     return rows
+
+
+def forward_rows(threads, repeats, peak, torch, rng):
+    rows = []
+    for name, xs, ws, stride, padding in LAYERS:
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = rng.standard_normal(ws, dtype=np.float32)
+        fns = {a: (lambda a=a: fc.conv2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
+        want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
+                                          padding=padding).numpy() if torch is not None else fns["direct"]()
+        if torch is not None:
+            fns["torch"] = _torch_fn(torch, "conv2d", x, w, stride=stride, padding=padding)
+        errors = {a: float(np.abs(fns[a]() - want).max()) for a in ALGORITHMS}
+        rows += compare(name, fc.ConvGeometry.make(xs, ws, stride, padding), fns, threads, repeats, peak, errors)
+    return rows
+
+
+def transposed_rows(threads, repeats, peak, torch, rng):
+    name, xs, ws, stride, padding = TRANSPOSED
+    x = rng.standard_normal(xs, dtype=np.float32)
+    w = rng.standard_normal(ws, dtype=np.float32)
+    fns = {a: (lambda a=a: fc.conv_transpose2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
+    want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
+                                                padding=padding).numpy() if torch is not None else fns["direct"]()
+    if torch is not None:
+        fns["torch"] = _torch_fn(torch, "conv_transpose2d", x, w, stride=stride, padding=padding)
+    errors = {a: float(np.abs(fns[a]() - want).max()) for a in ALGORITHMS}
+    return compare(name, fc.ConvGeometry.for_transpose(xs, ws, stride, padding), fns, threads, repeats, peak,
+                   errors)
 
 
 def _child_peak(algorithm, batch, threads):

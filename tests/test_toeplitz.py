@@ -11,6 +11,7 @@ import fastconv as fc
 import reference as ref
 from fastconv._algorithms import get
 from fastconv._algos import toeplitz as tpa
+from test_conv import GRID as CONV_GRID
 
 CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
 GRAD_IN = {1: fc.grad.conv1d_input, 2: fc.grad.conv2d_input, 3: fc.grad.conv3d_input}
@@ -18,25 +19,13 @@ GRAD_W = {1: fc.grad.conv1d_weight, 2: fc.grad.conv2d_weight, 3: fc.grad.conv3d_
 TOL = {np.float32: 2e-4, np.float64: 1e-10}
 TOEPLITZ = get("toeplitz")
 
-# (N, C, K, groups, spatial, kernel, stride, padding, dilation): non-square and even kernels, odd sizes, stride,
-# dilation, groups (incl. depthwise), 1x1 with and without im2col, every padding form.
-GRID = [
-    (2, 3, 5, 1, (9,), (3,), 1, 0, 1),
-    (1, 4, 6, 2, (17,), (4,), 3, ((2, 1),), 2),
-    (3, 2, 7, 1, (12,), (5,), 2, "same", 1),
-    (2, 3, 4, 1, (7, 9), (3, 2), 1, 0, 1),
-    (2, 4, 8, 2, (11, 10), (2, 4), (2, 1), (1, 2), (1, 2)),
-    (1, 6, 6, 6, (9, 8), (3, 3), 1, 1, 1),                  # depthwise
-    (1, 4, 8, 4, (10, 9), (3, 3), 2, 1, 1),                 # depthwise, multiplier 2
-    (2, 5, 20, 1, (13, 12), (3, 3), 1, "same", 2),
-    (1, 3, 17, 1, (15, 16), (4, 4), 2, "same", 1),          # even kernel, stride 2 'same'
-    (2, 8, 16, 1, (10, 10), (1, 1), 1, 0, 1),               # 1x1: no im2col
-    (2, 6, 9, 3, (7, 11), (1, 1), 1, "valid", 1),           # grouped 1x1: no im2col
-    (1, 4, 6, 1, (9, 10), (1, 1), 2, 1, 1),                 # 1x1 with stride and padding: im2col
-    (1, 3, 9, 3, (12, 11), (5, 3), (3, 2), (2, 0, 1, 3), (1, 2)),   # flat per-side padding
-    (1, 2, 3, 1, (6, 7, 5), (2, 3, 2), (1, 2, 1), 1, 1),
-    (2, 4, 6, 2, (5, 6, 7), (3, 1, 2), 2, ((1, 0), (0, 1), (2, 2)), (1, 1, 2)),
-    (1, 3, 16, 1, (6, 6, 6), (3, 3, 3), 1, "same", 1),
+# The foundation grid (non-square and even kernels, odd sizes, stride, dilation, groups incl. depthwise, 1x1,
+# every padding form) plus the cases that exercise the toeplitz paths: grouped 1x1 (no im2col), 1x1 with stride
+# and padding (im2col), the flat per-side padding form.
+GRID = CONV_GRID + [
+    (2, 6, 9, 3, (7, 11), (1, 1), 1, "valid", 1),
+    (1, 4, 6, 1, (9, 10), (1, 1), 2, 1, 1),
+    (1, 3, 9, 3, (12, 11), (5, 3), (3, 2), (2, 0, 1, 3), (1, 2)),
 ]
 IDS = [str(i) for i in range(len(GRID))]
 
@@ -102,7 +91,15 @@ def test_padding_modes_and_flip(padding_mode, nd):
         _close(y, want, np.float64)
 
 
-TORCH_CASES = [c for c in GRID if not isinstance(c[7], tuple) and not (c[7] == "same" and c[6] != 1)]
+def _torch_padding(case):
+    """torch takes an int, one int per dim (symmetric), 'valid', or 'same' with stride 1."""
+    padding, stride, nd = case[7], case[6], len(case[4])
+    if isinstance(padding, tuple):
+        return len(padding) == nd and not any(isinstance(p, tuple) for p in padding)
+    return padding != "same" or stride == 1
+
+
+TORCH_CASES = [c for c in GRID if _torch_padding(c)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -158,6 +155,14 @@ def test_one_by_one_skips_im2col(op):
                     "grad_weight": geom.weight_shape}[op], np.float32)
     gemms, workspace = getattr(TOEPLITZ, op)(*args, geom, out, 2)
     assert workspace == 0 and gemms == pl.gemms
+
+
+def test_allocation_failure_raises_memory_error():
+    x, w, b, gy, kw, geom = _case((2, 4, 6, 1, (9, 8), (3, 3), 1, 1, 1), np.float32)
+    out = np.empty(geom.output_shape, np.float32)
+    conv = tpa._conv_args(geom)
+    with pytest.raises(MemoryError, match="toeplitz forward"):     # a chunk of 2**50 positions cannot be allocated
+        tpa._tp.forward(x[:, :, None], w.reshape(6, -1), b, True, out[:, :, None], 1, conv, 2 ** 50, False, 2)
 
 
 # ----------------------------------------------------------------------------- bounded workspace

@@ -144,11 +144,30 @@ cdef void _col2im(const float_t* col, Py_ssize_t nc, const Geo* g, Py_ssize_t p0
                         p += seg
 
 
-cdef Py_ssize_t _held_bytes(Py_ssize_t[::1] held, Py_ssize_t itemsize):
+cdef void* _thread_buffer(Py_ssize_t nbytes, int* failed, Py_ssize_t* held) noexcept nogil:
+    """One thread's workspace (NULL when nbytes == 0); records its size in ``held`` or sets ``failed[0]``.
+
+    A thread whose allocation failed still takes part in the prange (every thread of a team must reach a
+    work-sharing loop) but skips its tasks; the caller raises MemoryError after the parallel block.
+    """
+    cdef void* buf = NULL
+    if nbytes > 0:
+        buf = malloc(nbytes)
+        if buf == NULL:
+            failed[0] = 1
+        else:
+            held[0] = nbytes
+    return buf
+
+
+cdef Py_ssize_t _workspace_used(const int* failed, Py_ssize_t[::1] held, str op, Py_ssize_t nbytes) except -1:
+    """Total bytes the threads allocated, or MemoryError if one of them could not allocate ``nbytes``."""
     cdef Py_ssize_t i, total = 0
+    if failed[0]:
+        raise MemoryError("toeplitz %s: could not allocate %d bytes of per-thread workspace" % (op, nbytes))
     for i in range(held.shape[0]):
         total += held[i]
-    return total * itemsize
+    return total
 
 
 def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const float_t[::1] bias, bint has_bias,
@@ -175,47 +194,39 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
     cdef float_t bval, beta
     cdef int lda
     cdef int failed[1]
-    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # buffer elements per thread
+    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        buf = NULL
-        if buf_len > 0:
-            buf = <float_t*> malloc(buf_len * sizeof(float_t))
-        if buf_len > 0 and buf == NULL:
-            failed[0] = 1
-        else:
-            if buf != NULL:
-                held[threadid()] = buf_len
-            for task in prange(ntask, schedule='static'):
-                ch = task % nch
-                rem = task // nch
-                g = rem % G
-                n = rem // G
-                p0 = ch * pc
-                p1 = min(P, p0 + pc)
-                m = p1 - p0
-                yp = yp0 + (n * K + g * Kg) * P + p0
-                beta = 0
-                if has_bias:
-                    beta = 1
-                    for k in range(Kg):
-                        bval = bias[g * Kg + k]
-                        for j in range(m):
-                            yp[k * P + j] = bval
-                if one_by_one:
-                    a = xp + (n * C + g * Cg) * DHW + p0
-                    lda = <int> DHW
-                else:
-                    _im2col(xp + (n * C + g * Cg) * DHW, Cg, &geo, p0, p1, buf)
-                    a = buf
-                    lda = <int> m
-                _gemm(c'N', c'N', <int> m, <int> Kg, <int> L, a, lda, wp + g * Kg * L, <int> L, beta, yp,
-                      <int> P)
+        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), failed, &held[threadid()])
+        for task in prange(ntask, schedule='static'):
+            if buf_len > 0 and buf == NULL:
+                continue
+            ch = task % nch
+            rem = task // nch
+            g = rem % G
+            n = rem // G
+            p0 = ch * pc
+            p1 = min(P, p0 + pc)
+            m = p1 - p0
+            yp = yp0 + (n * K + g * Kg) * P + p0
+            beta = 0
+            if has_bias:
+                beta = 1
+                for k in range(Kg):
+                    bval = bias[g * Kg + k]
+                    for j in range(m):
+                        yp[k * P + j] = bval
+            if one_by_one:
+                a = xp + (n * C + g * Cg) * DHW + p0
+                lda = <int> DHW
+            else:
+                _im2col(xp + (n * C + g * Cg) * DHW, Cg, &geo, p0, p1, buf)
+                a = buf
+                lda = <int> m
+            _gemm(c'N', c'N', <int> m, <int> Kg, <int> L, a, lda, wp + g * Kg * L, <int> L, beta, yp,
+                  <int> P)
         free(buf)
-    if failed[0]:
-        raise MemoryError("toeplitz forward: could not allocate %d bytes of per-thread workspace"
-                          % (buf_len * sizeof(float_t)))
-    return ntask, _held_bytes(held, sizeof(float_t))
+    return ntask, _workspace_used(failed, held, "forward", buf_len * sizeof(float_t))
 
 
 def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, float_t[:, :, :, :, ::1] dx,
@@ -240,43 +251,36 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
     cdef const float_t* wc
     cdef float_t* buf
     cdef int failed[1]
-    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # buffer elements per thread
+    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        buf = NULL
-        if buf_len > 0:
-            buf = <float_t*> malloc(buf_len * sizeof(float_t))
-        if buf_len > 0 and buf == NULL:
-            failed[0] = 1
-        else:
-            if buf != NULL:
-                held[threadid()] = buf_len
-            for task in prange(ntask, schedule='static'):
-                cbi = task % ncb
-                rem = task // ncb
-                g = rem % G
-                n = rem // G
-                c0 = cbi * cb
-                nc = min(cb, Cg - c0)
-                dxp = dxp0 + (n * C + g * Cg + c0) * DHW
-                gyc = gyp + (n * K + g * Kg) * P
-                wc = wp + g * Kg * L + c0 * RST
-                if one_by_one:
-                    _gemm(c'N', c'T', <int> P, <int> nc, <int> Kg, gyc, <int> P, wc, <int> L, 0, dxp, <int> P)
-                else:
-                    memset(dxp, 0, nc * DHW * sizeof(float_t))
-                    for ch in range(nch):
-                        p0 = ch * pc
-                        p1 = min(P, p0 + pc)
-                        m = p1 - p0
-                        _gemm(c'N', c'T', <int> m, <int> (nc * RST), <int> Kg, gyc + p0, <int> P, wc, <int> L,
-                              0, buf, <int> m)
-                        _col2im(buf, nc, &geo, p0, p1, dxp)
+        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), failed, &held[threadid()])
+        for task in prange(ntask, schedule='static'):
+            if buf_len > 0 and buf == NULL:
+                continue
+            cbi = task % ncb
+            rem = task // ncb
+            g = rem % G
+            n = rem // G
+            c0 = cbi * cb
+            nc = min(cb, Cg - c0)
+            dxp = dxp0 + (n * C + g * Cg + c0) * DHW
+            gyc = gyp + (n * K + g * Kg) * P
+            wc = wp + g * Kg * L + c0 * RST
+            if one_by_one:
+                _gemm(c'N', c'T', <int> P, <int> nc, <int> Kg, gyc, <int> P, wc, <int> L, 0, dxp, <int> P)
+            else:
+                memset(dxp, 0, nc * DHW * sizeof(float_t))
+                for ch in range(nch):
+                    p0 = ch * pc
+                    p1 = min(P, p0 + pc)
+                    m = p1 - p0
+                    _gemm(c'N', c'T', <int> m, <int> (nc * RST), <int> Kg, gyc + p0, <int> P, wc, <int> L,
+                          0, buf, <int> m)
+                    _col2im(buf, nc, &geo, p0, p1, dxp)
         free(buf)
-    if failed[0]:
-        raise MemoryError("toeplitz grad_input: could not allocate %d bytes of per-thread workspace"
-                          % (buf_len * sizeof(float_t)))
-    return (ntask if one_by_one else ntask * nch), _held_bytes(held, sizeof(float_t))
+    return (ntask if one_by_one else ntask * nch), _workspace_used(failed, held, "grad_input",
+                                                                   buf_len * sizeof(float_t))
 
 
 def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, ::1] dw2,
@@ -305,46 +309,38 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef float_t beta
     cdef int lda
     cdef int failed[1]
-    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # buffer elements per thread
+    cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        buf = NULL
-        if buf_len > 0:
-            buf = <float_t*> malloc(buf_len * sizeof(float_t))
-        if buf_len > 0 and buf == NULL:
-            failed[0] = 1
-        else:
-            if buf != NULL:
-                held[threadid()] = buf_len
-            for task in prange(ntask, schedule='static'):
-                kbi = task % nkb
-                rem = task // nkb
-                cbi = rem % ncb
-                g = rem // ncb
-                c0 = cbi * cb
-                nc = min(cb, Cg - c0)
-                k0 = kbi * kb
-                nk = min(kb, Kg - k0)
-                dwp = dwp0 + (g * Kg + k0) * L + c0 * RST
-                beta = 0
-                for n in range(N):
-                    xc = xp + (n * C + g * Cg + c0) * DHW
-                    for ch in range(nch):
-                        p0 = ch * pc
-                        p1 = min(P, p0 + pc)
-                        m = p1 - p0
-                        if one_by_one:
-                            a = xc + p0
-                            lda = <int> DHW
-                        else:
-                            _im2col(xc, nc, &geo, p0, p1, buf)
-                            a = buf
-                            lda = <int> m
-                        _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m, a, lda,
-                              gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
-                        beta = 1
+        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), failed, &held[threadid()])
+        for task in prange(ntask, schedule='static'):
+            if buf_len > 0 and buf == NULL:
+                continue
+            kbi = task % nkb
+            rem = task // nkb
+            cbi = rem % ncb
+            g = rem // ncb
+            c0 = cbi * cb
+            nc = min(cb, Cg - c0)
+            k0 = kbi * kb
+            nk = min(kb, Kg - k0)
+            dwp = dwp0 + (g * Kg + k0) * L + c0 * RST
+            beta = 0
+            for n in range(N):
+                xc = xp + (n * C + g * Cg + c0) * DHW
+                for ch in range(nch):
+                    p0 = ch * pc
+                    p1 = min(P, p0 + pc)
+                    m = p1 - p0
+                    if one_by_one:
+                        a = xc + p0
+                        lda = <int> DHW
+                    else:
+                        _im2col(xc, nc, &geo, p0, p1, buf)
+                        a = buf
+                        lda = <int> m
+                    _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m, a, lda,
+                          gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
+                    beta = 1
         free(buf)
-    if failed[0]:
-        raise MemoryError("toeplitz grad_weight: could not allocate %d bytes of per-thread workspace"
-                          % (buf_len * sizeof(float_t)))
-    return ntask * N * nch, _held_bytes(held, sizeof(float_t))
+    return ntask * N * nch, _workspace_used(failed, held, "grad_weight", buf_len * sizeof(float_t))
