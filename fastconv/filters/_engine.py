@@ -1,0 +1,349 @@
+"""The correlation engine behind :mod:`fastconv.filters`: boundary modes, the three methods and the choice.
+
+Every public filter reduces to ``correlate_nd`` (an N-d kernel, one call) or ``separable`` (a list of 1-D passes).
+Arrays reaching this module are C-contiguous float32/float64 and all arguments are already validated.
+
+Methods
+-------
+``direct``     one pass of ``_kernels/_filter.pyx`` over the image; the boundary is resolved per index.
+``separable``  a rank-1 kernel (detected by SVD, factored exactly through its largest element) as one 1-D pass
+               per axis.
+``fft``        the image padded with the boundary mode into an FFT-friendly shape (by the same kernel), real FFTs
+               (``scipy.fft``, ``workers`` = fastconv's thread count, float32 in complex64), the spectrum product,
+               and the inverse transform.
+``auto``       the cheapest of the applicable methods by :func:`estimate` (a cost model whose constants were
+               measured on the reference machine with ``bench/bench_filters.py --calibrate``).
+"""
+import math
+
+import numpy as np
+import scipy.fft
+
+from .. import _kernels
+
+_filter = _kernels.load("_filter")
+
+__all__ = ["MODES", "METHODS", "index_map", "correlate_nd", "separable", "rank1_factors", "estimate", "choose"]
+
+# Public mode name -> the extension it denotes for filters (scipy.ndimage: the grid-* names are aliases here).
+MODES = {"reflect": "reflect", "grid-mirror": "reflect", "constant": "constant", "grid-constant": "constant",
+         "nearest": "nearest", "mirror": "mirror", "wrap": "wrap", "grid-wrap": "wrap"}
+METHODS = ("auto", "direct", "separable", "fft")
+
+# scipy.ndimage ignores weights with |w| <= DBL_EPSILON; so do we (it also decides how inf/nan propagate).
+WEIGHT_EPS = np.finfo(np.float64).eps
+# Tasks per call, fixed by the shape alone so that the split (and so every result bit) never depends on the
+# number of threads.
+TASKS = 64
+# A 1-D pass along an axis followed by at least this many contiguous elements reads whole rows (row taps);
+# below it, the axis is treated as a column axis with element stride D (e.g. the colour channels of an image).
+ROW_TAP_MIN_INNER = 64
+
+
+def index_map(n, pos, mode):
+    """Source index of (possibly out-of-range) positions ``pos`` along an axis of length ``n``; -1 = cval.
+
+    reflect: ``d c b a | a b c d | d c b a`` (period 2n), mirror: ``d c b | a b c d | c b a`` (period 2n - 2),
+    wrap: period n, nearest: clamp, constant: -1 outside.  Far positions (kernels longer than the axis) repeat
+    the pattern, as scipy.ndimage does.
+    """
+    pos = np.asarray(pos, dtype=np.intp)
+    if mode == "constant":
+        return np.where((pos >= 0) & (pos < n), pos, -1)
+    if mode == "nearest":
+        return np.clip(pos, 0, n - 1)
+    if mode == "wrap":
+        return np.mod(pos, n)
+    if mode == "reflect":
+        m = np.mod(pos, 2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m)
+    if n == 1:  # mirror of a single element
+        return np.zeros_like(pos)
+    m = np.mod(pos, 2 * n - 2)
+    return np.where(m < n, m, 2 * n - 2 - m)
+
+
+def _row_table(in_shape, out_shape, ksize, offs, modes):
+    """``(prod(out_shape), prod(ksize))`` table of source rows (C order over ``in_shape``) read by each output
+    row and row-tap, ``-1`` where any axis falls in the cval region.  Output position ``i`` and tap ``k`` of an
+    axis read input position ``i + k - off``."""
+    table = np.zeros((1, 1), dtype=np.intp)
+    for n_in, n_out, k, off, mode in zip(in_shape, out_shape, ksize, offs, modes):
+        m = index_map(n_in, np.arange(n_out)[:, None] + np.arange(k)[None, :] - off, mode)
+        new = table[:, None, :, None] * n_in + m[None, :, None, :]
+        bad = (table < 0)[:, None, :, None] | (m < 0)[None, :, None, :]
+        table = np.where(bad, -1, new).reshape(table.shape[0] * n_out, table.shape[1] * k)
+    return np.ascontiguousarray(table)
+
+
+def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads):
+    """One call of the compiled kernel on 2-D views (see ``_kernels/_filter.pyx`` for the layout)."""
+    R_out, L_out = out2.shape
+    n_in, n_out, KW = src2.shape[1] // D, out2.shape[1] // D, w2.shape[1]
+    if rows.shape[0] != R_out or rows.shape[1] != w2.shape[0] or colmap.shape[0] != n_out + KW - 1:
+        raise AssertionError("inconsistent filter plan")  # internal invariant; never a user error
+    t_row, t_dx = np.nonzero(np.abs(w2) > WEIGHT_EPS)
+    t_row = t_row.astype(np.intp)
+    t_dx = t_dx.astype(np.intp)
+    t_w = np.ascontiguousarray(w2[t_row, t_dx], dtype=out2.dtype)
+    t_shift = (t_dx - off) * D
+    jlo = max(0, off)
+    jhi = max(jlo, min(n_out, n_in - KW + off + 1))
+    nb = 64 if out2.dtype == np.float32 else 32
+    per_row = -(-TASKS // max(R_out, 1))        # column chunks per row
+    width = -(-L_out // per_row)
+    chunk = max(4 * nb, -(-width // nb) * nb)
+    _filter.correlate(src2, out2, rows, t_row, t_dx, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp),
+                      D, jlo, jhi, float(cval), max(1, chunk), nthreads)
+
+
+def correlate_nd(src, out, weights, offs, modes, cval, nthreads):
+    """Direct correlation: ``out[i] = sum_k weights[k] * ext(src)[i + k - offs]`` (same shapes as scipy)."""
+    shape, ks = src.shape, weights.shape
+    rows = _row_table(shape[:-1], out.shape[:-1], ks[:-1], offs[:-1], modes[:-1])
+    n_out = out.shape[-1]
+    colmap = index_map(shape[-1], np.arange(n_out + ks[-1] - 1) - offs[-1], modes[-1])
+    w2 = np.asarray(weights, dtype=np.float64).reshape(-1, ks[-1])
+    _run(src.reshape(-1, shape[-1]), out.reshape(-1, n_out), rows, w2, colmap, 1, offs[-1], cval, nthreads)
+
+
+def _pass(src, out, axis, w1, off, mode, cval, nthreads):
+    """One 1-D correlation along ``axis`` (same shape in and out)."""
+    shape = src.shape
+    outer = math.prod(shape[:axis])
+    n = shape[axis]
+    inner = math.prod(shape[axis + 1:])
+    w1 = np.asarray(w1, dtype=np.float64)
+    k = w1.shape[0]
+    if inner >= ROW_TAP_MIN_INNER:
+        # rows of `inner` contiguous elements; the taps are whole rows
+        rows = _row_table((outer, n), (outer, n), (1, k), (0, off), ("nearest", mode))
+        _run(src.reshape(outer * n, inner), out.reshape(outer * n, inner), rows, w1.reshape(k, 1),
+             np.arange(inner), 1, 0, cval, nthreads)
+    else:
+        # `axis` is the column axis of (outer, n * inner) rows, element stride inner
+        colmap = index_map(n, np.arange(n + k - 1) - off, mode)
+        _run(src.reshape(outer, n * inner), out.reshape(outer, n * inner), np.arange(outer)[:, None], w1[None, :],
+             colmap, inner, off, cval, nthreads)
+
+
+def separable(src, out, passes, nthreads, tmp=None):
+    """Successive 1-D passes ``[(axis, w1, off, mode, cval), ...]`` from ``src`` into ``out``.
+
+    Intermediate results use ``out`` and one temporary so that the last pass lands in ``out``; ``src`` is never
+    written.  With no passes, ``out`` receives a copy of ``src``.
+    """
+    if not passes:
+        np.copyto(out, src)
+        return out
+    if len(passes) > 1 and tmp is None:
+        tmp = np.empty_like(out)
+    bufs = [out, tmp] if len(passes) % 2 else [tmp, out]
+    cur = src
+    for i, (axis, w1, off, mode, cval) in enumerate(passes):
+        dst = bufs[i % 2]
+        _pass(cur, dst, axis, w1, off, mode, cval, nthreads)
+        cur = dst
+    return out
+
+
+def separable_passes(factors, offs, modes, cval):
+    """1-D passes equal to the N-d correlation with ``outer(*factors)``.
+
+    A pass that reaches past a ``constant`` boundary must see what the N-d filter sees there: ``cval`` times the
+    sum of the factors already applied, so ``cval`` is scaled pass by pass.  Axes whose factor is the identity
+    (one tap of weight 1, offset 0) need no pass.
+    """
+    passes = []
+    scale = 1.0
+    for axis, (f, off, mode) in enumerate(zip(factors, offs, modes)):
+        f = np.asarray(f, dtype=np.float64)
+        if not (f.shape[0] == 1 and f[0] == 1.0 and off == 0):
+            passes.append((axis, f, off, mode, cval * scale))
+        scale *= float(f.sum())
+    return passes
+
+
+def _exact_rank1(m):
+    """(col, row) with m == outer(col, row) when m is rank 1: factored through its largest element, so kernels
+    built from small integers or dyadic fractions (Sobel, box) factor exactly."""
+    i, j = np.unravel_index(np.argmax(np.abs(m)), m.shape)
+    return m[:, j].copy(), m[i, :] / m[i, j]
+
+
+def rank1_factors(weights, dtype):
+    """Per-axis 1-D factors of a rank-1 N-d kernel, or None.
+
+    Detection by SVD of each unfolding (the second singular value negligible against the first), factors by
+    :func:`_exact_rank1`; the outer product of the factors must reproduce the kernel to a few ulps of ``dtype``.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim == 1 or not np.any(w):
+        return None
+    tol = 8 * np.finfo(dtype).eps
+    factors = []
+    rest = w
+    while rest.ndim > 1:
+        m = rest.reshape(rest.shape[0], -1)
+        s = np.linalg.svd(m, compute_uv=False)
+        if len(s) > 1 and s[1] > tol * s[0]:
+            return None
+        col, row = _exact_rank1(m)
+        factors.append(col)
+        rest = row.reshape(rest.shape[1:])
+    factors.append(rest)
+    recon = factors[0]
+    for f in factors[1:]:
+        recon = np.multiply.outer(recon, f)
+    if np.max(np.abs(recon - w)) > tol * np.max(np.abs(w)):
+        return None
+    return factors
+
+
+def fft_shape(shape, ksize):
+    """FFT lengths covering the padded extent ``n + k - 1`` of every axis (the last one real)."""
+    nd = len(shape)
+    return tuple(scipy.fft.next_fast_len(n + k - 1, real=(a == nd - 1)) for a, (n, k) in enumerate(zip(shape, ksize)))
+
+
+def _transpose(a, b, nthreads):
+    """b = a.T for 2-D complex arrays (``a`` may have strided rows; ``b`` C-contiguous)."""
+    real = np.float32 if a.dtype == np.complex64 else np.float64
+    _filter.transpose_pairs(a.view(real).reshape(a.shape + (2,)), b.view(real).reshape(b.shape + (2,)), nthreads)
+
+
+def correlate_fft(src, out, weights, offs, modes, cval, nthreads):
+    """Correlation through real FFTs of the mode-padded image (exact up to FFT rounding).
+
+    ``out[i] = full[i + k - 1]`` where ``full`` is the circular convolution of the padded image with the flipped
+    kernel.  Complex transforms along strided columns cost about three times those along contiguous rows, so
+    after the real transform of the rows the spectrum is transposed (last axis first) and every complex
+    transform runs on contiguous data; the inverse transposes back only the rows of the valid region.
+    """
+    shape, ks, nd = src.shape, weights.shape, src.ndim
+    F = fft_shape(shape, ks)
+    workers = nthreads
+    padded = np.empty(F, dtype=src.dtype)
+    correlate_nd(src, padded, np.ones((1,) * nd), offs, modes, cval, nthreads)  # padded[p] = ext(src)[p - offs]
+    wf = np.asarray(weights, dtype=src.dtype)[(slice(None, None, -1),) * nd]
+    H = F[-1] // 2 + 1
+    if nd == 1:
+        spec = scipy.fft.rfft(padded, workers=workers)
+        kspec = scipy.fft.rfft(wf, n=F[-1], workers=workers)
+    else:
+        lead, A = F[:-1], math.prod(F[:-1])
+        rows = scipy.fft.rfft(padded.reshape(A, F[-1]), axis=-1, workers=workers)
+        del padded
+        spec = np.empty((H,) + lead, dtype=rows.dtype)
+        _transpose(rows, spec.reshape(H, A), nthreads)
+        del rows
+        axes = tuple(range(1, nd))
+        spec = scipy.fft.fftn(spec, axes=axes, workers=workers, overwrite_x=True)
+        krows = scipy.fft.rfft(wf.reshape(-1, ks[-1]), n=F[-1], axis=-1, workers=workers)
+        kt = np.ascontiguousarray(krows.T).reshape((H,) + ks[:-1])
+        kspec = scipy.fft.fftn(kt, s=lead, axes=axes, workers=workers, overwrite_x=True)
+    spec = np.ascontiguousarray(spec)
+    kspec = np.ascontiguousarray(kspec, dtype=spec.dtype)
+    _filter.complex_multiply(spec.reshape(-1).view(src.dtype), kspec.reshape(-1).view(src.dtype), nthreads)
+    del kspec
+    if nd == 1:
+        res = scipy.fft.irfft(spec, n=F[-1], workers=workers)
+    else:
+        spec = scipy.fft.ifftn(spec, axes=axes, workers=workers, overwrite_x=True)
+        region = spec[(slice(None),) + tuple(slice(k - 1, k - 1 + n) for n, k in zip(shape[:-1], ks[:-1]))]
+        if nd > 2:
+            region = np.ascontiguousarray(region)
+        region = region.reshape(H, -1)
+        back = np.empty((region.shape[1], H), dtype=spec.dtype)
+        del spec
+        _transpose(region, back, nthreads)
+        res = scipy.fft.irfft(back, n=F[-1], axis=-1, workers=workers, overwrite_x=True)
+    np.copyto(out.reshape(-1, shape[-1]), res.reshape(-1, F[-1])[:, ks[-1] - 1:ks[-1] - 1 + shape[-1]])
+
+
+# ----------------------------------------------------------------------------------------------- the choice
+# One-thread costs on the reference machine, keyed by itemsize (float32: 4, float64: 8): seconds per
+# multiply-add of the direct kernel, per element of a pass (memory traffic, call setup amortised), per
+# ``F log2 F`` of the whole FFT path (padding, transforms, product, copy-out) for an FFT shape of F elements, and
+# per call.  Measured with ``python bench/bench_filters.py --calibrate`` (2-core AMD EPYC, see docs there).
+MAC_SECONDS = {4: 6.9e-11, 8: 1.4e-10}
+PASS_SECONDS = {4: 5.2e-10, 8: 1.0e-09}
+FFT_SECONDS = {4: 1.5e-09, 8: 3.0e-09}
+CALL_SECONDS = 5e-05
+
+
+def _taps(w):
+    return int(np.count_nonzero(np.abs(np.asarray(w, dtype=np.float64)) > WEIGHT_EPS))
+
+
+def estimate(shape, weights, dtype, nthreads, factors=None):
+    """Estimated seconds of each applicable method: ``{"direct": s, "separable": s (rank 1 only), "fft": s}``."""
+    size = np.dtype(dtype).itemsize
+    n = math.prod(shape)
+    par = max(1, nthreads)
+    mac, mem = MAC_SECONDS[size], PASS_SECONDS[size]
+    est = {"direct": CALL_SECONDS + n * (_taps(weights) * mac + mem) / par}
+    if factors is not None:
+        taps = [_taps(f) for f in factors if f.shape[0] > 1 or f[0] != 1.0]
+        est["separable"] = CALL_SECONDS * len(taps) + sum(n * (t * mac + mem) for t in taps) / par
+    F = math.prod(fft_shape(shape, weights.shape))
+    est["fft"] = 4 * CALL_SECONDS + F * math.log2(max(F, 2)) * FFT_SECONDS[size] / par
+    return est
+
+
+def choose(shape, weights, dtype, nthreads, factors=None):
+    """The cheapest method for this call (the ``method="auto"`` choice)."""
+    est = estimate(shape, weights, dtype, nthreads, factors)
+    return min(est, key=est.get)
+
+
+def calibrate(repeats=7):
+    """Measure the cost-model constants on this machine (one thread); returns them as a dict."""
+    from ..benchmark import timeit
+    rng = np.random.default_rng(0)
+    res = {"MAC_SECONDS": {}, "PASS_SECONDS": {}, "FFT_SECONDS": {}}
+
+    def best(fn):
+        return timeit(fn, repeats=repeats, warmup=1)["min"]
+
+    modes2 = ("reflect", "reflect")
+    for dtype in (np.float32, np.float64):
+        size = np.dtype(dtype).itemsize
+        img = rng.random((1024, 1024)).astype(dtype)
+        out = np.empty_like(img)
+        n = img.size
+        t1 = best(lambda: correlate_nd(img, out, np.ones((1, 1)), (0, 0), modes2, 0.0, 1))
+        w = rng.standard_normal((9, 9))
+        t9 = best(lambda: correlate_nd(img, out, w, (4, 4), modes2, 0.0, 1))
+        w = rng.standard_normal((31, 31))
+        tf = best(lambda: correlate_fft(img, out, w, (15, 15), modes2, 0.0, 1))
+        F = math.prod(fft_shape(img.shape, w.shape))
+        res["PASS_SECONDS"][size] = t1 / n
+        res["MAC_SECONDS"][size] = (t9 - t1) / (80 * n)
+        res["FFT_SECONDS"][size] = tf / (F * math.log2(F))
+    small = rng.random((8, 8))
+    res["CALL_SECONDS"] = best(lambda: correlate_nd(small, np.empty_like(small), np.ones((3, 3)), (1, 1), modes2,
+                                                    0.0, 1))
+    return res
+
+
+def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, fn="correlate"):
+    """Correlate ``src`` with ``weights`` into ``dst`` (same shape) by ``method`` (``"auto"`` chooses).
+
+    ``factors`` may give a known rank-1 factorisation; otherwise it is detected for ``auto`` and ``separable``.
+    Returns the method used.  Raises ``ValueError`` for ``separable`` with a kernel that is not rank 1.
+    """
+    if factors is None and method in ("auto", "separable"):
+        factors = rank1_factors(weights, src.dtype)
+    if method == "separable" and factors is None:
+        raise ValueError("%s(): argument 'method'='separable' needs a rank-1 (separable) kernel; weights of shape "
+                         "%s are not" % (fn, weights.shape))
+    if method == "auto":
+        method = choose(src.shape, weights, src.dtype, nthreads, factors)
+    if method == "separable":
+        separable(src, dst, separable_passes(factors, offs, modes, cval), nthreads)
+    elif method == "fft":
+        correlate_fft(src, dst, weights, offs, modes, cval, nthreads)
+    else:
+        correlate_nd(src, dst, weights, offs, modes, cval, nthreads)
+    return method
