@@ -147,3 +147,47 @@ def conv_matrix(w, input_shape, **conv_kwargs):
     basis = np.eye(m).reshape((m,) + tuple(input_shape[1:]))
     single = conv_nd(basis, w, **conv_kwargs).reshape(m, -1).T
     return np.kron(np.eye(input_shape[0]), single)
+
+
+def _extend_index(p, n, mode):
+    """Source index of position ``p`` on an axis of length ``n`` under a scipy.ndimage boundary mode, by folding
+    step by step; None for the constant region."""
+    if mode in ("constant", "grid-constant"):
+        return p if 0 <= p < n else None
+    if mode == "nearest":
+        return min(max(p, 0), n - 1)
+    if mode in ("wrap", "grid-wrap"):
+        while p < 0:
+            p += n
+        while p >= n:
+            p -= n
+        return p
+    if mode == "mirror" and n == 1:
+        return 0
+    while p < 0 or p >= n:
+        if mode in ("reflect", "grid-mirror"):      # d c b a | a b c d | d c b a
+            p = -p - 1 if p < 0 else 2 * n - 1 - p
+        else:                                       # mirror: d c b | a b c d | c b a
+            p = -p if p < 0 else 2 * n - 2 - p
+    return p
+
+
+def ndimage_correlate(image, weights, mode="reflect", cval=0.0, origin=0):
+    """scipy.ndimage.correlate by its definition, in float64:
+    ``out[i] = sum_k w[k] * ext(image)[i + k - (w.shape // 2 + origin)]``; ``mode`` may be one name per axis."""
+    img = np.asarray(image, np.float64)
+    w = np.asarray(weights, np.float64)
+    nd = img.ndim
+    origin = (origin,) * nd if np.isscalar(origin) else tuple(origin)
+    modes = (mode,) * nd if isinstance(mode, str) else tuple(mode)
+    out = np.zeros(img.shape)
+    for tap in itertools.product(*[range(k) for k in w.shape]):
+        src, inside = [], np.ones(img.shape, bool)
+        for a in range(nd):
+            n = img.shape[a]
+            idx = [_extend_index(i + tap[a] - (w.shape[a] // 2 + origin[a]), n, modes[a]) for i in range(n)]
+            ok = np.array([j is not None for j in idx])
+            src.append(np.array([0 if j is None else j for j in idx], dtype=np.intp))
+            inside &= ok.reshape([-1 if b == a else 1 for b in range(nd)])
+        out += w[tap] * np.where(inside, img[np.ix_(*src)], cval)
+    return out
