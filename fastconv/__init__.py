@@ -5,7 +5,7 @@ The public surface, re-exported from the modules that implement it.
 __version__ = "0.1.0"
 
 from . import _algos  # noqa: F401  (registers the algorithms)
-from . import grad
+from . import filters, grad
 from ._algorithms import names as algorithms
 from ._autotune import autotune
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
@@ -21,5 +21,5 @@ __all__ = [
     "get_num_threads", "num_threads", "set_num_threads",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
-    "Tensor", "no_grad", "gradcheck",
+    "Tensor", "no_grad", "gradcheck", "filters",
 ]
