@@ -13,6 +13,13 @@ from ._info import info
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .autograd import Tensor, gradcheck, no_grad
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d)
+from .pooling import (max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d,
+                      adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,
+                      adaptive_max_pool2d, adaptive_max_pool3d, global_max_pool, global_avg_pool, kmax_pool,
+                      max_unpool1d, max_unpool2d, max_unpool3d, max_pool_backward, avg_pool1d_backward,
+                      avg_pool2d_backward, avg_pool3d_backward, lp_pool1d_backward, lp_pool2d_backward,
+                      adaptive_avg_pool1d_backward, adaptive_avg_pool2d_backward, adaptive_avg_pool3d_backward,
+                      global_avg_pool_backward, kmax_pool_backward, max_unpool_backward)
 from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_workspace_limit,
                        toeplitz_matrix)
 
@@ -20,6 +27,13 @@ __all__ = [
     "__version__", "grad", "algorithms", "autotune", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
     "get_num_threads", "num_threads", "set_num_threads",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
+    "lp_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "global_max_pool", "global_avg_pool", "kmax_pool",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d", "max_pool_backward", "avg_pool1d_backward",
+    "avg_pool2d_backward", "avg_pool3d_backward", "lp_pool1d_backward", "lp_pool2d_backward",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
+    "global_avg_pool_backward", "kmax_pool_backward", "max_unpool_backward",
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
     "Tensor", "no_grad", "gradcheck", "filters",
 ]

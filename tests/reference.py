@@ -149,6 +149,157 @@ def conv_matrix(w, input_shape, **conv_kwargs):
     return np.kron(np.eye(input_shape[0]), single)
 
 
+# ----------------------------------------------------------------------------------------------- pooling
+def pool_output_size(n, k, s, p, d=1, ceil_mode=False):
+    """PyTorch's pooling output size; in ceil mode the last window must start inside the input or left padding."""
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _pool_args(x, kernel_size, stride, padding, dilation):
+    nd = x.ndim - 2
+    tup = lambda v: (v,) * nd if np.isscalar(v) else tuple(v)  # noqa: E731
+    k = tup(kernel_size)
+    return nd, k, (k if stride is None else tup(stride)), tup(padding), tup(dilation)
+
+
+def max_pool_nd(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(values, int64 indices): scan each window in row-major order; a value wins when larger or NaN."""
+    x = np.asarray(x, np.float64)
+    nd, k, s, p, d = _pool_args(x, kernel_size, stride, padding, dilation)
+    sp = x.shape[2:]
+    out_sp = tuple(pool_output_size(sp[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(nd))
+    vals = np.empty(x.shape[:2] + out_sp)
+    idx = np.empty(x.shape[:2] + out_sp, np.int64)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            plane = x[n, c]
+            for o in itertools.product(*[range(m) for m in out_sp]):
+                best, where = -np.inf, None
+                for tap in itertools.product(*[range(m) for m in k]):
+                    pos = tuple(o[i] * s[i] - p[i] + tap[i] * d[i] for i in range(nd))
+                    if not all(0 <= pos[i] < sp[i] for i in range(nd)):
+                        continue
+                    v = plane[pos]
+                    if where is None:
+                        where = pos
+                    if v > best or np.isnan(v):
+                        best, where = v, pos
+                vals[(n, c) + o] = best
+                idx[(n, c) + o] = np.ravel_multi_index(where, sp)
+    return vals, idx
+
+
+def avg_pool_nd(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                divisor_override=None):
+    """Window sums over the input part of each window divided as PyTorch does: by ``divisor_override``, by the
+    window size clipped to ``n + padding`` (count_include_pad) or by the number of input elements."""
+    x = np.asarray(x, np.float64)
+    nd, k, s, p, _ = _pool_args(x, kernel_size, stride, padding, 1)
+    sp = x.shape[2:]
+    out_sp = tuple(pool_output_size(sp[i], k[i], s[i], p[i], 1, ceil_mode) for i in range(nd))
+    y = np.empty(x.shape[:2] + out_sp)
+    for o in itertools.product(*[range(m) for m in out_sp]):
+        start = [o[i] * s[i] - p[i] for i in range(nd)]
+        lo = [max(start[i], 0) for i in range(nd)]
+        hi = [min(start[i] + k[i], sp[i]) for i in range(nd)]
+        window = x[(slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))]
+        total = window.reshape(x.shape[:2] + (-1,)).sum(-1)
+        if divisor_override is not None:
+            div = divisor_override
+        elif count_include_pad:
+            div = int(np.prod([min(start[i] + k[i], sp[i] + p[i]) - start[i] for i in range(nd)]))
+        else:
+            div = int(np.prod([b - a for a, b in zip(lo, hi)]))
+        y[(slice(None), slice(None)) + o] = total / div
+    return y
+
+
+def lp_pool_nd(x, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """PyTorch's lp_pool: ``(prod(kernel) * avg_pool(x ** p)) ** (1 / p)``."""
+    k = _pool_args(np.asarray(x), kernel_size, stride, 0, 1)[1]
+    mean = avg_pool_nd(np.asarray(x, np.float64) ** norm_type, kernel_size, stride, 0, ceil_mode)
+    with np.errstate(invalid="ignore"):
+        return (np.prod(k) * mean) ** (1.0 / norm_type)
+
+
+def adaptive_bins(n, out):
+    """PyTorch's adaptive pooling bins [floor(o n / out), ceil((o + 1) n / out))."""
+    return [((o * n) // out, -(-((o + 1) * n) // out)) for o in range(out)]
+
+
+def adaptive_pool_nd(x, output_size, op="avg"):
+    """Adaptive average (values) or max ((values, indices), first maximum / NaN as max_pool_nd)."""
+    x = np.asarray(x, np.float64)
+    sp = x.shape[2:]
+    bins = [adaptive_bins(n, o) for n, o in zip(sp, output_size)]
+    y = np.empty(x.shape[:2] + tuple(output_size))
+    idx = np.empty(y.shape, np.int64)
+    for o in itertools.product(*[range(m) for m in output_size]):
+        box = [bins[i][o[i]] for i in range(len(sp))]
+        if op == "avg":
+            win = x[(slice(None), slice(None)) + tuple(slice(a, b) for a, b in box)]
+            y[(slice(None), slice(None)) + o] = win.reshape(x.shape[:2] + (-1,)).mean(-1)
+            continue
+        for n in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                best, where = -np.inf, None
+                for pos in itertools.product(*[range(a, b) for a, b in box]):
+                    v = x[(n, c) + pos]
+                    if where is None:
+                        where = pos
+                    if v > best or np.isnan(v):
+                        best, where = v, pos
+                y[(n, c) + o] = best
+                idx[(n, c) + o] = np.ravel_multi_index(where, sp)
+    return y if op == "avg" else (y, idx)
+
+
+def max_unpool_nd(x, indices, output_size):
+    """Zero planes of ``output_size`` with every x[n, c, ...] written at its flat index (later ones win)."""
+    x = np.asarray(x, np.float64)
+    N, C = x.shape[:2]
+    y = np.zeros((N, C, int(np.prod(output_size))))
+    for n in range(N):
+        for c in range(C):
+            for v, i in zip(x[n, c].ravel(), np.asarray(indices)[n, c].ravel()):
+                y[n, c, i] = v
+    return y.reshape((N, C) + tuple(output_size))
+
+
+def index_scatter_add(grad_out, indices, input_shape):
+    """Gradient of a max-type pooling: grad_out[n, c, ...] added at flat offset indices[n, c, ...] of its plane."""
+    gy = np.asarray(grad_out, np.float64)
+    N, C = input_shape[:2]
+    gx = np.zeros((N, C, int(np.prod(input_shape[2:]))))
+    for n in range(N):
+        for c in range(C):
+            for v, i in zip(gy[n, c].ravel(), np.asarray(indices)[n, c].ravel()):
+                gx[n, c, i] += v
+    return gx.reshape(tuple(input_shape))
+
+
+def kmax_pool_ref(x, k, dim=-1, sorted=True):
+    """The k largest along ``dim`` (NaN largest, ties by position): by value or in original order."""
+    x = np.asarray(x, np.float64)
+    xm = np.moveaxis(x, dim, -1)
+    vals = np.empty(xm.shape[:-1] + (k,))
+    idx = np.empty(xm.shape[:-1] + (k,), np.int64)
+    for pos in itertools.product(*[range(m) for m in xm.shape[:-1]]):
+        line = xm[pos]
+        keyed = [(0 if np.isnan(v) else 1, -v if not np.isnan(v) else 0.0, i) for i, v in enumerate(line)]
+        keyed.sort()
+        chosen = [t[2] for t in keyed[:k]]
+        if not sorted:
+            chosen.sort()
+        vals[pos] = line[chosen]
+        idx[pos] = chosen
+    return np.moveaxis(vals, -1, dim), np.moveaxis(idx, -1, dim)
+
+
 def _extend_index(p, n, mode):
     """Source index of position ``p`` on an axis of length ``n`` under a scipy.ndimage boundary mode, by folding
     step by step; None for the constant region."""

@@ -1,0 +1,663 @@
+# cython: language_level=3
+"""Pooling kernels: window max (with argmax) and window mean, their scatter backward, index scatter/gather
+(max-unpooling and max-pooling backward) and k-max selection along rows.
+
+Windows are described separably, one table per spatial dimension (D, H, W), so regular, adaptive and global
+pooling share one kernel: output position ``o`` of a dimension reads the input positions
+``start[o] + j * step`` for ``j < count[o]`` (only positions inside the input; padding never appears here).
+Every table entry has ``count >= 1``.  For the mean, ``div[o]`` is that dimension's factor of the divisor.
+
+Forward kernels run one task per (plane, od, oh, column chunk); a task folds the window's input rows one after
+another into the output row, so each output element is written by exactly one thread.  Inside the columns whose
+W-window is regular (``start = ow * sw - pw``, all ``kw`` taps inside the input) the loops have compile-time
+kernel sizes for the common cases.  Backward kernels scatter into the input gradient one (n, c) plane per task,
+in a fixed order, so results are bitwise identical for any number of threads.
+
+The max follows PyTorch exactly: the window is scanned in row-major order and a value replaces the current
+maximum when it is larger or NaN; ties keep the first maximum, a NaN wins (the last NaN of the window), and the
+index is a flat offset into the (unpadded) plane.
+"""
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free, qsort
+from libc.string cimport memset
+
+from fastconv._kernels.fused cimport float_t
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    /* Copy n bytes with non-temporal stores: output that is not read again soon bypasses the cache, which
+       saves the read-for-ownership of every written line. */
+    static void fc_stream_copy(void *dst, const void *src, size_t n) {
+        char *d = (char *)dst;
+        const char *s = (const char *)src;
+        size_t head = (16 - ((uintptr_t)d & 15)) & 15;
+        if (head > n) head = n;
+        memcpy(d, s, head);
+        d += head; s += head; n -= head;
+        while (n >= 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)s);
+            __m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(s + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(s + 48));
+            _mm_stream_si128((__m128i *)d, a);
+            _mm_stream_si128((__m128i *)(d + 16), b);
+            _mm_stream_si128((__m128i *)(d + 32), c);
+            _mm_stream_si128((__m128i *)(d + 48), e);
+            d += 64; s += 64; n -= 64;
+        }
+        while (n >= 16) {
+            _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+            d += 16; s += 16; n -= 16;
+        }
+        memcpy(d, s, n);
+    }
+    static void fc_store_fence(void) { _mm_sfence(); }
+    #else
+    static void fc_stream_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+    static void fc_store_fence(void) { }
+    #endif
+
+    /* k-max selection: order by value descending with NaN largest, ties by position ascending. */
+    typedef struct { double v; int64_t i; } fc_vi;
+    static int fc_cmp_desc(const void *pa, const void *pb) {
+        const fc_vi *a = (const fc_vi *)pa, *b = (const fc_vi *)pb;
+        int na = a->v != a->v, nb = b->v != b->v;
+        if (na != nb) return na ? -1 : 1;
+        if (!na && a->v != b->v) return a->v > b->v ? -1 : 1;
+        return (a->i > b->i) - (a->i < b->i);
+    }
+    static int fc_cmp_pos(const void *pa, const void *pb) {
+        const fc_vi *a = (const fc_vi *)pa, *b = (const fc_vi *)pb;
+        return (a->i > b->i) - (a->i < b->i);
+    }
+    """
+    void fc_stream_copy(void *dst, const void *src, size_t n) noexcept nogil
+    void fc_store_fence() noexcept nogil
+    ctypedef struct fc_vi:
+        double v
+        int64_t i
+    int fc_cmp_desc(const void *pa, const void *pb) noexcept nogil
+    int fc_cmp_pos(const void *pa, const void *pb) noexcept nogil
+
+
+cdef enum:
+    # Planes at least this long, in bytes, are scattered in a per-thread buffer and streamed out.
+    STREAM_MIN_BYTES = 256
+
+
+# ----------------------------------------------------------------------------------------------- max forward
+cdef inline void _max_fold(const float_t* row, int64_t rowbase, float_t* vals, int64_t* ids,
+                           Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t off, Py_ssize_t dw,
+                           Py_ssize_t kw, bint first) noexcept nogil:
+    """Fold one input row into columns [lo, hi) whose windows are regular: taps ow*sw + off + t*dw.
+
+    Tap-outer, column-inner loops without branches, so the compiler vectorises across columns."""
+    cdef Py_ssize_t ow, t, a
+    cdef float_t u, v
+    cdef bint take
+    for t in range(kw):
+        a = off + t * dw
+        if first and t == 0:
+            for ow in range(lo, hi):
+                vals[ow] = row[ow * sw + a]
+                ids[ow] = rowbase + ow * sw + a
+        else:
+            for ow in range(lo, hi):
+                u = row[ow * sw + a]
+                v = vals[ow]
+                take = (u > v) | (u != u)
+                vals[ow] = u if take else v
+                ids[ow] = (rowbase + ow * sw + a) if take else ids[ow]
+
+
+cdef inline void _max_window(const float_t* plane, int64_t b0, int64_t b1, int64_t b2, int64_t b3,
+                             float_t* vals, int64_t* ids, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
+                             int NR, int KW, int SW) noexcept nogil:
+    """Whole windows of NR input rows (offsets b0..b3 in the plane) x KW unit-step taps, stride SW, for columns
+    [lo, hi); the compile-time sizes let the compiler unroll the window and vectorise across columns."""
+    cdef const float_t* rows[4]
+    cdef int64_t bases[4]
+    cdef Py_ssize_t ow, q, a
+    cdef int64_t ix, pos
+    cdef float_t v, u
+    cdef bint take
+    bases[0] = b0
+    bases[1] = b1
+    bases[2] = b2
+    bases[3] = b3
+    for q in range(NR):
+        rows[q] = plane + bases[q]
+    for ow in range(lo, hi):
+        a = ow * SW + off
+        v = rows[0][a]
+        ix = b0 + a
+        for q in range(1, NR * KW):
+            u = rows[q // KW][a + q % KW]
+            pos = bases[q // KW] + a + q % KW
+            take = (u > v) | (u != u)
+            v = u if take else v
+            ix = pos if take else ix
+        vals[ow] = v
+        ids[ow] = ix
+
+
+cdef inline void _max_table(const float_t* row, int64_t rowbase, float_t* vals, int64_t* ids,
+                            Py_ssize_t lo, Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw,
+                            bint first) noexcept nogil:
+    """Fold one input row into columns [lo, hi) using the W window table."""
+    cdef Py_ssize_t ow, t, a, b
+    cdef float_t v, u
+    cdef int64_t ix
+    cdef bint take
+    for ow in range(lo, hi):
+        a = ws[ow]
+        v = row[a]
+        ix = a
+        for t in range(1, wc[ow]):
+            b = a + t * dw
+            u = row[b]
+            take = (u > v) | (u != u)
+            v = u if take else v
+            ix = b if take else ix
+        if first:
+            vals[ow] = v
+            ids[ow] = rowbase + ix
+        else:
+            take = (v > vals[ow]) | (v != v)
+            vals[ow] = v if take else vals[ow]
+            ids[ow] = rowbase + ix if take else ids[ow]
+
+
+cdef inline int _window_kind(Py_ssize_t nr, Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t dw) noexcept nogil:
+    """Which specialised whole-window loop handles nr rows x kw taps (0: none, fold row by row)."""
+    if dw != 1 or sw < 1 or sw > 2:
+        return 0
+    if nr == 1 and kw == 2:
+        return 1
+    if nr == 1 and kw == 3:
+        return 2
+    if nr == 2 and kw == 2:
+        return 3
+    if nr == 3 and kw == 3:
+        return 4
+    if nr == 4 and kw == 2:
+        return 5
+    return 0
+
+
+cdef inline void _max_out_row(const float_t* plane, Py_ssize_t H, Py_ssize_t W,
+                              int64_t d0, int64_t nd, Py_ssize_t dd, int64_t h0, int64_t nh, Py_ssize_t dh,
+                              float_t* vals, int64_t* ids, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t lo,
+                              Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw, Py_ssize_t sw,
+                              Py_ssize_t pw, Py_ssize_t kw) noexcept nogil:
+    """Output columns [c0, c1) of one output row whose window rows are (d0 + i dd, h0 + j dh)."""
+    cdef Py_ssize_t a = max(c0, lo), b = min(c1, hi), i, j, n = 0
+    cdef int64_t base[4]
+    cdef int64_t rowbase
+    cdef int kind
+    cdef bint first = True
+    if a >= b:
+        a = c1
+        b = c1
+    for i in range(nd):
+        for j in range(nh):
+            rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
+            if n < 4:
+                base[n] = rowbase
+            n += 1
+            _max_table(plane + rowbase, rowbase, vals, ids, c0, a, ws, wc, dw, first)
+            _max_table(plane + rowbase, rowbase, vals, ids, b, c1, ws, wc, dw, first)
+            first = False
+    if a >= b:
+        return
+    kind = _window_kind(n, kw, sw, dw)
+    if kind == 0:
+        first = True
+        for i in range(nd):
+            for j in range(nh):
+                rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
+                _max_fold(plane + rowbase, rowbase, vals, ids, a, b, sw, -pw, dw, kw, first)
+                first = False
+    elif sw == 2:
+        if kind == 1:
+            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 2, 2)
+        elif kind == 2:
+            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 3, 2)
+        elif kind == 3:
+            _max_window(plane, base[0], base[1], 0, 0, vals, ids, a, b, -pw, 2, 2, 2)
+        elif kind == 4:
+            _max_window(plane, base[0], base[1], base[2], 0, vals, ids, a, b, -pw, 3, 3, 2)
+        else:
+            _max_window(plane, base[0], base[1], base[2], base[3], vals, ids, a, b, -pw, 4, 2, 2)
+    else:
+        if kind == 1:
+            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 2, 1)
+        elif kind == 2:
+            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 3, 1)
+        elif kind == 3:
+            _max_window(plane, base[0], base[1], 0, 0, vals, ids, a, b, -pw, 2, 2, 1)
+        elif kind == 4:
+            _max_window(plane, base[0], base[1], base[2], 0, vals, ids, a, b, -pw, 3, 3, 1)
+        else:
+            _max_window(plane, base[0], base[1], base[2], base[3], vals, ids, a, b, -pw, 4, 2, 1)
+
+
+def max_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] idx,
+                bint with_idx,
+                const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
+                const int64_t[::1] ws, const int64_t[::1] wc, Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw,
+                Py_ssize_t nchunks, Py_ssize_t rows_per_task, bint stream, int nthreads):
+    """Window max of x (P, D, H, W) into out (P, OD, OH, OW) and, if ``with_idx``, argmax offsets into idx.
+
+    Tables ``ds/dc, hs/hc, ws/wc`` (start, count per output position), steps ``dd, dh, dw``; columns
+    ``[lo, hi)`` are regular (``start = ow*sw - pw``, ``kw`` taps).  A task computes ``rows_per_task``
+    consecutive output rows, or a chunk of one row when ``nchunks > 1``.  With ``stream`` (only for
+    ``nchunks == 1``) a task computes into a per-thread buffer and streams the block out with non-temporal
+    stores.  All arguments are validated by the caller.
+    """
+    cdef Py_ssize_t P = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t nch = max(1, min(nchunks, OW))
+    cdef Py_ssize_t rb = 1 if nch > 1 else max(1, min(rows_per_task, OH))
+    cdef Py_ssize_t nrb = (OH + rb - 1) // rb
+    cdef Py_ssize_t csz = (OW + nch - 1) // nch
+    cdef Py_ssize_t ntask = P * OD * nrb * nch
+    cdef Py_ssize_t task, rem, p, od, oh, oh0, oh1, ch, c0, c1, n
+    cdef const float_t* plane
+    cdef float_t* vals
+    cdef int64_t* ids
+    cdef float_t* vbuf
+    cdef int64_t* ibuf
+    cdef int failed[1]
+    failed[0] = 0
+    if ntask == 0:
+        return
+    stream = stream and nch == 1
+    with nogil, parallel(num_threads=nthreads):
+        vbuf = <float_t*> malloc(rb * OW * sizeof(float_t))
+        ibuf = <int64_t*> malloc(rb * OW * sizeof(int64_t))
+        if vbuf == NULL or ibuf == NULL:
+            failed[0] = 1
+        else:
+            for task in prange(ntask, schedule='static'):
+                rem = task
+                ch = rem % nch
+                rem = rem // nch
+                oh0 = (rem % nrb) * rb
+                rem = rem // nrb
+                od = rem % OD
+                p = rem // OD
+                oh1 = min(OH, oh0 + rb)
+                c0 = ch * csz
+                c1 = min(OW, c0 + csz)
+                if c0 >= c1:
+                    continue
+                plane = &x[p, 0, 0, 0]
+                for oh in range(oh0, oh1):
+                    if stream:
+                        vals = vbuf + (oh - oh0) * OW
+                        ids = ibuf + (oh - oh0) * OW
+                    else:
+                        vals = &out[p, od, oh, 0]
+                        ids = &idx[p, od, oh, 0] if with_idx else ibuf
+                    _max_out_row(plane, H, W, ds[od], dc[od], dd, hs[oh], hc[oh], dh, vals, ids, c0, c1, lo, hi,
+                                 &ws[0], &wc[0], dw, sw, pw, kw)
+                if stream:
+                    n = (oh1 - oh0) * OW
+                    fc_stream_copy(&out[p, od, oh0, 0], vbuf, n * sizeof(float_t))
+                    if with_idx:
+                        fc_stream_copy(&idx[p, od, oh0, 0], ibuf, n * sizeof(int64_t))
+            fc_store_fence()
+        free(vbuf)
+        free(ibuf)
+    if failed[0]:
+        raise MemoryError("max pooling: could not allocate per-thread row buffers")
+
+
+# ----------------------------------------------------------------------------------------------- mean forward
+cdef inline void _sum_fold(const float_t* row, float_t* acc, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw,
+                           Py_ssize_t off, Py_ssize_t kw, bint first) noexcept nogil:
+    """Add one input row's taps to columns [lo, hi) (regular windows), tap by tap: the window is summed in
+    row-major order, as PyTorch does."""
+    cdef Py_ssize_t ow, t, a
+    for t in range(kw):
+        a = off + t
+        if first and t == 0:
+            for ow in range(lo, hi):
+                acc[ow] = row[ow * sw + a]
+        else:
+            for ow in range(lo, hi):
+                acc[ow] = acc[ow] + row[ow * sw + a]
+
+
+cdef inline void _sum_window(const float_t* plane, int64_t b0, int64_t b1, int64_t b2, int64_t b3,
+                             float_t* acc, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
+                             int NR, int KW, int SW) noexcept nogil:
+    """Sums of whole windows (see :func:`_max_window`), in row-major order."""
+    cdef const float_t* rows[4]
+    cdef Py_ssize_t ow, q, a
+    cdef float_t s
+    rows[0] = plane + b0
+    rows[1] = plane + b1
+    rows[2] = plane + b2
+    rows[3] = plane + b3
+    for ow in range(lo, hi):
+        a = ow * SW + off
+        s = rows[0][a]
+        for q in range(1, NR * KW):
+            s = s + rows[q // KW][a + q % KW]
+        acc[ow] = s
+
+
+cdef inline void _sum_table(const float_t* row, float_t* acc, Py_ssize_t lo, Py_ssize_t hi,
+                            const int64_t* ws, const int64_t* wc, bint first) noexcept nogil:
+    cdef Py_ssize_t ow, t, a
+    for ow in range(lo, hi):
+        a = ws[ow]
+        if first:
+            acc[ow] = row[a]
+        else:
+            acc[ow] = acc[ow] + row[a]
+        for t in range(1, wc[ow]):
+            acc[ow] = acc[ow] + row[a + t]
+
+
+cdef inline void _sum_out_row(const float_t* plane, Py_ssize_t H, Py_ssize_t W, int64_t d0, int64_t nd,
+                              int64_t h0, int64_t nh, float_t* acc, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t lo,
+                              Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t sw, Py_ssize_t pw,
+                              Py_ssize_t kw) noexcept nogil:
+    """Window sums of output columns [c0, c1) of one output row (unit steps)."""
+    cdef Py_ssize_t a = max(c0, lo), b = min(c1, hi), i, j, n = 0
+    cdef int64_t base[4]
+    cdef int64_t rowbase
+    cdef int kind
+    cdef bint first = True
+    if a >= b:
+        a = c1
+        b = c1
+    for i in range(nd):
+        for j in range(nh):
+            rowbase = ((d0 + i) * H + h0 + j) * W
+            if n < 4:
+                base[n] = rowbase
+            n += 1
+            _sum_table(plane + rowbase, acc, c0, a, ws, wc, first)
+            _sum_table(plane + rowbase, acc, b, c1, ws, wc, first)
+            first = False
+    if a >= b:
+        return
+    kind = _window_kind(n, kw, sw, 1)
+    if kind == 0:
+        first = True
+        for i in range(nd):
+            for j in range(nh):
+                _sum_fold(plane + ((d0 + i) * H + h0 + j) * W, acc, a, b, sw, -pw, kw, first)
+                first = False
+    elif sw == 2:
+        if kind == 1:
+            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 2, 2)
+        elif kind == 2:
+            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 3, 2)
+        elif kind == 3:
+            _sum_window(plane, base[0], base[1], 0, 0, acc, a, b, -pw, 2, 2, 2)
+        elif kind == 4:
+            _sum_window(plane, base[0], base[1], base[2], 0, acc, a, b, -pw, 3, 3, 2)
+        else:
+            _sum_window(plane, base[0], base[1], base[2], base[3], acc, a, b, -pw, 4, 2, 2)
+    else:
+        if kind == 1:
+            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 2, 1)
+        elif kind == 2:
+            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 3, 1)
+        elif kind == 3:
+            _sum_window(plane, base[0], base[1], 0, 0, acc, a, b, -pw, 2, 2, 1)
+        elif kind == 4:
+            _sum_window(plane, base[0], base[1], base[2], 0, acc, a, b, -pw, 3, 3, 1)
+        else:
+            _sum_window(plane, base[0], base[1], base[2], base[3], acc, a, b, -pw, 4, 2, 1)
+
+
+def avg_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
+                const int64_t[::1] ws, const int64_t[::1] wc,
+                const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
+                Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw,
+                Py_ssize_t nchunks, Py_ssize_t rows_per_task, bint stream, int nthreads):
+    """Window mean of x (P, D, H, W) into out (P, OD, OH, OW) with unit steps.
+
+    The divisor of output (od, oh, ow) is ``divisor`` when it is not 0, else ``ddiv[od] * hdiv[oh] * wdiv[ow]``
+    (integers stored as floats: the product is the correctly rounded integer product, as PyTorch's).
+    Other arguments as in :func:`max_forward`.
+    """
+    cdef Py_ssize_t P = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t nch = max(1, min(nchunks, OW))
+    cdef Py_ssize_t rb = 1 if nch > 1 else max(1, min(rows_per_task, OH))
+    cdef Py_ssize_t nrb = (OH + rb - 1) // rb
+    cdef Py_ssize_t csz = (OW + nch - 1) // nch
+    cdef Py_ssize_t ntask = P * OD * nrb * nch
+    cdef Py_ssize_t task, rem, p, od, oh, oh0, oh1, ch, c0, c1, ow
+    cdef float_t dv
+    cdef const float_t* plane
+    cdef float_t* acc
+    cdef float_t* vbuf
+    cdef int failed[1]
+    failed[0] = 0
+    if ntask == 0:
+        return
+    stream = stream and nch == 1
+    with nogil, parallel(num_threads=nthreads):
+        vbuf = <float_t*> malloc(rb * OW * sizeof(float_t))
+        if vbuf == NULL:
+            failed[0] = 1
+        else:
+            for task in prange(ntask, schedule='static'):
+                rem = task
+                ch = rem % nch
+                rem = rem // nch
+                oh0 = (rem % nrb) * rb
+                rem = rem // nrb
+                od = rem % OD
+                p = rem // OD
+                oh1 = min(OH, oh0 + rb)
+                c0 = ch * csz
+                c1 = min(OW, c0 + csz)
+                if c0 >= c1:
+                    continue
+                plane = &x[p, 0, 0, 0]
+                for oh in range(oh0, oh1):
+                    acc = vbuf + (oh - oh0) * OW if stream else &out[p, od, oh, 0]
+                    _sum_out_row(plane, H, W, ds[od], dc[od], hs[oh], hc[oh], acc, c0, c1, lo, hi, &ws[0],
+                                 &wc[0], sw, pw, kw)
+                    if divisor != 0:
+                        dv = <float_t> divisor
+                        for ow in range(c0, c1):
+                            acc[ow] = acc[ow] / dv
+                    else:
+                        dv = ddiv[od] * hdiv[oh]
+                        for ow in range(c0, c1):
+                            acc[ow] = acc[ow] / (dv * wdiv[ow])
+                if stream:
+                    fc_stream_copy(&out[p, od, oh0, 0], vbuf, (oh1 - oh0) * OW * sizeof(float_t))
+            fc_store_fence()
+        free(vbuf)
+    if failed[0]:
+        raise MemoryError("average pooling: could not allocate per-thread row buffers")
+
+
+# ----------------------------------------------------------------------------------------------- mean backward
+cdef inline void _spread_row(float_t* row, const float_t* g, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t OW,
+                             const int64_t* ws, const int64_t* wc, Py_ssize_t sw, Py_ssize_t pw,
+                             Py_ssize_t kw) noexcept nogil:
+    """Add g[ow] to the taps of every output column's window in one input row (regular columns tap-outer)."""
+    cdef Py_ssize_t ow, t, a
+    if lo >= hi:
+        lo = OW
+        hi = OW
+    for ow in range(lo):
+        a = ws[ow]
+        for t in range(wc[ow]):
+            row[a + t] = row[a + t] + g[ow]
+    for t in range(kw):
+        a = t - pw
+        for ow in range(lo, hi):
+            row[ow * sw + a] = row[ow * sw + a] + g[ow]
+    for ow in range(hi, OW):
+        a = ws[ow]
+        for t in range(wc[ow]):
+            row[a + t] = row[a + t] + g[ow]
+
+
+def avg_backward(const float_t[:, :, :, ::1] gy, float_t[:, :, :, ::1] gx,
+                 const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
+                 const int64_t[::1] ws, const int64_t[::1] wc,
+                 const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
+                 Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw, int nthreads):
+    """Adjoint of :func:`avg_forward`: gx (P, D, H, W) = sum over the windows containing each element of
+    gy / divisor.  One plane per task, scattered in a fixed order (deterministic)."""
+    cdef Py_ssize_t P = gx.shape[0], D = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
+    cdef Py_ssize_t OD = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3]
+    cdef Py_ssize_t p, od, oh, ow, i, j
+    cdef float_t dv
+    cdef float_t* plane
+    cdef float_t* g
+    cdef const float_t* grow
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        g = <float_t*> malloc(OW * sizeof(float_t))
+        if g == NULL:
+            failed[0] = 1
+        else:
+            for p in prange(P, schedule='static'):
+                plane = &gx[p, 0, 0, 0]
+                memset(plane, 0, D * H * W * sizeof(float_t))
+                for od in range(OD):
+                    for oh in range(OH):
+                        grow = &gy[p, od, oh, 0]
+                        if divisor != 0:
+                            dv = <float_t> divisor
+                            for ow in range(OW):
+                                g[ow] = grow[ow] / dv
+                        else:
+                            dv = ddiv[od] * hdiv[oh]
+                            for ow in range(OW):
+                                g[ow] = grow[ow] / (dv * wdiv[ow])
+                        for i in range(dc[od]):
+                            for j in range(hc[oh]):
+                                _spread_row(plane + ((ds[od] + i) * H + hs[oh] + j) * W, g, lo, hi, OW,
+                                            &ws[0], &wc[0], sw, pw, kw)
+        free(g)
+    if failed[0]:
+        raise MemoryError("average pooling backward: could not allocate a per-thread row buffer")
+
+
+# ----------------------------------------------------------------------------------------------- indices
+def scatter(const float_t[:, ::1] src, const int64_t[:, ::1] idx, float_t[:, ::1] out, bint accumulate,
+            int nthreads):
+    """Per plane p: out[p] = 0, then out[p, idx[p, m]] += src[p, m] (``accumulate``) or = src[p, m].
+
+    Returns the number of planes holding an index outside [0, out.shape[1]); those indices are skipped.
+    Planes are scattered in a per-thread buffer and streamed out when it is worth it.
+    """
+    cdef Py_ssize_t P = src.shape[0], M = src.shape[1], S = out.shape[1]
+    cdef Py_ssize_t p, m
+    cdef int64_t j
+    cdef float_t* dst
+    cdef float_t* buf
+    cdef const float_t* s
+    cdef const int64_t* ix
+    cdef bint stream = S * sizeof(float_t) >= STREAM_MIN_BYTES and S * sizeof(float_t) <= 512 * 1024
+    cdef Py_ssize_t bad = 0
+    cdef int failed[1]
+    failed[0] = 0
+    if P == 0 or S == 0:
+        return 0
+    with nogil, parallel(num_threads=nthreads):
+        buf = <float_t*> malloc(S * sizeof(float_t)) if stream else NULL
+        if stream and buf == NULL:
+            failed[0] = 1
+        else:
+            for p in prange(P, schedule='static'):
+                dst = buf if stream else &out[p, 0]
+                memset(dst, 0, S * sizeof(float_t))
+                s = &src[p, 0]
+                ix = &idx[p, 0]
+                if accumulate:
+                    for m in range(M):
+                        j = ix[m]
+                        if j < 0 or j >= S:
+                            bad += 1
+                            break
+                        dst[j] = dst[j] + s[m]
+                else:
+                    for m in range(M):
+                        j = ix[m]
+                        if j < 0 or j >= S:
+                            bad += 1
+                            break
+                        dst[j] = s[m]
+                if stream:
+                    fc_stream_copy(&out[p, 0], dst, S * sizeof(float_t))
+            fc_store_fence()
+        free(buf)
+    if failed[0]:
+        raise MemoryError("scatter: could not allocate a per-thread plane buffer of %d bytes"
+                          % (S * sizeof(float_t)))
+    return bad
+
+
+def gather(const float_t[:, ::1] src, const int64_t[:, ::1] idx, float_t[:, ::1] out, int nthreads):
+    """out[p, m] = src[p, idx[p, m]]; returns the number of planes with an index outside [0, src.shape[1])."""
+    cdef Py_ssize_t P = idx.shape[0], M = idx.shape[1], S = src.shape[1]
+    cdef Py_ssize_t p, m
+    cdef int64_t j
+    cdef Py_ssize_t bad = 0
+    for p in prange(P, nogil=True, schedule='static', num_threads=nthreads):
+        for m in range(M):
+            j = idx[p, m]
+            if j < 0 or j >= S:
+                bad += 1
+                break
+            out[p, m] = src[p, j]
+    return bad
+
+
+# ----------------------------------------------------------------------------------------------- k-max
+def kmax(const float_t[:, ::1] x, float_t[:, ::1] vals, int64_t[:, ::1] idx, bint sort_values, int nthreads):
+    """The k = vals.shape[1] largest entries of each row of x (NaN largest, ties by position).
+
+    ``sort_values``: descending by value; otherwise in their original (position) order.
+    """
+    cdef Py_ssize_t R = x.shape[0], L = x.shape[1], K = vals.shape[1]
+    cdef Py_ssize_t r, i
+    cdef fc_vi* buf
+    cdef int failed[1]
+    failed[0] = 0
+    if R == 0 or K == 0:
+        return
+    with nogil, parallel(num_threads=nthreads):
+        buf = <fc_vi*> malloc(L * sizeof(fc_vi))
+        if buf == NULL:
+            failed[0] = 1
+        else:
+            for r in prange(R, schedule='static'):
+                for i in range(L):
+                    buf[i].v = x[r, i]
+                    buf[i].i = i
+                qsort(buf, L, sizeof(fc_vi), fc_cmp_desc)
+                if not sort_values:
+                    qsort(buf, K, sizeof(fc_vi), fc_cmp_pos)
+                for i in range(K):
+                    vals[r, i] = x[r, buf[i].i]
+                    idx[r, i] = buf[i].i
+        free(buf)
+    if failed[0]:
+        raise MemoryError("kmax_pool: could not allocate a per-thread buffer of %d bytes" % (L * sizeof(fc_vi)))
