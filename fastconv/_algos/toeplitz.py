@@ -46,7 +46,7 @@ import numpy as np
 from .. import _kernels, _threads
 from .. import _validate as V
 from .._algorithms import Algorithm, register
-from .direct import _as5
+from .direct import MIN_FLOPS_PER_THREAD, _as5
 
 _tp = _kernels.load("_toeplitz")
 
@@ -173,7 +173,9 @@ def plan(geom, dtype, op, nthreads=None, limit=None):
             tasks = G * ncb * -(-Kg // kb)
             gemms = tasks * N * nch
     buffer_bytes = 0 if one else rows * pc * item
-    threads = max(1, min(nthreads, tasks, limit // buffer_bytes if buffer_bytes else tasks))
+    # waking threads for less than ~1 MFLOP each costs more than it saves (the result does not depend on it)
+    threads = max(1, min(nthreads, tasks, limit // buffer_bytes if buffer_bytes else tasks,
+                         geom.flops // MIN_FLOPS_PER_THREAD))
     return Plan(op, one, pc, cb, kb, tasks, gemms, threads, buffer_bytes)
 
 
@@ -272,7 +274,7 @@ def cost(geom, dtype, op):
         eff = _gemm_eff(pl.kblock, pl.cblock * RST)
         lowered = (0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)) * \
             -(-Kg // pl.kblock)
-    threads = min(_threads.get_num_threads(), pl.tasks)
+    threads = pl.threads
     waves = ceil(pl.tasks / threads) / (pl.tasks / threads)   # load imbalance of the last wave
     work = geom.flops / (GEMM_GFLOPS[item] * 1e9 * eff) + lowered * item / (LOWER_GBPS * 1e9)
     return work * waves / threads + pl.gemms * GEMM_OVERHEAD / threads + CALL_OVERHEAD
