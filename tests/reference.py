@@ -300,6 +300,43 @@ def kmax_pool_ref(x, k, dim=-1, sorted=True):
     return np.moveaxis(vals, -1, dim), np.moveaxis(idx, -1, dim)
 
 
+def _pairs2(*values):
+    return [(v, v) if np.isscalar(v) else tuple(v) for v in values]
+
+
+def locally_connected2d(x, w, bias=None, stride=1, padding=0, dilation=1):
+    """Unshared convolution: w (OH, OW, K, C, kH, kW), bias (K, OH, OW); output (i, j) uses its own w[i, j]."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    (sh, sw), (ph, pw), (dh, dw) = _pairs2(stride, padding, dilation)
+    xp = pad_input(x, [(ph, ph), (pw, pw)])
+    OH, OW, K, C, kh, kw = w.shape
+    y = np.zeros((x.shape[0], K, OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            for u in range(kh):
+                for v in range(kw):
+                    y[:, :, i, j] += xp[:, :, i * sh + u * dh, j * sw + v * dw] @ w[i, j, :, :, u, v].T
+    if bias is not None:
+        y += np.asarray(bias, np.float64)[None]
+    return y
+
+
+def tiled_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1):
+    """Tiled convolution: w (tH, tW, K, C, kH, kW); output (i, j) uses w[i % tH, j % tW]; bias (K,)."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    (sh, sw), (ph, pw), (dh, dw) = _pairs2(stride, padding, dilation)
+    th, tw, K, C, kh, kw = w.shape
+    OH = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    OW = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    full = w[np.arange(OH)[:, None] % th, np.arange(OW)[None, :] % tw]      # (OH, OW, K, C, kH, kW)
+    y = locally_connected2d(x, full, None, stride, padding, dilation)
+    if bias is not None:
+        y += np.asarray(bias, np.float64).reshape(1, -1, 1, 1)
+    return y
+
+
 def _extend_index(p, n, mode):
     """Source index of position ``p`` on an axis of length ``n`` under a scipy.ndimage boundary mode, by folding
     step by step; None for the constant region."""
