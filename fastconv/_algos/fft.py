@@ -36,8 +36,9 @@ rows that hold valid outputs.  float32 is computed in complex64, float64 in comp
 """
 import contextlib
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from math import ceil, log2, prod
+from math import log2, prod
 
 import numpy as np
 import scipy.fft as sfft
@@ -48,7 +49,10 @@ from .._algorithms import Algorithm, register
 _fft = _kernels.load("_fft")
 
 # Workspace for the tile buffers of one chunk (tiles are processed in chunks that fit it).
-WORKSPACE_BYTES = 24 * 2 ** 20
+WORKSPACE_BYTES = 16 * 2 ** 20
+# Chunks are dealt round-robin to this many lanes; lanes run concurrently (one thread each), chunks of a lane in
+# order.  A fixed number, so the work (and the weight gradient's summation order) never depends on the thread count.
+LANES = 4
 # OpenBLAS multithreads a GEMM above m n k = 65536 * 4; fgemm then needs BLAS held to one thread.
 _BLAS_MT_MACS = 65536 * 4
 
@@ -80,6 +84,7 @@ class _Plan:
     groups: int
     R: int           # phases kept per channel
     chunk: int       # tiles per chunk
+    gemm: bool       # channel sum by transpose + per-frequency GEMM (else the streaming loop)
     cost: float      # modelled seconds
 
     @property
@@ -99,8 +104,14 @@ class _Plan:
         return self.N * prod(self.T)
 
     @property
-    def fft_axes(self):
-        return tuple(range(3 - self.nd, 3))
+    def F(self):
+        """Frequencies of one tile's half spectrum."""
+        return self.L[0] * self.L[1] * (self.L[2] // 2 + 1)
+
+    @property
+    def spatial_axes(self):
+        """Axes of the tile arrays (tiles, channels, L1, L2, L3) that are transformed."""
+        return tuple(range(5 - self.nd, 5))
 
     @property
     def Cs(self):
@@ -112,7 +123,7 @@ class _Plan:
         return self.K // self.groups
 
 
-def _axis_geometry(n, k, s, d, p, out):
+def _axis_geometry(k, s, d):
     """Phases of one axis: ``t d = s q + r`` for every tap ``t``; returns (taps, residues, Q)."""
     pos = [t * d for t in range(k)]
     residues = tuple(sorted({v % s for v in pos}))
@@ -133,25 +144,26 @@ def _length_candidates(Q, span):
     return sorted(cands)
 
 
-def _model(op, N, C, K, G, R, spans, Qs, Ls, itemsize):
-    """(seconds, tiles per chunk) for one tile choice; constants in COST (measured, see bench/bench_fft.py)."""
+def _model(op, N, C, K, G, R, spans, Qs, Ls, out_elems, itemsize):
+    """(seconds, tiles per chunk, gemm) for one tile choice; constants in COST (see bench/bench_fft.py)."""
     c = COST[itemsize == 4]
     Bs = [L - Q + 1 for L, Q in zip(Ls, Qs)]
     tiles = N * prod(-(-sp // B) for sp, B in zip(spans, Bs))
     Lt = prod(Ls)
     Ft = Lt // Ls[-1] * (Ls[-1] // 2 + 1)
     CR, Cs, Kg = C * R, C // G * R, K // G
-    per_tile = itemsize * (Lt * (CR + K) + 4 * Ft * (CR + K))
-    chunk = max(1, min(tiles, WORKSPACE_BYTES // per_tile))
+    per_tile = itemsize * (Lt * (CR + K) + 6 * Ft * (CR + K))
+    chunks = max(-(-tiles // max(1, WORKSPACE_BYTES // per_tile)), min(tiles, LANES))
+    chunks = -(-chunks // LANES) * LANES if tiles >= LANES else chunks
+    chunk = -(-tiles // chunks)
     chunks = -(-tiles // chunk)
-    lg = log2(Lt) if Lt > 1 else 1.0
-    ffts = tiles * (CR + K) + K * Cs * 0.6            # tile transforms + the (pruned) kernel/weight transform
+    ffts = (tiles * (CR + K) + 0.6 * K * Cs) * Lt * (log2(Lt) if Lt > 1 else 1.0)
     macs = Ft * tiles * K * Cs
-    calls = Ft * G * chunks
-    moved = tiles * Lt * (CR + K)
-    seconds = (c["fft"] * ffts * Lt * lg + c["mac"] * macs + c["call"] * calls + c["move"] * moved
-               + c["chunk"] * chunks + c["fixed"])
-    return seconds, chunk
+    loop = c["loop"] * macs
+    gemm = c["gemm"] * macs + c["call"] * Ft * G * chunks + c["move"] * 2 * Ft * (tiles * (CR + K) + K * Cs)
+    moved = tiles * Lt * CR + out_elems
+    seconds = (c["fft"] * ffts + min(loop, gemm) + c["move"] * moved + c["chunk"] * chunks + c["fixed"])
+    return seconds, chunk, gemm < loop
 
 
 @functools.lru_cache(maxsize=512)
@@ -162,24 +174,26 @@ def _plan(geom, op, itemsize):
     axes0 = []
     for n, k, s, d, (p, _), o in zip(g3.input_size, g3.kernel_size, g3.stride, g3.dilation, g3.padding,
                                      g3.output_size):
-        taps, residues, Q = _axis_geometry(n, k, s, d, p, o)
+        taps, residues, Q = _axis_geometry(k, s, d)
         # the adjoint tiles the phase positions of the input it writes (at most the full-convolution length)
         span = min((n - 1 + p) // s + 1, o + Q - 1) if op == "grad_input" else o
         axes0.append((n, o, p, s, taps, residues, Q, span))
     R = prod(len(a[5]) for a in axes0)
     spans = [a[7] for a in axes0]
     Qs = [a[6] for a in axes0]
+    out_elems = prod({"forward": g3.output_shape, "grad_input": g3.input_shape,
+                      "grad_weight": g3.output_shape}[op])
     best = None
     for L1 in _length_candidates(Qs[0], spans[0]):
         for L2 in _length_candidates(Qs[1], spans[1]):
             for L3 in _length_candidates(Qs[2], spans[2]):
-                sec, chunk = _model(op, N, C, K, geom.groups, R, spans, Qs, (L1, L2, L3), itemsize)
-                if best is None or sec < best[0]:
-                    best = (sec, chunk, (L1, L2, L3))
-    sec, chunk, Ls = best
+                m = _model(op, N, C, K, geom.groups, R, spans, Qs, (L1, L2, L3), out_elems, itemsize)
+                if best is None or m[0] < best[0][0]:
+                    best = (m, (L1, L2, L3))
+    (sec, chunk, gemm), Ls = best
     axes = tuple(_Axis(n, o, p, s, taps, res, Q, span, L, L - Q + 1)
                  for (n, o, p, s, taps, res, Q, span), L in zip(axes0, Ls))
-    return _Plan(op, geom.ndim, axes, N, C, K, geom.groups, R, chunk, sec)
+    return _Plan(op, geom.ndim, axes, N, C, K, geom.groups, R, chunk, gemm, sec)
 
 
 # --------------------------------------------------------------------------------------------- index tables
@@ -238,62 +252,82 @@ def _tables(plan):
 
 
 def _tap_index(plan):
-    """Index of every kernel tap in a channel-last phase kernel (Q1, Q2, Q3, K, Cg, R1, R2, R3).
+    """Index of every kernel tap in a phase-split kernel (K, Cg, R1, R2, R3, Q1, Q2, Q3).
 
-    ``array[index]`` has shape (k1, k2, k3, K, Cg): used to scatter the kernel into its phases and to gather the
+    ``array[index]`` has shape (K, Cg, k1, k2, k3): used to scatter the kernel into its phases and to gather the
     weight gradient back.
     """
-    qs, rs = [], []
+    rs, qs = [], []
     for d, ax in enumerate(plan.axes):
         shape = [1, 1, 1]
         shape[d] = len(ax.taps)
         rs.append(np.array([t[0] for t in ax.taps]).reshape(shape))
         qs.append(np.array([t[1] for t in ax.taps]).reshape(shape))
-    return tuple(qs) + (slice(None), slice(None)) + tuple(rs)
+    return (slice(None), slice(None)) + tuple(rs) + tuple(qs)
 
 
 def _phase_shape(plan):
-    return tuple(a.Q for a in plan.axes) + (plan.K, plan.C // plan.groups) + tuple(len(a.residues) for a in plan.axes)
+    return ((plan.K, plan.C // plan.groups) + tuple(len(a.residues) for a in plan.axes)
+            + tuple(a.Q for a in plan.axes))
 
 
 # --------------------------------------------------------------------------------------------- transforms
 def _rfft(a, plan, nthreads):
-    """Spectrum of a channel-last real array zero-padded to the plan's lengths, as (F, rest) complex.
+    """Spectra of ``a (rows..., l1, l2, l3)`` zero-padded to the plan's lengths, as (rows, F) complex.
 
     Pruned: the last axis is transformed first on the rows that exist, then the others with zero padding.
     """
-    s = sfft.rfft(a, n=plan.L[2], axis=2, workers=nthreads)
-    for ax in plan.fft_axes[:-1][::-1]:
-        s = sfft.fft(s, n=plan.L[ax], axis=ax, workers=nthreads, overwrite_x=True)
-    return s.reshape(-1, prod(s.shape[3:]))
+    s = sfft.rfft(a, n=plan.L[2], axis=4, workers=nthreads)
+    for ax in plan.spatial_axes[:-1][::-1]:
+        s = sfft.fft(s, n=plan.L[ax - 2], axis=ax, workers=nthreads, overwrite_x=True)
+    return s.reshape(a.shape[0] * a.shape[1], plan.F)
 
 
 def _irfft(spec, plan, lead, off, keep, nthreads):
-    """Inverse of a (F, rest) spectrum reshaped to (L1, L2, F3, *lead); only rows ``off .. off + keep`` of every
-    axis are transformed further and returned (a strided view)."""
+    """Inverse of (rows, F) spectra as ``lead + (L1, L2, L3)``; only rows ``off .. off + keep`` of every axis
+    are transformed further and returned (a strided view)."""
     L1, L2, L3 = plan.L
-    s = spec.reshape((L1, L2, L3 // 2 + 1) + tuple(lead))
-    for ax in plan.fft_axes[:-1]:
+    s = spec.reshape(tuple(lead) + (L1, L2, L3 // 2 + 1))
+    for ax in plan.spatial_axes[:-1]:
+        d = ax - 2
         s = sfft.ifft(s, axis=ax, workers=nthreads, overwrite_x=True)
-        s = s[(slice(None),) * ax + (slice(off[ax], off[ax] + keep[ax]),)]
-    y = sfft.irfft(s, n=L3, axis=2, workers=nthreads)
-    return y[:, :, off[2]:off[2] + keep[2]]
+        s = s[(slice(None),) * ax + (slice(off[d], off[d] + keep[d]),)]
+    y = sfft.irfft(s, n=L3, axis=4, workers=nthreads, overwrite_x=True)
+    return y[..., off[2]:off[2] + keep[2]]
+
+
+class _Workspace(dict):
+    """Buffers one lane reuses from chunk to chunk (fresh large arrays would be page-faulted every time)."""
+
+    def get(self, name, shape, dtype):
+        size = prod(shape)
+        buf = dict.get(self, name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+def _transpose(a, nthreads, ws=None, name="t"):
+    """(R, C) complex -> (C, R) complex, contiguous (in ``ws[name]`` when a workspace is given)."""
+    shape = (a.shape[1], a.shape[0])
+    out = ws.get(name, shape, a.dtype) if ws is not None else np.empty(shape, a.dtype)
+    _fft.ctranspose(a.view(a.real.dtype), out.view(out.real.dtype), nthreads)
+    return out
 
 
 def _kernel_spectrum(w, plan, nthreads):
-    """(F, K * Cs) spectrum of the phase-split kernel, channel-last."""
-    wcl = np.zeros(_phase_shape(plan), w.dtype)
-    w5 = w.reshape(w.shape[:2] + (1,) * (5 - w.ndim) + w.shape[2:])
-    wcl[_tap_index(plan)] = w5.transpose(2, 3, 4, 0, 1)
-    wcl = wcl.reshape(wcl.shape[:3] + (plan.K, plan.Cs))
-    return _rfft(wcl, plan, nthreads)
+    """Spectrum of the phase-split kernel: rows (K * Cs, F), or (F, K * Cs) for the GEMM channel sum."""
+    wph = np.zeros(_phase_shape(plan), w.dtype)
+    wph[_tap_index(plan)] = w.reshape(w.shape[:2] + (1,) * (5 - w.ndim) + w.shape[2:])
+    spec = _rfft(wph.reshape((plan.K, plan.Cs) + wph.shape[-3:]), plan, nthreads)
+    return _transpose(spec, nthreads) if plan.gemm else spec
 
 
 _blas_controller = None
 
 
 def _blas_single(m, n, k, nthreads):
-    """Hold BLAS to one thread while fgemm's OpenMP threads call it with GEMMs large enough to be threaded."""
+    """Hold BLAS to one thread while several of our threads call it with GEMMs large enough to be threaded."""
     global _blas_controller
     if nthreads <= 1 or m * n * k < _BLAS_MT_MACS:
         return contextlib.nullcontext()
@@ -303,81 +337,160 @@ def _blas_single(m, n, k, nthreads):
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-def _fgemm(a, b, c, plan, ops, m, n, k, lda, ldb, ldc, offs, accumulate, nthreads):
-    fl = [z.view(z.real.dtype) for z in (a, b, c)]
-    with _blas_single(m, n, k, nthreads):
-        _fft.fgemm(fl[0], fl[1], fl[2], plan.groups, ops[0], ops[1], m, n, k, lda, ldb, ldc, *offs,
-                   accumulate, nthreads)
+def _fl(z):
+    return z.view(z.real.dtype)
+
+
+def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
+    """The per-frequency channel sum of one chunk of ``M`` tiles.
+
+    forward ``Y[m, k] = sum_c X[m, c] conj(W[k, c])`` (a = X, b = W); grad_input ``Y[m, c] = sum_k G[m, k]
+    W[k, c]`` (a = G, b = W); grad_weight ``acc[k, c] += sum_m conj(G[m, k]) X[m, c]`` (a = G, b = X).
+    Spectra are (rows, F) except ``W`` and ``acc``, which are (F, rows) on the GEMM path.  Returns Y as rows.
+    """
+    G, Cs, Kg, K, CR = plan.groups, plan.Cs, plan.Kg, plan.K, plan.C * plan.R
+    if not plan.gemm:
+        if op == "forward":
+            y = ws.get("y", (M * K, plan.F), a.dtype)
+            _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Cs, Kg, Cs, CR, 1, Kg * Cs, 1, Cs, Kg, K, 1,
+                      False, True, False, nthreads)
+        elif op == "grad_input":
+            y = ws.get("y", (M * CR, plan.F), a.dtype)
+            _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Kg, Cs, Kg, K, 1, Kg * Cs, Cs, 1, Cs, CR, 1,
+                      False, False, False, nthreads)
+        else:
+            y = acc
+            _fft.cmac(_fl(a), _fl(b), _fl(y), G, Kg, M, Cs, Kg, 1, K, Cs, CR, 1, Kg * Cs, Cs, 1,
+                      True, False, True, nthreads)
+        return y
+    # GEMM path: per frequency and group, column-major BLAS calls on frequency-major spectra
+    at = _transpose(a, nthreads, ws, "at")
+    if op == "forward":        # Y^T (Kg x M) = conj(W') (Kg x Cs) X^T (Cs x M)
+        y = ws.get("yt", (plan.F, M * K), a.dtype)
+        args = (b, at, y, "C", "N", Kg, M, Cs, Cs, CR, K, Kg * Cs, Cs, Kg, False)
+    elif op == "grad_input":   # Y^T (Cs x M) = W'^T (Cs x Kg) G^T (Kg x M)
+        y = ws.get("yt", (plan.F, M * CR), a.dtype)
+        args = (b, at, y, "N", "N", Cs, M, Kg, Cs, K, CR, Kg * Cs, Kg, Cs, False)
+    else:                      # acc^T (Cs x Kg) += X^T (Cs x M) conj(G) (M x Kg)
+        y = acc
+        args = (_transpose(b, nthreads, ws, "bt"), at, y, "N", "C", Cs, Kg, M, CR, K, Cs, Cs, Kg, Kg * Cs, True)
+    A, B, Y, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate = args
+    _fft.fgemm(_fl(A), _fl(B), _fl(Y), G, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate, nthreads)
+    return y if op == "grad_weight" else _transpose(y, nthreads, ws, "y")
 
 
 def _as5(a):
     return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
 
 
-def _chunks(plan):
-    for m0 in range(0, plan.tiles, plan.chunk):
-        yield m0, min(plan.chunk, plan.tiles - m0)
+def _lanes(plan):
+    """Chunks ``(m0, M)`` dealt round-robin to at most LANES lanes."""
+    chunks = [(m0, min(plan.chunk, plan.tiles - m0)) for m0 in range(0, plan.tiles, plan.chunk)]
+    P = min(LANES, len(chunks))
+    return [chunks[i::P] for i in range(P)]
+
+
+@functools.lru_cache(maxsize=8)
+def _executor(n):
+    return ThreadPoolExecutor(n, thread_name_prefix="fastconv-fft")
+
+
+def _run(plan, work, nthreads):
+    """Call ``work(lane, m0, M, threads, workspace)`` for every chunk.
+
+    With several lanes and threads, lanes run concurrently on worker threads and every chunk single-threaded
+    (transforms and kernels release the GIL): one join per call instead of a barrier per step, which is what keeps
+    two threads useful on a busy machine.  With one lane the chunk's steps use all threads.
+    """
+    lanes = _lanes(plan)
+
+    def run_lane(i, threads):
+        ws = _Workspace()
+        for m0, M in lanes[i]:
+            work(i, m0, M, threads, ws)
+
+    if nthreads > 1 and len(lanes) > 1:
+        for f in [_executor(min(nthreads, len(lanes))).submit(run_lane, i, 1) for i in range(len(lanes))]:
+            f.result()
+    else:
+        for i in range(len(lanes)):
+            run_lane(i, nthreads)
+
+
+def _gather(src, plan, tabs, m0, M, channels, lengths, nthreads, ws, name="tiles"):
+    """Spectra (M * channels, F) of the tiles m0 .. m0 + M - 1 of ``src``."""
+    buf = ws.get(name, (M, channels) + tuple(lengths), src.dtype)
+    _fft.to_tiles(_as5(src), buf, *tabs, m0, *plan.T, nthreads)
+    return _rfft(buf, plan, nthreads)
+
+
+def _scatter(y, out, maps, m0, R, bias, nthreads):
+    b = bias if bias is not None else np.zeros(1, out.dtype)
+    _fft.from_tiles(y, _as5(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, *R, b,
+                    bias is not None, nthreads)
 
 
 # --------------------------------------------------------------------------------------------- the three ops
+def _gemm_size(plan, op):
+    """(m, n, k) of the per-frequency GEMM with a whole chunk."""
+    M, Cs, Kg = plan.chunk, plan.Cs, plan.Kg
+    return {"forward": (Kg, M, Cs), "grad_input": (Cs, M, Kg), "grad_weight": (Cs, Kg, M)}[op]
+
+
 def forward(x, w, bias, geom, out, nthreads):
     plan = _plan(geom, "forward", x.itemsize)
     tabs, maps = _tables(plan)
-    Cs, Kg, CR = plan.Cs, plan.Kg, plan.C * plan.R
     W = _kernel_spectrum(w, plan, nthreads)
-    b = bias if bias is not None else np.zeros(1, x.dtype)
-    x5, out5 = _as5(x), _as5(out)
-    for m0, M in _chunks(plan):
-        buf = np.empty(plan.L + (M, CR), x.dtype)
-        _fft.to_tiles(x5, buf, *tabs, m0, *plan.T, nthreads)
-        X = _rfft(buf, plan, nthreads)
-        Y = np.empty((X.shape[0], M * plan.K), X.dtype)
-        # per group, column-major Y^T (Kg x M) = conj(W') (Kg x Cs) X^T (Cs x M)
-        _fgemm(W, X, Y, plan, "CN", Kg, M, Cs, Cs, CR, plan.K, (Kg * Cs, Cs, Kg), False, nthreads)
-        y = _irfft(Y, plan, (M, plan.K), (0, 0, 0), plan.B, nthreads)
-        _fft.from_tiles(y, out5, *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, M, 1, 1, 1, b,
-                        bias is not None, nthreads)
+
+    def work(lane, m0, M, threads, ws):
+        X = _gather(x, plan, tabs, m0, M, plan.C * plan.R, plan.L, threads, ws)
+        Y = _channel_sum(plan, "forward", X, W, M, threads, ws)
+        y = _irfft(Y, plan, (M, plan.K), (0, 0, 0), plan.B, threads)
+        _scatter(y, out, maps, m0, (1, 1, 1), bias, threads)
+
+    with _blas_single(*_gemm_size(plan, "forward"), nthreads):
+        _run(plan, work, nthreads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
     plan = _plan(geom, "grad_input", gy.itemsize)
     tabs, maps = _tables(plan)
-    Cs, Kg, CR = plan.Cs, plan.Kg, plan.C * plan.R
     W = _kernel_spectrum(w, plan, nthreads)
-    gy5, out5 = _as5(gy), _as5(out)
     off = tuple(a.Q - 1 for a in plan.axes)
     R = tuple(len(a.residues) for a in plan.axes)
-    for m0, M in _chunks(plan):
-        buf = np.empty(plan.L + (M, plan.K), gy.dtype)
-        _fft.to_tiles(gy5, buf, *tabs, m0, *plan.T, nthreads)
-        Gs = _rfft(buf, plan, nthreads)
-        Y = np.empty((Gs.shape[0], M * CR), Gs.dtype)
-        # per group, column-major Y^T (Cs x M) = W'^T (Cs x Kg) G^T (Kg x M)
-        _fgemm(W, Gs, Y, plan, "NN", Cs, M, Kg, Cs, plan.K, CR, (Kg * Cs, Kg, Cs), False, nthreads)
-        y = _irfft(Y, plan, (M, CR), off, plan.B, nthreads)
-        _fft.from_tiles(y, out5, *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, M, *R,
-                        np.zeros(1, gy.dtype), False, nthreads)
+
+    def work(lane, m0, M, threads, ws):
+        Gs = _gather(gy, plan, tabs, m0, M, plan.K, plan.L, threads, ws)
+        Y = _channel_sum(plan, "grad_input", Gs, W, M, threads, ws)
+        y = _irfft(Y, plan, (M, plan.C * plan.R), off, plan.B, threads)
+        _scatter(y, out, maps, m0, R, None, threads)
+
+    with _blas_single(*_gemm_size(plan, "grad_input"), nthreads):
+        _run(plan, work, nthreads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
     plan = _plan(geom, "grad_weight", x.itemsize)
     x_tab, gy_tab = _tables(plan)
-    Cs, Kg, CR = plan.Cs, plan.Kg, plan.C * plan.R
-    F = prod(plan.L[:2]) * (plan.L[2] // 2 + 1)
-    acc = np.zeros((F, plan.K * Cs), np.result_type(x.dtype, np.complex64))
-    x5, gy5 = _as5(x), _as5(gy)
-    for m0, M in _chunks(plan):
-        xb = np.empty(plan.L + (M, CR), x.dtype)
-        _fft.to_tiles(x5, xb, *x_tab, m0, *plan.T, nthreads)
-        gb = np.empty(plan.B + (M, plan.K), x.dtype)
-        _fft.to_tiles(gy5, gb, *gy_tab, m0, *plan.T, nthreads)
-        X = _rfft(xb, plan, nthreads)
-        Gs = _rfft(gb, plan, nthreads)
-        # per group, column-major acc_f^T (Cs x Kg) += X^T (Cs x M) conj(G) (M x Kg)
-        _fgemm(X, Gs, acc, plan, "NC", Cs, Kg, M, CR, plan.K, Cs, (Cs, Kg, Kg * Cs), True, nthreads)
-    z = _irfft(acc, plan, (plan.K, Cs), (0, 0, 0), tuple(a.Q for a in plan.axes), nthreads)
+    ctype = np.result_type(x.dtype, np.complex64)
+    rows = plan.K * plan.Cs
+    accs = [np.zeros((plan.F, rows) if plan.gemm else (rows, plan.F), ctype) for _ in _lanes(plan)]
+
+    def work(lane, m0, M, threads, ws):
+        X = _gather(x, plan, x_tab, m0, M, plan.C * plan.R, plan.L, threads, ws)
+        Gs = _gather(gy, plan, gy_tab, m0, M, plan.K, plan.B, threads, ws, "gy_tiles")
+        _channel_sum(plan, "grad_weight", Gs, X, M, threads, ws, acc=accs[lane])
+
+    with _blas_single(*_gemm_size(plan, "grad_weight"), nthreads):
+        _run(plan, work, nthreads)
+    acc = accs[0]
+    for a in accs[1:]:
+        acc += a
+    if plan.gemm:
+        acc = _transpose(acc, nthreads)
+    z = _irfft(acc, plan, (plan.K, plan.Cs), (0, 0, 0), tuple(a.Q for a in plan.axes), nthreads)
     z = np.ascontiguousarray(z).reshape(_phase_shape(plan))
-    out[...] = z[_tap_index(plan)].transpose(3, 4, 0, 1, 2).reshape(out.shape)
+    out[...] = z[_tap_index(plan)].reshape(out.shape)
 
 
 def cost(geom, dtype, op):
@@ -386,11 +499,14 @@ def cost(geom, dtype, op):
 
 
 # Cost-model constants (seconds), measured with bench/bench_fft.py --calibrate on the 2-core reference machine,
-# 2 threads, (float64, float32): per transformed element and log2(size), per complex multiply-add of the
-# channel sum, per GEMM call, per element gathered/scattered, per chunk, per call.
+# 2 threads, keyed by "is float32": per transformed element and log2(size); per complex multiply-add of the
+# streaming channel sum and of the GEMM one; per GEMM call; per element gathered, scattered or transposed; per
+# chunk; per call.
 COST = {
-    False: {"fft": 1.2e-9, "mac": 1.0e-10, "call": 2e-7, "move": 1.0e-9, "chunk": 2e-4, "fixed": 2e-4},
-    True: {"fft": 0.8e-9, "mac": 0.5e-10, "call": 2e-7, "move": 0.7e-9, "chunk": 2e-4, "fixed": 2e-4},
+    False: {"fft": 1.2e-9, "loop": 4e-10, "gemm": 1.0e-10, "call": 2e-7, "move": 1.0e-9, "chunk": 2e-4,
+            "fixed": 2e-4},
+    True: {"fft": 0.8e-9, "loop": 3e-10, "gemm": 0.5e-10, "call": 2e-7, "move": 0.7e-9, "chunk": 2e-4,
+           "fixed": 2e-4},
 }
 
 ALGORITHM = register(Algorithm(

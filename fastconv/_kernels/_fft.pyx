@@ -4,29 +4,27 @@
 The transforms themselves come from ``scipy.fft``; this module does what is around them, always in 3 spatial
 dimensions (1-D and 2-D problems are views with singleton dims):
 
-* :func:`to_tiles` gathers overlapping tiles of an ``(N, C, D, H, W)`` array into a **channel-last** tile buffer
-  ``(L1, L2, L3, M, C * R)`` (``M`` tiles of one chunk).  Zero padding and the polyphase split used for strides
+* :func:`to_tiles` gathers overlapping tiles of an ``(N, C, D, H, W)`` array into a tile buffer
+  ``(M, C * R, L1, L2, L3)`` (``M`` tiles of one chunk).  Zero padding and the polyphase split used for strides
   (``R`` phases per channel) are resolved through per-dimension index tables, so neither the padded nor the
   phase-split input is ever materialised.
-* :func:`fgemm` is the channel sum: after ``rfftn`` over the leading (spatial) axes, the spectrum of frequency
-  ``f`` is a contiguous ``(M, channels)`` matrix, so ``Y_f = X_f . W_f`` (with conjugations/transposes) is one
-  small complex GEMM per frequency and group.  Products of at least ``SMALL_MACS`` multiply-adds go to BLAS
-  (``scipy.linalg.cython_blas`` cgemm/zgemm); tiny ones (e.g. one channel) use a plain loop, where a BLAS call
-  would cost more than the arithmetic.
+* The channel sum.  After ``rfftn`` over the spatial axes every frequency ``f`` is an independent small complex
+  matrix product (per group).  Spectra are rows of interleaved ``(re, im)`` pairs, one row per (tile, channel).
+  :func:`cmac` computes these products with frequencies as the vector lanes, streaming the rows as they are;
+  :func:`fgemm` runs one BLAS GEMM (``scipy.linalg.cython_blas`` cgemm/zgemm) per frequency on spectra made
+  frequency-major by :func:`ctranspose`.  Measured on the 2-core reference machine (float32, one thread, CPU
+  time): the streaming loop reaches 3-11 GFLOP/s, per-frequency cgemm on frequency-major data 22-65 GFLOP/s, so
+  the caller uses the loop for small channel products (where two transposes would cost more than they save) and
+  transpose + GEMM for large ones.
 * :func:`from_tiles` writes the valid part of inverse-transformed tiles to an ``(N, C, D, H, W)`` array, adding a
   bias or undoing the polyphase split on the way.
-
-Why channel-last plus per-frequency GEMM: measured on the 2-core reference machine (float32, one thread, CPU time),
-a frequency-innermost Cython loop over scipy's natural ``(M, C, F)`` layout reached 3-11 GFLOP/s (it is bound
-by strided row access); packing those rows per frequency block for cgemm reached 1-12; per-frequency cgemm on the
-channel-last layout 22-65 GFLOP/s, and pocketfft transforms the channel-last layout about as fast as the
-channel-first one.
 
 Every output element is written by exactly one task in a fixed order, so results do not depend on the number of
 threads.  All shapes, tables and offsets are validated by the caller (``fastconv._algos.fft``): bounds checks are
 off here.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport cgemm, zgemm
 
 from fastconv._kernels.fused cimport float_t
@@ -36,28 +34,37 @@ cdef long long _SMALL_MACS = 512
 SMALL_MACS = _SMALL_MACS
 
 
+cdef enum:
+    LB = 4      # cmac: output rows reduced together (a row of ``a`` is loaded once per LB outputs)
+    FBLK = 128  # cmac: frequencies per task; the 2 x LB accumulator rows stay in L1
+    TB = 32     # ctranspose: block edge
+
+
 def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
              const Py_ssize_t[:, :, ::1] tab1, const Py_ssize_t[:, :, ::1] tab2, const Py_ssize_t[:, :, ::1] tab3,
              Py_ssize_t m0, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3, int nthreads):
-    """``dst[l1, l2, l3, mm, c*R + r] = src[n, c, tab1[t1, l1, r1], tab2[t2, l2, r2], tab3[t3, l3, r3]]``.
+    """``dst[mm, c*R + r, l1, l2, l3] = src[n, c, tab1[t1, l1, r1], tab2[t2, l2, r2], tab3[t3, l3, r3]]``.
 
     Tile ``m0 + mm`` is ``(n, t1, t2, t3)`` in C order over ``(N, T1, T2, T3)``; ``r = (r1 R2 + r2) R3 + r3``
     with ``R_d = tab_d.shape[2]``.  A negative table entry means zero (padding).
     """
     cdef Py_ssize_t C = src.shape[1]
-    cdef Py_ssize_t L1 = dst.shape[0], L2 = dst.shape[1], L3 = dst.shape[2], M = dst.shape[3], CR = dst.shape[4]
+    cdef Py_ssize_t M = dst.shape[0], CR = dst.shape[1], L1 = dst.shape[2], L2 = dst.shape[3], L3 = dst.shape[4]
     cdef Py_ssize_t R1 = tab1.shape[2], R2 = tab2.shape[2], R3 = tab3.shape[2]
     cdef Py_ssize_t R = R1 * R2 * R3
-    cdef Py_ssize_t step = M * CR
-    cdef Py_ssize_t ntask = L1 * L2 * M
-    cdef Py_ssize_t task, rem, mm, l1, l2, l3, m, n, t1, t2, t3, c, r1, r2, r3, i1, i2, i3
+    cdef Py_ssize_t task, rem, mm, ch, c, r, r1, r2, r3, l1, l2, l3, m, n, t1, t2, t3, i1, i2, i3
     cdef float_t* out
     cdef const float_t* row
-    for task in prange(ntask, nogil=True, schedule='static', num_threads=nthreads):
-        mm = task % M
-        rem = task // M
-        l2 = rem % L2
-        l1 = rem // L2
+    for task in prange(M * CR * L1, nogil=True, schedule='static', num_threads=nthreads):
+        l1 = task % L1
+        rem = task // L1
+        ch = rem % CR
+        mm = rem // CR
+        c = ch // R
+        r = ch % R
+        r3 = r % R3
+        r2 = (r // R3) % R2
+        r1 = r // (R3 * R2)
         m = m0 + mm
         t3 = m % T3
         m = m // T3
@@ -65,43 +72,40 @@ def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
         m = m // T2
         t1 = m % T1
         n = m // T1
-        for c in range(C):
-            for r1 in range(R1):
-                i1 = tab1[t1, l1, r1]
-                for r2 in range(R2):
-                    i2 = tab2[t2, l2, r2]
-                    for r3 in range(R3):
-                        out = &dst[l1, l2, 0, mm, c * R + (r1 * R2 + r2) * R3 + r3]
-                        if i1 < 0 or i2 < 0:
-                            for l3 in range(L3):
-                                out[l3 * step] = 0
-                        else:
-                            row = &src[n, c, i1, i2, 0]
-                            for l3 in range(L3):
-                                i3 = tab3[t3, l3, r3]
-                                out[l3 * step] = row[i3] if i3 >= 0 else 0
+        i1 = tab1[t1, l1, r1]
+        for l2 in range(L2):
+            out = &dst[mm, ch, l1, l2, 0]
+            i2 = tab2[t2, l2, r2]
+            if i1 < 0 or i2 < 0:
+                for l3 in range(L3):
+                    out[l3] = 0
+            else:
+                row = &src[n, c, i1, i2, 0]
+                for l3 in range(L3):
+                    i3 = tab3[t3, l3, r3]
+                    out[l3] = row[i3] if i3 >= 0 else 0
 
 
 def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
                const Py_ssize_t[:, ::1] map1, const Py_ssize_t[:, ::1] map2, const Py_ssize_t[:, ::1] map3,
                const Py_ssize_t[:, ::1] rng1, const Py_ssize_t[:, ::1] rng2, const Py_ssize_t[:, ::1] rng3,
-               Py_ssize_t m0, Py_ssize_t M, Py_ssize_t R1, Py_ssize_t R2, Py_ssize_t R3,
+               Py_ssize_t m0, Py_ssize_t R1, Py_ssize_t R2, Py_ssize_t R3,
                const float_t[::1] bias, bint has_bias, int nthreads):
-    """Write the elements of ``dst (N, C, D, H, W)`` that belong to tiles ``m0 .. m0 + M - 1``.
+    """Write the elements of ``dst (N, C, D, H, W)`` that belong to the tiles ``m0 .. m0 + M - 1`` of
+    ``src (M, C * R, l1, l2, l3)``.
 
     Tile ``m = (n, t1, t2, t3)`` (C order over ``(N, T1, T2, T3)``, ``T_d = rng_d.shape[0]``) owns the positions
     ``rng_d[t_d, 0] <= i_d < rng_d[t_d, 1]``; the tiles' ranges partition each axis.  Position ``i_d`` reads
     tile row ``map_d[i_d, 0]`` and phase ``map_d[i_d, 1]`` (negative: the element is zero):
-    ``dst[n, c, i1, i2, i3] = src[l1, l2, l3, m - m0, c*R + (r1 R2 + r2) R3 + r3] (+ bias[c])``.
+    ``dst[n, c, i1, i2, i3] = src[m - m0, c*R + (r1 R2 + r2) R3 + r3, l1, l2, l3] (+ bias[c])``.
     """
-    cdef Py_ssize_t C = dst.shape[1]
+    cdef Py_ssize_t M = src.shape[0], C = dst.shape[1]
     cdef Py_ssize_t T1 = rng1.shape[0], T2 = rng2.shape[0], T3 = rng3.shape[0]
     cdef Py_ssize_t R = R1 * R2 * R3
-    cdef Py_ssize_t ntask = M * C
     cdef Py_ssize_t task, mm, m, n, t1, t2, t3, c, i1, i2, i3, l1, l2, l3, r1, r2, r3, base
     cdef float_t bval
     cdef float_t* out
-    for task in prange(ntask, nogil=True, schedule='static', num_threads=nthreads):
+    for task in prange(M * C, nogil=True, schedule='static', num_threads=nthreads):
         c = task % C
         mm = task // C
         m = m0 + mm
@@ -130,7 +134,130 @@ def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
                         if r3 < 0:
                             out[i3] = bval
                         else:
-                            out[i3] = src[l1, l2, l3, mm, base + r3] + bval
+                            out[i3] = src[mm, base + r3, l1, l2, l3] + bval
+
+
+cdef inline void _block(const float_t* a, const float_t* b, float_t* y, float_t* p, float_t* q,
+                        Py_ssize_t J, Py_ssize_t nl, Py_ssize_t nf, Py_ssize_t rowlen,
+                        Py_ssize_t ra, Py_ssize_t a_j, Py_ssize_t rb, Py_ssize_t b_j, Py_ssize_t b_l,
+                        Py_ssize_t ry, Py_ssize_t y_l, Py_ssize_t off,
+                        bint conj_a, bint conj_b, bint accumulate) noexcept nogil:
+    """``nl <= LB`` output rows x ``nf <= FBLK`` frequencies starting at float offset ``off``.
+
+    ``p``/``q`` are LB rows of 2 FBLK scratch: ``p`` sums the lane-wise products ``(ar br, ai bi)`` and ``q`` the
+    products with swapped pairs ``(ar bi, ai br)`` -- plain FMAs over contiguous memory; the complex result and
+    the conjugations are resolved once, when the rows are written.
+    """
+    cdef const float_t* ap
+    cdef const float_t* bp
+    cdef float_t* pp
+    cdef float_t* qp
+    cdef float_t* yp
+    cdef Py_ssize_t j, ll, f, n2 = 2 * nf
+    cdef float_t re, im
+    for ll in range(nl):
+        for f in range(n2):
+            p[ll * 2 * FBLK + f] = 0
+            q[ll * 2 * FBLK + f] = 0
+    for j in range(J):
+        ap = a + (ra + j * a_j) * rowlen + off
+        for ll in range(nl):
+            bp = b + (rb + j * b_j + ll * b_l) * rowlen + off
+            pp = p + ll * 2 * FBLK
+            qp = q + ll * 2 * FBLK
+            for f in range(0, n2, 2):
+                pp[f] += ap[f] * bp[f]
+                pp[f + 1] += ap[f + 1] * bp[f + 1]
+                qp[f] += ap[f] * bp[f + 1]
+                qp[f + 1] += ap[f + 1] * bp[f]
+    for ll in range(nl):
+        yp = y + (ry + ll * y_l) * rowlen + off
+        pp = p + ll * 2 * FBLK
+        qp = q + ll * 2 * FBLK
+        for f in range(0, n2, 2):
+            # a b = (ar br - ai bi) + i (ar bi + ai br); conjugating a or b flips the sign of ai or bi.
+            if conj_a == conj_b:
+                re = pp[f] - pp[f + 1]
+            else:
+                re = pp[f] + pp[f + 1]
+            if conj_a and conj_b:
+                im = -(qp[f] + qp[f + 1])
+            elif conj_a:
+                im = qp[f] - qp[f + 1]
+            elif conj_b:
+                im = qp[f + 1] - qp[f]
+            else:
+                im = qp[f] + qp[f + 1]
+            if accumulate:
+                yp[f] += re
+                yp[f + 1] += im
+            else:
+                yp[f] = re
+                yp[f + 1] = im
+
+
+def cmac(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] y,
+         Py_ssize_t G, Py_ssize_t I, Py_ssize_t J, Py_ssize_t L,
+         Py_ssize_t a_g, Py_ssize_t a_i, Py_ssize_t a_j,
+         Py_ssize_t b_g, Py_ssize_t b_j, Py_ssize_t b_l,
+         Py_ssize_t y_g, Py_ssize_t y_i, Py_ssize_t y_l,
+         bint conj_a, bint conj_b, bint accumulate, int nthreads):
+    """For every group ``g < G``, ``i < I``, ``l < L`` and frequency ``f``::
+
+        y[g y_g + i y_i + l y_l][f] (+)= sum_j op_a(a[g a_g + i a_i + j a_j][f]) op_b(b[g b_g + j b_j + l b_l][f])
+
+    where rows are interleaved complex spectra of one common length (``shape[1] == 2 F``) and ``op`` is the
+    identity or the complex conjugate.  Forward, input gradient and weight gradient are three stride settings.
+    """
+    cdef Py_ssize_t rowlen = y.shape[1]
+    cdef Py_ssize_t F = rowlen // 2
+    cdef Py_ssize_t nfblk = (F + FBLK - 1) // FBLK
+    cdef Py_ssize_t nlb = (L + LB - 1) // LB
+    cdef Py_ssize_t task, g, fb, f0, nf, i, lb, l0
+    cdef const float_t* ap
+    cdef const float_t* bp
+    cdef float_t* yp
+    cdef float_t* p
+    cdef int failed[1]
+    failed[0] = 0
+    if G * nfblk == 0 or I == 0 or L == 0:
+        return
+    ap = &a[0, 0]
+    bp = &b[0, 0]
+    yp = &y[0, 0]
+    with nogil, parallel(num_threads=nthreads):
+        p = <float_t*> malloc(2 * LB * 2 * FBLK * sizeof(float_t))
+        if p == NULL:
+            failed[0] = 1
+        else:
+            for task in prange(G * nfblk, schedule='static'):
+                g = task // nfblk
+                fb = task % nfblk
+                f0 = fb * FBLK
+                nf = min(<Py_ssize_t> FBLK, F - f0)
+                for i in range(I):
+                    for lb in range(nlb):
+                        l0 = lb * LB
+                        _block(ap, bp, yp, p, p + LB * 2 * FBLK, J, min(<Py_ssize_t> LB, L - l0), nf, rowlen,
+                               g * a_g + i * a_i, a_j, g * b_g + l0 * b_l, b_j, b_l,
+                               g * y_g + i * y_i + l0 * y_l, y_l, 2 * f0, conj_a, conj_b, accumulate)
+        free(p)
+    if failed[0]:
+        raise MemoryError("fft channel sum: could not allocate per-thread scratch")
+
+
+def ctranspose(const float_t[:, ::1] src, float_t[:, ::1] dst, int nthreads):
+    """Transpose a matrix of interleaved complex numbers: ``src (R, 2 C)`` -> ``dst (C, 2 R)``, in blocks."""
+    cdef Py_ssize_t R = src.shape[0], C = src.shape[1] // 2
+    cdef Py_ssize_t nbr = (R + TB - 1) // TB, nbc = (C + TB - 1) // TB
+    cdef Py_ssize_t blk, r0, c0, r, c
+    for blk in prange(nbr * nbc, nogil=True, schedule='static', num_threads=nthreads):
+        r0 = (blk // nbc) * TB
+        c0 = (blk % nbc) * TB
+        for c in range(c0, min(C, c0 + TB)):
+            for r in range(r0, min(R, r0 + TB)):
+                dst[c, 2 * r] = src[r, 2 * c]
+                dst[c, 2 * r + 1] = src[r, 2 * c + 1]
 
 
 cdef inline void _load(const float_t* p, Py_ssize_t idx, bint conj, float_t* re, float_t* im) noexcept nogil:
