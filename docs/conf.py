@@ -1,0 +1,72 @@
+"""Sphinx configuration for fastconv's documentation.
+
+Build (from the repository root)::
+
+    pip install ".[docs]"
+    sphinx-build -W -b html docs docs/_build/html
+
+The API reference is generated from the docstrings (autodoc + autosummary, numpydoc style); the guide's examples
+are run by ``tests/test_docs.py``; the benchmark report (``benchmarks.rst``) is written by ``bench/report.py``.
+"""
+import os
+import sys
+
+# Document the package of this checkout (an in-place build works too) rather than an installed copy.
+sys.path.insert(0, os.path.abspath(".."))
+
+import fastconv  # noqa: E402
+
+project = "fastconv"
+author = "the fastconv developers"
+copyright = "the fastconv developers"
+version = release = fastconv.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+]
+
+root_doc = "index"
+exclude_patterns = ["_build"]
+templates_path = ["_templates"]
+html_static_path = ["_static"]
+html_theme = "alabaster"
+html_theme_options = {"description": "Fast CPU convolution, pooling and filters", "fixed_sidebar": True}
+html_title = "fastconv %s" % release
+
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_default_options = {"members": False}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks = set()
+default_role = "literal"
+pygments_style = "sphinx"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Docstrings across fastconv write shapes the way Python unpacks them -- ``(N, C, *spatial)`` -- often outside
+# literal markup.  reStructuredText would read such a star as the start of an emphasis and warn; escape a star that
+# opens a word and is never closed, outside ``literals``.  Intentional *emphasis* (closed by a star) is left alone.
+import re  # noqa: E402
+
+_LITERAL = re.compile(r"(``.*?``)")
+_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))")
+
+
+def escape_bare_stars(line):
+    parts = _LITERAL.split(line)
+    return "".join(p if i % 2 else _BARE_STAR.sub(r"\\*", p) for i, p in enumerate(parts))
+
+
+def _escape_docstring(app, what, name, obj, options, lines):
+    lines[:] = [escape_bare_stars(line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _escape_docstring, priority=600)
