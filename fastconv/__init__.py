@@ -5,7 +5,7 @@ The public surface, re-exported from the modules that implement it.
 __version__ = "0.1.0"
 
 from . import _algos  # noqa: F401  (registers the algorithms)
-from . import filters, grad
+from . import filters, grad, nn
 from ._algorithms import names as algorithms
 from ._autotune import autotune
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
@@ -35,5 +35,5 @@ __all__ = [
     "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
     "global_avg_pool_backward", "kmax_pool_backward", "max_unpool_backward",
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
-    "Tensor", "no_grad", "gradcheck", "filters",
+    "Tensor", "no_grad", "gradcheck", "filters", "nn",
 ]
