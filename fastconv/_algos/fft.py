@@ -36,6 +36,7 @@ rows that hold valid outputs.  float32 is computed in complex64, float64 in comp
 """
 import contextlib
 import functools
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import log2, prod
@@ -183,13 +184,13 @@ def _plan(geom, op, itemsize):
     Qs = [a[6] for a in axes0]
     out_elems = prod({"forward": g3.output_shape, "grad_input": g3.input_shape,
                       "grad_weight": g3.output_shape}[op])
+    # the singleton axes that make 1-D and 2-D problems 3-D are never transformed
+    cands = [[1] if d < 3 - geom.ndim else _length_candidates(Qs[d], spans[d]) for d in range(3)]
     best = None
-    for L1 in _length_candidates(Qs[0], spans[0]):
-        for L2 in _length_candidates(Qs[1], spans[1]):
-            for L3 in _length_candidates(Qs[2], spans[2]):
-                m = _model(op, N, C, K, geom.groups, R, spans, Qs, (L1, L2, L3), out_elems, itemsize)
-                if best is None or m[0] < best[0][0]:
-                    best = (m, (L1, L2, L3))
+    for Ls in itertools.product(*cands):
+        m = _model(op, N, C, K, geom.groups, R, spans, Qs, Ls, out_elems, itemsize)
+        if best is None or m[0] < best[0][0]:
+            best = (m, Ls)
     (sec, chunk, gemm), Ls = best
     axes = tuple(_Axis(n, o, p, s, taps, res, Q, span, L, L - Q + 1)
                  for (n, o, p, s, taps, res, Q, span), L in zip(axes0, Ls))
