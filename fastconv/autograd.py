@@ -481,10 +481,10 @@ class Tensor:
         return self.permute(tuple(range(self.ndim))[::-1])
 
     def __getitem__(self, index):
-        if isinstance(index, Tensor):
-            index = index.data
+        parts = tuple(p.data if isinstance(p, Tensor) else p
+                      for p in (index if isinstance(index, tuple) else (index,)))
+        index = parts if isinstance(index, tuple) else parts[0]
         shape, dtype = self.shape, self.dtype
-        parts = index if isinstance(index, tuple) else (index,)
         basic = all(p is None or p is Ellipsis or isinstance(p, (slice, numbers.Integral)) for p in parts)
 
         def backward(g, n):

@@ -45,6 +45,7 @@ OPS = {
     "getitem_basic": (lambda a: a[1:, ::2, None, -1], [rand(3, 5, 2)]),
     "getitem_repeated_indices": (lambda a: a[[0, 2, 0, 0], 1], [rand(3, 4)]),
     "getitem_mask": (lambda a: a[a > 0.0], [rand(4, 5)]),
+    "getitem_tensor_indices": (lambda a: a[Tensor(np.array([2, 0, 2])), Tensor(np.array([1, 1, 1]))], [rand(3, 4)]),
     "exp": (lambda a: a.exp(), [rand(3, 2)]),
     "log": (lambda a: a.log(), [rand(3, 2, positive=True)]),
     "relu": (lambda a: a.relu(), [rand(4, 5)]),
