@@ -17,23 +17,23 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError("%s: %s" % (self.prog, message))
 
 
-def _bench(args):
+def _cmd_bench(args):
     from . import _bench
     return _bench.main(args)
 
 
-def _info(args):
+def _cmd_info(args):
     from ._info import info
     info()
     return 0
 
 
-def _filter(args):
+def _cmd_filter(args):
     from . import _filter_cli
     return _filter_cli.run(args)
 
 
-def _train(args):
+def _cmd_train(args):
     from .examples import digits
     return digits.main(args.rest)
 
@@ -47,22 +47,22 @@ def build_parser():
     b = sub.add_parser("bench", help="compare the convolution algorithms with each other and with installed peers",
                        description=_bench.__doc__.split("\n\n")[0])
     _bench.add_arguments(b)
-    b.set_defaults(func=_bench)
+    b.set_defaults(func=_cmd_bench)
 
     from . import _filter_cli
     f = sub.add_parser("filter", help="apply a named filter or a kernel file to an image file",
                        description=_filter_cli.__doc__.split("\n\n")[0])
     _filter_cli.add_arguments(f)
-    f.set_defaults(func=_filter)
+    f.set_defaults(func=_cmd_filter)
 
     t = sub.add_parser("train", help="train the LeNet-5-style CNN on scikit-learn's digits",
                        description="Train the digits example; arguments after 'train' go to it (see --help).",
                        add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)
-    t.set_defaults(func=_train)
+    t.set_defaults(func=_cmd_train)
 
     i = sub.add_parser("info", help="version, OpenMP, threads, SIMD level and BLAS in use")
-    i.set_defaults(func=_info)
+    i.set_defaults(func=_cmd_info)
     return p
 
 
