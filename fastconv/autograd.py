@@ -9,8 +9,9 @@ order, which is a topological order of the graph -- handing each record the summ
 * Gradients **accumulate**: a tensor used twice receives both contributions, and leaf tensors add to their
   ``.grad`` across ``backward()`` calls until :meth:`Tensor.zero_grad`.
 * Broadcasting is undone: a gradient is summed back to the shape of the operand it belongs to.
-* After ``backward()`` a record frees what it saved; running backward through it again raises ``RuntimeError``
-  unless the first call passed ``retain_graph=True``.
+* After ``backward()`` a record frees what it saved and its references to its inputs (so intermediate results
+  can be released); running backward through it again raises ``RuntimeError`` unless the first call passed
+  ``retain_graph=True``.
 * ``with fastconv.no_grad():`` records nothing; :meth:`Tensor.detach` cuts a tensor out of the graph.
 
 New differentiable operations subclass :class:`Function` (``forward``/``backward`` on arrays, as
@@ -164,8 +165,8 @@ def _backward(root, grad, retain_graph):
                 key = id(t._record)
                 prev = grads.get(key)
                 grads[key] = gi if prev is None else prev + gi
-        if not retain_graph:
-            rec.backward = None
+        if not retain_graph:   # free the saved arrays and the inputs, as soon as the record is done
+            rec.backward, rec.inputs, rec.needs = None, (), ()
 
 
 # --------------------------------------------------------------------------------------------------- Tensor

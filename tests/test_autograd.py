@@ -191,6 +191,19 @@ def test_shared_subgraph_freed_by_first_backward():
         (h * 3.0).sum().backward()
 
 
+def test_backward_releases_intermediate_results():
+    import weakref
+    x = Tensor(rand(50), requires_grad=True)
+    h = x.tanh()
+    alive = weakref.ref(h)
+    loss = (h * 2.0).sum()
+    del h
+    assert alive() is not None                 # the graph keeps it for the backward pass
+    loss.backward()
+    assert alive() is None                     # ...and lets it go afterwards
+    assert loss.grad_fn == "sum"
+
+
 def test_no_grad_records_nothing():
     x = Tensor(rand(3), requires_grad=True)
     assert is_grad_enabled()
