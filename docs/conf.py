@@ -39,7 +39,6 @@ html_title = "fastconv %s" % release
 
 autosummary_generate = True
 autosummary_imported_members = True
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -55,17 +54,18 @@ pygments_style = "sphinx"
 # opens a word and is never closed, outside ``literals``.  Intentional *emphasis* (closed by a star) is left alone.
 import re  # noqa: E402
 
-_LITERAL = re.compile(r"(``.*?``)")
-_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))")
+_LITERAL = re.compile(r"(``.+?``)", re.S)
+_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))", re.M)
 
 
-def escape_bare_stars(line):
-    parts = _LITERAL.split(line)
+def escape_bare_stars(text):
+    """``text`` with every bare ``*name`` outside ``literals`` (which may span lines) escaped as ``\\*name``."""
+    parts = _LITERAL.split(text)
     return "".join(p if i % 2 else _BARE_STAR.sub(r"\\*", p) for i, p in enumerate(parts))
 
 
 def _escape_docstring(app, what, name, obj, options, lines):
-    lines[:] = [escape_bare_stars(line) for line in lines]
+    lines[:] = escape_bare_stars("\n".join(lines)).split("\n")
 
 
 def setup(app):
