@@ -56,6 +56,8 @@ def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads)
     KB, WB = _direct.block_sizes(is_float, mode, kb)
     packed = pack_weights(w5, groups, KB)
     OD, OH, OW = out5.shape[2:]
+    if OW == 1:   # a single output column never applies the W stride, which would only size the gather buffer
+        stride = tuple(stride[:2]) + (1,)
     # below ~1 MFLOP per thread, waking threads costs more than it saves
     nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
     nwblk = -(-OW // WB)
