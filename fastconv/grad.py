@@ -59,6 +59,7 @@ def _shape_arg(shape, nd, fn, arg):
     shape = V.int_tuple(shape, len(shape), fn, arg, minimum=1)
     if len(shape) != nd + 2:
         raise ValueError("%s(): argument '%s' must have %d entries, got %r" % (fn, arg, nd + 2, shape))
+    V.check_size(shape, fn, arg)
     return shape
 
 
