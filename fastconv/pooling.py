@@ -204,37 +204,41 @@ def _plan(o4, bytes_per_output, nthreads):
 
 
 # ----------------------------------------------------------------------------------------------- kernel runs
-def _run_max(x, win, out_shape, with_idx):
+def _divs(win, dtype):
+    return tuple(np.asarray(d, dtype) for d in win.div)
+
+
+def _run_forward(x, win, out_shape, is_max, with_idx=False, divisor=0):
+    """Max (values, or (values, indices) with ``with_idx``) or mean over the windows ``win`` of x."""
     out = np.empty(out_shape, x.dtype)
     idx = np.empty(out_shape, np.int64) if with_idx else np.empty((1, 1, 1, 1), np.int64)
     o4 = _as4(out)
     n = _threads.get_num_threads()
     plan = _plan(o4, x.itemsize + (8 if with_idx else 0), n)
-    _pool.max_forward(_as4(x), o4, _as4(idx) if with_idx else idx, with_idx, win.start[0], win.count[0],
-                      win.start[1], win.count[1], win.start[2], win.count[2], *win.step, win.lo, win.hi,
-                      win.sw, win.pw, win.kw, *plan, n)
+    _pool.forward(_as4(x), o4, _as4(idx) if with_idx else idx, is_max, with_idx, win.start[0], win.count[0],
+                  win.start[1], win.count[1], win.start[2], win.count[2], *win.step, *_divs(win, x.dtype), divisor,
+                  win.lo, win.hi, win.sw, win.pw, win.kw, *plan, n)
     return (out, idx) if with_idx else out
 
 
-def _divs(win, dtype):
-    return tuple(np.asarray(d, dtype) for d in win.div)
-
-
-def _run_avg(x, win, out_shape, divisor=0):
-    out = np.empty(out_shape, x.dtype)
-    o4 = _as4(out)
-    n = _threads.get_num_threads()
-    _pool.avg_forward(_as4(x), o4, win.start[0], win.count[0], win.start[1], win.count[1], win.start[2],
-                      win.count[2], *_divs(win, x.dtype), divisor, win.lo, win.hi, win.sw, win.pw, win.kw,
-                      *_plan(o4, x.itemsize, n), n)
-    return out
+def _inverse_axis(start, count, n):
+    """For every input position of a dimension, the range (first, count) of outputs whose window holds it
+    (window starts and ends are non-decreasing, so the range is contiguous)."""
+    pos = np.arange(n)
+    first = np.searchsorted(start + count, pos, side="right")
+    last = np.searchsorted(start, pos, side="right")
+    return first.astype(np.int64), np.maximum(last - first, 0).astype(np.int64)
 
 
 def _run_avg_backward(gy, win, input_shape, divisor=0):
     gx = np.empty(input_shape, gy.dtype)
-    _pool.avg_backward(_as4(gy), _as4(gx), win.start[0], win.count[0], win.start[1], win.count[1],
-                       win.start[2], win.count[2], *_divs(win, gy.dtype), divisor, win.lo, win.hi, win.sw,
-                       win.pw, win.kw, _threads.get_num_threads())
+    g4 = _as4(gx)
+    inv = [_inverse_axis(s, c, n) for s, c, n in zip(win.start, win.count, g4.shape[1:])]
+    tile = win.kw if (win.kw == win.sw and win.pw == 0 and win.lo == 0 and win.hi == len(win.start[2])) else 0
+    n = _threads.get_num_threads()
+    _, rb, stream = _plan(g4, gy.itemsize, n)
+    _pool.avg_backward(_as4(gy), g4, *inv[0], *inv[1], *inv[2], *_divs(win, gy.dtype), divisor, tile, rb, stream,
+                       n)
     return gx
 
 
@@ -251,7 +255,7 @@ def _max_pool(fn, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
     return_indices = _bool(return_indices, fn, "return_indices")
     geom = PoolGeometry.make(x.shape, kernel_size, stride, padding, dilation, ceil_mode, fn=fn)
     win = _regular_windows(geom, fn)
-    return _run_max(_float(x), win, geom.output_shape, return_indices)
+    return _run_forward(_float(x), win, geom.output_shape, True, return_indices)
 
 
 _MAX_DOC = """{nd}-D max pooling over ({layout}), as ``torch.nn.functional.max_pool{nd}d``.
@@ -337,7 +341,7 @@ def _avg_pool(fn, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     x = _array(input, fn, "input", nd)
     geom, win, divisor = _avg_setup(fn, nd, x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                     divisor_override)
-    return _run_avg(_float(x), win, geom.output_shape, divisor)
+    return _run_forward(_float(x), win, geom.output_shape, False, divisor=divisor)
 
 
 def _avg_pool_backward(fn, nd, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
@@ -365,7 +369,7 @@ _AVG_DOC = """{nd}-D average pooling over ({layout}), as ``torch.nn.functional.a
         Divide every sum by this non-zero number instead.
     """
 
-_AVG_BACKWARD_DOC = """Gradient of ``avg_pool{nd}d`` w.r.t. its input, given ``grad_output`` of the pooling output's shape.
+_AVG_BACKWARD_DOC = """Gradient of ``avg_pool{nd}d`` w.r.t. its input, given ``grad_output`` shaped like its output.
 
     Arguments after ``input_shape`` are those of the forward call.  Every output's gradient, divided by its
     divisor, is added to each input element of its window.
@@ -422,7 +426,7 @@ def _lp_pool(fn, nd, input, norm_type, kernel_size, stride, ceil_mode):
     p, geom, win = _lp_setup(fn, nd, x.shape, norm_type, kernel_size, stride, ceil_mode)
     x = _float(x)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mean = _run_avg(np.power(x, x.dtype.type(p)), win, geom.output_shape)
+        mean = _run_forward(np.power(x, x.dtype.type(p)), win, geom.output_shape, False)
         mean *= math.prod(geom.kernel_size)
         return np.power(mean, mean.dtype.type(1.0 / p), out=mean)
 
@@ -482,14 +486,14 @@ def lp_pool2d_backward(grad_output, input, output, norm_type, kernel_size, strid
 def _adaptive_avg_pool(fn, nd, input, output_size):
     x = _array(input, fn, "input", nd)
     out = _adaptive_size(output_size, x.shape[2:], fn)
-    return _run_avg(_float(x), _adaptive_windows(x.shape[2:], out), x.shape[:2] + out)
+    return _run_forward(_float(x), _adaptive_windows(x.shape[2:], out), x.shape[:2] + out, False)
 
 
 def _adaptive_max_pool(fn, nd, input, output_size, return_indices):
     x = _array(input, fn, "input", nd)
     return_indices = _bool(return_indices, fn, "return_indices")
     out = _adaptive_size(output_size, x.shape[2:], fn)
-    return _run_max(_float(x), _adaptive_windows(x.shape[2:], out), x.shape[:2] + out, return_indices)
+    return _run_forward(_float(x), _adaptive_windows(x.shape[2:], out), x.shape[:2] + out, True, return_indices)
 
 
 def _adaptive_avg_pool_backward(fn, nd, grad_output, input_shape):
@@ -555,8 +559,8 @@ def global_max_pool(input, return_indices=False):
     fn = "global_max_pool"
     x = _array(input, fn, "input")
     return_indices = _bool(return_indices, fn, "return_indices")
-    res = _run_max(_float(x), _adaptive_windows(x.shape[2:], (1,) * (x.ndim - 2)), x.shape[:2] + (1,) *
-                   (x.ndim - 2), return_indices)
+    ones = (1,) * (x.ndim - 2)
+    res = _run_forward(_float(x), _adaptive_windows(x.shape[2:], ones), x.shape[:2] + ones, True, return_indices)
     if return_indices:
         return res[0].reshape(x.shape[:2]), res[1].reshape(x.shape[:2])
     return res.reshape(x.shape[:2])
@@ -567,7 +571,8 @@ def global_avg_pool(input):
     fn = "global_avg_pool"
     x = _array(input, fn, "input")
     ones = (1,) * (x.ndim - 2)
-    return _run_avg(_float(x), _adaptive_windows(x.shape[2:], ones), x.shape[:2] + ones).reshape(x.shape[:2])
+    y = _run_forward(_float(x), _adaptive_windows(x.shape[2:], ones), x.shape[:2] + ones, False)
+    return y.reshape(x.shape[:2])
 
 
 def global_avg_pool_backward(grad_output, input_shape):

@@ -148,6 +148,10 @@ def test_max_pool_large_fast_paths_match_numpy(monkeypatch):
         np.testing.assert_array_equal(y, win.max(-1))
         np.testing.assert_array_equal(idx, expect_idx)
         np.testing.assert_allclose(P.avg_pool2d(x, 2), win.mean(-1), rtol=1e-6)
+        gy = rand(y.shape, np.float32, distinct=False)
+        spread = np.repeat(np.repeat(gy / 4, 2, axis=2), 2, axis=3)
+        np.testing.assert_array_equal(P.avg_pool2d_backward(gy, x.shape, 2), spread)
+        np.testing.assert_array_equal(P.max_pool_backward(gy, idx, x.shape), R.index_scatter_add(gy, idx, x.shape))
     # a single long row: the row is split into column chunks so every thread has work
     x1 = rand((1, 1, 4001), np.float32, distinct=False)
     with fastconv.num_threads(2):

@@ -91,11 +91,14 @@ cdef enum:
     STREAM_MIN_BYTES = 256
 
 
-# ----------------------------------------------------------------------------------------------- max forward
+# ----------------------------------------------------------------------------------------------- forward
+# Row kernels.  ``vals``/``ids`` (max) or ``vals`` alone (sum) are indexed by absolute output column.  The max
+# keeps (value, index) and replaces it by a tap that is larger or NaN; the sum adds taps in row-major order.
+
 cdef inline void _max_fold(const float_t* row, int64_t rowbase, float_t* vals, int64_t* ids,
                            Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t off, Py_ssize_t dw,
                            Py_ssize_t kw, bint first) noexcept nogil:
-    """Fold one input row into columns [lo, hi) whose windows are regular: taps ow*sw + off + t*dw.
+    """Fold one input row into columns [lo, hi) whose windows are regular (taps ow*sw + off + t*dw).
 
     Tap-outer, column-inner loops without branches, so the compiler vectorises across columns."""
     cdef Py_ssize_t ow, t, a
@@ -116,21 +119,34 @@ cdef inline void _max_fold(const float_t* row, int64_t rowbase, float_t* vals, i
                 ids[ow] = (rowbase + ow * sw + a) if take else ids[ow]
 
 
-cdef inline void _max_window(const float_t* plane, int64_t b0, int64_t b1, int64_t b2, int64_t b3,
-                             float_t* vals, int64_t* ids, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
-                             int NR, int KW, int SW) noexcept nogil:
-    """Whole windows of NR input rows (offsets b0..b3 in the plane) x KW unit-step taps, stride SW, for columns
-    [lo, hi); the compile-time sizes let the compiler unroll the window and vectorise across columns."""
-    cdef const float_t* rows[4]
-    cdef int64_t bases[4]
+cdef inline void _sum_fold(const float_t* row, float_t* vals, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw,
+                           Py_ssize_t off, Py_ssize_t kw, bint first) noexcept nogil:
+    """Add one input row's taps to columns [lo, hi) (regular windows, unit step)."""
+    cdef Py_ssize_t ow, t, a
+    for t in range(kw):
+        a = off + t
+        if first and t == 0:
+            for ow in range(lo, hi):
+                vals[ow] = row[ow * sw + a]
+        else:
+            for ow in range(lo, hi):
+                vals[ow] = vals[ow] + row[ow * sw + a]
+
+
+cdef inline void _window(bint is_max, const float_t* plane, int64_t b0, int64_t b1, int64_t b2,
+                         float_t* vals, int64_t* ids, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
+                         int NR, int KW, int SW) noexcept nogil:
+    """Whole windows of NR input rows (plane offsets b0, b1, b2) x KW unit-step taps at stride SW for columns
+    [lo, hi): with compile-time sizes the window unrolls and the loop vectorises across columns."""
+    cdef const float_t* rows[3]
+    cdef int64_t bases[3]
     cdef Py_ssize_t ow, q, a
-    cdef int64_t ix, pos
+    cdef int64_t ix
     cdef float_t v, u
     cdef bint take
     bases[0] = b0
     bases[1] = b1
     bases[2] = b2
-    bases[3] = b3
     for q in range(NR):
         rows[q] = plane + bases[q]
     for ow in range(lo, hi):
@@ -139,17 +155,20 @@ cdef inline void _max_window(const float_t* plane, int64_t b0, int64_t b1, int64
         ix = b0 + a
         for q in range(1, NR * KW):
             u = rows[q // KW][a + q % KW]
-            pos = bases[q // KW] + a + q % KW
-            take = (u > v) | (u != u)
-            v = u if take else v
-            ix = pos if take else ix
+            if is_max:
+                take = (u > v) | (u != u)
+                v = u if take else v
+                ix = (bases[q // KW] + a + q % KW) if take else ix
+            else:
+                v = v + u
         vals[ow] = v
-        ids[ow] = ix
+        if is_max:
+            ids[ow] = ix
 
 
-cdef inline void _max_table(const float_t* row, int64_t rowbase, float_t* vals, int64_t* ids,
-                            Py_ssize_t lo, Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw,
-                            bint first) noexcept nogil:
+cdef inline void _table(bint is_max, const float_t* row, int64_t rowbase, float_t* vals, int64_t* ids,
+                        Py_ssize_t lo, Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw,
+                        bint first) noexcept nogil:
     """Fold one input row into columns [lo, hi) using the W window table."""
     cdef Py_ssize_t ow, t, a, b
     cdef float_t v, u
@@ -162,45 +181,34 @@ cdef inline void _max_table(const float_t* row, int64_t rowbase, float_t* vals, 
         for t in range(1, wc[ow]):
             b = a + t * dw
             u = row[b]
-            take = (u > v) | (u != u)
-            v = u if take else v
-            ix = b if take else ix
+            if is_max:
+                take = (u > v) | (u != u)
+                v = u if take else v
+                ix = b if take else ix
+            else:
+                v = v + u
         if first:
             vals[ow] = v
-            ids[ow] = rowbase + ix
-        else:
+            if is_max:
+                ids[ow] = rowbase + ix
+        elif is_max:
             take = (v > vals[ow]) | (v != v)
             vals[ow] = v if take else vals[ow]
             ids[ow] = rowbase + ix if take else ids[ow]
+        else:
+            vals[ow] = vals[ow] + v
 
 
-cdef inline int _window_kind(Py_ssize_t nr, Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t dw) noexcept nogil:
-    """Which specialised whole-window loop handles nr rows x kw taps (0: none, fold row by row)."""
-    if dw != 1 or sw < 1 or sw > 2:
-        return 0
-    if nr == 1 and kw == 2:
-        return 1
-    if nr == 1 and kw == 3:
-        return 2
-    if nr == 2 and kw == 2:
-        return 3
-    if nr == 3 and kw == 3:
-        return 4
-    if nr == 4 and kw == 2:
-        return 5
-    return 0
-
-
-cdef inline void _max_out_row(const float_t* plane, Py_ssize_t H, Py_ssize_t W,
-                              int64_t d0, int64_t nd, Py_ssize_t dd, int64_t h0, int64_t nh, Py_ssize_t dh,
-                              float_t* vals, int64_t* ids, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t lo,
-                              Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw, Py_ssize_t sw,
-                              Py_ssize_t pw, Py_ssize_t kw) noexcept nogil:
-    """Output columns [c0, c1) of one output row whose window rows are (d0 + i dd, h0 + j dh)."""
+cdef inline void _out_row(bint is_max, const float_t* plane, Py_ssize_t H, Py_ssize_t W,
+                          int64_t d0, int64_t nd, Py_ssize_t dd, int64_t h0, int64_t nh, Py_ssize_t dh,
+                          float_t* vals, int64_t* ids, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t lo,
+                          Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw, Py_ssize_t sw,
+                          Py_ssize_t pw, Py_ssize_t kw) noexcept nogil:
+    """Output columns [c0, c1) of one output row whose window rows are (d0 + i dd, h0 + j dh): table-driven
+    outside the regular columns [lo, hi), whole-window loops for 2x2 and 3x3 windows inside, else row folds."""
     cdef Py_ssize_t a = max(c0, lo), b = min(c1, hi), i, j, n = 0
-    cdef int64_t base[4]
+    cdef int64_t base[3]
     cdef int64_t rowbase
-    cdef int kind
     cdef bint first = True
     if a >= b:
         a = c1
@@ -208,69 +216,59 @@ cdef inline void _max_out_row(const float_t* plane, Py_ssize_t H, Py_ssize_t W,
     for i in range(nd):
         for j in range(nh):
             rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
-            if n < 4:
+            if n < 3:
                 base[n] = rowbase
             n += 1
-            _max_table(plane + rowbase, rowbase, vals, ids, c0, a, ws, wc, dw, first)
-            _max_table(plane + rowbase, rowbase, vals, ids, b, c1, ws, wc, dw, first)
+            _table(is_max, plane + rowbase, rowbase, vals, ids, c0, a, ws, wc, dw, first)
+            _table(is_max, plane + rowbase, rowbase, vals, ids, b, c1, ws, wc, dw, first)
             first = False
     if a >= b:
         return
-    kind = _window_kind(n, kw, sw, dw)
-    if kind == 0:
+    if dw == 1 and n == 2 and kw == 2 and sw == 2:
+        _window(is_max, plane, base[0], base[1], 0, vals, ids, a, b, -pw, 2, 2, 2)
+    elif dw == 1 and n == 3 and kw == 3 and sw == 2:
+        _window(is_max, plane, base[0], base[1], base[2], vals, ids, a, b, -pw, 3, 3, 2)
+    elif dw == 1 and n == 3 and kw == 3 and sw == 1:
+        _window(is_max, plane, base[0], base[1], base[2], vals, ids, a, b, -pw, 3, 3, 1)
+    else:
         first = True
         for i in range(nd):
             for j in range(nh):
                 rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
-                _max_fold(plane + rowbase, rowbase, vals, ids, a, b, sw, -pw, dw, kw, first)
+                if is_max:
+                    _max_fold(plane + rowbase, rowbase, vals, ids, a, b, sw, -pw, dw, kw, first)
+                else:
+                    _sum_fold(plane + rowbase, vals, a, b, sw, -pw, kw, first)
                 first = False
-    elif sw == 2:
-        if kind == 1:
-            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 2, 2)
-        elif kind == 2:
-            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 3, 2)
-        elif kind == 3:
-            _max_window(plane, base[0], base[1], 0, 0, vals, ids, a, b, -pw, 2, 2, 2)
-        elif kind == 4:
-            _max_window(plane, base[0], base[1], base[2], 0, vals, ids, a, b, -pw, 3, 3, 2)
-        else:
-            _max_window(plane, base[0], base[1], base[2], base[3], vals, ids, a, b, -pw, 4, 2, 2)
-    else:
-        if kind == 1:
-            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 2, 1)
-        elif kind == 2:
-            _max_window(plane, base[0], 0, 0, 0, vals, ids, a, b, -pw, 1, 3, 1)
-        elif kind == 3:
-            _max_window(plane, base[0], base[1], 0, 0, vals, ids, a, b, -pw, 2, 2, 1)
-        elif kind == 4:
-            _max_window(plane, base[0], base[1], base[2], 0, vals, ids, a, b, -pw, 3, 3, 1)
-        else:
-            _max_window(plane, base[0], base[1], base[2], base[3], vals, ids, a, b, -pw, 4, 2, 1)
 
 
-def max_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] idx,
-                bint with_idx,
-                const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
-                const int64_t[::1] ws, const int64_t[::1] wc, Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
-                Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw,
-                Py_ssize_t nchunks, Py_ssize_t rows_per_task, bint stream, int nthreads):
-    """Window max of x (P, D, H, W) into out (P, OD, OH, OW) and, if ``with_idx``, argmax offsets into idx.
+def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] idx,
+            bint is_max, bint with_idx,
+            const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
+            const int64_t[::1] ws, const int64_t[::1] wc, Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
+            const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
+            Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw,
+            Py_ssize_t nchunks, Py_ssize_t rows_per_task, bint stream, int nthreads):
+    """Window max (``is_max``; argmax offsets into ``idx`` if ``with_idx``) or mean of x (P, D, H, W) into
+    out (P, OD, OH, OW).
 
-    Tables ``ds/dc, hs/hc, ws/wc`` (start, count per output position), steps ``dd, dh, dw``; columns
-    ``[lo, hi)`` are regular (``start = ow*sw - pw``, ``kw`` taps).  A task computes ``rows_per_task``
-    consecutive output rows, or a chunk of one row when ``nchunks > 1``.  With ``stream`` (only for
-    ``nchunks == 1``) a task computes into a per-thread buffer and streams the block out with non-temporal
-    stores.  All arguments are validated by the caller.
+    Tables ``ds/dc, hs/hc, ws/wc`` (start, count per output position), steps ``dd, dh, dw`` (1 for the mean);
+    columns ``[lo, hi)`` are regular (``start = ow*sw - pw``, ``kw`` taps).  The mean divides by ``divisor``
+    when it is not 0, else by ``ddiv[od] * hdiv[oh] * wdiv[ow]`` (integers stored as floats, so the product is
+    the correctly rounded integer product, as PyTorch's).  A task computes ``rows_per_task`` consecutive
+    output rows, or a chunk of one row when ``nchunks > 1``.  With ``stream`` (only for ``nchunks == 1``) a
+    task computes into a per-thread buffer and streams the block out with non-temporal stores.  All arguments
+    are validated by the caller.
     """
-    cdef Py_ssize_t P = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t P = x.shape[0], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t nch = max(1, min(nchunks, OW))
     cdef Py_ssize_t rb = 1 if nch > 1 else max(1, min(rows_per_task, OH))
     cdef Py_ssize_t nrb = (OH + rb - 1) // rb
     cdef Py_ssize_t csz = (OW + nch - 1) // nch
     cdef Py_ssize_t ntask = P * OD * nrb * nch
-    cdef Py_ssize_t task, rem, p, od, oh, oh0, oh1, ch, c0, c1, n
-    cdef const float_t* plane
+    cdef Py_ssize_t task, rem, p, od, oh, oh0, oh1, ch, c0, c1, ow, n
+    cdef float_t dv
     cdef float_t* vals
     cdef int64_t* ids
     cdef float_t* vbuf
@@ -280,6 +278,7 @@ def max_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_
     if ntask == 0:
         return
     stream = stream and nch == 1
+    with_idx = with_idx and is_max
     with nogil, parallel(num_threads=nthreads):
         vbuf = <float_t*> malloc(rb * OW * sizeof(float_t))
         ibuf = <int64_t*> malloc(rb * OW * sizeof(int64_t))
@@ -299,16 +298,22 @@ def max_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_
                 c1 = min(OW, c0 + csz)
                 if c0 >= c1:
                     continue
-                plane = &x[p, 0, 0, 0]
                 for oh in range(oh0, oh1):
-                    if stream:
-                        vals = vbuf + (oh - oh0) * OW
-                        ids = ibuf + (oh - oh0) * OW
+                    vals = vbuf + (oh - oh0) * OW if stream else &out[p, od, oh, 0]
+                    ids = &idx[p, od, oh, 0] if with_idx and not stream else ibuf + (oh - oh0) * OW
+                    if is_max:
+                        _out_row(True, &x[p, 0, 0, 0], H, W, ds[od], dc[od], dd, hs[oh], hc[oh], dh, vals, ids,
+                                 c0, c1, lo, hi, &ws[0], &wc[0], dw, sw, pw, kw)
                     else:
-                        vals = &out[p, od, oh, 0]
-                        ids = &idx[p, od, oh, 0] if with_idx else ibuf
-                    _max_out_row(plane, H, W, ds[od], dc[od], dd, hs[oh], hc[oh], dh, vals, ids, c0, c1, lo, hi,
-                                 &ws[0], &wc[0], dw, sw, pw, kw)
+                        _out_row(False, &x[p, 0, 0, 0], H, W, ds[od], dc[od], 1, hs[oh], hc[oh], 1, vals, ids,
+                                 c0, c1, lo, hi, &ws[0], &wc[0], 1, sw, pw, kw)
+                        dv = <float_t> divisor if divisor != 0 else ddiv[od] * hdiv[oh]
+                        if divisor != 0:
+                            for ow in range(c0, c1):
+                                vals[ow] = vals[ow] / dv
+                        else:
+                            for ow in range(c0, c1):
+                                vals[ow] = vals[ow] / (dv * wdiv[ow])
                 if stream:
                     n = (oh1 - oh0) * OW
                     fc_stream_copy(&out[p, od, oh0, 0], vbuf, n * sizeof(float_t))
@@ -318,245 +323,89 @@ def max_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_
         free(vbuf)
         free(ibuf)
     if failed[0]:
-        raise MemoryError("max pooling: could not allocate per-thread row buffers")
+        raise MemoryError("pooling: could not allocate per-thread row buffers")
 
 
-# ----------------------------------------------------------------------------------------------- mean forward
-cdef inline void _sum_fold(const float_t* row, float_t* acc, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw,
-                           Py_ssize_t off, Py_ssize_t kw, bint first) noexcept nogil:
-    """Add one input row's taps to columns [lo, hi) (regular windows), tap by tap: the window is summed in
-    row-major order, as PyTorch does."""
-    cdef Py_ssize_t ow, t, a
-    for t in range(kw):
-        a = off + t
-        if first and t == 0:
-            for ow in range(lo, hi):
-                acc[ow] = row[ow * sw + a]
-        else:
-            for ow in range(lo, hi):
-                acc[ow] = acc[ow] + row[ow * sw + a]
+# ----------------------------------------------------------------------------------------------- mean backward
+def avg_backward(const float_t[:, :, :, ::1] gy, float_t[:, :, :, ::1] gx,
+                 const int64_t[::1] dfirst, const int64_t[::1] dcount, const int64_t[::1] hfirst,
+                 const int64_t[::1] hcount, const int64_t[::1] wfirst, const int64_t[::1] wcount,
+                 const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
+                 Py_ssize_t tile, Py_ssize_t rows_per_task, bint stream, int nthreads):
+    """Adjoint of :func:`avg_forward`, gathered: gx (P, D, H, W) at (d, h, w) is the sum of gy / divisor over
+    the outputs whose windows contain (d, h, w), i.e. od in ``dfirst[d] + [0, dcount[d])`` and likewise for h
+    and w (windows are monotone, so these are ranges).  One task per block of ``rows_per_task`` input rows:
+    each input element is written once, by one thread, in a fixed summation order.
 
-
-cdef inline void _sum_window(const float_t* plane, int64_t b0, int64_t b1, int64_t b2, int64_t b3,
-                             float_t* acc, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
-                             int NR, int KW, int SW) noexcept nogil:
-    """Sums of whole windows (see :func:`_max_window`), in row-major order."""
-    cdef const float_t* rows[4]
-    cdef Py_ssize_t ow, q, a
-    cdef float_t s
-    rows[0] = plane + b0
-    rows[1] = plane + b1
-    rows[2] = plane + b2
-    rows[3] = plane + b3
-    for ow in range(lo, hi):
-        a = ow * SW + off
-        s = rows[0][a]
-        for q in range(1, NR * KW):
-            s = s + rows[q // KW][a + q % KW]
-        acc[ow] = s
-
-
-cdef inline void _sum_table(const float_t* row, float_t* acc, Py_ssize_t lo, Py_ssize_t hi,
-                            const int64_t* ws, const int64_t* wc, bint first) noexcept nogil:
-    cdef Py_ssize_t ow, t, a
-    for ow in range(lo, hi):
-        a = ws[ow]
-        if first:
-            acc[ow] = row[a]
-        else:
-            acc[ow] = acc[ow] + row[a]
-        for t in range(1, wc[ow]):
-            acc[ow] = acc[ow] + row[a + t]
-
-
-cdef inline void _sum_out_row(const float_t* plane, Py_ssize_t H, Py_ssize_t W, int64_t d0, int64_t nd,
-                              int64_t h0, int64_t nh, float_t* acc, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t lo,
-                              Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t sw, Py_ssize_t pw,
-                              Py_ssize_t kw) noexcept nogil:
-    """Window sums of output columns [c0, c1) of one output row (unit steps)."""
-    cdef Py_ssize_t a = max(c0, lo), b = min(c1, hi), i, j, n = 0
-    cdef int64_t base[4]
-    cdef int64_t rowbase
-    cdef int kind
-    cdef bint first = True
-    if a >= b:
-        a = c1
-        b = c1
-    for i in range(nd):
-        for j in range(nh):
-            rowbase = ((d0 + i) * H + h0 + j) * W
-            if n < 4:
-                base[n] = rowbase
-            n += 1
-            _sum_table(plane + rowbase, acc, c0, a, ws, wc, first)
-            _sum_table(plane + rowbase, acc, b, c1, ws, wc, first)
-            first = False
-    if a >= b:
-        return
-    kind = _window_kind(n, kw, sw, 1)
-    if kind == 0:
-        first = True
-        for i in range(nd):
-            for j in range(nh):
-                _sum_fold(plane + ((d0 + i) * H + h0 + j) * W, acc, a, b, sw, -pw, kw, first)
-                first = False
-    elif sw == 2:
-        if kind == 1:
-            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 2, 2)
-        elif kind == 2:
-            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 3, 2)
-        elif kind == 3:
-            _sum_window(plane, base[0], base[1], 0, 0, acc, a, b, -pw, 2, 2, 2)
-        elif kind == 4:
-            _sum_window(plane, base[0], base[1], base[2], 0, acc, a, b, -pw, 3, 3, 2)
-        else:
-            _sum_window(plane, base[0], base[1], base[2], base[3], acc, a, b, -pw, 4, 2, 2)
-    else:
-        if kind == 1:
-            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 2, 1)
-        elif kind == 2:
-            _sum_window(plane, base[0], 0, 0, 0, acc, a, b, -pw, 1, 3, 1)
-        elif kind == 3:
-            _sum_window(plane, base[0], base[1], 0, 0, acc, a, b, -pw, 2, 2, 1)
-        elif kind == 4:
-            _sum_window(plane, base[0], base[1], base[2], 0, acc, a, b, -pw, 3, 3, 1)
-        else:
-            _sum_window(plane, base[0], base[1], base[2], base[3], acc, a, b, -pw, 4, 2, 1)
-
-
-def avg_forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
-                const int64_t[::1] ws, const int64_t[::1] wc,
-                const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
-                Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw,
-                Py_ssize_t nchunks, Py_ssize_t rows_per_task, bint stream, int nthreads):
-    """Window mean of x (P, D, H, W) into out (P, OD, OH, OW) with unit steps.
-
-    The divisor of output (od, oh, ow) is ``divisor`` when it is not 0, else ``ddiv[od] * hdiv[oh] * wdiv[ow]``
-    (integers stored as floats: the product is the correctly rounded integer product, as PyTorch's).
-    Other arguments as in :func:`max_forward`.
+    ``tile > 0`` declares non-overlapping unpadded W windows of that size (``gx[ow * tile + t] = row[ow]``).
+    ``stream`` as in :func:`max_forward`.
     """
-    cdef Py_ssize_t P = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t nch = max(1, min(nchunks, OW))
-    cdef Py_ssize_t rb = 1 if nch > 1 else max(1, min(rows_per_task, OH))
-    cdef Py_ssize_t nrb = (OH + rb - 1) // rb
-    cdef Py_ssize_t csz = (OW + nch - 1) // nch
-    cdef Py_ssize_t ntask = P * OD * nrb * nch
-    cdef Py_ssize_t task, rem, p, od, oh, oh0, oh1, ch, c0, c1, ow
-    cdef float_t dv
-    cdef const float_t* plane
-    cdef float_t* acc
-    cdef float_t* vbuf
+    cdef Py_ssize_t P = gx.shape[0], D = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
+    cdef Py_ssize_t OD = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3]
+    cdef Py_ssize_t rb = max(1, min(rows_per_task, H))
+    cdef Py_ssize_t nrb = (H + rb - 1) // rb
+    cdef Py_ssize_t ntask = P * D * nrb
+    cdef Py_ssize_t task, rem, p, d, h, h0, h1, i, j, od, oh, ow, w, t, c, f
+    cdef float_t dv, acc
+    cdef float_t* g
+    cdef float_t* rows
+    cdef float_t* dst
+    cdef const float_t* grow
     cdef int failed[1]
     failed[0] = 0
     if ntask == 0:
         return
-    stream = stream and nch == 1
     with nogil, parallel(num_threads=nthreads):
-        vbuf = <float_t*> malloc(rb * OW * sizeof(float_t))
-        if vbuf == NULL:
+        g = <float_t*> malloc(OW * sizeof(float_t))
+        rows = <float_t*> malloc(rb * W * sizeof(float_t))
+        if g == NULL or rows == NULL:
             failed[0] = 1
         else:
             for task in prange(ntask, schedule='static'):
                 rem = task
-                ch = rem % nch
-                rem = rem // nch
-                oh0 = (rem % nrb) * rb
+                h0 = (rem % nrb) * rb
                 rem = rem // nrb
-                od = rem % OD
-                p = rem // OD
-                oh1 = min(OH, oh0 + rb)
-                c0 = ch * csz
-                c1 = min(OW, c0 + csz)
-                if c0 >= c1:
-                    continue
-                plane = &x[p, 0, 0, 0]
-                for oh in range(oh0, oh1):
-                    acc = vbuf + (oh - oh0) * OW if stream else &out[p, od, oh, 0]
-                    _sum_out_row(plane, H, W, ds[od], dc[od], hs[oh], hc[oh], acc, c0, c1, lo, hi, &ws[0],
-                                 &wc[0], sw, pw, kw)
-                    if divisor != 0:
-                        dv = <float_t> divisor
-                        for ow in range(c0, c1):
-                            acc[ow] = acc[ow] / dv
+                d = rem % D
+                p = rem // D
+                h1 = min(H, h0 + rb)
+                for h in range(h0, h1):
+                    # g[ow] = sum over the (od, oh) whose windows hold (d, h) of gy / divisor
+                    for ow in range(OW):
+                        g[ow] = 0
+                    for i in range(dcount[d]):
+                        od = dfirst[d] + i
+                        for j in range(hcount[h]):
+                            oh = hfirst[h] + j
+                            grow = &gy[p, od, oh, 0]
+                            if divisor != 0:
+                                dv = <float_t> divisor
+                                for ow in range(OW):
+                                    g[ow] = g[ow] + grow[ow] / dv
+                            else:
+                                dv = ddiv[od] * hdiv[oh]
+                                for ow in range(OW):
+                                    g[ow] = g[ow] + grow[ow] / (dv * wdiv[ow])
+                    dst = rows + (h - h0) * W if stream else &gx[p, d, h, 0]
+                    if tile > 0:
+                        for t in range(tile):
+                            for ow in range(OW):
+                                dst[ow * tile + t] = g[ow]
+                        for w in range(OW * tile, W):
+                            dst[w] = 0
                     else:
-                        dv = ddiv[od] * hdiv[oh]
-                        for ow in range(c0, c1):
-                            acc[ow] = acc[ow] / (dv * wdiv[ow])
+                        for w in range(W):
+                            acc = 0
+                            f = wfirst[w]
+                            for c in range(wcount[w]):
+                                acc = acc + g[f + c]
+                            dst[w] = acc
                 if stream:
-                    fc_stream_copy(&out[p, od, oh0, 0], vbuf, (oh1 - oh0) * OW * sizeof(float_t))
+                    fc_stream_copy(&gx[p, d, h0, 0], rows, (h1 - h0) * W * sizeof(float_t))
             fc_store_fence()
-        free(vbuf)
-    if failed[0]:
-        raise MemoryError("average pooling: could not allocate per-thread row buffers")
-
-
-# ----------------------------------------------------------------------------------------------- mean backward
-cdef inline void _spread_row(float_t* row, const float_t* g, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t OW,
-                             const int64_t* ws, const int64_t* wc, Py_ssize_t sw, Py_ssize_t pw,
-                             Py_ssize_t kw) noexcept nogil:
-    """Add g[ow] to the taps of every output column's window in one input row (regular columns tap-outer)."""
-    cdef Py_ssize_t ow, t, a
-    if lo >= hi:
-        lo = OW
-        hi = OW
-    for ow in range(lo):
-        a = ws[ow]
-        for t in range(wc[ow]):
-            row[a + t] = row[a + t] + g[ow]
-    for t in range(kw):
-        a = t - pw
-        for ow in range(lo, hi):
-            row[ow * sw + a] = row[ow * sw + a] + g[ow]
-    for ow in range(hi, OW):
-        a = ws[ow]
-        for t in range(wc[ow]):
-            row[a + t] = row[a + t] + g[ow]
-
-
-def avg_backward(const float_t[:, :, :, ::1] gy, float_t[:, :, :, ::1] gx,
-                 const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
-                 const int64_t[::1] ws, const int64_t[::1] wc,
-                 const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
-                 Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw, int nthreads):
-    """Adjoint of :func:`avg_forward`: gx (P, D, H, W) = sum over the windows containing each element of
-    gy / divisor.  One plane per task, scattered in a fixed order (deterministic)."""
-    cdef Py_ssize_t P = gx.shape[0], D = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
-    cdef Py_ssize_t OD = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3]
-    cdef Py_ssize_t p, od, oh, ow, i, j
-    cdef float_t dv
-    cdef float_t* plane
-    cdef float_t* g
-    cdef const float_t* grow
-    cdef int failed[1]
-    failed[0] = 0
-    with nogil, parallel(num_threads=nthreads):
-        g = <float_t*> malloc(OW * sizeof(float_t))
-        if g == NULL:
-            failed[0] = 1
-        else:
-            for p in prange(P, schedule='static'):
-                plane = &gx[p, 0, 0, 0]
-                memset(plane, 0, D * H * W * sizeof(float_t))
-                for od in range(OD):
-                    for oh in range(OH):
-                        grow = &gy[p, od, oh, 0]
-                        if divisor != 0:
-                            dv = <float_t> divisor
-                            for ow in range(OW):
-                                g[ow] = grow[ow] / dv
-                        else:
-                            dv = ddiv[od] * hdiv[oh]
-                            for ow in range(OW):
-                                g[ow] = grow[ow] / (dv * wdiv[ow])
-                        for i in range(dc[od]):
-                            for j in range(hc[oh]):
-                                _spread_row(plane + ((ds[od] + i) * H + hs[oh] + j) * W, g, lo, hi, OW,
-                                            &ws[0], &wc[0], sw, pw, kw)
         free(g)
+        free(rows)
     if failed[0]:
-        raise MemoryError("average pooling backward: could not allocate a per-thread row buffer")
+        raise MemoryError("average pooling backward: could not allocate per-thread row buffers")
 
 
 # ----------------------------------------------------------------------------------------------- indices
