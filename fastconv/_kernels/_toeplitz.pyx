@@ -62,86 +62,65 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, const float_t* a, 
         dgemm(&ta, &tb, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &beta, c, &ldc)
 
 
-cdef inline void _valid_range(Py_ssize_t a, Py_ssize_t b, Py_ssize_t off, Py_ssize_t sw, Py_ssize_t W,
-                              Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """[lo, hi): the output columns o in [a, b) whose input column o*sw + off lies in [0, W)."""
-    cdef Py_ssize_t l0 = 0 if off >= 0 else (-off + sw - 1) // sw
-    cdef Py_ssize_t h0 = 0 if W - 1 - off < 0 else (W - 1 - off) // sw + 1
-    lo[0] = min(max(l0, a), b)
-    hi[0] = min(max(h0, lo[0]), b)
+cdef void _lower(float_t* xc0, float_t* col, Py_ssize_t nc, const Geo* g, Py_ssize_t p0, Py_ssize_t p1,
+                 bint adjoint) noexcept nogil:
+    """im2col and its adjoint col2im, which walk the same rows and segments.
 
-
-cdef void _im2col(const float_t* xc0, Py_ssize_t nc, const Geo* g, Py_ssize_t p0, Py_ssize_t p1,
-                  float_t* col) noexcept nogil:
-    """col[(c, r, s, t), j] = padded input of channel c (from xc0) under tap (r, s, t) at output p0 + j."""
-    cdef Py_ssize_t ncol = p1 - p0, DHW = g.D * g.H * g.W
-    cdef Py_ssize_t c, r, s, t, p, q, ow, oh, od, seg, idd, ihh, off, lo, hi, o
-    cdef const float_t* row
-    cdef float_t* dst = col
-    for c in range(nc):
-        for r in range(g.R):
-            for s in range(g.S):
-                for t in range(g.T):
-                    off = t * g.dw - g.pw
-                    p = p0
-                    while p < p1:
-                        ow = p % g.OW
-                        q = p // g.OW
-                        oh = q % g.OH
-                        od = q // g.OH
-                        seg = min(g.OW - ow, p1 - p)
-                        idd = od * g.sd + r * g.dd - g.pd
-                        ihh = oh * g.sh + s * g.dh - g.ph
-                        if idd < 0 or idd >= g.D or ihh < 0 or ihh >= g.H:
-                            memset(dst, 0, seg * sizeof(float_t))
-                        else:
-                            row = xc0 + c * DHW + (idd * g.H + ihh) * g.W
-                            _valid_range(ow, ow + seg, off, g.sw, g.W, &lo, &hi)
-                            for o in range(ow, lo):
-                                dst[o - ow] = 0
-                            if g.sw == 1:
-                                memcpy(dst + (lo - ow), row + (lo + off), (hi - lo) * sizeof(float_t))
-                            else:
-                                for o in range(lo, hi):
-                                    dst[o - ow] = row[o * g.sw + off]
-                            for o in range(hi, ow + seg):
-                                dst[o - ow] = 0
-                        dst += seg
-                        p += seg
-
-
-cdef void _col2im(const float_t* col, Py_ssize_t nc, const Geo* g, Py_ssize_t p0, Py_ssize_t p1,
-                  float_t* dxc0) noexcept nogil:
-    """The adjoint of _im2col: dx[c, input position of (tap, p0 + j)] += col[(c, r, s, t), j]."""
-    cdef Py_ssize_t DHW = g.D * g.H * g.W
-    cdef Py_ssize_t c, r, s, t, p, q, ow, oh, od, seg, idd, ihh, off, lo, hi, o
+    im2col (``adjoint`` False): ``col[(c, r, s, t), j]`` = channel c of the zero-padded input (from ``xc0``)
+    under tap (r, s, t) at output position ``p0 + j``.  col2im (``adjoint`` True): ``xc0[...] += col[...]`` for
+    every tap that reads a real input element.  Output positions are walked as segments of one output row, with
+    the valid columns of each tap computed once per row, so the inner loops neither divide nor test bounds.
+    """
+    cdef Py_ssize_t DHW = g.D * g.H * g.W, q = p0 // g.OW
+    cdef Py_ssize_t ow0 = p0 % g.OW, oh0 = q % g.OH, od0 = q // g.OH
+    cdef Py_ssize_t c, r, s, t, p, ow, oh, od, seg, end, idd, ihh, off, l0, h0, lo, hi, o
     cdef float_t* row
-    cdef const float_t* src = col
+    cdef float_t* cp = col
     for c in range(nc):
         for r in range(g.R):
             for s in range(g.S):
                 for t in range(g.T):
+                    # output columns o with 0 <= o * sw + off < W (the same for every output row)
                     off = t * g.dw - g.pw
-                    p = p0
+                    l0 = 0 if off >= 0 else (g.sw - 1 - off) // g.sw
+                    h0 = 0 if off >= g.W else (g.W - 1 - off) // g.sw + 1
+                    p, ow, oh, od = p0, ow0, oh0, od0
                     while p < p1:
-                        ow = p % g.OW
-                        q = p // g.OW
-                        oh = q % g.OH
-                        od = q // g.OH
                         seg = min(g.OW - ow, p1 - p)
+                        end = ow + seg
                         idd = od * g.sd + r * g.dd - g.pd
                         ihh = oh * g.sh + s * g.dh - g.ph
+                        lo = end        # a row of zero padding: nothing valid
+                        hi = end
+                        row = xc0
                         if idd >= 0 and idd < g.D and ihh >= 0 and ihh < g.H:
-                            row = dxc0 + c * DHW + (idd * g.H + ihh) * g.W
-                            _valid_range(ow, ow + seg, off, g.sw, g.W, &lo, &hi)
+                            lo = min(max(l0, ow), end)
+                            hi = min(max(h0, lo), end)
+                            row = xc0 + c * DHW + (idd * g.H + ihh) * g.W
+                        if adjoint:
                             if g.sw == 1:
                                 for o in range(lo, hi):
-                                    row[o + off] += src[o - ow]
+                                    row[o + off] += cp[o - ow]
                             else:
                                 for o in range(lo, hi):
-                                    row[o * g.sw + off] += src[o - ow]
-                        src += seg
+                                    row[o * g.sw + off] += cp[o - ow]
+                        else:
+                            if lo > ow:
+                                memset(cp, 0, (lo - ow) * sizeof(float_t))
+                            if g.sw == 1:
+                                memcpy(cp + (lo - ow), row + (lo + off), (hi - lo) * sizeof(float_t))
+                            else:
+                                for o in range(lo, hi):
+                                    cp[o - ow] = row[o * g.sw + off]
+                            if end > hi:
+                                memset(cp + (hi - ow), 0, (end - hi) * sizeof(float_t))
+                        cp += seg
                         p += seg
+                        ow = 0
+                        oh += 1
+                        if oh == g.OH:
+                            oh = 0
+                            od += 1
 
 
 cdef void* _thread_buffer(Py_ssize_t nbytes, int* failed, Py_ssize_t* held) noexcept nogil:
@@ -220,7 +199,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
                 a = xp + (n * C + g * Cg) * DHW + p0
                 lda = <int> DHW
             else:
-                _im2col(xp + (n * C + g * Cg) * DHW, Cg, &geo, p0, p1, buf)
+                _lower(<float_t*> xp + (n * C + g * Cg) * DHW, buf, Cg, &geo, p0, p1, False)
                 a = buf
                 lda = <int> m
             _gemm(c'N', c'N', <int> m, <int> Kg, <int> L, a, lda, wp + g * Kg * L, <int> L, beta, yp,
@@ -277,7 +256,7 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
                     m = p1 - p0
                     _gemm(c'N', c'T', <int> m, <int> (nc * RST), <int> Kg, gyc + p0, <int> P, wc, <int> L,
                           0, buf, <int> m)
-                    _col2im(buf, nc, &geo, p0, p1, dxp)
+                    _lower(dxp, buf, nc, &geo, p0, p1, True)
         free(buf)
     return (ntask if one_by_one else ntask * nch), _workspace_used(failed, held, "grad_input",
                                                                    buf_len * sizeof(float_t))
@@ -336,7 +315,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                         a = xc + p0
                         lda = <int> DHW
                     else:
-                        _im2col(xc, nc, &geo, p0, p1, buf)
+                        _lower(<float_t*> xc, buf, nc, &geo, p0, p1, False)
                         a = buf
                         lda = <int> m
                     _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m, a, lda,
