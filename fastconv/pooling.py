@@ -76,6 +76,7 @@ def _shape(value, fn, arg="input_shape", ndims=None):
     if ndims is not None and len(shape) not in ndims:
         raise ValueError("%s(): argument '%s' must have %s entries, got %r"
                          % (fn, arg, " or ".join(str(n) for n in ndims), tuple(value)))
+    V.check_size(shape, fn, arg)
     return shape
 
 
