@@ -1,0 +1,99 @@
+"""Failures found by the property tests and the bad-input catalogue, shrunk and saved as explicit tests.
+
+Each test names what failed, the smallest input that showed it and what was fixed.  Tests marked ``xfail(strict)``
+are known bugs whose fix belongs in a module this suite may not change; they turn into failures (XPASS) the moment
+the fix lands, so the marker is removed with it.
+"""
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import grad as G
+
+import reference as ref
+
+
+# ---------------------------------------------------------------------------------- fixed
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_stride_wider_than_the_input(dtype):
+    """direct sized its per-thread gather buffer by 64 output columns times the W stride even when there is a
+    single output column, so ``conv2d(x (1,2,5,5), w (3,2,2,2), stride=2**33)`` asked malloc for 2 TiB and raised
+    MemoryError (toeplitz and fft computed the 1x1 output).  Fixed in ``_algos/direct.py``: with one output
+    column the W stride is irrelevant and is replaced by 1."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 5, 5)).astype(dtype)
+    w = rng.standard_normal((3, 2, 2, 2)).astype(dtype)
+    got = fc.conv2d(x, w, stride=2 ** 33, algorithm="direct")
+    np.testing.assert_allclose(got, ref.conv_nd(x, w)[:, :, :1, :1], rtol=1e-5)   # only output (0, 0) exists
+    got = fc.conv1d(x[:, :, 0], w[:, :, 0], stride=9, padding=1, algorithm="direct")
+    np.testing.assert_allclose(got, ref.conv_nd(x[:, :, 0], w[:, :, 0], stride=9, padding=1), rtol=1e-5)
+
+
+def test_direct_weight_gradient_with_huge_dilation_and_one_kernel_column():
+    """The weight gradient runs the same kernel with stride and dilation exchanged: a kernel one column wide
+    with dilation 2**33 hit the same 2 TiB buffer (same fix)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 5, 4))
+    gy = rng.standard_normal((2, 4, 3, 4))
+    gw = G.conv2d_weight(x, (4, 3, 3, 1), gy, dilation=(1, 2 ** 33), algorithm="direct")
+    np.testing.assert_allclose(gw, ref.conv_grad_weight_nd(x, gy, (4, 3, 3, 1)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn,args,arg", [
+    (G.conv2d_input, ((1, 4, 2 ** 40, 2 ** 40), np.ones((6, 2, 3, 2)), np.ones((1, 6, 1, 1))), "input_shape"),
+    (G.conv2d_weight, (np.ones((2, 4, 7, 6)), (2 ** 40, 2, 2 ** 40, 1), np.ones((2, 6, 5, 5))), "weight_shape"),
+])
+def test_gradient_shape_arguments_are_size_checked(fn, args, arg):
+    """``conv2d_input(input_shape=(1, 4, 2**40, 2**40), ..., stride=2**40)`` passed validation (the output is
+    1x1) and failed in ``np.empty`` with NumPy's "array is too big" message, naming no argument.  Fixed in
+    ``grad.py``: shape arguments go through ``check_size`` like every other size."""
+    kw = dict(stride=2 ** 40) if arg == "input_shape" else {}
+    with pytest.raises(ValueError, match="'%s'" % arg):
+        fn(*args, groups=2, **kw)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fc.max_pool_backward(np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64), (1, 1, 2 ** 40, 2 ** 40)),
+    lambda: fc.avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2 ** 40, 2 ** 40), 2 ** 40),
+    lambda: fc.adaptive_avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2 ** 40, 2 ** 40)),
+    lambda: fc.global_avg_pool_backward(np.ones((1, 1)), (1, 1, 2 ** 40, 2 ** 40)),
+    lambda: fc.kmax_pool_backward(np.ones((1, 1)), np.zeros((1, 1), np.int64), (1, 2 ** 80)),
+], ids=["max_pool_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward", "global_avg_pool_backward",
+        "kmax_pool_backward"])
+def test_pooling_input_shape_arguments_are_size_checked(call):
+    """The pooling gradients' ``input_shape`` of 2**80 elements reached ``np.empty`` and failed with NumPy's
+    "Maximum allowed dimension exceeded" / "array is too big".  Fixed in ``pooling.py`` (``_shape`` calls
+    ``check_size``)."""
+    with pytest.raises(ValueError, match="'input_shape'"):
+        call()
+
+
+# ---------------------------------------------------------------------------------- known, fix requested
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="ConvGeometry.for_transpose asserts output_padding < stride; needs the edit to "
+                          "_geometry.py/conv.py described in the reliability report")
+@pytest.mark.parametrize("alg", fc.algorithms())
+def test_conv_transpose_output_padding_at_least_stride(alg):
+    """output_padding must be smaller than stride *or* dilation (PyTorch's rule), but with
+    ``stride <= output_padding < dilation`` the forward geometry has more outputs than the transposed input:
+    shrunk example ``conv_transpose3d(x (1,1,1,1,1), w (1,1,1,1,1), output_padding=(0,0,1), dilation=(1,1,2))``
+    stops on an ``assert`` (and under ``python -O`` the kernels read past the input; fft returned wrong
+    values)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 2, 3, 4))
+    w = rng.standard_normal((2, 3, 2, 3))
+    kw = dict(stride=(1, 2), padding=(0, 1), output_padding=(1, 1), dilation=(2, 3))
+    got = fc.conv_transpose2d(x, w, algorithm=alg, **kw)
+    np.testing.assert_allclose(got, ref.conv_transpose_nd(x, w, **kw), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError,
+                   reason="_validate.int_tuple accepts ints beyond int64; needs the edit to _validate.py described "
+                          "in the reliability report")
+@pytest.mark.parametrize("kw", [dict(stride=(2 ** 70, 1)), dict(padding=(2 ** 64, 0), stride=(2 ** 65, 1))])
+def test_parameters_beyond_int64_are_value_errors(kw):
+    """``conv2d(x, w, stride=(2**70, 1))`` reached the kernel call and raised OverflowError ("Python int too
+    large to convert to C ssize_t") instead of a ValueError naming the argument."""
+    x, w = np.ones((1, 1, 5, 5)), np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match="'stride'|'padding'"):
+        fc.conv2d(x, w, algorithm="direct", **kw)
