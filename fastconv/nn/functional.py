@@ -90,9 +90,19 @@ conv_transpose1d, conv_transpose2d, conv_transpose3d = (_make_conv_transpose(nd)
 
 
 # --------------------------------------------------------------------------------------------------- unshared / tiled
-def _geometry2d(fn, x, kernel_shape, stride, padding, dilation):
+def _six_d_weight_args(fn, input, weight, bias, layout, stride, padding, dilation):
+    """Tensors, the geometry of one (C_out, C_in, kH, kW) filter bank, and the compute dtype of the layers whose
+    weight is 6-D (locally connected, tiled)."""
+    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
     V.check_ndim(x.data, 4, fn, "input", "N, C, H, W")
-    return ConvGeometry.make(x.shape, kernel_shape, stride, padding, dilation, 1, fn=fn)
+    V.check_ndim(w.data, 6, fn, "weight", layout)
+    geom = ConvGeometry.make(x.shape, w.shape[2:], stride, padding, dilation, 1, fn=fn)
+    return x, w, b, geom, V.common_float_dtype(x.data, w.data, _data(b))
+
+
+def _check_bias_shape(fn, b, shape):
+    if b is not None and b.shape != shape:
+        raise ValueError("%s(): argument 'bias' must have shape %s, got %s" % (fn, shape, b.shape))
 
 
 def _pad2d(x, geom):
@@ -138,16 +148,13 @@ def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=
     Computed as patches (im2col) times one small matrix per output position (batched GEMM).
     """
     fn = "locally_connected2d"
-    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
-    V.check_ndim(w.data, 6, fn, "weight", "OH, OW, C_out, C_in, kH, kW")
+    x, w, b, geom, dtype = _six_d_weight_args(fn, input, weight, bias, "OH, OW, C_out, C_in, kH, kW", stride,
+                                               padding, dilation)
     OH, OW, K = w.shape[:3]
-    geom = _geometry2d(fn, x, w.shape[2:], stride, padding, dilation)
     if geom.output_size != (OH, OW):
         raise ValueError("%s(): argument 'weight' has %dx%d output positions but the input %s gives %s"
                          % (fn, OH, OW, x.shape, geom.output_size))
-    if b is not None and b.shape != (K, OH, OW):
-        raise ValueError("%s(): argument 'bias' must have shape %s, got %s" % (fn, (K, OH, OW), b.shape))
-    dtype = V.common_float_dtype(x.data, w.data, _data(b))
+    _check_bias_shape(fn, b, (K, OH, OW))
     cols = im2col(x.data.astype(dtype, copy=False), geom)                          # (P, N, CKK)
     wm = w.data.astype(dtype, copy=False).reshape(OH * OW, K, -1)                  # (P, K, CKK)
     N = x.shape[0]
@@ -172,13 +179,10 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
     positions it owns (stride ``s * t``), run by fastconv's convolution kernels, forward and backward.
     """
     fn = "tiled_conv2d"
-    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
-    V.check_ndim(w.data, 6, fn, "weight", "t_h, t_w, C_out, C_in, kH, kW")
+    x, w, b, geom, dtype = _six_d_weight_args(fn, input, weight, bias, "t_h, t_w, C_out, C_in, kH, kW", stride,
+                                               padding, dilation)
     th, tw, K = w.shape[:3]
-    geom = _geometry2d(fn, x, w.shape[2:], stride, padding, dilation)
-    if b is not None and b.shape != (K,):
-        raise ValueError("%s(): argument 'bias' must have shape (%d,), got %s" % (fn, K, b.shape))
-    dtype = V.common_float_dtype(x.data, w.data, _data(b))
+    _check_bias_shape(fn, b, (K,))
     xp = _pad2d(x.data.astype(dtype, copy=False), geom)
     wd = w.data.astype(dtype, copy=False)
     (sh, sw), (OH, OW) = geom.stride, geom.output_size

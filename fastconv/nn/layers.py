@@ -72,55 +72,73 @@ def _padding_arg(padding, nd, name):
 
 
 # --------------------------------------------------------------------------------------------------- convolution
-class _ConvNd(Module):
+class _WindowLayer(Module):
+    """Shared constructor parts of the layers that slide a weight window over the input."""
     _nd = 2
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", *, algorithm="auto", dtype=np.float32):
-        super().__init__()
+    def _window_args(self, in_channels, out_channels, kernel_size, stride, dilation, groups=1):
         name, nd = type(self).__name__, self._nd
         self.in_channels, self.out_channels, self.groups = _channels(name, in_channels, out_channels, groups)
         self.kernel_size = V.int_tuple(kernel_size, nd, name, "kernel_size", minimum=1)
         self.stride = V.int_tuple(stride, nd, name, "stride", minimum=1)
         self.dilation = V.int_tuple(dilation, nd, name, "dilation", minimum=1)
-        self.padding = _padding_arg(padding, nd, name)
-        self.padding_mode = V.check_choice(padding_mode, PADDING_MODES, name, "padding_mode")
-        self.algorithm = algorithm
-        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype))
-        self.bias = Parameter(np.empty(out_channels, dtype)) if _check_bool(bias, name, "bias") else None
+
+    def _parameters_of(self, weight_shape, bias_shape, bias, dtype, fan_in):
+        """Create ``weight`` and (unless ``bias`` is False) ``bias``, initialised as PyTorch does for ``fan_in``."""
+        self.weight = Parameter(np.empty(weight_shape, dtype))
+        self.bias = Parameter(np.empty(bias_shape, dtype)) if _check_bool(bias, type(self).__name__, "bias") \
+            else None
+        self._fan_in = fan_in
         self.reset_parameters()
 
     def reset_parameters(self):
-        _init_weight_and_bias(self.weight, self.bias, init.fan_in_and_fan_out(self.weight.shape)[0])
+        _init_weight_and_bias(self.weight, self.bias, self._fan_in)
+
+    def geometry(self, input_shape):
+        """The :class:`~fastconv.ConvGeometry` of one filter bank applied to ``input_shape``."""
+        return ConvGeometry.make(input_shape, (self.out_channels, self.in_channels // self.groups)
+                                 + self.kernel_size, self.stride, self.padding, self.dilation, self.groups,
+                                 fn=type(self).__name__)
+
+    def _describe(self, input_shape, banks, bias_size):
+        g = self.geometry(input_shape)
+        return dict(output_shape=g.output_shape, params=banks * g.params(bias=False) + bias_size,
+                    multiplies=g.multiplies, window=_window(g))
+
+    def _bias_size(self):
+        return 0 if self.bias is None else self.bias.size
+
+    def extra_repr(self):
+        s = "%d, %d, kernel_size=%s, stride=%s" % (self.in_channels, self.out_channels, self.kernel_size,
+                                                    self.stride)
+        for attr, default in (("padding", (0,) * self._nd), ("output_padding", (0,) * self._nd),
+                              ("dilation", (1,) * self._nd), ("groups", 1), ("padding_mode", "zeros"),
+                              ("input_size", None), ("tile_size", None)):
+            value = getattr(self, attr, default)
+            if value != default:
+                s += ", %s=%s" % (attr, value)
+        return s + (", bias=False" if self.bias is None else "")
+
+
+class _ConvNd(_WindowLayer):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", *, algorithm="auto", dtype=np.float32):
+        super().__init__()
+        self._window_args(in_channels, out_channels, kernel_size, stride, dilation, groups)
+        name = type(self).__name__
+        self.padding = _padding_arg(padding, self._nd, name)
+        self.padding_mode = V.check_choice(padding_mode, PADDING_MODES, name, "padding_mode")
+        self.algorithm = algorithm
+        self._parameters_of((out_channels, in_channels // groups) + self.kernel_size, out_channels, bias, dtype,
+                            in_channels // groups * int(np.prod(self.kernel_size)))
 
     def forward(self, x):
         return getattr(F, "conv%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding,
                                                 self.dilation, self.groups, padding_mode=self.padding_mode,
                                                 algorithm=self.algorithm)
 
-    def geometry(self, input_shape):
-        return ConvGeometry.make(input_shape, self.weight.shape, self.stride, self.padding, self.dilation,
-                                 self.groups, fn=type(self).__name__)
-
     def describe(self, input_shape):
-        g = self.geometry(input_shape)
-        return dict(output_shape=g.output_shape, params=g.params(self.bias is not None), multiplies=g.multiplies,
-                    window=_window(g))
-
-    def extra_repr(self):
-        s = "%d, %d, kernel_size=%s, stride=%s" % (self.in_channels, self.out_channels, self.kernel_size,
-                                                    self.stride)
-        if self.padding != (0,) * self._nd:
-            s += ", padding=%r" % (self.padding,)
-        if self.dilation != (1,) * self._nd:
-            s += ", dilation=%s" % (self.dilation,)
-        if self.groups != 1:
-            s += ", groups=%d" % self.groups
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += ", padding_mode=%s" % self.padding_mode
-        return s
+        return self._describe(input_shape, 1, self._bias_size())
 
 
 class Conv1d(_ConvNd):
@@ -138,28 +156,20 @@ class Conv3d(_ConvNd):
     _nd = 3
 
 
-class _ConvTransposeNd(Module):
-    _nd = 2
-
+class _ConvTransposeNd(_WindowLayer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", *, algorithm="auto", dtype=np.float32):
         super().__init__()
         name, nd = type(self).__name__, self._nd
         if padding_mode != "zeros":
             raise ValueError("%s(): only padding_mode='zeros' is supported, got %r" % (name, padding_mode))
-        self.in_channels, self.out_channels, self.groups = _channels(name, in_channels, out_channels, groups)
-        self.kernel_size = V.int_tuple(kernel_size, nd, name, "kernel_size", minimum=1)
-        self.stride = V.int_tuple(stride, nd, name, "stride", minimum=1)
+        self._window_args(in_channels, out_channels, kernel_size, stride, dilation, groups)
         self.padding = V.int_tuple(padding, nd, name, "padding", minimum=0)
         self.output_padding = V.int_tuple(output_padding, nd, name, "output_padding", minimum=0)
-        self.dilation = V.int_tuple(dilation, nd, name, "dilation", minimum=1)
         self.algorithm = algorithm
-        self.weight = Parameter(np.empty((in_channels, out_channels // groups) + self.kernel_size, dtype))
-        self.bias = Parameter(np.empty(out_channels, dtype)) if _check_bool(bias, name, "bias") else None
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        _init_weight_and_bias(self.weight, self.bias, init.fan_in_and_fan_out(self.weight.shape)[0])
+        # PyTorch's layout (in, out/groups, *k); its fan_in is weight.shape[1] * prod(k)
+        self._parameters_of((in_channels, out_channels // groups) + self.kernel_size, out_channels, bias, dtype,
+                            out_channels // groups * int(np.prod(self.kernel_size)))
 
     def forward(self, x):
         return getattr(F, "conv_transpose%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding,
@@ -173,14 +183,10 @@ class _ConvTransposeNd(Module):
 
     def describe(self, input_shape):
         g = self.geometry(input_shape)
-        params = g.params(bias=False) + (self.out_channels if self.bias is not None else 0)
         # Output o sees the inputs i with i s - p + k d = o: a window of ceil(eff / s) inputs, jump / s.
         window = (tuple(-(-e // s) for e, s in zip(g.effective_kernel, g.stride)), tuple(1.0 / s for s in g.stride))
-        return dict(output_shape=g.input_shape, params=params, multiplies=g.multiplies, window=window)
-
-    def extra_repr(self):
-        return "%d, %d, kernel_size=%s, stride=%s, padding=%s" % (self.in_channels, self.out_channels,
-                                                                  self.kernel_size, self.stride, self.padding)
+        return dict(output_shape=g.input_shape, params=g.params(bias=False) + self._bias_size(),
+                    multiplies=g.multiplies, window=window)
 
 
 class ConvTranspose1d(_ConvTransposeNd):
@@ -198,7 +204,7 @@ class ConvTranspose3d(_ConvTransposeNd):
     _nd = 3
 
 
-class LocallyConnected2d(Module):
+class LocallyConnected2d(_WindowLayer):
     """Unshared convolution: a separate ``C_in x kH x kW`` filter bank for every output position.
 
     Needs the input's spatial size to allocate its weights: ``weight`` is ``(OH, OW, C_out, C_in, kH, kW)``,
@@ -210,39 +216,21 @@ class LocallyConnected2d(Module):
                  bias=True, *, dtype=np.float32):
         super().__init__()
         name = type(self).__name__
-        self.in_channels, self.out_channels, _ = _channels(name, in_channels, out_channels, 1)
+        self._window_args(in_channels, out_channels, kernel_size, stride, dilation)
         self.input_size = V.int_tuple(input_size, 2, name, "input_size", minimum=1)
-        self.kernel_size = V.int_tuple(kernel_size, 2, name, "kernel_size", minimum=1)
-        self.stride = V.int_tuple(stride, 2, name, "stride", minimum=1)
-        self.dilation = V.int_tuple(dilation, 2, name, "dilation", minimum=1)
         self.padding = _padding_arg(padding, 2, name)
-        oh, ow = self.geometry((1, in_channels) + self.input_size).output_size
-        self.weight = Parameter(np.empty((oh, ow, out_channels, in_channels) + self.kernel_size, dtype))
-        self.bias = Parameter(np.empty((out_channels, oh, ow), dtype)) if _check_bool(bias, name, "bias") else None
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        _init_weight_and_bias(self.weight, self.bias, self.in_channels * int(np.prod(self.kernel_size)))
+        out = self.geometry((1, in_channels) + self.input_size).output_size
+        self._parameters_of(out + (out_channels, in_channels) + self.kernel_size, (out_channels,) + out, bias,
+                            dtype, in_channels * int(np.prod(self.kernel_size)))
 
     def forward(self, x):
         return F.locally_connected2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
-    def geometry(self, input_shape):
-        return ConvGeometry.make(input_shape, (self.out_channels, self.in_channels) + self.kernel_size,
-                                 self.stride, self.padding, self.dilation, 1, fn=type(self).__name__)
-
     def describe(self, input_shape):
-        g = self.geometry(input_shape)
-        positions = int(np.prod(g.output_size))
-        params = positions * g.params(bias=False) + (self.bias.size if self.bias is not None else 0)
-        return dict(output_shape=g.output_shape, params=params, multiplies=g.multiplies, window=_window(g))
-
-    def extra_repr(self):
-        return "%d, %d, input_size=%s, kernel_size=%s, stride=%s" % (
-            self.in_channels, self.out_channels, self.input_size, self.kernel_size, self.stride)
+        return self._describe(input_shape, int(np.prod(self.weight.shape[:2])), self._bias_size())
 
 
-class TiledConv2d(Module):
+class TiledConv2d(_WindowLayer):
     """Tiled convolution: ``t_h x t_w`` kernels rotated through the output positions (shared bias).
 
     ``weight`` is ``(t_h, t_w, C_out, C_in, kH, kW)``; ``tile_size=1`` is an ordinary convolution.
@@ -252,37 +240,19 @@ class TiledConv2d(Module):
                  bias=True, *, algorithm="auto", dtype=np.float32):
         super().__init__()
         name = type(self).__name__
-        self.in_channels, self.out_channels, _ = _channels(name, in_channels, out_channels, 1)
-        self.kernel_size = V.int_tuple(kernel_size, 2, name, "kernel_size", minimum=1)
+        self._window_args(in_channels, out_channels, kernel_size, stride, dilation)
         self.tile_size = V.int_tuple(tile_size, 2, name, "tile_size", minimum=1)
-        self.stride = V.int_tuple(stride, 2, name, "stride", minimum=1)
-        self.dilation = V.int_tuple(dilation, 2, name, "dilation", minimum=1)
         self.padding = _padding_arg(padding, 2, name)
         self.algorithm = algorithm
-        self.weight = Parameter(np.empty(self.tile_size + (out_channels, in_channels) + self.kernel_size, dtype))
-        self.bias = Parameter(np.empty(out_channels, dtype)) if _check_bool(bias, name, "bias") else None
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        _init_weight_and_bias(self.weight, self.bias, self.in_channels * int(np.prod(self.kernel_size)))
+        self._parameters_of(self.tile_size + (out_channels, in_channels) + self.kernel_size, out_channels, bias,
+                            dtype, in_channels * int(np.prod(self.kernel_size)))
 
     def forward(self, x):
         return F.tiled_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                               algorithm=self.algorithm)
 
-    def geometry(self, input_shape):
-        return ConvGeometry.make(input_shape, (self.out_channels, self.in_channels) + self.kernel_size,
-                                 self.stride, self.padding, self.dilation, 1, fn=type(self).__name__)
-
     def describe(self, input_shape):
-        g = self.geometry(input_shape)
-        params = int(np.prod(self.tile_size)) * g.params(bias=False) + (self.out_channels if self.bias is not None
-                                                                         else 0)
-        return dict(output_shape=g.output_shape, params=params, multiplies=g.multiplies, window=_window(g))
-
-    def extra_repr(self):
-        return "%d, %d, kernel_size=%s, tile_size=%s, stride=%s" % (
-            self.in_channels, self.out_channels, self.kernel_size, self.tile_size, self.stride)
+        return self._describe(input_shape, int(np.prod(self.tile_size)), self._bias_size())
 
 
 class Linear(Module):
