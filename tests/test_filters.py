@@ -228,6 +228,26 @@ def test_gaussian_channels_volumes_and_out():
     assert_close(ff.gaussian(line, 4.0), skf.gaussian(line, sigma=4.0), 1e-12)
 
 
+@pytest.mark.parametrize("mode", BASE_MODES)
+def test_gaussian_row_taps_fused_and_strips(mode):
+    r = rng(24)
+    img = r.standard_normal((70, 90)).astype(np.float32)       # rows of >= 64 elements: row taps, fused sweep
+    assert_close(ff.gaussian(img, (2.0, 3.0), mode=mode, cval=0.4),
+                 skf.gaussian(img, sigma=(2.0, 3.0), mode=mode, cval=0.4), 1e-5)
+    wide = r.standard_normal((40, 1500))                         # too wide to fuse a 65-tap pass: column strips
+    assert_close(ff.gaussian(wide, 8.0, mode=mode, cval=-0.2), skf.gaussian(wide, sigma=8.0, mode=mode, cval=-0.2),
+                 1e-12)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+def test_edge_magnitude_by_either_method(method, monkeypatch):
+    monkeypatch.setattr(_engine, "choose", lambda *a, **k: method)
+    vol = rng(25).standard_normal((6, 70, 9))
+    for mode in ["reflect", "constant", "wrap"]:
+        assert_close(ff.sobel(vol, mode=mode, cval=0.3), skf.sobel(vol, mode=mode, cval=0.3), 1e-12)
+        assert_close(ff.scharr(vol, axis=(2, 0)), skf.scharr(vol, axis=(2, 0)), 1e-12)
+
+
 @pytest.mark.parametrize("name", ["sobel", "prewitt", "scharr"])
 def test_edge_filters_match_skimage(name):
     ours, theirs = getattr(ff, name), getattr(skf, name)

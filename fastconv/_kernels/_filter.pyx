@@ -21,8 +21,11 @@ taps are summed.  Work is split into tasks (output row, chunk of columns) whose 
 the shape only; every output element is written by exactly one task with a fixed summation order, so results do
 not depend on the number of threads.
 """
-from cython.parallel cimport prange
+import numpy as np
+
+from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from fastconv._kernels.fused cimport float_t
@@ -43,14 +46,36 @@ ctypedef fused vec_t:
     v4d
 
 
+cdef inline void _finish(float_t* dst, const float_t* val, Py_ssize_t n, int epi, float_t scale) noexcept nogil:
+    """Store ``n`` results through the epilogue: 0 ``dst = v``, 1 ``dst = v*v``, 2 ``dst += v*v``,
+    3 ``dst = sqrt(dst + v*v) / scale`` (the squared-gradient sum and magnitude of the edge filters)."""
+    cdef Py_ssize_t i
+    cdef float_t sq
+    if epi == 0:
+        for i in range(n):
+            dst[i] = val[i]
+    elif epi == 1:
+        for i in range(n):
+            dst[i] = val[i] * val[i]
+    elif epi == 2:
+        for i in range(n):
+            sq = val[i] * val[i]
+            dst[i] = dst[i] + sq
+    else:
+        for i in range(n):
+            sq = val[i] * val[i]
+            dst[i] = (<float_t> sqrt(dst[i] + sq)) / scale
+
+
 cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
                              const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
-                             Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst,
+                             Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, int epi, float_t scale,
                              vec_t* tag) noexcept nogil:
     """dst[0:NB] = sum over taps of w * src[row, x0 + i + shift]: 8 vectors (NB = 64 float / 32 double) of
     consecutive outputs stay in registers while every tap is added.  ``tag`` only selects the vector type."""
     cdef vec_t acc[8]
     cdef vec_t z, wv
+    cdef float_t tmp[64]
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
     cdef Py_ssize_t q, k, ri
     cdef const float_t* p
@@ -68,14 +93,19 @@ cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize
             p = src + ri * L_in + x0 + tap_shift[k]
             for q in range(8):
                 acc[q] += wv * (<const vec_t*> (p + q * V))[0]
-    for q in range(8):
-        (<vec_t*> (dst + q * V))[0] = acc[q]
+    if epi == 0:
+        for q in range(8):
+            (<vec_t*> (dst + q * V))[0] = acc[q]
+    else:
+        for q in range(8):
+            (<vec_t*> (tmp + q * V))[0] = acc[q]
+        _finish(dst, tmp, 8 * V, epi, scale)
 
 
 cdef inline void _block_tail(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
                              const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
-                             Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst,
-                             Py_ssize_t nb) noexcept nogil:
+                             Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, Py_ssize_t nb, int epi,
+                             float_t scale) noexcept nogil:
     """The same sum for the last ``nb`` (< NB) interior outputs of a segment."""
     cdef float_t acc[64]
     cdef Py_ssize_t i, k, ri
@@ -93,118 +123,226 @@ cdef inline void _block_tail(const float_t* src, Py_ssize_t L_in, const Py_ssize
             p = src + ri * L_in + x0 + tap_shift[k]
             for i in range(nb):
                 acc[i] += wv * p[i]
-    for i in range(nb):
-        dst[i] = acc[i]
+    _finish(dst, acc, nb, epi, scale)
 
 
-cdef inline float_t _border(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
-                            const Py_ssize_t* tap_row, const Py_ssize_t* tap_dx, const float_t* tap_w,
-                            Py_ssize_t ntaps, const Py_ssize_t* colmap, Py_ssize_t j, Py_ssize_t c, Py_ssize_t D,
-                            float_t cval) noexcept nogil:
-    """One output element whose taps may leave the row: columns resolved through ``colmap``."""
-    cdef float_t acc = 0
-    cdef Py_ssize_t k, ri, e
-    for k in range(ntaps):
-        ri = rows_r[tap_row[k]]
-        e = colmap[j + tap_dx[k]]
-        if ri < 0 or e < 0:
-            acc += tap_w[k] * cval
-        else:
-            acc += tap_w[k] * src[ri * L_in + e * D + c]
-    return acc
+cdef struct Plan:
+    # one correlation pass over 2-D views (see the module docstring); the float arrays travel separately
+    Py_ssize_t L_in           # source row length
+    Py_ssize_t T              # row taps per output row (columns of the row table)
+    Py_ssize_t ntaps          # non-zero weights
+    const Py_ssize_t* tap_row
+    const Py_ssize_t* tap_shift
+    const Py_ssize_t* colmap
+    Py_ssize_t D              # elements per column group
+    Py_ssize_t KW             # kernel width along the column axis
+    Py_ssize_t off            # its origin offset (column groups)
+    Py_ssize_t xi0            # interior columns [xi0, xi1): every tap inside the source row
+    Py_ssize_t xi1
+    Py_ssize_t Lb             # row length of the per-thread edge buffer: EDGE_PIECE + (KW - 1) D
+    int epi                   # epilogue, see _finish
 
 
-cdef inline void _segment(const float_t* src, Py_ssize_t L_in, float_t* orow, const Py_ssize_t* rows_r,
-                          const Py_ssize_t* tap_row, const Py_ssize_t* tap_dx, const Py_ssize_t* tap_shift,
-                          const float_t* tap_w, Py_ssize_t ntaps, const Py_ssize_t* colmap, Py_ssize_t D,
-                          Py_ssize_t xi0, Py_ssize_t xi1, Py_ssize_t xs, Py_ssize_t xe, float_t cval) noexcept nogil:
-    """Output columns [xs, xe) of one row: left border, interior blocks, right border."""
-    cdef Py_ssize_t x, a, b
+cdef enum:
+    EDGE_PIECE = 256          # edge columns handled per edge-buffer fill
+
+
+cdef inline void _edge(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, const float_t* tap_w,
+                       float_t cval, float_t scale, float_t* orow, Py_ssize_t x0, Py_ssize_t x1, float_t* ext,
+                       Py_ssize_t* rows_ext) noexcept nogil:
+    """Output columns [x0, x1) near the ends of the row, where taps leave the source row.
+
+    Piece by piece, the extended source values these outputs read are gathered through ``colmap`` into the edge
+    buffer (one line per row tap; cval rows stay -1), and the same vector blocks as the interior run on it.
+    """
     cdef Py_ssize_t NB = 64 if float_t is float else 32
+    cdef Py_ssize_t D = pl.D, off = pl.off, t, y, yy, jj, e, ri, width, y0, x, xe
+    cdef const float_t* row
+    cdef float_t* line
     cdef v8f* vf = NULL
     cdef v4d* vd = NULL
-    a = max(xs, xi0)
-    b = min(xe, xi1)
+    while x0 < x1:
+        xe = min(x1, x0 + EDGE_PIECE)
+        y0 = x0 - off * D                          # element position (source coordinates) of ext[0]
+        width = (xe - x0) + (pl.KW - 1) * D
+        for t in range(pl.T):
+            ri = rows_r[t]
+            if ri < 0:
+                rows_ext[t] = -1
+                continue
+            rows_ext[t] = t
+            row = src + ri * pl.L_in
+            line = ext + t * pl.Lb
+            for y in range(width):
+                yy = y0 + y
+                jj = (yy + off * D) // D - off        # floor(yy / D); yy >= -off * D
+                e = pl.colmap[jj + off]
+                line[y] = cval if e < 0 else row[e * D + yy - jj * D]
+        x = x0
+        while x + NB <= xe:
+            if float_t is float:
+                _block_full(ext, pl.Lb, rows_ext, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x - y0, orow + x,
+                            pl.epi, scale, vf)
+            else:
+                _block_full(ext, pl.Lb, rows_ext, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x - y0, orow + x,
+                            pl.epi, scale, vd)
+            x += NB
+        if x < xe:
+            _block_tail(ext, pl.Lb, rows_ext, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x - y0, orow + x,
+                        xe - x, pl.epi, scale)
+        x0 = xe
+
+
+cdef inline void _segment(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, const float_t* tap_w,
+                          float_t cval, float_t scale, float_t* orow, Py_ssize_t xs, Py_ssize_t xe, float_t* ext,
+                          Py_ssize_t* rows_ext) noexcept nogil:
+    """Output columns [xs, xe) of one row: left edge, interior blocks straight from the source row, right edge."""
+    cdef Py_ssize_t NB = 64 if float_t is float else 32
+    cdef Py_ssize_t x, a, b
+    cdef v8f* vf = NULL
+    cdef v4d* vd = NULL
+    a = max(xs, pl.xi0)
+    b = min(xe, pl.xi1)
     if b < a:
         a = xe
         b = xe
-    for x in range(xs, min(a, xe)):
-        orow[x] = _border(src, L_in, rows_r, tap_row, tap_dx, tap_w, ntaps, colmap, x // D, x % D, D, cval)
+    _edge(src, pl, rows_r, tap_w, cval, scale, orow, xs, a, ext, rows_ext)
     x = a
     while x + NB <= b:
         if float_t is float:
-            _block_full(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x, orow + x, vf)
+            _block_full(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, pl.epi,
+                        scale, vf)
         else:
-            _block_full(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x, orow + x, vd)
+            _block_full(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, pl.epi,
+                        scale, vd)
         x += NB
     if x < b:
-        _block_tail(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x, orow + x, b - x)
-    for x in range(max(b, xs), xe):
-        orow[x] = _border(src, L_in, rows_r, tap_row, tap_dx, tap_w, ntaps, colmap, x // D, x % D, D, cval)
+        _block_tail(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, b - x,
+                    pl.epi, scale)
+    _edge(src, pl, rows_r, tap_w, cval, scale, orow, max(b, xs), xe, ext, rows_ext)
+
+
+cdef Plan _plan(Py_ssize_t L_in, Py_ssize_t L_out, Py_ssize_t T, const Py_ssize_t[::1] tap_row,
+                const Py_ssize_t[::1] tap_shift, Py_ssize_t ntaps, const Py_ssize_t[::1] colmap, Py_ssize_t D,
+                Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi, int epi):
+    cdef Plan pl
+    pl.L_in = L_in
+    pl.T = T
+    pl.ntaps = ntaps
+    pl.tap_row = &tap_row[0] if ntaps > 0 else NULL
+    pl.tap_shift = &tap_shift[0] if ntaps > 0 else NULL
+    pl.colmap = &colmap[0]
+    pl.D = D
+    pl.KW = colmap.shape[0] - L_out // D + 1
+    pl.off = off
+    pl.xi0 = jlo * D
+    pl.xi1 = jhi * D
+    pl.Lb = EDGE_PIECE + (pl.KW - 1) * D
+    pl.epi = epi
+    return pl
 
 
 def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
-              const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_dx, const Py_ssize_t[::1] tap_shift,
-              const float_t[::1] tap_w, const Py_ssize_t[::1] colmap, Py_ssize_t D, Py_ssize_t jlo,
-              Py_ssize_t jhi, double cval, Py_ssize_t chunk, int nthreads):
-    """out[r, j*D + c] = sum_k tap_w[k] * S(rows[r, tap_row[k]], colmap[j + tap_dx[k]], c); see the module doc.
+              const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_shift, const float_t[::1] tap_w,
+              const Py_ssize_t[::1] colmap, Py_ssize_t D, Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi,
+              double cval, int epi, double scale, Py_ssize_t chunk, bint chunk_major, int nthreads):
+    """out[r, j*D + c] = sum_k tap_w[k] * S(rows[r, tap_row[k]], colmap[j + dx_k], c), stored through the
+    epilogue ``epi`` (see ``_finish``); ``tap_shift[k] = (dx_k - off) * D``.  See the module doc.
 
+    Tasks are (row, chunk of ``chunk`` columns), ordered row by row, or chunk by chunk with ``chunk_major`` so
+    that a thread walks down a column strip and the rows its taps read stay in cache from one row to the next.
     Everything (shapes, index ranges, ``chunk >= 1``) is validated by the caller: bounds checks are off.
     """
-    cdef Py_ssize_t R_out = out.shape[0], L_out = out.shape[1], L_in = src.shape[1], T = rows.shape[1]
-    cdef Py_ssize_t ntaps = tap_w.shape[0]
+    cdef Py_ssize_t R_out = out.shape[0], L_out = out.shape[1], T = rows.shape[1]
     cdef Py_ssize_t nchunks = (L_out + chunk - 1) // chunk
     cdef Py_ssize_t task, r, xs, xe
-    cdef Py_ssize_t xi0 = jlo * D, xi1 = jhi * D
-    cdef float_t cv = <float_t> cval
-    cdef const float_t* sp
-    cdef float_t* op
-    cdef const Py_ssize_t* rp
-    cdef const Py_ssize_t* cm
-    cdef const Py_ssize_t* trow = NULL
-    cdef const Py_ssize_t* tdx = NULL
-    cdef const Py_ssize_t* tsh = NULL
-    cdef const float_t* tw = NULL
+    cdef float_t cv = <float_t> cval, sc = <float_t> scale
+    cdef Plan pl
+    cdef float_t* ext = NULL
+    cdef Py_ssize_t* rows_ext = NULL
+    cdef bint edges
+    cdef int failed[1]
+    failed[0] = 0
     if R_out == 0 or L_out == 0:
         return
-    sp = &src[0, 0]
-    op = &out[0, 0]
-    rp = &rows[0, 0]
-    cm = &colmap[0]
-    if ntaps > 0:
-        trow = &tap_row[0]
-        tdx = &tap_dx[0]
-        tsh = &tap_shift[0]
-        tw = &tap_w[0]
-    with nogil:
-        for task in prange(R_out * nchunks, schedule='static', num_threads=nthreads):
-            r = task // nchunks
-            xs = (task % nchunks) * chunk
+    pl = _plan(src.shape[1], L_out, T, tap_row, tap_shift, tap_w.shape[0], colmap, D, off, jlo, jhi, epi)
+    edges = pl.xi0 > 0 or pl.xi1 < L_out
+    cdef const float_t* sp = &src[0, 0]
+    cdef float_t* op = &out[0, 0]
+    cdef const Py_ssize_t* rp = &rows[0, 0]
+    cdef const float_t* tw = &tap_w[0] if pl.ntaps > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        if edges:                                  # per-thread edge buffer
+            ext = <float_t*> malloc(T * pl.Lb * sizeof(float_t))
+            rows_ext = <Py_ssize_t*> malloc(T * sizeof(Py_ssize_t))
+            if ext == NULL or rows_ext == NULL:
+                failed[0] = 1
+        for task in prange(R_out * nchunks, schedule='static'):
+            if edges and (ext == NULL or rows_ext == NULL):
+                continue      # every thread must reach the work-sharing loop; the error is raised below
+            if chunk_major:
+                r = task % R_out
+                xs = (task // R_out) * chunk
+            else:
+                r = task // nchunks
+                xs = (task % nchunks) * chunk
             xe = min(xs + chunk, L_out)
-            _segment(sp, L_in, op + r * L_out, rp + r * T, trow, tdx, tsh, tw, ntaps, cm, D, xi0, xi1, xs, xe, cv)
+            _segment(sp, &pl, rp + r * T, tw, cv, sc, op + r * L_out, xs, xe, ext, rows_ext)
+        free(ext)
+        free(rows_ext)
+    if failed[0]:
+        raise MemoryError("filters.correlate: could not allocate an edge buffer of %d elements" % (T * pl.Lb))
 
 
-def accumulate_square(float_t[::1] acc, const float_t[::1] g, bint first, int nthreads):
-    """acc = g * g (first) or acc += g * g, element-wise (the squared-gradient sum of an edge magnitude)."""
-    cdef Py_ssize_t i, n = acc.shape[0]
-    cdef float_t v
-    with nogil:
-        if first:
-            for i in prange(n, schedule='static', num_threads=nthreads):
-                acc[i] = g[i] * g[i]
-        else:
-            for i in prange(n, schedule='static', num_threads=nthreads):
-                v = g[i] * g[i]
-                acc[i] = acc[i] + v
-
-
-def sqrt_scale(float_t[::1] a, double scale, int nthreads):
-    """a = sqrt(a) / scale, element-wise, with ``scale`` rounded to the array's precision first."""
-    cdef Py_ssize_t i, n = a.shape[0]
-    cdef float_t s = <float_t> scale
-    with nogil:
-        for i in prange(n, schedule='static', num_threads=nthreads):
-            a[i] = (<float_t> sqrt(a[i])) / s
+def correlate_rows_cols(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
+                        const float_t[::1] wv, double cval_v, const Py_ssize_t[::1] tap_shift,
+                        const float_t[::1] tap_w, const Py_ssize_t[::1] colmap, Py_ssize_t D, Py_ssize_t off,
+                        Py_ssize_t jlo, Py_ssize_t jhi, double cval_h, int nthreads):
+    """Two separable passes in one sweep.  For each output row ``r`` a per-thread buffer receives the row-tap pass
+    ``buf = sum_t wv[t] * src[rows[r, t], :]`` (rows -1 give ``cval_v``); then the column pass (one row tap; the
+    taps, ``colmap``, ``D`` and ``off`` as in :func:`correlate`) writes ``out[r]`` from the buffer.  The
+    intermediate image never exists.  ``rows`` has one column per entry of ``wv`` (at least one); the caller
+    validates everything."""
+    cdef Py_ssize_t R = out.shape[0], L = out.shape[1], T = rows.shape[1], nh = tap_w.shape[0]
+    cdef Py_ssize_t r, t
+    cdef float_t cv = <float_t> cval_v, ch = <float_t> cval_h
+    cdef float_t* buf = NULL
+    cdef float_t* ext = NULL
+    cdef Py_ssize_t* idx = NULL
+    cdef Plan pv, ph
+    cdef int failed[1]
+    cdef Py_ssize_t zero_row = 0
+    failed[0] = 0
+    t = 0
+    if R == 0 or L == 0 or T == 0:
+        return
+    cdef Py_ssize_t[::1] vrow = np.arange(T, dtype=np.intp)           # vertical tap t reads row tap t
+    cdef Py_ssize_t[::1] zeros = np.zeros(max(T, nh, 1), dtype=np.intp)
+    cdef Py_ssize_t[::1] ident = np.arange(L, dtype=np.intp)
+    pv = _plan(L, L, T, vrow, zeros, T, ident, 1, 0, 0, L, 0)          # all interior: no edge buffer needed
+    ph = _plan(L, L, 1, zeros, tap_shift, nh, colmap, D, off, jlo, jhi, 0)
+    cdef const float_t* sp = &src[0, 0]
+    cdef float_t* op = &out[0, 0]
+    cdef const Py_ssize_t* rp = &rows[0, 0]
+    cdef const float_t* wvp = &wv[0]
+    cdef const float_t* tw = &tap_w[0] if nh > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        # per thread: the row buffer, the edge buffer of the column pass and its one-row index
+        buf = <float_t*> malloc(L * sizeof(float_t))
+        ext = <float_t*> malloc(ph.Lb * sizeof(float_t))
+        idx = <Py_ssize_t*> malloc(sizeof(Py_ssize_t))
+        if buf == NULL or ext == NULL or idx == NULL:
+            failed[0] = 1
+        for r in prange(R, schedule='static'):
+            if buf == NULL or ext == NULL or idx == NULL:
+                continue      # every thread must reach the work-sharing loop; the error is raised below
+            _segment(sp, &pv, rp + r * T, wvp, cv, 1, buf, 0, L, NULL, NULL)
+            _segment(buf, &ph, &zero_row, tw, ch, 1, op + r * L, 0, L, ext, idx)
+        free(buf)
+        free(ext)
+        free(idx)
+    if failed[0]:
+        raise MemoryError("filters.correlate_rows_cols: could not allocate a row buffer of %d elements" % L)
 
 
 def complex_multiply(float_t[::1] a, const float_t[::1] b, int nthreads):

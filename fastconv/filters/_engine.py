@@ -38,6 +38,10 @@ TASKS = 64
 # A 1-D pass along an axis followed by at least this many contiguous elements reads whole rows (row taps);
 # below it, the axis is treated as a column axis with element stride D (e.g. the colour channels of an image).
 ROW_TAP_MIN_INNER = 64
+# Cache budget of the source rows one strip of columns reads (row taps), and of the source rows a fused
+# row-then-column sweep keeps live (half of a 512 KiB L2).
+STRIP_BYTES = 128 * 1024
+FUSE_BYTES = 256 * 1024
 
 
 def index_map(n, pos, mode):
@@ -76,40 +80,64 @@ def _row_table(in_shape, out_shape, ksize, offs, modes):
     return np.ascontiguousarray(table)
 
 
-def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads):
+def _taps(w2, off, D, dtype):
+    """The non-zero weights of a (row-taps, KW) array as the kernel's tap lists (row, shift, weight)."""
+    t_row, t_dx = np.nonzero(np.abs(w2) > WEIGHT_EPS)
+    t_row = t_row.astype(np.intp)
+    shift = (t_dx.astype(np.intp) - off) * D
+    return t_row, shift, np.ascontiguousarray(w2[t_row, t_dx], dtype=dtype)
+
+
+def _interior(n_in, n_out, KW, off):
+    """[jlo, jhi): output column groups whose every tap reads inside the source row."""
+    jlo = max(0, off)
+    return jlo, max(jlo, min(n_out, n_in - KW + off + 1))
+
+
+def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads, epi=0, scale=1.0):
     """One call of the compiled kernel on 2-D views (see ``_kernels/_filter.pyx`` for the layout)."""
     R_out, L_out = out2.shape
     n_in, n_out, KW = src2.shape[1] // D, out2.shape[1] // D, w2.shape[1]
     if rows.shape[0] != R_out or rows.shape[1] != w2.shape[0] or colmap.shape[0] != n_out + KW - 1:
         raise AssertionError("inconsistent filter plan")  # internal invariant; never a user error
-    t_row, t_dx = np.nonzero(np.abs(w2) > WEIGHT_EPS)
-    t_row = t_row.astype(np.intp)
-    t_dx = t_dx.astype(np.intp)
-    t_w = np.ascontiguousarray(w2[t_row, t_dx], dtype=out2.dtype)
-    t_shift = (t_dx - off) * D
-    jlo = max(0, off)
-    jhi = max(jlo, min(n_out, n_in - KW + off + 1))
-    nb = 64 if out2.dtype == np.float32 else 32
+    t_row, t_shift, t_w = _taps(w2, off, D, out2.dtype)
+    jlo, jhi = _interior(n_in, n_out, KW, off)
+    _filter.correlate(src2, out2, rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp), D, off,
+                      jlo, jhi, float(cval), epi, float(scale), *_chunking(R_out, L_out, rows.shape[1],
+                                                                           out2.dtype.itemsize), nthreads)
+
+
+def _chunking(R_out, L_out, T, itemsize):
+    """(chunk, chunk_major) for the kernel's tasks, from the shape alone (never the thread count).
+
+    With several row taps, a strip of columns is walked down chunk by chunk, the strip narrow enough that the
+    ``T`` source rows it reads fit in ``STRIP_BYTES`` of cache; otherwise rows are split only as far as needed
+    for ``TASKS`` tasks.
+    """
+    nb = 64 if itemsize == 4 else 32
+    if T > 1:
+        width = max(2 * nb, STRIP_BYTES // (T * itemsize) // nb * nb)
+        return max(1, min(width, L_out)), True
     per_row = -(-TASKS // max(R_out, 1))        # column chunks per row
     width = -(-L_out // per_row)
-    chunk = max(4 * nb, -(-width // nb) * nb)
-    _filter.correlate(src2, out2, rows, t_row, t_dx, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp),
-                      D, jlo, jhi, float(cval), max(1, chunk), nthreads)
+    return max(1, 4 * nb, -(-width // nb) * nb), False
 
 
-def correlate_nd(src, out, weights, offs, modes, cval, nthreads):
-    """Direct correlation: ``out[i] = sum_k weights[k] * ext(src)[i + k - offs]`` (same shapes as scipy)."""
+def correlate_nd(src, out, weights, offs, modes, cval, nthreads, epi=0, scale=1.0):
+    """Direct correlation: ``out[i] = sum_k weights[k] * ext(src)[i + k - offs]`` (same shapes as scipy),
+    stored through epilogue ``epi`` (0: plain; see ``_kernels/_filter.pyx``)."""
     shape, ks = src.shape, weights.shape
     rows = _row_table(shape[:-1], out.shape[:-1], ks[:-1], offs[:-1], modes[:-1])
     n_out = out.shape[-1]
     colmap = index_map(shape[-1], np.arange(n_out + ks[-1] - 1) - offs[-1], modes[-1])
     w2 = np.asarray(weights, dtype=np.float64).reshape(-1, ks[-1])
-    _run(src.reshape(-1, shape[-1]), out.reshape(-1, n_out), rows, w2, colmap, 1, offs[-1], cval, nthreads)
+    _run(src.reshape(-1, shape[-1]), out.reshape(-1, n_out), rows, w2, colmap, 1, offs[-1], cval, nthreads,
+         epi, scale)
 
 
-def _pass(src, out, axis, w1, off, mode, cval, nthreads):
-    """One 1-D correlation along ``axis`` (same shape in and out)."""
-    shape = src.shape
+def _pass_plan(shape, axis, w1, off, mode):
+    """How a 1-D pass along ``axis`` maps onto the kernel: a dict with the 2-D ``view``, the row table, the
+    (row-taps, KW) weights, ``colmap``, ``D``, ``off`` and whether the taps are whole rows."""
     outer = math.prod(shape[:axis])
     n = shape[axis]
     inner = math.prod(shape[axis + 1:])
@@ -118,31 +146,70 @@ def _pass(src, out, axis, w1, off, mode, cval, nthreads):
     if inner >= ROW_TAP_MIN_INNER:
         # rows of `inner` contiguous elements; the taps are whole rows
         rows = _row_table((outer, n), (outer, n), (1, k), (0, off), ("nearest", mode))
-        _run(src.reshape(outer * n, inner), out.reshape(outer * n, inner), rows, w1.reshape(k, 1),
-             np.arange(inner), 1, 0, cval, nthreads)
-    else:
-        # `axis` is the column axis of (outer, n * inner) rows, element stride inner
-        colmap = index_map(n, np.arange(n + k - 1) - off, mode)
-        _run(src.reshape(outer, n * inner), out.reshape(outer, n * inner), np.arange(outer)[:, None], w1[None, :],
-             colmap, inner, off, cval, nthreads)
+        return dict(view=(outer * n, inner), rows=rows, w2=w1.reshape(k, 1), colmap=np.arange(inner), D=1, off=0,
+                    row_taps=True)
+    # `axis` is the column axis of (outer, n * inner) rows, element stride inner
+    return dict(view=(outer, n * inner), rows=np.arange(outer)[:, None], w2=w1[None, :],
+                colmap=index_map(n, np.arange(n + k - 1) - off, mode), D=inner, off=off, row_taps=False)
 
 
-def separable(src, out, passes, nthreads, tmp=None):
-    """Successive 1-D passes ``[(axis, w1, off, mode, cval), ...]`` from ``src`` into ``out``.
+def _run_plan(src, dst, plan, cval, nthreads, epi=0, scale=1.0):
+    view = plan["view"]
+    _run(src.reshape(view), dst.reshape(view), plan["rows"], plan["w2"], plan["colmap"], plan["D"], plan["off"],
+         cval, nthreads, epi, scale)
 
-    Intermediate results use ``out`` and one temporary so that the last pass lands in ``out``; ``src`` is never
+
+def _run_fused(src, dst, vplan, vcval, hplan, hcval, nthreads):
+    """A row-tap pass followed by a column pass on the same 2-D view, in one sweep (``correlate_rows_cols``)."""
+    view = vplan["view"]
+    wv = vplan["w2"][:, 0]
+    keep = np.abs(wv) > WEIGHT_EPS
+    rows = np.ascontiguousarray(vplan["rows"][:, keep])
+    D, KW, off = hplan["D"], hplan["w2"].shape[1], hplan["off"]
+    _, t_shift, t_w = _taps(hplan["w2"], off, D, dst.dtype)
+    n = view[1] // D
+    jlo, jhi = _interior(n, n, KW, off)
+    _filter.correlate_rows_cols(src.reshape(view), dst.reshape(view), rows, np.ascontiguousarray(wv[keep],
+                                dtype=dst.dtype), float(vcval), t_shift, t_w,
+                                np.ascontiguousarray(hplan["colmap"], dtype=np.intp), D, off, jlo, jhi,
+                                float(hcval), nthreads)
+
+
+def separable(src, out, passes, nthreads, epi=0, scale=1.0):
+    """Successive 1-D passes ``[(axis, w1, off, mode, cval), ...]`` from ``src`` into ``out``, the last one
+    stored through epilogue ``epi``.
+
+    A row-tap pass followed by a column pass on the next axis runs fused in one sweep (no intermediate image);
+    other intermediates use ``out`` and one temporary so that the last pass lands in ``out``; ``src`` is never
     written.  With no passes, ``out`` receives a copy of ``src``.
     """
     if not passes:
         np.copyto(out, src)
         return out
-    if len(passes) > 1 and tmp is None:
-        tmp = np.empty_like(out)
-    bufs = [out, tmp] if len(passes) % 2 else [tmp, out]
+    plans = [_pass_plan(src.shape, axis, w1, off, mode) for axis, w1, off, mode, _ in passes]
+    steps = []                                   # (first pass, number of passes) per sweep
+    i = 0
+    while i < len(passes):
+        fuse = (i + 1 < len(passes) and plans[i]["row_taps"] and not plans[i + 1]["row_taps"]
+                and passes[i + 1][0] == passes[i][0] + 1 and np.any(np.abs(passes[i][1]) > WEIGHT_EPS)
+                and len(passes[i][1]) * plans[i]["view"][1] * src.itemsize <= FUSE_BYTES
+                and not (epi and i + 2 == len(passes)))
+        steps.append((i, 2 if fuse else 1))
+        i += steps[-1][1]
+    n = len(steps)
+    if epi >= 2:                                 # the last pass reads out: intermediates stay elsewhere
+        pool = [np.empty_like(out) for _ in range(min(2, n - 1))]
+    else:                                        # alternate with out so that the last pass lands in it
+        tmp = np.empty_like(out) if n > 1 else None
+        pool = [tmp, out] if n % 2 == 0 else [out, tmp]
     cur = src
-    for i, (axis, w1, off, mode, cval) in enumerate(passes):
-        dst = bufs[i % 2]
-        _pass(cur, dst, axis, w1, off, mode, cval, nthreads)
+    for s, (i, count) in enumerate(steps):
+        dst = out if s == n - 1 else pool[s % 2]
+        if count == 2:
+            _run_fused(cur, dst, plans[i], passes[i][4], plans[i + 1], passes[i + 1][4], nthreads)
+        else:
+            last = s == len(steps) - 1
+            _run_plan(cur, dst, plans[i], passes[i][4], nthreads, epi if last else 0, scale)
         cur = dst
     return out
 
@@ -272,7 +339,7 @@ FFT_SECONDS = {4: 1.5e-09, 8: 3.0e-09}
 CALL_SECONDS = 5e-05
 
 
-def _taps(w):
+def _count_taps(w):
     return int(np.count_nonzero(np.abs(np.asarray(w, dtype=np.float64)) > WEIGHT_EPS))
 
 
@@ -282,18 +349,20 @@ def estimate(shape, weights, dtype, nthreads, factors=None):
     n = math.prod(shape)
     par = max(1, nthreads)
     mac, mem = MAC_SECONDS[size], PASS_SECONDS[size]
-    est = {"direct": CALL_SECONDS + n * (_taps(weights) * mac + mem) / par}
+    est = {"direct": CALL_SECONDS + n * (_count_taps(weights) * mac + mem) / par}
     if factors is not None:
-        taps = [_taps(f) for f in factors if f.shape[0] > 1 or f[0] != 1.0]
+        taps = [_count_taps(f) for f in factors if f.shape[0] > 1 or f[0] != 1.0]
         est["separable"] = CALL_SECONDS * len(taps) + sum(n * (t * mac + mem) for t in taps) / par
     F = math.prod(fft_shape(shape, weights.shape))
     est["fft"] = 4 * CALL_SECONDS + F * math.log2(max(F, 2)) * FFT_SECONDS[size] / par
     return est
 
 
-def choose(shape, weights, dtype, nthreads, factors=None):
-    """The cheapest method for this call (the ``method="auto"`` choice)."""
+def choose(shape, weights, dtype, nthreads, factors=None, fft=True):
+    """The cheapest method for this call (the ``method="auto"`` choice); ``fft=False`` leaves the FFT out."""
     est = estimate(shape, weights, dtype, nthreads, factors)
+    if not fft:
+        del est["fft"]
     return min(est, key=est.get)
 
 
@@ -327,11 +396,12 @@ def calibrate(repeats=7):
     return res
 
 
-def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, fn="correlate"):
+def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, fn="correlate", epi=0, scale=1.0):
     """Correlate ``src`` with ``weights`` into ``dst`` (same shape) by ``method`` (``"auto"`` chooses).
 
     ``factors`` may give a known rank-1 factorisation; otherwise it is detected for ``auto`` and ``separable``.
-    Returns the method used.  Raises ``ValueError`` for ``separable`` with a kernel that is not rank 1.
+    ``epi``/``scale`` select the kernel's epilogue (direct and separable only).  Returns the method used.
+    Raises ``ValueError`` for ``separable`` with a kernel that is not rank 1.
     """
     if factors is None and method in ("auto", "separable"):
         factors = rank1_factors(weights, src.dtype)
@@ -339,11 +409,13 @@ def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, 
         raise ValueError("%s(): argument 'method'='separable' needs a rank-1 (separable) kernel; weights of shape "
                          "%s are not" % (fn, weights.shape))
     if method == "auto":
-        method = choose(src.shape, weights, src.dtype, nthreads, factors)
+        method = choose(src.shape, weights, src.dtype, nthreads, factors, fft=not epi)
     if method == "separable":
-        separable(src, dst, separable_passes(factors, offs, modes, cval), nthreads)
+        separable(src, dst, separable_passes(factors, offs, modes, cval), nthreads, epi, scale)
     elif method == "fft":
+        if epi:
+            raise AssertionError("the FFT path has no epilogue")  # internal invariant
         correlate_fft(src, dst, weights, offs, modes, cval, nthreads)
     else:
-        correlate_nd(src, dst, weights, offs, modes, cval, nthreads)
+        correlate_nd(src, dst, weights, offs, modes, cval, nthreads, epi, scale)
     return method

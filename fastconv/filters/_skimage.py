@@ -112,18 +112,16 @@ def _edge_filter(fn, image, mask, axis, mode, cval):
     result = np.empty(src.shape, src.dtype)
     if src.size == 0:
         return result
-    tmp = np.empty_like(result) if len(axes) > 1 else None
+    # one pass per axis; with several axes the passes store g*g, add g*g, and finally sqrt(sum) / sqrt(ndim)
+    last = len(axes) - 1
     for i, a in enumerate(axes):
         factors = [EDGE[::-1] if b == a else SMOOTH[fn] for b in range(nd)]
         weights = factors[0]
         for f in factors[1:]:
             weights = np.multiply.outer(weights, f)
-        dst = result if tmp is None else tmp
-        E.apply(src, dst, weights, (1,) * nd, modes, cval, "auto", nthreads, factors=factors, fn=fn)
-        if tmp is not None:
-            E._filter.accumulate_square(result.reshape(-1), tmp.reshape(-1), i == 0, nthreads)
-    if tmp is not None:
-        E._filter.sqrt_scale(result.reshape(-1), math.sqrt(nd), nthreads)
+        epi = 0 if last == 0 else (1 if i == 0 else 3 if i == last else 2)
+        E.apply(src, result, weights, (1,) * nd, modes, cval, "auto", nthreads, factors=factors, fn=fn, epi=epi,
+                scale=math.sqrt(nd))
     return _mask_result(result, msk, nthreads)
 
 
