@@ -29,13 +29,16 @@ Parallelism: one level at a time
     bitwise identical for any number of threads.  Other code calling BLAS from another Python thread while a
     toeplitz call runs also sees the one-thread limit.
 
-Cost model (``cost``), measured on the 2-core AMD EPYC (Zen 3) development machine with OpenBLAS 0.3.31:
-single-threaded sgemm sustains about ``GEMM_GFLOPS`` on the GEMM shapes of typical layers (dgemm half of it),
-less when a GEMM dimension is small (``d / (d + GEMM_HALF)`` per small dimension: depthwise layers are GEMVs);
-im2col / col2im move about ``LOWER_GBPS`` per thread; each call pays ``CALL_OVERHEAD`` (threadpoolctl, Python)
-and each GEMM ``GEMM_OVERHEAD``.
+Cost model (``cost``), fitted to single-threaded measurements on the 2-core AMD EPYC (Zen 3) development
+machine with OpenBLAS 0.3.31 (shared with other jobs, so the constants are those of a busy machine, like direct's):
+the GEMMs sustain about ``GEMM_GFLOPS`` per thread (sgemm; dgemm half of it), times ``d / (d + GEMM_HALF)`` for
+every GEMM dimension ``d`` that is set by the layer (output channels per group, lowered rows per task), so
+depthwise layers, which are GEMVs, cost what they should; im2col / col2im move ``LOWER_GBPS`` per thread; each GEMM
+costs ``GEMM_OVERHEAD`` and each call ``CALL_OVERHEAD``.  Work divides over the planned threads, rounded up to
+whole waves of tasks.
 """
 import contextlib
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -64,12 +67,13 @@ MIN_KBLOCK = 16
 MIN_CHUNK = 64
 INT_MAX = 2 ** 31 - 1   # BLAS dimensions and leading dimensions are C ints
 
-# Cost-model constants (see the module docstring and bench/bench_toeplitz.py).
-GEMM_GFLOPS = {4: 62.0, 8: 31.0}   # single-threaded sgemm / dgemm on conv-layer shapes
-GEMM_HALF = 24.0                    # a GEMM dimension d runs at d / (d + GEMM_HALF) of that rate
-LOWER_GBPS = 6.0                    # im2col / col2im bytes written per second per thread
-GEMM_OVERHEAD = 4e-6                # seconds per GEMM call (packing, dispatch)
-CALL_OVERHEAD = 4e-5                # seconds per call (threadpoolctl limit + Python planning)
+# Cost-model constants, fitted (least squares on log time, 42 layer x op measurements, typical error 1.2x) to
+# single-threaded runs of bench-style layers on the development machine; see the module docstring.
+GEMM_GFLOPS = {4: 60.0, 8: 30.0}   # single-threaded sgemm / dgemm rate on conv-layer GEMM shapes
+GEMM_HALF = 4.0                     # a GEMM dimension d runs at d / (d + GEMM_HALF) of that rate
+LOWER_GBPS = 4.0                    # im2col / col2im bytes of lowered matrix per second per thread
+GEMM_OVERHEAD = 5e-6                # seconds per GEMM call (packing, dispatch)
+CALL_OVERHEAD = 6e-5                # seconds per call (BLAS thread limit, planning, Python)
 
 _state = {"limit": DEFAULT_WORKSPACE_LIMIT}
 
@@ -128,10 +132,14 @@ def _split(total, block, have, minimum):
 
 def plan(geom, dtype, op, nthreads=None, limit=None):
     """The :class:`Plan` of ``op`` on ``geom``, or ``None`` if toeplitz cannot run it within the limit."""
-    dtype = np.dtype(dtype)
-    nthreads = _threads.effective_threads(nthreads)
     limit = get_workspace_limit() if limit is None else limit
-    item = dtype.itemsize
+    tunables = (CHUNK_BYTES, MIN_TASKS, MIN_ROWS, MIN_KBLOCK, MIN_CHUNK)
+    return _plan(geom, np.dtype(dtype).itemsize, op, _threads.effective_threads(nthreads), limit, tunables)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(geom, item, op, nthreads, limit, tunables):
+    # ``tunables`` (the module constants read below) is only part of the cache key.
     g3 = geom.as_3d()
     N, C = g3.input_shape[:2]
     K, G = g3.out_channels, g3.groups
@@ -180,7 +188,7 @@ def plan(geom, dtype, op, nthreads=None, limit=None):
 
 
 # ----------------------------------------------------------------------------- single-threaded BLAS
-_blas = {"controller": None, "users": 0, "limiter": None}
+_blas = {"libraries": None, "users": 0, "saved": None}
 _blas_lock = threading.Lock()
 
 
@@ -189,11 +197,14 @@ def single_threaded_blas():
     """Limit the BLAS thread pools to one thread while at least one toeplitz call runs (reference-counted)."""
     with _blas_lock:
         if _blas["users"] == 0:
-            if _blas["controller"] is None:
+            if _blas["libraries"] is None:
                 from threadpoolctl import ThreadpoolController
                 import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one cython_blas calls)
-                _blas["controller"] = ThreadpoolController().select(user_api="blas")
-            _blas["limiter"] = _blas["controller"].limit(limits=1)
+                _blas["libraries"] = ThreadpoolController().select(user_api="blas").lib_controllers
+            _blas["saved"] = [lib.get_num_threads() for lib in _blas["libraries"]]
+            for lib, n in zip(_blas["libraries"], _blas["saved"]):
+                if n != 1:
+                    lib.set_num_threads(1)
         _blas["users"] += 1
     try:
         yield
@@ -201,8 +212,9 @@ def single_threaded_blas():
         with _blas_lock:
             _blas["users"] -= 1
             if _blas["users"] == 0:
-                _blas["limiter"].restore_original_limits()
-                _blas["limiter"] = None
+                for lib, n in zip(_blas["libraries"], _blas["saved"]):
+                    if n != 1:
+                        lib.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- the registry entry
