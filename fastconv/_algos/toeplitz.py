@@ -238,21 +238,21 @@ def forward(x, w, bias, geom, out, nthreads):
     b = bias if bias is not None else np.zeros(1, x.dtype)
     with single_threaded_blas():
         return _tp.forward(_as5(x), w.reshape(w.shape[0], -1), b, bias is not None, _as5(out), geom.groups,
-                    _conv_args(geom), pl.chunk, pl.one_by_one, pl.threads)
+                           _conv_args(geom), pl.chunk, pl.one_by_one, pl.threads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
     pl = _plan_or_raise(geom, gy.dtype, "grad_input", nthreads)
     with single_threaded_blas():
         return _tp.grad_input(_as5(gy), w.reshape(w.shape[0], -1), _as5(out), geom.groups, _conv_args(geom),
-                       pl.chunk, pl.cblock, pl.one_by_one, pl.threads)
+                              pl.chunk, pl.cblock, pl.one_by_one, pl.threads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
     pl = _plan_or_raise(geom, x.dtype, "grad_weight", nthreads)
     with single_threaded_blas():
         return _tp.grad_weight(_as5(x), _as5(gy), out.reshape(out.shape[0], -1), geom.groups, _conv_args(geom),
-                        pl.chunk, pl.cblock, pl.kblock, pl.one_by_one, pl.threads)
+                               pl.chunk, pl.cblock, pl.kblock, pl.one_by_one, pl.threads)
 
 
 def supports(geom, dtype, op):
@@ -276,16 +276,12 @@ def cost(geom, dtype, op):
     G = g3.groups
     Cg, Kg = g3.in_channels // G, g3.out_channels // G
     RST = prod(g3.kernel_size)
-    if op == "forward":
-        eff = _gemm_eff(Kg, Cg * RST)
-        lowered = 0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)
-    elif op == "grad_input":
-        eff = _gemm_eff(Kg, pl.cblock * RST)
-        lowered = 0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)
-    else:
-        eff = _gemm_eff(pl.kblock, pl.cblock * RST)
-        lowered = (0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)) * \
-            -(-Kg // pl.kblock)
+    dims = {"forward": (Kg, Cg * RST), "grad_input": (Kg, pl.cblock * RST),
+            "grad_weight": (pl.kblock, pl.cblock * RST)}[op]
+    lowered = 0 if pl.one_by_one else g3.batch * G * Cg * RST * prod(g3.output_size)   # im2col / col2im elements
+    if op == "grad_weight":
+        lowered *= -(-Kg // pl.kblock)       # every output-channel block lowers its input again
+    eff = _gemm_eff(*dims)
     threads = pl.threads
     waves = ceil(pl.tasks / threads) / (pl.tasks / threads)   # load imbalance of the last wave
     work = geom.flops / (GEMM_GFLOPS[item] * 1e9 * eff) + lowered * item / (LOWER_GBPS * 1e9)
