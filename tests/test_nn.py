@@ -16,6 +16,14 @@ import reference as ref
 rng = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The problems here are tiny and gradcheck calls each op hundreds of times: run the kernels on one thread
+    (thread counts and determinism are covered by the kernels' own tests)."""
+    with fastconv.num_threads(1):
+        yield
+
+
 def rand(*shape):
     return rng.standard_normal(shape)
 
@@ -52,11 +60,11 @@ def assert_same_as_torch(torch, ours, theirs, arrays, rtol=1e-9, atol=1e-10):
 # --------------------------------------------------------------------------------------------------- convolution
 CONV_CASES = [
     # (nd, x shape, w shape, kwargs)
-    (2, (1, 4, 5, 5), (4, 2, 3, 2), dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)),
+    (2, (1, 2, 5, 4), (2, 1, 3, 2), dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)),
     (2, (1, 2, 4, 5), (2, 2, 2, 3), dict(padding="same", padding_mode="reflect")),
     (2, (2, 1, 4, 4), (2, 1, 3, 2), dict(padding=((1, 0), (2, 1)), padding_mode="circular", flip=True)),
     (1, (2, 2, 7), (3, 2, 4), dict(stride=2, padding=2, padding_mode="replicate")),
-    (3, (1, 2, 3, 3, 4), (2, 1, 2, 2, 3), dict(stride=(1, 2, 1), padding=(1, 0, 1), groups=2)),
+    (3, (1, 2, 2, 3, 3), (2, 1, 2, 2, 2), dict(stride=(1, 2, 1), padding=(1, 0, 1), groups=2)),
 ]
 
 
