@@ -83,8 +83,10 @@ def test_ceil_mode_last_window_in_padding():
     x = rand((1, 1, 6))
     assert P.max_pool1d(x, 2, 2, 1, ceil_mode=True).shape == (1, 1, 4)
     assert P.max_pool1d(rand((1, 1, 5)), 3, 2, 1, ceil_mode=True).shape == (1, 1, 3)
-    # n=4, k=2, s=3, p=1: floor -> 2 windows, ceil -> 2 as well (a 3rd would start at 5 >= n + p)
-    assert P.max_pool1d(rand((1, 1, 4)), 2, 3, 1, ceil_mode=True).shape == (1, 1, 2)
+    # n=2, k=2, s=3, p=1: rounding up gives a 2nd window starting at 2 = n + p (entirely in the right
+    # padding), which is dropped; so is the 6th one of n=13, k=4, s=3, p=2 (in the MAX_CASES grid)
+    assert P.max_pool1d(rand((1, 1, 2)), 2, 3, 1, ceil_mode=True).shape == (1, 1, 1)
+    assert P.avg_pool1d(rand((1, 1, 13)), 4, 3, 2, ceil_mode=True).shape == (1, 1, 5)
     # n=5, k=2, s=2, ceil: the last window holds one element
     x = rand((1, 1, 5))
     y, i = P.max_pool1d(x, 2, ceil_mode=True, return_indices=True)

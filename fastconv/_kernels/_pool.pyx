@@ -18,7 +18,7 @@ maximum when it is larger or NaN; ties keep the first maximum, a NaN wins (the l
 index is a flat offset into the (unpadded) plane.
 """
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free, qsort
 from libc.string cimport memset
 
@@ -442,14 +442,14 @@ def scatter(const float_t[:, ::1] src, const int64_t[:, ::1] idx, float_t[:, ::1
                 if accumulate:
                     for m in range(M):
                         j = ix[m]
-                        if j < 0 or j >= S:
+                        if <uint64_t> j >= <uint64_t> S:
                             bad += 1
                             break
                         dst[j] = dst[j] + s[m]
                 else:
                     for m in range(M):
                         j = ix[m]
-                        if j < 0 or j >= S:
+                        if <uint64_t> j >= <uint64_t> S:
                             bad += 1
                             break
                         dst[j] = s[m]
@@ -472,7 +472,7 @@ def gather(const float_t[:, ::1] src, const int64_t[:, ::1] idx, float_t[:, ::1]
     for p in prange(P, nogil=True, schedule='static', num_threads=nthreads):
         for m in range(M):
             j = idx[p, m]
-            if j < 0 or j >= S:
+            if <uint64_t> j >= <uint64_t> S:
                 bad += 1
                 break
             out[p, m] = src[p, j]
