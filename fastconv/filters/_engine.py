@@ -325,7 +325,11 @@ def correlate_fft(src, out, weights, offs, modes, cval, nthreads):
         del spec
         _transpose(region, back, nthreads)
         res = scipy.fft.irfft(back, n=F[-1], axis=-1, workers=workers, overwrite_x=True)
-    np.copyto(out.reshape(-1, shape[-1]), res.reshape(-1, F[-1])[:, ks[-1] - 1:ks[-1] - 1 + shape[-1]])
+    # out = res[:, k - 1:k - 1 + n]: a one-tap correlation at offset 1 - k, i.e. a parallel strided copy
+    res2 = res.reshape(-1, F[-1])
+    n, k = shape[-1], ks[-1]
+    _run(res2, out.reshape(-1, n), np.arange(res2.shape[0])[:, None], np.ones((1, 1)), np.arange(n) + k - 1, 1,
+         1 - k, 0.0, nthreads)
 
 
 # ----------------------------------------------------------------------------------------------- the choice
