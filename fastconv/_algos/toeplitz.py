@@ -192,6 +192,17 @@ _blas = {"libraries": None, "users": 0, "saved": None}
 _blas_lock = threading.Lock()
 
 
+def _set_blas_threads(lib, n):
+    """Set a BLAS library's thread count from whichever Python thread calls.
+
+    threadpoolctl >= 3.6 lets only one "controlling" Python thread change OpenBLAS's (process-wide) count and
+    silently ignores the others; without a ``with`` block that thread keeps control for good, so the limit of a
+    call made from any other thread was dropped (its GEMMs ran multi-threaded inside our OpenMP region and gave
+    other bits than the same call from the first thread).  The reference count above already serialises us.
+    """
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Limit the BLAS thread pools to one thread while at least one toeplitz call runs (reference-counted)."""
@@ -204,7 +215,7 @@ def single_threaded_blas():
             _blas["saved"] = [lib.get_num_threads() for lib in _blas["libraries"]]
             for lib, n in zip(_blas["libraries"], _blas["saved"]):
                 if n != 1:
-                    lib.set_num_threads(1)
+                    _set_blas_threads(lib, 1)
         _blas["users"] += 1
     try:
         yield
@@ -214,7 +225,7 @@ def single_threaded_blas():
             if _blas["users"] == 0:
                 for lib, n in zip(_blas["libraries"], _blas["saved"]):
                     if n != 1:
-                        lib.set_num_threads(n)
+                        _set_blas_threads(lib, n)
 
 
 # ----------------------------------------------------------------------------- the registry entry
