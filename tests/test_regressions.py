@@ -68,6 +68,38 @@ def test_pooling_input_shape_arguments_are_size_checked(call):
         call()
 
 
+def _in_new_thread(fn):
+    import threading
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("v", fn()))
+    t.start()
+    t.join()
+    return box["v"]
+
+
+def test_toeplitz_blas_limit_holds_in_every_python_thread():
+    """Found by test_concurrency: toeplitz results computed in a second Python thread differed (last bits of
+    17,206 of 65,536 float32 outputs of ``conv2d(x (1,64,8,8), w (64,64,3,3), padding=1)``) from the main
+    thread's.  threadpoolctl >= 3.6 lets only the first Python thread that sets OpenBLAS's thread count change it
+    (for good, outside a ``with`` block), so the one-thread BLAS limit was silently dropped in every other thread
+    and OpenBLAS split the GEMMs differently.  Fixed in ``_algos/toeplitz.py`` (``_set_blas_threads``)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastconv._algos.toeplitz import single_threaded_blas
+
+    def limited():
+        with single_threaded_blas():
+            return sorted(d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas")
+
+    assert set(limited()) <= {1}
+    assert set(_in_new_thread(limited)) <= {1}
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    main = fc.conv2d(x, w, padding=1, algorithm="toeplitz")
+    other = _in_new_thread(lambda: fc.conv2d(x, w, padding=1, algorithm="toeplitz"))
+    assert main.tobytes() == other.tobytes()
+
+
 # ---------------------------------------------------------------------------------- known, fix requested
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="ConvGeometry.for_transpose asserts output_padding < stride; needs the edit to "
