@@ -35,7 +35,7 @@ def _cmd_filter(args):
 
 def _cmd_train(args):
     from .examples import digits
-    return digits.main(args.rest)
+    return digits.main(args.extra)
 
 
 def build_parser():
@@ -58,7 +58,6 @@ def build_parser():
     t = sub.add_parser("train", help="train the LeNet-5-style CNN on scikit-learn's digits",
                        description="Train the digits example; arguments after 'train' go to it (see --help).",
                        add_help=False)
-    t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(func=_cmd_train)
 
     i = sub.add_parser("info", help="version, OpenMP, threads, SIMD level and BLAS in use")
@@ -69,7 +68,10 @@ def build_parser():
 def main(argv=None):
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.func is not _cmd_train:
+            parser.error("unrecognized arguments: %s" % " ".join(extra))
+        args.extra = extra
         return int(args.func(args) or 0)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
