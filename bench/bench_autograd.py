@@ -6,18 +6,28 @@ Cases (float32, ratios are fastconv time / torch time measured in the same run w
   8x256x28x28 -> 64 1x1, for ``algorithm="auto"`` and every registered algorithm;
 * one LeNet-5 training step (forward, cross-entropy, backward, Adam update), batch 64 of 1x32x32, same weights.
 
-    python bench/bench_autograd.py [--threads 2] [--repeats 7] [--json bench/results/autograd.json]
+The contenders of a case are timed in turns (one call of each per round, median over the rounds), so a change in
+the machine's load during the run affects them alike.  Unless set already, ``OMP_WAIT_POLICY=PASSIVE`` is set
+before fastconv and torch load their OpenMP runtimes: on a shared two-core machine, workers that spin between
+parallel regions take the cores from the other thread pools (BLAS, the other runtime, other processes) and turn
+millisecond steps into tens of milliseconds, for both libraries.  The policy in effect is printed and saved.
+
+    python bench/bench_autograd.py [--threads 2] [--repeats 15] [--json bench/results/autograd.json]
 """
 import argparse
 import os
+import statistics
+import time
 
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import fastconv as fc
-from fastconv import Tensor, nn
-from fastconv.benchmark import blas_threads, format_table, save_json, timeit, torch_or_none
-from fastconv.examples.digits import lenet5
-from fastconv.nn import functional as F
+import numpy as np  # noqa: E402
+
+import fastconv as fc  # noqa: E402
+from fastconv import Tensor, nn  # noqa: E402
+from fastconv.benchmark import blas_threads, format_table, save_json, torch_or_none  # noqa: E402
+from fastconv.examples.digits import lenet5  # noqa: E402
+from fastconv.nn import functional as F  # noqa: E402
 
 CONV_CASES = [
     ("conv 3x3 64->64 @56", (8, 64, 56, 56), (64, 64, 3, 3), 1),
@@ -79,7 +89,36 @@ def _lenet_steps(torch, batch, rng):
     return step, tstep
 
 
-def run(threads=2, repeats=7, batch=64):
+def in_turns(fns, repeats, warmup=2):
+    """Time every callable of ``fns`` (name -> fn) once per round, ``repeats`` rounds after ``warmup``.
+
+    Returns name -> {"median", "min", "spread"} in seconds.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out[name] = {"median": med, "min": min(ts), "spread": (max(ts) - min(ts)) / med}
+    return out
+
+
+def _rows(case, timings, flops=None):
+    """Table rows of one case: every contender's median and its ratio to torch's."""
+    ref = timings.get("torch", {}).get("median")
+    return [dict(case=case, impl=name, ms=t["median"] * 1e3, min_ms=t["min"] * 1e3, spread=t["spread"],
+                 vs_torch=None if ref is None else t["median"] / ref,
+                 gflops=None if flops is None else flops / t["median"] / 1e9) for name, t in timings.items()]
+
+
+def run(threads=2, repeats=15, batch=64):
     rng = np.random.default_rng(0)
     torch = torch_or_none(threads)
     rows = []
@@ -89,39 +128,30 @@ def run(threads=2, repeats=7, batch=64):
             w = rng.standard_normal(ws).astype(np.float32) * 0.1
             b = rng.standard_normal(ws[0]).astype(np.float32)
             g = rng.standard_normal(fc.conv_output_shape(xs, ws, padding=padding)).astype(np.float32)
-            geom = fc.ConvGeometry.make(xs, ws, 1, padding)
-            t_torch = None
-            if torch is not None:
-                t_torch = timeit(_torch_conv_step(torch, x, w, b, g, padding), repeats=repeats)["median"]
-                rows.append(dict(case=name, impl="torch", ms=t_torch * 1e3, vs_torch=1.0,
-                                 gflops=3 * geom.flops / t_torch / 1e9))
+            fns = {} if torch is None else {"torch": _torch_conv_step(torch, x, w, b, g, padding)}
             for alg in ("auto",) + fc.algorithms():
-                t = timeit(_conv_step(x, w, b, g, padding, alg), repeats=repeats)
-                rows.append(dict(case=name, impl="fastconv " + alg, ms=t["median"] * 1e3, spread=t["spread"],
-                                 vs_torch=None if t_torch is None else t["median"] / t_torch,
-                                 gflops=3 * geom.flops / t["median"] / 1e9))
+                fns["fastconv " + alg] = _conv_step(x, w, b, g, padding, alg)
+            flops = 3 * fc.ConvGeometry.make(xs, ws, 1, padding).flops     # forward + two gradients
+            rows += _rows(name, in_turns(fns, repeats, warmup=1), flops)
         step, tstep = _lenet_steps(torch, batch, rng)
-        t_torch = None
-        if tstep is not None:
-            t_torch = timeit(tstep, repeats=repeats * 3, warmup=3)["median"]
-            rows.append(dict(case="LeNet-5 step, batch %d" % batch, impl="torch", ms=t_torch * 1e3, vs_torch=1.0))
-        t = timeit(step, repeats=repeats * 3, warmup=3)
-        rows.append(dict(case="LeNet-5 step, batch %d" % batch, impl="fastconv", ms=t["median"] * 1e3,
-                         spread=t["spread"], vs_torch=None if t_torch is None else t["median"] / t_torch))
+        fns = {"fastconv": step} if tstep is None else {"torch": tstep, "fastconv": step}
+        rows += _rows("LeNet-5 step, batch %d" % batch, in_turns(fns, repeats * 4, warmup=5))
     return rows
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "autograd.json"))
     a = p.parse_args(argv)
     rows = run(a.threads, a.repeats, a.batch)
-    print("forward + backward, float32, %d threads; vs_torch = fastconv time / torch time (same run)" % a.threads)
-    print(format_table(rows, ["case", "impl", "ms", "spread", "vs_torch", "gflops"]))
-    save_json(a.json, rows, threads=a.threads, batch=a.batch,
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    print("forward + backward, float32, %d threads, OMP_WAIT_POLICY=%s; vs_torch = median time / torch's median "
+          "time, timed in turns in the same run" % (a.threads, policy))
+    print(format_table(rows, ["case", "impl", "ms", "min_ms", "spread", "vs_torch", "gflops"]))
+    save_json(a.json, rows, threads=a.threads, batch=a.batch, omp_wait_policy=policy,
               targets={"conv 3x3": 1.0, "conv 1x1": 0.2, "LeNet-5 step": 1.0})
 
 

@@ -209,6 +209,34 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
 
 
 # --------------------------------------------------------------------------------------------------- dense layers
+SMALL_GEMM = 1 << 24        # multiply-adds below which a product runs on one BLAS thread
+_blas = {}
+
+
+def _matmul(a, b):
+    """``a @ b`` for 2-D arrays; products below :data:`SMALL_GEMM` multiply-adds use one BLAS thread.
+
+    Waking a multi-threaded OpenBLAS for a product of a few million multiply-adds saves less than it costs, and
+    its workers then keep spinning on the cores fastconv's OpenMP kernels need next (a LeNet-5 step gets several
+    times slower on two cores).  threadpoolctl's controllers switch the loaded BLAS libraries to one thread around
+    such products and back.
+    """
+    if a.shape[0] * a.shape[1] * b.shape[1] >= SMALL_GEMM:
+        return a @ b
+    if "libs" not in _blas:
+        from threadpoolctl import ThreadpoolController
+        _blas["libs"] = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    libs = _blas["libs"]
+    saved = [c.get_num_threads() for c in libs]
+    for c in libs:
+        c.set_num_threads(1)
+    try:
+        return a @ b
+    finally:
+        for c, n in zip(libs, saved):
+            c.set_num_threads(n)
+
+
 def linear(input, weight, bias=None):
     """``y = input @ weight.T + bias`` over the last axis; ``weight`` is ``(out_features, in_features)``."""
     fn = "linear"
@@ -217,18 +245,17 @@ def linear(input, weight, bias=None):
     if x.ndim < 1 or x.shape[-1] != w.shape[1]:
         raise ValueError("%s(): argument 'input' must have %d features in its last dimension (weight.shape[1]), "
                          "got shape %s" % (fn, w.shape[1], x.shape))
-    if b is not None and b.shape != (w.shape[0],):
-        raise ValueError("%s(): argument 'bias' must have shape (%d,), got %s" % (fn, w.shape[0], b.shape))
+    _check_bias_shape(fn, b, (w.shape[0],))
     xd, wd = x.data, w.data
     x2 = xd.reshape(-1, xd.shape[-1])
-    y = x2 @ wd.T
+    y = _matmul(x2, wd.T)
     if b is not None:
         y += b.data
 
     def backward(g, needs):
         g2 = g.reshape(-1, g.shape[-1])
-        return ((g2 @ wd).reshape(xd.shape) if needs[0] else None,
-                g2.T @ x2 if needs[1] else None,
+        return (_matmul(g2, wd).reshape(xd.shape) if needs[0] else None,
+                _matmul(g2.T, x2) if needs[1] else None,
                 g2.sum(axis=0) if needs[2] else None)
     return _record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward)
 
