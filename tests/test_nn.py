@@ -269,6 +269,20 @@ def test_linear_dropout_flatten_gradcheck():
     assert F.dropout(x, 0.5, training=False) is x
 
 
+def test_small_linear_products_restore_the_blas_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    before = blas_threads()
+    x, w = Tensor(rand(8, 5), requires_grad=True), Tensor(rand(3, 5), requires_grad=True)
+    y = F.linear(x, w)
+    y.sum().backward()
+    np.testing.assert_allclose(y.data, x.data @ w.data.T, rtol=1e-12)
+    np.testing.assert_allclose(x.grad, np.ones((8, 3)) @ w.data, rtol=1e-12)
+    assert blas_threads() == before
+
+
 def test_linear_equals_torch():
     torch = pytest.importorskip("torch")
     assert_same_as_torch(torch, F.linear, torch.nn.functional.linear, [rand(3, 2, 6), rand(4, 6), rand(4)])
