@@ -8,18 +8,22 @@
   elements of the axes after it (``D = 1`` when the column axis is the last one).
 * ``rows[r, t]`` is the source row that row-tap ``t`` of output row ``r`` reads, already resolved by the boundary
   mode of every row axis, or ``-1`` for a row that lies entirely in the ``cval`` region.
-* The non-zero weights form a tap list: tap ``k`` reads row-tap ``tap_row[k]`` at column offset ``tap_dx[k]``
-  (``0 <= tap_dx < KW``) with weight ``tap_w[k]``.
-* ``colmap[j + dx]`` (length ``n_out + KW - 1``) is the source column-group of output column-group ``j`` and
-  offset ``dx`` resolved by the boundary mode, ``-1`` for ``cval``.  On the interior ``jlo <= j < jhi`` it is
-  ``j + dx - off`` for every ``dx``, so there the kernel reads the source row directly at the constant shift
-  ``tap_shift[k] = (tap_dx[k] - off) * D`` and never consults ``colmap``: no padded copy of the image is made,
-  the boundary is resolved per index only for the few columns near the ends.
+* The non-zero weights form a tap list: tap ``k`` reads row-tap ``tap_row[k]`` at column offset ``dx_k``
+  (``0 <= dx_k < KW``) with weight ``tap_w[k]``; the kernel receives ``tap_shift[k] = (dx_k - off) * D``.
+* ``colmap[j + dx]`` (length ``n_out + KW - 1``) is the source column group that output column group ``j`` and
+  offset ``dx`` read, resolved by the boundary mode, ``-1`` for ``cval``.  On the interior ``jlo <= j < jhi`` it
+  is ``j + dx - off`` for every ``dx``, so there the kernel reads the source row directly at ``tap_shift``.
+  Only the few columns near the ends consult ``colmap``: their extended values are gathered into a small
+  per-thread edge buffer.  No padded copy of the image is ever made.
 
-The interior runs in blocks of ``NB`` consecutive outputs whose accumulators stay in vector registers while all
-taps are summed.  Work is split into tasks (output row, chunk of columns) whose chunk size the caller derives from
-the shape only; every output element is written by exactly one task with a fixed summation order, so results do
-not depend on the number of threads.
+Outputs are computed in blocks of ``NB`` consecutive columns (64 float / 32 double) whose accumulators stay in
+vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
+``sqrt(acc + square) / scale``: the edge filters' gradient magnitude without extra passes).
+:func:`correlate_rows_cols` runs a row-tap pass and a column pass in one sweep through a per-thread row buffer.
+
+Work is split into tasks (output row, chunk of columns) whose chunking the caller derives from the shape only;
+every output element is written by exactly one task with a fixed summation order, so results do not depend on
+the number of threads.
 """
 import numpy as np
 
