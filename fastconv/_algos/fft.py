@@ -54,8 +54,11 @@ WORKSPACE_BYTES = 16 * 2 ** 20
 # Chunks are dealt round-robin to this many lanes; lanes run concurrently (one thread each), chunks of a lane in
 # order.  A fixed number, so the work (and the weight gradient's summation order) never depends on the thread count.
 LANES = 4
-# OpenBLAS multithreads a GEMM above m n k = 65536 * 4; fgemm then needs BLAS held to one thread.
-_BLAS_MT_MACS = 65536 * 4
+# The GEMM channel sum keeps at least this many tiles per chunk (the GEMMs' n dimension) when there are as many.
+GEMM_MIN_TILES = 16
+# A step (transform, gather, product...) gets one more thread per this many elements or multiply-adds: waking
+# threads for less costs more than it saves, on a busy machine milliseconds.
+MIN_WORK_PER_THREAD = 1 << 17
 
 
 # --------------------------------------------------------------------------------------------- the plan
@@ -87,39 +90,40 @@ class _Plan:
     chunk: int       # tiles per chunk
     gemm: bool       # channel sum by transpose + per-frequency GEMM (else the streaming loop)
     cost: float      # modelled seconds
+    terms: tuple     # (name, value) pairs of the cost model (see _terms)
 
-    @property
+    @functools.cached_property
     def L(self):
         return tuple(a.L for a in self.axes)
 
-    @property
+    @functools.cached_property
     def B(self):
         return tuple(a.B for a in self.axes)
 
-    @property
+    @functools.cached_property
     def T(self):
         return tuple(-(-a.span // a.B) for a in self.axes)
 
-    @property
+    @functools.cached_property
     def tiles(self):
         return self.N * prod(self.T)
 
-    @property
+    @functools.cached_property
     def F(self):
         """Frequencies of one tile's half spectrum."""
         return self.L[0] * self.L[1] * (self.L[2] // 2 + 1)
 
-    @property
+    @functools.cached_property
     def spatial_axes(self):
         """Axes of the tile arrays (tiles, channels, L1, L2, L3) that are transformed."""
         return tuple(range(5 - self.nd, 5))
 
-    @property
+    @functools.cached_property
     def Cs(self):
         """(channel, phase) pairs of one group."""
         return self.C // self.groups * self.R
 
-    @property
+    @functools.cached_property
     def Kg(self):
         return self.K // self.groups
 
@@ -145,26 +149,41 @@ def _length_candidates(Q, span):
     return sorted(cands)
 
 
-def _model(op, N, C, K, G, R, spans, Qs, Ls, out_elems, itemsize):
-    """(seconds, tiles per chunk, gemm) for one tile choice; constants in COST (see bench/bench_fft.py)."""
-    c = COST[itemsize == 4]
+def _terms(N, C, K, G, R, spans, Qs, Ls, out_elems, itemsize, gemm):
+    """(model terms, tiles per chunk) of one tiling: the quantities the COST constants multiply.
+
+    fft: transformed elements x log2(tile size) and lines: 1-D transforms (their fixed cost dominates short
+    ones), over the tile transforms (inputs and outputs of every tile) and the pruned kernel (or weight-gradient)
+    transform; loop / gemm: complex multiply-adds of the channel sum on that path; call: GEMM calls; move:
+    elements gathered, scattered (and transposed on the GEMM path); chunk: chunks; fixed: 1.
+    """
     Bs = [L - Q + 1 for L, Q in zip(Ls, Qs)]
     tiles = N * prod(-(-sp // B) for sp, B in zip(spans, Bs))
     Lt = prod(Ls)
     Ft = Lt // Ls[-1] * (Ls[-1] // 2 + 1)
-    CR, Cs, Kg = C * R, C // G * R, K // G
+    CR, Cs = C * R, C // G * R
     per_tile = itemsize * (Lt * (CR + K) + 6 * Ft * (CR + K))
     chunks = max(-(-tiles // max(1, WORKSPACE_BYTES // per_tile)), min(tiles, LANES))
     chunks = -(-chunks // LANES) * LANES if tiles >= LANES else chunks
+    if gemm:   # keep the per-frequency GEMMs at least GEMM_MIN_TILES wide
+        chunks = max(1, min(chunks, tiles // GEMM_MIN_TILES))
     chunk = -(-tiles // chunks)
     chunks = -(-tiles // chunk)
-    ffts = (tiles * (CR + K) + 0.6 * K * Cs) * Lt * (log2(Lt) if Lt > 1 else 1.0)
+    transforms = tiles * (CR + K) + 0.6 * K * Cs
     macs = Ft * tiles * K * Cs
-    loop = c["loop"] * macs
-    gemm = c["gemm"] * macs + c["call"] * Ft * G * chunks + c["move"] * 2 * Ft * (tiles * (CR + K) + K * Cs)
     moved = tiles * Lt * CR + out_elems
-    seconds = (c["fft"] * ffts + min(loop, gemm) + c["move"] * moved + c["chunk"] * chunks + c["fixed"])
-    return seconds, chunk, gemm < loop
+    if gemm:
+        moved += 2 * Ft * (tiles * (CR + K) + K * Cs)
+    terms = dict(fft=transforms * Lt * (log2(Lt) if Lt > 1 else 1.0),
+                 lines=transforms * sum(Lt // L for L in Ls if L > 1),
+                 loop=0.0 if gemm else macs, gemm=macs if gemm else 0.0, call=Ft * G * chunks if gemm else 0,
+                 move=moved, chunk=chunks, fixed=1)
+    return terms, chunk
+
+
+def _seconds(terms, itemsize):
+    c = COST[itemsize == 4]
+    return sum(c[k] * v for k, v in terms.items())
 
 
 @functools.lru_cache(maxsize=512)
@@ -188,13 +207,15 @@ def _plan(geom, op, itemsize):
     cands = [[1] if d < 3 - geom.ndim else _length_candidates(Qs[d], spans[d]) for d in range(3)]
     best = None
     for Ls in itertools.product(*cands):
-        m = _model(op, N, C, K, geom.groups, R, spans, Qs, Ls, out_elems, itemsize)
-        if best is None or m[0] < best[0][0]:
-            best = (m, Ls)
-    (sec, chunk, gemm), Ls = best
+        for gemm in (False, True):
+            terms, chunk = _terms(N, C, K, geom.groups, R, spans, Qs, Ls, out_elems, itemsize, gemm)
+            sec = _seconds(terms, itemsize)
+            if best is None or sec < best[0]:
+                best = (sec, chunk, gemm, Ls, terms)
+    sec, chunk, gemm, Ls, terms = best
     axes = tuple(_Axis(n, o, p, s, taps, res, Q, span, L, L - Q + 1)
                  for (n, o, p, s, taps, res, Q, span), L in zip(axes0, Ls))
-    return _Plan(op, geom.ndim, axes, N, C, K, geom.groups, R, chunk, gemm, sec)
+    return _Plan(op, geom.ndim, axes, N, C, K, geom.groups, R, chunk, gemm, sec, tuple(sorted(terms.items())))
 
 
 # --------------------------------------------------------------------------------------------- index tables
@@ -273,11 +294,17 @@ def _phase_shape(plan):
 
 
 # --------------------------------------------------------------------------------------------- transforms
+def _nt(work, nthreads):
+    """Threads for a step of ``work`` elements or multiply-adds."""
+    return max(1, min(nthreads, int(work) // MIN_WORK_PER_THREAD))
+
+
 def _rfft(a, plan, nthreads):
     """Spectra of ``a (rows..., l1, l2, l3)`` zero-padded to the plan's lengths, as (rows, F) complex.
 
     Pruned: the last axis is transformed first on the rows that exist, then the others with zero padding.
     """
+    nthreads = _nt(a.shape[0] * a.shape[1] * plan.F, nthreads)
     s = sfft.rfft(a, n=plan.L[2], axis=4, workers=nthreads)
     for ax in plan.spatial_axes[:-1][::-1]:
         s = sfft.fft(s, n=plan.L[ax - 2], axis=ax, workers=nthreads, overwrite_x=True)
@@ -288,6 +315,7 @@ def _irfft(spec, plan, lead, off, keep, nthreads):
     """Inverse of (rows, F) spectra as ``lead + (L1, L2, L3)``; only rows ``off .. off + keep`` of every axis
     are transformed further and returned (a strided view)."""
     L1, L2, L3 = plan.L
+    nthreads = _nt(spec.size, nthreads)
     s = spec.reshape(tuple(lead) + (L1, L2, L3 // 2 + 1))
     for ax in plan.spatial_axes[:-1]:
         d = ax - 2
@@ -312,7 +340,7 @@ def _transpose(a, nthreads, ws=None, name="t"):
     """(R, C) complex -> (C, R) complex, contiguous (in ``ws[name]`` when a workspace is given)."""
     shape = (a.shape[1], a.shape[0])
     out = ws.get(name, shape, a.dtype) if ws is not None else np.empty(shape, a.dtype)
-    _fft.ctranspose(a.view(a.real.dtype), out.view(out.real.dtype), nthreads)
+    _fft.ctranspose(a.view(a.real.dtype), out.view(out.real.dtype), _nt(a.size, nthreads))
     return out
 
 
@@ -327,10 +355,11 @@ def _kernel_spectrum(w, plan, nthreads):
 _blas_controller = None
 
 
-def _blas_single(m, n, k, nthreads):
-    """Hold BLAS to one thread while several of our threads call it with GEMMs large enough to be threaded."""
+def _blas_single(plan):
+    """Hold BLAS to one thread while the GEMM channel sum runs: its calls are small and come from our own threads
+    (measured: letting OpenBLAS thread them, or two lanes call a threaded BLAS at once, is several times slower)."""
     global _blas_controller
-    if nthreads <= 1 or m * n * k < _BLAS_MT_MACS:
+    if not plan.gemm:
         return contextlib.nullcontext()
     if _blas_controller is None:
         from threadpoolctl import ThreadpoolController
@@ -350,19 +379,20 @@ def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
     Spectra are (rows, F) except ``W`` and ``acc``, which are (F, rows) on the GEMM path.  Returns Y as rows.
     """
     G, Cs, Kg, K, CR = plan.groups, plan.Cs, plan.Kg, plan.K, plan.C * plan.R
+    threads = _nt(M * K * Cs * plan.F, nthreads)
     if not plan.gemm:
         if op == "forward":
             y = ws.get("y", (M * K, plan.F), a.dtype)
             _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Cs, Kg, Cs, CR, 1, Kg * Cs, 1, Cs, Kg, K, 1,
-                      False, True, False, nthreads)
+                      False, True, False, threads)
         elif op == "grad_input":
             y = ws.get("y", (M * CR, plan.F), a.dtype)
             _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Kg, Cs, Kg, K, 1, Kg * Cs, Cs, 1, Cs, CR, 1,
-                      False, False, False, nthreads)
+                      False, False, False, threads)
         else:
             y = acc
             _fft.cmac(_fl(a), _fl(b), _fl(y), G, Kg, M, Cs, Kg, 1, K, Cs, CR, 1, Kg * Cs, Cs, 1,
-                      True, False, True, nthreads)
+                      True, False, True, threads)
         return y
     # GEMM path: per frequency and group, column-major BLAS calls on frequency-major spectra
     at = _transpose(a, nthreads, ws, "at")
@@ -376,7 +406,7 @@ def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
         y = acc
         args = (_transpose(b, nthreads, ws, "bt"), at, y, "N", "C", Cs, Kg, M, CR, K, Cs, Cs, Kg, Kg * Cs, True)
     A, B, Y, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate = args
-    _fft.fgemm(_fl(A), _fl(B), _fl(Y), G, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate, nthreads)
+    _fft.fgemm(_fl(A), _fl(B), _fl(Y), G, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate, threads)
     return y if op == "grad_weight" else _transpose(y, nthreads, ws, "y")
 
 
@@ -421,23 +451,17 @@ def _run(plan, work, nthreads):
 def _gather(src, plan, tabs, m0, M, channels, lengths, nthreads, ws, name="tiles"):
     """Spectra (M * channels, F) of the tiles m0 .. m0 + M - 1 of ``src``."""
     buf = ws.get(name, (M, channels) + tuple(lengths), src.dtype)
-    _fft.to_tiles(_as5(src), buf, *tabs, m0, *plan.T, nthreads)
+    _fft.to_tiles(_as5(src), buf, *tabs, m0, *plan.T, _nt(buf.size, nthreads))
     return _rfft(buf, plan, nthreads)
 
 
 def _scatter(y, out, maps, m0, R, bias, nthreads):
     b = bias if bias is not None else np.zeros(1, out.dtype)
     _fft.from_tiles(y, _as5(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, *R, b,
-                    bias is not None, nthreads)
+                    bias is not None, _nt(y.size, nthreads))
 
 
 # --------------------------------------------------------------------------------------------- the three ops
-def _gemm_size(plan, op):
-    """(m, n, k) of the per-frequency GEMM with a whole chunk."""
-    M, Cs, Kg = plan.chunk, plan.Cs, plan.Kg
-    return {"forward": (Kg, M, Cs), "grad_input": (Cs, M, Kg), "grad_weight": (Cs, Kg, M)}[op]
-
-
 def forward(x, w, bias, geom, out, nthreads):
     plan = _plan(geom, "forward", x.itemsize)
     tabs, maps = _tables(plan)
@@ -449,7 +473,7 @@ def forward(x, w, bias, geom, out, nthreads):
         y = _irfft(Y, plan, (M, plan.K), (0, 0, 0), plan.B, threads)
         _scatter(y, out, maps, m0, (1, 1, 1), bias, threads)
 
-    with _blas_single(*_gemm_size(plan, "forward"), nthreads):
+    with _blas_single(plan):
         _run(plan, work, nthreads)
 
 
@@ -466,7 +490,7 @@ def grad_input(gy, w, geom, out, nthreads):
         y = _irfft(Y, plan, (M, plan.C * plan.R), off, plan.B, threads)
         _scatter(y, out, maps, m0, R, None, threads)
 
-    with _blas_single(*_gemm_size(plan, "grad_input"), nthreads):
+    with _blas_single(plan):
         _run(plan, work, nthreads)
 
 
@@ -482,7 +506,7 @@ def grad_weight(x, gy, geom, out, nthreads):
         Gs = _gather(gy, plan, gy_tab, m0, M, plan.K, plan.B, threads, ws, "gy_tiles")
         _channel_sum(plan, "grad_weight", Gs, X, M, threads, ws, acc=accs[lane])
 
-    with _blas_single(*_gemm_size(plan, "grad_weight"), nthreads):
+    with _blas_single(plan):
         _run(plan, work, nthreads)
     acc = accs[0]
     for a in accs[1:]:
@@ -499,15 +523,17 @@ def cost(geom, dtype, op):
     return _plan(geom, op, np.dtype(dtype).itemsize).cost
 
 
-# Cost-model constants (seconds), measured with bench/bench_fft.py --calibrate on the 2-core reference machine,
-# 2 threads, keyed by "is float32": per transformed element and log2(size); per complex multiply-add of the
-# streaming channel sum and of the GEMM one; per GEMM call; per element gathered, scattered or transposed; per
-# chunk; per call.
+# Cost-model constants, keyed by "is float32", fitted by ``python bench/bench_fft.py --calibrate`` on the 2-core
+# reference machine: single-threaded CPU times of 17 geometries x 3 ops x both channel-sum paths, expressed in the
+# units of direct's model (seconds at the default 2 threads).  Per transformed element x log2(tile size); per 1-D
+# transform ("lines"); per complex multiply-add of the streaming and of the GEMM channel sum; per GEMM call; per
+# element gathered, scattered or transposed; per chunk; per call.  The fit is within 0.69x-1.24x of the measured
+# time for 80% of the samples (worst: the weight gradient on the streaming path, underestimated up to 1.7x).
 COST = {
-    False: {"fft": 1.2e-9, "loop": 4e-10, "gemm": 1.0e-10, "call": 2e-7, "move": 1.0e-9, "chunk": 2e-4,
-            "fixed": 2e-4},
-    True: {"fft": 0.8e-9, "loop": 3e-10, "gemm": 0.5e-10, "call": 2e-7, "move": 0.7e-9, "chunk": 2e-4,
-           "fixed": 2e-4},
+    False: {"fft": 6.8e-10, "lines": 3.2e-8, "loop": 3.7e-9, "gemm": 1.3e-9, "call": 1.2e-7, "move": 2.4e-9,
+            "chunk": 0.0, "fixed": 3.5e-4},
+    True: {"fft": 5.3e-10, "lines": 3.1e-8, "loop": 2.2e-9, "gemm": 8.1e-10, "call": 1.3e-7, "move": 1.4e-9,
+           "chunk": 9.1e-6, "fixed": 4.0e-4},
 }
 
 ALGORITHM = register(Algorithm(

@@ -25,6 +25,7 @@ off here.
 """
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport cgemm, zgemm
 
 from fastconv._kernels.fused cimport float_t
@@ -81,9 +82,13 @@ def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
                     out[l3] = 0
             else:
                 row = &src[n, c, i1, i2, 0]
-                for l3 in range(L3):
-                    i3 = tab3[t3, l3, r3]
-                    out[l3] = row[i3] if i3 >= 0 else 0
+                i3 = tab3[t3, 0, r3]
+                if i3 >= 0 and tab3[t3, L3 - 1, r3] == i3 + L3 - 1:
+                    memcpy(out, row + i3, L3 * sizeof(float_t))     # interior row, stride 1: one run
+                else:
+                    for l3 in range(L3):
+                        i3 = tab3[t3, l3, r3]
+                        out[l3] = row[i3] if i3 >= 0 else 0
 
 
 def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
@@ -250,14 +255,21 @@ def ctranspose(const float_t[:, ::1] src, float_t[:, ::1] dst, int nthreads):
     """Transpose a matrix of interleaved complex numbers: ``src (R, 2 C)`` -> ``dst (C, 2 R)``, in blocks."""
     cdef Py_ssize_t R = src.shape[0], C = src.shape[1] // 2
     cdef Py_ssize_t nbr = (R + TB - 1) // TB, nbc = (C + TB - 1) // TB
-    cdef Py_ssize_t blk, r0, c0, r, c
+    cdef Py_ssize_t blk, r0, r1, c0, c, r
+    cdef const float_t* sp = &src[0, 0]
+    cdef float_t* dp = &dst[0, 0]
+    cdef float_t* drow
+    if R == 0 or C == 0:
+        return
     for blk in prange(nbr * nbc, nogil=True, schedule='static', num_threads=nthreads):
         r0 = (blk // nbc) * TB
+        r1 = min(R, r0 + TB)
         c0 = (blk % nbc) * TB
         for c in range(c0, min(C, c0 + TB)):
-            for r in range(r0, min(R, r0 + TB)):
-                dst[c, 2 * r] = src[r, 2 * c]
-                dst[c, 2 * r + 1] = src[r, 2 * c + 1]
+            drow = dp + 2 * c * R
+            for r in range(r0, r1):
+                drow[2 * r] = sp[2 * (r * C + c)]
+                drow[2 * r + 1] = sp[2 * (r * C + c) + 1]
 
 
 cdef inline void _load(const float_t* p, Py_ssize_t idx, bint conj, float_t* re, float_t* im) noexcept nogil:
