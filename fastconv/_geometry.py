@@ -140,7 +140,11 @@ class ConvGeometry:
             raise ValueError("%s(): the output size %s would be empty; reduce 'padding' %s"
                              % (fn, tuple(out_sp), pad))
         fwd_in = (N, weight_shape[1] * groups) + tuple(out_sp)
-        geom = cls(fwd_in, weight_shape, stride, tuple((p, p) for p in pad), dilation, groups)
+        # output_padding adds op extra output rows on the high side; the adjoint convolution of that output must
+        # still have n outputs, so whole strides of it (allowed when op < dilation) reduce the high-side padding,
+        # possibly below zero (those rows are never read by the forward convolution: they get zero gradient)
+        pairs = tuple((p, p - (op - op % s)) for p, op, s in zip(pad, opad, stride))
+        geom = cls(fwd_in, weight_shape, stride, pairs, dilation, groups)
         assert geom.output_shape == input_shape, (geom.output_shape, input_shape)
         V.check_size(fwd_in, fn, "output")
         return geom

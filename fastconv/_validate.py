@@ -104,6 +104,8 @@ def int_tuple(value, n, fn, arg, minimum=None):
         out = tuple(_as_int(v, fn, arg) for v in vals)
     else:
         out = (_as_int(value, fn, arg),) * n
+    if any(abs(v) >= 2 ** 62 for v in out):
+        raise ValueError("%s is out of range (magnitude must be below 2**62), got %r" % (_name(fn, arg), value))
     if minimum is not None and any(v < minimum for v in out):
         rule = "positive" if minimum == 1 else ">= %d" % minimum
         raise ValueError("%s must be %s, got %r" % (_name(fn, arg), rule, value))

@@ -100,10 +100,6 @@ def test_toeplitz_blas_limit_holds_in_every_python_thread():
     assert main.tobytes() == other.tobytes()
 
 
-# ---------------------------------------------------------------------------------- known, fix requested
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="ConvGeometry.for_transpose asserts output_padding < stride; needs the edit to "
-                          "_geometry.py/conv.py described in the reliability report")
 @pytest.mark.parametrize("alg", fc.algorithms())
 def test_conv_transpose_output_padding_at_least_stride(alg):
     """output_padding must be smaller than stride *or* dilation (PyTorch's rule), but with
@@ -119,9 +115,6 @@ def test_conv_transpose_output_padding_at_least_stride(alg):
     np.testing.assert_allclose(got, ref.conv_transpose_nd(x, w, **kw), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="_validate.int_tuple accepts ints beyond int64; needs the edit to _validate.py described "
-                          "in the reliability report")
 @pytest.mark.parametrize("kw", [dict(stride=(2 ** 70, 1)), dict(padding=(2 ** 64, 0), stride=(2 ** 65, 1))])
 def test_parameters_beyond_int64_are_value_errors(kw):
     """``conv2d(x, w, stride=(2**70, 1))`` reached the kernel call and raised OverflowError ("Python int too
