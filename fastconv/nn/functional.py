@@ -12,6 +12,7 @@ from .. import _validate as V
 from .. import conv as _conv
 from .. import grad as _grad
 from .. import pooling as _pool
+from .._algos.toeplitz import single_threaded_blas
 from .._geometry import ConvGeometry
 from ..autograd import Tensor, _record, as_tensor, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
@@ -210,7 +211,6 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
 
 # --------------------------------------------------------------------------------------------------- dense layers
 SMALL_GEMM = 1 << 24        # multiply-adds below which a product runs on one BLAS thread
-_blas = {}
 
 
 def _matmul(a, b):
@@ -218,23 +218,13 @@ def _matmul(a, b):
 
     Waking a multi-threaded OpenBLAS for a product of a few million multiply-adds saves less than it costs, and
     its workers then keep spinning on the cores fastconv's OpenMP kernels need next (a LeNet-5 step gets several
-    times slower on two cores).  threadpoolctl's controllers switch the loaded BLAS libraries to one thread around
-    such products and back.
+    times slower on two cores).  The limit is the reference-counted one the toeplitz algorithm uses, safe for
+    concurrent callers.
     """
     if a.shape[0] * a.shape[1] * b.shape[1] >= SMALL_GEMM:
         return a @ b
-    if "libs" not in _blas:
-        from threadpoolctl import ThreadpoolController
-        _blas["libs"] = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-    libs = _blas["libs"]
-    saved = [c.get_num_threads() for c in libs]
-    for c in libs:
-        c.set_num_threads(1)
-    try:
+    with single_threaded_blas():
         return a @ b
-    finally:
-        for c, n in zip(libs, saved):
-            c.set_num_threads(n)
 
 
 def linear(input, weight, bias=None):
