@@ -118,25 +118,58 @@ def grad_weight(x, gy, geom, out, nthreads):
     out[...] = res.transpose(1, 0, 2, 3, 4).reshape(out.shape)
 
 
+def _block_efficiency(Kg, width, taps, is_float):
+    """Fraction of the register block's multiply-adds that are useful, and the loop-overhead factor."""
+    mode, kb = _choose_mode(Kg, is_float)
+    KB, WB = _direct.block_sizes(is_float, mode, kb)
+    if mode == 1:
+        return MODE1_EFFICIENCY * (Kg / (kb * ceil(Kg / kb))) * (width / (WB * ceil(width / WB)))
+    eff = (Kg / (KB * ceil(Kg / KB))) * (width / (WB * ceil(width / WB)))
+    return eff * (ONE_TAP_EFFICIENCY if taps == 1 else 1.0)
+
+
 def cost(geom, dtype, op):
-    """Seconds, from the multiply count and a measured sustained rate (see bench/ and docs/algorithms)."""
-    rate = DIRECT_GFLOPS[np.dtype(dtype).itemsize == 4] * 1e9
+    """Seconds: multiply-adds at the measured per-thread rate of the register block, scaled by the fraction of
+    the block that is useful, divided over the threads that get work, plus a fixed call overhead.
+
+    The constants (``RATE_PER_THREAD`` etc., below) come from ``bench/bench_conv.py`` single-thread runs.
+    """
+    from .. import _threads
+    is_float = np.dtype(dtype) == np.float32
     g3 = geom.as_3d()
-    Kg = geom.out_channels // geom.groups
-    eff = 1.0
-    if Kg < 8:
-        eff = 0.35
-    elif Kg % 16:
-        eff = Kg / (16.0 * ceil(Kg / 16.0))
-    if op == "grad_input":
-        eff /= g3.stride[2]   # the stride-dilated output gradient is zero in all but 1/s columns
-    if op == "grad_weight":
-        eff *= min(1.0, np.prod(g3.kernel_size[2:]) / 6.0)
-    return geom.flops / (rate * eff) + 2e-5
+    N, C = g3.input_shape[:2]
+    K = g3.out_channels
+    G = g3.groups
+    taps = int(np.prod(g3.kernel_size))
+    OD, OH, OW = g3.output_size
+    if op == "forward":
+        eff = _block_efficiency(K // G, OW, taps, is_float)
+        tasks = N * G * OD * OH
+        extra = 0.0
+    elif op == "grad_input":
+        # the output gradient dilated by the stride: (s_w - 1) of every s_w gathered columns are zeros
+        eff = _block_efficiency(C // G, g3.input_size[2], taps, is_float) / g3.stride[2]
+        tasks = N * G * np.prod(g3.input_size[:2])
+        extra = 0.0
+    else:
+        # batch and channels swap roles; the output row is the kernel width, and x / gy are transposed first
+        eff = _block_efficiency(K // G, g3.kernel_size[2], taps, is_float)
+        tasks = (C // G) * g3.kernel_size[0] * g3.kernel_size[1]
+        extra = (np.prod(geom.input_shape) + np.prod(geom.output_shape)) * np.dtype(dtype).itemsize / COPY_BYTES_PER_S
+    threads = max(1, min(_threads.get_num_threads(), int(tasks),
+                         int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
+    rate = RATE_PER_THREAD[is_float] * threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)
+    return geom.flops / (rate * max(eff, 1e-3)) + extra + CALL_OVERHEAD
 
 
-# Sustained GFLOP/s of the kernel on the reference 3x3 layers, 2 threads, (double, float).
-DIRECT_GFLOPS = {False: 25.0, True: 50.0}
+# Measured on the reference 3x3 layers (AVX2 build, one thread): GFLOP/s of the mode-0 register block.
+RATE_PER_THREAD = {True: 59e9, False: 29e9}
+ONE_TAP_EFFICIENCY = 0.5     # 1x1 kernels: loop overhead per input channel is not amortised over taps
+MODE1_EFFICIENCY = 0.12      # column-vectorised blocks (depthwise and few channels per group)
+PARALLEL_EFFICIENCY = 0.9
+COPY_BYTES_PER_S = 4e9
+CALL_OVERHEAD = 3e-5
+
 
 ALGORITHM = register(Algorithm(
     name="direct",
