@@ -22,6 +22,10 @@ __all__ = [
     "locally_connected2d", "tiled_conv2d", "linear", "dropout", "flatten",
     "relu", "sigmoid", "tanh", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d", "lp_pool2d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "adaptive_avg_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "global_max_pool", "global_avg_pool", "kmax_pool",
 ]
 
 
@@ -365,67 +369,83 @@ def _max_result(name, x, y, idx, return_indices):
 
 def _named(fn, name, doc):
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    globals()[name] = fn
-    __all__.append(name)
+    fn.__doc__ = "%s (arguments as ``fastconv.pooling.%s``)." % (doc, name)
+    return fn
 
 
-def _make_pools(nd):
-    max_f, avg_f, avg_b = (getattr(_pool, n % nd) for n in ("max_pool%dd", "avg_pool%dd", "avg_pool%dd_backward"))
-    amax_f, aavg_f, aavg_b = (getattr(_pool, n % nd) for n in ("adaptive_max_pool%dd", "adaptive_avg_pool%dd",
-                                                                 "adaptive_avg_pool%dd_backward"))
-    unpool_f = getattr(_pool, "max_unpool%dd" % nd)
+def _max_pool(nd):
+    forward = getattr(_pool, "max_pool%dd" % nd)
 
     def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
         x = as_tensor(input)
-        y, idx = max_f(x.data, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        y, idx = forward(x.data, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
         return _max_result("max_pool%dd" % nd, x, y, idx, return_indices)
+    return _named(max_pool, "max_pool%dd" % nd, "Differentiable %d-D max pooling; backward uses the recorded "
+                  "argmax" % nd)
+
+
+def _avg_pool(nd):
+    forward, backward = getattr(_pool, "avg_pool%dd" % nd), getattr(_pool, "avg_pool%dd_backward" % nd)
 
     def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         x = as_tensor(input)
         args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        return _record("avg_pool%dd" % nd, avg_f(x.data, *args), (x,), lambda g, n: (avg_b(g, x.shape, *args),))
+        return _record("avg_pool%dd" % nd, forward(x.data, *args), (x,), lambda g, n: (backward(g, x.shape, *args),))
+    return _named(avg_pool, "avg_pool%dd" % nd, "Differentiable %d-D average pooling" % nd)
+
+
+def _lp_pool(nd):
+    forward, backward = getattr(_pool, "lp_pool%dd" % nd), getattr(_pool, "lp_pool%dd_backward" % nd)
+
+    def lp_pool(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+        x = as_tensor(input)
+        args = (norm_type, kernel_size, stride, ceil_mode)
+        y = forward(x.data, *args)
+        return _record("lp_pool%dd" % nd, y, (x,), lambda g, n: (backward(g, x.data, y, *args),))
+    return _named(lp_pool, "lp_pool%dd" % nd, "Differentiable %d-D power-average pooling" % nd)
+
+
+def _adaptive_max_pool(nd):
+    forward = getattr(_pool, "adaptive_max_pool%dd" % nd)
 
     def adaptive_max_pool(input, output_size, return_indices=False):
         x = as_tensor(input)
-        y, idx = amax_f(x.data, output_size, return_indices=True)
+        y, idx = forward(x.data, output_size, return_indices=True)
         return _max_result("adaptive_max_pool%dd" % nd, x, y, idx, return_indices)
+    return _named(adaptive_max_pool, "adaptive_max_pool%dd" % nd, "Differentiable %d-D adaptive max pooling" % nd)
+
+
+def _adaptive_avg_pool(nd):
+    forward, backward = (getattr(_pool, "adaptive_avg_pool%dd" % nd),
+                         getattr(_pool, "adaptive_avg_pool%dd_backward" % nd))
 
     def adaptive_avg_pool(input, output_size):
         x = as_tensor(input)
-        return _record("adaptive_avg_pool%dd" % nd, aavg_f(x.data, output_size), (x,),
-                       lambda g, n: (aavg_b(g, x.shape),))
+        return _record("adaptive_avg_pool%dd" % nd, forward(x.data, output_size), (x,),
+                       lambda g, n: (backward(g, x.shape),))
+    return _named(adaptive_avg_pool, "adaptive_avg_pool%dd" % nd,
+                  "Differentiable %d-D adaptive average pooling" % nd)
+
+
+def _max_unpool(nd):
+    forward = getattr(_pool, "max_unpool%dd" % nd)
 
     def max_unpool(input, indices, kernel_size, stride=None, padding=0, output_size=None):
         x = as_tensor(input)
         idx = indices.data if isinstance(indices, Tensor) else indices
-        y = unpool_f(x.data, idx, kernel_size, stride, padding, output_size)
+        y = forward(x.data, idx, kernel_size, stride, padding, output_size)
         return _record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_pool.max_unpool_backward(g, idx),))
-
-    see = " (arguments as ``fastconv.pooling.%s``)"
-    _named(max_pool, "max_pool%dd" % nd, "Differentiable %d-D max pooling; backward uses the recorded argmax." % nd
-           + see % ("max_pool%dd" % nd))
-    _named(avg_pool, "avg_pool%dd" % nd, "Differentiable %d-D average pooling" % nd + see % ("avg_pool%dd" % nd))
-    _named(adaptive_max_pool, "adaptive_max_pool%dd" % nd,
-           "Differentiable %d-D adaptive max pooling" % nd + see % ("adaptive_max_pool%dd" % nd))
-    _named(adaptive_avg_pool, "adaptive_avg_pool%dd" % nd,
-           "Differentiable %d-D adaptive average pooling" % nd + see % ("adaptive_avg_pool%dd" % nd))
-    _named(max_unpool, "max_unpool%dd" % nd,
-           "Differentiable %d-D max unpooling (gradient w.r.t. the values)" % nd + see % ("max_unpool%dd" % nd))
-    if nd < 3:
-        lp_f, lp_b = getattr(_pool, "lp_pool%dd" % nd), getattr(_pool, "lp_pool%dd_backward" % nd)
-
-        def lp_pool(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-            x = as_tensor(input)
-            args = (norm_type, kernel_size, stride, ceil_mode)
-            y = lp_f(x.data, *args)
-            return _record("lp_pool%dd" % nd, y, (x,), lambda g, n: (lp_b(g, x.data, y, *args),))
-        _named(lp_pool, "lp_pool%dd" % nd, "Differentiable %d-D power-average pooling" % nd + see % ("lp_pool%dd" % nd))
+    return _named(max_unpool, "max_unpool%dd" % nd, "Differentiable %d-D max unpooling (gradient w.r.t. the "
+                  "values)" % nd)
 
 
-for _nd in (1, 2, 3):
-    _make_pools(_nd)
+max_pool1d, max_pool2d, max_pool3d = (_max_pool(nd) for nd in (1, 2, 3))
+avg_pool1d, avg_pool2d, avg_pool3d = (_avg_pool(nd) for nd in (1, 2, 3))
+lp_pool1d, lp_pool2d = (_lp_pool(nd) for nd in (1, 2))
+adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (_adaptive_max_pool(nd) for nd in (1, 2, 3))
+adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (_adaptive_avg_pool(nd) for nd in (1, 2, 3))
+max_unpool1d, max_unpool2d, max_unpool3d = (_max_unpool(nd) for nd in (1, 2, 3))
 
 
 def global_max_pool(input, return_indices=False):
@@ -449,5 +469,3 @@ def kmax_pool(input, k, dim=-1, sorted=True):
     out = _record("kmax_pool", y, (x,), lambda g, n: (_pool.kmax_pool_backward(g, idx, x.shape, dim),))
     return out, idx
 
-
-__all__ += ["global_max_pool", "global_avg_pool", "kmax_pool"]

@@ -141,19 +141,14 @@ class _ConvNd(_WindowLayer):
         return self._describe(input_shape, 1, self._bias_size())
 
 
-class Conv1d(_ConvNd):
-    """1-D convolution layer: weight ``(out, in/groups, k)``; see :func:`fastconv.nn.functional.conv1d`."""
-    _nd = 1
+def _nd_class(base, name, nd, doc, **attrs):
+    """A concrete 1-, 2- or 3-D layer class: ``base`` with ``_nd = nd``."""
+    return type(name, (base,), dict(attrs, _nd=nd, __doc__=doc))
 
 
-class Conv2d(_ConvNd):
-    """2-D convolution layer: weight ``(out, in/groups, kH, kW)``; see :func:`fastconv.nn.functional.conv2d`."""
-    _nd = 2
-
-
-class Conv3d(_ConvNd):
-    """3-D convolution layer: weight ``(out, in/groups, kD, kH, kW)``."""
-    _nd = 3
+Conv1d, Conv2d, Conv3d = (_nd_class(
+    _ConvNd, "Conv%dd" % nd, nd, "%d-D convolution layer (torch.nn.Conv%dd): weight ``(out, in/groups, *kernel)``, "
+    "bias ``(out,)``; calls :func:`fastconv.nn.functional.conv%dd`." % (nd, nd, nd)) for nd in (1, 2, 3))
 
 
 class _ConvTransposeNd(_WindowLayer):
@@ -189,19 +184,9 @@ class _ConvTransposeNd(_WindowLayer):
                     multiplies=g.multiplies, window=window)
 
 
-class ConvTranspose1d(_ConvTransposeNd):
-    """1-D transposed convolution layer: weight ``(in, out/groups, k)``."""
-    _nd = 1
-
-
-class ConvTranspose2d(_ConvTransposeNd):
-    """2-D transposed convolution layer: weight ``(in, out/groups, kH, kW)``."""
-    _nd = 2
-
-
-class ConvTranspose3d(_ConvTransposeNd):
-    """3-D transposed convolution layer: weight ``(in, out/groups, kD, kH, kW)``."""
-    _nd = 3
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_nd_class(
+    _ConvTransposeNd, "ConvTranspose%dd" % nd, nd, "%d-D transposed convolution layer (torch.nn.ConvTranspose%dd): "
+    "weight ``(in, out/groups, *kernel)``, bias ``(out,)``." % (nd, nd)) for nd in (1, 2, 3))
 
 
 class LocallyConnected2d(_WindowLayer):
@@ -338,25 +323,26 @@ def _pool_class(name, nd, fn, args, doc):
                 self.stride = self.kernel_size
             self.stride = V.int_tuple(self.stride, nd, name, "stride", minimum=1)
 
-    return type(name, (_PoolNd,), dict(__init__=__init__, _nd=nd, _fn=fn, _args=names, __doc__=doc))
+    return _nd_class(_PoolNd, name, nd, doc, __init__=__init__, _fn=fn, _args=names)
 
 
 _REQUIRED = object()
-for _nd in (1, 2, 3):
-    _max = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
-            ("return_indices", False), ("ceil_mode", False)]
-    _avg = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
-            ("count_include_pad", True), ("divisor_override", None)]
-    globals()["MaxPool%dd" % _nd] = _pool_class(
-        "MaxPool%dd" % _nd, _nd, "max_pool%dd" % _nd, _max,
-        "%d-D max pooling (torch.nn.MaxPool%dd); with return_indices=True returns (output, argmax indices)." % (_nd, _nd))
-    globals()["AvgPool%dd" % _nd] = _pool_class(
-        "AvgPool%dd" % _nd, _nd, "avg_pool%dd" % _nd, _avg, "%d-D average pooling (torch.nn.AvgPool%dd)." % (_nd, _nd))
-for _nd in (1, 2):
-    globals()["LpPool%dd" % _nd] = globals()["LPPool%dd" % _nd] = _pool_class(
-        "LpPool%dd" % _nd, _nd, "lp_pool%dd" % _nd,
-        [("norm_type", _REQUIRED), ("kernel_size", _REQUIRED), ("stride", None), ("ceil_mode", False)],
-        "%d-D power-average pooling ``(sum x^p)^(1/p)`` over each window (torch.nn.LPPool%dd)." % (_nd, _nd))
+_MAX_ARGS = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
+             ("return_indices", False), ("ceil_mode", False)]
+_AVG_ARGS = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+             ("count_include_pad", True), ("divisor_override", None)]
+_LP_ARGS = [("norm_type", _REQUIRED), ("kernel_size", _REQUIRED), ("stride", None), ("ceil_mode", False)]
+_MAX_DOC = "%d-D max pooling (torch.nn.MaxPool%dd); with return_indices=True returns (output, argmax indices)."
+_AVG_DOC = "%d-D average pooling (torch.nn.AvgPool%dd)."
+_LP_DOC = "%d-D power-average pooling ``(sum x^p)^(1/p)`` over each window (torch.nn.LPPool%dd)."
+
+MaxPool1d, MaxPool2d, MaxPool3d = (_pool_class("MaxPool%dd" % nd, nd, "max_pool%dd" % nd, _MAX_ARGS,
+                                               _MAX_DOC % (nd, nd)) for nd in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (_pool_class("AvgPool%dd" % nd, nd, "avg_pool%dd" % nd, _AVG_ARGS,
+                                               _AVG_DOC % (nd, nd)) for nd in (1, 2, 3))
+LpPool1d, LpPool2d = (_pool_class("LpPool%dd" % nd, nd, "lp_pool%dd" % nd, _LP_ARGS, _LP_DOC % (nd, nd))
+                      for nd in (1, 2))
+LPPool1d, LPPool2d = LpPool1d, LpPool2d          # PyTorch's spelling
 
 
 class _AdaptivePool(Module):
@@ -391,12 +377,14 @@ class _AdaptivePool(Module):
         return "output_size=%s" % (self.output_size,)
 
 
-for _nd in (1, 2, 3):
-    for _kind in ("avg", "max"):
-        _name = "Adaptive%sPool%dd" % (_kind.capitalize(), _nd)
-        globals()[_name] = type(_name, (_AdaptivePool,), dict(
-            _nd=_nd, _kind=_kind,
-            __doc__="%d-D adaptive %s pooling to a fixed output size (torch.nn.%s)." % (_nd, _kind, _name)))
+def _adaptive_class(kind, nd):
+    name = "Adaptive%sPool%dd" % (kind.capitalize(), nd)
+    return _nd_class(_AdaptivePool, name, nd, "%d-D adaptive %s pooling to a fixed output size (torch.nn.%s)."
+                     % (nd, kind, name), _kind=kind)
+
+
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (_adaptive_class("avg", nd) for nd in (1, 2, 3))
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (_adaptive_class("max", nd) for nd in (1, 2, 3))
 
 
 class _GlobalPool(Module):
@@ -434,9 +422,9 @@ class _MaxUnpool(Module):
                                                       output_size)
 
 
-for _nd in (1, 2, 3):
-    globals()["MaxUnpool%dd" % _nd] = type("MaxUnpool%dd" % _nd, (_MaxUnpool,), dict(
-        _nd=_nd, __doc__="Partial inverse of MaxPool%dd: scatter values to the recorded argmax positions." % _nd))
+MaxUnpool1d, MaxUnpool2d, MaxUnpool3d = (_nd_class(
+    _MaxUnpool, "MaxUnpool%dd" % nd, nd, "Partial inverse of MaxPool%dd: scatter values to the recorded argmax "
+    "positions." % nd) for nd in (1, 2, 3))
 
 
 class KMaxPool(Module):
