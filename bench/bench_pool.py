@@ -2,7 +2,8 @@
 
 Pooling moves far more bytes than it computes, so next to the time ratio to torch every row reports the
 achieved bandwidth (bytes read + written, once each) and its fraction of a large memory copy measured in the
-same run.  Times are medians over rounds that alternate fastconv and torch, so both see the same machine load.
+same run.  Times are medians over rounds that run fastconv and torch back to back, so both see the same
+machine load; ``vs_torch`` is the ratio of the medians, ``paired`` the median of the per-round ratios.
 
     python bench/bench_pool.py [--threads 2] [--rounds 15] [--json bench/results/pool.json]
 """
@@ -62,7 +63,8 @@ def _cases(x, torch):
 
 
 def _interleaved(ours, theirs, rounds):
-    """Median times of two calls measured in alternating rounds after a warm-up call each."""
+    """Median times of two calls measured back to back in each of ``rounds`` rounds (after a warm-up call each),
+    and the median of the per-round time ratios (robust to load that changes between rounds)."""
     ours()
     if theirs is not None:
         theirs()
@@ -71,7 +73,8 @@ def _interleaved(ours, theirs, rounds):
         a.append(timeit(ours, repeats=1, warmup=0)["median"])
         if theirs is not None:
             b.append(timeit(theirs, repeats=1, warmup=0)["median"])
-    return float(np.median(a)), (float(np.median(b)) if b else None), a, b
+    ratio = float(np.median(np.array(a) / np.array(b))) if b else None
+    return float(np.median(a)), (float(np.median(b)) if b else None), ratio, a
 
 
 def run(threads=2, rounds=15, dtype=np.float32):
@@ -81,10 +84,10 @@ def run(threads=2, rounds=15, dtype=np.float32):
     rows = []
     with fc.num_threads(threads):
         for name, ours, theirs, nbytes in _cases(x, torch):
-            t, tt, a, b = _interleaved(ours, theirs, rounds)
+            t, tt, ratio, a = _interleaved(ours, theirs, rounds)
             gbps = nbytes / t / 1e9
             rows.append(dict(op=name, ms=t * 1e3, torch_ms=None if tt is None else tt * 1e3,
-                             vs_torch=None if tt is None else t / tt,
+                             vs_torch=None if tt is None else t / tt, paired=ratio,
                              mb_moved=nbytes / 1e6, gbps=gbps, frac_copy=gbps / copy,
                              spread=(max(a) - min(a)) / t))
     copy_after = copy_gbps(nbytes=x.nbytes)
@@ -100,7 +103,8 @@ def main(argv=None):
     copy, copy_after, rows = run(a.threads, a.rounds)
     print("input %s float32, %d threads; memory copy %.1f GB/s before and %.1f GB/s after (this run)"
           % ("x".join(map(str, SHAPE)), a.threads, copy, copy_after))
-    print(format_table(rows, ["op", "ms", "torch_ms", "vs_torch", "mb_moved", "gbps", "frac_copy", "spread"]))
+    print(format_table(rows, ["op", "ms", "torch_ms", "vs_torch", "paired", "mb_moved", "gbps", "frac_copy",
+                              "spread"]))
     save_json(a.json, rows, copy_gbps=copy, copy_gbps_after=copy_after, threads=a.threads, shape=SHAPE)
 
 

@@ -107,6 +107,25 @@ def test_max_pool_ties_first_wins():
     assert idx[0, 1, 2, 3] == 1 * 6 + 2    # the first 7 in row-major order
 
 
+def test_max_pool_narrow_inputs_ties_and_nan():
+    """Inputs so narrow that no window is free of padding: every column goes through the window tables."""
+    x = np.round(rand((2, 2, 5, 4), np.float64, distinct=False) * 2) / 2          # many ties
+    x[0, 1, 2, 1] = np.nan
+    x[1, 0, 1:3, 2] = np.nan
+    x[1, 1] = 0.0
+    for k, s, p, d, ceil_mode in [((2, 3), 1, (0, 1), (1, 2), False), ((3, 3), (2, 3), 1, 1, True),
+                                  ((2, 4), (1, 2), (1, 2), 1, True)]:
+        y, idx = P.max_pool2d(x, k, s, p, d, ceil_mode, return_indices=True)
+        ry, ridx = R.max_pool_nd(x, k, s, p, d, ceil_mode)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(idx, ridx)
+    for size in [(2, 3), (4, 1), 1]:
+        y, idx = P.adaptive_max_pool2d(x, size, return_indices=True)
+        ry, ridx = R.adaptive_pool_nd(x, P._adaptive_size(size, x.shape[2:], "test"), "max")
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(idx, ridx)
+
+
 def test_max_pool_nan_and_inf():
     x = rand((1, 1, 6, 8), np.float64, distinct=False)
     x[0, 0, 1, 1] = np.nan

@@ -119,20 +119,6 @@ cdef inline void _max_fold(const float_t* row, int64_t rowbase, float_t* vals, i
                 ids[ow] = (rowbase + ow * sw + a) if take else ids[ow]
 
 
-cdef inline void _sum_fold(const float_t* row, float_t* vals, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw,
-                           Py_ssize_t off, Py_ssize_t kw, bint first) noexcept nogil:
-    """Add one input row's taps to columns [lo, hi) (regular windows, unit step)."""
-    cdef Py_ssize_t ow, t, a
-    for t in range(kw):
-        a = off + t
-        if first and t == 0:
-            for ow in range(lo, hi):
-                vals[ow] = row[ow * sw + a]
-        else:
-            for ow in range(lo, hi):
-                vals[ow] = vals[ow] + row[ow * sw + a]
-
-
 cdef inline void _window(bint is_max, const float_t* plane, int64_t b0, int64_t b1, int64_t b2,
                          float_t* vals, int64_t* ids, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
                          int NR, int KW, int SW) noexcept nogil:
@@ -199,20 +185,90 @@ cdef inline void _table(bint is_max, const float_t* row, int64_t rowbase, float_
             vals[ow] = vals[ow] + v
 
 
+cdef inline void _columns(bint is_max, const float_t* plane, Py_ssize_t H, Py_ssize_t W,
+                          int64_t d0, int64_t nd, Py_ssize_t dd, int64_t h0, int64_t nh, Py_ssize_t dh,
+                          float_t* vals, int64_t* ids, float_t* cols, int64_t* cids, Py_ssize_t c0, Py_ssize_t c1,
+                          const int64_t* ws, const int64_t* wc, Py_ssize_t dw) noexcept nogil:
+    """Columns [c0, c1) from the W window table: the window rows are first reduced column by column
+    (vectorised; rows in scan order), then the columns of each window.
+
+    The max of the columns uses the order-free form of the scan rule: a NaN beats a number and, among NaNs,
+    the larger offset (the last one scanned) wins; among numbers the larger value wins and, on ties, the
+    smaller offset (the first one scanned)."""
+    cdef Py_ssize_t w0 = W, w1 = 0, i, j, w, ow, t, a
+    cdef const float_t* row
+    cdef int64_t rowbase, ix, ui
+    cdef float_t v, u
+    cdef bint take, first = True
+    for ow in range(c0, c1):     # the input columns the windows read (dilated windows are not monotone)
+        w0 = min(w0, ws[ow])
+        w1 = max(w1, ws[ow] + (wc[ow] - 1) * dw + 1)
+    for i in range(nd):
+        for j in range(nh):
+            rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
+            row = plane + rowbase
+            if first:
+                for w in range(w0, w1):
+                    cols[w] = row[w]
+                    if is_max:
+                        cids[w] = rowbase + w
+            elif is_max:
+                for w in range(w0, w1):
+                    u = row[w]
+                    v = cols[w]
+                    take = (u > v) | (u != u)
+                    cols[w] = u if take else v
+                    cids[w] = (rowbase + w) if take else cids[w]
+            else:
+                for w in range(w0, w1):
+                    cols[w] = cols[w] + row[w]
+            first = False
+    for ow in range(c0, c1):
+        a = ws[ow]
+        v = cols[a]
+        ix = cids[a] if is_max else 0
+        for t in range(1, wc[ow]):
+            u = cols[a + t * dw]
+            if is_max:
+                ui = cids[a + t * dw]
+                if u != u:
+                    take = (v == v) | (ui > ix)
+                else:
+                    take = (v == v) & ((u > v) | ((u == v) & (ui < ix)))
+                v = u if take else v
+                ix = ui if take else ix
+            else:
+                v = v + u
+        vals[ow] = v
+        if is_max:
+            ids[ow] = ix
+
+
 cdef inline void _out_row(bint is_max, const float_t* plane, Py_ssize_t H, Py_ssize_t W,
                           int64_t d0, int64_t nd, Py_ssize_t dd, int64_t h0, int64_t nh, Py_ssize_t dh,
-                          float_t* vals, int64_t* ids, Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t lo,
-                          Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw, Py_ssize_t sw,
-                          Py_ssize_t pw, Py_ssize_t kw) noexcept nogil:
-    """Output columns [c0, c1) of one output row whose window rows are (d0 + i dd, h0 + j dh): table-driven
-    outside the regular columns [lo, hi), whole-window loops for 2x2 and 3x3 windows inside, else row folds."""
+                          float_t* vals, int64_t* ids, float_t* cols, int64_t* cids, Py_ssize_t c0, Py_ssize_t c1,
+                          Py_ssize_t lo, Py_ssize_t hi, const int64_t* ws, const int64_t* wc, Py_ssize_t dw,
+                          Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw) noexcept nogil:
+    """Output columns [c0, c1) of one output row whose window rows are (d0 + i dd, h0 + j dh).
+
+    Regular columns [lo, hi) run whole-window loops for 2x2 and 3x3 windows, or (max) row folds, with the
+    table-driven border columns folded row by row; everything else (adaptive and global windows, other means)
+    reduces columns first (:func:`_columns`, buffers ``cols``/``cids`` of W elements)."""
     cdef Py_ssize_t a = max(c0, lo), b = min(c1, hi), i, j, n = 0
     cdef int64_t base[3]
     cdef int64_t rowbase
+    cdef int kind = 0
     cdef bint first = True
-    if a >= b:
-        a = c1
-        b = c1
+    if a < b and dw == 1 and nd * nh == kw:
+        if kw == 2 and sw == 2:
+            kind = 1
+        elif kw == 3 and sw == 2:
+            kind = 2
+        elif kw == 3 and sw == 1:
+            kind = 3
+    if a >= b or (kind == 0 and not is_max):
+        _columns(is_max, plane, H, W, d0, nd, dd, h0, nh, dh, vals, ids, cols, cids, c0, c1, ws, wc, dw)
+        return
     for i in range(nd):
         for j in range(nh):
             rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
@@ -222,23 +278,18 @@ cdef inline void _out_row(bint is_max, const float_t* plane, Py_ssize_t H, Py_ss
             _table(is_max, plane + rowbase, rowbase, vals, ids, c0, a, ws, wc, dw, first)
             _table(is_max, plane + rowbase, rowbase, vals, ids, b, c1, ws, wc, dw, first)
             first = False
-    if a >= b:
-        return
-    if dw == 1 and n == 2 and kw == 2 and sw == 2:
+    if kind == 1:
         _window(is_max, plane, base[0], base[1], 0, vals, ids, a, b, -pw, 2, 2, 2)
-    elif dw == 1 and n == 3 and kw == 3 and sw == 2:
+    elif kind == 2:
         _window(is_max, plane, base[0], base[1], base[2], vals, ids, a, b, -pw, 3, 3, 2)
-    elif dw == 1 and n == 3 and kw == 3 and sw == 1:
+    elif kind == 3:
         _window(is_max, plane, base[0], base[1], base[2], vals, ids, a, b, -pw, 3, 3, 1)
     else:
         first = True
         for i in range(nd):
             for j in range(nh):
                 rowbase = ((d0 + i * dd) * H + h0 + j * dh) * W
-                if is_max:
-                    _max_fold(plane + rowbase, rowbase, vals, ids, a, b, sw, -pw, dw, kw, first)
-                else:
-                    _sum_fold(plane + rowbase, vals, a, b, sw, -pw, kw, first)
+                _max_fold(plane + rowbase, rowbase, vals, ids, a, b, sw, -pw, dw, kw, first)
                 first = False
 
 
@@ -272,7 +323,9 @@ def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:,
     cdef float_t* vals
     cdef int64_t* ids
     cdef float_t* vbuf
+    cdef float_t* cols
     cdef int64_t* ibuf
+    cdef int64_t* cids
     cdef int failed[1]
     failed[0] = 0
     if ntask == 0:
@@ -282,7 +335,9 @@ def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:,
     with nogil, parallel(num_threads=nthreads):
         vbuf = <float_t*> malloc(rb * OW * sizeof(float_t))
         ibuf = <int64_t*> malloc(rb * OW * sizeof(int64_t))
-        if vbuf == NULL or ibuf == NULL:
+        cols = <float_t*> malloc(W * sizeof(float_t))
+        cids = <int64_t*> malloc(W * sizeof(int64_t))
+        if vbuf == NULL or ibuf == NULL or cols == NULL or cids == NULL:
             failed[0] = 1
         else:
             for task in prange(ntask, schedule='static'):
@@ -303,10 +358,10 @@ def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:,
                     ids = &idx[p, od, oh, 0] if with_idx and not stream else ibuf + (oh - oh0) * OW
                     if is_max:
                         _out_row(True, &x[p, 0, 0, 0], H, W, ds[od], dc[od], dd, hs[oh], hc[oh], dh, vals, ids,
-                                 c0, c1, lo, hi, &ws[0], &wc[0], dw, sw, pw, kw)
+                                 cols, cids, c0, c1, lo, hi, &ws[0], &wc[0], dw, sw, pw, kw)
                     else:
                         _out_row(False, &x[p, 0, 0, 0], H, W, ds[od], dc[od], 1, hs[oh], hc[oh], 1, vals, ids,
-                                 c0, c1, lo, hi, &ws[0], &wc[0], 1, sw, pw, kw)
+                                 cols, cids, c0, c1, lo, hi, &ws[0], &wc[0], 1, sw, pw, kw)
                         dv = <float_t> divisor if divisor != 0 else ddiv[od] * hdiv[oh]
                         if divisor != 0:
                             for ow in range(c0, c1):
@@ -322,6 +377,8 @@ def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:,
             fc_store_fence()
         free(vbuf)
         free(ibuf)
+        free(cols)
+        free(cids)
     if failed[0]:
         raise MemoryError("pooling: could not allocate per-thread row buffers")
 
