@@ -214,18 +214,18 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
 
 
 # --------------------------------------------------------------------------------------------------- dense layers
-SMALL_GEMM = 1 << 24        # multiply-adds below which a product runs on one BLAS thread
+SMALL_GEMM = (1 << 18, 1 << 24)   # products with this many multiply-adds run on one BLAS thread
 
 
 def _matmul(a, b):
-    """``a @ b`` for 2-D arrays; products below :data:`SMALL_GEMM` multiply-adds use one BLAS thread.
+    """``a @ b`` for 2-D arrays; products of :data:`SMALL_GEMM` multiply-adds use one BLAS thread.
 
     Waking a multi-threaded OpenBLAS for a product of a few million multiply-adds saves less than it costs, and
     its workers then keep spinning on the cores fastconv's OpenMP kernels need next (a LeNet-5 step gets several
-    times slower on two cores).  The limit is the reference-counted one the toeplitz algorithm uses, safe for
-    concurrent callers.
+    times slower on two cores).  Below the lower bound OpenBLAS stays on one thread by itself.  The limit is the
+    reference-counted one the toeplitz algorithm uses, safe for concurrent callers.
     """
-    if a.shape[0] * a.shape[1] * b.shape[1] >= SMALL_GEMM:
+    if not SMALL_GEMM[0] <= a.shape[0] * a.shape[1] * b.shape[1] < SMALL_GEMM[1]:
         return a @ b
     with single_threaded_blas():
         return a @ b

@@ -107,18 +107,26 @@ class Adam(Optimizer):
             g = g + group["weight_decay"] * p.data
         b1, b2 = group["betas"]
         if not state:
-            state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+            state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data),
+                         scratch=np.empty_like(p.data))
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = np.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1 - b1) * g
+        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], state["scratch"]
+        m *= b1                                          # in place, one scratch array: no temporaries
+        np.multiply(g, 1 - b1, out=tmp)
+        m += tmp
         v *= b2
-        v += (1 - b2) * (g * g)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
         if group["amsgrad"]:
             np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
-        denom = np.sqrt(v) / np.sqrt(1 - b2 ** t) + group["eps"]
-        p.data -= (group["lr"] / (1 - b1 ** t)) * m / denom
+        np.sqrt(v, out=tmp)                              # denominator sqrt(v) / sqrt(1 - b2^t) + eps
+        tmp /= np.sqrt(1 - b2 ** t)
+        tmp += group["eps"]
+        np.divide(m, tmp, out=tmp)
+        tmp *= group["lr"] / (1 - b1 ** t)
+        p.data -= tmp
