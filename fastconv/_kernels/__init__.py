@@ -7,7 +7,12 @@ CPU supports it, unless ``FASTCONV_SIMD=baseline`` asks for the portable one.
 import importlib
 import os
 
-from . import _cpu
+# Idle OpenMP threads sleep instead of spinning (unless the user chose otherwise): fastconv alternates OpenMP
+# regions with BLAS and FFT calls that need the same cores, and spinning threads would take them away.  Set before
+# the first kernel module loads libgomp, which reads it once.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import _cpu  # noqa: E402
 
 try:
     from . import _build_config as build_config
