@@ -14,22 +14,33 @@ gradient (the adjoint) ``G . W``, the weight gradient ``X . conj(G)``; flipped k
 already flipped from :mod:`fastconv.conv`, exactly as for the other algorithms.
 
 **Overlap-save tiles.**  Each axis is cut into output blocks of ``B`` positions; a tile is the ``L = B + Q - 1``
-inputs they read (``Q`` = phase kernel length), transformed at size ``L`` (a ``next_fast_len``), multiplied and
-inverted, and its ``B`` valid outputs are kept.  ``L`` per axis is chosen by the cost model below from a few
-candidates (powers of two and the whole axis), so a large image is transformed in cache-sized pieces and memory
-(the tile buffers of one chunk plus the kernel spectrum) scales with the tile, not with the image.  The input
-gradient uses the same tiles with the window shifted by ``Q - 1`` (full instead of valid convolution); the weight
-gradient tiles the output gradient and accumulates ``X . conj(G)`` over batch and tiles in the frequency domain,
-with a single inverse transform at the end.
+inputs they read (``Q`` = phase kernel length), transformed at size ``L``, multiplied and inverted, and its ``B``
+valid outputs are kept.  ``L`` per axis is chosen by the cost model from a few candidates (powers of two,
+``next_fast_len`` sizes and the whole axis, at most MAX_TILE_ELEMENTS per tile), so memory -- the tile buffers
+of one chunk plus the kernel spectrum -- scales with the tile, not with the image.  The input gradient uses the
+same tiles with the window shifted by ``Q - 1`` (full instead of valid convolution); the weight gradient tiles the
+output gradient and accumulates ``X . conj(G)`` over batch and tiles in the frequency domain, with a single
+inverse transform at the end.
 
-**Data layout and the channel sum.**  Tiles are gathered channel-last, ``(L1, L2, L3, tiles, channels)``, by
-``_kernels/_fft.pyx`` (zero padding and phases resolved through index tables), transformed over the spatial axes
-with ``scipy.fft`` (``workers`` = fastconv's thread count), and for every frequency the channel sum is one small
-complex GEMM over contiguous ``(tiles, channels)`` matrices (BLAS cgemm/zgemm, OpenMP over frequencies; see the
-kernel module for the measurements that chose this over a frequency-innermost loop).  The kernel spectrum is
-computed once per call and reused for every tile and batch element; its transform is pruned (the ``Q``-long
-kernel is transformed along the last axis before zero-padding the others), and the inverse transforms only the
-rows that hold valid outputs.  float32 is computed in complex64, float64 in complex128.
+**Data path.**  ``_kernels/_fft.pyx`` gathers the tiles of a chunk into a ``(tiles, channels, L1, L2, L3)``
+buffer, resolving zero padding and phases through index tables (the padded or phase-split input never exists);
+``scipy.fft`` transforms the spatial axes; the channel sum runs per frequency; the inverse transform is pruned to
+the rows that hold valid outputs and the kernel writes them (plus bias, or back into phases) to the result.  The
+kernel spectrum is computed once per call, its transform pruned (the ``Q``-long kernel is transformed along the
+last axis before the others are zero-padded), and reused for every tile and batch element.  float32 is computed
+in complex64, float64 in complex128.
+
+**Channel sum: two paths, measured.**  A streaming loop over the spectra as scipy returns them (frequencies as
+vector lanes), or a blocked transpose to frequency-major spectra and one BLAS GEMM per frequency (BLAS held to
+one thread meanwhile).  The loop wins up to some 64 channels with few tiles; the GEMM for larger channel products
+(measured on 8x64x56x56 3x3: 2.3x faster; 1x16x128x128 9x9: 6x slower); the cost model picks per call.
+
+**Threads.**  Chunks of tiles are dealt round-robin to LANES lanes; lanes run on worker threads, every chunk
+single-threaded (scipy.fft and the kernels release the GIL), so a call has one join instead of a barrier per
+step -- on a shared, busy machine each OpenMP barrier or threaded transform cost milliseconds.  With one lane the
+chunk's steps use the threads instead, each step only as many as its size warrants.  The lane structure does not
+depend on the thread count and the weight gradient sums the lanes in order: results are bitwise identical for any
+number of threads.
 
 **Accuracy.**  On unit-scale data the result is within ``1e-4 max|ref|`` (float32) and ``1e-10 max|ref|``
 (float64) of the exact correlation up to 63 x 63 kernels (tests/test_fft.py checks both bounds).
@@ -39,7 +50,7 @@ import functools
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from math import log2, prod
+from math import prod
 
 import numpy as np
 import scipy.fft as sfft
@@ -54,6 +65,9 @@ WORKSPACE_BYTES = 16 * 2 ** 20
 # Chunks are dealt round-robin to this many lanes; lanes run concurrently (one thread each), chunks of a lane in
 # order.  A fixed number, so the work (and the weight gradient's summation order) never depends on the thread count.
 LANES = 4
+# Largest tile considered (elements): pocketfft's time per element is flat up to about 1500^2 and grows beyond
+# (cache), and memory is bounded by the tile, not the image.
+MAX_TILE_ELEMENTS = 1 << 21
 # The GEMM channel sum keeps at least this many tiles per chunk (the GEMMs' n dimension) when there are as many.
 GEMM_MIN_TILES = 16
 # A step (transform, gather, product...) gets one more thread per this many elements or multiply-adds: waking
@@ -152,9 +166,10 @@ def _length_candidates(Q, span):
 def _terms(N, C, K, G, R, spans, Qs, Ls, out_elems, itemsize, gemm):
     """(model terms, tiles per chunk) of one tiling: the quantities the COST constants multiply.
 
-    fft: transformed elements x log2(tile size) and lines: 1-D transforms (their fixed cost dominates short
-    ones), over the tile transforms (inputs and outputs of every tile) and the pruned kernel (or weight-gradient)
-    transform; loop / gemm: complex multiply-adds of the channel sum on that path; call: GEMM calls; move:
+    fft: transformed elements and lines: 1-D transforms (their fixed cost dominates short ones), over the tile
+    transforms (inputs and outputs of every tile) and the pruned kernel (or weight-gradient) transform.  No log
+    factor: measured, pocketfft's time per element of a 2-D real transform pair is flat (about 9 ns in float32)
+    from 64^2 to 1500^2 -- the passes over memory dominate the arithmetic; loop / gemm: complex multiply-adds of the channel sum on that path; call: GEMM calls; move:
     elements gathered, scattered (and transposed on the GEMM path); chunk: chunks; fixed: 1.
     """
     Bs = [L - Q + 1 for L, Q in zip(Ls, Qs)]
@@ -174,7 +189,7 @@ def _terms(N, C, K, G, R, spans, Qs, Ls, out_elems, itemsize, gemm):
     moved = tiles * Lt * CR + out_elems
     if gemm:
         moved += 2 * Ft * (tiles * (CR + K) + K * Cs)
-    terms = dict(fft=transforms * Lt * (log2(Lt) if Lt > 1 else 1.0),
+    terms = dict(fft=transforms * Lt,
                  lines=transforms * sum(Lt // L for L in Ls if L > 1),
                  loop=0.0 if gemm else macs, gemm=macs if gemm else 0.0, call=Ft * G * chunks if gemm else 0,
                  move=moved, chunk=chunks, fixed=1)
@@ -205,8 +220,9 @@ def _plan(geom, op, itemsize):
                       "grad_weight": g3.output_shape}[op])
     # the singleton axes that make 1-D and 2-D problems 3-D are never transformed
     cands = [[1] if d < 3 - geom.ndim else _length_candidates(Qs[d], spans[d]) for d in range(3)]
+    tilings = [Ls for Ls in itertools.product(*cands) if prod(Ls) <= MAX_TILE_ELEMENTS]
     best = None
-    for Ls in itertools.product(*cands):
+    for Ls in tilings or [tuple(c[0] for c in cands)]:
         for gemm in (False, True):
             terms, chunk = _terms(N, C, K, geom.groups, R, spans, Qs, Ls, out_elems, itemsize, gemm)
             sec = _seconds(terms, itemsize)
@@ -456,6 +472,8 @@ def _gather(src, plan, tabs, m0, M, channels, lengths, nthreads, ws, name="tiles
 
 
 def _scatter(y, out, maps, m0, R, bias, nthreads):
+    if y.strides[-1] != y.itemsize:   # from_tiles reads rows through a pointer
+        y = np.ascontiguousarray(y)
     b = bias if bias is not None else np.zeros(1, out.dtype)
     _fft.from_tiles(y, _as5(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, *R, b,
                     bias is not None, _nt(y.size, nthreads))
@@ -525,15 +543,15 @@ def cost(geom, dtype, op):
 
 # Cost-model constants, keyed by "is float32", fitted by ``python bench/bench_fft.py --calibrate`` on the 2-core
 # reference machine: single-threaded CPU times of 17 geometries x 3 ops x both channel-sum paths, expressed in the
-# units of direct's model (seconds at the default 2 threads).  Per transformed element x log2(tile size); per 1-D
-# transform ("lines"); per complex multiply-add of the streaming and of the GEMM channel sum; per GEMM call; per
-# element gathered, scattered or transposed; per chunk; per call.  The fit is within 0.69x-1.24x of the measured
-# time for 80% of the samples (worst: the weight gradient on the streaming path, underestimated up to 1.7x).
+# units of direct's model (seconds at the default 2 threads).  Per transformed element; per 1-D transform
+# ("lines"); per complex multiply-add of the streaming and of the GEMM channel sum; per GEMM call; per element
+# gathered, scattered or transposed; per chunk; per call.  The fit is within 0.55x-1.35x of the measured time for
+# 80% of the samples (the worst: the weight gradient on the streaming path, underestimated up to 1.8x).
 COST = {
-    False: {"fft": 6.8e-10, "lines": 3.2e-8, "loop": 3.7e-9, "gemm": 1.3e-9, "call": 1.2e-7, "move": 2.4e-9,
-            "chunk": 0.0, "fixed": 3.5e-4},
-    True: {"fft": 5.3e-10, "lines": 3.1e-8, "loop": 2.2e-9, "gemm": 8.1e-10, "call": 1.3e-7, "move": 1.4e-9,
-           "chunk": 9.1e-6, "fixed": 4.0e-4},
+    False: {"fft": 8.3e-9, "lines": 2.7e-8, "loop": 3.8e-9, "gemm": 1.1e-9, "call": 1.3e-7, "move": 3.8e-10,
+            "chunk": 0.0, "fixed": 2.3e-4},
+    True: {"fft": 6.0e-9, "lines": 2.4e-8, "loop": 2.5e-9, "gemm": 7.1e-10, "call": 2.0e-7, "move": 0.0,
+           "chunk": 0.0, "fixed": 3.1e-4},
 }
 
 ALGORITHM = register(Algorithm(

@@ -97,7 +97,7 @@ def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
                Py_ssize_t m0, Py_ssize_t R1, Py_ssize_t R2, Py_ssize_t R3,
                const float_t[::1] bias, bint has_bias, int nthreads):
     """Write the elements of ``dst (N, C, D, H, W)`` that belong to the tiles ``m0 .. m0 + M - 1`` of
-    ``src (M, C * R, l1, l2, l3)``.
+    ``src (M, C * R, l1, l2, l3)`` (any strides, but unit stride along its last axis).
 
     Tile ``m = (n, t1, t2, t3)`` (C order over ``(N, T1, T2, T3)``, ``T_d = rng_d.shape[0]``) owns the positions
     ``rng_d[t_d, 0] <= i_d < rng_d[t_d, 1]``; the tiles' ranges partition each axis.  Position ``i_d`` reads
@@ -107,9 +107,10 @@ def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
     cdef Py_ssize_t M = src.shape[0], C = dst.shape[1]
     cdef Py_ssize_t T1 = rng1.shape[0], T2 = rng2.shape[0], T3 = rng3.shape[0]
     cdef Py_ssize_t R = R1 * R2 * R3
-    cdef Py_ssize_t task, mm, m, n, t1, t2, t3, c, i1, i2, i3, l1, l2, l3, r1, r2, r3, base
+    cdef Py_ssize_t task, mm, m, n, t1, t2, t3, c, i1, i2, i3, e3, l1, l2, l3, r1, r2, r3, base
     cdef float_t bval
     cdef float_t* out
+    cdef const float_t* srow
     for task in prange(M * C, nogil=True, schedule='static', num_threads=nthreads):
         c = task % C
         mm = task // C
@@ -133,13 +134,22 @@ def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
                         out[i3] = bval
                 else:
                     base = c * R + (r1 * R2 + r2) * R3
-                    for i3 in range(rng3[t3, 0], rng3[t3, 1]):
-                        l3 = map3[i3, 0]
-                        r3 = map3[i3, 1]
-                        if r3 < 0:
-                            out[i3] = bval
-                        else:
-                            out[i3] = src[mm, base + r3, l1, l2, l3] + bval
+                    i3 = rng3[t3, 0]
+                    e3 = rng3[t3, 1]
+                    if (R3 == 1 and e3 > i3 and map3[i3, 1] >= 0 and map3[e3 - 1, 1] >= 0
+                            and map3[e3 - 1, 0] - map3[i3, 0] == e3 - 1 - i3):
+                        # one run of valid, consecutive tile positions (stride 1 along the row)
+                        srow = &src[mm, base, l1, l2, map3[i3, 0]]
+                        for l3 in range(e3 - i3):
+                            out[i3 + l3] = srow[l3] + bval
+                    else:
+                        for i3 in range(rng3[t3, 0], rng3[t3, 1]):
+                            l3 = map3[i3, 0]
+                            r3 = map3[i3, 1]
+                            if r3 < 0:
+                                out[i3] = bval
+                            else:
+                                out[i3] = src[mm, base + r3, l1, l2, l3] + bval
 
 
 cdef inline void _block(const float_t* a, const float_t* b, float_t* y, float_t* p, float_t* q,
