@@ -111,6 +111,7 @@ def main(argv=None):
             print(key, "=", val)
         return
     rng = np.random.default_rng(0)
+    load = [os.getloadavg()[0]]                  # the machine may be shared: say how busy it was
     rows = correlate_rows(args.threads, args.repeats, rng)
     print(format_table(rows, ["case", "method", ("fastconv_ms", "fastconv ms"), ("ndimage_ms", "ndimage"),
                               ("fftconvolve_ms", "fftconvolve"), ("oaconvolve_ms", "oaconvolve"),
@@ -120,8 +121,10 @@ def main(argv=None):
     srows = skimage_rows(args.threads, args.repeats, rng)
     print(format_table(srows, ["case", ("fastconv_ms", "fastconv ms"), ("skimage_ms", "skimage ms"), "ratio",
                                "target", "max_err"]))
-    save_json(args.json, rows + srows, threads=args.threads, repeats=args.repeats)
-    print("\nsaved", args.json)
+    load.append(os.getloadavg()[0])
+    print("\nload average (1 min) at start / end: %.1f / %.1f on %d CPUs" % (load[0], load[1], os.cpu_count()))
+    save_json(args.json, rows + srows, threads=args.threads, repeats=args.repeats, load_average=load)
+    print("saved", args.json)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,20 @@ def test_results_do_not_depend_on_thread_count(method):
     assert np.array_equal(one, two) and np.array_equal(g1, g2)
 
 
+def test_row_pairs_give_identical_results(monkeypatch):
+    r = rng(26)
+    img = r.standard_normal((37, 150)).astype(np.float32)
+    w = r.standard_normal((6, 5))
+    runs = []
+    for pair in (True, False):
+        monkeypatch.setattr(_engine, "PAIR_ROWS", pair)
+        runs.append([ff.correlate(img, w, mode=m, cval=1.5, origin=(-3, 1), method="direct") for m in BASE_MODES]
+                    + [ff.sobel(img), ff.gaussian(img.T.copy(), 5.0, mode="constant", cval=2.0)])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+    assert_close(runs[0][1], ndimage_correlate(img, w, "constant", 1.5, (-3, 1)), 1e-5)
+
+
 def test_out_argument_and_inputs_untouched():
     r = rng(8)
     img = r.standard_normal((20, 30))

@@ -145,6 +145,9 @@ cdef struct Plan:
     Py_ssize_t xi1
     Py_ssize_t Lb             # row length of the per-thread edge buffer: EDGE_PIECE + (KW - 1) D
     int epi                   # epilogue, see _finish
+    Py_ssize_t nm             # merged taps of a row pair (0: no pairing), see _pair_block
+    const Py_ssize_t* m_row
+    const Py_ssize_t* m_shift
 
 
 cdef enum:
@@ -226,6 +229,90 @@ cdef inline void _segment(const float_t* src, const Plan* pl, const Py_ssize_t* 
     _edge(src, pl, rows_r, tap_w, cval, scale, orow, max(b, xs), xe, ext, rows_ext)
 
 
+cdef inline void _pair_block(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_u, const Plan* pl,
+                             const float_t* m_w0, const float_t* m_w1, float_t cval, Py_ssize_t x0, float_t* dst0,
+                             float_t* dst1, float_t scale, vec_t* tag) noexcept nogil:
+    """Outputs [x0, x0 + NB/2) of two rows r, r + 1 whose row taps are shifted by one (rows[r + 1, t] ==
+    rows[r, t + 1]): merged tap m reads pair row ``rows_u[m_row[m]]`` (u = t for row r, u = t + 1 for row r + 1)
+    once and feeds both sums, halving the loads of row-tap kernels.  Per row the taps are added in the same
+    order as :func:`_block_full` (the merged list only adds exact zero products), so results are identical."""
+    cdef vec_t a0[4]
+    cdef vec_t a1[4]
+    cdef vec_t z, w0, w1, v
+    cdef float_t tmp[32]
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t q, m, ri
+    cdef const float_t* p
+    memset(&z, 0, sizeof(vec_t))
+    for q in range(4):
+        a0[q] = z
+        a1[q] = z
+    for m in range(pl.nm):
+        ri = rows_u[pl.m_row[m]]
+        if ri < 0:
+            w0 = z + m_w0[m] * cval
+            w1 = z + m_w1[m] * cval
+            for q in range(4):
+                a0[q] += w0
+                a1[q] += w1
+        else:
+            w0 = z + m_w0[m]
+            w1 = z + m_w1[m]
+            p = src + ri * L_in + x0 + pl.m_shift[m]
+            for q in range(4):
+                v = (<const vec_t*> (p + q * V))[0]
+                a0[q] += w0 * v
+                a1[q] += w1 * v
+    if pl.epi == 0:
+        for q in range(4):
+            (<vec_t*> (dst0 + q * V))[0] = a0[q]
+            (<vec_t*> (dst1 + q * V))[0] = a1[q]
+    else:
+        for q in range(4):
+            (<vec_t*> (tmp + q * V))[0] = a0[q]
+        _finish(dst0, tmp, 4 * V, pl.epi, scale)
+        for q in range(4):
+            (<vec_t*> (tmp + q * V))[0] = a1[q]
+        _finish(dst1, tmp, 4 * V, pl.epi, scale)
+
+
+cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, Py_ssize_t* rows_u,
+                               const float_t* tap_w, const float_t* m_w0, const float_t* m_w1, float_t cval,
+                               float_t scale, float_t* orow, Py_ssize_t L_out, Py_ssize_t xs, Py_ssize_t xe,
+                               float_t* ext, Py_ssize_t* rows_ext) noexcept nogil:
+    """Columns [xs, xe) of output rows r and r + 1 (``rows_r`` points at row r of the table): edges row by row,
+    the interior in row pairs."""
+    cdef Py_ssize_t NB2 = 32 if float_t is float else 16
+    cdef Py_ssize_t T = pl.T, x, a, b, t
+    cdef const Py_ssize_t* rows_r1 = rows_r + T
+    cdef v8f* vf = NULL
+    cdef v4d* vd = NULL
+    a = max(xs, pl.xi0)
+    b = min(xe, pl.xi1)
+    if b < a:
+        a = xe
+        b = xe
+    _edge(src, pl, rows_r, tap_w, cval, scale, orow, xs, a, ext, rows_ext)
+    _edge(src, pl, rows_r1, tap_w, cval, scale, orow + L_out, xs, a, ext, rows_ext)
+    for t in range(T):
+        rows_u[t] = rows_r[t]
+    rows_u[T] = rows_r1[T - 1]
+    x = a
+    while x + NB2 <= b:
+        if float_t is float:
+            _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, vf)
+        else:
+            _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, vd)
+        x += NB2
+    if x < b:
+        _block_tail(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, b - x,
+                    pl.epi, scale)
+        _block_tail(src, pl.L_in, rows_r1, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + L_out + x,
+                    b - x, pl.epi, scale)
+    _edge(src, pl, rows_r, tap_w, cval, scale, orow, max(b, xs), xe, ext, rows_ext)
+    _edge(src, pl, rows_r1, tap_w, cval, scale, orow + L_out, max(b, xs), xe, ext, rows_ext)
+
+
 cdef Plan _plan(Py_ssize_t L_in, Py_ssize_t L_out, Py_ssize_t T, const Py_ssize_t[::1] tap_row,
                 const Py_ssize_t[::1] tap_shift, Py_ssize_t ntaps, const Py_ssize_t[::1] colmap, Py_ssize_t D,
                 Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi, int epi):
@@ -243,23 +330,31 @@ cdef Plan _plan(Py_ssize_t L_in, Py_ssize_t L_out, Py_ssize_t T, const Py_ssize_
     pl.xi1 = jhi * D
     pl.Lb = EDGE_PIECE + (pl.KW - 1) * D
     pl.epi = epi
+    pl.nm = 0
+    pl.m_row = NULL
+    pl.m_shift = NULL
     return pl
 
 
 def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
               const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_shift, const float_t[::1] tap_w,
               const Py_ssize_t[::1] colmap, Py_ssize_t D, Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi,
-              double cval, int epi, double scale, Py_ssize_t chunk, bint chunk_major, int nthreads):
+              double cval, int epi, double scale, const Py_ssize_t[::1] pair_ok, const Py_ssize_t[::1] m_row,
+              const Py_ssize_t[::1] m_shift, const float_t[::1] m_w0, const float_t[::1] m_w1, Py_ssize_t chunk,
+              bint chunk_major, int nthreads):
     """out[r, j*D + c] = sum_k tap_w[k] * S(rows[r, tap_row[k]], colmap[j + dx_k], c), stored through the
     epilogue ``epi`` (see ``_finish``); ``tap_shift[k] = (dx_k - off) * D``.  See the module doc.
 
-    Tasks are (row, chunk of ``chunk`` columns), ordered row by row, or chunk by chunk with ``chunk_major`` so
-    that a thread walks down a column strip and the rows its taps read stay in cache from one row to the next.
-    Everything (shapes, index ranges, ``chunk >= 1``) is validated by the caller: bounds checks are off.
+    With ``pair_ok`` non-empty, output rows go in pairs (2i, 2i + 1); where ``pair_ok[i]`` the interior uses the
+    merged taps ``m_*`` (see ``_pair_block``).  Tasks are (row or row pair, chunk of ``chunk`` columns), ordered
+    row by row, or chunk by chunk with ``chunk_major`` so that a thread walks down a column strip and the rows its
+    taps read stay in cache.  Everything is validated by the caller: bounds checks are off.
     """
     cdef Py_ssize_t R_out = out.shape[0], L_out = out.shape[1], T = rows.shape[1]
     cdef Py_ssize_t nchunks = (L_out + chunk - 1) // chunk
-    cdef Py_ssize_t task, r, xs, xe
+    cdef bint pairs = pair_ok.shape[0] > 0
+    cdef Py_ssize_t units = (R_out + 1) // 2 if pairs else R_out
+    cdef Py_ssize_t task, u, r, xs, xe
     cdef float_t cv = <float_t> cval, sc = <float_t> scale
     cdef Plan pl
     cdef float_t* ext = NULL
@@ -270,28 +365,45 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
     if R_out == 0 or L_out == 0:
         return
     pl = _plan(src.shape[1], L_out, T, tap_row, tap_shift, tap_w.shape[0], colmap, D, off, jlo, jhi, epi)
+    if pairs:
+        pl.nm = m_row.shape[0]
+        pl.m_row = &m_row[0] if pl.nm > 0 else NULL
+        pl.m_shift = &m_shift[0] if pl.nm > 0 else NULL
     edges = pl.xi0 > 0 or pl.xi1 < L_out
     cdef const float_t* sp = &src[0, 0]
     cdef float_t* op = &out[0, 0]
     cdef const Py_ssize_t* rp = &rows[0, 0]
+    cdef const Py_ssize_t* okp = &pair_ok[0] if pairs else NULL
     cdef const float_t* tw = &tap_w[0] if pl.ntaps > 0 else NULL
+    cdef const float_t* w0p = &m_w0[0] if pl.nm > 0 else NULL
+    cdef const float_t* w1p = &m_w1[0] if pl.nm > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        if edges:                                  # per-thread edge buffer
-            ext = <float_t*> malloc(T * pl.Lb * sizeof(float_t))
-            rows_ext = <Py_ssize_t*> malloc(T * sizeof(Py_ssize_t))
-            if ext == NULL or rows_ext == NULL:
-                failed[0] = 1
-        for task in prange(R_out * nchunks, schedule='static'):
-            if edges and (ext == NULL or rows_ext == NULL):
+        # per thread: the edge buffer (one line per row tap) with its row index, and a row pair's T + 1 rows
+        ext = <float_t*> malloc(T * pl.Lb * sizeof(float_t)) if edges else NULL
+        rows_ext = <Py_ssize_t*> malloc((2 * T + 1) * sizeof(Py_ssize_t))
+        if (edges and ext == NULL) or rows_ext == NULL:
+            failed[0] = 1
+        for task in prange(units * nchunks, schedule='static'):
+            if (edges and ext == NULL) or rows_ext == NULL:
                 continue      # every thread must reach the work-sharing loop; the error is raised below
             if chunk_major:
-                r = task % R_out
-                xs = (task // R_out) * chunk
+                u = task % units
+                xs = (task // units) * chunk
             else:
-                r = task // nchunks
+                u = task // nchunks
                 xs = (task % nchunks) * chunk
             xe = min(xs + chunk, L_out)
-            _segment(sp, &pl, rp + r * T, tw, cv, sc, op + r * L_out, xs, xe, ext, rows_ext)
+            if not pairs:
+                _segment(sp, &pl, rp + u * T, tw, cv, sc, op + u * L_out, xs, xe, ext, rows_ext)
+                continue
+            r = 2 * u
+            if r + 1 < R_out and okp[u]:
+                _segment_pair(sp, &pl, rp + r * T, rows_ext + T, tw, w0p, w1p, cv, sc, op + r * L_out, L_out, xs,
+                              xe, ext, rows_ext)
+            else:
+                _segment(sp, &pl, rp + r * T, tw, cv, sc, op + r * L_out, xs, xe, ext, rows_ext)
+                if r + 1 < R_out:
+                    _segment(sp, &pl, rp + (r + 1) * T, tw, cv, sc, op + (r + 1) * L_out, xs, xe, ext, rows_ext)
         free(ext)
         free(rows_ext)
     if failed[0]:

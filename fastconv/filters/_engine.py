@@ -42,6 +42,8 @@ ROW_TAP_MIN_INNER = 64
 # row-then-column sweep keeps live (half of a 512 KiB L2).
 STRIP_BYTES = 128 * 1024
 FUSE_BYTES = 256 * 1024
+# Row-tap kernels compute two output rows per block where their taps overlap (half the loads).
+PAIR_ROWS = True
 
 
 def index_map(n, pos, mode):
@@ -103,8 +105,30 @@ def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads, epi=0, scale=1.0)
     t_row, t_shift, t_w = _taps(w2, off, D, out2.dtype)
     jlo, jhi = _interior(n_in, n_out, KW, off)
     _filter.correlate(src2, out2, rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp), D, off,
-                      jlo, jhi, float(cval), epi, float(scale), *_chunking(R_out, L_out, rows.shape[1],
-                                                                           out2.dtype.itemsize), nthreads)
+                      jlo, jhi, float(cval), epi, float(scale), *_pairing(rows, w2, off, D, out2.dtype),
+                      *_chunking(R_out, L_out, rows.shape[1], out2.dtype.itemsize), nthreads)
+
+
+def _pairing(rows, w2, off, D, dtype):
+    """(pair_ok, m_row, m_shift, m_w0, m_w1) for the kernel's row pairs, or empty arrays for none.
+
+    Output rows 2i and 2i + 1 pair up where the second reads the first's row taps shifted by one; merged tap m
+    then reads pair row u (t for the first row, t + 1 for the second) with weights (w[u], w[u - 1]).
+    """
+    R, T = rows.shape
+    if not PAIR_ROWS or T < 2 or R < 2:
+        none = np.zeros(0, np.intp)
+        return none, none, none, np.zeros(0, dtype), np.zeros(0, dtype)
+    even = rows[0:R - 1:2]
+    ok = np.all(rows[1::2][:even.shape[0], :-1] == even[:, 1:], axis=1).astype(np.intp)
+    w = np.where(np.abs(w2) > WEIGHT_EPS, w2, 0.0)
+    W0 = np.zeros((T + 1, w.shape[1]))
+    W1 = np.zeros((T + 1, w.shape[1]))
+    W0[:T] = w
+    W1[1:] = w
+    m_row, m_dx = np.nonzero((W0 != 0) | (W1 != 0))
+    return (np.ascontiguousarray(ok), m_row.astype(np.intp), (m_dx.astype(np.intp) - off) * D,
+            np.ascontiguousarray(W0[m_row, m_dx], dtype=dtype), np.ascontiguousarray(W1[m_row, m_dx], dtype=dtype))
 
 
 def _chunking(R_out, L_out, T, itemsize):
