@@ -10,11 +10,9 @@ import fastconv as fc
 import reference as ref
 from fastconv import _algorithms
 from fastconv._algos import fft as F
+from test_conv_transpose import CONVT
+from test_grad import CONV, GRAD_IN, GRAD_W
 
-CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
-CONVT = {1: fc.conv_transpose1d, 2: fc.conv_transpose2d, 3: fc.conv_transpose3d}
-GRAD_IN = {1: fc.grad.conv1d_input, 2: fc.grad.conv2d_input, 3: fc.grad.conv3d_input}
-GRAD_W = {1: fc.grad.conv1d_weight, 2: fc.grad.conv2d_weight, 3: fc.grad.conv3d_weight}
 # The documented bound: max |error| <= BOUND * max |exact| on unit-scale data.
 BOUND = {np.float32: 1e-4, np.float64: 1e-10}
 
