@@ -9,8 +9,9 @@ Data path of every call::
     public function -> _validate (array, dtype, contiguity) -> PoolGeometry -> window tables -> kernel(out=...)
 
 Every window is described by one table per spatial dimension (first input position inside the input, number of
-taps, step), so regular, adaptive and global pooling run the same kernels (``_kernels/_pool.pyx``).  Backward
-functions scatter one (n, c) plane per thread in a fixed order: results do not depend on the number of threads.
+taps, step), so regular, adaptive and global pooling run the same kernels (``_kernels/_pool.pyx``).  Every
+element of a result, forward or backward, is computed by one thread in a fixed order (index scatters own whole
+(n, c) planes), so results do not depend on the number of threads.
 """
 import math
 from dataclasses import dataclass

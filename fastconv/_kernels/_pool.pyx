@@ -1,21 +1,25 @@
 # cython: language_level=3
-"""Pooling kernels: window max (with argmax) and window mean, their scatter backward, index scatter/gather
-(max-unpooling and max-pooling backward) and k-max selection along rows.
+"""Pooling kernels: window max (with argmax) and window mean, the mean's backward, index scatter/gather
+(max-pooling backward, max-unpooling and its backward) and k-max selection along rows.
 
 Windows are described separably, one table per spatial dimension (D, H, W), so regular, adaptive and global
 pooling share one kernel: output position ``o`` of a dimension reads the input positions
 ``start[o] + j * step`` for ``j < count[o]`` (only positions inside the input; padding never appears here).
 Every table entry has ``count >= 1``.  For the mean, ``div[o]`` is that dimension's factor of the divisor.
 
-Forward kernels run one task per (plane, od, oh, column chunk); a task folds the window's input rows one after
-another into the output row, so each output element is written by exactly one thread.  Inside the columns whose
-W-window is regular (``start = ow * sw - pw``, all ``kw`` taps inside the input) the loops have compile-time
-kernel sizes for the common cases.  Backward kernels scatter into the input gradient one (n, c) plane per task,
-in a fixed order, so results are bitwise identical for any number of threads.
-
 The max follows PyTorch exactly: the window is scanned in row-major order and a value replaces the current
 maximum when it is larger or NaN; ties keep the first maximum, a NaN wins (the last NaN of the window), and the
-index is a flat offset into the (unpadded) plane.
+index is a flat offset into the (unpadded) plane.  Because offsets grow in scan order, the same result has an
+order-free form -- a NaN beats a number, the larger offset wins among NaNs, the larger value among numbers and
+the smaller offset among equal numbers -- which lets partial results be combined in any order.
+
+The forward kernel runs one task per block of output rows (or per column chunk of a row), reading the input
+once and recording the argmax in the same pass; each output element is written by exactly one thread.  Regular
+2x2 and 3x3 windows run loops with compile-time sizes that vectorise across output columns; other regular
+windows fold input rows tap by tap; adaptive, global and other windows reduce the window rows column by column
+first.  Backward kernels write every input-gradient element from one thread in a fixed order (the mean gathers
+per input row, the index scatter owns whole (n, c) planes), so results are bitwise identical for any number of
+threads.  Large outputs are written with non-temporal stores.
 """
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t, uint64_t
