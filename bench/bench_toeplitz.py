@@ -4,8 +4,8 @@
   (2 N K C/g kh kw H_out W_out / time) and the fraction of the sgemm rate measured in this run with the same
   thread count (targets: >= 0.8 on the two 3x3 layers, <= 1.0x torch's time on the 1x1 layer);
 * transposed convolution 8x64x28x28 -> 32 channels, 4x4, stride 2, padding 1 (target <= 1.0x torch's time);
-* extra peak memory (resident set, which includes the kernels' malloc'd workspace) of one forward call of the
-  first 3x3 layer at batch 8 and 64, toeplitz vs direct, each in a fresh process.
+* extra peak memory (resident set, which includes the kernels' malloc'd workspace; Linux /proc) of one forward
+  call of the first 3x3 layer at batch 8 and 64, toeplitz vs direct, each in a fresh process.
 
 Candidates are timed in interleaved rounds (median of all repeats after warm-up) so machine load hits them alike.
 
@@ -96,21 +96,34 @@ def transposed_rows(threads, repeats, peak, torch, rng):
                    errors)
 
 
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError("no %s in /proc/self/status" % field)
+
+
 def _child_peak(algorithm, batch, threads):
-    """Runs in a fresh process: extra peak RSS (bytes) of one forward call once inputs and output exist."""
-    import resource
+    """Runs in a fresh process: extra peak resident memory (bytes) of one forward call.
+
+    The peak (VmHWM) is reset just before the call (``/proc/self/clear_refs``), so the inputs, the output and
+    whatever importing the libraries once needed do not hide the call's own workspace.
+    """
     _, xs, ws, stride, padding = MEMORY_LAYER
     xs = (batch,) + xs[1:]
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(xs, dtype=np.float32)      # no float64 temporary: it would raise the peak first
+    x = rng.standard_normal(xs, dtype=np.float32)
     w = rng.standard_normal(ws, dtype=np.float32)
     out = np.ones(fc.ConvGeometry.make(xs, ws, stride, padding).output_shape, np.float32)
     with fc.num_threads(threads):
         fc.conv2d(x[:1, :, :8, :8], w, None, stride, padding, algorithm=algorithm)   # load libraries, tiny buffers
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kib("VmRSS")
         fc.conv2d(x, w, None, stride, padding, algorithm=algorithm, out=out)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (after - before) * 1024
+        peak = _status_kib("VmHWM")
+    return (peak - before) * 1024
 
 
 def memory_rows(threads):
