@@ -3,7 +3,8 @@
 Pooling moves far more bytes than it computes, so next to the time ratio to torch every row reports the
 achieved bandwidth (bytes read + written, once each) and its fraction of a large memory copy measured in the
 same run.  Times are medians over rounds that run fastconv and torch back to back, so both see the same
-machine load; ``vs_torch`` is the ratio of the medians, ``paired`` the median of the per-round ratios.
+machine load; ``vs_torch`` is the ratio of the medians, ``paired`` the median of the per-round ratios and
+``paired_1t`` the same with one thread each.
 
     python bench/bench_pool.py [--threads 2] [--rounds 15] [--json bench/results/pool.json]
 """
@@ -77,19 +78,27 @@ def _interleaved(ours, theirs, rounds):
     return float(np.median(a)), (float(np.median(b)) if b else None), ratio, a
 
 
-def run(threads=2, rounds=15, dtype=np.float32):
+def run(threads=2, rounds=15, dtype=np.float32, single=True):
+    """One row per case with ``threads`` threads for both libraries; with ``single`` also the paired ratio of
+    single-threaded runs (less sensitive to other processes on a shared machine)."""
     torch = torch_or_none(threads)
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(dtype)
     copy = copy_gbps(nbytes=x.nbytes)
     rows = []
-    with fc.num_threads(threads):
-        for name, ours, theirs, nbytes in _cases(x, torch):
+    for name, ours, theirs, nbytes in _cases(x, torch):
+        if torch is not None:
+            torch.set_num_threads(threads)
+        with fc.num_threads(threads):
             t, tt, ratio, a = _interleaved(ours, theirs, rounds)
-            gbps = nbytes / t / 1e9
-            rows.append(dict(op=name, ms=t * 1e3, torch_ms=None if tt is None else tt * 1e3,
-                             vs_torch=None if tt is None else t / tt, paired=ratio,
-                             mb_moved=nbytes / 1e6, gbps=gbps, frac_copy=gbps / copy,
-                             spread=(max(a) - min(a)) / t))
+        gbps = nbytes / t / 1e9
+        row = dict(op=name, ms=t * 1e3, torch_ms=None if tt is None else tt * 1e3,
+                   vs_torch=None if tt is None else t / tt, paired=ratio, mb_moved=nbytes / 1e6, gbps=gbps,
+                   frac_copy=gbps / copy, spread=(max(a) - min(a)) / t)
+        if single and threads != 1 and torch is not None:
+            torch.set_num_threads(1)
+            with fc.num_threads(1):
+                row["paired_1t"] = _interleaved(ours, theirs, rounds)[2]
+        rows.append(row)
     copy_after = copy_gbps(nbytes=x.nbytes)
     return copy, copy_after, rows
 
@@ -103,8 +112,8 @@ def main(argv=None):
     copy, copy_after, rows = run(a.threads, a.rounds)
     print("input %s float32, %d threads; memory copy %.1f GB/s before and %.1f GB/s after (this run)"
           % ("x".join(map(str, SHAPE)), a.threads, copy, copy_after))
-    print(format_table(rows, ["op", "ms", "torch_ms", "vs_torch", "paired", "mb_moved", "gbps", "frac_copy",
-                              "spread"]))
+    print(format_table(rows, ["op", "ms", "torch_ms", "vs_torch", "paired", "paired_1t", "mb_moved", "gbps",
+                              "frac_copy", "spread"]))
     save_json(a.json, rows, copy_gbps=copy, copy_gbps_after=copy_after, threads=a.threads, shape=SHAPE)
 
 
