@@ -7,8 +7,8 @@ in the same run: PyTorch (conv2d, autograd backward), scipy.ndimage (correlate, 
 (fftconvolve, oaconvolve) and scikit-image (filters.gaussian).
 
 Each measurement is the median of repeats after a warm-up call (fewer repeats for slow calls, within a time
-budget), with the spread (max - min) / median, GFLOP/s (2 N K C/g prod(kernel) prod(output) / time, forward; three
-times that for backward), the fraction of the BLAS sgemm rate measured in the same run, the peak memory
+budget), with the spread (max - min) / median, GFLOP/s (2 N K C/g prod(kernel) prod(output) / time, forward; twice
+that for backward: input and weight gradient), the fraction of the BLAS sgemm rate measured in the same run, the peak memory
 allocated during one call (tracemalloc: NumPy buffers, BLAS/FFT workspaces), and the max error against the
 direct algorithm relative to max |direct|.  ``auto`` is measured as a user would call it; the summary gives its
 time over the fastest algorithm's for each layer.
@@ -250,6 +250,7 @@ def run(grid="default", threads=None, dtype="float32", repeats=5, budget=1.0, ba
     if bar is not None:
         bar.close()
     return {"machine": machine(), "sgemm_gflops": peak, "threads": nthreads, "dtype": dtype.name,
+            "algorithms": list(_algorithms.names()),
             "grid": grid if isinstance(grid, str) else "custom", "results": rows}
 
 
