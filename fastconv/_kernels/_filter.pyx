@@ -493,16 +493,28 @@ def unsharp_combine(const float_t[::1] image, float_t[::1] blurred, double amoun
 
 
 def transpose_pairs(const float_t[:, :, :] src, float_t[:, :, ::1] dst, int nthreads):
-    """dst[j, i, :] = src[i, j, :] for (R, C) complex numbers stored as (re, im) pairs, in 32 x 32 tiles (the
-    FFT path keeps its complex transforms on contiguous rows by transposing between them)."""
+    """dst[j, i, :] = src[i, j, :] for (R, C) complex numbers stored as (re, im) pairs (``src`` rows may be
+    strided, each row contiguous), in 32 x 32 tiles (the FFT path keeps its complex transforms on contiguous rows
+    by transposing between them)."""
     cdef Py_ssize_t R = src.shape[0], C = src.shape[1]
+    cdef Py_ssize_t rs = src.strides[0] // sizeof(float_t)      # src row stride in elements
     cdef Py_ssize_t nbc = (C + 31) // 32, nbr = (R + 31) // 32
-    cdef Py_ssize_t t, i, j, i0, j0
+    cdef Py_ssize_t t, i, j, i0, j0, i1, j1
+    cdef const float_t* s0
+    cdef const float_t* sr
+    cdef float_t* d0
+    if R == 0 or C == 0:
+        return
+    s0 = &src[0, 0, 0]
+    d0 = &dst[0, 0, 0]
     with nogil:
         for t in prange(nbr * nbc, schedule='static', num_threads=nthreads):
-            i0 = (t // nbc) * 32
-            j0 = (t % nbc) * 32
-            for i in range(i0, min(i0 + 32, R)):
-                for j in range(j0, min(j0 + 32, C)):
-                    dst[j, i, 0] = src[i, j, 0]
-                    dst[j, i, 1] = src[i, j, 1]
+            i0 = (t % nbr) * 32
+            j0 = (t // nbr) * 32
+            i1 = min(i0 + 32, R)
+            j1 = min(j0 + 32, C)
+            for i in range(i0, i1):
+                sr = s0 + i * rs
+                for j in range(j0, j1):
+                    d0[2 * (j * R + i)] = sr[2 * j]
+                    d0[2 * (j * R + i) + 1] = sr[2 * j + 1]
