@@ -113,10 +113,6 @@ class _Windows:
     pw: int = 0
     kw: int = 1
 
-    @property
-    def out_size(self):
-        return tuple(len(s) for s in self.start)
-
 
 def _as3(items, fill):
     return (fill,) * (3 - len(items)) + tuple(items)
