@@ -4,6 +4,8 @@
   (2 N K C/g kh kw H_out W_out / time) and the fraction of the sgemm rate measured in this run with the same
   thread count (targets: >= 0.8 on the two 3x3 layers, <= 1.0x torch's time on the 1x1 layer);
 * transposed convolution 8x64x28x28 -> 32 channels, 4x4, stride 2, padding 1 (target <= 1.0x torch's time);
+* both with the requested thread count and with one thread (on a shared machine the one-thread ratios are the
+  steadier ones);
 * extra peak memory (resident set, which includes the kernels' malloc'd workspace; Linux /proc) of one forward
   call of the first 3x3 layer at batch 8 and 64, toeplitz vs direct, each in a fresh process.
 
@@ -27,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_conv import LAYERS  # noqa: E402  (the reference layers, shared with bench_conv.py)
 
 ALGORITHMS = ("toeplitz", "direct")
+torch = None     # set by main() when torch is installed
 # (name, input shape, weight shape (C_in, C_out, kh, kw), stride, padding)
 TRANSPOSED = ("convT 4x4 s2 64->32", (8, 64, 28, 28), (64, 32, 4, 4), 2, 1)
 MEMORY_LAYER = LAYERS[0]
@@ -54,46 +57,43 @@ def _torch_fn(torch, name, *args, **kw):
     return run
 
 
-def compare(name, geom, fns, threads, repeats, peak, errors):
+def compare(name, geom, fns, errors, threads, repeats, peak):
     """Rows for ALGORITHMS timed against each other and torch (if in ``fns``) in one interleaved run."""
     with fc.num_threads(threads):
         t = interleaved(fns, repeats)
     rows = []
     for a in ALGORITHMS:
         gflops = geom.flops / t[a] / 1e9
-        rows.append(dict(case=name, algorithm=a, ms=t[a] * 1e3, gflops=gflops, frac_sgemm=gflops / peak,
-                         vs_torch=t[a] / t["torch"] if "torch" in t else None, vs_direct=t[a] / t["direct"],
-                         max_err=errors[a]))
+        rows.append(dict(case=name, threads=threads, algorithm=a, ms=t[a] * 1e3, gflops=gflops,
+                         frac_sgemm=gflops / peak, vs_torch=t[a] / t["torch"] if "torch" in t else None,
+                         vs_direct=t[a] / t["direct"], max_err=errors[a]))
     return rows
 
 
-def forward_rows(threads, repeats, peak, torch, rng):
-    rows = []
+def _case(name, geom, fn, torch_name, x, w, **kw):
+    """(name, geometry, {candidate: call}, {algorithm: max error against torch or direct})."""
+    fns = {a: (lambda a=a: fn(x, w, None, algorithm=a, **kw)) for a in ALGORITHMS}
+    want = fns["direct"]()
+    if torch is not None:
+        fns["torch"] = _torch_fn(torch, torch_name, x, w, **kw)
+        want = fns["torch"]().numpy()
+    return name, geom, fns, {a: float(np.abs(fns[a]() - want).max()) for a in ALGORITHMS}
+
+
+def cases(rng):
+    """The reference layers (forward) and the transposed convolution."""
+    out = []
     for name, xs, ws, stride, padding in LAYERS:
         x = rng.standard_normal(xs, dtype=np.float32)
         w = rng.standard_normal(ws, dtype=np.float32)
-        fns = {a: (lambda a=a: fc.conv2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
-        want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
-                                          padding=padding).numpy() if torch is not None else fns["direct"]()
-        if torch is not None:
-            fns["torch"] = _torch_fn(torch, "conv2d", x, w, stride=stride, padding=padding)
-        errors = {a: float(np.abs(fns[a]() - want).max()) for a in ALGORITHMS}
-        rows += compare(name, fc.ConvGeometry.make(xs, ws, stride, padding), fns, threads, repeats, peak, errors)
-    return rows
-
-
-def transposed_rows(threads, repeats, peak, torch, rng):
+        out.append(_case(name, fc.ConvGeometry.make(xs, ws, stride, padding), fc.conv2d, "conv2d", x, w,
+                         stride=stride, padding=padding))
     name, xs, ws, stride, padding = TRANSPOSED
     x = rng.standard_normal(xs, dtype=np.float32)
     w = rng.standard_normal(ws, dtype=np.float32)
-    fns = {a: (lambda a=a: fc.conv_transpose2d(x, w, None, stride, padding, algorithm=a)) for a in ALGORITHMS}
-    want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
-                                                padding=padding).numpy() if torch is not None else fns["direct"]()
-    if torch is not None:
-        fns["torch"] = _torch_fn(torch, "conv_transpose2d", x, w, stride=stride, padding=padding)
-    errors = {a: float(np.abs(fns[a]() - want).max()) for a in ALGORITHMS}
-    return compare(name, fc.ConvGeometry.for_transpose(xs, ws, stride, padding), fns, threads, repeats, peak,
-                   errors)
+    out.append(_case(name, fc.ConvGeometry.for_transpose(xs, ws, stride, padding), fc.conv_transpose2d,
+                     "conv_transpose2d", x, w, stride=stride, padding=padding))
+    return out
 
 
 def _status_kib(field):
@@ -151,23 +151,25 @@ def main(argv=None):
     p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                   "toeplitz.json"))
     a = p.parse_args(argv)
-    rng = np.random.default_rng(0)
+    global torch
     torch = torch_or_none(a.threads)
-    with blas_threads(a.threads):
-        peak = sgemm_gflops(threads=a.threads)
-    rows = forward_rows(a.threads, a.repeats, peak, torch, rng)
-    rows += transposed_rows(a.threads, a.repeats, peak, torch, rng)
-    with blas_threads(a.threads):
-        peak_after = sgemm_gflops(threads=a.threads)
+    todo = cases(np.random.default_rng(0))
+    rows, peaks = [], {}
+    for n in sorted({a.threads, 1}, reverse=True):     # the thread count asked for, and one thread
+        if torch is not None:
+            torch.set_num_threads(n)
+        with blas_threads(n):
+            peaks[n] = sgemm_gflops(threads=n)
+        for case in todo:
+            rows += compare(*case, threads=n, repeats=a.repeats, peak=peaks[n])
     mem = memory_rows(a.threads)
-    print("sgemm %.1f GFLOP/s before, %.1f after the timings, %d threads (measured in this run; frac_sgemm uses "
-          "the first)" % (peak, peak_after, a.threads))
-    print(format_table(rows, ["case", "algorithm", "ms", "gflops", "frac_sgemm", "vs_torch", "vs_direct",
-                              "max_err"]))
+    print("sgemm GFLOP/s measured in this run: " + ", ".join("%.1f with %d thread(s)" % (peaks[n], n) for n in peaks))
+    print(format_table(rows, ["case", "threads", "algorithm", "ms", "gflops", "frac_sgemm", "vs_torch",
+                              "vs_direct", "max_err"]))
     print()
     print(format_table(mem, ["case", "algorithm", "extra_peak_mib", "planned_workspace_mib", "output_mib",
                              "limit_mib"]))
-    save_json(a.json, rows, memory=mem, sgemm_gflops=peak, sgemm_gflops_after=peak_after, threads=a.threads)
+    save_json(a.json, rows, memory=mem, sgemm_gflops={str(n): v for n, v in peaks.items()}, threads=a.threads)
     return rows, mem
 
 
