@@ -82,10 +82,19 @@ GRIDS = {
 
 
 def _measure(fn, repeats, budget):
-    """Warm-up call, then up to ``repeats`` timed calls within ``budget`` seconds (at least one)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
+    """A warm-up call traced by tracemalloc (its output and peak allocation are returned), then up to
+    ``repeats`` timed calls within ``budget`` seconds (at least one).
+
+    Returns ``(output, peak_mb, median_s, spread, n)``.
+    """
+    tracemalloc.start()
+    try:
+        t0 = time.perf_counter()
+        out = fn()
+        first = time.perf_counter() - t0
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    finally:
+        tracemalloc.stop()
     n = int(max(1, min(repeats, budget / max(first, 1e-9))))
     times = []
     for _ in range(n):
@@ -94,16 +103,7 @@ def _measure(fn, repeats, budget):
         times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
-    return med, (times[-1] - times[0]) / med if med > 0 else 0.0, n
-
-
-def _peak_mb(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2 ** 20
-    finally:
-        tracemalloc.stop()
+    return out, peak_mb, med, (times[-1] - times[0]) / med if med > 0 else 0.0, n
 
 
 def _rel_err(a, ref):
@@ -185,8 +185,8 @@ def _gauss_jobs(spec, dtype, rng, peers):
 ALL_PEERS = ("torch", "scipy.ndimage", "scipy.signal", "scikit-image")
 
 
-def run(grid="default", threads=None, dtype="float32", repeats=5, budget=1.0, backward=True, peers=ALL_PEERS,
-        progress=True, max_estimate=3.0):
+def run(grid="default", threads=None, dtype="float32", repeats=5, budget=0.3, backward=True, peers=ALL_PEERS,
+        progress=True, max_estimate=1.0):
     """Run a grid; returns ``{"machine", "sgemm_gflops", "threads", "dtype", "results": [row, ...]}``."""
     layers = GRIDS[grid] if isinstance(grid, str) else list(grid)
     nthreads = _threads.effective_threads(threads)
@@ -228,13 +228,13 @@ def run(grid="default", threads=None, dtype="float32", repeats=5, budget=1.0, ba
                             row.update(skipped="estimated %.1f s per call" % est)
                             rows.append(row)
                             continue
-                med, spread, n = _measure(fn, repeats, budget)
-                row.update(ms=med * 1e3, spread=spread, repeats=n, peak_mb=_peak_mb(fn))
+                out, peak_mb, med, spread, n = _measure(fn, repeats, budget)
+                row.update(ms=med * 1e3, spread=spread, repeats=n, peak_mb=peak_mb)
                 if geom is not None:
                     row["gflops"] = geom.flops * (1 if op == "forward" else 2) / med / 1e9
                     row["frac_sgemm"] = row["gflops"] / peak
                 if op == "forward":
-                    outputs[impl] = np.asarray(fn(), np.float64)
+                    outputs[impl] = np.asarray(out, np.float64)
                 rows.append(row)
             # errors against the direct algorithm (conv layers) or scikit-image / scipy (Gaussian filtering)
             ref_impl = next((k for k in ("direct", "scikit-image", "scipy.ndimage") if k in outputs), None)
@@ -342,7 +342,10 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=None, help="threads for fastconv, BLAS and torch")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up (default: %(default)s)")
-    p.add_argument("--budget", type=float, default=1.0, help="seconds of timed repeats per measurement")
+    p.add_argument("--budget", type=float, default=0.3, help="seconds of timed repeats per measurement "
+                   "(default: %(default)s)")
+    p.add_argument("--max-estimate", type=float, default=1.0,
+                   help="skip an algorithm whose cost model predicts more seconds per call (default: %(default)s)")
     p.add_argument("--no-backward", action="store_true", help="forward only")
     p.add_argument("--peers", default=",".join(ALL_PEERS),
                    help="comma-separated peers to measure if installed (default: all), or 'none'")
@@ -363,7 +366,7 @@ def main(args):
     if unknown:
         raise ValueError("--peers: unknown peer(s) %s; choose from %s" % (sorted(unknown), ", ".join(ALL_PEERS)))
     res = run(args.grid, args.threads, args.dtype, args.repeats, args.budget, not args.no_backward, peers,
-              progress=not args.no_progress)
+              progress=not args.no_progress, max_estimate=args.max_estimate)
     print("fastconv bench: grid=%s dtype=%s threads=%d; BLAS GEMM %.1f GFLOP/s in this run"
           % (res["grid"], res["dtype"], res["threads"], res["sgemm_gflops"]))
     print(format_table(res["results"], TABLE))
