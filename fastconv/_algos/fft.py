@@ -57,6 +57,7 @@ import scipy.fft as sfft
 
 from .. import _kernels
 from .._algorithms import Algorithm, register
+from .toeplitz import single_threaded_blas
 
 _fft = _kernels.load("_fft")
 
@@ -368,19 +369,11 @@ def _kernel_spectrum(w, plan, nthreads):
     return _transpose(spec, nthreads) if plan.gemm else spec
 
 
-_blas_controller = None
-
-
 def _blas_single(plan):
     """Hold BLAS to one thread while the GEMM channel sum runs: its calls are small and come from our own threads
-    (measured: letting OpenBLAS thread them, or two lanes call a threaded BLAS at once, is several times slower)."""
-    global _blas_controller
-    if not plan.gemm:
-        return contextlib.nullcontext()
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
+    (measured: letting OpenBLAS thread them, or two lanes call a threaded BLAS at once, is several times slower).
+    The reference-counted limit shared with the toeplitz algorithm, so overlapping calls restore it correctly."""
+    return single_threaded_blas() if plan.gemm else contextlib.nullcontext()
 
 
 def _fl(z):
