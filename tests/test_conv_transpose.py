@@ -116,7 +116,7 @@ def test_mixed_and_integer_dtypes():
 
 
 def test_bitwise_identical_for_any_thread_count():
-    x, w, b, kw = _case((4, 16, 8, 2, (9, 10), (4, 3), 2, 1, 1, 1), np.float32)
+    x, w, b, kw = _case((8, 32, 16, 2, (9, 10), (4, 3), 2, 1, 1, 1), np.float32)    # > 2 MFLOP: two threads
     results = []
     for n in (1, 2):
         with fc.num_threads(n):

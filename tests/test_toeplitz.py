@@ -120,7 +120,9 @@ def test_matches_torch(case, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bitwise_identical_for_any_thread_count(dtype):
-    x, w, b, gy, kw, geom = _case((6, 8, 12, 2, (13, 14), (3, 2), 1, 1, 1), dtype)
+    x, w, b, gy, kw, geom = _case((8, 16, 24, 2, (21, 22), (3, 2), 1, 1, 1), dtype)
+    for op in ("forward", "grad_input", "grad_weight"):
+        assert tpa.plan(geom, dtype, op, 2).threads == 2       # big enough to use both threads
     runs = []
     for n in (1, 2, 3):
         with fc.num_threads(n):
