@@ -300,8 +300,8 @@ def fft_shape(shape, ksize):
 def _transpose(a, b, nthreads):
     """b = a.T for 2-D complex arrays (``a`` may have strided rows; ``b`` C-contiguous)."""
     real = np.float32 if a.dtype == np.complex64 else np.float64
-    if a.strides[1] != a.itemsize or a.strides[0] % a.itemsize:
-        raise AssertionError("transpose needs contiguous rows")  # internal invariant
+    if (a.shape[1] > 1 and a.strides[1] != a.itemsize) or (a.shape[0] > 1 and a.strides[0] % a.itemsize):
+        a = np.ascontiguousarray(a)              # the kernel walks each row contiguously
     _filter.transpose_pairs(a.view(real).reshape(a.shape + (2,)), b.view(real).reshape(b.shape + (2,)), nthreads)
 
 
