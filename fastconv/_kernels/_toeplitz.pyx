@@ -97,10 +97,14 @@ cdef void _lower(float_t* xc0, float_t* col, Py_ssize_t nc, const Geo* g, Py_ssi
                             lo = min(max(l0, ow), end)
                             hi = min(max(h0, lo), end)
                             row = xc0 + c * DHW + (idd * g.H + ihh) * g.W
+                        # strides 1 and 2 get loops with a constant stride, which the compiler vectorises
                         if adjoint:
                             if g.sw == 1:
                                 for o in range(lo, hi):
                                     row[o + off] += cp[o - ow]
+                            elif g.sw == 2:
+                                for o in range(lo, hi):
+                                    row[o * 2 + off] += cp[o - ow]
                             else:
                                 for o in range(lo, hi):
                                     row[o * g.sw + off] += cp[o - ow]
@@ -109,6 +113,9 @@ cdef void _lower(float_t* xc0, float_t* col, Py_ssize_t nc, const Geo* g, Py_ssi
                                 memset(cp, 0, (lo - ow) * sizeof(float_t))
                             if g.sw == 1:
                                 memcpy(cp + (lo - ow), row + (lo + off), (hi - lo) * sizeof(float_t))
+                            elif g.sw == 2:
+                                for o in range(lo, hi):
+                                    cp[o - ow] = row[o * 2 + off]
                             else:
                                 for o in range(lo, hi):
                                     cp[o - ow] = row[o * g.sw + off]
