@@ -20,6 +20,8 @@ _direct = _kernels.load("_direct")
 
 # Per-thread gather buffer budget: rows of the input band for one task (about half of a 512 KiB L2 cache).
 BUFFER_BYTES = 256 * 1024
+# Larger per-thread buffers are refused before the kernel runs (no machine has them; 64-bit sizes stay exact).
+MAX_BUFFER_BYTES = 2 ** 48
 MIN_FLOPS_PER_THREAD = 1_000_000
 
 
@@ -76,6 +78,14 @@ def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads)
         kchunks = min(nkb, ceil(want / (base * ceil(nwblk / wcb))))
         if base * kchunks * ceil(nwblk / wcb) < want:
             wcb = max(1, nwblk * base * kchunks // want)
+    # The kernel sizes its gather buffer as below in 64-bit integers: a huge W stride or dilation (up to 2**62)
+    # would wrap around there and under-allocate, so refuse it here, exactly, as the kernel's malloc would.
+    wb = (wcb * WB - 1) * stride[2] + (T - 1) * dilation[2] + 1
+    if mode == 1:
+        wb = -(-wb // stride[2]) * stride[2]
+    if Cg * R * S * wb * x5.itemsize > MAX_BUFFER_BYTES:
+        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
+                          % (Cg * R * S * wb * x5.itemsize))
     b = bias if bias is not None else np.zeros(1, x5.dtype)
     _direct.forward(x5, packed, b, bias is not None, out5, groups, R, S, T, *stride, *dilation, *pad_lo,
                     *in_dil, mode, kb, kchunks, wcb, rows, nthreads)
