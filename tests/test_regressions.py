@@ -1,8 +1,8 @@
 """Failures found by the property tests and the bad-input catalogue, shrunk and saved as explicit tests.
 
-Each test names what failed, the smallest input that showed it and what was fixed.  Tests marked ``xfail(strict)``
-are known bugs whose fix belongs in a module this suite may not change; they turn into failures (XPASS) the moment
-the fix lands, so the marker is removed with it.
+Each test names what failed, the smallest input that showed it and what was fixed.  A test marked
+``xfail(strict=True)`` is a known bug whose fix is pending in another module; it turns into a failure (XPASS) the
+moment the fix lands, and the marker goes with it.
 """
 import numpy as np
 import pytest
@@ -106,7 +106,8 @@ def test_conv_transpose_output_padding_at_least_stride(alg):
     ``stride <= output_padding < dilation`` the forward geometry has more outputs than the transposed input:
     shrunk example ``conv_transpose3d(x (1,1,1,1,1), w (1,1,1,1,1), output_padding=(0,0,1), dilation=(1,1,2))``
     stops on an ``assert`` (and under ``python -O`` the kernels read past the input; fft returned wrong
-    values)."""
+    values).  Fixed in ``_geometry.py``: whole strides of output_padding reduce the adjoint's high-side
+    padding."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 2, 3, 4))
     w = rng.standard_normal((2, 3, 2, 3))
@@ -118,7 +119,52 @@ def test_conv_transpose_output_padding_at_least_stride(alg):
 @pytest.mark.parametrize("kw", [dict(stride=(2 ** 70, 1)), dict(padding=(2 ** 64, 0), stride=(2 ** 65, 1))])
 def test_parameters_beyond_int64_are_value_errors(kw):
     """``conv2d(x, w, stride=(2**70, 1))`` reached the kernel call and raised OverflowError ("Python int too
-    large to convert to C ssize_t") instead of a ValueError naming the argument."""
+    large to convert to C ssize_t") instead of a ValueError naming the argument.  Fixed in ``_validate.py``
+    (``int_tuple`` refuses magnitudes of 2**62 and more)."""
     x, w = np.ones((1, 1, 5, 5)), np.ones((1, 1, 2, 2))
     with pytest.raises(ValueError, match="'stride'|'padding'"):
         fc.conv2d(x, w, algorithm="direct", **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_huge_w_stride_with_several_output_columns(dtype):
+    """Allowed since parameters may reach 2**62: ``conv2d(x (1,2,5,6), w (3,2,3,2), stride=(1, 2**61),
+    padding=(0, 0, 0, 2**65))`` has 17 output columns; direct's gather-buffer size ``(64 - 1) * 2**61 + ...``
+    wrapped around in the kernel's 64-bit arithmetic and it returned NaN in release builds (and never finished
+    under the debug build).  Fixed in ``_algos/direct.py``: the size is computed exactly first and refused with
+    MemoryError, like any allocation that cannot succeed.  toeplitz computes it."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 5, 6)).astype(dtype)
+    w = rng.standard_normal((3, 2, 3, 2)).astype(dtype)
+    kw = dict(padding=(0, 0, 0, 16 * 2 ** 61), stride=(1, 2 ** 61))
+    with pytest.raises(MemoryError, match="could not allocate"):
+        fc.conv2d(x, w, algorithm="direct", **kw)
+    want = np.zeros((1, 3, 3, 17))
+    want[..., :1] = ref.conv_nd(x[..., :2], w)          # every other column reads only padding
+    np.testing.assert_allclose(fc.conv2d(x, w, algorithm="toeplitz", **kw), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.xfail(strict=True, reason="fft: index arithmetic overflows for strides near 2**62; fix requested")
+def test_fft_huge_w_stride_with_several_output_columns():
+    """The same problem with algorithm="fft" returns wrong values (max error 4.4 against 1e-15 for toeplitz)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 5, 6))
+    w = rng.standard_normal((3, 2, 3, 2))
+    try:
+        got = fc.conv2d(x, w, algorithm="fft", padding=(0, 0, 0, 16 * 2 ** 61), stride=(1, 2 ** 61))
+    except (ValueError, MemoryError):
+        return                                           # declining the geometry is fine too
+    want = np.zeros((1, 3, 3, 17))
+    want[..., :1] = ref.conv_nd(x[..., :2], w)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError,
+                   reason="_validate.padding_pairs: the (lo, hi) pair and flat forms bypass the 2**62 bound")
+@pytest.mark.parametrize("padding", [((2 ** 70, 0), (0, 0)), (2 ** 70, 0, 0, 0)])
+def test_padding_pairs_beyond_int64_are_value_errors(padding):
+    """``conv2d(x, w, padding=((2**70, 0), (0, 0)), stride=(2**61, 1))`` still raises OverflowError from the
+    kernel call: only the int and per-dim forms of ``padding`` go through ``int_tuple``'s bound."""
+    x, w = np.ones((1, 1, 5, 5)), np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match="'padding'"):
+        fc.conv2d(x, w, padding=padding, stride=(2 ** 61, 1), algorithm="direct")
