@@ -71,6 +71,20 @@ cdef inline void _finish(float_t* dst, const float_t* val, Py_ssize_t n, int epi
             dst[i] = (<float_t> sqrt(dst[i] + sq)) / scale
 
 
+cdef inline void _store(float_t* dst, const vec_t* acc, int nv, int epi, float_t scale) noexcept nogil:
+    """Store ``nv`` (<= 8) accumulator vectors to ``dst`` through the epilogue."""
+    cdef float_t tmp[64]
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef int q
+    if epi == 0:
+        for q in range(nv):
+            (<vec_t*> (dst + q * V))[0] = acc[q]
+    else:
+        for q in range(nv):
+            (<vec_t*> (tmp + q * V))[0] = acc[q]
+        _finish(dst, tmp, nv * V, epi, scale)
+
+
 cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
                              const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
                              Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, int epi, float_t scale,
@@ -79,7 +93,6 @@ cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize
     consecutive outputs stay in registers while every tap is added.  ``tag`` only selects the vector type."""
     cdef vec_t acc[8]
     cdef vec_t z, wv
-    cdef float_t tmp[64]
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
     cdef Py_ssize_t q, k, ri
     cdef const float_t* p
@@ -97,13 +110,7 @@ cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize
             p = src + ri * L_in + x0 + tap_shift[k]
             for q in range(8):
                 acc[q] += wv * (<const vec_t*> (p + q * V))[0]
-    if epi == 0:
-        for q in range(8):
-            (<vec_t*> (dst + q * V))[0] = acc[q]
-    else:
-        for q in range(8):
-            (<vec_t*> (tmp + q * V))[0] = acc[q]
-        _finish(dst, tmp, 8 * V, epi, scale)
+    _store(dst, acc, 8, epi, scale)
 
 
 cdef inline void _block_tail(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
@@ -200,6 +207,16 @@ cdef inline void _edge(const float_t* src, const Plan* pl, const Py_ssize_t* row
         x0 = xe
 
 
+cdef inline void _interior_range(const Plan* pl, Py_ssize_t xs, Py_ssize_t xe, Py_ssize_t* a,
+                                 Py_ssize_t* b) noexcept nogil:
+    """[a, b): the interior part of columns [xs, xe) (empty, a = b = xe, when they are all edge)."""
+    a[0] = max(xs, pl.xi0)
+    b[0] = min(xe, pl.xi1)
+    if b[0] < a[0]:
+        a[0] = xe
+        b[0] = xe
+
+
 cdef inline void _segment(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, const float_t* tap_w,
                           float_t cval, float_t scale, float_t* orow, Py_ssize_t xs, Py_ssize_t xe, float_t* ext,
                           Py_ssize_t* rows_ext) noexcept nogil:
@@ -208,11 +225,7 @@ cdef inline void _segment(const float_t* src, const Plan* pl, const Py_ssize_t* 
     cdef Py_ssize_t x, a, b
     cdef v8f* vf = NULL
     cdef v4d* vd = NULL
-    a = max(xs, pl.xi0)
-    b = min(xe, pl.xi1)
-    if b < a:
-        a = xe
-        b = xe
+    _interior_range(pl, xs, xe, &a, &b)
     _edge(src, pl, rows_r, tap_w, cval, scale, orow, xs, a, ext, rows_ext)
     x = a
     while x + NB <= b:
@@ -239,7 +252,6 @@ cdef inline void _pair_block(const float_t* src, Py_ssize_t L_in, const Py_ssize
     cdef vec_t a0[4]
     cdef vec_t a1[4]
     cdef vec_t z, w0, w1, v
-    cdef float_t tmp[32]
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
     cdef Py_ssize_t q, m, ri
     cdef const float_t* p
@@ -263,17 +275,8 @@ cdef inline void _pair_block(const float_t* src, Py_ssize_t L_in, const Py_ssize
                 v = (<const vec_t*> (p + q * V))[0]
                 a0[q] += w0 * v
                 a1[q] += w1 * v
-    if pl.epi == 0:
-        for q in range(4):
-            (<vec_t*> (dst0 + q * V))[0] = a0[q]
-            (<vec_t*> (dst1 + q * V))[0] = a1[q]
-    else:
-        for q in range(4):
-            (<vec_t*> (tmp + q * V))[0] = a0[q]
-        _finish(dst0, tmp, 4 * V, pl.epi, scale)
-        for q in range(4):
-            (<vec_t*> (tmp + q * V))[0] = a1[q]
-        _finish(dst1, tmp, 4 * V, pl.epi, scale)
+    _store(dst0, a0, 4, pl.epi, scale)
+    _store(dst1, a1, 4, pl.epi, scale)
 
 
 cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, Py_ssize_t* rows_u,
@@ -287,11 +290,7 @@ cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssiz
     cdef const Py_ssize_t* rows_r1 = rows_r + T
     cdef v8f* vf = NULL
     cdef v4d* vd = NULL
-    a = max(xs, pl.xi0)
-    b = min(xe, pl.xi1)
-    if b < a:
-        a = xe
-        b = xe
+    _interior_range(pl, xs, xe, &a, &b)
     _edge(src, pl, rows_r, tap_w, cval, scale, orow, xs, a, ext, rows_ext)
     _edge(src, pl, rows_r1, tap_w, cval, scale, orow + L_out, xs, a, ext, rows_ext)
     for t in range(T):
