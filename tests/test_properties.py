@@ -249,14 +249,13 @@ UNPOOL = {1: fc.max_unpool1d, 2: fc.max_unpool2d, 3: fc.max_unpool3d}
 
 def _empty_window(x, kw):
     """True when some window holds no input element (fastconv refuses those geometries with a ValueError)."""
-    nd = x.ndim - 2
     stride = kw["stride"] or kw["kernel_size"]
     for n, k, s, p, d in zip(x.shape[2:], kw["kernel_size"], stride, kw["padding"], kw["dilation"]):
         out = ref.pool_output_size(n, k, s, p, d, kw["ceil_mode"])
         for o in range(out):
             if not any(0 <= o * s - p + j * d < n for j in range(k)):
                 return True
-    return nd < 0
+    return False
 
 
 @budget("max_pool")
@@ -378,14 +377,18 @@ def test_global_pools_match_numpy(nd, dtype, d):
                                ref.index_scatter_add(g[..., None], i[..., None], (shape[0], shape[1], flat.shape[-1])))
 
 
+def _kmax_problem(d, dtype, max_ndim):
+    """(shape, dim, k, x) of a k-max pooling with up to ``max_ndim`` dims of up to 5 elements."""
+    ndim = d.draw(st.integers(1, max_ndim))
+    shape = tuple(d.draw(st.integers(1, 5)) for _ in range(ndim))
+    dim = d.draw(st.integers(-ndim, ndim - 1))
+    return shape, dim, d.draw(st.integers(1, shape[dim])), data(d.draw, shape, dtype)
+
+
 @budget("kmax")
 @given(dtypes, st.data())
 def test_kmax_pool_matches_reference(dtype, d):
-    ndim = d.draw(st.integers(1, 4))
-    shape = tuple(d.draw(st.integers(1, 5)) for _ in range(ndim))
-    dim = d.draw(st.integers(-ndim, ndim - 1))
-    k = d.draw(st.integers(1, shape[dim]))
-    x = data(d.draw, shape, dtype)
+    shape, dim, k, x = _kmax_problem(d, dtype, 4)
     if d.draw(st.booleans()):                               # ties and NaN follow the documented order
         x = np.round(x).astype(dtype)
         x.flat[d.draw(st.integers(0, x.size - 1))] = np.nan
@@ -399,11 +402,7 @@ def test_kmax_pool_matches_reference(dtype, d):
 @budget("kmax_backward")
 @given(dtypes, st.data())
 def test_kmax_pool_backward_puts_gradients_back(dtype, d):
-    ndim = d.draw(st.integers(1, 3))
-    shape = tuple(d.draw(st.integers(1, 5)) for _ in range(ndim))
-    dim = d.draw(st.integers(-ndim, ndim - 1))
-    k = d.draw(st.integers(1, shape[dim]))
-    x = data(d.draw, shape, dtype)
+    shape, dim, k, x = _kmax_problem(d, dtype, 3)
     _, idx = fc.kmax_pool(x, k, dim=dim)
     g = data(d.draw, idx.shape, dtype)
     gx = fc.kmax_pool_backward(g, idx, shape, dim=dim)
@@ -412,15 +411,22 @@ def test_kmax_pool_backward_puts_gradients_back(dtype, d):
     np.testing.assert_array_equal(gx, want.astype(dtype))
 
 
+def _max_pooled(problem, plain=True):
+    """(x, kwargs, values, indices) of the max pooling (``plain``: undilated, floor mode); values None if a window
+    is empty."""
+    x, kw = problem
+    if plain:
+        kw = dict(kw, ceil_mode=False, dilation=(1,) * (x.ndim - 2))
+    if _empty_window(x, kw):
+        return x, kw, None, None
+    return (x, kw) + MAX_POOL[x.ndim - 2](x, return_indices=True, **kw)
+
+
 @budget("unpool")
 @given(pool_problems(dilation=False), st.booleans(), st.data())
 def test_max_unpool_matches_reference(problem, random_indices, d):
-    x, kw = problem
-    nd = x.ndim - 2
-    kw = dict(kw, ceil_mode=False, dilation=(1,) * nd)
-    if _empty_window(x, kw):
-        return
-    v, i = MAX_POOL[nd](x, return_indices=True, **kw)
+    x, kw, v, i = _max_pooled(problem)
+    assume(v is not None)
     stride = kw["stride"] or kw["kernel_size"]
     default = tuple((n - 1) * s + k - 2 * p for n, s, k, p in zip(v.shape[2:], stride, kw["kernel_size"],
                                                                   kw["padding"]))
@@ -430,19 +436,15 @@ def test_max_unpool_matches_reference(problem, random_indices, d):
         seed = d.draw(st.integers(0, 2 ** 32 - 1))
         i = np.random.default_rng(seed).integers(0, math.prod(size), i.shape)
     uk = dict(kernel_size=kw["kernel_size"], stride=kw["stride"], padding=kw["padding"], output_size=size)
-    got = UNPOOL[nd](v, i, **uk)
+    got = UNPOOL[x.ndim - 2](v, i, **uk)
     np.testing.assert_array_equal(got, ref.max_unpool_nd(v, i, size).astype(v.dtype))
 
 
 @budget("unpool_backward")
 @given(pool_problems(dilation=False), st.data())
 def test_max_unpool_backward_gathers(problem, d):
-    x, kw = problem
-    nd = x.ndim - 2
-    kw = dict(kw, ceil_mode=False, dilation=(1,) * nd)
-    if _empty_window(x, kw):
-        return
-    v, i = MAX_POOL[nd](x, return_indices=True, **kw)
+    x, kw, v, i = _max_pooled(problem)
+    assume(v is not None)
     g = data(d.draw, x.shape, x.dtype)
     got = fc.max_unpool_backward(g, i)
     P = x.shape[0] * x.shape[1]
@@ -453,11 +455,8 @@ def test_max_unpool_backward_gathers(problem, d):
 @budget("max_pool_backward")
 @given(pool_problems(), st.data())
 def test_max_pool_backward_scatters_like_reference(problem, d):
-    x, kw = problem
-    nd = x.ndim - 2
-    if _empty_window(x, kw):
-        return
-    v, i = MAX_POOL[nd](x, return_indices=True, **kw)
+    x, kw, v, i = _max_pooled(problem, plain=False)
+    assume(v is not None)
     g = data(d.draw, v.shape, x.dtype)
     got = fc.max_pool_backward(g, i, x.shape)
     close(got, ref.index_scatter_add(g, i, x.shape), x.dtype)
