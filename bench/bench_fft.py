@@ -22,7 +22,7 @@ Candidates are timed in interleaved rounds (median of all rounds after warm-up) 
 alike; fastconv uses ``--threads`` threads, torch the same, and the scipy peers run single-threaded as they do
 by default.
 
-    python bench/bench_fft.py [--threads 2] [--repeats 5] [--size 64] [--json bench/results/fft.json]
+    python bench/bench_fft.py [--threads 2] [--repeats 5] [--size 128] [--json bench/results/fft.json]
     python bench/bench_fft.py --calibrate
 """
 import argparse
@@ -78,20 +78,22 @@ def image_rows(threads, repeats, rng):
     rows = []
     for k in IMAGE_KERNELS:
         ker = rng.uniform(-1, 1, (k, k)).astype(np.float32)
-        fns = {"fft": lambda: fc.conv2d(img[None, None], ker[None, None], padding="same", flip=True,
-                                        algorithm="fft")[0, 0],
+        def ours(n):
+            with fc.num_threads(n):
+                return fc.conv2d(img[None, None], ker[None, None], padding="same", flip=True, algorithm="fft")[0, 0]
+
+        fns = {"fft": lambda: ours(threads), "fft1": lambda: ours(1),
                "fftconvolve": lambda: signal.fftconvolve(img, ker, "same"),
                "oaconvolve": lambda: signal.oaconvolve(img, ker, "same")}
-        with fc.num_threads(threads):
-            t = interleaved(fns, repeats)
-            err = _err(fns["fft"](), fns["fftconvolve"]())
+        t = interleaved(fns, repeats)
+        err = _err(fns["fft"](), fns["fftconvolve"]())
         best = min(t["fftconvolve"], t["oaconvolve"])
         geom = fc.ConvGeometry.make((1, 1, IMAGE, IMAGE), (1, 1, k, k), padding="same")
         plan = F._plan(geom, "forward", 4)
         rows.append(dict(case="%dx%d image, %dx%d 'same'" % (IMAGE, IMAGE, k, k), fft_ms=t["fft"] * 1e3,
                          fftconvolve_ms=t["fftconvolve"] * 1e3, oaconvolve_ms=t["oaconvolve"] * 1e3,
-                         ratio=t["fft"] / best, target="<= 0.5" if k >= 15 else "", tile=plan.L[-1],
-                         tiles=plan.tiles, max_rel_err=err))
+                         ratio=t["fft"] / best, target="<= 0.5" if k >= 15 else "", ratio_1thread=t["fft1"] / best,
+                         tile="x".join(map(str, plan.L[1:])), tiles=plan.tiles, max_rel_err=err))
     return rows
 
 
@@ -216,9 +218,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--size", type=int, default=64, help="spatial size of the crossover table's input")
+    ap.add_argument("--size", type=int, default=128, help="spatial size of the crossover table's input")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                    "fft.json"))
+    ap.add_argument("--only", choices=("torch", "image", "crossover"), help="run one table only")
     ap.add_argument("--calibrate", action="store_true", help="fit the cost-model constants instead")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -232,19 +235,24 @@ def main(argv=None):
         return
     torch = torch_or_none(args.threads)
     start = time.perf_counter()
-    t1 = torch_rows(args.threads, args.repeats, torch, rng) + []
-    t1b = image_rows(args.threads, args.repeats, rng)
-    t2 = crossover_rows(args.threads, args.repeats, args.size, rng)
-    print("Table 1a: fft vs torch (float32, %d threads)" % args.threads)
-    print(format_table(t1, ["case", "fft_ms", "peer_ms", "ratio", "target", "max_rel_err"]))
-    print("\nTable 1b: fft vs scipy.signal (fft %d threads, scipy single-threaded)" % args.threads)
-    print(format_table(t1b, ["case", "fft_ms", "fftconvolve_ms", "oaconvolve_ms", "ratio", "target", "tile",
-                             "tiles", "max_rel_err"]))
-    algs = [a for a in ("direct", "toeplitz", "fft") if a in fc.algorithms()]
-    print("\nTable 2: crossover, 1 x C x %d x %d -> C, 'same' (float32, %d threads)" % (args.size, args.size,
-                                                                                       args.threads))
-    print(format_table(t2, ["channels", "kernel"] + [a + "_ms" for a in algs]
-                       + ["fastest", "auto", "auto_vs_fastest"]))
+    run = (lambda name: args.only in (None, name))
+    t1 = torch_rows(args.threads, args.repeats, torch, rng) if run("torch") else []
+    t1b = image_rows(args.threads, args.repeats, rng) if run("image") else []
+    t2 = crossover_rows(args.threads, args.repeats, args.size, rng) if run("crossover") else []
+    if t1:
+        print("Table 1a: fft vs torch (float32, %d threads)" % args.threads)
+        print(format_table(t1, ["case", "fft_ms", "peer_ms", "ratio", "target", "max_rel_err"]))
+    if t1b:
+        print("\nTable 1b: fft (%d threads; ratio_1thread: one) vs scipy.signal (single-threaded), ratio to the "
+              "faster peer" % args.threads)
+        print(format_table(t1b, ["case", "fft_ms", "fftconvolve_ms", "oaconvolve_ms", "ratio", "target",
+                                 "ratio_1thread", "tile", "tiles", "max_rel_err"]))
+    if t2:
+        algs = [a for a in ("direct", "toeplitz", "fft") if a in fc.algorithms()]
+        print("\nTable 2: crossover, 1 x C x %d x %d -> C, 'same' (float32, %d threads)" % (
+            args.size, args.size, args.threads))
+        print(format_table(t2, ["channels", "kernel"] + [a + "_ms" for a in algs]
+                           + ["fastest", "auto", "auto_vs_fastest"]))
     print("\n(%.0f s)" % (time.perf_counter() - start))
     save_json(args.json, t1 + t1b + t2, threads=args.threads, repeats=args.repeats, crossover_size=args.size)
 

@@ -48,6 +48,7 @@ number of threads.
 import contextlib
 import functools
 import itertools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import prod
@@ -389,13 +390,16 @@ def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
     """
     G, Cs, Kg, K, CR = plan.groups, plan.Cs, plan.Kg, plan.K, plan.C * plan.R
     threads = _nt(M * K * Cs * plan.F, nthreads)
+    # one product per output and output row m*K + g == input row m*CR + g: multiply in place (halves the memory
+    # the chunk streams through between the transforms)
+    in_place = Cs == 1 and Kg == 1 and CR == K
     if not plan.gemm:
         if op == "forward":
-            y = ws.get("y", (M * K, plan.F), a.dtype)
+            y = a if in_place else ws.get("y", (M * K, plan.F), a.dtype)
             _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Cs, Kg, Cs, CR, 1, Kg * Cs, 1, Cs, Kg, K, 1,
                       False, True, False, threads)
         elif op == "grad_input":
-            y = ws.get("y", (M * CR, plan.F), a.dtype)
+            y = a if in_place else ws.get("y", (M * CR, plan.F), a.dtype)
             _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Kg, Cs, Kg, K, 1, Kg * Cs, Cs, 1, Cs, CR, 1,
                       False, False, False, threads)
         else:
@@ -438,9 +442,10 @@ def _executor(n):
 def _run(plan, work, nthreads):
     """Call ``work(lane, m0, M, threads, workspace)`` for every chunk.
 
-    With several lanes and threads, lanes run concurrently on worker threads and every chunk single-threaded
-    (transforms and kernels release the GIL): one join per call instead of a barrier per step, which is what keeps
-    two threads useful on a busy machine.  With one lane the chunk's steps use all threads.
+    With several lanes and threads, the calling thread and ``nthreads - 1`` pool threads take whole lanes in turn
+    and run their chunks single-threaded (transforms and kernels release the GIL): one hand-off per extra thread
+    instead of a barrier per step, which is what keeps two threads useful on a busy machine.  With one lane the
+    chunk's steps use all threads.
     """
     lanes = _lanes(plan)
 
@@ -449,12 +454,28 @@ def _run(plan, work, nthreads):
         for m0, M in lanes[i]:
             work(i, m0, M, threads, ws)
 
-    if nthreads > 1 and len(lanes) > 1:
-        for f in [_executor(min(nthreads, len(lanes))).submit(run_lane, i, 1) for i in range(len(lanes))]:
-            f.result()
-    else:
+    if nthreads <= 1 or len(lanes) == 1:
         for i in range(len(lanes)):
             run_lane(i, nthreads)
+        return
+    order = iter(range(len(lanes)))
+    lock = threading.Lock()
+
+    def drain():
+        while True:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            run_lane(i, 1)
+
+    helpers = min(nthreads, len(lanes)) - 1
+    futures = [_executor(helpers).submit(drain) for _ in range(helpers)]
+    try:
+        drain()
+    finally:
+        for f in futures:      # never return (or raise) while a helper still writes the output
+            f.result()
 
 
 def _gather(src, plan, tabs, m0, M, channels, lengths, nthreads, ws, name="tiles"):

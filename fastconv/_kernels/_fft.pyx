@@ -168,7 +168,21 @@ cdef inline void _block(const float_t* a, const float_t* b, float_t* y, float_t*
     cdef float_t* qp
     cdef float_t* yp
     cdef Py_ssize_t j, ll, f, n2 = 2 * nf
-    cdef float_t re, im
+    cdef float_t re, im, ar, ai, br, bi
+    if J == 1 and not accumulate:
+        # a single product per output (one channel, depthwise): no sums to keep; y may be a itself
+        ap = a + ra * rowlen + off
+        for ll in range(nl):
+            bp = b + (rb + ll * b_l) * rowlen + off
+            yp = y + (ry + ll * y_l) * rowlen + off
+            for f in range(0, n2, 2):
+                ar = ap[f]
+                ai = -ap[f + 1] if conj_a else ap[f + 1]
+                br = bp[f]
+                bi = -bp[f + 1] if conj_b else bp[f + 1]
+                yp[f] = ar * br - ai * bi
+                yp[f + 1] = ar * bi + ai * br
+        return
     for ll in range(nl):
         for f in range(n2):
             p[ll * 2 * FBLK + f] = 0
@@ -222,6 +236,8 @@ def cmac(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] y,
 
     where rows are interleaved complex spectra of one common length (``shape[1] == 2 F``) and ``op`` is the
     identity or the complex conjugate.  Forward, input gradient and weight gradient are three stride settings.
+    ``y`` must not share memory with ``a`` or ``b``, except that with ``J == 1``, ``L == 1`` and no accumulation
+    ``y`` may be ``a`` when every output row is the input row of the same index (an in-place product).
     """
     cdef Py_ssize_t rowlen = y.shape[1]
     cdef Py_ssize_t F = rowlen // 2
