@@ -153,26 +153,26 @@ def _axis_geometry(k, s, d):
 
 
 def _length_candidates(Q, span):
-    """Transform lengths worth trying for one axis: powers of two and 5-smooth sizes above Q, and the whole axis."""
+    """Transform lengths worth trying for one axis: ``next_fast_len(B + Q - 1)`` for blocks of ``B`` = 1, 2, 4, ...
+    outputs, and the whole axis.  (The time per element hardly depends on the length, so one per octave will do.)"""
     full = sfft.next_fast_len(span + Q - 1, real=True)
     cands = {full}
     b = 1
     while b + Q - 1 < full:
-        for L in (sfft.next_fast_len(b + Q - 1, real=True), 1 << max(0, (b + Q - 2).bit_length())):
-            if Q < L < full:
-                cands.add(L)
+        cands.add(sfft.next_fast_len(b + Q - 1, real=True))
         b *= 2
-    return sorted(cands)
+    return sorted(L for L in cands if L <= full)
 
 
 def _terms(N, C, K, G, R, spans, Qs, Ls, out_elems, itemsize, gemm):
     """(model terms, tiles per chunk) of one tiling: the quantities the COST constants multiply.
 
-    fft: transformed elements and lines: 1-D transforms (their fixed cost dominates short ones), over the tile
+    fft: transformed elements, and lines: 1-D transforms (their fixed cost dominates short ones), over the tile
     transforms (inputs and outputs of every tile) and the pruned kernel (or weight-gradient) transform.  No log
-    factor: measured, pocketfft's time per element of a 2-D real transform pair is flat (about 9 ns in float32)
-    from 64^2 to 1500^2 -- the passes over memory dominate the arithmetic; loop / gemm: complex multiply-adds of the channel sum on that path; call: GEMM calls; move:
-    elements gathered, scattered (and transposed on the GEMM path); chunk: chunks; fixed: 1.
+    factor: measured, pocketfft's time per element of a 2-D real transform pair is flat (8-12 ns in float32)
+    from 64^2 to 1500^2 -- the passes over memory dominate the arithmetic.  loop / gemm: complex multiply-adds of
+    the channel sum on that path; call: GEMM calls; move: elements gathered, scattered (and transposed on the
+    GEMM path); chunk: chunks; fixed: 1.
     """
     Bs = [L - Q + 1 for L, Q in zip(Ls, Qs)]
     tiles = N * prod(-(-sp // B) for sp, B in zip(spans, Bs))
