@@ -154,6 +154,15 @@ def prod_l(plan):
     return int(np.prod(plan.L))
 
 
+def test_kernel_spectrum_memory_is_bounded():
+    # 512 x 512 channels: the tiles shrink so that the kernel spectrum (and the weight gradient's) stays bounded
+    geom = fc.ConvGeometry.make((1, 512, 200, 200), (512, 512, 5, 5), padding=2)
+    for op in _algorithms.OPS:
+        plan = F._plan(geom, op, 4)
+        copies = F.LANES + 1 if op == "grad_weight" else 1
+        assert copies * 512 * 512 * plan.F * 8 <= F.MAX_SPECTRUM_BYTES
+
+
 def test_phases_untouched_by_the_kernel_are_dropped():
     # stride 2 and dilation 2: every tap lands on even positions, one phase per axis instead of two
     geom = fc.ConvGeometry.make((1, 2, 20, 21), (3, 2, 3, 3), stride=2, dilation=2)

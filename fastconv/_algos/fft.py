@@ -70,6 +70,9 @@ LANES = 4
 # Largest tile considered (elements): pocketfft's time per element is flat up to about 1500^2 and grows beyond
 # (cache), and memory is bounded by the tile, not the image.
 MAX_TILE_ELEMENTS = 1 << 21
+# Largest kernel spectrum (K x C/groups x phases x frequencies; the weight gradient keeps one per lane) when some
+# tiling allows it: with many channels the tiles shrink instead of the memory growing.
+MAX_SPECTRUM_BYTES = 256 * 2 ** 20
 # The GEMM channel sum keeps at least this many tiles per chunk (the GEMMs' n dimension) when there are as many.
 GEMM_MIN_TILES = 16
 # A step (transform, gather, product...) gets one more thread per this many elements or multiply-adds: waking
@@ -222,7 +225,10 @@ def _plan(geom, op, itemsize):
                       "grad_weight": g3.output_shape}[op])
     # the singleton axes that make 1-D and 2-D problems 3-D are never transformed
     cands = [[1] if d < 3 - geom.ndim else _length_candidates(Qs[d], spans[d]) for d in range(3)]
-    tilings = [Ls for Ls in itertools.product(*cands) if prod(Ls) <= MAX_TILE_ELEMENTS]
+    copies = LANES + 1 if op == "grad_weight" else 1
+    spectrum = copies * K * (C // geom.groups) * R * 2 * itemsize       # bytes per frequency
+    tilings = [Ls for Ls in itertools.product(*cands) if prod(Ls) <= MAX_TILE_ELEMENTS
+               and spectrum * prod(Ls) // Ls[-1] * (Ls[-1] // 2 + 1) <= MAX_SPECTRUM_BYTES]
     best = None
     for Ls in tilings or [tuple(c[0] for c in cands)]:
         for gemm in (False, True):
