@@ -89,6 +89,20 @@ def test_parity_with_scipy_ndimage(shape, ks, dtype, flip):
                 assert_close(got, ref, tol(dtype, method))
 
 
+@pytest.mark.parametrize("mode", BASE_MODES)
+def test_fft_overlap_save_tiles(mode):
+    r = rng(27)
+    for shape, ks, tiles in [((40, 23), (5, 4), (16, 12, 4)), ((19, 6, 7), (4, 3, 2), (8, 5, 4))]:
+        img = r.standard_normal(shape).astype(np.float32)
+        w = r.standard_normal(ks)
+        offs = tuple(k // 2 for k in ks)
+        out = np.empty_like(img)
+        _engine.correlate_fft(img, out, w, offs, (mode,) * len(shape), 0.6, 2, tiles=tiles)
+        assert_close(out, ndimage_correlate(img, w, mode, 0.6), 1e-5)
+    L, V, nt = _engine.fft_tiles(2048, 63)
+    assert V == L - 62 and nt * V >= 2048 and (nt - 1) * V < 2048
+
+
 def test_convolve_even_kernel_origin_rule():
     r = rng(4)
     img = r.standard_normal((9, 8))

@@ -460,18 +460,27 @@ def correlate_rows_cols(const float_t[:, ::1] src, float_t[:, ::1] out, const Py
         raise MemoryError("filters.correlate_rows_cols: could not allocate a row buffer of %d elements" % L)
 
 
-def complex_multiply(float_t[::1] a, const float_t[::1] b, int nthreads):
-    """a *= b for interleaved (re, im) complex arrays viewed as reals (the spectrum product of the FFT path)."""
-    cdef Py_ssize_t i, n = a.shape[0] // 2
+def complex_multiply(float_t[:, :, ::1] a, const float_t[:, ::1] b, int nthreads):
+    """a[h, t, :] *= b[h, :] for complex numbers stored as (re, im) pairs: the spectrum product of the FFT path,
+    one kernel spectrum row ``b[h]`` for every tile ``t``."""
+    cdef Py_ssize_t H = a.shape[0], NT = a.shape[1], M = a.shape[2] // 2
+    cdef Py_ssize_t task, h, t, i
     cdef float_t ar, ai, br, bi
+    cdef float_t* pa
+    cdef const float_t* pb
     with nogil:
-        for i in prange(n, schedule='static', num_threads=nthreads):
-            ar = a[2 * i]
-            ai = a[2 * i + 1]
-            br = b[2 * i]
-            bi = b[2 * i + 1]
-            a[2 * i] = ar * br - ai * bi
-            a[2 * i + 1] = ar * bi + ai * br
+        for task in prange(H * NT, schedule='static', num_threads=nthreads):
+            h = task // NT
+            t = task % NT
+            pa = &a[h, t, 0]
+            pb = &b[h, 0]
+            for i in range(M):
+                ar = pa[2 * i]
+                ai = pa[2 * i + 1]
+                br = pb[2 * i]
+                bi = pb[2 * i + 1]
+                pa[2 * i] = ar * br - ai * bi
+                pa[2 * i + 1] = ar * bi + ai * br
 
 
 def unsharp_combine(const float_t[::1] image, float_t[::1] blurred, double amount, double lo, double hi,

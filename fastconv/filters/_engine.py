@@ -305,51 +305,88 @@ def _transpose(a, b, nthreads):
     _filter.transpose_pairs(a.view(real).reshape(a.shape + (2,)), b.view(real).reshape(b.shape + (2,)), nthreads)
 
 
-def correlate_fft(src, out, weights, offs, modes, cval, nthreads):
+def fft_tiles(n0, k0):
+    """(L, V, nt): FFT length, valid outputs per tile and tile count along axis 0 (overlap-save).
+
+    Tiles of ``L`` padded rows give ``V = L - k0 + 1`` outputs each, so the complex transforms along axis 0 are
+    short (cache-resident) and the kernel's spectrum costs one short transform instead of a full-length one.
+    Chosen to minimise ``(2 nt + 1) L log2 L`` (forward and inverse per tile, the kernel once); one tile of the
+    full padded length is the plain transform.
+    """
+    full = scipy.fft.next_fast_len(n0 + k0 - 1)
+    best = (3 * full * math.log2(max(full, 2)), full, n0, 1)
+    m = k0 + 31
+    while m < n0 + k0 - 1:
+        L = scipy.fft.next_fast_len(m)
+        V = L - k0 + 1
+        nt = -(-n0 // V)
+        cost = (2 * nt + 1) * L * math.log2(L) + 2e3 * nt     # + a little per-tile overhead
+        if cost < best[0]:
+            best = (cost, L, V, nt)
+        m = 2 * m
+    return best[1:]
+
+
+def correlate_fft(src, out, weights, offs, modes, cval, nthreads, tiles=None):
     """Correlation through real FFTs of the mode-padded image (exact up to FFT rounding).
 
-    ``out[i] = full[i + k - 1]`` where ``full`` is the circular convolution of the padded image with the flipped
-    kernel.  Complex transforms along strided columns cost about three times those along contiguous rows, so
-    after the real transform of the rows the spectrum is transposed (last axis first) and every complex
-    transform runs on contiguous data; the inverse transposes back only the rows of the valid region.
+    Per tile, ``out[i] = full[i + k - 1]`` where ``full`` is the circular convolution of the padded image with
+    the flipped kernel.  The real transform runs along the last axis; the spectrum is then transposed (last axis
+    first) so that every complex transform runs on contiguous data (strided ones cost about three times more),
+    over overlap-save tiles along axis 0 (:func:`fft_tiles`), read straight from the transposed spectrum as
+    overlapping windows.  The inverse transposes back only the rows of the valid region.  ``tiles`` = (L, V, nt)
+    overrides the tiling (tests, tuning).
     """
     shape, ks, nd = src.shape, weights.shape, src.ndim
-    F = fft_shape(shape, ks)
     workers = nthreads
-    padded = np.empty(F, dtype=src.dtype)
-    correlate_nd(src, padded, np.ones((1,) * nd), offs, modes, cval, nthreads)  # padded[p] = ext(src)[p - offs]
     wf = np.asarray(weights, dtype=src.dtype)[(slice(None, None, -1),) * nd]
-    H = F[-1] // 2 + 1
     if nd == 1:
+        F = fft_shape(shape, ks)
+        padded = np.empty(F, dtype=src.dtype)
+        correlate_nd(src, padded, np.ones(1), offs, modes, cval, nthreads)   # padded[p] = ext(src)[p - offs]
         spec = scipy.fft.rfft(padded, workers=workers)
         kspec = scipy.fft.rfft(wf, n=F[-1], workers=workers)
-    else:
-        lead, A = F[:-1], math.prod(F[:-1])
-        rows = scipy.fft.rfft(padded.reshape(A, F[-1]), axis=-1, workers=workers)
-        del padded
-        spec = np.empty((H,) + lead, dtype=rows.dtype)
-        _transpose(rows, spec.reshape(H, A), nthreads)
-        del rows
-        axes = tuple(range(1, nd))
-        spec = scipy.fft.fftn(spec, axes=axes, workers=workers, overwrite_x=True)
-        krows = scipy.fft.rfft(wf.reshape(-1, ks[-1]), n=F[-1], axis=-1, workers=workers)
-        kt = np.ascontiguousarray(krows.T).reshape((H,) + ks[:-1])
-        kspec = scipy.fft.fftn(kt, s=lead, axes=axes, workers=workers, overwrite_x=True)
-    spec = np.ascontiguousarray(spec)
-    kspec = np.ascontiguousarray(kspec, dtype=spec.dtype)
-    _filter.complex_multiply(spec.reshape(-1).view(src.dtype), kspec.reshape(-1).view(src.dtype), nthreads)
-    del kspec
-    if nd == 1:
+        _filter.complex_multiply(spec.view(src.dtype).reshape(1, 1, -1), kspec.view(src.dtype).reshape(1, -1),
+                                 nthreads)
         res = scipy.fft.irfft(spec, n=F[-1], workers=workers)
     else:
+        L, V, nt = tiles if tiles is not None else fft_tiles(shape[0], ks[0])
+        F = (L,) + fft_shape(shape, ks)[1:]
+        H = F[-1] // 2 + 1
+        rest = F[1:-1]                              # complex-transformed axes besides axis 0
+        P = (nt - 1) * V + L                        # padded rows the tiles read
+        padded = np.empty((P,) + F[1:], dtype=src.dtype)
+        correlate_nd(src, padded, np.ones((1,) * nd), offs, modes, cval, nthreads)
+        A = math.prod(padded.shape[:-1])
+        rows = scipy.fft.rfft(padded.reshape(A, F[-1]), axis=-1, workers=workers)
+        del padded
+        spec_t = np.empty((H, P) + rest, dtype=rows.dtype)
+        _transpose(rows, spec_t.reshape(H, A), nthreads)
+        del rows
+        # tiles: overlapping windows of L rows every V rows -> (H, nt, L, *rest)
+        win = np.lib.stride_tricks.sliding_window_view(spec_t, L, axis=1)[:, ::V]
+        axes = tuple(range(2, nd + 1))
+        spec = scipy.fft.fftn(np.moveaxis(win, -1, 2), axes=axes, workers=workers)
+        del spec_t, win
+        krows = scipy.fft.rfft(wf.reshape(-1, ks[-1]), n=F[-1], axis=-1, workers=workers)
+        kt = np.ascontiguousarray(krows.T).reshape((H,) + ks[:-1])
+        kspec = scipy.fft.fftn(kt, s=F[:-1], axes=tuple(range(1, nd)), workers=workers, overwrite_x=True)
+        spec = np.ascontiguousarray(spec)
+        kspec = np.ascontiguousarray(kspec, dtype=spec.dtype)
+        _filter.complex_multiply(spec.view(src.dtype).reshape(H, nt, -1), kspec.view(src.dtype).reshape(H, -1),
+                                 nthreads)
+        del kspec
         spec = scipy.fft.ifftn(spec, axes=axes, workers=workers, overwrite_x=True)
-        region = spec[(slice(None),) + tuple(slice(k - 1, k - 1 + n) for n, k in zip(shape[:-1], ks[:-1]))]
-        if nd > 2:
-            region = np.ascontiguousarray(region)
-        region = region.reshape(H, -1)
-        back = np.empty((region.shape[1], H), dtype=spec.dtype)
+        inner = tuple(slice(k - 1, k - 1 + n) for n, k in zip(shape[1:-1], ks[1:-1]))
+        per_row = math.prod(shape[1:-1])
+        back = np.empty((shape[0] * per_row, H), dtype=spec.dtype)
+        for t in range(nt):
+            v = min(V, shape[0] - t * V)
+            region = spec[(slice(None), t, slice(ks[0] - 1, ks[0] - 1 + v)) + inner]
+            if nd > 2:
+                region = np.ascontiguousarray(region)
+            _transpose(region.reshape(H, -1), back[t * V * per_row:(t * V + v) * per_row], nthreads)
         del spec
-        _transpose(region, back, nthreads)
         res = scipy.fft.irfft(back, n=F[-1], axis=-1, workers=workers, overwrite_x=True)
     # out = res[:, k - 1:k - 1 + n]: a one-tap correlation at offset 1 - k, i.e. a parallel strided copy
     res2 = res.reshape(-1, F[-1])
