@@ -400,10 +400,10 @@ def correlate_fft(src, out, weights, offs, modes, cval, nthreads, tiles=None):
 # multiply-add of the direct kernel, per element of a pass (memory traffic, call setup amortised), per
 # ``F log2 F`` of the whole FFT path (padding, transforms, product, copy-out) for an FFT shape of F elements, and
 # per call.  Measured with ``python bench/bench_filters.py --calibrate`` (2-core AMD EPYC, shared and noisy, so the
-# values were checked against the measured direct/FFT crossover on 2048^2 float32, which lies near k = 18).
-MAC_SECONDS = {4: 8.5e-11, 8: 1.7e-10}
+# values were checked against the measured direct/FFT crossover on 2048^2 float32, which lies near k = 17).
+MAC_SECONDS = {4: 5.6e-11, 8: 1.1e-10}
 PASS_SECONDS = {4: 5.2e-10, 8: 1.0e-09}
-FFT_SECONDS = {4: 1.2e-09, 8: 2.0e-09}
+FFT_SECONDS = {4: 6.8e-10, 8: 1.2e-09}
 CALL_SECONDS = 5e-05
 
 
