@@ -67,9 +67,11 @@ WORKSPACE_BYTES = 16 * 2 ** 20
 # Chunks are dealt round-robin to this many lanes; lanes run concurrently (one thread each), chunks of a lane in
 # order.  A fixed number, so the work (and the weight gradient's summation order) never depends on the thread count.
 LANES = 4
-# Largest tile considered (elements): pocketfft's time per element is flat up to about 1500^2 and grows beyond
-# (cache), and memory is bounded by the tile, not the image.
-MAX_TILE_ELEMENTS = 1 << 21
+# Largest tile considered (elements).  Alone, pocketfft's time per element is flat up to about 1500^2; inside a
+# convolution on a shared machine tiles whose spectra outgrow the caches lose: 2048^2 image, 15x15 / 31x31
+# kernels, 2 threads, 1080^2 tiles took 1.3-1.4x as long as 270x540 or 288x576 ones.  Memory is bounded by the
+# tile, not the image.
+MAX_TILE_ELEMENTS = 1 << 19
 # Largest kernel spectrum (K x C/groups x phases x frequencies; the weight gradient keeps one per lane) when some
 # tiling allows it: with many channels the tiles shrink instead of the memory growing.
 MAX_SPECTRUM_BYTES = 256 * 2 ** 20
