@@ -258,12 +258,12 @@ def test_gaussian_channels_volumes_and_out():
 
 
 @pytest.mark.parametrize("mode", BASE_MODES)
-def test_gaussian_row_taps_fused_and_strips(mode):
+def test_gaussian_row_taps_pairs_and_strips(mode):
     r = rng(24)
-    img = r.standard_normal((70, 90)).astype(np.float32)       # rows of >= 64 elements: row taps, fused sweep
+    img = r.standard_normal((70, 90)).astype(np.float32)       # rows of >= 64 elements: row taps in row pairs
     assert_close(ff.gaussian(img, (2.0, 3.0), mode=mode, cval=0.4),
                  skf.gaussian(img, sigma=(2.0, 3.0), mode=mode, cval=0.4), 1e-5)
-    wide = r.standard_normal((40, 1500))                         # too wide to fuse a 65-tap pass: column strips
+    wide = r.standard_normal((40, 1500))                         # a 65-tap pass over wide rows: column strips
     assert_close(ff.gaussian(wide, 8.0, mode=mode, cval=-0.2), skf.gaussian(wide, sigma=8.0, mode=mode, cval=-0.2),
                  1e-12)
 

@@ -19,7 +19,7 @@
 Outputs are computed in blocks of ``NB`` consecutive columns (64 float / 32 double) whose accumulators stay in
 vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
 ``sqrt(acc + square) / scale``: the edge filters' gradient magnitude without extra passes).
-:func:`correlate_rows_cols` runs a row-tap pass and a column pass in one sweep through a per-thread row buffer.
+Row-tap kernels compute two output rows per block where their taps overlap, loading each source vector once.
 
 Work is split into tasks (output row, chunk of columns) whose chunking the caller derives from the shape only;
 every output element is written by exactly one task with a fixed summation order, so results do not depend on
@@ -407,57 +407,6 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
         free(rows_ext)
     if failed[0]:
         raise MemoryError("filters.correlate: could not allocate an edge buffer of %d elements" % (T * pl.Lb))
-
-
-def correlate_rows_cols(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
-                        const float_t[::1] wv, double cval_v, const Py_ssize_t[::1] tap_shift,
-                        const float_t[::1] tap_w, const Py_ssize_t[::1] colmap, Py_ssize_t D, Py_ssize_t off,
-                        Py_ssize_t jlo, Py_ssize_t jhi, double cval_h, int nthreads):
-    """Two separable passes in one sweep.  For each output row ``r`` a per-thread buffer receives the row-tap pass
-    ``buf = sum_t wv[t] * src[rows[r, t], :]`` (rows -1 give ``cval_v``); then the column pass (one row tap; the
-    taps, ``colmap``, ``D`` and ``off`` as in :func:`correlate`) writes ``out[r]`` from the buffer.  The
-    intermediate image never exists.  ``rows`` has one column per entry of ``wv`` (at least one); the caller
-    validates everything."""
-    cdef Py_ssize_t R = out.shape[0], L = out.shape[1], T = rows.shape[1], nh = tap_w.shape[0]
-    cdef Py_ssize_t r, t
-    cdef float_t cv = <float_t> cval_v, ch = <float_t> cval_h
-    cdef float_t* buf = NULL
-    cdef float_t* ext = NULL
-    cdef Py_ssize_t* idx = NULL
-    cdef Plan pv, ph
-    cdef int failed[1]
-    cdef Py_ssize_t zero_row = 0
-    failed[0] = 0
-    t = 0
-    if R == 0 or L == 0 or T == 0:
-        return
-    cdef Py_ssize_t[::1] vrow = np.arange(T, dtype=np.intp)           # vertical tap t reads row tap t
-    cdef Py_ssize_t[::1] zeros = np.zeros(max(T, nh, 1), dtype=np.intp)
-    cdef Py_ssize_t[::1] ident = np.arange(L, dtype=np.intp)
-    pv = _plan(L, L, T, vrow, zeros, T, ident, 1, 0, 0, L, 0)          # all interior: no edge buffer needed
-    ph = _plan(L, L, 1, zeros, tap_shift, nh, colmap, D, off, jlo, jhi, 0)
-    cdef const float_t* sp = &src[0, 0]
-    cdef float_t* op = &out[0, 0]
-    cdef const Py_ssize_t* rp = &rows[0, 0]
-    cdef const float_t* wvp = &wv[0]
-    cdef const float_t* tw = &tap_w[0] if nh > 0 else NULL
-    with nogil, parallel(num_threads=nthreads):
-        # per thread: the row buffer, the edge buffer of the column pass and its one-row index
-        buf = <float_t*> malloc(L * sizeof(float_t))
-        ext = <float_t*> malloc(ph.Lb * sizeof(float_t))
-        idx = <Py_ssize_t*> malloc(sizeof(Py_ssize_t))
-        if buf == NULL or ext == NULL or idx == NULL:
-            failed[0] = 1
-        for r in prange(R, schedule='static'):
-            if buf == NULL or ext == NULL or idx == NULL:
-                continue      # every thread must reach the work-sharing loop; the error is raised below
-            _segment(sp, &pv, rp + r * T, wvp, cv, 1, buf, 0, L, NULL, NULL)
-            _segment(buf, &ph, &zero_row, tw, ch, 1, op + r * L, 0, L, ext, idx)
-        free(buf)
-        free(ext)
-        free(idx)
-    if failed[0]:
-        raise MemoryError("filters.correlate_rows_cols: could not allocate a row buffer of %d elements" % L)
 
 
 def complex_multiply(float_t[:, :, ::1] a, const float_t[:, ::1] b, int nthreads):

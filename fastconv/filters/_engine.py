@@ -38,10 +38,8 @@ TASKS = 64
 # A 1-D pass along an axis followed by at least this many contiguous elements reads whole rows (row taps);
 # below it, the axis is treated as a column axis with element stride D (e.g. the colour channels of an image).
 ROW_TAP_MIN_INNER = 64
-# Cache budget of the source rows one strip of columns reads (row taps), and of the source rows a fused
-# row-then-column sweep keeps live (half of a 512 KiB L2).
+# Cache budget of the source rows one strip of columns reads (row taps).
 STRIP_BYTES = 128 * 1024
-FUSE_BYTES = 256 * 1024
 # Row-tap kernels compute two output rows per block where their taps overlap (half the loads).
 PAIR_ROWS = True
 
@@ -159,9 +157,9 @@ def correlate_nd(src, out, weights, offs, modes, cval, nthreads, epi=0, scale=1.
          epi, scale)
 
 
-def _pass_plan(shape, axis, w1, off, mode):
-    """How a 1-D pass along ``axis`` maps onto the kernel: a dict with the 2-D ``view``, the row table, the
-    (row-taps, KW) weights, ``colmap``, ``D``, ``off`` and whether the taps are whole rows."""
+def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0):
+    """One 1-D correlation along ``axis`` (same shape in and out), stored through epilogue ``epi``."""
+    shape = src.shape
     outer = math.prod(shape[:axis])
     n = shape[axis]
     inner = math.prod(shape[axis + 1:])
@@ -169,71 +167,39 @@ def _pass_plan(shape, axis, w1, off, mode):
     k = w1.shape[0]
     if inner >= ROW_TAP_MIN_INNER:
         # rows of `inner` contiguous elements; the taps are whole rows
+        view = (outer * n, inner)
         rows = _row_table((outer, n), (outer, n), (1, k), (0, off), ("nearest", mode))
-        return dict(view=(outer * n, inner), rows=rows, w2=w1.reshape(k, 1), colmap=np.arange(inner), D=1, off=0,
-                    row_taps=True)
-    # `axis` is the column axis of (outer, n * inner) rows, element stride inner
-    return dict(view=(outer, n * inner), rows=np.arange(outer)[:, None], w2=w1[None, :],
-                colmap=index_map(n, np.arange(n + k - 1) - off, mode), D=inner, off=off, row_taps=False)
-
-
-def _run_plan(src, dst, plan, cval, nthreads, epi=0, scale=1.0):
-    view = plan["view"]
-    _run(src.reshape(view), dst.reshape(view), plan["rows"], plan["w2"], plan["colmap"], plan["D"], plan["off"],
-         cval, nthreads, epi, scale)
-
-
-def _run_fused(src, dst, vplan, vcval, hplan, hcval, nthreads):
-    """A row-tap pass followed by a column pass on the same 2-D view, in one sweep (``correlate_rows_cols``)."""
-    view = vplan["view"]
-    wv = vplan["w2"][:, 0]
-    keep = np.abs(wv) > WEIGHT_EPS
-    rows = np.ascontiguousarray(vplan["rows"][:, keep])
-    D, KW, off = hplan["D"], hplan["w2"].shape[1], hplan["off"]
-    _, t_shift, t_w = _taps(hplan["w2"], off, D, dst.dtype)
-    n = view[1] // D
-    jlo, jhi = _interior(n, n, KW, off)
-    _filter.correlate_rows_cols(src.reshape(view), dst.reshape(view), rows, np.ascontiguousarray(wv[keep],
-                                dtype=dst.dtype), float(vcval), t_shift, t_w,
-                                np.ascontiguousarray(hplan["colmap"], dtype=np.intp), D, off, jlo, jhi,
-                                float(hcval), nthreads)
+        _run(src.reshape(view), dst.reshape(view), rows, w1.reshape(k, 1), np.arange(inner), 1, 0, cval, nthreads,
+             epi, scale)
+    else:
+        # `axis` is the column axis of (outer, n * inner) rows, element stride inner
+        view = (outer, n * inner)
+        _run(src.reshape(view), dst.reshape(view), np.arange(outer)[:, None], w1[None, :],
+             index_map(n, np.arange(n + k - 1) - off, mode), inner, off, cval, nthreads, epi, scale)
 
 
 def separable(src, out, passes, nthreads, epi=0, scale=1.0):
     """Successive 1-D passes ``[(axis, w1, off, mode, cval), ...]`` from ``src`` into ``out``, the last one
     stored through epilogue ``epi``.
 
-    A row-tap pass followed by a column pass on the next axis runs fused in one sweep (no intermediate image);
-    other intermediates use ``out`` and one temporary so that the last pass lands in ``out``; ``src`` is never
-    written.  With no passes, ``out`` receives a copy of ``src``.
+    Intermediate results alternate between ``out`` and one temporary so that the last pass lands in ``out``
+    (two temporaries when the epilogue reads ``out``); ``src`` is never written.  With no passes, ``out``
+    receives a copy of ``src``.  (Fusing a row-tap pass with the next column pass through a per-thread row
+    buffer was measured slower than two passes with row pairs and column strips, so passes stay separate.)
     """
     if not passes:
         np.copyto(out, src)
         return out
-    plans = [_pass_plan(src.shape, axis, w1, off, mode) for axis, w1, off, mode, _ in passes]
-    steps = []                                   # (first pass, number of passes) per sweep
-    i = 0
-    while i < len(passes):
-        fuse = (i + 1 < len(passes) and plans[i]["row_taps"] and not plans[i + 1]["row_taps"]
-                and passes[i + 1][0] == passes[i][0] + 1 and np.any(np.abs(passes[i][1]) > WEIGHT_EPS)
-                and len(passes[i][1]) * plans[i]["view"][1] * src.itemsize <= FUSE_BYTES
-                and not (epi and i + 2 == len(passes)))
-        steps.append((i, 2 if fuse else 1))
-        i += steps[-1][1]
-    n = len(steps)
+    n = len(passes)
     if epi >= 2:                                 # the last pass reads out: intermediates stay elsewhere
         pool = [np.empty_like(out) for _ in range(min(2, n - 1))]
     else:                                        # alternate with out so that the last pass lands in it
         tmp = np.empty_like(out) if n > 1 else None
         pool = [tmp, out] if n % 2 == 0 else [out, tmp]
     cur = src
-    for s, (i, count) in enumerate(steps):
-        dst = out if s == n - 1 else pool[s % 2]
-        if count == 2:
-            _run_fused(cur, dst, plans[i], passes[i][4], plans[i + 1], passes[i + 1][4], nthreads)
-        else:
-            last = s == len(steps) - 1
-            _run_plan(cur, dst, plans[i], passes[i][4], nthreads, epi if last else 0, scale)
+    for i, (axis, w1, off, mode, cval) in enumerate(passes):
+        dst = out if i == n - 1 else pool[i % 2]
+        _pass(cur, dst, axis, w1, off, mode, cval, nthreads, epi if i == n - 1 else 0, scale)
         cur = dst
     return out
 
