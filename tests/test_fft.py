@@ -247,6 +247,39 @@ def test_results_do_not_depend_on_thread_count(plan_mode, mode):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_channel_sum_matches_direct(monkeypatch, dtype):
+    # enough channels that the per-frequency products go to BLAS (not the small-matrix loop), all three ops,
+    # bitwise equal for 1 and 2 threads
+    for c in F.COST.values():
+        monkeypatch.setitem(c, "gemm", 0.0)
+        monkeypatch.setitem(c, "call", 0.0)
+    F._plan.cache_clear()
+    rng = np.random.default_rng(12)
+    x = rng.uniform(-1, 1, (3, 48, 14, 13)).astype(dtype)
+    w = rng.uniform(-1, 1, (32, 24, 5, 4)).astype(dtype)
+    kw = dict(stride=(2, 1), padding=(2, 1), groups=2)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+    for op in _algorithms.OPS:
+        plan = F._plan(geom, op, x.itemsize)
+        assert plan.gemm and plan.Kg * plan.Cs * min(plan.chunk, plan.tiles) >= F._fft.SMALL_MACS
+    gy = rng.uniform(-1, 1, geom.output_shape).astype(dtype)
+    runs = []
+    for n in (1, 2):
+        with fc.num_threads(n):
+            runs.append((fc.conv2d(x, w, **kw, algorithm="fft"),
+                         fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="fft"),
+                         fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm="fft")))
+    F._plan.cache_clear()
+    x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
+    want = (fc.conv2d(x64, w64, **kw, algorithm="direct"),
+            fc.grad.conv2d_input(x.shape, w64, gy64, **kw, algorithm="direct"),
+            fc.grad.conv2d_weight(x64, w.shape, gy64, **kw, algorithm="direct"))
+    for got, other, ref_ in zip(runs[0], runs[1], want):
+        np.testing.assert_array_equal(got, other)
+        _within_bound(got, ref_, dtype)
+
+
 def test_inputs_are_not_modified_and_out_is_filled():
     rng = np.random.default_rng(9)
     x = rng.uniform(-1, 1, (2, 3, 20, 18))
