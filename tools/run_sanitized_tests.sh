@@ -14,7 +14,7 @@
 #
 # The in-place build of the repository is never touched: the clone gets its own build/ and .so files.  A Python
 # that was not itself built with ASan needs the ASan runtime preloaded (LD_PRELOAD) so that it is the first
-# library in the process; leak detection is off (CPython keeps memory until exit by design), and
+# library in the process (and libstdc++ with it, for C++ extensions that throw); leak detection is off (CPython keeps memory until exit by design), and
 # allocator_may_return_null=1 makes impossible requests return NULL, so the kernels raise MemoryError exactly as
 # in a normal build instead of ASan aborting on "allocation size too big".
 set -euo pipefail
@@ -68,14 +68,16 @@ EOF
 
 runtime=""
 case "$sanitize" in
-    *address*) runtime="$("$cc" -print-file-name=libasan.so)" ;;
+    # libstdc++ right after the ASan runtime: C++ extensions loaded later (matplotlib's ft2font) throw exceptions,
+    # and ASan's __cxa_throw interceptor needs the real one resolved at start-up
+    *address*) runtime="$("$cc" -print-file-name=libasan.so):$("$cc" -print-file-name=libstdc++.so)" ;;
 esac
 case "$sanitize" in
     *undefined*) [ -n "$runtime" ] && runtime="$runtime:"
                  runtime="$runtime$("$cc" -print-file-name=libubsan.so)" ;;
 esac
 export LD_PRELOAD="${runtime}${LD_PRELOAD:+:$LD_PRELOAD}"
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_init_order=1:detect_stack_use_after_return=0}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_init_order=1:detect_stack_use_after_return=0:log_path=$work/asan}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export FASTCONV_HYPOTHESIS_SCALE="${FASTCONV_HYPOTHESIS_SCALE:-0.25}"
 export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
@@ -101,8 +103,14 @@ set +e
 status=$?
 set -e
 echo "== sanitized run finished with exit status $status in $(( $(date +%s) - start )) s"
-if [ "$status" = 86 ]; then
-    echo "AddressSanitizer reported an error (see above)" >&2
+# pytest captures stderr, so reports go to files; "failed to allocate" warnings are the MemoryError tests
+if grep -l -E "ERROR: AddressSanitizer|CHECK failed|runtime error:" "$work"/asan.* >/dev/null 2>&1; then
+    cat "$work"/asan.* >&2
+    echo "AddressSanitizer reported an error (above; files $work/asan.*)" >&2
+    keep=1
+    [ "$status" = 0 ] && status=86
+elif ls "$work"/asan.* >/dev/null 2>&1; then
+    echo "   sanitizer warnings: $(cat "$work"/asan.* | grep -c WARNING) (allocations refused on purpose)"
 fi
 if [ "$keep" = 1 ]; then
     echo "build kept in $work"
