@@ -161,6 +161,8 @@ def padding_pairs(padding, n, kernel, dilation, stride, spatial, fn, arg="paddin
         pairs = tuple((p, p) for p in sym)
     if any(p < 0 for pair in pairs for p in pair):
         raise ValueError("%s must be non-negative, got %r" % (_name(fn, arg), padding))
+    if any(p >= 2 ** 62 for pair in pairs for p in pair):
+        raise ValueError("%s is out of range (magnitude must be below 2**62), got %r" % (_name(fn, arg), padding))
     return pairs
 
 

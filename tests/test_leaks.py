@@ -64,9 +64,20 @@ OPS = {name: op for name, op in make_ops(5).items() if not name.startswith(SKIP_
 
 @rss_meaningful
 def test_the_measurement_sees_a_leak():
-    """The harness itself: keeping 8 KiB per call over 1,000 calls is reported as a leak."""
+    """The harness itself: keeping 8 KiB per call over 1,000 calls is reported as a leak.
+
+    Each call keeps a fresh anonymous mapping with its pages touched, so the growth shows in RSS even when the
+    allocator holds memory freed by earlier tests (which a small heap allocation would simply reuse).
+    """
+    import mmap
     kept = []
-    grew = growth(lambda: kept.append(np.ones(1024)), calls=1000, warmup=0)
+
+    def leak():
+        m = mmap.mmap(-1, 8192)
+        m.write(b"x" * 8192)
+        kept.append(m)
+
+    grew = growth(leak, calls=1000, warmup=0)
     assert grew > LIMIT
 
 
