@@ -280,6 +280,36 @@ def test_blas_channel_sum_matches_direct(monkeypatch, dtype):
         _within_bound(got, ref_, dtype)
 
 
+def test_gather_and_scatter_kernels_are_race_free(plan_mode):
+    # many small tiles, repeated: every run with 2 threads must equal the 1-thread run bit for bit (a tile index
+    # shared between threads once corrupted tiles only now and then)
+    plan_mode("tiles")
+    rng = np.random.default_rng(13)
+    x = rng.uniform(-1, 1, (3, 4, 40, 37)).astype(np.float32)
+    geom = fc.ConvGeometry.make(x.shape, (4, 4, 5, 4), stride=(1, 2), padding=2)
+    for op in ("forward", "grad_input"):
+        plan = F._plan(geom, op, 4)
+        tabs, maps = F._tables(plan)
+        src = x if op == "forward" else rng.uniform(-1, 1, geom.output_shape).astype(np.float32)
+        channels = plan.C * plan.R if op == "forward" else plan.K
+        M = plan.tiles
+        buf1 = np.empty((M, channels) + plan.L, np.float32)
+        F._fft.to_tiles(F._as5(src), buf1, *tabs, 0, *plan.T, 1)
+        rows = plan.K if op == "forward" else plan.C * plan.R
+        y = rng.uniform(-1, 1, (M, rows) + plan.B).astype(np.float32)
+        dst_shape = geom.output_shape if op == "forward" else geom.input_shape
+        R = (1, 1, 1) if op == "forward" else tuple(len(a.residues) for a in plan.axes)
+        out1 = np.empty(dst_shape, np.float32)
+        F._scatter(y, out1, maps, 0, R, None, 1)
+        for _ in range(20):
+            buf2 = np.empty_like(buf1)
+            F._fft.to_tiles(F._as5(src), buf2, *tabs, 0, *plan.T, 2)
+            np.testing.assert_array_equal(buf2, buf1)
+            out2 = np.empty_like(out1)
+            F._scatter(y, out2, maps, 0, R, None, 2)
+            np.testing.assert_array_equal(out2, out1)
+
+
 def test_inputs_are_not_modified_and_out_is_filled():
     rng = np.random.default_rng(9)
     x = rng.uniform(-1, 1, (2, 3, 20, 18))

@@ -41,15 +41,21 @@ cdef enum:
     TB = 32     # ctranspose: block edge
 
 
-cdef inline Py_ssize_t _tile(Py_ssize_t m, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3,
-                             Py_ssize_t* t1, Py_ssize_t* t2, Py_ssize_t* t3) noexcept nogil:
-    """Tile ``m`` in C order over ``(N, T1, T2, T3)``: returns ``n`` and sets ``t1, t2, t3``."""
-    t3[0] = m % T3
+cdef struct Tile:
+    Py_ssize_t n, t1, t2, t3
+
+
+cdef inline Tile _tile(Py_ssize_t m, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3) noexcept nogil:
+    """Tile ``m`` in C order over ``(N, T1, T2, T3)``.  Returned by value: a prange body must assign the result
+    itself (variables written only through a pointer would not be made thread-private)."""
+    cdef Tile t
+    t.t3 = m % T3
     m = m // T3
-    t2[0] = m % T2
+    t.t2 = m % T2
     m = m // T2
-    t1[0] = m % T1
-    return m // T1
+    t.t1 = m % T1
+    t.n = m // T1
+    return t
 
 
 def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
@@ -65,6 +71,7 @@ def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
     cdef Py_ssize_t R1 = tab1.shape[2], R2 = tab2.shape[2], R3 = tab3.shape[2]
     cdef Py_ssize_t R = R1 * R2 * R3
     cdef Py_ssize_t task, rem, mm, ch, c, r, r1, r2, r3, l1, l2, l3, n, t1, t2, t3, i1, i2, i3
+    cdef Tile tl
     cdef float_t* out
     cdef const float_t* row
     for task in prange(M * CR * L1, nogil=True, schedule='static', num_threads=nthreads):
@@ -77,7 +84,8 @@ def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
         r3 = r % R3
         r2 = (r // R3) % R2
         r1 = r // (R3 * R2)
-        n = _tile(m0 + mm, T1, T2, T3, &t1, &t2, &t3)
+        tl = _tile(m0 + mm, T1, T2, T3)
+        n, t1, t2, t3 = tl.n, tl.t1, tl.t2, tl.t3
         i1 = tab1[t1, l1, r1]
         for l2 in range(L2):
             out = &dst[mm, ch, l1, l2, 0]
@@ -113,13 +121,15 @@ def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
     cdef Py_ssize_t T1 = rng1.shape[0], T2 = rng2.shape[0], T3 = rng3.shape[0]
     cdef Py_ssize_t R = R1 * R2 * R3
     cdef Py_ssize_t task, mm, n, t1, t2, t3, c, i1, i2, i3, e3, l1, l2, l3, r1, r2, r3, base
+    cdef Tile tl
     cdef float_t bval
     cdef float_t* out
     cdef const float_t* srow
     for task in prange(M * C, nogil=True, schedule='static', num_threads=nthreads):
         c = task % C
         mm = task // C
-        n = _tile(m0 + mm, T1, T2, T3, &t1, &t2, &t3)
+        tl = _tile(m0 + mm, T1, T2, T3)
+        n, t1, t2, t3 = tl.n, tl.t1, tl.t2, tl.t3
         bval = bias[c] if has_bias else 0
         for i1 in range(rng1[t1, 0], rng1[t1, 1]):
             l1 = map1[i1, 0]
