@@ -223,7 +223,7 @@ def test_long_convolution_releases_the_gil(alg):
     thread keeps advancing: no stretch of the call longer than half of it passes without the counter moving
     (holding the GIL in the kernel would stall the counter for the whole kernel)."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 48, 72, 72)).astype(np.float32)
+    x = rng.standard_normal((2, 48, 120, 120)).astype(np.float32)
     w = rng.standard_normal((64, 48, 5, 5)).astype(np.float32)
     old = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
