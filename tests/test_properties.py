@@ -29,7 +29,7 @@ DTYPES = (np.float32, np.float64)
 TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
 EXAMPLES = {
-    "conv": 260, "conv_grads": 160, "conv_adjoint": 100, "conv_transpose": 160,
+    "conv": 260, "conv_grads": 160, "conv_adjoint": 100, "conv_transpose": 160, "matrices": 60,
     "max_pool": 160, "avg_pool": 160, "lp_pool": 80, "adaptive": 120, "global": 60, "kmax": 100,
     "unpool": 100, "max_pool_backward": 80, "avg_pool_adjoint": 100, "lp_pool_backward": 40,
     "kmax_backward": 60, "unpool_backward": 60, "correlate": 200, "separable": 80, "skimage": 80,
@@ -215,6 +215,28 @@ def test_conv_transpose_every_algorithm_matches_reference(problem):
             close(got, want, x.dtype)
             ran += 1
     assert ran >= 1
+
+
+@budget("matrices")
+@given(conv_problems(), st.data())
+def test_toeplitz_matrix_is_the_convolution_and_dense_layers_round_trip(problem, d):
+    """``toeplitz_matrix(w, x.shape, ...) @ x.ravel()`` is the convolution (every padding form and mode), its
+    transpose the input gradient; a kernel covering the whole input is a dense layer and back."""
+    x, w, _, kw = problem
+    nd = x.ndim - 2
+    flip = kw.pop("flip")
+    w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd] if flip else w
+    T = fc.toeplitz_matrix(w, x.shape, **kw)
+    y = CONV[nd](x, w, **kw)
+    close(T @ x.ravel(), y.ravel(), x.dtype)
+    g = data(d.draw, y.shape, x.dtype)
+    close(T.T @ g.ravel(), GRAD_IN[nd](x.shape, w, g, **kw).ravel(), x.dtype)
+    xs = data(d.draw, (x.shape[0], x.shape[1]) + w.shape[2:], x.dtype)
+    dense = fc.conv_as_dense(w, xs.shape, groups=kw["groups"])
+    close(xs.reshape(xs.shape[0], -1) @ dense.T, CONV[nd](xs, w, groups=kw["groups"]).reshape(xs.shape[0], -1),
+          x.dtype)
+    if kw["groups"] == 1:
+        np.testing.assert_array_equal(fc.dense_as_conv(dense, xs.shape[1:]), w)
 
 
 # ------------------------------------------------------------------------------------------------ pooling
