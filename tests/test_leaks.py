@@ -14,6 +14,7 @@ import gc
 import os
 import resource
 import subprocess
+import tempfile
 import sys
 import textwrap
 
@@ -210,7 +211,10 @@ def test_failed_kernel_allocation_is_a_memory_error_and_does_not_leak():
     """) % (os.path.dirname(os.path.abspath(__file__)), max(1, CALLS // 10))
     root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + sys.path))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    # run outside the repository: with the checkout as the working directory, ``-c`` would import the source
+    # tree (without compiled modules) instead of the installed package
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env,
+                         cwd=tempfile.gettempdir())
     assert res.returncode == 0, res.stderr[-3000:]
     grew = int(res.stdout.split("GREW")[1])
     assert SANITIZED or grew < LIMIT
