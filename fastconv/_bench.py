@@ -299,6 +299,9 @@ def plot(result, directory):
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=impl)
         ax.set(xscale="log", yscale="log", xlabel="kernel size k (k x k)", ylabel="ms (median)",
                title="Single-channel image: time vs kernel size")
+        ks = sorted({r["kernel"] for r in img})
+        ax.set_xticks(ks, [str(k) for k in ks], minor=False)
+        ax.set_xticks([], minor=True)
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(os.path.join(directory, "crossover.png"))
@@ -313,6 +316,9 @@ def plot(result, directory):
         ax.axhline(result["sgemm_gflops"], color="k", ls="--", lw=0.8, label="sgemm (same run)")
         ax.set(xscale="log", xlabel="channels (C = K, 3x3, 28x28, batch 8)", ylabel="GFLOP/s",
                title="Forward GFLOP/s vs channels")
+        cs = sorted({r["channels"] for r in ch})
+        ax.set_xticks(cs, [str(c) for c in cs], minor=False)
+        ax.set_xticks([], minor=True)
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(os.path.join(directory, "gflops_channels.png"))
