@@ -8,15 +8,16 @@
 #   tools/run_sanitized_tests.sh --keep               keep the build directory (path printed at the end)
 #   tools/run_sanitized_tests.sh -- tests/test_x.py -k foo    explicit pytest arguments
 #
-# Environment: FASTCONV_SANITIZE (default "address"; "undefined" also works), FASTCONV_SAN_DIR (build directory,
+# Environment: FASTCONV_SANITIZE (default "address"; "address,undefined" adds UBSan), FASTCONV_SAN_DIR (build dir,
 # default a fresh mktemp -d under $TMPDIR), FASTCONV_HYPOTHESIS_SCALE (default 0.25: a quarter of the property
 # examples), CC (compiler whose libasan is preloaded, default gcc), PYTHON (default python3).
 #
 # The in-place build of the repository is never touched: the clone gets its own build/ and .so files.  A Python
 # that was not itself built with ASan needs the ASan runtime preloaded (LD_PRELOAD) so that it is the first
-# library in the process (and libstdc++ with it, for C++ extensions that throw); leak detection is off (CPython keeps memory until exit by design), and
-# allocator_may_return_null=1 makes impossible requests return NULL, so the kernels raise MemoryError exactly as
-# in a normal build instead of ASan aborting on "allocation size too big".
+# library in the process (and libstdc++ with it, for C++ extensions that throw); leak detection is off (CPython
+# keeps memory until exit by design), and allocator_may_return_null=1 makes impossible requests return NULL, so
+# the kernels raise MemoryError exactly as in a normal build instead of ASan aborting on "allocation size too
+# big".  Sanitizer reports go to files in the build directory (pytest captures stderr) and fail the run.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -78,7 +79,7 @@ case "$sanitize" in
 esac
 export LD_PRELOAD="${runtime}${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_init_order=1:detect_stack_use_after_return=0:log_path=$work/asan}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:log_path=$work/asan}"
 export FASTCONV_HYPOTHESIS_SCALE="${FASTCONV_HYPOTHESIS_SCALE:-0.25}"
 export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONFAULTHANDLER=1
