@@ -169,13 +169,11 @@ def test_padding_pairs_beyond_int64_are_value_errors(padding):
         fc.conv2d(x, w, padding=padding, stride=(2 ** 61, 1), algorithm="direct")
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="fft: plan arithmetic beyond int64 for padded sizes near 2**63; fix requested")
 def test_fft_padding_and_dilation_at_the_bound():
     """``conv2d(x (1,2,5,6), w (3,2,3,2), padding=((2**62 - 1, 2**62 - 1), (0, 0)), dilation=(2**62 - 1, 1))``
     is valid (the padded height, about 2**63, holds the dilated kernel) and direct and toeplitz compute it (only
-    the middle kernel row meets the input); fft raises OverflowError from a C conversion.  It must compute it or
-    decline with ValueError/MemoryError."""
+    the middle kernel row meets the input); fft raised OverflowError from a C conversion.  It must compute it or
+    decline with ValueError/MemoryError: fft's ``supports`` now declines extents of 2**40 and more."""
     rng = np.random.default_rng(1)
     x = rng.random((1, 2, 5, 6))
     w = rng.random((3, 2, 3, 2))

@@ -576,6 +576,16 @@ COST = {
            "chunk": 0.0, "fixed": 3.1e-4},
 }
 
+# Transform lengths are products of small primes near the padded size; beyond this no FFT plan exists (and the
+# index arithmetic of the tiles would leave int64), so the algorithm declines such geometries.
+MAX_EXTENT = 2 ** 40
+
+
+def supports(geom, dtype, op):
+    """False for geometries whose padded input or dilated kernel is too long to transform."""
+    return max(geom.padded_size + geom.effective_kernel) < MAX_EXTENT
+
+
 ALGORITHM = register(Algorithm(
     name="fft",
     forward=forward,
@@ -583,4 +593,5 @@ ALGORITHM = register(Algorithm(
     grad_weight=grad_weight,
     cost=cost,
     description="real FFTs (scipy.fft), frequency-domain channel sum (per-frequency GEMM), overlap-save tiles",
+    supports=supports,
 ))
