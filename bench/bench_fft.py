@@ -36,10 +36,10 @@ import numpy as np
 import fastconv as fc
 from fastconv import _algorithms
 from fastconv._algos import fft as F
-from fastconv.benchmark import format_table, save_json, timeit, torch_or_none
+from fastconv.benchmark import format_table, save_json, torch_or_none
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_toeplitz import interleaved  # noqa: E402  (interleaved rounds, shared with bench_toeplitz.py)
+from fastconv.benchmark import interleaved  # noqa: E402
 
 TORCH_CASE = ((1, 16, 256, 256), (16, 16, 31, 31), 15)
 IMAGE = 2048

@@ -34,7 +34,7 @@ from fastconv.benchmark import format_table, save_json, timeit
 from fastconv.filters import _engine
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_toeplitz import interleaved  # noqa: E402  (interleaved rounds, median of all repeats)
+from fastconv.benchmark import interleaved  # noqa: E402
 
 SIZES = (3, 7, 15, 31, 63)
 N = 2048

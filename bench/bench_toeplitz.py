@@ -15,7 +15,6 @@ Candidates are timed in interleaved rounds (median of all repeats after warm-up)
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 
@@ -23,7 +22,7 @@ import numpy as np
 
 import fastconv as fc
 from fastconv._algos.toeplitz import plan
-from fastconv.benchmark import blas_threads, format_table, save_json, sgemm_gflops, timeit, torch_or_none
+from fastconv.benchmark import blas_threads, format_table, interleaved, save_json, sgemm_gflops, torch_or_none
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_conv import LAYERS  # noqa: E402  (the reference layers, shared with bench_conv.py)
@@ -33,17 +32,6 @@ torch = None     # set by main() when torch is installed
 # (name, input shape, weight shape (C_in, C_out, kh, kw), stride, padding)
 TRANSPOSED = ("convT 4x4 s2 64->32", (8, 64, 28, 28), (64, 32, 4, 4), 2, 1)
 MEMORY_LAYER = LAYERS[0]
-
-
-def interleaved(fns, repeats):
-    """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(timeit(fn, repeats=1, warmup=0)["median"])
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _torch_fn(torch, name, *args, **kw):

@@ -8,10 +8,11 @@ Every kernel receives the count explicitly and releases the GIL while it runs.
 import contextlib
 import contextvars
 import os
+import threading
 
 from . import _validate as V
 
-__all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads"]
+__all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas"]
 
 
 def _default_threads():
@@ -69,3 +70,47 @@ def num_threads(n):
         yield
     finally:
         _local.reset(token)
+
+
+_blas = {"libraries": None, "users": 0, "saved": None}
+_blas_lock = threading.Lock()
+
+
+def _set_blas_threads(lib, n):
+    """Set a BLAS library's thread count from whichever Python thread calls.
+
+    threadpoolctl >= 3.6 lets only one "controlling" Python thread change OpenBLAS's (process-wide) count and
+    silently ignores the others; without a ``with`` block that thread keeps control for good, so the limit of a
+    call made from any other thread was dropped (its GEMMs ran multi-threaded inside our OpenMP region and gave
+    other bits than the same call from the first thread).  The reference count above already serialises us.
+    """
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Limit the BLAS thread pools to one thread while at least one caller is inside (reference-counted).
+
+    fastconv parallelises one level at a time: inside its OpenMP regions (toeplitz, fft) and for small GEMMs each
+    BLAS call runs on one thread.
+    """
+    with _blas_lock:
+        if _blas["users"] == 0:
+            if _blas["libraries"] is None:
+                from threadpoolctl import ThreadpoolController
+                import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one cython_blas calls)
+                _blas["libraries"] = ThreadpoolController().select(user_api="blas").lib_controllers
+            _blas["saved"] = [lib.get_num_threads() for lib in _blas["libraries"]]
+            for lib, n in zip(_blas["libraries"], _blas["saved"]):
+                if n != 1:
+                    _set_blas_threads(lib, 1)
+        _blas["users"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["users"] -= 1
+            if _blas["users"] == 0:
+                for lib, n in zip(_blas["libraries"], _blas["saved"]):
+                    if n != 1:
+                        _set_blas_threads(lib, n)

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-__all__ = ["timeit", "sgemm_gflops", "copy_gbps", "torch_or_none", "blas_threads", "format_table",
+__all__ = ["timeit", "interleaved", "sgemm_gflops", "copy_gbps", "torch_or_none", "blas_threads", "format_table",
            "save_json", "machine"]
 
 
@@ -34,6 +34,20 @@ def timeit(fn, repeats=5, warmup=1, min_time=0.0):
     med = statistics.median(times)
     return {"median": med, "min": min(times), "max": max(times),
             "spread": (max(times) - min(times)) / med if med > 0 else 0.0, "n": len(times)}
+
+
+def interleaved(fns, repeats):
+    """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once, so that
+    load on a shared machine hits all candidates alike."""
+    times = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 class blas_threads:

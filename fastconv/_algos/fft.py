@@ -58,7 +58,7 @@ import scipy.fft as sfft
 
 from .. import _kernels
 from .._algorithms import Algorithm, register
-from .toeplitz import single_threaded_blas
+from .._threads import single_threaded_blas
 
 _fft = _kernels.load("_fft")
 

@@ -37,16 +37,15 @@ depthwise layers, which are GEMVs, cost what they should; im2col / col2im move `
 costs ``GEMM_OVERHEAD`` and each call ``CALL_OVERHEAD``.  Work divides over the planned threads, rounded up to
 whole waves of tasks.
 """
-import contextlib
 import functools
 import os
-import threading
 from dataclasses import dataclass
 from math import ceil, prod
 
 import numpy as np
 
 from .. import _kernels, _threads
+from .._threads import single_threaded_blas
 from .. import _validate as V
 from .._algorithms import Algorithm, register
 from .direct import MIN_FLOPS_PER_THREAD, _as5
@@ -185,47 +184,6 @@ def _plan(geom, item, op, nthreads, limit, tunables):
     threads = max(1, min(nthreads, tasks, limit // buffer_bytes if buffer_bytes else tasks,
                          geom.flops // MIN_FLOPS_PER_THREAD))
     return Plan(op, one, pc, cb, kb, tasks, gemms, threads, buffer_bytes)
-
-
-# ----------------------------------------------------------------------------- single-threaded BLAS
-_blas = {"libraries": None, "users": 0, "saved": None}
-_blas_lock = threading.Lock()
-
-
-def _set_blas_threads(lib, n):
-    """Set a BLAS library's thread count from whichever Python thread calls.
-
-    threadpoolctl >= 3.6 lets only one "controlling" Python thread change OpenBLAS's (process-wide) count and
-    silently ignores the others; without a ``with`` block that thread keeps control for good, so the limit of a
-    call made from any other thread was dropped (its GEMMs ran multi-threaded inside our OpenMP region and gave
-    other bits than the same call from the first thread).  The reference count above already serialises us.
-    """
-    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Limit the BLAS thread pools to one thread while at least one toeplitz call runs (reference-counted)."""
-    with _blas_lock:
-        if _blas["users"] == 0:
-            if _blas["libraries"] is None:
-                from threadpoolctl import ThreadpoolController
-                import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one cython_blas calls)
-                _blas["libraries"] = ThreadpoolController().select(user_api="blas").lib_controllers
-            _blas["saved"] = [lib.get_num_threads() for lib in _blas["libraries"]]
-            for lib, n in zip(_blas["libraries"], _blas["saved"]):
-                if n != 1:
-                    _set_blas_threads(lib, 1)
-        _blas["users"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas["users"] -= 1
-            if _blas["users"] == 0:
-                for lib, n in zip(_blas["libraries"], _blas["saved"]):
-                    if n != 1:
-                        _set_blas_threads(lib, n)
 
 
 # ----------------------------------------------------------------------------- the registry entry

@@ -12,7 +12,7 @@ from .. import _validate as V
 from .. import conv as _conv
 from .. import grad as _grad
 from .. import pooling as _pool
-from .._algos.toeplitz import single_threaded_blas
+from .._threads import single_threaded_blas
 from .._geometry import ConvGeometry
 from ..autograd import Tensor, _record, as_tensor, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
