@@ -14,30 +14,63 @@ Parameters of a layer with ``K`` filters of size ``f1 x f2 x ...`` over ``c`` in
     K (f1 f2 ... c / g + 1)        (the ``+ 1`` is the bias)
 
 Multiplications of one forward pass: ``N K (c / g) f1 f2 ... out1 out2 ...``.
+
+Padding modes other than zeros (``reflect``, ``replicate``, ``circular``) pad the input explicitly; the geometry
+the kernels then see is :attr:`ConvGeometry.kernel_geometry` (zero padding, the padded input size).  Every kernel
+receives its window as one ``Geometry`` struct (``fastconv/_kernels/common.pxd``), filled by name from
+:meth:`ConvGeometry.kernel_struct` / :meth:`PoolGeometry.kernel_struct`.
 """
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
+
+import numpy as np
 
 from . import _validate as V
 
+__all__ = ["ConvGeometry", "PoolGeometry", "conv_output_shape", "conv_transpose_output_shape", "kernel_struct",
+           "PADDING_MODES"]
+
+# padding_mode -> numpy.pad mode of the explicit padding (None: zero padding, done by the kernels)
+PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-class cached_property:
-    """A read-only property computed once per instance (no lock, unlike functools' on Python < 3.12)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.name = fn.__name__
-        self.__doc__ = fn.__doc__
-
-    def __get__(self, obj, cls=None):
-        if obj is None:
-            return self
-        value = obj.__dict__[self.name] = self.fn(obj)
-        return value
+def _as3(values, fill):
+    return (fill,) * (3 - len(values)) + tuple(values)
 
 
-__all__ = ["ConvGeometry", "PoolGeometry", "conv_output_shape", "conv_transpose_output_shape"]
+def kernel_struct(kernel, stride, dilation, pad_lo, input_dilation=(1, 1, 1), groups=1):
+    """The ``Geometry`` struct of ``_kernels/common.pxd`` as the dict a kernel takes (3 spatial dims, D H W;
+    shorter tuples get leading singleton dims)."""
+    (kd, kh, kw), (sd, sh, sw) = _as3(kernel, 1), _as3(stride, 1)
+    (dd, dh, dw), (pd, ph, pw), (ld, lh, lw) = _as3(dilation, 1), _as3(pad_lo, 0), _as3(input_dilation, 1)
+    return dict(groups=groups, kd=kd, kh=kh, kw=kw, sd=sd, sh=sh, sw=sw, dd=dd, dh=dh, dw=dw, pd=pd, ph=ph, pw=pw,
+                ld=ld, lh=lh, lw=lw)
+
+
+def _same_padding(size, kernel, dilation, stride):
+    """``padding="same"``: for stride 1 the total padding is ``d(k-1)``, ``total//2`` on the left and the odd
+    element on the right (PyTorch's rule, which also covers even kernels); for stride > 1 the output has
+    ``ceil(n/s)`` elements and the total padding is ``max((ceil(n/s) - 1) s + d(k-1) + 1 - n, 0)`` split the same
+    way (TensorFlow's rule)."""
+    pairs = []
+    for n, k, d, s in zip(size, kernel, dilation, stride):
+        out = -(-n // s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+        pairs.append((total // 2, total - total // 2))
+    return tuple(pairs)
+
+
+def _padding_pairs(padding, n, kernel, dilation, stride, size, fn):
+    """Per-side padding ``((lo, hi), ...)`` of any form :func:`fastconv._validate.padding_arg` accepts."""
+    padding = V.padding_arg(padding, n, fn)
+    if padding == "valid":
+        return ((0, 0),) * n
+    if padding == "same":
+        return _same_padding(size, kernel, dilation, stride)
+    if padding and isinstance(padding[0], tuple):
+        return padding
+    return tuple((p, p) for p in padding)
 
 
 @dataclass(frozen=True)
@@ -45,8 +78,9 @@ class ConvGeometry:
     """Shape bookkeeping for one convolution.
 
     Attributes are normalised tuples: ``input_shape = (N, C, *spatial)``, ``weight_shape = (K, C // groups,
-    *kernel)``, and per spatial dimension ``stride``, ``dilation`` and ``padding`` as ``(lo, hi)`` pairs.
-    Build one with :meth:`make`, which validates and normalises user arguments.
+    *kernel)``, and per spatial dimension ``stride``, ``dilation`` and ``padding`` as ``(lo, hi)`` pairs, and
+    the ``padding_mode`` of that padding.  Build one with :meth:`make`, which validates and normalises user
+    arguments.
     """
 
     input_shape: tuple
@@ -55,11 +89,17 @@ class ConvGeometry:
     padding: tuple
     dilation: tuple
     groups: int = 1
+    padding_mode: str = "zeros"
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def make(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, fn="conv"):
-        """Validate and normalise arguments the way ``torch.nn.functional.conv*d`` accepts them."""
+    def make(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, fn="conv",
+             padding_mode="zeros"):
+        """Validate and normalise arguments the way ``torch.nn.functional.conv*d`` accepts them.
+
+        Like PyTorch, ``padding_mode="reflect"`` needs each pad smaller than the input size and ``"circular"``
+        at most the input size.
+        """
         input_shape = tuple(int(s) for s in input_shape)
         weight_shape = tuple(int(s) for s in weight_shape)
         if len(input_shape) < 3:
@@ -71,6 +111,7 @@ class ConvGeometry:
         groups = V.positive_int(groups, fn, "groups")
         stride = V.int_tuple(stride, n, fn, "stride", minimum=1)
         dilation = V.int_tuple(dilation, n, fn, "dilation", minimum=1)
+        V.check_choice(padding_mode, PADDING_MODES, fn, "padding_mode")
         N, C = input_shape[:2]
         K, Cg = weight_shape[:2]
         kernel = weight_shape[2:]
@@ -88,14 +129,22 @@ class ConvGeometry:
         if Cg * groups != C:
             raise ValueError("%s(): argument 'weight' expects %d input channels (weight.shape[1]=%d x groups=%d), "
                              "but the input has %d channels" % (fn, Cg * groups, Cg, groups, C))
-        pad = V.padding_pairs(padding, n, kernel, dilation, stride, input_shape[2:], fn)
-        geom = cls(input_shape, weight_shape, stride, pad, dilation, groups)
+        pad = _padding_pairs(padding, n, kernel, dilation, stride, input_shape[2:], fn)
+        geom = cls(input_shape, weight_shape, stride, pad, dilation, groups, padding_mode)
         for i, (size, eff) in enumerate(zip(geom.padded_size, geom.effective_kernel)):
             if eff > size:
                 raise ValueError("%s(): the dilated kernel (size %d in spatial dim %d) is larger than the padded "
                                  "input (size %d); argument 'weight' has shape %s, input %s, padding %s"
                                  % (fn, eff, i, size, weight_shape, input_shape, pad))
         V.check_size(geom.output_shape, fn, "output")
+        if geom.explicit_padding:
+            for size, (lo, hi) in zip(geom.input_size, pad):
+                if padding_mode == "reflect" and max(lo, hi) >= size:
+                    raise ValueError("%s(): argument 'padding' %s must be smaller than the input size %s for "
+                                     "padding_mode='reflect'" % (fn, pad, geom.input_size))
+                if padding_mode == "circular" and max(lo, hi) > size:
+                    raise ValueError("%s(): argument 'padding' %s must be at most the input size %s for "
+                                     "padding_mode='circular'" % (fn, pad, geom.input_size))
         return geom
 
     @classmethod
@@ -205,6 +254,20 @@ class ConvGeometry:
     def symmetric_padding(self):
         return all(lo == hi for lo, hi in self.padding)
 
+    @property
+    def explicit_padding(self):
+        """True when the input is padded before the kernels run (a non-zero ``padding_mode`` with padding)."""
+        return PADDING_MODES[self.padding_mode] is not None and any(p for pair in self.padding for p in pair)
+
+    @cached_property
+    def kernel_geometry(self):
+        """The geometry the kernels see: ``self`` for zero padding, else the explicitly padded input with no
+        padding left to do."""
+        if not self.explicit_padding:
+            return self
+        return ConvGeometry(self.input_shape[:2] + self.padded_size, self.weight_shape, self.stride,
+                            ((0, 0),) * self.ndim, self.dilation, self.groups)
+
     # ----------------------------------------------------------------- counts from the notes
     def params(self, bias=True):
         """``K (f1 f2 ... c / g + 1)`` with bias, ``K f1 f2 ... c / g`` without."""
@@ -231,7 +294,8 @@ class ConvGeometry:
         one = (1,) * extra
         return ConvGeometry(self.input_shape[:2] + one + self.input_size,
                             self.weight_shape[:2] + one + self.kernel_size,
-                            one + self.stride, ((0, 0),) * extra + self.padding, one + self.dilation, self.groups)
+                            one + self.stride, ((0, 0),) * extra + self.padding, one + self.dilation, self.groups,
+                            self.padding_mode)
 
     def as_3d(self):
         """The same geometry with singleton spatial dimensions prepended up to three (D, H, W).
@@ -240,9 +304,18 @@ class ConvGeometry:
         """
         return self._as_3d
 
+    @cached_property
+    def kernel_struct(self):
+        """This (zero-padding) convolution as the kernels' ``Geometry`` struct (a dict, see :func:`kernel_struct`)."""
+        return kernel_struct(self.kernel_size, self.stride, self.dilation, self.pad_lo, groups=self.groups)
+
+    @cached_property
+    def _key(self):
+        return (self.input_shape, self.weight_shape, self.stride, self.padding, self.dilation, self.groups)
+
     def key(self):
         """A hashable description (for caches)."""
-        return (self.input_shape, self.weight_shape, self.stride, self.padding, self.dilation, self.groups)
+        return self._key
 
 
 def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -267,6 +340,11 @@ class PoolGeometry:
 
     PyTorch's rule: ``out = floor_or_ceil((n + 2p - d (k - 1) - 1) / s) + 1``; with ``ceil_mode`` the last window
     must start inside the input or the left padding, otherwise it is dropped.
+
+    Adaptive pooling (:meth:`adaptive`) fixes the output size instead (``adaptive_size``); output ``o`` of a
+    dimension of size ``n`` pools ``[floor(o n / out), ceil((o + 1) n / out))``, and ``kernel_size`` /
+    ``stride`` hold the widest window and the smallest step (what a receptive field needs).  Max-unpooling
+    inverts a pool: :meth:`for_unpool` gives the pool whose input size the unpooling restores.
     """
 
     input_shape: tuple
@@ -275,6 +353,7 @@ class PoolGeometry:
     padding: tuple
     dilation: tuple
     ceil_mode: bool = False
+    adaptive_size: tuple = None
 
     @classmethod
     def make(cls, input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, fn="pool",
@@ -287,12 +366,11 @@ class PoolGeometry:
             else V.int_tuple(stride, n, fn, "stride", minimum=1)
         pad = V.int_tuple(padding, n, fn, "padding", minimum=0)
         dilation = V.int_tuple(dilation, n, fn, "dilation", minimum=1)
-        if not isinstance(ceil_mode, (bool, int)):
-            raise TypeError("%s(): argument 'ceil_mode' must be a bool, got %r" % (fn, ceil_mode))
+        ceil_mode = V.flag(ceil_mode, fn, "ceil_mode", ints=True)
         if min(input_shape) <= 0:
             raise ValueError("%s(): argument 'input' must not have zero-size dimensions, got shape %s"
                              % (fn, input_shape))
-        geom = cls(input_shape, kernel, stride, pad, dilation, bool(ceil_mode))
+        geom = cls(input_shape, kernel, stride, pad, dilation, ceil_mode)
         for p, e in zip(pad, geom.effective_kernel):
             if p * max_padding_ratio > e:
                 raise ValueError("%s(): argument 'padding' %s must be at most half the (dilated) kernel size %s"
@@ -302,16 +380,86 @@ class PoolGeometry:
                              % (fn, kernel, dilation, tuple(n + 2 * p for n, p in zip(input_shape[2:], pad))))
         return geom
 
+    @classmethod
+    def adaptive(cls, input_shape, output_size, fn="adaptive_pool"):
+        """The geometry of ``adaptive_*_pool(input, output_size)``; ``output_size`` is an int or a tuple of ints
+        where ``None`` keeps that dimension's size."""
+        input_shape = tuple(int(s) for s in input_shape)
+        size = input_shape[2:]
+        nd = len(size)
+        vals = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * nd
+        if len(vals) == 1:
+            vals = vals * nd
+        if len(vals) != nd:
+            raise ValueError("%s(): argument 'output_size' must be an int or a tuple of %d ints (or None), got %r"
+                             % (fn, nd, output_size))
+        out = tuple(n if v is None else V.positive_int(v, fn, "output_size") for v, n in zip(vals, size))
+        V.check_size(out, fn, "output_size")
+        # window i spans [floor(i n / o), ceil((i + 1) n / o)): at most ceil(n / o) + 1 wide, starts ~n / o apart
+        kernel = []
+        for n, o in zip(size, out):
+            i = np.arange(o, dtype=np.int64)
+            kernel.append(int((-(-(i + 1) * n // o) - (i * n // o)).max()))
+        stride = tuple(max(1, n // o) for n, o in zip(size, out))
+        return cls(input_shape, tuple(kernel), stride, (0,) * nd, (1,) * nd, False, out)
+
+    @classmethod
+    def for_unpool(cls, input_shape, kernel_size, stride=None, padding=0, output_size=None, fn="max_unpool"):
+        """The pool whose input ``max_unpool*d`` restores from ``input_shape`` (the pooled shape).
+
+        PyTorch's rule: the default size is ``(n - 1) s - 2 p + k``; a given ``output_size`` (``nd`` or ``nd + 2``
+        entries) must lie strictly within one stride of it.
+        """
+        input_shape = tuple(int(s) for s in input_shape)
+        nd = len(input_shape) - 2
+        kernel = V.int_tuple(kernel_size, nd, fn, "kernel_size", minimum=1)
+        stride = kernel if stride is None else V.int_tuple(stride, nd, fn, "stride", minimum=1)
+        pad = V.int_tuple(padding, nd, fn, "padding", minimum=0)
+        default = tuple((n - 1) * s + k - 2 * p for n, s, k, p in zip(input_shape[2:], stride, kernel, pad))
+        if output_size is None:
+            size = default
+        else:
+            if not isinstance(output_size, (tuple, list)):
+                raise TypeError("%s(): argument 'output_size' must be a tuple of ints, got %r" % (fn, output_size))
+            vals = tuple(output_size)
+            if len(vals) == nd + 2:
+                vals = vals[2:]
+            if len(vals) != nd:
+                raise ValueError("%s(): argument 'output_size' must have %d or %d entries, got %r"
+                                 % (fn, nd, nd + 2, output_size))
+            size = V.int_tuple(vals, nd, fn, "output_size", minimum=1)
+            for o, d, s in zip(size, default, stride):
+                if not d - s < o < d + s:
+                    raise ValueError("%s(): argument 'output_size' %s must lie strictly between %s and %s (default "
+                                     "size minus/plus stride)" % (fn, size, tuple(a - b for a, b in zip(default, stride)),
+                                                                 tuple(a + b for a, b in zip(default, stride))))
+        if min(size) <= 0:
+            raise ValueError("%s(): the output size %s is empty; check 'kernel_size', 'stride' and 'padding'"
+                             % (fn, size))
+        V.check_size(size, fn, "output")
+        return cls(input_shape[:2] + size, kernel, stride, pad, (1,) * nd)
+
     @property
     def ndim(self):
         return len(self.input_shape) - 2
 
     @property
+    def input_size(self):
+        return self.input_shape[2:]
+
+    @cached_property
     def effective_kernel(self):
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
 
-    @property
+    @cached_property
+    def kernel_struct(self):
+        """The regular window as the kernels' ``Geometry`` struct (a dict, see :func:`kernel_struct`)."""
+        return kernel_struct(self.kernel_size, self.stride, self.dilation, self.padding)
+
+    @cached_property
     def output_size(self):
+        if self.adaptive_size is not None:
+            return self.adaptive_size
         out = []
         for n, e, s, p in zip(self.input_shape[2:], self.effective_kernel, self.stride, self.padding):
             span = n + 2 * p - e
@@ -321,6 +469,6 @@ class PoolGeometry:
             out.append(o)
         return tuple(out)
 
-    @property
+    @cached_property
     def output_shape(self):
         return self.input_shape[:2] + self.output_size

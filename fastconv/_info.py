@@ -3,6 +3,7 @@ import numpy as np
 import scipy
 
 from . import _kernels, _threads
+from ._version import __version__
 
 __all__ = ["info"]
 
@@ -22,7 +23,7 @@ def _blas_info():
 
 def info(print_=True):
     """Return (and print unless ``print_=False``) a dict: version, OpenMP, threads, SIMD level, BLAS."""
-    from . import __version__, _algorithms
+    from . import _algorithms
     cfg = _kernels.build_config
     cpu = _kernels._cpu
     d = {

@@ -2,8 +2,16 @@
 
 Kernels run with bounds checks off, so everything a kernel relies on is checked here first.  One exception type
 per kind of mistake: ``TypeError`` for a wrong type (a float where an int is needed, a complex array, a string
-where a number is expected), ``ValueError`` for a wrong value or shape.  Every message names the function and the
-argument, and says what was expected and what was given.
+where a number is expected, an array where a shape tuple is expected), ``ValueError`` for a wrong value or shape.
+Every message names the function and the argument, and says what was expected and what was given.
+
+The ``out=`` policy
+    Every ``out`` must be a writeable ``numpy.ndarray`` of the result's shape (:func:`out_array`).  The functions
+    that follow PyTorch (convolutions) write into it directly, so it must also have the result's dtype, be
+    C-contiguous and share no memory with an input (:func:`check_out`).  The functions that follow
+    scipy.ndimage / scikit-image (filters) accept any real dtype and layout like scipy's ``output=``: the kernel
+    writes into ``out`` when it can (:func:`destination`), otherwise into a scratch array that is then cast into
+    ``out`` (:func:`deliver`; integers truncate toward zero).
 """
 import numbers
 import operator
@@ -11,12 +19,17 @@ import operator
 import numpy as np
 
 __all__ = [
-    "as_float_array", "common_float_dtype", "int_tuple", "padding_pairs", "check_choice", "check_out",
-    "check_ndim", "positive_int", "nonneg_int", "real_scalar", "MAX_ELEMENTS",
+    "as_array", "as_float_array", "float_kind", "common_float_dtype", "int_tuple", "padding_arg", "check_choice",
+    "check_ndim", "check_nonempty", "batch_array", "check_size", "positive_int", "nonneg_int", "real_scalar", "flag",
+    "shape_arg", "same_shape", "index_array", "out_array", "check_out", "destination", "deliver", "LAYOUT",
+    "MAX_ELEMENTS",
 ]
 
 # Kernels index with 64-bit signed integers; refuse anything whose element count would not fit comfortably.
 MAX_ELEMENTS = 2 ** 62
+
+# (N, C, *spatial) layouts in messages, by number of spatial dims.
+LAYOUT = {1: "N, C, L", 2: "N, C, H, W", 3: "N, C, D, H, W"}
 
 
 def _name(fn, arg):
@@ -82,6 +95,17 @@ def check_nonempty(arr, fn, arg):
         raise ValueError("%s must not be empty, got shape %s" % (_name(fn, arg), arr.shape))
 
 
+def batch_array(value, fn, arg, nd=None, layout=None):
+    """A non-empty numeric array laid out (N, C, *spatial) with ``nd`` spatial dims (1 to 3 when ``nd`` is None);
+    ``layout`` describes the axes in messages (default ``LAYOUT[nd]``)."""
+    a = as_array(value, fn, arg)
+    if layout is None:
+        layout = "N, C, *spatial with 1 to 3 spatial dims" if nd is None else LAYOUT[nd]
+    check_ndim(a, (3, 4, 5) if nd is None else nd + 2, fn, arg, layout)
+    check_nonempty(a, fn, arg)
+    return a
+
+
 def _as_int(v, fn, arg):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
         try:
@@ -126,28 +150,57 @@ def real_scalar(value, fn, arg):
     return float(value)
 
 
-def padding_pairs(padding, n, kernel, dilation, stride, spatial, fn, arg="padding"):
-    """Per-side padding ``((lo, hi), ...)`` for ``n`` spatial dims.
+def flag(value, fn, arg, ints=False):
+    """A bool argument (TypeError for anything else; ``ints=True`` also takes Python ints, as ``ceil_mode``)."""
+    if isinstance(value, (bool, np.bool_)) or (ints and isinstance(value, int)):
+        return bool(value)
+    raise TypeError("%s must be a bool, got %r" % (_name(fn, arg), value))
 
-    ``padding`` may be an int, a tuple of ``n`` ints (symmetric), a tuple of ``n`` (lo, hi) pairs, a flat tuple of
-    ``2n`` ints in the order ``(d0_lo, d0_hi, d1_lo, d1_hi, ...)``, ``"valid"`` or ``"same"``.
 
-    ``"same"``: for stride 1 the total padding is ``d(k-1)``, ``total//2`` on the left and the odd element on the
-    right (PyTorch's rule, which also covers even kernels); for stride > 1 the output has ``ceil(n/s)`` elements and
-    the total padding is ``max((ceil(n/s) - 1) s + d(k-1) + 1 - n, 0)`` split the same way (TensorFlow's rule).
+def shape_arg(value, fn, arg, ndims=None):
+    """An array shape given as a tuple or list of positive ints (``len`` in ``ndims`` when given), whose element
+    count the kernels can index."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError("%s must be a tuple of ints, got %r" % (_name(fn, arg), value))
+    shape = int_tuple(tuple(value), len(value), fn, arg, minimum=1) if len(value) else ()
+    if ndims is not None and len(shape) not in ndims:
+        raise ValueError("%s must have %s entries, got %r"
+                         % (_name(fn, arg), " or ".join(str(n) for n in ndims), tuple(value)))
+    check_size(shape, fn, arg)
+    return shape
+
+
+def same_shape(a, shape, fn, arg, what):
+    """Require ``a.shape == shape``; ``what`` says where that shape comes from."""
+    if a.shape != tuple(shape):
+        raise ValueError("%s must have shape %s (%s), got %s" % (_name(fn, arg), tuple(shape), what, a.shape))
+
+
+def index_array(value, fn, arg="indices"):
+    """An int64 C-contiguous copy/view of an integer index array (TypeError for any other dtype)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError("%s must be an integer array, got %s" % (_name(fn, arg), type(value).__name__))
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu":
+        raise TypeError("%s must be an integer array (int64 as returned with return_indices=True), got dtype %s"
+                        % (_name(fn, arg), a.dtype))
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        raise ValueError("%s holds values too large for int64" % _name(fn, arg))
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def padding_arg(padding, n, fn, arg="padding"):
+    """A convolution's ``padding`` for ``n`` spatial dims, normalised: ``"valid"`` or ``"same"`` (any case), a
+    tuple of ``n`` ints (symmetric padding) or a tuple of ``n`` ``(lo, hi)`` pairs (per side).
+
+    Accepted forms: an int, ``n`` ints, ``n`` (lo, hi) pairs, a flat tuple of ``2n`` ints in the order
+    ``(d0_lo, d0_hi, d1_lo, d1_hi, ...)`` (``n > 1``), ``"valid"`` and ``"same"``.  What ``"same"`` means is
+    :class:`~fastconv.ConvGeometry`'s business.
     """
     if isinstance(padding, str):
         mode = padding.lower()
-        if mode == "valid":
-            return ((0, 0),) * n
-        if mode == "same":
-            pairs = []
-            for size, k, d, s in zip(spatial, kernel, dilation, stride):
-                eff = d * (k - 1) + 1
-                out = -(-size // s)
-                total = max((out - 1) * s + eff - size, 0)
-                pairs.append((total // 2, total - total // 2))
-            return tuple(pairs)
+        if mode in ("valid", "same"):
+            return mode
         raise ValueError("%s must be an int, a tuple, 'valid' or 'same', got %r" % (_name(fn, arg), padding))
     if isinstance(padding, (list, tuple)) and padding and all(isinstance(p, (list, tuple)) for p in padding):
         if len(padding) != n or any(len(p) != 2 for p in padding):
@@ -157,8 +210,7 @@ def padding_pairs(padding, n, kernel, dilation, stride, spatial, fn, arg="paddin
         flat = [_as_int(p, fn, arg) for p in padding]
         pairs = tuple((flat[2 * i], flat[2 * i + 1]) for i in range(n))
     else:
-        sym = int_tuple(padding, n, fn, arg)
-        pairs = tuple((p, p) for p in sym)
+        return int_tuple(padding, n, fn, arg, minimum=0)
     if any(p < 0 for pair in pairs for p in pair):
         raise ValueError("%s must be non-negative, got %r" % (_name(fn, arg), padding))
     if any(p >= 2 ** 62 for pair in pairs for p in pair):
@@ -175,22 +227,49 @@ def check_choice(value, choices, fn, arg):
     return value
 
 
-def check_out(out, shape, dtype, inputs, fn, arg="out"):
-    """Validate a user-supplied output array: ndarray, exact shape and dtype, C-contiguous, writeable, and
-    sharing no memory with any of ``inputs``."""
+def out_array(out, shape, fn, kinds=None, arg="out"):
+    """Every ``out=``: a writeable ndarray of ``shape`` (whose dtype kind is one of ``kinds`` when given)."""
     if not isinstance(out, np.ndarray):
         raise TypeError("%s must be a numpy.ndarray, got %s" % (_name(fn, arg), type(out).__name__))
+    if kinds is not None and out.dtype.kind not in kinds:
+        raise TypeError("%s must have a %s dtype, got %s"
+                        % (_name(fn, arg), "floating point" if kinds == "f" else "real numeric", out.dtype))
     if out.shape != tuple(shape):
         raise ValueError("%s has shape %s, expected %s" % (_name(fn, arg), out.shape, tuple(shape)))
+    if not out.flags.writeable:
+        raise ValueError("%s is read-only" % _name(fn, arg))
+    return out
+
+
+def check_out(out, shape, dtype, inputs, fn, arg="out"):
+    """An ``out=`` a kernel writes into directly (the convolutions): :func:`out_array`, and exactly the result's
+    dtype, C-contiguous, sharing no memory with any of ``inputs``."""
+    out_array(out, shape, fn, arg=arg)
     if out.dtype != dtype:
         raise TypeError("%s has dtype %s, expected %s" % (_name(fn, arg), out.dtype, np.dtype(dtype)))
     if not out.flags.c_contiguous:
         raise ValueError("%s must be C-contiguous" % _name(fn, arg))
-    if not out.flags.writeable:
-        raise ValueError("%s is read-only" % _name(fn, arg))
     for a in inputs:
         if a is not None and isinstance(a, np.ndarray) and np.may_share_memory(out, a):
             raise ValueError("%s overlaps an input array; pass a separate array" % _name(fn, arg))
+    return out
+
+
+def destination(out, shape, dtype, *inputs):
+    """Where a kernel writes an ``out=`` result of the filters: ``out`` itself when it has ``dtype``, C order and
+    no overlap with ``inputs``, else a fresh C-contiguous array (then :func:`deliver` copies it into ``out``)."""
+    if (out is not None and out.dtype == dtype and out.flags.c_contiguous
+            and not any(np.may_share_memory(out, a) for a in inputs)):
+        return out
+    return np.empty(shape, dtype)
+
+
+def deliver(out, result):
+    """Copy ``result`` into a user ``out`` unless it already is ``out`` (float -> int truncates toward zero,
+    like scipy.ndimage's C cast) and return what the public function returns."""
+    if out is None or result is out:
+        return result
+    np.copyto(out, result, casting="unsafe")
     return out
 
 

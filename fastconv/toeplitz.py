@@ -18,31 +18,20 @@ import numpy as np
 import scipy.sparse
 
 from . import _validate as V
-from ._algos.toeplitz import get_workspace_limit, set_workspace_limit
-from ._geometry import ConvGeometry
-from .conv import PADDING_MODES, apply_padding_mode
+from ._algos.toeplitz import get_workspace_limit, patches, set_workspace_limit
+from ._prepare import pad_input, prepare_conv_shape
 
 __all__ = ["toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit"]
 
 
-def _weight(weight, fn, what="(C_out, C_in/groups, *kernel)"):
-    w = V.as_array(weight, fn, "weight")
-    V.check_ndim(w, (3, 4, 5), fn, "weight", what)
-    V.check_nonempty(w, fn, "weight")
+def _weight(weight, fn):
+    w = V.batch_array(weight, fn, "weight", layout="C_out, C_in/groups, *kernel")
     return np.ascontiguousarray(w, dtype=V.float_kind(w.dtype))
-
-
-def _ints(input_shape, fn):
-    """``input_shape`` as a tuple of positive ints (TypeError for anything that is not a sequence)."""
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (tuple, list, np.ndarray)):
-        raise TypeError("%s(): argument 'input_shape' must be a tuple of ints, got %r" % (fn, input_shape))
-    shape = tuple(input_shape)
-    return V.int_tuple(shape, len(shape), fn, "input_shape", minimum=1)
 
 
 def _shape(input_shape, ndim, fn):
     """``input_shape`` as (N, C, *spatial); a single sample's (C, *spatial) gets N = 1."""
-    shape = _ints(input_shape, fn)
+    shape = V.shape_arg(input_shape, fn, "input_shape")
     if len(shape) == ndim:
         return shape
     if len(shape) == ndim - 1:
@@ -86,19 +75,12 @@ def toeplitz_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups
     fn = "toeplitz_matrix"
     w = _weight(weight, fn)
     shape = _shape(input_shape, w.ndim, fn)
-    V.check_choice(padding_mode, PADDING_MODES, fn, "padding_mode")
-    geom = ConvGeometry.make(shape, w.shape, stride, padding, dilation, groups, fn=fn)
-    nd = geom.ndim
+    p, _ = prepare_conv_shape(fn, w.ndim - 2, w, "weight", shape, "input_shape", stride, padding, dilation, groups,
+                              padding_mode)
+    geom, w = p.geom, p.w
     # Padded map of flat input indices (-1 = a zero-padding element), then every (output, tap) window of it.
     index = np.arange(prod(shape), dtype=np.int64).reshape(shape)
-    if padding_mode == "zeros":
-        padded = np.pad(index, ((0, 0), (0, 0)) + geom.padding, constant_values=-1)
-    else:
-        padded, _ = apply_padding_mode(index, geom, padding_mode, fn)
-    axes = tuple(range(2, 2 + nd))
-    win = np.lib.stride_tricks.sliding_window_view(padded, geom.effective_kernel, axis=axes)
-    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)
-              + tuple(slice(None, None, d) for d in geom.dilation)]           # (N, C, *out, *kernel)
+    win = patches(pad_input(index, geom, zero=-1), geom)                     # (N, C, *out, *kernel)
     N, C = shape[:2]
     G, K = geom.groups, geom.out_channels
     Cg, Kg = C // G, K // G
@@ -172,7 +154,7 @@ def dense_as_conv(weight, input_shape):
     w = V.as_array(weight, fn, "weight")
     V.check_ndim(w, 2, fn, "weight", "out_features, in_features")
     V.check_nonempty(w, fn, "weight")
-    shape = _ints(input_shape, fn)
+    shape = V.shape_arg(input_shape, fn, "input_shape")
     if len(shape) not in (2, 3, 4):
         raise ValueError("%s(): argument 'input_shape' must be the shape of one sample (C_in, *spatial) with 1-3 "
                          "spatial dims, got %r" % (fn, shape))

@@ -119,8 +119,8 @@ def test_threaded_kernels_do_not_leak():
             ("toeplitz grad_weight", lambda: fc.grad.conv2d_weight(x, w.shape, gy, padding=1,
                                                                    algorithm="toeplitz")),
             ("max_pool", lambda: fc.max_pool2d(p, 3, stride=1, padding=1, return_indices=True)),
-            ("avg_pool_backward", lambda: fc.avg_pool2d_backward(p, p.shape, 3, stride=1, padding=1)),
-            ("max_pool_backward", lambda: fc.max_pool_backward(p[:, :, ::2, ::2], idx, p.shape)),
+            ("avg_pool_backward", lambda: fc.grad.avg_pool2d_backward(p, p.shape, 3, stride=1, padding=1)),
+            ("max_pool_backward", lambda: fc.grad.max_pool_backward(p[:, :, ::2, ::2], idx, p.shape)),
             ("kmax", lambda: fc.kmax_pool(p, 5)),
         ]:
             grew = growth(op, calls=calls, warmup=20)

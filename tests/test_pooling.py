@@ -7,6 +7,7 @@ import pytest
 
 import fastconv
 from fastconv import pooling as P
+from fastconv.pooling import _engine as pool_engine
 
 import reference as R
 
@@ -27,9 +28,9 @@ def tol(dtype):
 
 MAX_FN = {1: P.max_pool1d, 2: P.max_pool2d, 3: P.max_pool3d}
 AVG_FN = {1: P.avg_pool1d, 2: P.avg_pool2d, 3: P.avg_pool3d}
-AVG_BW = {1: P.avg_pool1d_backward, 2: P.avg_pool2d_backward, 3: P.avg_pool3d_backward}
+AVG_BW = {1: fastconv.grad.avg_pool1d_backward, 2: fastconv.grad.avg_pool2d_backward, 3: fastconv.grad.avg_pool3d_backward}
 AAVG_FN = {1: P.adaptive_avg_pool1d, 2: P.adaptive_avg_pool2d, 3: P.adaptive_avg_pool3d}
-AAVG_BW = {1: P.adaptive_avg_pool1d_backward, 2: P.adaptive_avg_pool2d_backward, 3: P.adaptive_avg_pool3d_backward}
+AAVG_BW = {1: fastconv.grad.adaptive_avg_pool1d_backward, 2: fastconv.grad.adaptive_avg_pool2d_backward, 3: fastconv.grad.adaptive_avg_pool3d_backward}
 AMAX_FN = {1: P.adaptive_max_pool1d, 2: P.adaptive_max_pool2d, 3: P.adaptive_max_pool3d}
 UNPOOL_FN = {1: P.max_unpool1d, 2: P.max_unpool2d, 3: P.max_unpool3d}
 SHAPES = {1: (2, 3, 13), 2: (2, 3, 9, 11), 3: (1, 2, 6, 7, 5)}
@@ -121,7 +122,7 @@ def test_max_pool_narrow_inputs_ties_and_nan():
         np.testing.assert_array_equal(idx, ridx)
     for size in [(2, 3), (4, 1), 1]:
         y, idx = P.adaptive_max_pool2d(x, size, return_indices=True)
-        ry, ridx = R.adaptive_pool_nd(x, P._adaptive_size(size, x.shape[2:], "test"), "max")
+        ry, ridx = R.adaptive_pool_nd(x, fastconv.PoolGeometry.adaptive(x.shape, size, "test").output_size, "max")
         np.testing.assert_array_equal(y, ry)
         np.testing.assert_array_equal(idx, ridx)
 
@@ -163,16 +164,16 @@ def test_max_pool_large_fast_paths_match_numpy(monkeypatch):
     arg = win.argmax(-1)
     expect_idx = (np.arange(17)[:, None] * 2 + arg // 2) * 50 + np.arange(25) * 2 + arg % 2
     for stream_bytes, task_bytes in [(2 ** 40, 32768), (0, 32768), (0, 300)]:
-        monkeypatch.setattr(P, "STREAM_BYTES", stream_bytes)
-        monkeypatch.setattr(P, "TASK_BYTES", task_bytes)
+        monkeypatch.setattr(pool_engine, "STREAM_BYTES", stream_bytes)
+        monkeypatch.setattr(pool_engine, "TASK_BYTES", task_bytes)
         y, idx = P.max_pool2d(x, 2, return_indices=True)
         np.testing.assert_array_equal(y, win.max(-1))
         np.testing.assert_array_equal(idx, expect_idx)
         np.testing.assert_allclose(P.avg_pool2d(x, 2), win.mean(-1), rtol=1e-6)
         gy = rand(y.shape, np.float32, distinct=False)
         spread = np.repeat(np.repeat(gy / 4, 2, axis=2), 2, axis=3)
-        np.testing.assert_array_equal(P.avg_pool2d_backward(gy, x.shape, 2), spread)
-        np.testing.assert_array_equal(P.max_pool_backward(gy, idx, x.shape), R.index_scatter_add(gy, idx, x.shape))
+        np.testing.assert_array_equal(fastconv.grad.avg_pool2d_backward(gy, x.shape, 2), spread)
+        np.testing.assert_array_equal(fastconv.grad.max_pool_backward(gy, idx, x.shape), R.index_scatter_add(gy, idx, x.shape))
     # a single long row: the row is split into column chunks so every thread has work
     x1 = rand((1, 1, 4001), np.float32, distinct=False)
     with fastconv.num_threads(2):
@@ -252,7 +253,7 @@ ADAPTIVE_SIZES = {1: [4, 13, 20, 1], 2: [(4, 5), (3, None), (12, 14), 1], 3: [(3
 def test_adaptive_pools_match_reference(nd, dtype):
     x = rand(SHAPES[nd], dtype)
     for size in ADAPTIVE_SIZES[nd]:
-        full = P._adaptive_size(size, x.shape[2:], "test")
+        full = fastconv.PoolGeometry.adaptive(x.shape, size, "test").output_size
         y = AAVG_FN[nd](x, size)
         np.testing.assert_allclose(y, R.adaptive_pool_nd(x, full, "avg"), **tol(dtype))
         m, idx = AMAX_FN[nd](x, size, return_indices=True)
@@ -288,10 +289,10 @@ def test_global_pools(shape):
     np.testing.assert_array_equal(P.global_max_pool(x), m)
     np.testing.assert_allclose(P.global_avg_pool(x), flat.mean(-1), rtol=1e-12)
     gy = rand(shape[:2])
-    gx = P.global_avg_pool_backward(gy, shape)
+    gx = fastconv.grad.global_avg_pool_backward(gy, shape)
     np.testing.assert_allclose(gx, np.broadcast_to((gy / flat.shape[-1]).reshape(shape[:2] + (1,) * (len(shape) - 2)),
                                                    shape), rtol=1e-12)
-    np.testing.assert_array_equal(P.max_pool_backward(gy, idx, shape), R.index_scatter_add(gy, idx, shape))
+    np.testing.assert_array_equal(fastconv.grad.max_pool_backward(gy, idx, shape), R.index_scatter_add(gy, idx, shape))
 
 
 # ----------------------------------------------------------------------------------------------- k-max
@@ -380,7 +381,7 @@ def test_max_pool_backward(nd):
     for (k, s, p, d), ceil_mode in itertools.product(MAX_CASES[nd], [False, True]):
         y, idx = MAX_FN[nd](x, k, s, p, d, ceil_mode, return_indices=True)
         gy = rand(y.shape, distinct=False)
-        gx = P.max_pool_backward(gy, idx, x.shape)
+        gx = fastconv.grad.max_pool_backward(gy, idx, x.shape)
         np.testing.assert_allclose(gx, R.index_scatter_add(gy, idx, x.shape), rtol=1e-14, atol=1e-14)
     # one finite-difference check (distinct values: max pooling is differentiable there)
     k, s, p, d = MAX_CASES[nd][1]
@@ -388,7 +389,7 @@ def test_max_pool_backward(nd):
     y, idx = MAX_FN[nd](x, k, s, p, d, return_indices=True)
     gy = rand(y.shape, distinct=False)
     num = numerical_grad(lambda z: MAX_FN[nd](z, k, s, p, d), x.copy(), gy)
-    np.testing.assert_allclose(P.max_pool_backward(gy, idx, x.shape), num, atol=1e-6)
+    np.testing.assert_allclose(fastconv.grad.max_pool_backward(gy, idx, x.shape), num, atol=1e-6)
 
 
 def test_max_pool_backward_matches_torch():
@@ -401,7 +402,7 @@ def test_max_pool_backward_matches_torch():
         gy = rand(tuple(ty.shape), np.float32, distinct=False)
         ty.backward(torch.from_numpy(gy))
         _, idx = P.max_pool2d(x, k, s, p, d, True, True)
-        np.testing.assert_allclose(P.max_pool_backward(gy, idx, x.shape), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(fastconv.grad.max_pool_backward(gy, idx, x.shape), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
     # adaptive max, 3-D
     x3 = rand((1, 2, 5, 6, 7), np.float32)
     tx = torch.from_numpy(x3).requires_grad_()
@@ -409,7 +410,7 @@ def test_max_pool_backward_matches_torch():
     gy = rand(tuple(ty.shape), np.float32, distinct=False)
     ty.backward(torch.from_numpy(gy))
     _, idx = P.adaptive_max_pool3d(x3, (2, 4, 3), return_indices=True)
-    np.testing.assert_allclose(P.max_pool_backward(gy, idx, x3.shape), tx.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fastconv.grad.max_pool_backward(gy, idx, x3.shape), tx.grad.numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -440,14 +441,14 @@ def test_avg_pool_backward_matches_torch():
         ty = F.avg_pool2d(tx, k, s, p, ceil_mode, cip)
         gy = rand(tuple(ty.shape), np.float32, distinct=False)
         ty.backward(torch.from_numpy(gy))
-        np.testing.assert_allclose(P.avg_pool2d_backward(gy, x.shape, k, s, p, ceil_mode, cip), tx.grad.numpy(),
+        np.testing.assert_allclose(fastconv.grad.avg_pool2d_backward(gy, x.shape, k, s, p, ceil_mode, cip), tx.grad.numpy(),
                                    rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("nd", [1, 2])
 def test_lp_pool_backward(nd):
     fwd = {1: P.lp_pool1d, 2: P.lp_pool2d}[nd]
-    bwd = {1: P.lp_pool1d_backward, 2: P.lp_pool2d_backward}[nd]
+    bwd = {1: fastconv.grad.lp_pool1d_backward, 2: fastconv.grad.lp_pool2d_backward}[nd]
     shape = SMALL[nd]
     x = rand(shape, np.float64) + 0.75             # positive: every power is defined
     for p, (k, s), ceil_mode in [(1, (2, None), False), (2, (3, 2), True), (3.5, (2, None), True)]:
@@ -479,7 +480,7 @@ def test_lp_pool_backward_matches_torch():
         gy = rand(tuple(ty.shape), distinct=False)
         ty.backward(torch.from_numpy(gy))
         y = P.lp_pool2d(x, p, k, s, ceil_mode)
-        np.testing.assert_allclose(P.lp_pool2d_backward(gy, x, y, p, k, s, ceil_mode), tx.grad.numpy(),
+        np.testing.assert_allclose(fastconv.grad.lp_pool2d_backward(gy, x, y, p, k, s, ceil_mode), tx.grad.numpy(),
                                    rtol=1e-10, atol=1e-12)
 
 
@@ -507,7 +508,7 @@ def test_kmax_and_unpool_backward_are_adjoint():
     for dim, k in [(-1, 3), (1, 2), (0, 1)]:
         v, i = P.kmax_pool(x, k, dim)
         gy = rand(v.shape, distinct=False)
-        gx = P.kmax_pool_backward(gy, i, x.shape, dim)
+        gx = fastconv.grad.kmax_pool_backward(gy, i, x.shape, dim)
         np.testing.assert_allclose(np.sum(v * gy), np.sum(x * gx), rtol=1e-12)
         num = numerical_grad(lambda z: P.kmax_pool(z, k, dim)[0], x.copy(), gy)
         np.testing.assert_allclose(gx, num, atol=1e-7)
@@ -515,7 +516,7 @@ def test_kmax_and_unpool_backward_are_adjoint():
     y, idx = P.max_pool2d(x2, 3, 2, 1, return_indices=True)
     u = P.max_unpool2d(y, idx, 3, 2, 1, output_size=(9, 11))
     gu = rand(u.shape, distinct=False)
-    gy = P.max_unpool_backward(gu, idx)
+    gy = fastconv.grad.max_unpool_backward(gu, idx)
     assert gy.shape == y.shape
     # unpool is linear in its input when indices are distinct within a plane
     distinct = all(len(set(idx[n, c].ravel())) == idx[n, c].size for n in range(2) for c in range(3))
@@ -533,8 +534,8 @@ def test_bitwise_identical_for_1_and_2_threads():
         lambda: P.avg_pool2d(x, (3, 2), (2, 1), 1, True, False),
         lambda: P.adaptive_avg_pool2d(x, (7, 5)),
         lambda: P.adaptive_max_pool2d(x, (7, 5), True),
-        lambda: P.avg_pool2d_backward(rand((3, 5, 10, 12), np.float32), x.shape, 3, 2, 1),
-        lambda: P.max_pool_backward(rand((3, 5, 10, 12), np.float32), P.max_pool2d(x, 3, 2, 1, return_indices=True)[1],
+        lambda: fastconv.grad.avg_pool2d_backward(rand((3, 5, 10, 12), np.float32), x.shape, 3, 2, 1),
+        lambda: fastconv.grad.max_pool_backward(rand((3, 5, 10, 12), np.float32), P.max_pool2d(x, 3, 2, 1, return_indices=True)[1],
                                     x.shape),
         lambda: P.kmax_pool(x, 4, 2),
         lambda: P.max_pool1d(x.reshape(1, 1, -1), 3, 2, return_indices=True),
@@ -564,7 +565,7 @@ def test_dtypes_and_inputs_not_modified():
     before = big.copy()
     y, idx = P.max_pool2d(view, 2, return_indices=True)
     np.testing.assert_array_equal(y, R.max_pool_nd(view, 2)[0])
-    P.max_pool_backward(np.ones_like(y), idx, view.shape)
+    fastconv.grad.max_pool_backward(np.ones_like(y), idx, view.shape)
     np.testing.assert_array_equal(big, before)
 
 
@@ -617,26 +618,26 @@ def test_bad_indices_and_backward_arguments():
     y, idx = P.max_pool2d(x, 2, return_indices=True)
     bad = idx.copy()
     bad[0, 1, 1, 1] = 36
-    raises(ValueError, P.max_pool_backward, y, bad, x.shape, match="indices")
+    raises(ValueError, fastconv.grad.max_pool_backward, y, bad, x.shape, match="indices")
     bad[0, 1, 1, 1] = -1
-    raises(ValueError, P.max_pool_backward, y, bad, x.shape, match="indices")
+    raises(ValueError, fastconv.grad.max_pool_backward, y, bad, x.shape, match="indices")
     raises(ValueError, P.max_unpool2d, y, bad, 2, match="indices")
-    raises(ValueError, P.max_unpool_backward, x, bad, match="indices")
-    raises(TypeError, P.max_pool_backward, y, idx.astype(np.float64), x.shape, match="indices")
+    raises(ValueError, fastconv.grad.max_unpool_backward, x, bad, match="indices")
+    raises(TypeError, fastconv.grad.max_pool_backward, y, idx.astype(np.float64), x.shape, match="indices")
     raises(TypeError, P.max_unpool2d, y, idx.astype(np.float32), 2, match="indices")
-    raises(ValueError, P.max_pool_backward, y, idx[:, :, :2], x.shape, match="indices")
+    raises(ValueError, fastconv.grad.max_pool_backward, y, idx[:, :, :2], x.shape, match="indices")
     raises(ValueError, P.max_unpool2d, y, idx[:, :, :2], 2, match="indices")
-    raises(ValueError, P.max_pool_backward, y, idx, (2, 2, 6, 6), match="grad_output")
-    raises(TypeError, P.max_pool_backward, y, idx, 36, match="input_shape")
-    raises(ValueError, P.max_pool_backward, y, idx, (1, 2, 0, 6), match="input_shape")
+    raises(ValueError, fastconv.grad.max_pool_backward, y, idx, (2, 2, 6, 6), match="grad_output")
+    raises(TypeError, fastconv.grad.max_pool_backward, y, idx, 36, match="input_shape")
+    raises(ValueError, fastconv.grad.max_pool_backward, y, idx, (1, 2, 0, 6), match="input_shape")
     raises(ValueError, P.max_unpool2d, y, idx, 2, output_size=(8, 6), match="output_size")   # not within a stride
     raises(ValueError, P.max_unpool2d, y, idx, 2, output_size=(6,), match="output_size")
-    raises(ValueError, P.avg_pool2d_backward, y[:, :, :2], x.shape, 2, match="grad_output")
-    raises(ValueError, P.avg_pool2d_backward, y, (1, 2, 6), 2, match="input_shape")
-    raises(ValueError, P.lp_pool2d_backward, y, x, y[:, :1], 2, 2, match="output")
-    raises(ValueError, P.adaptive_avg_pool2d_backward, y, (2, 2, 6, 6), match="grad_output")
-    raises(ValueError, P.global_avg_pool_backward, y, x.shape, match="grad_output")
+    raises(ValueError, fastconv.grad.avg_pool2d_backward, y[:, :, :2], x.shape, 2, match="grad_output")
+    raises(ValueError, fastconv.grad.avg_pool2d_backward, y, (1, 2, 6), 2, match="input_shape")
+    raises(ValueError, fastconv.grad.lp_pool2d_backward, y, x, y[:, :1], 2, 2, match="output")
+    raises(ValueError, fastconv.grad.adaptive_avg_pool2d_backward, y, (2, 2, 6, 6), match="grad_output")
+    raises(ValueError, fastconv.grad.global_avg_pool_backward, y, x.shape, match="grad_output")
     v, i = P.kmax_pool(x, 2)
-    raises(ValueError, P.kmax_pool_backward, v, i, (1, 2, 5, 6), match="grad_output")
-    raises(ValueError, P.kmax_pool_backward, v, i + 6, x.shape, match="indices")
-    raises(ValueError, P.kmax_pool_backward, v, i, x.shape, dim=-5, match="dim")
+    raises(ValueError, fastconv.grad.kmax_pool_backward, v, i, (1, 2, 5, 6), match="grad_output")
+    raises(ValueError, fastconv.grad.kmax_pool_backward, v, i + 6, x.shape, match="indices")
+    raises(ValueError, fastconv.grad.kmax_pool_backward, v, i, x.shape, dim=-5, match="dim")

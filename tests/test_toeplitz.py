@@ -162,9 +162,9 @@ def test_one_by_one_skips_im2col(op):
 def test_allocation_failure_raises_memory_error():
     x, w, b, gy, kw, geom = _case((2, 4, 6, 1, (9, 8), (3, 3), 1, 1, 1), np.float32)
     out = np.empty(geom.output_shape, np.float32)
-    conv = tpa._conv_args(geom)
     with pytest.raises(MemoryError, match="toeplitz forward"):     # a chunk of 2**50 positions cannot be allocated
-        tpa._tp.forward(x[:, :, None], w.reshape(6, -1), b, True, out[:, :, None], 1, conv, 2 ** 50, False, 2)
+        tpa._tp.forward(x[:, :, None], w.reshape(6, -1), b, out[:, :, None], geom.kernel_struct, has_bias=True,
+                        pc=2 ** 50, one_by_one=False, nthreads=2)
 
 
 # ----------------------------------------------------------------------------- bounded workspace

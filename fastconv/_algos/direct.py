@@ -15,6 +15,8 @@ import numpy as np
 
 from .. import _kernels
 from .._algorithms import Algorithm, register
+from .._geometry import kernel_struct
+from .._kernels import as_5d
 
 _direct = _kernels.load("_direct")
 
@@ -44,26 +46,24 @@ def pack_weights(w5, groups, kb):
     return np.ascontiguousarray(wg.reshape(groups, nkb, kb, taps).transpose(0, 1, 3, 2)).ravel()
 
 
-def _as5(a):
-    """View an (N, C, *spatial) array with 1-3 spatial dims as (N, C, D, H, W)."""
-    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
-
-
-def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads):
-    """Run the tiled kernel on 5-D arrays; ``out5``'s spatial shape defines which outputs are computed."""
+def _run(x5, w5, bias, out5, geom, nthreads):
+    """Run the tiled kernel on 5-D arrays with the ``Geometry`` struct ``geom`` (a dict, see
+    :func:`fastconv._geometry.kernel_struct`); ``out5``'s spatial shape defines which outputs are computed."""
     N, C, D, H, W = x5.shape
     K, Cg, R, S, T = w5.shape
+    groups = geom["groups"]
     is_float = x5.dtype == np.float32
     mode, kb = _choose_mode(K // groups, is_float)
     KB, WB = _direct.block_sizes(is_float, mode, kb)
     packed = pack_weights(w5, groups, KB)
     OD, OH, OW = out5.shape[2:]
-    if OW == 1:   # a single output column never applies the W stride, which would only size the gather buffer
-        stride = tuple(stride[:2]) + (1,)
+    if OW == 1 and geom["sw"] != 1:   # a single output column never applies the W stride: it only sizes a buffer
+        geom = dict(geom, sw=1)
+    sw, dw = geom["sw"], geom["dw"]
     # below ~1 MFLOP per thread, waking threads costs more than it saves
     nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
     nwblk = -(-OW // WB)
-    col_bytes = max(1, Cg * R * S * x5.itemsize * stride[2])
+    col_bytes = max(1, Cg * R * S * x5.itemsize * sw)
     wcb = max(1, min(nwblk, BUFFER_BYTES // (col_bytes * WB)))
     nkb = -(-(K // groups) // KB)
     want = 4 * nthreads
@@ -80,20 +80,19 @@ def _run(x5, w5, bias, out5, groups, stride, dilation, pad_lo, in_dil, nthreads)
             wcb = max(1, nwblk * base * kchunks // want)
     # The kernel sizes its gather buffer as below in 64-bit integers: a huge W stride or dilation (up to 2**62)
     # would wrap around there and under-allocate, so refuse it here, exactly, as the kernel's malloc would.
-    wb = (wcb * WB - 1) * stride[2] + (T - 1) * dilation[2] + 1
+    wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
     if mode == 1:
-        wb = -(-wb // stride[2]) * stride[2]
+        wb = -(-wb // sw) * sw
     if Cg * R * S * wb * x5.itemsize > MAX_BUFFER_BYTES:
         raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
                           % (Cg * R * S * wb * x5.itemsize))
     b = bias if bias is not None else np.zeros(1, x5.dtype)
-    _direct.forward(x5, packed, b, bias is not None, out5, groups, R, S, T, *stride, *dilation, *pad_lo,
-                    *in_dil, mode, kb, kchunks, wcb, rows, nthreads)
+    _direct.forward(x5, packed, b, out5, geom, has_bias=bias is not None, mode=mode, kb=kb, kchunks=kchunks,
+                    wchunk_blocks=wcb, rows_per_task=rows, nthreads=nthreads)
 
 
 def forward(x, w, bias, geom, out, nthreads):
-    g3 = geom.as_3d()
-    _run(_as5(x), _as5(w), bias, _as5(out), geom.groups, g3.stride, g3.dilation, g3.pad_lo, (1, 1, 1), nthreads)
+    _run(as_5d(x), as_5d(w), bias, as_5d(out), geom.kernel_struct, nthreads)
 
 
 def transposed_weight(w, groups):
@@ -106,10 +105,11 @@ def transposed_weight(w, groups):
 
 
 def grad_input(gy, w, geom, out, nthreads):
-    g3 = geom.as_3d()
     wt = transposed_weight(w, geom.groups)
-    pad = tuple(d * (k - 1) - p for d, k, p in zip(g3.dilation, g3.kernel_size, g3.pad_lo))
-    _run(_as5(gy), _as5(wt), None, _as5(out), geom.groups, (1, 1, 1), g3.dilation, pad, g3.stride, nthreads)
+    pad = tuple(d * (k - 1) - p for d, k, p in zip(geom.dilation, geom.kernel_size, geom.pad_lo))
+    adjoint = kernel_struct(geom.kernel_size, (1,) * geom.ndim, geom.dilation, pad, input_dilation=geom.stride,
+                            groups=geom.groups)
+    _run(as_5d(gy), as_5d(wt), None, as_5d(out), adjoint, nthreads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
@@ -118,13 +118,14 @@ def grad_weight(x, gy, geom, out, nthreads):
     K = gy.shape[1]
     Cg, Kg = C // G, K // G
     g3 = geom.as_3d()
-    x5, gy5 = _as5(x), _as5(gy)
-    # batch <-> channels: input (Cg, G*N, ...) with groups G, kernel (K, N, *out_size)
+    x5, gy5 = as_5d(x), as_5d(gy)
+    # batch <-> channels: input (Cg, G*N, ...) with groups G, kernel (K, N, *out_size), stride and dilation swapped
     xt = np.ascontiguousarray(x5.reshape((N, G, Cg) + x5.shape[2:]).transpose(2, 1, 0, 3, 4, 5)
                               .reshape((Cg, G * N) + x5.shape[2:]))
     gyt = np.ascontiguousarray(gy5.transpose(1, 0, 2, 3, 4))
     res = np.empty((Cg, K) + g3.kernel_size, x.dtype)
-    _run(xt, gyt, None, res, G, g3.dilation, g3.stride, g3.pad_lo, (1, 1, 1), nthreads)
+    swapped = kernel_struct(geom.output_size, geom.dilation, geom.stride, geom.pad_lo, groups=G)
+    _run(xt, gyt, None, res, swapped, nthreads)
     out[...] = res.transpose(1, 0, 2, 3, 4).reshape(out.shape)
 
 

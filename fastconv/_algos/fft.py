@@ -58,6 +58,7 @@ import scipy.fft as sfft
 
 from .. import _kernels
 from .._algorithms import Algorithm, register
+from .._kernels import as_5d
 from .._threads import single_threaded_blas
 
 _fft = _kernels.load("_fft")
@@ -431,10 +432,6 @@ def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
     return y if op == "grad_weight" else _transpose(y, nthreads, ws, "y")
 
 
-def _as5(a):
-    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
-
-
 def _lanes(plan):
     """Chunks ``(m0, M)`` dealt round-robin to at most LANES lanes."""
     chunks = [(m0, min(plan.chunk, plan.tiles - m0)) for m0 in range(0, plan.tiles, plan.chunk)]
@@ -489,7 +486,7 @@ def _run(plan, work, nthreads):
 def _gather(src, plan, tabs, m0, M, channels, lengths, nthreads, ws, name="tiles"):
     """Spectra (M * channels, F) of the tiles m0 .. m0 + M - 1 of ``src``."""
     buf = ws.get(name, (M, channels) + tuple(lengths), src.dtype)
-    _fft.to_tiles(_as5(src), buf, *tabs, m0, *plan.T, _nt(buf.size, nthreads))
+    _fft.to_tiles(as_5d(src), buf, *tabs, m0, *plan.T, _nt(buf.size, nthreads))
     return _rfft(buf, plan, nthreads)
 
 
@@ -497,7 +494,7 @@ def _scatter(y, out, maps, m0, R, bias, nthreads):
     if y.strides[-1] != y.itemsize:   # from_tiles reads rows through a pointer
         y = np.ascontiguousarray(y)
     b = bias if bias is not None else np.zeros(1, out.dtype)
-    _fft.from_tiles(y, _as5(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, *R, b,
+    _fft.from_tiles(y, as_5d(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, *R, b,
                     bias is not None, _nt(y.size, nthreads))
 
 

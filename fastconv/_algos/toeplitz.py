@@ -48,11 +48,13 @@ from .. import _kernels, _threads
 from .._threads import single_threaded_blas
 from .. import _validate as V
 from .._algorithms import Algorithm, register
-from .direct import MIN_FLOPS_PER_THREAD, _as5
+from .._kernels import as_5d
+from .direct import MIN_FLOPS_PER_THREAD
 
 _tp = _kernels.load("_toeplitz")
 
-__all__ = ["set_workspace_limit", "get_workspace_limit", "plan", "Plan", "DEFAULT_WORKSPACE_LIMIT"]
+__all__ = ["set_workspace_limit", "get_workspace_limit", "plan", "Plan", "patches", "add_patches",
+           "DEFAULT_WORKSPACE_LIMIT"]
 
 DEFAULT_WORKSPACE_LIMIT = 64 * 2 ** 20
 # Per-thread lowered-chunk size: small enough to stay in cache between im2col and the GEMM that reads it.
@@ -186,14 +188,32 @@ def _plan(geom, item, op, nthreads, limit, tunables):
     return Plan(op, one, pc, cb, kb, tasks, gemms, threads, buffer_bytes)
 
 
+# ----------------------------------------------------------------------------- the lowering in NumPy
+def patches(padded, geom):
+    """Every (output position, kernel tap) window of an explicitly padded ``(N, C, *padded_size)`` array, as a
+    strided view ``(N, C, *output_size, *kernel_size)``: the lowered matrix of im2col, not copied.  (The
+    explicit Toeplitz matrix and the locally connected layer use it; the kernels lower in C.)"""
+    axes = tuple(range(2, 2 + geom.ndim))
+    win = np.lib.stride_tricks.sliding_window_view(padded, geom.effective_kernel, axis=axes)
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)
+              + tuple(slice(None, None, d) for d in geom.dilation)]
+    return win[(slice(None), slice(None)) + tuple(slice(0, o) for o in geom.output_size)]
+
+
+def add_patches(cols, geom):
+    """Adjoint of :func:`patches` (col2im): ``cols`` of shape ``(N, C, *output_size, *kernel_size)`` added back
+    onto the padded input positions each entry was read from; returns the padded ``(N, C, *padded_size)`` sum."""
+    out = np.zeros(geom.input_shape[:2] + geom.padded_size, cols.dtype)
+    for tap in np.ndindex(*geom.kernel_size):     # one strided, vectorised add per kernel tap
+        dst = tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
+                    for t, d, s, o in zip(tap, geom.dilation, geom.stride, geom.output_size))
+        out[(slice(None), slice(None)) + dst] += cols[(Ellipsis,) + tap]
+    return out
+
+
 # ----------------------------------------------------------------------------- the registry entry
 # forward / grad_input / grad_weight follow the kernel contract of fastconv._algorithms (they write ``out``) and
 # also return what the kernel did: (GEMM calls, bytes of workspace its threads allocated).
-def _conv_args(geom):
-    g3 = geom.as_3d()
-    return g3.kernel_size + g3.stride + g3.dilation + g3.pad_lo
-
-
 def _plan_or_raise(geom, dtype, op, nthreads):
     pl = plan(geom, dtype, op, nthreads)
     if pl is None:  # pragma: no cover - conv.py checks supports() first
@@ -206,22 +226,23 @@ def forward(x, w, bias, geom, out, nthreads):
     pl = _plan_or_raise(geom, x.dtype, "forward", nthreads)
     b = bias if bias is not None else np.zeros(1, x.dtype)
     with single_threaded_blas():
-        return _tp.forward(_as5(x), w.reshape(w.shape[0], -1), b, bias is not None, _as5(out), geom.groups,
-                           _conv_args(geom), pl.chunk, pl.one_by_one, pl.threads)
+        return _tp.forward(as_5d(x), w.reshape(w.shape[0], -1), b, as_5d(out), geom.kernel_struct,
+                           has_bias=bias is not None, pc=pl.chunk, one_by_one=pl.one_by_one, nthreads=pl.threads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
     pl = _plan_or_raise(geom, gy.dtype, "grad_input", nthreads)
     with single_threaded_blas():
-        return _tp.grad_input(_as5(gy), w.reshape(w.shape[0], -1), _as5(out), geom.groups, _conv_args(geom),
-                              pl.chunk, pl.cblock, pl.one_by_one, pl.threads)
+        return _tp.grad_input(as_5d(gy), w.reshape(w.shape[0], -1), as_5d(out), geom.kernel_struct, pc=pl.chunk,
+                              cb=pl.cblock, one_by_one=pl.one_by_one, nthreads=pl.threads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
     pl = _plan_or_raise(geom, x.dtype, "grad_weight", nthreads)
     with single_threaded_blas():
-        return _tp.grad_weight(_as5(x), _as5(gy), out.reshape(out.shape[0], -1), geom.groups, _conv_args(geom),
-                               pl.chunk, pl.cblock, pl.kblock, pl.one_by_one, pl.threads)
+        return _tp.grad_weight(as_5d(x), as_5d(gy), out.reshape(out.shape[0], -1), geom.kernel_struct,
+                               pc=pl.chunk, cb=pl.cblock, kb=pl.kblock, one_by_one=pl.one_by_one,
+                               nthreads=pl.threads)
 
 
 def supports(geom, dtype, op):

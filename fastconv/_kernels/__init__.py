@@ -3,6 +3,12 @@
 Each kernel module exists twice (see setup.py): ``fastconv._kernels.<name>`` for any x86-64 CPU and
 ``fastconv._kernels._avx2.<name>`` compiled with ``-mavx2 -mfma``.  :func:`load` returns the AVX2 build when the
 CPU supports it, unless ``FASTCONV_SIMD=baseline`` asks for the portable one.
+
+The one way into the kernels: every kernel module cimports ``common.pxd`` (float types, the window ``Geometry``
+struct, the SIMD vector types, per-thread scratch); kernels work on C-contiguous arrays with 3 spatial dims
+(:func:`as_5d`, :func:`as_4d`), take their window as one ``Geometry`` struct (``ConvGeometry.kernel_struct``,
+``PoolGeometry.kernel_struct``) and their other scalars by keyword, write into a preallocated ``out`` and
+release the GIL.
 """
 import importlib
 import os
@@ -45,6 +51,16 @@ def load(name):
             mod = importlib.import_module("fastconv._kernels." + name)
         _cache[name] = mod
     return mod
+
+
+def as_5d(a):
+    """View an (N, C, *spatial) array with 1-3 spatial dims as (N, C, D, H, W)."""
+    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
+
+
+def as_4d(a):
+    """View an (N, C, *spatial) array with 1-3 spatial dims as (N*C, D, H, W) planes."""
+    return a.reshape((a.shape[0] * a.shape[1],) + (1,) * (5 - a.ndim) + a.shape[2:])
 
 
 def simd_level():

@@ -20,10 +20,11 @@ Input dilation ("lhs dilation") lets the same kernel compute transposed convolut
 input position ``p`` of a dilated axis holds ``x[p // l]`` when ``p % l == 0`` and zero otherwise.
 """
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.fused cimport float_t
+from fastconv._kernels.common cimport (Geometry, VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t,
+                                       vf)
 
 
 cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -67,28 +68,13 @@ cdef inline void _gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py
         dst[q * lw - iw0] = xrow[q]
 
 
-cdef extern from *:
-    """
-    /* 32-byte SIMD vectors as GCC vector extensions: one AVX2 register on the AVX2 build, two SSE registers on
-       the baseline build.  aligned(sizeof element) makes dereferencing an unaligned pointer legal. */
-    typedef float fc_v8f __attribute__((vector_size(32), aligned(4)));
-    typedef double fc_v4d __attribute__((vector_size(32), aligned(8)));
-    """
-    ctypedef float v8f "fc_v8f"
-    ctypedef double v4d "fc_v4d"
-
-ctypedef fused vec_t:
-    v8f
-    v4d
-
-
 cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag,
                             Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
                             Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
                             Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
     """Mode 0: res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk].
 
-    KB = two vectors of output channels, WB = 6 output columns: 12 vector accumulators.  ``tag`` only selects
+    KB = two vectors of output channels, WB = 6 output columns: 12 vector accumulators (``RES_VECTORS``).  ``tag`` only selects
     the vector type matching float_t.
     """
     cdef vec_t acc[12]
@@ -167,58 +153,63 @@ cdef inline void _dispatch(int mode, int kb, const Py_ssize_t* toff, const float
                            Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
                            Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
     # Each call passes compile-time block sizes to an inlined reduction so the register block is unrolled.
-    cdef v8f* vf = NULL
-    cdef v4d* vd = NULL
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
     if float_t is float:
         if mode == 0:
-            _reduce_ch(buf, wblk, res, vf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_ch(buf, wblk, res, tf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 1:
-            _reduce_col(buf, wblk, res, vf, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_col(buf, wblk, res, tf, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 2:
-            _reduce_col(buf, wblk, res, vf, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_col(buf, wblk, res, tf, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         else:
-            _reduce_col(buf, wblk, res, vf, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_col(buf, wblk, res, tf, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
     else:
         if mode == 0:
-            _reduce_ch(buf, wblk, res, vd, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_ch(buf, wblk, res, td, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 1:
-            _reduce_col(buf, wblk, res, vd, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_col(buf, wblk, res, td, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         elif kb == 2:
-            _reduce_col(buf, wblk, res, vd, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_col(buf, wblk, res, td, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
         else:
-            _reduce_col(buf, wblk, res, vd, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_col(buf, wblk, res, td, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+
+
+cdef enum:
+    RES_VECTORS = 12    # accumulator vectors of the largest register block (mode 0: 2 x 6)
+
+
+cdef inline (int, int) _blocks(Py_ssize_t V, int mode, int kb) noexcept nogil:
+    """(channel block, column block) of a register block with V lanes per vector: mode 0 holds two vectors of
+    output channels x 6 columns, mode 1 ``kb`` channels x ``8 / kb`` vectors of columns."""
+    if mode == 0:
+        return 2 * V, 6
+    return kb, (8 // kb) * V
 
 
 def block_sizes(dtype_is_float, int mode, int kb):
     """(channel block, column block) used by the kernel for a dtype/mode (kb: channel block of mode 1)."""
-    if mode == 0:
-        return (16, 6) if dtype_is_float else (8, 6)
-    wv = {1: 64, 2: 32, 4: 16}[kb]
-    return (kb, wv if dtype_is_float else wv // 2)
+    return _blocks(VECTOR_BYTES // (sizeof(float) if dtype_is_float else sizeof(double)), mode, kb)
 
 
-def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float_t[::1] bias, bint has_bias,
-            float_t[:, :, :, :, ::1] out, Py_ssize_t groups,
-            Py_ssize_t R, Py_ssize_t S, Py_ssize_t T,
-            Py_ssize_t sd, Py_ssize_t sh, Py_ssize_t sw,
-            Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
-            Py_ssize_t pd, Py_ssize_t ph, Py_ssize_t pw,
-            Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw,
-            int mode, int kb, int kchunks, int wchunk_blocks, int rows_per_task, int nthreads):
+def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float_t[::1] bias,
+            float_t[:, :, :, :, ::1] out, Geometry geom, *, bint has_bias, int mode, int kb, int kchunks,
+            int wchunk_blocks, int rows_per_task, int nthreads):
     """Direct convolution of x (N, C, D, H, W) into out (N, K, OD, OH, OW); see the module docstring.
 
-    ``pd, ph, pw`` are the low-side paddings (any sign), ``ld, lh, lw`` the input dilations, ``kb`` the packed
-    channel block, ``kchunks`` how many tasks share the channel blocks of a group, ``wchunk_blocks`` how many
-    column blocks and ``rows_per_task`` how many output rows one task computes.  All arguments are validated by the caller.
+    ``geom`` gives the kernel size, strides, dilations, low-side paddings (any sign) and input dilations;
+    ``kb`` is the packed channel block, ``kchunks`` how many tasks share the channel blocks of a group,
+    ``wchunk_blocks`` how many column blocks and ``rows_per_task`` how many output rows one task computes.
+    All arguments are validated by the caller.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
-    cdef Py_ssize_t G = groups, Cg = C // G, Kg = K // G
+    cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G
+    cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
+    cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
+    cdef Py_ssize_t pd = geom.pd, ph = geom.ph, pw = geom.pw, ld = geom.ld, lh = geom.lh, lw = geom.lw
     cdef int KB, WB
-    if float_t is float:
-        KB, WB = (16, 6) if mode == 0 else (kb, {1: 64, 2: 32, 4: 16}[kb])
-    else:
-        KB, WB = (8, 6) if mode == 0 else (kb, {1: 32, 2: 16, 4: 8}[kb])
+    KB, WB = _blocks(VECTOR_BYTES // sizeof(float_t), mode, kb)
     cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
     cdef Py_ssize_t nwblk = (OW + WB - 1) // WB
     cdef Py_ssize_t wcb = max(1, min(wchunk_blocks, nwblk))
@@ -249,12 +240,12 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     if ntask == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> malloc(buf_len * sizeof(float_t))
-        res = <float_t*> malloc(96 * sizeof(float_t))
-        tmp = <float_t*> malloc(Wb * sizeof(float_t))
-        rl = <Py_ssize_t*> malloc(R * sizeof(Py_ssize_t))
-        sl = <Py_ssize_t*> malloc(S * sizeof(Py_ssize_t))
-        toff = <Py_ssize_t*> malloc(T * sizeof(Py_ssize_t))
+        buf = <float_t*> scratch(buf_len * sizeof(float_t), failed)
+        res = <float_t*> scratch(RES_VECTORS * VECTOR_BYTES, failed)
+        tmp = <float_t*> scratch(Wb * sizeof(float_t), failed)
+        rl = <Py_ssize_t*> scratch(R * sizeof(Py_ssize_t), failed)
+        sl = <Py_ssize_t*> scratch(S * sizeof(Py_ssize_t), failed)
+        toff = <Py_ssize_t*> scratch(T * sizeof(Py_ssize_t), failed)
         if buf == NULL or tmp == NULL or res == NULL or rl == NULL or sl == NULL or toff == NULL:
             failed[0] = 1
         else:
@@ -337,6 +328,4 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
         free(rl)
         free(sl)
         free(toff)
-    if failed[0]:
-        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
-                          % (buf_len * sizeof(float_t)))
+    check_scratch(failed[0], "direct convolution", buf_len * sizeof(float_t))

@@ -24,11 +24,11 @@ threads.  All shapes, tables and offsets are validated by the caller (``fastconv
 off here.
 """
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport cgemm, zgemm
 
-from fastconv._kernels.fused cimport float_t
+from fastconv._kernels.common cimport check_scratch, float_t, scratch
 
 # Below this many complex multiply-adds per GEMM the plain loop is faster than a BLAS call.
 cdef long long _SMALL_MACS = 512
@@ -267,10 +267,8 @@ def cmac(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] y,
     yp = &y[0, 0]
     p = NULL
     with nogil, parallel(num_threads=nthreads):
-        p = <float_t*> malloc(2 * LB * 2 * FBLK * sizeof(float_t))
-        if p == NULL:
-            failed[0] = 1
-        else:
+        p = <float_t*> scratch(2 * LB * 2 * FBLK * sizeof(float_t), failed)
+        if p != NULL:
             for task in prange(G * nfblk, schedule='static'):
                 g = task // nfblk
                 fb = task % nfblk
@@ -283,8 +281,7 @@ def cmac(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] y,
                                g * a_g + i * a_i, a_j, g * b_g + l0 * b_l, b_j, b_l,
                                g * y_g + i * y_i + l0 * y_l, y_l, 2 * f0, conj_a, conj_b, accumulate)
         free(p)
-    if failed[0]:
-        raise MemoryError("fft channel sum: could not allocate per-thread scratch")
+    check_scratch(failed[0], "fft channel sum", 2 * LB * 2 * FBLK * sizeof(float_t))
 
 
 def ctranspose(const float_t[:, ::1] src, float_t[:, ::1] dst, int nthreads):

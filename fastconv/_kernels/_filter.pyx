@@ -16,7 +16,7 @@
   Only the few columns near the ends consult ``colmap``: their extended values are gathered into a small
   per-thread edge buffer.  No padded copy of the image is ever made.
 
-Outputs are computed in blocks of ``NB`` consecutive columns (64 float / 32 double) whose accumulators stay in
+Outputs are computed in blocks of ``NB`` consecutive columns (8 vectors: 64 float / 32 double) whose accumulators stay in
 vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
 ``sqrt(acc + square) / scale``: the edge filters' gradient magnitude without extra passes).
 Row-tap kernels compute two output rows per block where their taps overlap, loading each source vector once.
@@ -29,25 +29,13 @@ import numpy as np
 
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.fused cimport float_t
+from fastconv._kernels.common cimport VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t, vf
 
-
-cdef extern from *:
-    """
-    /* 32-byte vectors (GCC vector extensions): one AVX2 register on the AVX2 build, two SSE registers on the
-       baseline build.  aligned(sizeof element) makes dereferencing an unaligned pointer legal. */
-    typedef float fcf_v8f __attribute__((vector_size(32), aligned(4)));
-    typedef double fcf_v4d __attribute__((vector_size(32), aligned(8)));
-    """
-    ctypedef float v8f "fcf_v8f"
-    ctypedef double v4d "fcf_v4d"
-
-ctypedef fused vec_t:
-    v8f
-    v4d
+cdef enum:
+    BLOCK_FLOATS = 2 * VECTOR_BYTES     # the largest block of outputs: 8 vectors of float
 
 
 cdef inline void _finish(float_t* dst, const float_t* val, Py_ssize_t n, int epi, float_t scale) noexcept nogil:
@@ -73,7 +61,7 @@ cdef inline void _finish(float_t* dst, const float_t* val, Py_ssize_t n, int epi
 
 cdef inline void _store(float_t* dst, const vec_t* acc, int nv, int epi, float_t scale) noexcept nogil:
     """Store ``nv`` (<= 8) accumulator vectors to ``dst`` through the epilogue."""
-    cdef float_t tmp[64]
+    cdef float_t tmp[BLOCK_FLOATS]
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
     cdef int q
     if epi == 0:
@@ -89,8 +77,9 @@ cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize
                              const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
                              Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, int epi, float_t scale,
                              vec_t* tag) noexcept nogil:
-    """dst[0:NB] = sum over taps of w * src[row, x0 + i + shift]: 8 vectors (NB = 64 float / 32 double) of
-    consecutive outputs stay in registers while every tap is added.  ``tag`` only selects the vector type."""
+    """dst[0:NB] = sum over taps of w * src[row, x0 + i + shift]: 8 vectors (NB = 64 float / 32 double with
+    32-byte vectors) of consecutive outputs stay in registers while every tap is added.  ``tag`` only selects
+    the vector type."""
     cdef vec_t acc[8]
     cdef vec_t z, wv
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
@@ -118,7 +107,7 @@ cdef inline void _block_tail(const float_t* src, Py_ssize_t L_in, const Py_ssize
                              Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, Py_ssize_t nb, int epi,
                              float_t scale) noexcept nogil:
     """The same sum for the last ``nb`` (< NB) interior outputs of a segment."""
-    cdef float_t acc[64]
+    cdef float_t acc[BLOCK_FLOATS]
     cdef Py_ssize_t i, k, ri
     cdef float_t wv
     cdef const float_t* p
@@ -169,12 +158,12 @@ cdef inline void _edge(const float_t* src, const Plan* pl, const Py_ssize_t* row
     Piece by piece, the extended source values these outputs read are gathered through ``colmap`` into the edge
     buffer (one line per row tap; cval rows stay -1), and the same vector blocks as the interior run on it.
     """
-    cdef Py_ssize_t NB = 64 if float_t is float else 32
+    cdef Py_ssize_t NB = 8 * (VECTOR_BYTES // sizeof(float_t))
     cdef Py_ssize_t D = pl.D, off = pl.off, t, y, yy, jj, e, ri, width, y0, x, xe
     cdef const float_t* row
     cdef float_t* line
-    cdef v8f* vf = NULL
-    cdef v4d* vd = NULL
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
     while x0 < x1:
         xe = min(x1, x0 + EDGE_PIECE)
         y0 = x0 - off * D                          # element position (source coordinates) of ext[0]
@@ -196,10 +185,10 @@ cdef inline void _edge(const float_t* src, const Plan* pl, const Py_ssize_t* row
         while x + NB <= xe:
             if float_t is float:
                 _block_full(ext, pl.Lb, rows_ext, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x - y0, orow + x,
-                            pl.epi, scale, vf)
+                            pl.epi, scale, tf)
             else:
                 _block_full(ext, pl.Lb, rows_ext, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x - y0, orow + x,
-                            pl.epi, scale, vd)
+                            pl.epi, scale, td)
             x += NB
         if x < xe:
             _block_tail(ext, pl.Lb, rows_ext, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x - y0, orow + x,
@@ -221,20 +210,20 @@ cdef inline void _segment(const float_t* src, const Plan* pl, const Py_ssize_t* 
                           float_t cval, float_t scale, float_t* orow, Py_ssize_t xs, Py_ssize_t xe, float_t* ext,
                           Py_ssize_t* rows_ext) noexcept nogil:
     """Output columns [xs, xe) of one row: left edge, interior blocks straight from the source row, right edge."""
-    cdef Py_ssize_t NB = 64 if float_t is float else 32
+    cdef Py_ssize_t NB = 8 * (VECTOR_BYTES // sizeof(float_t))
     cdef Py_ssize_t x, a, b
-    cdef v8f* vf = NULL
-    cdef v4d* vd = NULL
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
     _interior_range(pl, xs, xe, &a, &b)
     _edge(src, pl, rows_r, tap_w, cval, scale, orow, xs, a, ext, rows_ext)
     x = a
     while x + NB <= b:
         if float_t is float:
             _block_full(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, pl.epi,
-                        scale, vf)
+                        scale, tf)
         else:
             _block_full(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, pl.epi,
-                        scale, vd)
+                        scale, td)
         x += NB
     if x < b:
         _block_tail(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, b - x,
@@ -285,11 +274,11 @@ cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssiz
                                float_t* ext, Py_ssize_t* rows_ext) noexcept nogil:
     """Columns [xs, xe) of output rows r and r + 1 (``rows_r`` points at row r of the table): edges row by row,
     the interior in row pairs."""
-    cdef Py_ssize_t NB2 = 32 if float_t is float else 16
+    cdef Py_ssize_t NB2 = 4 * (VECTOR_BYTES // sizeof(float_t))
     cdef Py_ssize_t T = pl.T, x, a, b, t
     cdef const Py_ssize_t* rows_r1 = rows_r + T
-    cdef v8f* vf = NULL
-    cdef v4d* vd = NULL
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
     _interior_range(pl, xs, xe, &a, &b)
     _edge(src, pl, rows_r, tap_w, cval, scale, orow, xs, a, ext, rows_ext)
     _edge(src, pl, rows_r1, tap_w, cval, scale, orow + L_out, xs, a, ext, rows_ext)
@@ -299,9 +288,9 @@ cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssiz
     x = a
     while x + NB2 <= b:
         if float_t is float:
-            _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, vf)
+            _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, tf)
         else:
-            _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, vd)
+            _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, td)
         x += NB2
     if x < b:
         _block_tail(src, pl.L_in, rows_r, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x, orow + x, b - x,
@@ -378,10 +367,8 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
     cdef const float_t* w1p = &m_w1[0] if pl.nm > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
         # per thread: the edge buffer (one line per row tap) with its row index, and a row pair's T + 1 rows
-        ext = <float_t*> malloc(T * pl.Lb * sizeof(float_t)) if edges else NULL
-        rows_ext = <Py_ssize_t*> malloc((2 * T + 1) * sizeof(Py_ssize_t))
-        if (edges and ext == NULL) or rows_ext == NULL:
-            failed[0] = 1
+        ext = <float_t*> scratch(T * pl.Lb * sizeof(float_t), failed) if edges else NULL
+        rows_ext = <Py_ssize_t*> scratch((2 * T + 1) * sizeof(Py_ssize_t), failed)
         for task in prange(units * nchunks, schedule='static'):
             if (edges and ext == NULL) or rows_ext == NULL:
                 continue      # every thread must reach the work-sharing loop; the error is raised below
@@ -405,8 +392,7 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
                     _segment(sp, &pl, rp + (r + 1) * T, tw, cv, sc, op + (r + 1) * L_out, xs, xe, ext, rows_ext)
         free(ext)
         free(rows_ext)
-    if failed[0]:
-        raise MemoryError("filters.correlate: could not allocate an edge buffer of %d elements" % (T * pl.Lb))
+    check_scratch(failed[0], "filters.correlate", T * pl.Lb * sizeof(float_t))
 
 
 def complex_multiply(float_t[:, :, ::1] a, const float_t[:, ::1] b, int nthreads):

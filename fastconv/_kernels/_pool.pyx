@@ -23,10 +23,10 @@ threads.  Large outputs are written with non-temporal stores.
 """
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport free, qsort
 from libc.string cimport memset
 
-from fastconv._kernels.fused cimport float_t
+from fastconv._kernels.common cimport Geometry, check_scratch, float_t, scratch
 
 
 cdef extern from *:
@@ -298,23 +298,23 @@ cdef inline void _out_row(bint is_max, const float_t* plane, Py_ssize_t H, Py_ss
 
 
 def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] idx,
-            bint is_max, bint with_idx,
             const int64_t[::1] ds, const int64_t[::1] dc, const int64_t[::1] hs, const int64_t[::1] hc,
-            const int64_t[::1] ws, const int64_t[::1] wc, Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
-            const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
-            Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t kw,
+            const int64_t[::1] ws, const int64_t[::1] wc,
+            const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, Geometry geom, *,
+            bint is_max, bint with_idx, double divisor, Py_ssize_t lo, Py_ssize_t hi,
             Py_ssize_t nchunks, Py_ssize_t rows_per_task, bint stream, int nthreads):
     """Window max (``is_max``; argmax offsets into ``idx`` if ``with_idx``) or mean of x (P, D, H, W) into
     out (P, OD, OH, OW).
 
-    Tables ``ds/dc, hs/hc, ws/wc`` (start, count per output position), steps ``dd, dh, dw`` (1 for the mean);
-    columns ``[lo, hi)`` are regular (``start = ow*sw - pw``, ``kw`` taps).  The mean divides by ``divisor``
-    when it is not 0, else by ``ddiv[od] * hdiv[oh] * wdiv[ow]`` (integers stored as floats, so the product is
-    the correctly rounded integer product, as PyTorch's).  A task computes ``rows_per_task`` consecutive
-    output rows, or a chunk of one row when ``nchunks > 1``.  With ``stream`` (only for ``nchunks == 1``) a
-    task computes into a per-thread buffer and streams the block out with non-temporal stores.  All arguments
-    are validated by the caller.
+    Tables ``ds/dc, hs/hc, ws/wc`` (start, count per output position); the steps between taps are the dilations
+    ``geom.dd, dh, dw`` (1 for the mean); columns ``[lo, hi)`` are regular (``start = ow*sw - pw``, ``kw``
+    taps, from ``geom``).  The mean divides by ``divisor`` when it is not 0, else by
+    ``ddiv[od] * hdiv[oh] * wdiv[ow]`` (integers stored as floats, so the product is the correctly rounded
+    integer product, as PyTorch's).  A task computes ``rows_per_task`` consecutive output rows, or a chunk of
+    one row when ``nchunks > 1``.  With ``stream`` (only for ``nchunks == 1``) a task computes into a per-thread
+    buffer and streams the block out with non-temporal stores.  All arguments are validated by the caller.
     """
+    cdef Py_ssize_t dd = geom.dd, dh = geom.dh, dw = geom.dw, sw = geom.sw, pw = geom.pw, kw = geom.kw
     cdef Py_ssize_t P = x.shape[0], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t nch = max(1, min(nchunks, OW))
@@ -337,10 +337,10 @@ def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:,
     stream = stream and nch == 1
     with_idx = with_idx and is_max
     with nogil, parallel(num_threads=nthreads):
-        vbuf = <float_t*> malloc(rb * OW * sizeof(float_t))
-        ibuf = <int64_t*> malloc(rb * OW * sizeof(int64_t))
-        cols = <float_t*> malloc(W * sizeof(float_t))
-        cids = <int64_t*> malloc(W * sizeof(int64_t))
+        vbuf = <float_t*> scratch(rb * OW * sizeof(float_t), failed)
+        ibuf = <int64_t*> scratch(rb * OW * sizeof(int64_t), failed)
+        cols = <float_t*> scratch(W * sizeof(float_t), failed)
+        cids = <int64_t*> scratch(W * sizeof(int64_t), failed)
         if vbuf == NULL or ibuf == NULL or cols == NULL or cids == NULL:
             failed[0] = 1
         else:
@@ -383,26 +383,28 @@ def forward(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, int64_t[:,
         free(ibuf)
         free(cols)
         free(cids)
-    if failed[0]:
-        raise MemoryError("pooling: could not allocate per-thread row buffers")
+    check_scratch(failed[0], "pooling", (rb * OW + W) * (sizeof(float_t) + sizeof(int64_t)))
 
 
 # ----------------------------------------------------------------------------------------------- mean backward
 def avg_backward(const float_t[:, :, :, ::1] gy, float_t[:, :, :, ::1] gx,
                  const int64_t[::1] dfirst, const int64_t[::1] dcount, const int64_t[::1] hfirst,
                  const int64_t[::1] hcount, const int64_t[::1] wfirst, const int64_t[::1] wcount,
-                 const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, double divisor,
-                 Py_ssize_t tile, Py_ssize_t rows_per_task, bint stream, int nthreads):
-    """Adjoint of :func:`avg_forward`, gathered: gx (P, D, H, W) at (d, h, w) is the sum of gy / divisor over
-    the outputs whose windows contain (d, h, w), i.e. od in ``dfirst[d] + [0, dcount[d])`` and likewise for h
-    and w (windows are monotone, so these are ranges).  One task per block of ``rows_per_task`` input rows:
+                 const float_t[::1] ddiv, const float_t[::1] hdiv, const float_t[::1] wdiv, Geometry geom, *,
+                 double divisor, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t rows_per_task, bint stream,
+                 int nthreads):
+    """Adjoint of the mean of :func:`forward`, gathered: gx (P, D, H, W) at (d, h, w) is the sum of gy / divisor
+    over the outputs whose windows contain (d, h, w), i.e. od in ``dfirst[d] + [0, dcount[d])`` and likewise for
+    h and w (windows are monotone, so these are ranges).  One task per block of ``rows_per_task`` input rows:
     each input element is written once, by one thread, in a fixed summation order.
 
-    ``tile > 0`` declares non-overlapping unpadded W windows of that size (``gx[ow * tile + t] = row[ow]``).
-    ``stream`` as in :func:`max_forward`.
+    When every column is regular (``[lo, hi)`` covers the output row) and the W windows of ``geom`` do not
+    overlap and are unpadded (``kw == sw``, ``pw == 0``), each output feeds a tile of ``kw`` inputs
+    (``gx[ow * kw + t] = row[ow]``).  ``stream`` as in :func:`forward`.
     """
     cdef Py_ssize_t P = gx.shape[0], D = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
     cdef Py_ssize_t OD = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3]
+    cdef Py_ssize_t tile = geom.kw if (geom.kw == geom.sw and geom.pw == 0 and lo == 0 and hi == OW) else 0
     cdef Py_ssize_t rb = max(1, min(rows_per_task, H))
     cdef Py_ssize_t nrb = (H + rb - 1) // rb
     cdef Py_ssize_t ntask = P * D * nrb
@@ -417,8 +419,8 @@ def avg_backward(const float_t[:, :, :, ::1] gy, float_t[:, :, :, ::1] gx,
     if ntask == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        g = <float_t*> malloc(OW * sizeof(float_t))
-        rows = <float_t*> malloc(rb * W * sizeof(float_t))
+        g = <float_t*> scratch(OW * sizeof(float_t), failed)
+        rows = <float_t*> scratch(rb * W * sizeof(float_t), failed)
         if g == NULL or rows == NULL:
             failed[0] = 1
         else:
@@ -465,8 +467,7 @@ def avg_backward(const float_t[:, :, :, ::1] gy, float_t[:, :, :, ::1] gx,
             fc_store_fence()
         free(g)
         free(rows)
-    if failed[0]:
-        raise MemoryError("average pooling backward: could not allocate per-thread row buffers")
+    check_scratch(failed[0], "average pooling backward", (OW + rb * W) * sizeof(float_t))
 
 
 # ----------------------------------------------------------------------------------------------- indices
@@ -491,7 +492,7 @@ def scatter(const float_t[:, ::1] src, const int64_t[:, ::1] idx, float_t[:, ::1
     if P == 0 or S == 0:
         return 0
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> malloc(S * sizeof(float_t)) if stream else NULL
+        buf = <float_t*> scratch(S * sizeof(float_t), failed) if stream else NULL
         if stream and buf == NULL:
             failed[0] = 1
         else:
@@ -518,9 +519,7 @@ def scatter(const float_t[:, ::1] src, const int64_t[:, ::1] idx, float_t[:, ::1
                     fc_stream_copy(&out[p, 0], dst, S * sizeof(float_t))
             fc_store_fence()
         free(buf)
-    if failed[0]:
-        raise MemoryError("scatter: could not allocate a per-thread plane buffer of %d bytes"
-                          % (S * sizeof(float_t)))
+    check_scratch(failed[0], "scatter", S * sizeof(float_t))
     return bad
 
 
@@ -554,7 +553,7 @@ def kmax(const float_t[:, ::1] x, float_t[:, ::1] vals, int64_t[:, ::1] idx, bin
     if R == 0 or K == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        buf = <fc_vi*> malloc(L * sizeof(fc_vi))
+        buf = <fc_vi*> scratch(L * sizeof(fc_vi), failed)
         if buf == NULL:
             failed[0] = 1
         else:
@@ -569,5 +568,4 @@ def kmax(const float_t[:, ::1] x, float_t[:, ::1] vals, int64_t[:, ::1] idx, bin
                     vals[r, i] = x[r, buf[i].i]
                     idx[r, i] = buf[i].i
         free(buf)
-    if failed[0]:
-        raise MemoryError("kmax_pool: could not allocate a per-thread buffer of %d bytes" % (L * sizeof(fc_vi)))
+    check_scratch(failed[0], "kmax_pool", L * sizeof(fc_vi))

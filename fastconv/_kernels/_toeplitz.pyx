@@ -29,26 +29,31 @@ GEMMs use column-major BLAS on row-major data: a row-major (a x b) block with ro
 column-major (b x a) matrix with leading dimension ``ld``.
 """
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 import numpy as np
 
-from fastconv._kernels.fused cimport float_t
+from fastconv._kernels.common cimport Geometry, check_scratch, float_t, scratch
 
 
 cdef struct Geo:
+    # the window geometry with the spatial sizes of the arrays of one call (read from the arrays)
     Py_ssize_t D, H, W, OD, OH, OW, R, S, T
     Py_ssize_t sd, sh, sw, dd, dh, dw, pd, ph, pw
 
 
-cdef Geo _geo(const Py_ssize_t* shape_in, const Py_ssize_t* shape_out, tuple conv) except *:
-    """Spatial input and output shapes (3 values each) and conv = (R, S, T, sd, sh, sw, dd, dh, dw, pd, ph, pw)."""
+cdef Geo _geo(const Py_ssize_t* shape_in, const Py_ssize_t* shape_out, const Geometry* c) noexcept:
+    """Spatial input and output shapes (3 values each) with the kernel, strides, dilations and low paddings of
+    ``c`` (whose input dilation is 1: the lowering never dilates its input)."""
     cdef Geo g
     g.D, g.H, g.W = shape_in[0], shape_in[1], shape_in[2]
     g.OD, g.OH, g.OW = shape_out[0], shape_out[1], shape_out[2]
-    g.R, g.S, g.T, g.sd, g.sh, g.sw, g.dd, g.dh, g.dw, g.pd, g.ph, g.pw = conv
+    g.R, g.S, g.T = c.kd, c.kh, c.kw
+    g.sd, g.sh, g.sw = c.sd, c.sh, c.sw
+    g.dd, g.dh, g.dw = c.dd, c.dh, c.dw
+    g.pd, g.ph, g.pw = c.pd, c.ph, c.pw
     return g
 
 
@@ -131,41 +136,32 @@ cdef void _lower(float_t* xc0, float_t* col, Py_ssize_t nc, const Geo* g, Py_ssi
 
 
 cdef void* _thread_buffer(Py_ssize_t nbytes, int* failed, Py_ssize_t* held) noexcept nogil:
-    """One thread's workspace (NULL when nbytes == 0); records its size in ``held`` or sets ``failed[0]``.
-
-    A thread whose allocation failed still takes part in the prange (every thread of a team must reach a
-    work-sharing loop) but skips its tasks; the caller raises MemoryError after the parallel block.
-    """
-    cdef void* buf = NULL
-    if nbytes > 0:
-        buf = malloc(nbytes)
-        if buf == NULL:
-            failed[0] = 1
-        else:
-            held[0] = nbytes
+    """One thread's workspace (:func:`scratch`), its size recorded in ``held`` when it was allocated."""
+    cdef void* buf = scratch(nbytes, failed)
+    if buf != NULL:
+        held[0] = nbytes
     return buf
 
 
 cdef Py_ssize_t _workspace_used(const int* failed, Py_ssize_t[::1] held, str op, Py_ssize_t nbytes) except -1:
     """Total bytes the threads allocated, or MemoryError if one of them could not allocate ``nbytes``."""
     cdef Py_ssize_t i, total = 0
-    if failed[0]:
-        raise MemoryError("toeplitz %s: could not allocate %d bytes of per-thread workspace" % (op, nbytes))
+    check_scratch(failed[0], "toeplitz " + op, nbytes)
     for i in range(held.shape[0]):
         total += held[i]
     return total
 
 
-def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const float_t[::1] bias, bint has_bias,
-            float_t[:, :, :, :, ::1] out, Py_ssize_t groups, tuple conv, Py_ssize_t pc, bint one_by_one,
+def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const float_t[::1] bias,
+            float_t[:, :, :, :, ::1] out, Geometry geom, *, bint has_bias, Py_ssize_t pc, bint one_by_one,
             int nthreads):
     """out (N, K, OD, OH, OW) = conv(x (N, C, D, H, W), w2 (K, Cg*R*S*T)) [+ bias]; tasks (n, g, chunk).
 
-    ``conv`` = (R, S, T, strides, dilations, low paddings); ``pc`` positions per chunk.  All arguments are
-    validated by the caller.  Returns (GEMM calls, bytes of workspace the threads allocated).
+    ``geom``: kernel, strides, dilations, low paddings and groups; ``pc`` positions per chunk.  All arguments
+    are validated by the caller.  Returns (GEMM calls, bytes of workspace the threads allocated).
     """
-    cdef Geo geo = _geo(&x.shape[2], &out.shape[2], conv)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = out.shape[1], G = groups
+    cdef Geo geo = _geo(&x.shape[2], &out.shape[2], &geom)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = out.shape[1], G = geom.groups
     cdef Py_ssize_t Cg = C // G, Kg = K // G, L = w2.shape[1]
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ntask = N * G * nch
@@ -216,14 +212,14 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
 
 
 def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, float_t[:, :, :, :, ::1] dx,
-               Py_ssize_t groups, tuple conv, Py_ssize_t pc, Py_ssize_t cb, bint one_by_one, int nthreads):
+               Geometry geom, *, Py_ssize_t pc, Py_ssize_t cb, bint one_by_one, int nthreads):
     """dx (N, C, D, H, W) = adjoint of the convolution applied to gy (N, K, OD, OH, OW); GEMM + col2im.
 
     Tasks (n, g, block of ``cb`` input channels) each walk their position chunks in order.  Returns
     (GEMM calls, bytes of workspace the threads allocated).
     """
-    cdef Geo geo = _geo(&dx.shape[2], &gy.shape[2], conv)
-    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], K = gy.shape[1], G = groups
+    cdef Geo geo = _geo(&dx.shape[2], &gy.shape[2], &geom)
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], K = gy.shape[1], G = geom.groups
     cdef Py_ssize_t Cg = C // G, Kg = K // G, L = w2.shape[1], RST = geo.R * geo.S * geo.T
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, ntask = N * G * ncb
@@ -270,15 +266,14 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
 
 
 def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, ::1] dw2,
-                Py_ssize_t groups, tuple conv, Py_ssize_t pc, Py_ssize_t cb, Py_ssize_t kb, bint one_by_one,
-                int nthreads):
+                Geometry geom, *, Py_ssize_t pc, Py_ssize_t cb, Py_ssize_t kb, bint one_by_one, int nthreads):
     """dw2 (K, Cg*R*S*T) = sum over the batch of gy[n, g] @ col(x[n, g])^T; im2col + GEMM.
 
     Tasks (g, block of ``cb`` input channels, block of ``kb`` output channels) each accumulate over the batch
     and their position chunks in order.  Returns (GEMM calls, bytes of workspace the threads allocated).
     """
-    cdef Geo geo = _geo(&x.shape[2], &gy.shape[2], conv)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = groups
+    cdef Geo geo = _geo(&x.shape[2], &gy.shape[2], &geom)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = geom.groups
     cdef Py_ssize_t Cg = C // G, Kg = K // G, L = dw2.shape[1], RST = geo.R * geo.S * geo.T
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, nkb = (Kg + kb - 1) // kb

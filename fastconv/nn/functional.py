@@ -1,19 +1,21 @@
 """Differentiable operations on :class:`~fastconv.Tensor`, named and called like ``torch.nn.functional``.
 
 Each function accepts Tensors (or arrays, treated as constants), runs fastconv's NumPy-level kernels on the data
-and records one operation on the autograd tape whose backward calls the matching gradient kernels:
-``fastconv.grad`` for convolutions, the ``*_backward`` functions of ``fastconv.pooling`` for pools (max pools use
-the argmax recorded in the forward pass).  The layers in :mod:`fastconv.nn` own parameters and call these.
+and records one operation on the autograd tape whose backward calls the matching gradient kernels.  A
+convolution records its :class:`~fastconv._prepare.PreparedConv`: the backward pass runs the algorithms'
+``grad_input`` / ``grad_weight`` on the record of the forward pass (no second validation, padding or
+geometry).  Pools call the gradients in :mod:`fastconv.grad` (max pools scatter to the argmax recorded in the
+forward pass).  The layers in :mod:`fastconv.nn` own parameters and call these.
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _validate as V
-from .. import conv as _conv
 from .. import grad as _grad
 from .. import pooling as _pool
-from .._threads import single_threaded_blas
+from .._algos.toeplitz import add_patches, patches
 from .._geometry import ConvGeometry
+from .._prepare import pad_input, prepare_conv, prepare_conv_transpose
+from .._threads import single_threaded_blas
 from ..autograd import Tensor, _record, as_tensor, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
 
@@ -38,60 +40,76 @@ def _data(t):
 
 
 # --------------------------------------------------------------------------------------------------- convolution
-def _make_conv(nd):
-    forward = getattr(_conv, "conv%dd" % nd)
-    grad_input = getattr(_grad, "conv%dd_input" % nd)
-    grad_weight = getattr(_grad, "conv%dd_weight" % nd)
+def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip):
+    """Record ``conv{nd}d``: forward and backward run on one :class:`~fastconv._prepare.PreparedConv`."""
+    name = "conv%dd" % nd
+    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+    p = prepare_conv(name, nd, x.data, w.data, _data(b), stride, padding, dilation, groups, padding_mode, flip,
+                     algorithm)
+    y = p.conv(p.x)
 
-    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
-             algorithm="auto", flip=False):
-        x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
-        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
-                  flip=flip, algorithm=algorithm)
-        y = forward(x.data, w.data, _data(b), **kw)
-        xd, wd = x.data, w.data
-
-        def backward(g, needs):
-            return (grad_input(xd.shape, wd, g, **kw) if needs[0] else None,
-                    grad_weight(xd, wd.shape, g, **kw) if needs[1] else None,
-                    _grad.conv_bias(g) if needs[2] else None)
-        return _record("conv%dd" % nd, y, (x, w, b), backward)
-
-    conv.__name__ = conv.__qualname__ = "conv%dd" % nd
-    conv.__doc__ = ("Differentiable ``fastconv.conv%dd`` (same arguments); the backward pass runs\n"
-                    "    ``fastconv.grad.conv%dd_input`` / ``conv%dd_weight`` / ``conv_bias`` with the same algorithm."
-                    % (nd, nd, nd))
-    return conv
+    def backward(g, needs):
+        g = p.output_grad(g)
+        return (p.adjoint(g) if needs[0] else None,
+                p.weight_grad(p.x, g) if needs[1] else None,
+                _grad.conv_bias(g) if needs[2] else None)
+    return _record(name, y, (x, w, b), backward)
 
 
-def _make_conv_transpose(nd):
-    forward = getattr(_conv, "conv_transpose%dd" % nd)
-    adjoint = getattr(_conv, "conv%dd" % nd)
-    grad_weight = getattr(_grad, "conv%dd_weight" % nd)
+def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
+    """Record ``conv_transpose{nd}d``, the adjoint of a convolution: its input gradient is that convolution, its
+    weight gradient the convolution's weight gradient with input and output swapped."""
+    name = "conv_transpose%dd" % nd
+    x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
+    p = prepare_conv_transpose(name, nd, x.data, w.data, _data(b), stride, padding, output_padding, groups,
+                               dilation, algorithm)
+    y = p.adjoint(p.x)
 
-    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
-                       algorithm="auto"):
-        x, w, b = as_tensor(input), as_tensor(weight), _opt(bias)
-        y = forward(x.data, w.data, _data(b), stride, padding, output_padding, groups, dilation,
-                    algorithm=algorithm)
-        xd, wd = x.data, w.data
-        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, algorithm=algorithm)
-
-        def backward(g, needs):
-            # The transposed convolution is the input-gradient of conv(., w): its own input-gradient is that
-            # forward convolution, and its weight-gradient the conv weight-gradient with input and output swapped.
-            return (adjoint(g, wd, None, **kw) if needs[0] else None,
-                    grad_weight(g, wd.shape, xd, **kw) if needs[1] else None,
-                    _grad.conv_bias(g) if needs[2] else None)
-        return _record("conv_transpose%dd" % nd, y, (x, w, b), backward)
-
-    conv_transpose.__name__ = conv_transpose.__qualname__ = "conv_transpose%dd" % nd
-    conv_transpose.__doc__ = "Differentiable ``fastconv.conv_transpose%dd`` (same arguments)." % nd
-    return conv_transpose
+    def backward(g, needs):
+        g = p.output_grad(g)
+        return (p.conv(g) if needs[0] else None,
+                p.weight_grad(g, p.x) if needs[1] else None,
+                _grad.conv_bias(g) if needs[2] else None)
+    return _record(name, y, (x, w, b), backward)
 
 
-conv1d, conv2d, conv3d = (_make_conv(nd) for nd in (1, 2, 3))
-conv_transpose1d, conv_transpose2d, conv_transpose3d = (_make_conv_transpose(nd) for nd in (1, 2, 3))
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           algorithm="auto", flip=False):
+    """Differentiable :func:`fastconv.conv1d` (same arguments); the backward pass runs the same algorithm's
+    ``grad_input`` / ``grad_weight`` on the forward call's prepared record."""
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           algorithm="auto", flip=False):
+    """Differentiable :func:`fastconv.conv2d` (same arguments); the backward pass runs the same algorithm's
+    ``grad_input`` / ``grad_weight`` on the forward call's prepared record."""
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           algorithm="auto", flip=False):
+    """Differentiable :func:`fastconv.conv3d` (same arguments); the backward pass runs the same algorithm's
+    ``grad_input`` / ``grad_weight`` on the forward call's prepared record."""
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     algorithm="auto"):
+    """Differentiable :func:`fastconv.conv_transpose1d` (same arguments)."""
+    return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     algorithm="auto"):
+    """Differentiable :func:`fastconv.conv_transpose2d` (same arguments)."""
+    return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     algorithm="auto"):
+    """Differentiable :func:`fastconv.conv_transpose3d` (same arguments)."""
+    return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm)
 
 
 # --------------------------------------------------------------------------------------------------- unshared / tiled
@@ -110,12 +128,6 @@ def _check_bias_shape(fn, b, shape):
         raise ValueError("%s(): argument 'bias' must have shape %s, got %s" % (fn, shape, b.shape))
 
 
-def _pad2d(x, geom):
-    if all(p == 0 for pair in geom.padding for p in pair):
-        return x
-    return np.pad(x, ((0, 0), (0, 0)) + geom.padding)
-
-
 def _crop2d(xp, geom):
     (t, _), (l, _) = geom.padding
     H, W = geom.input_size
@@ -125,24 +137,17 @@ def _crop2d(xp, geom):
 def im2col(x, geom):
     """Patches of a 2-D convolution: (OH*OW, N, C*kh*kw), one row of every batch item per output position."""
     N, C = geom.input_shape[:2]
-    kh, kw = geom.kernel_size
-    (sh, sw), (dh, dw), (OH, OW) = geom.stride, geom.dilation, geom.output_size
-    win = sliding_window_view(_pad2d(x, geom), geom.effective_kernel, axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :OH, :OW]              # (N, C, OH, OW, kh, kw)
-    return np.ascontiguousarray(win.transpose(2, 3, 0, 1, 4, 5)).reshape(OH * OW, N, C * kh * kw)
+    OH, OW = geom.output_size
+    win = patches(pad_input(x, geom), geom)                              # (N, C, OH, OW, kh, kw)
+    return np.ascontiguousarray(win.transpose(2, 3, 0, 1, 4, 5)).reshape(OH * OW, N, -1)
 
 
 def col2im(cols, geom):
     """Adjoint of :func:`im2col`: add every patch row back onto the input positions it was read from."""
     N, C = geom.input_shape[:2]
-    kh, kw = geom.kernel_size
-    (sh, sw), (dh, dw), (OH, OW) = geom.stride, geom.dilation, geom.output_size
-    c = cols.reshape(OH, OW, N, C, kh, kw).transpose(2, 3, 4, 5, 0, 1)   # (N, C, kh, kw, OH, OW)
-    xp = np.zeros((N, C) + geom.padded_size, cols.dtype)
-    for i in range(kh):           # loops over kernel taps only; every tap is one strided, vectorised add
-        for j in range(kw):
-            xp[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh, j * dw:j * dw + sw * (OW - 1) + 1:sw] += c[:, :, i, j]
-    return _crop2d(xp, geom)
+    OH, OW = geom.output_size
+    c = cols.reshape((OH, OW, N, C) + geom.kernel_size).transpose(2, 3, 0, 1, 4, 5)   # (N, C, OH, OW, kh, kw)
+    return _crop2d(add_patches(c, geom), geom)
 
 
 def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
@@ -188,26 +193,30 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
                                                padding, dilation)
     th, tw, K = w.shape[:3]
     _check_bias_shape(fn, b, (K,))
-    xp = _pad2d(x.data.astype(dtype, copy=False), geom)
+    xp = pad_input(x.data.astype(dtype, copy=False), geom)
     wd = w.data.astype(dtype, copy=False)
     (sh, sw), (OH, OW) = geom.stride, geom.output_size
-    kw = dict(stride=(sh * th, sw * tw), dilation=geom.dilation, algorithm=algorithm)
     tiles = [(a, c) for a in range(min(th, OH)) for c in range(min(tw, OW))]
+    # t_h * t_w strided convolutions, each over the output positions it owns
+    convs = {}
     y = np.empty(geom.output_shape, dtype)
-    for a, c in tiles:            # t_h * t_w strided convolutions, each over the output positions it owns
-        y[:, :, a::th, c::tw] = _conv.conv2d(xp[:, :, a * sh:, c * sw:], wd[a, c], **kw)
+    for a, c in tiles:
+        p = prepare_conv("conv2d", 2, xp[:, :, a * sh:, c * sw:], wd[a, c], None, (sh * th, sw * tw), 0,
+                         geom.dilation, algorithm=algorithm)
+        y[:, :, a::th, c::tw] = p.conv(p.x)
+        convs[a, c] = p._replace(x=None)     # the tape keeps xp, not a copy of every tile's part of it
     if b is not None:
         y += b.data.reshape(1, K, 1, 1)
 
     def backward(g, needs):
         gxp = np.zeros(xp.shape, dtype) if needs[0] else None
         gw = np.zeros(wd.shape, dtype) if needs[1] else None
-        for a, c in tiles:
-            sub, ga = xp[:, :, a * sh:, c * sw:], np.ascontiguousarray(g[:, :, a::th, c::tw])
+        for (a, c), p in convs.items():
+            ga = np.ascontiguousarray(g[:, :, a::th, c::tw], dtype=dtype)
             if needs[0]:
-                gxp[:, :, a * sh:, c * sw:] += _grad.conv2d_input(sub.shape, wd[a, c], ga, **kw)
+                gxp[:, :, a * sh:, c * sw:] += p.adjoint(ga)
             if needs[1]:
-                gw[a, c] = _grad.conv2d_weight(sub, wd.shape[2:], ga, **kw)
+                gw[a, c] = p.weight_grad(np.ascontiguousarray(xp[:, :, a * sh:, c * sw:]), ga)
         return (None if gxp is None else _crop2d(gxp, geom), gw,
                 _grad.conv_bias(g) if needs[2] else None)
     return _record(fn, y, (x, w, b), backward)
@@ -363,7 +372,7 @@ def mse_loss(input, target, reduction="mean"):
 def _max_result(name, x, y, idx, return_indices):
     """Record a max-type pool; backward scatters the gradient to the argmax recorded in the forward pass."""
     shape = x.shape
-    out = _record(name, y, (x,), lambda g, n: (_pool.max_pool_backward(g, idx, shape),))
+    out = _record(name, y, (x,), lambda g, n: (_grad.max_pool_backward(g, idx, shape),))
     return (out, idx) if return_indices else out
 
 
@@ -385,7 +394,7 @@ def _max_pool(nd):
 
 
 def _avg_pool(nd):
-    forward, backward = getattr(_pool, "avg_pool%dd" % nd), getattr(_pool, "avg_pool%dd_backward" % nd)
+    forward, backward = getattr(_pool, "avg_pool%dd" % nd), getattr(_grad, "avg_pool%dd_backward" % nd)
 
     def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
@@ -396,7 +405,7 @@ def _avg_pool(nd):
 
 
 def _lp_pool(nd):
-    forward, backward = getattr(_pool, "lp_pool%dd" % nd), getattr(_pool, "lp_pool%dd_backward" % nd)
+    forward, backward = getattr(_pool, "lp_pool%dd" % nd), getattr(_grad, "lp_pool%dd_backward" % nd)
 
     def lp_pool(input, norm_type, kernel_size, stride=None, ceil_mode=False):
         x = as_tensor(input)
@@ -418,7 +427,7 @@ def _adaptive_max_pool(nd):
 
 def _adaptive_avg_pool(nd):
     forward, backward = (getattr(_pool, "adaptive_avg_pool%dd" % nd),
-                         getattr(_pool, "adaptive_avg_pool%dd_backward" % nd))
+                         getattr(_grad, "adaptive_avg_pool%dd_backward" % nd))
 
     def adaptive_avg_pool(input, output_size):
         x = as_tensor(input)
@@ -435,7 +444,7 @@ def _max_unpool(nd):
         x = as_tensor(input)
         idx = indices.data if isinstance(indices, Tensor) else indices
         y = forward(x.data, idx, kernel_size, stride, padding, output_size)
-        return _record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_pool.max_unpool_backward(g, idx),))
+        return _record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_grad.max_unpool_backward(g, idx),))
     return _named(max_unpool, "max_unpool%dd" % nd, "Differentiable %d-D max unpooling (gradient w.r.t. the "
                   "values)" % nd)
 
@@ -459,13 +468,13 @@ def global_avg_pool(input):
     """Mean of every (n, c) feature map: (N, C, *spatial) -> (N, C)."""
     x = as_tensor(input)
     return _record("global_avg_pool", _pool.global_avg_pool(x.data), (x,),
-                   lambda g, n: (_pool.global_avg_pool_backward(g, x.shape),))
+                   lambda g, n: (_grad.global_avg_pool_backward(g, x.shape),))
 
 
 def kmax_pool(input, k, dim=-1, sorted=True):
     """The ``k`` largest values along ``dim`` and their positions: ``(values Tensor, indices ndarray)``."""
     x = as_tensor(input)
     y, idx = _pool.kmax_pool(x.data, k, dim, sorted)
-    out = _record("kmax_pool", y, (x,), lambda g, n: (_pool.kmax_pool_backward(g, idx, x.shape, dim),))
+    out = _record("kmax_pool", y, (x,), lambda g, n: (_grad.kmax_pool_backward(g, idx, x.shape, dim),))
     return out, idx
 

@@ -10,8 +10,7 @@ import math
 import numpy as np
 
 from .. import _validate as V
-from .._geometry import ConvGeometry, PoolGeometry
-from ..conv import PADDING_MODES
+from .._geometry import PADDING_MODES, ConvGeometry, PoolGeometry
 from . import functional as F
 from . import init
 from .module import Module, Parameter

@@ -1,0 +1,218 @@
+"""One prepared call per convolution.
+
+:func:`prepare_conv` (and its two siblings for transposed convolutions and for the gradient functions that get
+a shape instead of an array) validates and normalises a convolution call once and returns a
+:class:`PreparedConv`: the arrays as the kernels need them, the user's geometry (``geom``) and the kernel
+geometry (``geom.kernel_geometry``), and the algorithm resolved per op on first use.  Every convolution entry
+point builds one -- ``conv*d``, ``conv_transpose*d``, the gradients in :mod:`fastconv.grad`, the explicit
+Toeplitz matrix and the autograd tape, which keeps the record of the forward pass and runs its backward from it,
+so backward never validates, pads or flips again and cannot disagree with forward::
+
+    conv2d(x, w, b, ...)      -> prepare_conv -> PreparedConv p -> p.conv(p.x)          -> y
+    tape backward of conv2d   -> the same p   -> p.adjoint(g), p.weight_grad(p.x, g)    -> dx, dw
+    conv_transpose2d(x, w, b) -> prepare_conv_transpose -> p.adjoint(p.x) (+ b)         -> y
+    grad.conv2d_input(...)    -> prepare_conv_shape     -> p.adjoint(gy)                -> dx
+
+The record describes the forward convolution ``y = conv(x, w)`` of ``geom``; ``b`` is the bias of the user's
+operation (added by :meth:`~PreparedConv.conv`, or by :meth:`~PreparedConv.adjoint` for a transposed
+convolution).
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _algorithms, _threads
+from . import _validate as V
+from ._geometry import PADDING_MODES, ConvGeometry
+
+__all__ = ["PreparedConv", "prepare_conv", "prepare_conv_transpose", "prepare_conv_shape", "flip_kernel",
+           "pad_input", "pad_adjoint", "WLAYOUT"]
+
+# weight layouts in messages, by number of spatial dims
+WLAYOUT = {1: "C_out, C_in/groups, kL", 2: "C_out, C_in/groups, kH, kW", 3: "C_out, C_in/groups, kD, kH, kW"}
+
+
+class PreparedConv(NamedTuple):
+    """A validated, normalised convolution call (immutable; cheap to build).
+
+    ``x`` is the input (N, C, *spatial) of the user's operation, explicitly padded for a non-zero
+    ``padding_mode`` (None when only its shape was given); ``w`` the weight (K, C/groups, *kernel), flipped for
+    ``flip`` (None when only its shape was given); ``b`` the bias or None; all C-contiguous ``dtype`` arrays,
+    never the caller's arrays modified.  ``geom`` is the geometry as the user described it.  ``algorithms``
+    holds the :class:`~fastconv._algorithms.Algorithm` resolved for each op (filled by :meth:`algorithm_for`).
+    """
+
+    fn: str
+    x: Optional[np.ndarray]
+    w: Optional[np.ndarray]
+    b: Optional[np.ndarray]
+    geom: ConvGeometry
+    dtype: np.dtype
+    flip: bool
+    algorithm: str
+    transposed: bool
+    algorithms: dict
+
+    @property
+    def kernel_geometry(self):
+        """The zero-padding geometry the kernels run (``geom`` itself unless the input was padded here)."""
+        return self.geom.kernel_geometry
+
+    def algorithm_for(self, op):
+        """The algorithm that runs ``op`` ("forward", "grad_input", "grad_weight"), resolved once."""
+        alg = self.algorithms.get(op)
+        if alg is None:
+            alg = self.algorithms[op] = _algorithms.resolve(self.algorithm, self.geom.kernel_geometry, self.dtype,
+                                                            op, self.fn)
+        return alg
+
+    def conv(self, a, out=None):
+        """The convolution of ``a`` (input space, padded like ``x``) with ``w`` (+ ``b`` unless transposed)."""
+        kg = self.geom.kernel_geometry
+        if out is None:
+            out = np.empty(kg.output_shape, self.dtype)
+        self.algorithm_for("forward").forward(a, self.w, None if self.transposed else self.b, kg, out,
+                                              _threads.get_num_threads())
+        return out
+
+    def adjoint(self, g, out=None):
+        """The adjoint of the convolution applied to ``g`` (output space): the input gradient, and the transposed
+        convolution (+ ``b`` when transposed).  Padding done here is folded back onto the unpadded input."""
+        kg = self.geom.kernel_geometry
+        if out is None:
+            out = np.empty(kg.input_shape, self.dtype)
+        self.algorithm_for("grad_input").grad_input(g, self.w, kg, out, _threads.get_num_threads())
+        if self.transposed and self.b is not None:
+            out += self.b.reshape((1, -1) + (1,) * kg.ndim)
+        if self.geom.explicit_padding:
+            return pad_adjoint(out, self.geom.padding, self.geom.padding_mode)
+        return out
+
+    def weight_grad(self, a, g):
+        """The weight gradient for input ``a`` (input space, padded like ``x``) and output gradient ``g``, in the
+        user's orientation (flipped back for ``flip``)."""
+        kg = self.geom.kernel_geometry
+        gw = np.empty(kg.weight_shape, self.dtype)
+        self.algorithm_for("grad_weight").grad_weight(a, g, kg, gw, _threads.get_num_threads())
+        return flip_kernel(gw) if self.flip else gw
+
+    def output_grad(self, g):
+        """A gradient arriving from the tape as the kernels need it (C-contiguous, ``dtype``)."""
+        return np.ascontiguousarray(g, dtype=self.dtype)
+
+
+# ----------------------------------------------------------------------------------------------- arrays
+def flip_kernel(w):
+    """Reverse every spatial axis of a weight array (true convolution instead of cross-correlation)."""
+    nd = w.ndim - 2
+    return np.ascontiguousarray(w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
+
+
+def pad_input(a, geom, zero=0):
+    """``a`` padded explicitly as ``geom`` describes: its ``padding_mode``, or the constant ``zero`` for zero
+    padding (used with an index array, whose padding is -1)."""
+    mode = PADDING_MODES[geom.padding_mode]
+    width = ((0, 0), (0, 0)) + geom.padding
+    return np.pad(a, width, mode=mode) if mode else np.pad(a, width, constant_values=zero)
+
+
+def pad_adjoint(grad_padded, padding, padding_mode):
+    """Adjoint of explicit padding: fold the gradient w.r.t. a padded array back onto the unpadded one.
+
+    ``padding`` holds (lo, hi) pairs for the trailing spatial axes; entries of the border that copy an input
+    element (reflect, replicate, circular) send their gradient back to that element.
+    """
+    g = grad_padded
+    nd = len(padding)
+    mode = PADDING_MODES[padding_mode]
+    for ax, (lo, hi) in enumerate(padding):
+        axis = g.ndim - nd + ax
+        n = g.shape[axis] - lo - hi
+        src = np.pad(np.arange(n), (lo, hi), mode=mode) if mode else np.pad(np.arange(n), (lo, hi),
+                                                                            constant_values=-1)
+        take = [slice(None)] * g.ndim
+        take[axis] = slice(lo, lo + n)
+        out = np.array(g[tuple(take)])
+        for j in list(range(lo)) + list(range(lo + n, lo + n + hi)):
+            if src[j] < 0:
+                continue
+            dst = [slice(None)] * g.ndim
+            dst[axis] = src[j]
+            sl = [slice(None)] * g.ndim
+            sl[axis] = j
+            out[tuple(dst)] += g[tuple(sl)]
+        g = out
+    return g
+
+
+def _bias(b, channels, dtype, fn):
+    if b is None:
+        return None
+    if b.shape != (channels,):
+        raise ValueError("%s(): argument 'bias' must have shape (%d,), got %s" % (fn, channels, b.shape))
+    return V.as_float_array(b, dtype, fn, "bias")
+
+
+def _record(fn, x, w, b, geom, dtype, flip, algorithm, transposed=False):
+    if x is not None:
+        x = V.as_float_array(x, dtype, fn, "input")
+        if geom.explicit_padding:
+            x = pad_input(x, geom)
+    if w is not None:
+        w = V.as_float_array(w, dtype, fn, "weight")
+        if flip:
+            w = flip_kernel(w)
+    return PreparedConv(fn, x, w, b, geom, dtype, flip, algorithm, transposed, {})
+
+
+# ----------------------------------------------------------------------------------------------- entry points
+def prepare_conv(fn, nd, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros", flip=False, algorithm="auto"):
+    """Validate and normalise ``conv{nd}d(input, weight, bias, ...)``; returns its :class:`PreparedConv`."""
+    x = V.batch_array(input, fn, "input", nd)
+    w = V.batch_array(weight, fn, "weight", nd, layout=WLAYOUT[nd])
+    b = None if bias is None else V.as_array(bias, fn, "bias")
+    flip = V.flag(flip, fn, "flip")
+    dtype = V.common_float_dtype(x, w, b)
+    geom = ConvGeometry.make(x.shape, w.shape, stride, padding, dilation, groups, fn=fn, padding_mode=padding_mode)
+    return _record(fn, x, w, _bias(b, geom.out_channels, dtype, fn), geom, dtype, flip, algorithm)
+
+
+def prepare_conv_transpose(fn, nd, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                           dilation=1, algorithm="auto"):
+    """Validate and normalise ``conv_transpose{nd}d(input, weight, bias, ...)``: the adjoint of the forward
+    convolution ``geom`` (``ConvGeometry.for_transpose``), whose output space ``input`` lives in."""
+    x = V.batch_array(input, fn, "input", nd)
+    w = V.batch_array(weight, fn, "weight", nd, layout=WLAYOUT[nd].replace("C_out, C_in/groups", "C_in, C_out/groups"))
+    b = None if bias is None else V.as_array(bias, fn, "bias")
+    dtype = V.common_float_dtype(x, w, b)
+    geom = ConvGeometry.for_transpose(x.shape, w.shape, stride, padding, output_padding, groups, dilation, fn=fn)
+    return _record(fn, x, w, _bias(b, geom.in_channels, dtype, fn), geom, dtype, False, algorithm, True)
+
+
+def prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride=1, padding=0, dilation=1, groups=1,
+                       padding_mode="zeros", flip=False, algorithm="auto", grad_output=None):
+    """Validate and normalise a call that gives one of input / weight as an array and the other as a shape
+    (``array_arg`` is ``"weight"`` or ``"input"``), and optionally the gradient of the output.
+
+    Returns ``(PreparedConv, grad_output as a C-contiguous array of the record's dtype, or None)``.  The dtype is
+    float64 if the array or ``grad_output`` computes in float64, else float32.
+    """
+    shape = V.shape_arg(shape, fn, shape_arg, ndims=(nd + 2,))
+    weight_given = array_arg == "weight"
+    a = V.batch_array(array, fn, array_arg, nd,
+                      layout="C_out, C_in/groups, *k" if weight_given else "N, C, *spatial")
+    flip = V.flag(flip, fn, "flip")
+    in_shape, w_shape = (shape, a.shape) if weight_given else (a.shape, shape)
+    geom = ConvGeometry.make(in_shape, w_shape, stride, padding, dilation, groups, fn=fn, padding_mode=padding_mode)
+    gy = None
+    dtype = V.float_kind(a.dtype)
+    if grad_output is not None:
+        gy = V.as_array(grad_output, fn, "grad_output")
+        if gy.shape != geom.output_shape:
+            raise ValueError("%s(): argument 'grad_output' must have shape %s (the convolution's output), got %s"
+                             % (fn, geom.output_shape, gy.shape))
+        dtype = V.common_float_dtype(a, gy)
+        gy = V.as_float_array(gy, dtype, fn, "grad_output")
+    x, w = (None, a) if weight_given else (a, None)
+    return _record(fn, x, w, None, geom, dtype, flip, algorithm), gy
