@@ -11,16 +11,11 @@ import os
 import numpy as np
 
 import fastconv as fc
-from fastconv.benchmark import blas_threads, format_table, save_json, sgemm_gflops, timeit, torch_or_none
+from fastconv.benchmark import (REFERENCE_LAYERS, blas_threads, format_table, save_json, sgemm_gflops, timeit,
+                                torch_or_none)
 
-# (name, input shape, weight shape, stride, padding)
-LAYERS = [
-    ("resnet 3x3 64", (8, 64, 56, 56), (64, 64, 3, 3), 1, 1),
-    ("resnet 3x3 128", (8, 128, 28, 28), (128, 128, 3, 3), 1, 0),
-    ("1x1 256->64", (8, 256, 28, 28), (64, 256, 1, 1), 1, 0),
-    ("alexnet 11x11 s4", (8, 3, 227, 227), (96, 3, 11, 11), 4, 0),
-    ("lenet 5x5", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0),
-]
+# (name, input shape, weight shape, stride, padding): the reference layers of every convolution benchmark
+LAYERS = REFERENCE_LAYERS
 
 
 def run(threads=2, repeats=7, layers=LAYERS, dtype=np.float32):

@@ -110,7 +110,7 @@ def summary_rows(result):
     """The per-layer summary of ``fastconv bench`` (stored in the JSON, or recomputed with fastconv)."""
     if "summary" in result:
         return result["summary"]
-    from fastconv._bench import summarize
+    from fastconv.cli.bench import summarize
     return summarize(result)
 
 

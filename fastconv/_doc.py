@@ -9,20 +9,46 @@ __all__ = ["filled", "CONV", "POOL"]
 
 
 def filled(*tables, **extra):
-    """Decorator: ``fn.__doc__ %= {**tables[0], ..., **extra}``."""
+    """Decorator: ``fn.__doc__ %= {**tables[0], ..., **extra}``, repeated while fragments name fragments."""
     fragments = {}
     for t in tables:
         fragments.update(t)
     fragments.update(extra)
 
     def decorate(fn):
-        fn.__doc__ = fn.__doc__ % fragments
+        doc = fn.__doc__
+        while "%(" in doc:
+            doc = doc % fragments
+        fn.__doc__ = doc
         return fn
     return decorate
 
 
 # Parameters of the convolutions (conv*d, the gradients in fastconv.grad), 4-space docstring indentation.
 CONV = {
+    "conv_doc": """Parameters
+    ----------
+    input : array_like, shape (N, C_in, *spatial)
+    weight : array_like, shape (C_out, C_in/groups, *kernel)
+    bias : array_like, shape (C_out,), optional
+    %(conv_geometry)s
+    %(conv_algorithm)s
+    %(conv_flip)s
+    %(conv_out)s
+
+    Returns
+    -------
+    %(conv_returns)s""",
+    "convt_doc": """Parameters
+    ----------
+    input : array_like, shape (N, C_in, *spatial)
+    weight : array_like, shape (C_in, C_out/groups, *kernel)
+    bias : array_like, shape (C_out,), optional
+    %(convt_args)s
+
+    Returns
+    -------
+    ndarray, spatial size ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1`` per dim""",
     "conv_geometry": """stride, dilation : int or tuple of ints, one per spatial dim
     padding : int, tuple of ints, tuple of (lo, hi) pairs, "valid" or "same"
         ``"same"`` keeps the size for stride 1 (total ``d(k-1)``, the odd element on the right, as PyTorch) and

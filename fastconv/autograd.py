@@ -25,8 +25,10 @@ import weakref
 import numpy as np
 from scipy import special
 
+from . import _validate as V
+
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
-           "as_tensor", "relu", "sigmoid", "tanh", "exp", "log", "softmax", "log_softmax"]
+           "as_tensor", "record", "relu", "sigmoid", "tanh", "exp", "log", "softmax", "log_softmax"]
 
 _grad_enabled = contextvars.ContextVar("fastconv_grad_enabled", default=True)
 _sequence = itertools.count()
@@ -90,8 +92,9 @@ class _Record:
         return "<%s #%d>" % (self.name, self.index)
 
 
-def _record(name, data, inputs, backward):
-    """Wrap ``data`` in a Tensor and, when any input needs a gradient, put the operation on the tape.
+def record(name, data, inputs, backward):
+    """Wrap ``data`` in a Tensor and, when any input needs a gradient, put the operation on the tape (the one
+    way an operation enters the tape: Tensor methods, :class:`Function` and :mod:`fastconv.nn.functional` use it).
 
     ``inputs`` is a tuple of Tensors or None (constants); ``backward(grad, needs)`` returns one gradient (or None)
     per input, ``needs[i]`` telling whether input ``i`` wants one.
@@ -249,8 +252,7 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError("requires_grad must be a bool, got %r" % (value,))
+        value = V.flag(value, None, "requires_grad")
         if self._record is not None and not value:
             raise RuntimeError("requires_grad can only be changed on leaf tensors; use detach()")
         if value:
@@ -371,14 +373,14 @@ class Tensor:
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other):
         other = _operand(other, self)
-        return _record("add", self.data + other.data, (self, other), lambda g, n: (g, g))
+        return record("add", self.data + other.data, (self, other), lambda g, n: (g, g))
 
     def __radd__(self, other):
         return _operand(other, self).__add__(self)
 
     def __sub__(self, other):
         other = _operand(other, self)
-        return _record("sub", self.data - other.data, (self, other), lambda g, n: (g, -g))
+        return record("sub", self.data - other.data, (self, other), lambda g, n: (g, -g))
 
     def __rsub__(self, other):
         return _operand(other, self).__sub__(self)
@@ -386,7 +388,7 @@ class Tensor:
     def __mul__(self, other):
         other = _operand(other, self)
         a, b = self.data, other.data
-        return _record("mul", a * b, (self, other),
+        return record("mul", a * b, (self, other),
                        lambda g, n: (g * b if n[0] else None, g * a if n[1] else None))
 
     def __rmul__(self, other):
@@ -395,14 +397,14 @@ class Tensor:
     def __truediv__(self, other):
         other = _operand(other, self)
         a, b = self.data, other.data
-        return _record("div", a / b, (self, other),
+        return record("div", a / b, (self, other),
                        lambda g, n: (g / b if n[0] else None, -g * a / (b * b) if n[1] else None))
 
     def __rtruediv__(self, other):
         return _operand(other, self).__truediv__(self)
 
     def __neg__(self):
-        return _record("neg", -self.data, (self,), lambda g, n: (-g,))
+        return record("neg", -self.data, (self,), lambda g, n: (-g,))
 
     def __pow__(self, other):
         other = _operand(other, self)
@@ -413,7 +415,7 @@ class Tensor:
             ga = g * b * a ** (b - 1) if n[0] else None
             gb = g * y * np.log(a) if n[1] else None
             return ga, gb
-        return _record("pow", y, (self, other), backward)
+        return record("pow", y, (self, other), backward)
 
     def __rpow__(self, other):
         return _operand(other, self).__pow__(self)
@@ -435,7 +437,7 @@ class Tensor:
                 gb = np.swapaxes(a2, -1, -2) @ g2
                 gb = gb[..., 0] if b.ndim == 1 else gb
             return ga, gb
-        return _record("matmul", a @ b, (self, other), backward)
+        return record("matmul", a @ b, (self, other), backward)
 
     def __rmatmul__(self, other):
         return _operand(other, self).__matmul__(self)
@@ -444,21 +446,21 @@ class Tensor:
     def sum(self, dim=None, keepdim=False):
         dims = _dims(dim, self.ndim)
         shape = self.shape
-        return _record("sum", self.data.sum(axis=dims, keepdims=keepdim), (self,),
+        return record("sum", self.data.sum(axis=dims, keepdims=keepdim), (self,),
                        lambda g, n: (_expand_back(g, shape, dims, keepdim),))
 
     def mean(self, dim=None, keepdim=False):
         dims = _dims(dim, self.ndim)
         shape = self.shape
         count = int(np.prod([shape[d] for d in dims]))
-        return _record("mean", self.data.mean(axis=dims, keepdims=keepdim), (self,),
+        return record("mean", self.data.mean(axis=dims, keepdims=keepdim), (self,),
                        lambda g, n: (_expand_back(g / count, shape, dims, keepdim),))
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         old = self.shape
-        return _record("reshape", self.data.reshape(shape), (self,), lambda g, n: (g.reshape(old),))
+        return record("reshape", self.data.reshape(shape), (self,), lambda g, n: (g.reshape(old),))
 
     def flatten(self, start_dim=0, end_dim=-1):
         nd = max(self.ndim, 1)
@@ -469,7 +471,7 @@ class Tensor:
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         inv = tuple(np.argsort(dims))
-        return _record("permute", self.data.transpose(dims), (self,), lambda g, n: (g.transpose(inv),))
+        return record("permute", self.data.transpose(dims), (self,), lambda g, n: (g.transpose(inv),))
 
     def transpose(self, dim0, dim1):
         """Swap two dimensions (PyTorch's ``transpose``)."""
@@ -495,12 +497,12 @@ class Tensor:
             else:
                 np.add.at(full, index, g)   # repeated indices add up
             return (full,)
-        return _record("getitem", self.data[index], (self,), backward)
+        return record("getitem", self.data[index], (self,), backward)
 
     def astype(self, dtype):
         """A copy in another float dtype (the gradient is cast back)."""
         src = self.dtype
-        return _record("astype", self.data.astype(dtype), (self,), lambda g, n: (g.astype(src),))
+        return record("astype", self.data.astype(dtype), (self,), lambda g, n: (g.astype(src),))
 
     def float(self):
         return self.astype(np.float32)
@@ -511,35 +513,35 @@ class Tensor:
     # ------------------------------------------------------------------ elementwise functions
     def exp(self):
         y = np.exp(self.data)
-        return _record("exp", y, (self,), lambda g, n: (g * y,))
+        return record("exp", y, (self,), lambda g, n: (g * y,))
 
     def log(self):
         x = self.data
-        return _record("log", np.log(x), (self,), lambda g, n: (g / x,))
+        return record("log", np.log(x), (self,), lambda g, n: (g / x,))
 
     def relu(self):
         x = self.data
-        return _record("relu", np.maximum(x, 0), (self,), lambda g, n: (g * (x > 0),))
+        return record("relu", np.maximum(x, 0), (self,), lambda g, n: (g * (x > 0),))
 
     def sigmoid(self):
         y = special.expit(self.data)
-        return _record("sigmoid", y, (self,), lambda g, n: (g * y * (1 - y),))
+        return record("sigmoid", y, (self,), lambda g, n: (g * y * (1 - y),))
 
     def tanh(self):
         y = np.tanh(self.data)
-        return _record("tanh", y, (self,), lambda g, n: (g * (1 - y * y),))
+        return record("tanh", y, (self,), lambda g, n: (g * (1 - y * y),))
 
     def softmax(self, dim=-1):
         x = self.data
         y = np.exp(x - x.max(axis=dim, keepdims=True))
         y /= y.sum(axis=dim, keepdims=True)
-        return _record("softmax", y, (self,), lambda g, n: (y * (g - (g * y).sum(axis=dim, keepdims=True)),))
+        return record("softmax", y, (self,), lambda g, n: (y * (g - (g * y).sum(axis=dim, keepdims=True)),))
 
     def log_softmax(self, dim=-1):
         x = self.data
         shifted = x - x.max(axis=dim, keepdims=True)
         y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-        return _record("log_softmax", y, (self,),
+        return record("log_softmax", y, (self,),
                        lambda g, n: (g - np.exp(y) * g.sum(axis=dim, keepdims=True),))
 
 
@@ -619,7 +621,7 @@ class Function:
         def backward(g, needs):
             grads = cls.backward(ctx, g)
             return grads if isinstance(grads, (tuple, list)) else (grads,)
-        return _record(cls.__name__, out, tensors, backward)
+        return record(cls.__name__, out, tensors, backward)
 
 
 # --------------------------------------------------------------------------------------------------- gradcheck

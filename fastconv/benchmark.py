@@ -7,47 +7,23 @@ repeats after warm-up.
 import json
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
 
+from ._measure import format_table, interleaved, timeit
+
 __all__ = ["timeit", "interleaved", "sgemm_gflops", "copy_gbps", "torch_or_none", "blas_threads", "format_table",
-           "save_json", "machine"]
+           "save_json", "machine", "REFERENCE_LAYERS"]
 
-
-def timeit(fn, repeats=5, warmup=1, min_time=0.0):
-    """Run ``fn()`` ``warmup`` times, then ``repeats`` times (more while the total is under ``min_time`` s).
-
-    Returns ``{"median": s, "min": s, "max": s, "spread": (max - min) / median, "n": repeats}``.
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 1000:
-            break
-    med = statistics.median(times)
-    return {"median": med, "min": min(times), "max": max(times),
-            "spread": (max(times) - min(times)) / med if med > 0 else 0.0, "n": len(times)}
-
-
-def interleaved(fns, repeats):
-    """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once, so that
-    load on a shared machine hits all candidates alike."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+# The reference layers every convolution benchmark measures (``fastconv bench``, ``bench/bench_conv.py``):
+# (name, input shape, weight shape, stride, padding).
+REFERENCE_LAYERS = [
+    ("resnet 3x3 64", (8, 64, 56, 56), (64, 64, 3, 3), 1, 1),
+    ("resnet 3x3 128", (8, 128, 28, 28), (128, 128, 3, 3), 1, 0),
+    ("1x1 256->64", (8, 256, 28, 28), (64, 256, 1, 1), 1, 0),
+    ("alexnet 11x11 s4", (8, 3, 227, 227), (96, 3, 11, 11), 4, 0),
+    ("lenet 5x5", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0),
+]
 
 
 class blas_threads:
@@ -108,22 +84,6 @@ def machine():
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "simd": d["simd"], "openmp": d["openmp"], "blas": d["blas"],
             "fastconv": d["version"], "numpy": d["numpy"], "scipy": d["scipy"]}
-
-
-def format_table(rows, columns, floatfmt="%.3g"):
-    """A plain-text table of ``rows`` (dicts) restricted to ``columns`` (names or (name, header) pairs)."""
-    cols = [(c, c) if isinstance(c, str) else c for c in columns]
-
-    def fmt(v):
-        if isinstance(v, float):
-            return floatfmt % v
-        return "" if v is None else str(v)
-
-    cells = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def save_json(path, rows, **meta):

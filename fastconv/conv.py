@@ -33,21 +33,10 @@ def _conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding
 @filled(CONV)
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
            algorithm="auto", flip=False, out=None):
-    """1-D convolution (cross-correlation, as in deep learning) of a batch of signals.
+    """1-D convolution (cross-correlation, as in deep learning) of a batch of signals (N, C_in, L) with a weight
+    (C_out, C_in/groups, kL).
 
-    Parameters
-    ----------
-    input : array_like, shape (N, C, L)
-    weight : array_like, shape (C_out, C_in/groups, kL)
-    bias : array_like, shape (C_out,), optional
-    %(conv_geometry)s
-    %(conv_algorithm)s
-    %(conv_flip)s
-    %(conv_out)s
-
-    Returns
-    -------
-    %(conv_returns)s
+    %(conv_doc)s
     """
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
                  flip, out)
@@ -56,21 +45,10 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 @filled(CONV)
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
            algorithm="auto", flip=False, out=None):
-    """2-D convolution (cross-correlation, as in deep learning) of a batch of images.
+    """2-D convolution (cross-correlation, as in deep learning) of a batch of images (N, C_in, H, W) with a weight
+    (C_out, C_in/groups, kH, kW).
 
-    Parameters
-    ----------
-    input : array_like, shape (N, C, H, W)
-    weight : array_like, shape (C_out, C_in/groups, kH, kW)
-    bias : array_like, shape (C_out,), optional
-    %(conv_geometry)s
-    %(conv_algorithm)s
-    %(conv_flip)s
-    %(conv_out)s
-
-    Returns
-    -------
-    %(conv_returns)s
+    %(conv_doc)s
     """
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
                  flip, out)
@@ -79,21 +57,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 @filled(CONV)
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
            algorithm="auto", flip=False, out=None):
-    """3-D convolution (cross-correlation, as in deep learning) of a batch of volumes.
+    """3-D convolution (cross-correlation, as in deep learning) of a batch of volumes (N, C_in, D, H, W) with a weight
+    (C_out, C_in/groups, kD, kH, kW).
 
-    Parameters
-    ----------
-    input : array_like, shape (N, C, D, H, W)
-    weight : array_like, shape (C_out, C_in/groups, kD, kH, kW)
-    bias : array_like, shape (C_out,), optional
-    %(conv_geometry)s
-    %(conv_algorithm)s
-    %(conv_flip)s
-    %(conv_out)s
-
-    Returns
-    -------
-    %(conv_returns)s
+    %(conv_doc)s
     """
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
                  flip, out)
@@ -102,18 +69,10 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 @filled(CONV)
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", out=None):
-    """1-D transposed convolution ("deconvolution"): the adjoint of conv1d, as in PyTorch.
+    """1-D transposed convolution ("deconvolution") of (N, C_in, L) with a weight (C_in, C_out/groups, kL): the adjoint
+    of conv1d, as in PyTorch.
 
-    Parameters
-    ----------
-    input : array_like, shape (N, C_in, L)
-    weight : array_like, shape (C_in, C_out/groups, kL)
-    bias : array_like, shape (C_out,), optional
-    %(convt_args)s
-
-    Returns
-    -------
-    ndarray, length ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``
+    %(convt_doc)s
     """
     return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding, groups,
                            dilation, algorithm, out)
@@ -122,18 +81,10 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
 @filled(CONV)
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", out=None):
-    """2-D transposed convolution ("deconvolution"): the adjoint of conv2d, as in PyTorch.
+    """2-D transposed convolution ("deconvolution") of (N, C_in, H, W) with a weight (C_in, C_out/groups, kH, kW): the adjoint
+    of conv2d, as in PyTorch.
 
-    Parameters
-    ----------
-    input : array_like, shape (N, C_in, H, W)
-    weight : array_like, shape (C_in, C_out/groups, kH, kW)
-    bias : array_like, shape (C_out,), optional
-    %(convt_args)s
-
-    Returns
-    -------
-    ndarray, spatial size ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``
+    %(convt_doc)s
     """
     return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding, groups,
                            dilation, algorithm, out)
@@ -142,18 +93,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 @filled(CONV)
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", out=None):
-    """3-D transposed convolution ("deconvolution"): the adjoint of conv3d, as in PyTorch.
+    """3-D transposed convolution ("deconvolution") of (N, C_in, D, H, W) with a weight (C_in, C_out/groups, kD, kH, kW): the adjoint
+    of conv3d, as in PyTorch.
 
-    Parameters
-    ----------
-    input : array_like, shape (N, C_in, D, H, W)
-    weight : array_like, shape (C_in, C_out/groups, kD, kH, kW)
-    bias : array_like, shape (C_out,), optional
-    %(convt_args)s
-
-    Returns
-    -------
-    ndarray, spatial size ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``
+    %(convt_doc)s
     """
     return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding, groups,
                            dilation, algorithm, out)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from fastconv import _autotune, _bench, cli
+from fastconv import _autotune, cli
+from fastconv.cli import bench as _bench
 
 
 def _run(argv, capsys):

@@ -135,19 +135,36 @@ cdef void _lower(float_t* xc0, float_t* col, Py_ssize_t nc, const Geo* g, Py_ssi
                             od += 1
 
 
-cdef void* _thread_buffer(Py_ssize_t nbytes, int* failed, Py_ssize_t* held) noexcept nogil:
-    """One thread's workspace (:func:`scratch`), its size recorded in ``held`` when it was allocated."""
-    cdef void* buf = scratch(nbytes, failed)
-    if buf != NULL:
-        held[0] = nbytes
+cdef inline (Py_ssize_t, Py_ssize_t, Py_ssize_t) _task(Py_ssize_t t, Py_ssize_t mid,
+                                                        Py_ssize_t inner) noexcept nogil:
+    """Task ``t`` as (outer, mid, inner) indices in C order over (outer, ``mid``, ``inner``).  Returned by value:
+    a prange body must assign the result itself (variables written through a pointer would be shared)."""
+    return t // inner // mid, t // inner % mid, t % inner
+
+
+cdef inline const float_t* _lowered(const float_t* xc, float_t* buf, Py_ssize_t nc, const Geo* g, Py_ssize_t p0,
+                                    Py_ssize_t p1, bint one_by_one) noexcept nogil:
+    """The lowered operand of output positions [p0, p1) of ``nc`` channels from ``xc``: the input itself for a
+    1x1 kernel (leading dimension D*H*W), else its im2col chunk written to ``buf`` (leading dimension p1 - p0)."""
+    if one_by_one:
+        return xc + p0
+    _lower(<float_t*> xc, buf, nc, g, p0, p1, False)
     return buf
 
 
-cdef Py_ssize_t _workspace_used(const int* failed, Py_ssize_t[::1] held, str op, Py_ssize_t nbytes) except -1:
+cdef void* _thread_buffer(Py_ssize_t nbytes, Py_ssize_t* held) noexcept nogil:
+    """One thread's workspace (:func:`scratch`); ``held`` records its size, or -1 when it could not be allocated."""
+    cdef int failed = 0
+    cdef void* buf = scratch(nbytes, &failed)
+    held[0] = -1 if failed else (nbytes if buf != NULL else 0)
+    return buf
+
+
+cdef Py_ssize_t _workspace_used(Py_ssize_t[::1] held, str op, Py_ssize_t nbytes) except -1:
     """Total bytes the threads allocated, or MemoryError if one of them could not allocate ``nbytes``."""
     cdef Py_ssize_t i, total = 0
-    check_scratch(failed[0], "toeplitz " + op, nbytes)
     for i in range(held.shape[0]):
+        check_scratch(held[i] < 0, "toeplitz " + op, nbytes)
         total += held[i]
     return total
 
@@ -166,27 +183,20 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ntask = N * G * nch
     cdef Py_ssize_t buf_len = 0 if one_by_one else L * pc
-    cdef Py_ssize_t task, rem, ch, g, n, p0, p1, m, k, j
+    cdef Py_ssize_t task, ch, g, n, p0, p1, m, k, j
     cdef const float_t* xp = &x[0, 0, 0, 0, 0]
     cdef const float_t* wp = &w2[0, 0]
     cdef float_t* yp0 = &out[0, 0, 0, 0, 0]
     cdef float_t* yp
-    cdef const float_t* a
     cdef float_t* buf
     cdef float_t bval, beta
-    cdef int lda
-    cdef int failed[1]
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
-    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), failed, &held[threadid()])
+        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), &held[threadid()])
         for task in prange(ntask, schedule='static'):
             if buf_len > 0 and buf == NULL:
                 continue
-            ch = task % nch
-            rem = task // nch
-            g = rem % G
-            n = rem // G
+            n, g, ch = _task(task, G, nch)
             p0 = ch * pc
             p1 = min(P, p0 + pc)
             m = p1 - p0
@@ -198,17 +208,11 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
                     bval = bias[g * Kg + k]
                     for j in range(m):
                         yp[k * P + j] = bval
-            if one_by_one:
-                a = xp + (n * C + g * Cg) * DHW + p0
-                lda = <int> DHW
-            else:
-                _lower(<float_t*> xp + (n * C + g * Cg) * DHW, buf, Cg, &geo, p0, p1, False)
-                a = buf
-                lda = <int> m
-            _gemm(c'N', c'N', <int> m, <int> Kg, <int> L, a, lda, wp + g * Kg * L, <int> L, beta, yp,
-                  <int> P)
+            _gemm(c'N', c'N', <int> m, <int> Kg, <int> L,
+                  _lowered(xp + (n * C + g * Cg) * DHW, buf, Cg, &geo, p0, p1, one_by_one),
+                  <int> (DHW if one_by_one else m), wp + g * Kg * L, <int> L, beta, yp, <int> P)
         free(buf)
-    return ntask, _workspace_used(failed, held, "forward", buf_len * sizeof(float_t))
+    return ntask, _workspace_used(held, "forward", buf_len * sizeof(float_t))
 
 
 def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, float_t[:, :, :, :, ::1] dx,
@@ -224,7 +228,7 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, ntask = N * G * ncb
     cdef Py_ssize_t buf_len = 0 if one_by_one else cb * RST * pc
-    cdef Py_ssize_t task, rem, cbi, g, n, c0, nc, ch, p0, p1, m
+    cdef Py_ssize_t task, cbi, g, n, c0, nc, ch, p0, p1, m
     cdef const float_t* gyp = &gy[0, 0, 0, 0, 0]
     cdef const float_t* wp = &w2[0, 0]
     cdef float_t* dxp0 = &dx[0, 0, 0, 0, 0]
@@ -232,18 +236,13 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
     cdef const float_t* gyc
     cdef const float_t* wc
     cdef float_t* buf
-    cdef int failed[1]
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
-    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), failed, &held[threadid()])
+        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), &held[threadid()])
         for task in prange(ntask, schedule='static'):
             if buf_len > 0 and buf == NULL:
                 continue
-            cbi = task % ncb
-            rem = task // ncb
-            g = rem % G
-            n = rem // G
+            n, g, cbi = _task(task, G, ncb)
             c0 = cbi * cb
             nc = min(cb, Cg - c0)
             dxp = dxp0 + (n * C + g * Cg + c0) * DHW
@@ -261,7 +260,7 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
                           0, buf, <int> m)
                     _lower(dxp, buf, nc, &geo, p0, p1, True)
         free(buf)
-    return (ntask if one_by_one else ntask * nch), _workspace_used(failed, held, "grad_input",
+    return (ntask if one_by_one else ntask * nch), _workspace_used(held, "grad_input",
                                                                    buf_len * sizeof(float_t))
 
 
@@ -279,28 +278,21 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, nkb = (Kg + kb - 1) // kb
     cdef Py_ssize_t ntask = G * ncb * nkb
     cdef Py_ssize_t buf_len = 0 if one_by_one else cb * RST * pc
-    cdef Py_ssize_t task, rem, cbi, kbi, g, n, c0, nc, k0, nk, ch, p0, p1, m
+    cdef Py_ssize_t task, cbi, kbi, g, n, c0, nc, k0, nk, ch, p0, p1, m
     cdef const float_t* xp = &x[0, 0, 0, 0, 0]
     cdef const float_t* gyp = &gy[0, 0, 0, 0, 0]
     cdef float_t* dwp0 = &dw2[0, 0]
     cdef float_t* dwp
     cdef const float_t* xc
-    cdef const float_t* a
     cdef float_t* buf
     cdef float_t beta
-    cdef int lda
-    cdef int failed[1]
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
-    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), failed, &held[threadid()])
+        buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), &held[threadid()])
         for task in prange(ntask, schedule='static'):
             if buf_len > 0 and buf == NULL:
                 continue
-            kbi = task % nkb
-            rem = task // nkb
-            cbi = rem % ncb
-            g = rem // ncb
+            g, cbi, kbi = _task(task, ncb, nkb)
             c0 = cbi * cb
             nc = min(cb, Cg - c0)
             k0 = kbi * kb
@@ -313,15 +305,9 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                     p0 = ch * pc
                     p1 = min(P, p0 + pc)
                     m = p1 - p0
-                    if one_by_one:
-                        a = xc + p0
-                        lda = <int> DHW
-                    else:
-                        _lower(<float_t*> xc, buf, nc, &geo, p0, p1, False)
-                        a = buf
-                        lda = <int> m
-                    _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m, a, lda,
+                    _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m,
+                          _lowered(xc, buf, nc, &geo, p0, p1, one_by_one), <int> (DHW if one_by_one else m),
                           gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
                     beta = 1
         free(buf)
-    return ntask * N * nch, _workspace_used(failed, held, "grad_weight", buf_len * sizeof(float_t))
+    return ntask * N * nch, _workspace_used(held, "grad_weight", buf_len * sizeof(float_t))

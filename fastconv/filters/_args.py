@@ -1,4 +1,5 @@
-"""Argument normalisation for :mod:`fastconv.filters` (built on :mod:`fastconv._validate`).
+"""Argument normalisation specific to :mod:`fastconv.filters` (the shared checks, flags and the ``out=`` policy
+are in :mod:`fastconv._validate`).
 
 Every helper takes the public function's name ``fn`` so messages read ``"gaussian(): argument 'sigma' ..."``;
 ``TypeError`` for a wrong type, ``ValueError`` for a wrong value or shape, as everywhere in fastconv.
@@ -10,9 +11,8 @@ import numpy as np
 from .. import _validate as V
 from ._engine import MODES
 
-__all__ = ["image_array", "weights_array", "modes", "origins", "channel_axis", "axes", "mask", "flag", "real",
-           "float_out", "output", "destination", "deliver", "img_as_float", "supported_float", "float_image",
-           "edge_image", "DOC"]
+__all__ = ["image_array", "weights_array", "modes", "origins", "channel_axis", "axes", "mask", "real",
+           "img_as_float", "supported_float", "float_image", "edge_image", "DOC"]
 
 
 def image_array(image, fn, arg="image", allow_bool=False):
@@ -127,12 +127,6 @@ def mask(m, shape, fn):
     return arr.astype(bool, copy=False)
 
 
-def flag(value, fn, arg):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError("%s(): argument '%s' must be a bool, got %r" % (fn, arg, value))
-    return bool(value)
-
-
 def real(value, fn, arg, minimum=None):
     """A finite real number (>= minimum when given)."""
     v = V.real_scalar(value, fn, arg)
@@ -141,47 +135,6 @@ def real(value, fn, arg, minimum=None):
     if minimum is not None and v < minimum:
         raise ValueError("%s(): argument '%s' must be >= %g, got %r" % (fn, arg, minimum, value))
     return v
-
-
-def float_out(out, shape, fn):
-    """None or a writeable float ndarray of ``shape`` (any layout; results are copied in when needed)."""
-    if out is None:
-        return None
-    output(out, shape, fn)
-    if out.dtype.kind != "f":
-        raise TypeError("%s(): argument 'out' must have a floating point dtype, got %s" % (fn, out.dtype))
-    return out
-
-
-def output(out, shape, fn):
-    """Shape and writeability of a user ``out`` array (its dtype is checked by the caller)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError("%s(): argument 'out' must be a numpy.ndarray, got %s" % (fn, type(out).__name__))
-    if out.dtype.kind not in "fiu":
-        raise TypeError("%s(): argument 'out' must have a real numeric dtype, got %s" % (fn, out.dtype))
-    if out.shape != tuple(shape):
-        raise ValueError("%s(): argument 'out' has shape %s, expected %s" % (fn, out.shape, tuple(shape)))
-    if not out.flags.writeable:
-        raise ValueError("%s(): argument 'out' is read-only" % fn)
-    return out
-
-
-def destination(out, shape, dtype, *inputs):
-    """``out`` itself when a kernel may write there directly (dtype, C order, no overlap with ``inputs``), else a
-    fresh C-contiguous array."""
-    if (out is not None and out.dtype == dtype and out.flags.c_contiguous
-            and not any(np.may_share_memory(out, a) for a in inputs)):
-        return out
-    return np.empty(shape, dtype)
-
-
-def deliver(out, result):
-    """Copy ``result`` into a user ``out`` unless it already is ``out`` (float -> int truncates toward zero,
-    like scipy.ndimage's C cast) and return what the public function returns."""
-    if out is None or result is out:
-        return result
-    np.copyto(out, result, casting="unsafe")
-    return out
 
 
 # ------------------------------------------------------------------ scikit-image's dtype conventions

@@ -402,7 +402,7 @@ def choose(shape, weights, dtype, nthreads, factors=None, fft=True):
 
 def calibrate(repeats=7):
     """Measure the cost-model constants on this machine (one thread); returns them as a dict."""
-    from ..benchmark import timeit
+    from .._measure import timeit
     rng = np.random.default_rng(0)
     res = {"MAC_SECONDS": {}, "PASS_SECONDS": {}, "FFT_SECONDS": {}}
 

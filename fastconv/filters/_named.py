@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _threads
 from .. import _validate as V
+from .._doc import filled
 from . import _args as A
 from . import _engine as E
 
@@ -52,6 +53,7 @@ def _kernel(kernel, ndim, fn):
     return A.weights_array(kernel, ndim, fn, arg="kernel")
 
 
+@filled(A.DOC)
 def apply_kernel(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, preserve_range=False,
                  method="auto", out=None):
     """Convolve an image with a named kernel (see ``fastconv.filters.kernels``) or an array of weights.
@@ -64,11 +66,11 @@ def apply_kernel(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, 
     image : array_like
     kernel : str or array_like
         A name from ``fastconv.filters.kernels`` or weights with one axis per spatial image axis.
-    {mode}
-    {cval}
-    {channel_axis}
-    {preserve_range}
-    {method}
+    %(mode)s
+    %(cval)s
+    %(channel_axis)s
+    %(preserve_range)s
+    %(method)s
     out : ndarray of float, optional
 
     Returns
@@ -84,16 +86,13 @@ def apply_kernel(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, 
     w = w[(slice(None, None, -1),) * w.ndim]  # convolution
     modes = A.modes(mode, img.ndim, fn)
     cval = A.real(cval, fn, "cval")
-    preserve_range = A.flag(preserve_range, fn, "preserve_range")
+    preserve_range = V.flag(preserve_range, fn, "preserve_range")
     method = V.check_choice(method, E.METHODS, fn, "method")
-    out = A.float_out(out, img.shape, fn)
+    out = None if out is None else V.out_array(out, img.shape, fn, kinds="f")
     fimg = A.float_image(img, preserve_range)
     src = np.ascontiguousarray(fimg)
-    dst = A.destination(out, src.shape, src.dtype, src)
+    dst = V.destination(out, src.shape, src.dtype, src)
     if src.size:
         offs = tuple(k // 2 - (1 - k % 2) for k in w.shape)  # convolve's origin rule for even lengths
         E.apply(src, dst, w, offs, modes, cval, method, _threads.get_num_threads(), fn=fn)
-    return A.deliver(out, dst)
-
-
-apply_kernel.__doc__ = apply_kernel.__doc__.format(**A.DOC)
+    return V.deliver(out, dst)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _threads
 from .. import _validate as V
+from .._doc import filled
 from . import _args as A
 from . import _engine as E
 
@@ -26,62 +27,63 @@ def filter_nd(fn, image, weights, mode, cval, origin, out, method, flip):
     if flip:
         w = w[(slice(None, None, -1),) * w.ndim]
     if out is not None:
-        A.output(out, img.shape, fn)
+        V.out_array(out, img.shape, fn, kinds="fiu")
     # computed in float32 for float16/float32 images (unless a float64 out asks for more), else float64
     comp = V.float_kind(img.dtype)
     if out is not None and out.dtype == np.float64:
         comp = np.dtype(np.float64)
     src = np.ascontiguousarray(img, dtype=comp)
-    dst = A.destination(out, img.shape, comp, src)
+    dst = V.destination(out, img.shape, comp, src)
     if img.size:
         offs = tuple(k // 2 + o for k, o in zip(w.shape, org))
         E.apply(src, dst, w, offs, modes, cval, method, _threads.get_num_threads(), fn=fn)
     if out is None and dst.dtype != img.dtype:
         return dst.astype(img.dtype)  # integers truncate toward zero, as scipy.ndimage's C cast
-    return A.deliver(out, dst)
+    return V.deliver(out, dst)
 
 
-def correlate(image, weights, *, mode="reflect", cval=0.0, origin=0, out=None, method="auto"):
-    return filter_nd("correlate", image, weights, mode, cval, origin, out, method, flip=False)
-
-
-def convolve(image, weights, *, mode="reflect", cval=0.0, origin=0, out=None, method="auto"):
-    return filter_nd("convolve", image, weights, mode, cval, origin, out, method, flip=True)
-
-
-_DOC = """{title}
-
-    Equal to ``scipy.ndimage.{name}(image, weights, mode=mode, cval=cval, origin=origin)`` (to rounding, see
+# the shared docstring body of correlate and convolve (``name``, ``formula``: the function's)
+NDIMAGE_DOC = {"ndimage_doc": """Equal to ``scipy.ndimage.%(name)s(image, weights, mode=mode, cval=cval, origin=origin)`` (to rounding, see
     :mod:`fastconv.filters`), on all cores.
 
-    ``{formula}``{note}
+    %(formula)s
 
     Parameters
     ----------
     image : array_like, N-d, real
     weights : array_like, one axis per image axis
         Weights with ``|w| <= 2.2e-16`` are skipped, as scipy does.
-    {mode}
-    {cval}
+    %(mode)s
+    %(cval)s
     origin : int or sequence of int, optional
         Shifts the kernel: positive values move it towards lower indices of the input.  Each must satisfy
         ``-(k // 2) <= origin <= (k - 1) // 2`` for a kernel of length ``k``.
     out : ndarray, optional
         Array of the image's shape to write into; its dtype sets the result's (integers truncate toward zero).
-    {method}
+    %(method)s
 
     Returns
     -------
     ndarray of the image's shape, with ``out``'s dtype if given, else the image's.  Float16/float32 images are
-    computed in float32, everything else in float64.
-    """
+    computed in float32, everything else in float64."""}
 
-correlate.__doc__ = _DOC.format(
-    title="N-d correlation with a boundary mode.", name="correlate",
-    formula="out[i] = sum_k weights[k] * image_ext[i + k - (shape // 2 + origin)]", note="",
-    **A.DOC)
-convolve.__doc__ = _DOC.format(
-    title="N-d convolution with a boundary mode.", name="convolve",
-    formula="correlate(image, weights[::-1, ...], origin=-origin - (1 for even kernel lengths))",
-    note="\n\n    For even kernel lengths the mirrored origin moves by one more, as in scipy.ndimage.",
-    **A.DOC)
+
+@filled(A.DOC, NDIMAGE_DOC, name="correlate",
+        formula="``out[i] = sum_k weights[k] * image_ext[i + k - (shape // 2 + origin)]``")
+def correlate(image, weights, *, mode="reflect", cval=0.0, origin=0, out=None, method="auto"):
+    """N-d correlation with a boundary mode.
+
+    %(ndimage_doc)s
+    """
+    return filter_nd("correlate", image, weights, mode, cval, origin, out, method, flip=False)
+
+
+@filled(A.DOC, NDIMAGE_DOC, name="convolve",
+        formula="``correlate(image, weights[::-1, ...], origin=-origin - (1 for even kernel lengths))``\n\n    For "
+                "even kernel lengths the mirrored origin moves by one more, as in scipy.ndimage.")
+def convolve(image, weights, *, mode="reflect", cval=0.0, origin=0, out=None, method="auto"):
+    """N-d convolution with a boundary mode.
+
+    %(ndimage_doc)s
+    """
+    return filter_nd("convolve", image, weights, mode, cval, origin, out, method, flip=True)

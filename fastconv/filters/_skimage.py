@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _threads
 from .. import _validate as V
+from .._doc import filled
 from . import _args as A
 from . import _engine as E
 
@@ -66,8 +67,34 @@ def _gaussian_passes(sigmas, truncate, modes, cval):
     return passes
 
 
+@filled(A.DOC)
 def gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, truncate=4.0, channel_axis=None,
              out=None):
+    """Multi-dimensional Gaussian filter, equal to ``skimage.filters.gaussian``.
+
+    One 1-D pass per axis with scipy.ndimage's weights (radius ``int(truncate * sigma + 0.5)``); axes with
+    ``sigma <= 1e-15`` are skipped.
+
+    Parameters
+    ----------
+    image : array_like
+        Integer images are converted like ``img_as_float`` unless ``preserve_range``; float32 stays float32.
+    sigma : float or sequence of float, optional
+        Standard deviation per axis (>= 0).  With ``channel_axis``, a scalar or one value per spatial axis.
+    %(mode)s
+        Default 'nearest'.
+    %(cval)s
+    %(preserve_range)s
+    truncate : float, optional
+        Truncate the kernel at this many standard deviations.
+    %(channel_axis)s
+    out : ndarray of float, optional
+        Where to store the result; the passes are computed in its precision.
+
+    Returns
+    -------
+    ndarray of float32 (float16/float32 input or out) or float64
+    """
     fn = "gaussian"
     img = A.image_array(image, fn, allow_bool=True)
     ch = A.channel_axis(channel_axis, img.ndim, fn)
@@ -75,16 +102,16 @@ def gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, 
     modes = A.modes(mode, img.ndim, fn)
     cval = A.real(cval, fn, "cval")
     truncate = A.real(truncate, fn, "truncate", minimum=0.0)
-    preserve_range = A.flag(preserve_range, fn, "preserve_range")
-    out = A.float_out(out, img.shape, fn)
+    preserve_range = V.flag(preserve_range, fn, "preserve_range")
+    out = None if out is None else V.out_array(out, img.shape, fn, kinds="f")
     fimg = A.float_image(img, preserve_range)
     if out is not None:  # like scikit-image, the passes are stored in out's precision
         fimg = fimg.astype(A.supported_float(out.dtype), copy=False)
     src = np.ascontiguousarray(fimg)
-    dst = A.destination(out, src.shape, src.dtype, src)
+    dst = V.destination(out, src.shape, src.dtype, src)
     if src.size:
         E.separable(src, dst, _gaussian_passes(sigmas, truncate, modes, cval), _threads.get_num_threads())
-    return A.deliver(out, dst)
+    return V.deliver(out, dst)
 
 
 def _mask_result(result, mask, nthreads):
@@ -125,15 +152,50 @@ def _edge_filter(fn, image, mask, axis, mode, cval):
     return _mask_result(result, msk, nthreads)
 
 
+# the edge filters' shared docstring body (``smooth``: the smoothing factor of the operator)
+EDGE_DOC = {"edge_doc": """The kernel along ``axis`` is the derivative ``[1, 0, -1]`` (convolved) times the smoothing
+    ``%(smooth)s`` along every other axis, applied as separable passes or one direct pass, whichever is cheaper.
+
+    Parameters
+    ----------
+    image : array_like, N-d
+        Float images keep their precision (float16 -> float32); others are converted like ``img_as_float``.
+    %(mask)s
+    axis : int or sequence of int, optional
+        The axis (or axes) to differentiate along.  With more than one axis (default: all) the result is the
+        magnitude ``sqrt(sum of squares) / sqrt(image.ndim)``.
+    %(mode)s
+    %(cval)s
+
+    Returns
+    -------
+    ndarray of float32 or float64"""}
+
+
+@filled(A.DOC, EDGE_DOC, smooth="[1, 2, 1] / 4")
 def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
+    """Find edges with the Sobel operator, equal to ``skimage.filters.sobel``.
+
+    %(edge_doc)s
+    """
     return _edge_filter("sobel", image, mask, axis, mode, cval)
 
 
+@filled(A.DOC, EDGE_DOC, smooth="[1, 1, 1] / 3")
 def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
+    """Find edges with the Prewitt operator, equal to ``skimage.filters.prewitt``.
+
+    %(edge_doc)s
+    """
     return _edge_filter("prewitt", image, mask, axis, mode, cval)
 
 
+@filled(A.DOC, EDGE_DOC, smooth="[3, 10, 3] / 16")
 def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
+    """Find edges with the Scharr operator, equal to ``skimage.filters.scharr``.
+
+    %(edge_doc)s
+    """
     return _edge_filter("scharr", image, mask, axis, mode, cval)
 
 
@@ -150,7 +212,23 @@ def laplace_kernel(ndim):
     return k
 
 
+@filled(A.DOC)
 def laplace(image, ksize=3, mask=None):
+    """Find edges with the discrete Laplace operator, equal to ``skimage.filters.laplace``.
+
+    The 3^n kernel with ``2 n`` at the centre and -1 at the face neighbours, convolved with mode 'reflect'.
+
+    Parameters
+    ----------
+    image : array_like, N-d
+    ksize : int, optional
+        Accepted for compatibility (>= 3); scikit-image's operator is 3 wide whatever its value.
+    %(mask)s
+
+    Returns
+    -------
+    ndarray of float32 or float64
+    """
     fn = "laplace"
     img = A.edge_image(A.image_array(image, fn, allow_bool=True))
     ks = V.int_tuple(ksize, 1, fn, "ksize")[0]
@@ -166,13 +244,33 @@ def laplace(image, ksize=3, mask=None):
     return _mask_result(result, msk, nthreads)
 
 
+@filled(A.DOC)
 def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None):
+    """Unsharp masking, equal to ``skimage.filters.unsharp_mask``.
+
+    ``image + (image - gaussian(image, radius, mode='reflect')) * amount``, clipped to [0, 1] (or [-1, 1] when the
+    converted image has negative values) unless ``preserve_range``.
+
+    Parameters
+    ----------
+    image : array_like
+    radius : float or sequence of float, optional
+        The Gaussian's sigma (>= 0), per spatial axis.
+    amount : float, optional
+        How much of the detail to add back (may be negative).
+    %(preserve_range)s
+    %(channel_axis)s
+
+    Returns
+    -------
+    ndarray of float32 (float16/float32 input) or float64
+    """
     fn = "unsharp_mask"
     img = A.image_array(image, fn, allow_bool=True)
     ch = A.channel_axis(channel_axis, img.ndim, fn)
     sigmas = _sigmas(radius, img.ndim, ch, fn, arg="radius", full_ok=False)
     amount = A.real(amount, fn, "amount")
-    preserve_range = A.flag(preserve_range, fn, "preserve_range")
+    preserve_range = V.flag(preserve_range, fn, "preserve_range")
     dtype = A.supported_float(img.dtype)
     if preserve_range:
         fimg = img.astype(dtype, copy=False)
@@ -188,90 +286,3 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     E.separable(src, result, _gaussian_passes(sigmas, 4.0, ("reflect",) * img.ndim, 0.0), nthreads)
     E._filter.unsharp_combine(src.reshape(-1), result.reshape(-1), amount, lo, hi, not preserve_range, nthreads)
     return result
-
-
-gaussian.__doc__ = """Multi-dimensional Gaussian filter, equal to ``skimage.filters.gaussian``.
-
-    One 1-D pass per axis with scipy.ndimage's weights (radius ``int(truncate * sigma + 0.5)``); axes with
-    ``sigma <= 1e-15`` are skipped.
-
-    Parameters
-    ----------
-    image : array_like
-        Integer images are converted like ``img_as_float`` unless ``preserve_range``; float32 stays float32.
-    sigma : float or sequence of float, optional
-        Standard deviation per axis (>= 0).  With ``channel_axis``, a scalar or one value per spatial axis.
-    {mode}
-        Default 'nearest'.
-    {cval}
-    {preserve_range}
-    truncate : float, optional
-        Truncate the kernel at this many standard deviations.
-    {channel_axis}
-    out : ndarray of float, optional
-        Where to store the result; the passes are computed in its precision.
-
-    Returns
-    -------
-    ndarray of float32 (float16/float32 input or out) or float64
-    """.format(**A.DOC)
-
-_EDGE_DOC = """Find edges with the {Name} operator, equal to ``skimage.filters.{name}``.
-
-    The kernel along ``axis`` is the derivative ``[1, 0, -1]`` (convolved) times the smoothing ``{smooth}`` along
-    every other axis, applied as separable passes or one direct pass, whichever is cheaper.
-
-    Parameters
-    ----------
-    image : array_like, N-d
-        Float images keep their precision (float16 -> float32); others are converted like ``img_as_float``.
-    {mask}
-    axis : int or sequence of int, optional
-        The axis (or axes) to differentiate along.  With more than one axis (default: all) the result is the
-        magnitude ``sqrt(sum of squares) / sqrt(image.ndim)``.
-    {mode}
-    {cval}
-
-    Returns
-    -------
-    ndarray of float32 or float64
-    """
-sobel.__doc__ = _EDGE_DOC.format(Name="Sobel", name="sobel", smooth="[1, 2, 1] / 4", **A.DOC)
-prewitt.__doc__ = _EDGE_DOC.format(Name="Prewitt", name="prewitt", smooth="[1, 1, 1] / 3", **A.DOC)
-scharr.__doc__ = _EDGE_DOC.format(Name="Scharr", name="scharr", smooth="[3, 10, 3] / 16", **A.DOC)
-
-laplace.__doc__ = """Find edges with the discrete Laplace operator, equal to ``skimage.filters.laplace``.
-
-    The 3^n kernel with ``2 n`` at the centre and -1 at the face neighbours, convolved with mode 'reflect'.
-
-    Parameters
-    ----------
-    image : array_like, N-d
-    ksize : int, optional
-        Accepted for compatibility (>= 3); scikit-image's operator is 3 wide whatever its value.
-    {mask}
-
-    Returns
-    -------
-    ndarray of float32 or float64
-    """.format(**A.DOC)
-
-unsharp_mask.__doc__ = """Unsharp masking, equal to ``skimage.filters.unsharp_mask``.
-
-    ``image + (image - gaussian(image, radius, mode='reflect')) * amount``, clipped to [0, 1] (or [-1, 1] when the
-    converted image has negative values) unless ``preserve_range``.
-
-    Parameters
-    ----------
-    image : array_like
-    radius : float or sequence of float, optional
-        The Gaussian's sigma (>= 0), per spatial axis.
-    amount : float, optional
-        How much of the detail to add back (may be negative).
-    {preserve_range}
-    {channel_axis}
-
-    Returns
-    -------
-    ndarray of float32 (float16/float32 input) or float64
-    """.format(**A.DOC)

@@ -16,7 +16,7 @@ from .._algos.toeplitz import add_patches, patches
 from .._geometry import ConvGeometry
 from .._prepare import pad_input, prepare_conv, prepare_conv_transpose
 from .._threads import single_threaded_blas
-from ..autograd import Tensor, _record, as_tensor, log_softmax, relu, sigmoid, softmax, tanh
+from ..autograd import Tensor, as_tensor, record, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
 
 __all__ = [
@@ -53,7 +53,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
         return (p.adjoint(g) if needs[0] else None,
                 p.weight_grad(p.x, g) if needs[1] else None,
                 _grad.conv_bias(g) if needs[2] else None)
-    return _record(name, y, (x, w, b), backward)
+    return record(name, y, (x, w, b), backward)
 
 
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
@@ -70,7 +70,7 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
         return (p.conv(g) if needs[0] else None,
                 p.weight_grad(g, p.x) if needs[1] else None,
                 _grad.conv_bias(g) if needs[2] else None)
-    return _record(name, y, (x, w, b), backward)
+    return record(name, y, (x, w, b), backward)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
@@ -177,7 +177,7 @@ def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=
         gx = col2im(gp @ wm, geom) if needs[0] else None
         gw = (gp.transpose(0, 2, 1) @ cols).reshape(w.shape) if needs[1] else None
         return gx, gw, (g.sum(axis=0) if needs[2] else None)
-    return _record(fn, y, (x, w, b), backward)
+    return record(fn, y, (x, w, b), backward)
 
 
 def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, algorithm="auto"):
@@ -219,7 +219,7 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
                 gw[a, c] = p.weight_grad(np.ascontiguousarray(xp[:, :, a * sh:, c * sw:]), ga)
         return (None if gxp is None else _crop2d(gxp, geom), gw,
                 _grad.conv_bias(g) if needs[2] else None)
-    return _record(fn, y, (x, w, b), backward)
+    return record(fn, y, (x, w, b), backward)
 
 
 # --------------------------------------------------------------------------------------------------- dense layers
@@ -260,7 +260,7 @@ def linear(input, weight, bias=None):
         return (_matmul(g2, wd).reshape(xd.shape) if needs[0] else None,
                 _matmul(g2.T, x2) if needs[1] else None,
                 g2.sum(axis=0) if needs[2] else None)
-    return _record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward)
+    return record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward)
 
 
 def dropout(input, p=0.5, training=True, *, generator=None):
@@ -372,7 +372,7 @@ def mse_loss(input, target, reduction="mean"):
 def _max_result(name, x, y, idx, return_indices):
     """Record a max-type pool; backward scatters the gradient to the argmax recorded in the forward pass."""
     shape = x.shape
-    out = _record(name, y, (x,), lambda g, n: (_grad.max_pool_backward(g, idx, shape),))
+    out = record(name, y, (x,), lambda g, n: (_grad.max_pool_backward(g, idx, shape),))
     return (out, idx) if return_indices else out
 
 
@@ -400,7 +400,7 @@ def _avg_pool(nd):
                  divisor_override=None):
         x = as_tensor(input)
         args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        return _record("avg_pool%dd" % nd, forward(x.data, *args), (x,), lambda g, n: (backward(g, x.shape, *args),))
+        return record("avg_pool%dd" % nd, forward(x.data, *args), (x,), lambda g, n: (backward(g, x.shape, *args),))
     return _named(avg_pool, "avg_pool%dd" % nd, "Differentiable %d-D average pooling" % nd)
 
 
@@ -411,7 +411,7 @@ def _lp_pool(nd):
         x = as_tensor(input)
         args = (norm_type, kernel_size, stride, ceil_mode)
         y = forward(x.data, *args)
-        return _record("lp_pool%dd" % nd, y, (x,), lambda g, n: (backward(g, x.data, y, *args),))
+        return record("lp_pool%dd" % nd, y, (x,), lambda g, n: (backward(g, x.data, y, *args),))
     return _named(lp_pool, "lp_pool%dd" % nd, "Differentiable %d-D power-average pooling" % nd)
 
 
@@ -431,7 +431,7 @@ def _adaptive_avg_pool(nd):
 
     def adaptive_avg_pool(input, output_size):
         x = as_tensor(input)
-        return _record("adaptive_avg_pool%dd" % nd, forward(x.data, output_size), (x,),
+        return record("adaptive_avg_pool%dd" % nd, forward(x.data, output_size), (x,),
                        lambda g, n: (backward(g, x.shape),))
     return _named(adaptive_avg_pool, "adaptive_avg_pool%dd" % nd,
                   "Differentiable %d-D adaptive average pooling" % nd)
@@ -444,7 +444,7 @@ def _max_unpool(nd):
         x = as_tensor(input)
         idx = indices.data if isinstance(indices, Tensor) else indices
         y = forward(x.data, idx, kernel_size, stride, padding, output_size)
-        return _record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_grad.max_unpool_backward(g, idx),))
+        return record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_grad.max_unpool_backward(g, idx),))
     return _named(max_unpool, "max_unpool%dd" % nd, "Differentiable %d-D max unpooling (gradient w.r.t. the "
                   "values)" % nd)
 
@@ -467,7 +467,7 @@ def global_max_pool(input, return_indices=False):
 def global_avg_pool(input):
     """Mean of every (n, c) feature map: (N, C, *spatial) -> (N, C)."""
     x = as_tensor(input)
-    return _record("global_avg_pool", _pool.global_avg_pool(x.data), (x,),
+    return record("global_avg_pool", _pool.global_avg_pool(x.data), (x,),
                    lambda g, n: (_grad.global_avg_pool_backward(g, x.shape),))
 
 
@@ -475,6 +475,6 @@ def kmax_pool(input, k, dim=-1, sorted=True):
     """The ``k`` largest values along ``dim`` and their positions: ``(values Tensor, indices ndarray)``."""
     x = as_tensor(input)
     y, idx = _pool.kmax_pool(x.data, k, dim, sorted)
-    out = _record("kmax_pool", y, (x,), lambda g, n: (_grad.kmax_pool_backward(g, idx, x.shape, dim),))
+    out = record("kmax_pool", y, (x,), lambda g, n: (_grad.kmax_pool_backward(g, idx, x.shape, dim),))
     return out, idx
 

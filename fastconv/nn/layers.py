@@ -54,22 +54,6 @@ def _channels(name, in_channels, out_channels, groups):
     return in_channels, out_channels, groups
 
 
-def _check_bool(value, name, arg):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError("%s(): argument '%s' must be a bool, got %r" % (name, arg, value))
-    return bool(value)
-
-
-def _padding_arg(padding, nd, name):
-    if isinstance(padding, str):
-        return V.check_choice(padding, ("valid", "same"), name, "padding")
-    if isinstance(padding, (list, tuple)) and padding and isinstance(padding[0], (list, tuple)):
-        return tuple(tuple(int(v) for v in p) for p in padding)
-    if isinstance(padding, (list, tuple)) and len(padding) == 2 * nd and nd > 1:
-        return tuple(int(v) for v in padding)
-    return V.int_tuple(padding, nd, name, "padding", minimum=0)
-
-
 # --------------------------------------------------------------------------------------------------- convolution
 class _WindowLayer(Module):
     """Shared constructor parts of the layers that slide a weight window over the input."""
@@ -85,8 +69,7 @@ class _WindowLayer(Module):
     def _parameters_of(self, weight_shape, bias_shape, bias, dtype, fan_in):
         """Create ``weight`` and (unless ``bias`` is False) ``bias``, initialised as PyTorch does for ``fan_in``."""
         self.weight = Parameter(np.empty(weight_shape, dtype))
-        self.bias = Parameter(np.empty(bias_shape, dtype)) if _check_bool(bias, type(self).__name__, "bias") \
-            else None
+        self.bias = Parameter(np.empty(bias_shape, dtype)) if V.flag(bias, type(self).__name__, "bias") else None
         self._fan_in = fan_in
         self.reset_parameters()
 
@@ -125,7 +108,7 @@ class _ConvNd(_WindowLayer):
         super().__init__()
         self._window_args(in_channels, out_channels, kernel_size, stride, dilation, groups)
         name = type(self).__name__
-        self.padding = _padding_arg(padding, self._nd, name)
+        self.padding = V.padding_arg(padding, self._nd, name)
         self.padding_mode = V.check_choice(padding_mode, PADDING_MODES, name, "padding_mode")
         self.algorithm = algorithm
         self._parameters_of((out_channels, in_channels // groups) + self.kernel_size, out_channels, bias, dtype,
@@ -140,14 +123,22 @@ class _ConvNd(_WindowLayer):
         return self._describe(input_shape, 1, self._bias_size())
 
 
-def _nd_class(base, name, nd, doc, **attrs):
-    """A concrete 1-, 2- or 3-D layer class: ``base`` with ``_nd = nd``."""
-    return type(name, (base,), dict(attrs, _nd=nd, __doc__=doc))
+class Conv1d(_ConvNd):
+    """1-D convolution layer (torch.nn.Conv1d) over (N, C, L): weight ``(out, in/groups, kL)``, bias ``(out,)``;
+    calls :func:`fastconv.nn.functional.conv1d`."""
+    _nd = 1
 
 
-Conv1d, Conv2d, Conv3d = (_nd_class(
-    _ConvNd, "Conv%dd" % nd, nd, "%d-D convolution layer (torch.nn.Conv%dd): weight ``(out, in/groups, *kernel)``, "
-    "bias ``(out,)``; calls :func:`fastconv.nn.functional.conv%dd`." % (nd, nd, nd)) for nd in (1, 2, 3))
+class Conv2d(_ConvNd):
+    """2-D convolution layer (torch.nn.Conv2d) over (N, C, H, W): weight ``(out, in/groups, kH, kW)``, bias
+    ``(out,)``; calls :func:`fastconv.nn.functional.conv2d`."""
+    _nd = 2
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution layer (torch.nn.Conv3d) over (N, C, D, H, W): weight ``(out, in/groups, kD, kH, kW)``, bias
+    ``(out,)``; calls :func:`fastconv.nn.functional.conv3d`."""
+    _nd = 3
 
 
 class _ConvTransposeNd(_WindowLayer):
@@ -183,9 +174,22 @@ class _ConvTransposeNd(_WindowLayer):
                     multiplies=g.multiplies, window=window)
 
 
-ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_nd_class(
-    _ConvTransposeNd, "ConvTranspose%dd" % nd, nd, "%d-D transposed convolution layer (torch.nn.ConvTranspose%dd): "
-    "weight ``(in, out/groups, *kernel)``, bias ``(out,)``." % (nd, nd)) for nd in (1, 2, 3))
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution layer (torch.nn.ConvTranspose1d): weight ``(in, out/groups, kL)``, bias
+    ``(out,)``."""
+    _nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution layer (torch.nn.ConvTranspose2d): weight ``(in, out/groups, kH, kW)``, bias
+    ``(out,)``."""
+    _nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution layer (torch.nn.ConvTranspose3d): weight ``(in, out/groups, kD, kH, kW)``, bias
+    ``(out,)``."""
+    _nd = 3
 
 
 class LocallyConnected2d(_WindowLayer):
@@ -202,7 +206,7 @@ class LocallyConnected2d(_WindowLayer):
         name = type(self).__name__
         self._window_args(in_channels, out_channels, kernel_size, stride, dilation)
         self.input_size = V.int_tuple(input_size, 2, name, "input_size", minimum=1)
-        self.padding = _padding_arg(padding, 2, name)
+        self.padding = V.padding_arg(padding, 2, name)
         out = self.geometry((1, in_channels) + self.input_size).output_size
         self._parameters_of(out + (out_channels, in_channels) + self.kernel_size, (out_channels,) + out, bias,
                             dtype, in_channels * int(np.prod(self.kernel_size)))
@@ -226,7 +230,7 @@ class TiledConv2d(_WindowLayer):
         name = type(self).__name__
         self._window_args(in_channels, out_channels, kernel_size, stride, dilation)
         self.tile_size = V.int_tuple(tile_size, 2, name, "tile_size", minimum=1)
-        self.padding = _padding_arg(padding, 2, name)
+        self.padding = V.padding_arg(padding, 2, name)
         self.algorithm = algorithm
         self._parameters_of(self.tile_size + (out_channels, in_channels) + self.kernel_size, out_channels, bias,
                             dtype, in_channels * int(np.prod(self.kernel_size)))
@@ -248,7 +252,7 @@ class Linear(Module):
         self.in_features = V.positive_int(in_features, name, "in_features")
         self.out_features = V.positive_int(out_features, name, "out_features")
         self.weight = Parameter(np.empty((out_features, in_features), dtype))
-        self.bias = Parameter(np.empty(out_features, dtype)) if _check_bool(bias, name, "bias") else None
+        self.bias = Parameter(np.empty(out_features, dtype)) if V.flag(bias, name, "bias") else None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -279,10 +283,20 @@ class Linear(Module):
 
 # --------------------------------------------------------------------------------------------------- pooling
 class _PoolNd(Module):
-    """Windowed pools; ``_fn`` names the functional op, ``_args`` the constructor arguments it takes."""
+    """Windowed pools: ``_fn`` names the functional op; the constructor arguments are stored in order by
+    :meth:`_store` (kernel_size and stride normalised) and passed on by name."""
     _nd = 2
     _fn = ""
-    _args = ()
+
+    def _store(self, **args):
+        name = type(self).__name__
+        self._args = tuple(args)
+        for a, v in args.items():
+            setattr(self, a, v)
+        self.kernel_size = V.int_tuple(self.kernel_size, self._nd, name, "kernel_size", minimum=1)
+        if self.stride is None or self.stride == ():
+            self.stride = self.kernel_size
+        self.stride = V.int_tuple(self.stride, self._nd, name, "stride", minimum=1)
 
     def forward(self, x):
         return getattr(F, self._fn)(x, **{a: getattr(self, a) for a in self._args})
@@ -299,48 +313,93 @@ class _PoolNd(Module):
         return ", ".join("%s=%s" % (a, getattr(self, a)) for a in self._args)
 
 
-def _pool_class(name, nd, fn, args, doc):
-    """Build a pooling layer class whose constructor takes ``args`` as (name, default) pairs in that order."""
-    names = tuple(a for a, _ in args)
+class MaxPool1d(_PoolNd):
+    """1-D max pooling (torch.nn.MaxPool1d); with return_indices=True returns (output, argmax).  Input layout:
+    (N, C, L)."""
+    _nd, _fn = 1, "max_pool1d"
 
-    def __init__(self, *values, **kwargs):
-        Module.__init__(self)
-        if len(values) > len(names):
-            raise TypeError("%s() takes at most %d positional arguments" % (name, len(names)))
-        bound = dict(zip(names, values))
-        for k, v in kwargs.items():
-            if k not in names or k in bound:
-                raise TypeError("%s() got an unexpected or repeated argument %r" % (name, k))
-            bound[k] = v
-        for a, default in args:
-            if a not in bound and default is _REQUIRED:
-                raise TypeError("%s() missing required argument %r" % (name, a))
-            setattr(self, a, bound.get(a, default))
-        if "kernel_size" in names:
-            self.kernel_size = V.int_tuple(self.kernel_size, nd, name, "kernel_size", minimum=1)
-            if self.stride is None or self.stride == ():
-                self.stride = self.kernel_size
-            self.stride = V.int_tuple(self.stride, nd, name, "stride", minimum=1)
-
-    return _nd_class(_PoolNd, name, nd, doc, __init__=__init__, _fn=fn, _args=names)
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self._store(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                    return_indices=return_indices, ceil_mode=ceil_mode)
 
 
-_REQUIRED = object()
-_MAX_ARGS = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
-             ("return_indices", False), ("ceil_mode", False)]
-_AVG_ARGS = [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
-             ("count_include_pad", True), ("divisor_override", None)]
-_LP_ARGS = [("norm_type", _REQUIRED), ("kernel_size", _REQUIRED), ("stride", None), ("ceil_mode", False)]
-_MAX_DOC = "%d-D max pooling (torch.nn.MaxPool%dd); with return_indices=True returns (output, argmax indices)."
-_AVG_DOC = "%d-D average pooling (torch.nn.AvgPool%dd)."
-_LP_DOC = "%d-D power-average pooling ``(sum x^p)^(1/p)`` over each window (torch.nn.LPPool%dd)."
+class MaxPool2d(_PoolNd):
+    """2-D max pooling (torch.nn.MaxPool2d); with return_indices=True returns (output, argmax).  Input layout:
+    (N, C, H, W)."""
+    _nd, _fn = 2, "max_pool2d"
 
-MaxPool1d, MaxPool2d, MaxPool3d = (_pool_class("MaxPool%dd" % nd, nd, "max_pool%dd" % nd, _MAX_ARGS,
-                                               _MAX_DOC % (nd, nd)) for nd in (1, 2, 3))
-AvgPool1d, AvgPool2d, AvgPool3d = (_pool_class("AvgPool%dd" % nd, nd, "avg_pool%dd" % nd, _AVG_ARGS,
-                                               _AVG_DOC % (nd, nd)) for nd in (1, 2, 3))
-LpPool1d, LpPool2d = (_pool_class("LpPool%dd" % nd, nd, "lp_pool%dd" % nd, _LP_ARGS, _LP_DOC % (nd, nd))
-                      for nd in (1, 2))
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self._store(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                    return_indices=return_indices, ceil_mode=ceil_mode)
+
+
+class MaxPool3d(_PoolNd):
+    """3-D max pooling (torch.nn.MaxPool3d); with return_indices=True returns (output, argmax).  Input layout:
+    (N, C, D, H, W)."""
+    _nd, _fn = 3, "max_pool3d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self._store(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                    return_indices=return_indices, ceil_mode=ceil_mode)
+
+
+class AvgPool1d(_PoolNd):
+    """1-D average pooling (torch.nn.AvgPool1d).  Input layout:
+    (N, C, L)."""
+    _nd, _fn = 1, "avg_pool1d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        self._store(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                    count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+class AvgPool2d(_PoolNd):
+    """2-D average pooling (torch.nn.AvgPool2d).  Input layout:
+    (N, C, H, W)."""
+    _nd, _fn = 2, "avg_pool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        self._store(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                    count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+class AvgPool3d(_PoolNd):
+    """3-D average pooling (torch.nn.AvgPool3d).  Input layout:
+    (N, C, D, H, W)."""
+    _nd, _fn = 3, "avg_pool3d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        self._store(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                    count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+class LpPool1d(_PoolNd):
+    """1-D power-average pooling ``(sum x^p)^(1/p)`` over each window of (N, C, L) (torch.nn.LPPool1d)."""
+    _nd, _fn = 1, "lp_pool1d"
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        super().__init__()
+        self._store(norm_type=norm_type, kernel_size=kernel_size, stride=stride, ceil_mode=ceil_mode)
+
+
+class LpPool2d(_PoolNd):
+    """2-D power-average pooling ``(sum x^p)^(1/p)`` over each window of (N, C, H, W) (torch.nn.LPPool2d)."""
+    _nd, _fn = 2, "lp_pool2d"
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        super().__init__()
+        self._store(norm_type=norm_type, kernel_size=kernel_size, stride=stride, ceil_mode=ceil_mode)
+
+
 LPPool1d, LPPool2d = LpPool1d, LpPool2d          # PyTorch's spelling
 
 
@@ -360,30 +419,46 @@ class _AdaptivePool(Module):
     def forward(self, x):
         return getattr(F, "adaptive_%s_pool%dd" % (self._kind, self._nd))(x, self.output_size)
 
-    def _out_size(self, spatial):
-        sizes = self.output_size if isinstance(self.output_size, tuple) else (self.output_size,) * self._nd
-        return tuple(n if o is None else o for n, o in zip(spatial, sizes))
+    def geometry(self, input_shape):
+        """The :class:`~fastconv.PoolGeometry` of this layer on ``input_shape`` (adaptive windows)."""
+        return PoolGeometry.adaptive(input_shape, self.output_size, fn=type(self).__name__)
 
     def describe(self, input_shape):
-        spatial = tuple(input_shape[2:])
-        out = self._out_size(spatial)
-        # Window i spans [floor(i n / o), ceil((i + 1) n / o)): at most ceil(n / o) + 1 wide, starts ~n / o apart.
-        kernel = tuple(max(-(-(i + 1) * n // o) - (i * n // o) for i in range(o)) for n, o in zip(spatial, out))
-        stride = tuple(max(1, n // o) for n, o in zip(spatial, out))
-        return dict(output_shape=tuple(input_shape[:2]) + out, params=0, multiplies=0, window=(kernel, stride))
+        g = self.geometry(input_shape)
+        return dict(output_shape=g.output_shape, params=0, multiplies=0, window=(g.kernel_size, g.stride))
 
     def extra_repr(self):
         return "output_size=%s" % (self.output_size,)
 
 
-def _adaptive_class(kind, nd):
-    name = "Adaptive%sPool%dd" % (kind.capitalize(), nd)
-    return _nd_class(_AdaptivePool, name, nd, "%d-D adaptive %s pooling to a fixed output size (torch.nn.%s)."
-                     % (nd, kind, name), _kind=kind)
+class AdaptiveAvgPool1d(_AdaptivePool):
+    """1-D adaptive average pooling of (N, C, L) to a fixed output size (torch.nn.AdaptiveAvgPool1d)."""
+    _nd, _kind = 1, "avg"
 
 
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (_adaptive_class("avg", nd) for nd in (1, 2, 3))
-AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (_adaptive_class("max", nd) for nd in (1, 2, 3))
+class AdaptiveAvgPool2d(_AdaptivePool):
+    """2-D adaptive average pooling of (N, C, H, W) to a fixed output size (torch.nn.AdaptiveAvgPool2d)."""
+    _nd, _kind = 2, "avg"
+
+
+class AdaptiveAvgPool3d(_AdaptivePool):
+    """3-D adaptive average pooling of (N, C, D, H, W) to a fixed output size (torch.nn.AdaptiveAvgPool3d)."""
+    _nd, _kind = 3, "avg"
+
+
+class AdaptiveMaxPool1d(_AdaptivePool):
+    """1-D adaptive max pooling of (N, C, L) to a fixed output size (torch.nn.AdaptiveMaxPool1d)."""
+    _nd, _kind = 1, "max"
+
+
+class AdaptiveMaxPool2d(_AdaptivePool):
+    """2-D adaptive max pooling of (N, C, H, W) to a fixed output size (torch.nn.AdaptiveMaxPool2d)."""
+    _nd, _kind = 2, "max"
+
+
+class AdaptiveMaxPool3d(_AdaptivePool):
+    """3-D adaptive max pooling of (N, C, D, H, W) to a fixed output size (torch.nn.AdaptiveMaxPool3d)."""
+    _nd, _kind = 3, "max"
 
 
 class _GlobalPool(Module):
@@ -416,14 +491,29 @@ class _MaxUnpool(Module):
         self.stride = self.kernel_size if stride is None else V.int_tuple(stride, self._nd, name, "stride", 1)
         self.padding = V.int_tuple(padding, self._nd, name, "padding", minimum=0)
 
+    def geometry(self, input_shape, output_size=None):
+        """The pool whose input this layer restores from ``input_shape`` (:meth:`PoolGeometry.for_unpool`)."""
+        return PoolGeometry.for_unpool(input_shape, self.kernel_size, self.stride, self.padding, output_size,
+                                       fn=type(self).__name__)
+
     def forward(self, x, indices, output_size=None):
         return getattr(F, "max_unpool%dd" % self._nd)(x, indices, self.kernel_size, self.stride, self.padding,
                                                       output_size)
 
 
-MaxUnpool1d, MaxUnpool2d, MaxUnpool3d = (_nd_class(
-    _MaxUnpool, "MaxUnpool%dd" % nd, nd, "Partial inverse of MaxPool%dd: scatter values to the recorded argmax "
-    "positions." % nd) for nd in (1, 2, 3))
+class MaxUnpool1d(_MaxUnpool):
+    """Partial inverse of MaxPool1d over (N, C, L): scatter values to the recorded argmax positions."""
+    _nd = 1
+
+
+class MaxUnpool2d(_MaxUnpool):
+    """Partial inverse of MaxPool2d over (N, C, H, W): scatter values to the recorded argmax positions."""
+    _nd = 2
+
+
+class MaxUnpool3d(_MaxUnpool):
+    """Partial inverse of MaxPool3d over (N, C, D, H, W): scatter values to the recorded argmax positions."""
+    _nd = 3
 
 
 class KMaxPool(Module):

@@ -12,7 +12,7 @@ reads its :class:`~fastconv.ConvGeometry` / :class:`~fastconv.PoolGeometry` (the
 import numpy as np
 
 from ..autograd import Tensor, no_grad
-from ..benchmark import format_table
+from .._measure import format_table
 
 __all__ = ["summary", "ModelSummary"]
 

@@ -15,7 +15,9 @@ import os
 
 import numpy as np
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["HELP", "add_arguments", "main"]
+
+HELP = "apply a named filter or a kernel file to an image file"
 
 EDGE = ("sobel", "prewitt", "scharr", "laplace")
 
@@ -46,13 +48,13 @@ def _load_kernel(path):
     return k
 
 
-def run(args):
+def main(args):
     from skimage import io
     from skimage.color import rgb2gray, rgba2rgb
     from skimage.exposure import rescale_intensity
     from skimage.util import img_as_float, img_as_ubyte
 
-    from . import filters
+    from .. import filters
 
     if not os.path.exists(args.input):
         raise OSError("no such input file: %s" % args.input)

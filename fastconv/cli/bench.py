@@ -13,7 +13,6 @@ allocated during one call (tracemalloc: NumPy buffers, BLAS/FFT workspaces), and
 direct algorithm relative to max |direct|.  ``auto`` is measured as a user would call it; the summary gives its
 time over the fastest algorithm's for each layer.
 """
-import argparse
 import csv
 import json
 import os
@@ -23,11 +22,13 @@ import tracemalloc
 
 import numpy as np
 
-from . import _algorithms, _threads
-from ._geometry import ConvGeometry
-from .benchmark import blas_threads, format_table, machine, sgemm_gflops, torch_or_none
+from .. import _algorithms, _threads
+from .._geometry import ConvGeometry
+from ..benchmark import REFERENCE_LAYERS, blas_threads, format_table, machine, sgemm_gflops, torch_or_none
 
-__all__ = ["GRIDS", "run", "main", "add_arguments", "summarize"]
+__all__ = ["GRIDS", "HELP", "run", "main", "add_arguments", "summarize", "plot"]
+
+HELP = "compare the convolution algorithms with each other and with installed peers"
 
 
 def _conv(name, x, w, stride=1, padding=0, groups=1, backward=True):
@@ -44,18 +45,17 @@ def _gauss(shape, sigma):
                 sigma=sigma)
 
 
+def _reference_layers():
+    return [_conv(name, x, w, stride=s, padding=p) for name, x, w, s, p in REFERENCE_LAYERS]
+
+
 GRIDS = {
     "quick": [
         _conv("tiny 3x3", (2, 8, 16, 16), (8, 8, 3, 3), padding=1),
         _image(64, 3), _image(64, 15),
         _gauss((64, 64), 2.0),
     ],
-    "default": [
-        _conv("resnet 3x3 64", (8, 64, 56, 56), (64, 64, 3, 3), padding=1),
-        _conv("resnet 3x3 128", (8, 128, 28, 28), (128, 128, 3, 3)),
-        _conv("1x1 256->64", (8, 256, 28, 28), (64, 256, 1, 1)),
-        _conv("alexnet 11x11 s4", (8, 3, 227, 227), (96, 3, 11, 11), stride=4),
-        _conv("lenet 5x5", (64, 6, 14, 14), (16, 6, 5, 5)),
+    "default": _reference_layers() + [
         _conv("large 31x31", (1, 16, 128, 128), (16, 16, 31, 31), padding=15),
         _conv("depthwise 3x3", (8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64),
         _conv("channels 16", (8, 16, 28, 28), (16, 16, 3, 3), padding=1),
@@ -64,13 +64,8 @@ GRIDS = {
         _image(512, 3), _image(512, 7), _image(512, 15), _image(512, 31), _image(512, 63),
         _gauss((1024, 1024), 3.0),
     ],
-    "full": [
-        _conv("resnet 3x3 64", (8, 64, 56, 56), (64, 64, 3, 3), padding=1),
-        _conv("resnet 3x3 128", (8, 128, 28, 28), (128, 128, 3, 3)),
+    "full": _reference_layers() + [
         _conv("resnet 3x3 256", (8, 256, 14, 14), (256, 256, 3, 3), padding=1),
-        _conv("1x1 256->64", (8, 256, 28, 28), (64, 256, 1, 1)),
-        _conv("alexnet 11x11 s4", (8, 3, 227, 227), (96, 3, 11, 11), stride=4),
-        _conv("lenet 5x5", (64, 6, 14, 14), (16, 6, 5, 5)),
         _conv("large 31x31", (1, 16, 256, 256), (16, 16, 31, 31), padding=15),
         _conv("depthwise 3x3", (8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64),
         _conv("transposed-size 4x4 s2", (8, 32, 56, 56), (64, 32, 4, 4), stride=2, padding=1),
@@ -112,7 +107,7 @@ def _rel_err(a, ref):
 
 def _conv_jobs(spec, dtype, rng, backward, peers, nthreads):
     """(impl, op, fn, output-or-None) for every algorithm and peer on one layer."""
-    from . import conv, grad
+    from .. import conv, grad
     x = rng.standard_normal(spec["x"]).astype(dtype)
     w = rng.standard_normal(spec["w"]).astype(dtype)
     kw = dict(stride=spec["stride"], padding=spec["padding"], groups=spec["groups"])
@@ -164,7 +159,7 @@ def _conv_jobs(spec, dtype, rng, backward, peers, nthreads):
 
 
 def _gauss_jobs(spec, dtype, rng, peers):
-    from . import filters
+    from .. import filters
     img = rng.random(spec["shape"]).astype(dtype)
     ca = -1 if len(spec["shape"]) == 3 else None
     s = spec["sigma"]
@@ -395,8 +390,3 @@ def main(args):
             print("wrote", path)
     return 0
 
-
-def _standalone(argv=None):  # pragma: no cover - python -m fastconv._bench
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))
