@@ -1,20 +1,42 @@
 """The registry of convolution algorithms and the ``algorithm="auto"`` choice.
 
-An algorithm is one :class:`Algorithm` entry.  Adding an algorithm = one kernel module + one :func:`register`
-call; the public functions in :mod:`fastconv.conv` and :mod:`fastconv.grad` dispatch through :func:`resolve`.
+Adding an algorithm
+    One kernel file (``fastconv/_kernels/_<name>.pyx``, built by setup.py like every other) and one registry
+    entry: a Python module ``fastconv/_algos/<name>.py`` that ends with ``register(Algorithm(...))``, listed on
+    one line of ``fastconv/_algos/__init__.py``.  Nothing else changes: ``conv*d``, ``conv_transpose*d``, the
+    gradients in ``fastconv.grad``, the autograd tape, ``algorithm="auto"``, the autotuner, ``fastconv bench``
+    and the tests that loop over ``fastconv.algorithms()`` all reach it through this registry.
 
-Kernel contract (what every entry's callables may rely on; :mod:`fastconv.conv` guarantees it):
+The contract of an :class:`Algorithm` entry
+    Every callable receives what a :class:`~fastconv._prepare.PreparedConv` guarantees:
 
-* arrays are C-contiguous, all of one dtype, float32 or float64, never modified except ``out``;
-* ``geom`` is a :class:`~fastconv._geometry.ConvGeometry` in the caller's number of spatial dims with **zero**
-  padding ``geom.padding`` (other padding modes were applied before) and the kernel already flipped for ``flip``;
-* ``forward(x, w, bias, geom, out, nthreads)`` writes every element of ``out`` (shape ``geom.output_shape``),
-  ``bias`` is ``None`` or a length-K vector;
-* ``grad_input(gy, w, geom, out, nthreads)`` writes ``out`` (shape ``geom.input_shape``) = the adjoint of forward
-  applied to ``gy`` (also the transposed convolution);
-* ``grad_weight(x, gy, geom, out, nthreads)`` writes ``out`` (shape ``geom.weight_shape``);
-* ``cost(geom, dtype, op)`` estimates seconds for ``op`` in ``("forward", "grad_input", "grad_weight")`` on this
-  machine class; :func:`choose` takes the cheapest supporting algorithm.
+    * arrays are C-contiguous, all of one dtype (float32 or float64), never modified except ``out``; ``out`` is
+      preallocated with the exact shape and must be written completely (its previous content is garbage);
+    * ``geom`` is a :class:`~fastconv._geometry.ConvGeometry` in the caller's number of spatial dims (1-3) with
+      **zero** padding ``geom.padding`` (other padding modes were applied explicitly before) and the kernel
+      already flipped for ``flip=True``; ``geom.as_3d()`` and ``geom.kernel_struct`` (the kernels' ``Geometry``
+      struct, see ``fastconv/_kernels/common.pxd``) are cached on it;
+    * ``nthreads`` (>= 1) is the thread budget of the call; results must not depend on it (bitwise: every
+      output element is computed by one thread in a fixed order) -- ``tests/test_determinism.py`` checks this.
+
+    ``forward(x, w, bias, geom, out, nthreads)``
+        ``out`` (shape ``geom.output_shape``) = the cross-correlation of ``x`` (``geom.input_shape``) with ``w``
+        (``geom.weight_shape``) plus ``bias`` (``None`` or a length-K vector).
+    ``grad_input(gy, w, geom, out, nthreads)``
+        ``out`` (``geom.input_shape``) = the adjoint of forward applied to ``gy`` (``geom.output_shape``); this
+        is also the transposed convolution.
+    ``grad_weight(x, gy, geom, out, nthreads)``
+        ``out`` (``geom.weight_shape``) = the gradient of ``sum(forward(x, w) * gy)`` with respect to ``w``.
+    ``cost(geom, dtype, op)``
+        Estimated seconds of ``op`` in :data:`OPS` with the current ``fastconv.get_num_threads()``, on the
+        same scale as the other entries' (each module documents how its constants were measured): :func:`choose`
+        takes the cheapest.  Called once per (geometry, dtype, op, threads) and cached.
+    ``supports(geom, dtype, op)``
+        False where the entry cannot run ``op`` on ``geom`` (``auto`` skips it; naming it raises ValueError).
+        Default: always True.  An op whose callable is ``None`` is not implemented at all.
+
+    Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does).  Errors the user can cause
+    are caught before (``fastconv._validate``, ``ConvGeometry``); an entry may still raise ``MemoryError``.
 """
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -26,6 +48,8 @@ OPS = ("forward", "grad_input", "grad_weight")
 
 @dataclass(frozen=True)
 class Algorithm:
+    """One registry entry: the name users pass as ``algorithm=`` and the callables of the contract above."""
+
     name: str
     forward: Callable
     grad_input: Optional[Callable]

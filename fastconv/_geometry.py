@@ -430,9 +430,10 @@ class PoolGeometry:
             size = V.int_tuple(vals, nd, fn, "output_size", minimum=1)
             for o, d, s in zip(size, default, stride):
                 if not d - s < o < d + s:
+                    low = tuple(a - b for a, b in zip(default, stride))
+                    high = tuple(a + b for a, b in zip(default, stride))
                     raise ValueError("%s(): argument 'output_size' %s must lie strictly between %s and %s (default "
-                                     "size minus/plus stride)" % (fn, size, tuple(a - b for a, b in zip(default, stride)),
-                                                                 tuple(a + b for a, b in zip(default, stride))))
+                                     "size minus/plus stride)" % (fn, size, low, high))
         if min(size) <= 0:
             raise ValueError("%s(): the output size %s is empty; check 'kernel_size', 'stride' and 'padding'"
                              % (fn, size))

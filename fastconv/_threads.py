@@ -12,7 +12,12 @@ import threading
 
 from . import _validate as V
 
-__all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas"]
+__all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas",
+           "MIN_FLOPS_PER_THREAD"]
+
+# Below about this much work per thread (floating point operations), waking another thread costs more than it
+# saves: the convolution algorithms use fewer threads for small problems (the result does not depend on it).
+MIN_FLOPS_PER_THREAD = 1_000_000
 
 
 def _default_threads():

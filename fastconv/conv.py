@@ -81,8 +81,8 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
 @filled(CONV)
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", out=None):
-    """2-D transposed convolution ("deconvolution") of (N, C_in, H, W) with a weight (C_in, C_out/groups, kH, kW): the adjoint
-    of conv2d, as in PyTorch.
+    """2-D transposed convolution ("deconvolution") of (N, C_in, H, W) with a weight (C_in, C_out/groups, kH, kW):
+    the adjoint of conv2d, as in PyTorch.
 
     %(convt_doc)s
     """
@@ -93,8 +93,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 @filled(CONV)
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      algorithm="auto", out=None):
-    """3-D transposed convolution ("deconvolution") of (N, C_in, D, H, W) with a weight (C_in, C_out/groups, kD, kH, kW): the adjoint
-    of conv3d, as in PyTorch.
+    """3-D transposed convolution ("deconvolution") of (N, C_in, D, H, W) with a weight
+    (C_in, C_out/groups, kD, kH, kW): the adjoint of conv3d, as in PyTorch.
 
     %(convt_doc)s
     """

@@ -96,11 +96,11 @@ def _pool_ops(x):
     nd = x.ndim - 2
     mp = {1: fc.max_pool1d, 2: fc.max_pool2d, 3: fc.max_pool3d}[nd]
     ap = {1: fc.avg_pool1d, 2: fc.avg_pool2d, 3: fc.avg_pool3d}[nd]
-    apb = {1: fc.grad.avg_pool1d_backward, 2: fc.grad.avg_pool2d_backward, 3: fc.grad.avg_pool3d_backward}[nd]
+    apb = {1: G.avg_pool1d_backward, 2: G.avg_pool2d_backward, 3: G.avg_pool3d_backward}[nd]
     amp = {1: fc.adaptive_max_pool1d, 2: fc.adaptive_max_pool2d, 3: fc.adaptive_max_pool3d}[nd]
     aap = {1: fc.adaptive_avg_pool1d, 2: fc.adaptive_avg_pool2d, 3: fc.adaptive_avg_pool3d}[nd]
-    aapb = {1: fc.grad.adaptive_avg_pool1d_backward, 2: fc.grad.adaptive_avg_pool2d_backward,
-            3: fc.grad.adaptive_avg_pool3d_backward}[nd]
+    aapb = {1: G.adaptive_avg_pool1d_backward, 2: G.adaptive_avg_pool2d_backward,
+            3: G.adaptive_avg_pool3d_backward}[nd]
     unpool = {1: fc.max_unpool1d, 2: fc.max_unpool2d, 3: fc.max_unpool3d}[nd]
     v, i = mp(x, 3, stride=2, padding=1, dilation=1, return_indices=True)
     vd, idd = mp(x, 2, stride=1, dilation=2, ceil_mode=True, return_indices=True)
@@ -109,8 +109,8 @@ def _pool_ops(x):
         "max_pool": lambda: mp(x, 3, stride=2, padding=1, return_indices=True),
         "max_pool dilated ceil": lambda: mp(x, 2, stride=1, dilation=2, ceil_mode=True, return_indices=True),
         "max_pool no indices": lambda: mp(x, 2),
-        "max_pool_backward": lambda: fc.grad.max_pool_backward(gv, i, x.shape),
-        "max_pool_backward overlapping": lambda: fc.grad.max_pool_backward(vd * 2, idd, x.shape),
+        "max_pool_backward": lambda: G.max_pool_backward(gv, i, x.shape),
+        "max_pool_backward overlapping": lambda: G.max_pool_backward(vd * 2, idd, x.shape),
         "avg_pool": lambda: ap(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
         "avg_pool_backward": lambda: apb(gv, x.shape, 3, stride=2, padding=1),
         "avg_pool divisor": lambda: ap(x, 2, stride=1, divisor_override=3),
@@ -119,17 +119,17 @@ def _pool_ops(x):
         "adaptive_avg_pool_backward": lambda: aapb(v, x.shape),
         "global_max_pool": lambda: fc.global_max_pool(x, return_indices=True),
         "global_avg_pool": lambda: fc.global_avg_pool(x),
-        "global_avg_pool_backward": lambda: fc.grad.global_avg_pool_backward(x[:, :, 0].reshape(x.shape[:2] + (-1,))
+        "global_avg_pool_backward": lambda: G.global_avg_pool_backward(x[:, :, 0].reshape(x.shape[:2] + (-1,))
                                                                         [..., 0], x.shape),
         "kmax_pool": lambda: fc.kmax_pool(x, 3, dim=-1, sorted=False),
         "kmax_pool sorted": lambda: fc.kmax_pool(x, 2, dim=2),
-        "kmax_pool_backward": lambda: fc.grad.kmax_pool_backward(*_kmax_grad(x), x.shape, dim=-1),
+        "kmax_pool_backward": lambda: G.kmax_pool_backward(*_kmax_grad(x), x.shape, dim=-1),
         "max_unpool": lambda: unpool(v, i, 3, stride=2, padding=1, output_size=x.shape[2:]),
-        "max_unpool_backward": lambda: fc.grad.max_unpool_backward(x, i),
+        "max_unpool_backward": lambda: G.max_unpool_backward(x, i),
     }
     if nd <= 2:
         lp = {1: fc.lp_pool1d, 2: fc.lp_pool2d}[nd]
-        lpb = {1: fc.grad.lp_pool1d_backward, 2: fc.grad.lp_pool2d_backward}[nd]
+        lpb = {1: G.lp_pool1d_backward, 2: G.lp_pool2d_backward}[nd]
         y = lp(x, 2, 3, stride=2)
         ops["lp_pool"] = lambda: lp(x, 2, 3, stride=2)
         ops["lp_pool_backward"] = lambda: lpb(np.ones_like(y), x, y, 2, 3, stride=2)

@@ -295,7 +295,7 @@ def test_gather_and_scatter_kernels_are_race_free(plan_mode):
         channels = plan.C * plan.R if op == "forward" else plan.K
         M = plan.tiles
         buf1 = np.empty((M, channels) + plan.L, np.float32)
-        F._fft.to_tiles(as_5d(src), buf1, *tabs, 0, *plan.T, 1)
+        F._fft.to_tiles(as_5d(src), buf1, *tabs, m0=0, T1=plan.T[0], T2=plan.T[1], T3=plan.T[2], nthreads=1)
         rows = plan.K if op == "forward" else plan.C * plan.R
         y = rng.uniform(-1, 1, (M, rows) + plan.B).astype(np.float32)
         dst_shape = geom.output_shape if op == "forward" else geom.input_shape
@@ -304,7 +304,7 @@ def test_gather_and_scatter_kernels_are_race_free(plan_mode):
         F._scatter(y, out1, maps, 0, R, None, 1)
         for _ in range(20):
             buf2 = np.empty_like(buf1)
-            F._fft.to_tiles(as_5d(src), buf2, *tabs, 0, *plan.T, 2)
+            F._fft.to_tiles(as_5d(src), buf2, *tabs, m0=0, T1=plan.T[0], T2=plan.T[1], T3=plan.T[2], nthreads=2)
             np.testing.assert_array_equal(buf2, buf1)
             out2 = np.empty_like(out1)
             F._scatter(y, out2, maps, 0, R, None, 2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv import grad as G
 from fastconv import pooling as P
 from fastconv.pooling import _engine as pool_engine
 
@@ -28,9 +29,9 @@ def tol(dtype):
 
 MAX_FN = {1: P.max_pool1d, 2: P.max_pool2d, 3: P.max_pool3d}
 AVG_FN = {1: P.avg_pool1d, 2: P.avg_pool2d, 3: P.avg_pool3d}
-AVG_BW = {1: fastconv.grad.avg_pool1d_backward, 2: fastconv.grad.avg_pool2d_backward, 3: fastconv.grad.avg_pool3d_backward}
+AVG_BW = {1: G.avg_pool1d_backward, 2: G.avg_pool2d_backward, 3: G.avg_pool3d_backward}
 AAVG_FN = {1: P.adaptive_avg_pool1d, 2: P.adaptive_avg_pool2d, 3: P.adaptive_avg_pool3d}
-AAVG_BW = {1: fastconv.grad.adaptive_avg_pool1d_backward, 2: fastconv.grad.adaptive_avg_pool2d_backward, 3: fastconv.grad.adaptive_avg_pool3d_backward}
+AAVG_BW = {1: G.adaptive_avg_pool1d_backward, 2: G.adaptive_avg_pool2d_backward, 3: G.adaptive_avg_pool3d_backward}
 AMAX_FN = {1: P.adaptive_max_pool1d, 2: P.adaptive_max_pool2d, 3: P.adaptive_max_pool3d}
 UNPOOL_FN = {1: P.max_unpool1d, 2: P.max_unpool2d, 3: P.max_unpool3d}
 SHAPES = {1: (2, 3, 13), 2: (2, 3, 9, 11), 3: (1, 2, 6, 7, 5)}
@@ -172,8 +173,8 @@ def test_max_pool_large_fast_paths_match_numpy(monkeypatch):
         np.testing.assert_allclose(P.avg_pool2d(x, 2), win.mean(-1), rtol=1e-6)
         gy = rand(y.shape, np.float32, distinct=False)
         spread = np.repeat(np.repeat(gy / 4, 2, axis=2), 2, axis=3)
-        np.testing.assert_array_equal(fastconv.grad.avg_pool2d_backward(gy, x.shape, 2), spread)
-        np.testing.assert_array_equal(fastconv.grad.max_pool_backward(gy, idx, x.shape), R.index_scatter_add(gy, idx, x.shape))
+        np.testing.assert_array_equal(G.avg_pool2d_backward(gy, x.shape, 2), spread)
+        np.testing.assert_array_equal(G.max_pool_backward(gy, idx, x.shape), R.index_scatter_add(gy, idx, x.shape))
     # a single long row: the row is split into column chunks so every thread has work
     x1 = rand((1, 1, 4001), np.float32, distinct=False)
     with fastconv.num_threads(2):
@@ -289,10 +290,10 @@ def test_global_pools(shape):
     np.testing.assert_array_equal(P.global_max_pool(x), m)
     np.testing.assert_allclose(P.global_avg_pool(x), flat.mean(-1), rtol=1e-12)
     gy = rand(shape[:2])
-    gx = fastconv.grad.global_avg_pool_backward(gy, shape)
+    gx = G.global_avg_pool_backward(gy, shape)
     np.testing.assert_allclose(gx, np.broadcast_to((gy / flat.shape[-1]).reshape(shape[:2] + (1,) * (len(shape) - 2)),
                                                    shape), rtol=1e-12)
-    np.testing.assert_array_equal(fastconv.grad.max_pool_backward(gy, idx, shape), R.index_scatter_add(gy, idx, shape))
+    np.testing.assert_array_equal(G.max_pool_backward(gy, idx, shape), R.index_scatter_add(gy, idx, shape))
 
 
 # ----------------------------------------------------------------------------------------------- k-max
@@ -381,7 +382,7 @@ def test_max_pool_backward(nd):
     for (k, s, p, d), ceil_mode in itertools.product(MAX_CASES[nd], [False, True]):
         y, idx = MAX_FN[nd](x, k, s, p, d, ceil_mode, return_indices=True)
         gy = rand(y.shape, distinct=False)
-        gx = fastconv.grad.max_pool_backward(gy, idx, x.shape)
+        gx = G.max_pool_backward(gy, idx, x.shape)
         np.testing.assert_allclose(gx, R.index_scatter_add(gy, idx, x.shape), rtol=1e-14, atol=1e-14)
     # one finite-difference check (distinct values: max pooling is differentiable there)
     k, s, p, d = MAX_CASES[nd][1]
@@ -389,7 +390,7 @@ def test_max_pool_backward(nd):
     y, idx = MAX_FN[nd](x, k, s, p, d, return_indices=True)
     gy = rand(y.shape, distinct=False)
     num = numerical_grad(lambda z: MAX_FN[nd](z, k, s, p, d), x.copy(), gy)
-    np.testing.assert_allclose(fastconv.grad.max_pool_backward(gy, idx, x.shape), num, atol=1e-6)
+    np.testing.assert_allclose(G.max_pool_backward(gy, idx, x.shape), num, atol=1e-6)
 
 
 def test_max_pool_backward_matches_torch():
@@ -402,7 +403,7 @@ def test_max_pool_backward_matches_torch():
         gy = rand(tuple(ty.shape), np.float32, distinct=False)
         ty.backward(torch.from_numpy(gy))
         _, idx = P.max_pool2d(x, k, s, p, d, True, True)
-        np.testing.assert_allclose(fastconv.grad.max_pool_backward(gy, idx, x.shape), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(G.max_pool_backward(gy, idx, x.shape), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
     # adaptive max, 3-D
     x3 = rand((1, 2, 5, 6, 7), np.float32)
     tx = torch.from_numpy(x3).requires_grad_()
@@ -410,7 +411,7 @@ def test_max_pool_backward_matches_torch():
     gy = rand(tuple(ty.shape), np.float32, distinct=False)
     ty.backward(torch.from_numpy(gy))
     _, idx = P.adaptive_max_pool3d(x3, (2, 4, 3), return_indices=True)
-    np.testing.assert_allclose(fastconv.grad.max_pool_backward(gy, idx, x3.shape), tx.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(G.max_pool_backward(gy, idx, x3.shape), tx.grad.numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -441,14 +442,14 @@ def test_avg_pool_backward_matches_torch():
         ty = F.avg_pool2d(tx, k, s, p, ceil_mode, cip)
         gy = rand(tuple(ty.shape), np.float32, distinct=False)
         ty.backward(torch.from_numpy(gy))
-        np.testing.assert_allclose(fastconv.grad.avg_pool2d_backward(gy, x.shape, k, s, p, ceil_mode, cip), tx.grad.numpy(),
+        np.testing.assert_allclose(G.avg_pool2d_backward(gy, x.shape, k, s, p, ceil_mode, cip), tx.grad.numpy(),
                                    rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("nd", [1, 2])
 def test_lp_pool_backward(nd):
     fwd = {1: P.lp_pool1d, 2: P.lp_pool2d}[nd]
-    bwd = {1: fastconv.grad.lp_pool1d_backward, 2: fastconv.grad.lp_pool2d_backward}[nd]
+    bwd = {1: G.lp_pool1d_backward, 2: G.lp_pool2d_backward}[nd]
     shape = SMALL[nd]
     x = rand(shape, np.float64) + 0.75             # positive: every power is defined
     for p, (k, s), ceil_mode in [(1, (2, None), False), (2, (3, 2), True), (3.5, (2, None), True)]:
@@ -480,7 +481,7 @@ def test_lp_pool_backward_matches_torch():
         gy = rand(tuple(ty.shape), distinct=False)
         ty.backward(torch.from_numpy(gy))
         y = P.lp_pool2d(x, p, k, s, ceil_mode)
-        np.testing.assert_allclose(fastconv.grad.lp_pool2d_backward(gy, x, y, p, k, s, ceil_mode), tx.grad.numpy(),
+        np.testing.assert_allclose(G.lp_pool2d_backward(gy, x, y, p, k, s, ceil_mode), tx.grad.numpy(),
                                    rtol=1e-10, atol=1e-12)
 
 
@@ -508,7 +509,7 @@ def test_kmax_and_unpool_backward_are_adjoint():
     for dim, k in [(-1, 3), (1, 2), (0, 1)]:
         v, i = P.kmax_pool(x, k, dim)
         gy = rand(v.shape, distinct=False)
-        gx = fastconv.grad.kmax_pool_backward(gy, i, x.shape, dim)
+        gx = G.kmax_pool_backward(gy, i, x.shape, dim)
         np.testing.assert_allclose(np.sum(v * gy), np.sum(x * gx), rtol=1e-12)
         num = numerical_grad(lambda z: P.kmax_pool(z, k, dim)[0], x.copy(), gy)
         np.testing.assert_allclose(gx, num, atol=1e-7)
@@ -516,7 +517,7 @@ def test_kmax_and_unpool_backward_are_adjoint():
     y, idx = P.max_pool2d(x2, 3, 2, 1, return_indices=True)
     u = P.max_unpool2d(y, idx, 3, 2, 1, output_size=(9, 11))
     gu = rand(u.shape, distinct=False)
-    gy = fastconv.grad.max_unpool_backward(gu, idx)
+    gy = G.max_unpool_backward(gu, idx)
     assert gy.shape == y.shape
     # unpool is linear in its input when indices are distinct within a plane
     distinct = all(len(set(idx[n, c].ravel())) == idx[n, c].size for n in range(2) for c in range(3))
@@ -534,8 +535,8 @@ def test_bitwise_identical_for_1_and_2_threads():
         lambda: P.avg_pool2d(x, (3, 2), (2, 1), 1, True, False),
         lambda: P.adaptive_avg_pool2d(x, (7, 5)),
         lambda: P.adaptive_max_pool2d(x, (7, 5), True),
-        lambda: fastconv.grad.avg_pool2d_backward(rand((3, 5, 10, 12), np.float32), x.shape, 3, 2, 1),
-        lambda: fastconv.grad.max_pool_backward(rand((3, 5, 10, 12), np.float32), P.max_pool2d(x, 3, 2, 1, return_indices=True)[1],
+        lambda: G.avg_pool2d_backward(rand((3, 5, 10, 12), np.float32), x.shape, 3, 2, 1),
+        lambda: G.max_pool_backward(rand((3, 5, 10, 12), np.float32), P.max_pool2d(x, 3, 2, 1, return_indices=True)[1],
                                     x.shape),
         lambda: P.kmax_pool(x, 4, 2),
         lambda: P.max_pool1d(x.reshape(1, 1, -1), 3, 2, return_indices=True),
@@ -565,7 +566,7 @@ def test_dtypes_and_inputs_not_modified():
     before = big.copy()
     y, idx = P.max_pool2d(view, 2, return_indices=True)
     np.testing.assert_array_equal(y, R.max_pool_nd(view, 2)[0])
-    fastconv.grad.max_pool_backward(np.ones_like(y), idx, view.shape)
+    G.max_pool_backward(np.ones_like(y), idx, view.shape)
     np.testing.assert_array_equal(big, before)
 
 
@@ -618,26 +619,26 @@ def test_bad_indices_and_backward_arguments():
     y, idx = P.max_pool2d(x, 2, return_indices=True)
     bad = idx.copy()
     bad[0, 1, 1, 1] = 36
-    raises(ValueError, fastconv.grad.max_pool_backward, y, bad, x.shape, match="indices")
+    raises(ValueError, G.max_pool_backward, y, bad, x.shape, match="indices")
     bad[0, 1, 1, 1] = -1
-    raises(ValueError, fastconv.grad.max_pool_backward, y, bad, x.shape, match="indices")
+    raises(ValueError, G.max_pool_backward, y, bad, x.shape, match="indices")
     raises(ValueError, P.max_unpool2d, y, bad, 2, match="indices")
-    raises(ValueError, fastconv.grad.max_unpool_backward, x, bad, match="indices")
-    raises(TypeError, fastconv.grad.max_pool_backward, y, idx.astype(np.float64), x.shape, match="indices")
+    raises(ValueError, G.max_unpool_backward, x, bad, match="indices")
+    raises(TypeError, G.max_pool_backward, y, idx.astype(np.float64), x.shape, match="indices")
     raises(TypeError, P.max_unpool2d, y, idx.astype(np.float32), 2, match="indices")
-    raises(ValueError, fastconv.grad.max_pool_backward, y, idx[:, :, :2], x.shape, match="indices")
+    raises(ValueError, G.max_pool_backward, y, idx[:, :, :2], x.shape, match="indices")
     raises(ValueError, P.max_unpool2d, y, idx[:, :, :2], 2, match="indices")
-    raises(ValueError, fastconv.grad.max_pool_backward, y, idx, (2, 2, 6, 6), match="grad_output")
-    raises(TypeError, fastconv.grad.max_pool_backward, y, idx, 36, match="input_shape")
-    raises(ValueError, fastconv.grad.max_pool_backward, y, idx, (1, 2, 0, 6), match="input_shape")
+    raises(ValueError, G.max_pool_backward, y, idx, (2, 2, 6, 6), match="grad_output")
+    raises(TypeError, G.max_pool_backward, y, idx, 36, match="input_shape")
+    raises(ValueError, G.max_pool_backward, y, idx, (1, 2, 0, 6), match="input_shape")
     raises(ValueError, P.max_unpool2d, y, idx, 2, output_size=(8, 6), match="output_size")   # not within a stride
     raises(ValueError, P.max_unpool2d, y, idx, 2, output_size=(6,), match="output_size")
-    raises(ValueError, fastconv.grad.avg_pool2d_backward, y[:, :, :2], x.shape, 2, match="grad_output")
-    raises(ValueError, fastconv.grad.avg_pool2d_backward, y, (1, 2, 6), 2, match="input_shape")
-    raises(ValueError, fastconv.grad.lp_pool2d_backward, y, x, y[:, :1], 2, 2, match="output")
-    raises(ValueError, fastconv.grad.adaptive_avg_pool2d_backward, y, (2, 2, 6, 6), match="grad_output")
-    raises(ValueError, fastconv.grad.global_avg_pool_backward, y, x.shape, match="grad_output")
+    raises(ValueError, G.avg_pool2d_backward, y[:, :, :2], x.shape, 2, match="grad_output")
+    raises(ValueError, G.avg_pool2d_backward, y, (1, 2, 6), 2, match="input_shape")
+    raises(ValueError, G.lp_pool2d_backward, y, x, y[:, :1], 2, 2, match="output")
+    raises(ValueError, G.adaptive_avg_pool2d_backward, y, (2, 2, 6, 6), match="grad_output")
+    raises(ValueError, G.global_avg_pool_backward, y, x.shape, match="grad_output")
     v, i = P.kmax_pool(x, 2)
-    raises(ValueError, fastconv.grad.kmax_pool_backward, v, i, (1, 2, 5, 6), match="grad_output")
-    raises(ValueError, fastconv.grad.kmax_pool_backward, v, i + 6, x.shape, match="indices")
-    raises(ValueError, fastconv.grad.kmax_pool_backward, v, i, x.shape, dim=-5, match="dim")
+    raises(ValueError, G.kmax_pool_backward, v, i, (1, 2, 5, 6), match="grad_output")
+    raises(ValueError, G.kmax_pool_backward, v, i + 6, x.shape, match="indices")
+    raises(ValueError, G.kmax_pool_backward, v, i, x.shape, dim=-5, match="dim")

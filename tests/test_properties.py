@@ -259,13 +259,13 @@ def pool_problems(draw, max_nd=3, dilation=True, positive=False, padding=True):
 
 MAX_POOL = {1: fc.max_pool1d, 2: fc.max_pool2d, 3: fc.max_pool3d}
 AVG_POOL = {1: fc.avg_pool1d, 2: fc.avg_pool2d, 3: fc.avg_pool3d}
-AVG_BACK = {1: fc.grad.avg_pool1d_backward, 2: fc.grad.avg_pool2d_backward, 3: fc.grad.avg_pool3d_backward}
+AVG_BACK = {1: G.avg_pool1d_backward, 2: G.avg_pool2d_backward, 3: G.avg_pool3d_backward}
 LP_POOL = {1: fc.lp_pool1d, 2: fc.lp_pool2d}
-LP_BACK = {1: fc.grad.lp_pool1d_backward, 2: fc.grad.lp_pool2d_backward}
+LP_BACK = {1: G.lp_pool1d_backward, 2: G.lp_pool2d_backward}
 ADA_AVG = {1: fc.adaptive_avg_pool1d, 2: fc.adaptive_avg_pool2d, 3: fc.adaptive_avg_pool3d}
 ADA_MAX = {1: fc.adaptive_max_pool1d, 2: fc.adaptive_max_pool2d, 3: fc.adaptive_max_pool3d}
-ADA_BACK = {1: fc.grad.adaptive_avg_pool1d_backward, 2: fc.grad.adaptive_avg_pool2d_backward,
-            3: fc.grad.adaptive_avg_pool3d_backward}
+ADA_BACK = {1: G.adaptive_avg_pool1d_backward, 2: G.adaptive_avg_pool2d_backward,
+            3: G.adaptive_avg_pool3d_backward}
 UNPOOL = {1: fc.max_unpool1d, 2: fc.max_unpool2d, 3: fc.max_unpool3d}
 
 
@@ -392,10 +392,10 @@ def test_global_pools_match_numpy(nd, dtype, d):
     np.testing.assert_array_equal(v, flat.max(-1).astype(dtype))
     np.testing.assert_array_equal(i, flat.argmax(-1))
     g = data(d.draw, shape[:2], np.float64)
-    gx = fc.grad.global_avg_pool_backward(g, shape)
+    gx = G.global_avg_pool_backward(g, shape)
     np.testing.assert_allclose(gx, np.broadcast_to((g / flat.shape[-1]).reshape(shape[:2] + (1,) * nd), shape),
                                rtol=1e-12, atol=0)
-    np.testing.assert_allclose(fc.grad.max_pool_backward(g[..., None], i[..., None], (shape[0], shape[1], flat.shape[-1])),
+    np.testing.assert_allclose(G.max_pool_backward(g[..., None], i[..., None], (shape[0], shape[1], flat.shape[-1])),
                                ref.index_scatter_add(g[..., None], i[..., None], (shape[0], shape[1], flat.shape[-1])))
 
 
@@ -427,7 +427,7 @@ def test_kmax_pool_backward_puts_gradients_back(dtype, d):
     shape, dim, k, x = _kmax_problem(d, dtype, 3)
     _, idx = fc.kmax_pool(x, k, dim=dim)
     g = data(d.draw, idx.shape, dtype)
-    gx = fc.grad.kmax_pool_backward(g, idx, shape, dim=dim)
+    gx = G.kmax_pool_backward(g, idx, shape, dim=dim)
     want = np.zeros(shape)
     np.put_along_axis(want, idx, g.astype(np.float64), axis=dim)
     np.testing.assert_array_equal(gx, want.astype(dtype))
@@ -468,7 +468,7 @@ def test_max_unpool_backward_gathers(problem, d):
     x, kw, v, i = _max_pooled(problem)
     assume(v is not None)
     g = data(d.draw, x.shape, x.dtype)
-    got = fc.grad.max_unpool_backward(g, i)
+    got = G.max_unpool_backward(g, i)
     P = x.shape[0] * x.shape[1]
     want = np.take_along_axis(g.reshape(P, -1), i.reshape(P, -1), axis=1).reshape(i.shape)
     np.testing.assert_array_equal(got, want)
@@ -480,7 +480,7 @@ def test_max_pool_backward_scatters_like_reference(problem, d):
     x, kw, v, i = _max_pooled(problem, plain=False)
     assume(v is not None)
     g = data(d.draw, v.shape, x.dtype)
-    got = fc.grad.max_pool_backward(g, i, x.shape)
+    got = G.max_pool_backward(g, i, x.shape)
     close(got, ref.index_scatter_add(g, i, x.shape), x.dtype)
 
 

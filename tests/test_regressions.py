@@ -53,11 +53,11 @@ def test_gradient_shape_arguments_are_size_checked(fn, args, arg):
 
 
 @pytest.mark.parametrize("call", [
-    lambda: fc.grad.max_pool_backward(np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64), (1, 1, 2 ** 40, 2 ** 40)),
-    lambda: fc.grad.avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2 ** 40, 2 ** 40), 2 ** 40),
-    lambda: fc.grad.adaptive_avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2 ** 40, 2 ** 40)),
-    lambda: fc.grad.global_avg_pool_backward(np.ones((1, 1)), (1, 1, 2 ** 40, 2 ** 40)),
-    lambda: fc.grad.kmax_pool_backward(np.ones((1, 1)), np.zeros((1, 1), np.int64), (1, 2 ** 80)),
+    lambda: G.max_pool_backward(np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64), (1, 1, 2 ** 40, 2 ** 40)),
+    lambda: G.avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2 ** 40, 2 ** 40), 2 ** 40),
+    lambda: G.adaptive_avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 2 ** 40, 2 ** 40)),
+    lambda: G.global_avg_pool_backward(np.ones((1, 1)), (1, 1, 2 ** 40, 2 ** 40)),
+    lambda: G.kmax_pool_backward(np.ones((1, 1)), np.zeros((1, 1), np.int64), (1, 2 ** 80)),
 ], ids=["max_pool_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward", "global_avg_pool_backward",
         "kmax_pool_backward"])
 def test_pooling_input_shape_arguments_are_size_checked(call):

@@ -1,4 +1,9 @@
-"""Convolution algorithms; importing a module registers it in :mod:`fastconv._algorithms`."""
+"""The Python side of each convolution algorithm, one module per algorithm.
+
+This is the registry's list: importing a module registers its entry in :mod:`fastconv._algorithms` (whose
+docstring gives the contract), in this order (``fastconv.algorithms()`` lists them so).  Adding an algorithm =
+its kernel file, its module here, and one line below.
+"""
 from . import direct  # noqa: F401
 from . import toeplitz  # noqa: F401
 from . import fft  # noqa: F401

@@ -17,6 +17,7 @@ from .. import _kernels
 from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
 from .._kernels import as_5d
+from .._threads import MIN_FLOPS_PER_THREAD
 
 _direct = _kernels.load("_direct")
 
@@ -24,7 +25,6 @@ _direct = _kernels.load("_direct")
 BUFFER_BYTES = 256 * 1024
 # Larger per-thread buffers are refused before the kernel runs (no machine has them; 64-bit sizes stay exact).
 MAX_BUFFER_BYTES = 2 ** 48
-MIN_FLOPS_PER_THREAD = 1_000_000
 
 
 def _choose_mode(Kg, is_float):

@@ -405,16 +405,16 @@ def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
     if not plan.gemm:
         if op == "forward":
             y = a if in_place else ws.get("y", (M * K, plan.F), a.dtype)
-            _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Cs, Kg, Cs, CR, 1, Kg * Cs, 1, Cs, Kg, K, 1,
-                      False, True, False, threads)
+            _fft.cmac(_fl(a), _fl(b), _fl(y), G=G, I=M, J=Cs, L=Kg, a_g=Cs, a_i=CR, a_j=1, b_g=Kg * Cs, b_j=1,
+                      b_l=Cs, y_g=Kg, y_i=K, y_l=1, conj_a=False, conj_b=True, accumulate=False, nthreads=threads)
         elif op == "grad_input":
             y = a if in_place else ws.get("y", (M * CR, plan.F), a.dtype)
-            _fft.cmac(_fl(a), _fl(b), _fl(y), G, M, Kg, Cs, Kg, K, 1, Kg * Cs, Cs, 1, Cs, CR, 1,
-                      False, False, False, threads)
+            _fft.cmac(_fl(a), _fl(b), _fl(y), G=G, I=M, J=Kg, L=Cs, a_g=Kg, a_i=K, a_j=1, b_g=Kg * Cs, b_j=Cs,
+                      b_l=1, y_g=Cs, y_i=CR, y_l=1, conj_a=False, conj_b=False, accumulate=False, nthreads=threads)
         else:
             y = acc
-            _fft.cmac(_fl(a), _fl(b), _fl(y), G, Kg, M, Cs, Kg, 1, K, Cs, CR, 1, Kg * Cs, Cs, 1,
-                      True, False, True, threads)
+            _fft.cmac(_fl(a), _fl(b), _fl(y), G=G, I=Kg, J=M, L=Cs, a_g=Kg, a_i=1, a_j=K, b_g=Cs, b_j=CR,
+                      b_l=1, y_g=Kg * Cs, y_i=Cs, y_l=1, conj_a=True, conj_b=False, accumulate=True, nthreads=threads)
         return y
     # GEMM path: per frequency and group, column-major BLAS calls on frequency-major spectra
     at = _transpose(a, nthreads, ws, "at")
@@ -428,7 +428,8 @@ def _channel_sum(plan, op, a, b, M, nthreads, ws, acc=None):
         y = acc
         args = (_transpose(b, nthreads, ws, "bt"), at, y, "N", "C", Cs, Kg, M, CR, K, Cs, Cs, Kg, Kg * Cs, True)
     A, B, Y, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate = args
-    _fft.fgemm(_fl(A), _fl(B), _fl(Y), G, ta, tb, m, n, k, lda, ldb, ldc, oa, ob, oc, accumulate, threads)
+    _fft.fgemm(_fl(A), _fl(B), _fl(Y), G=G, transa=ta, transb=tb, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc,
+               a_g=oa, b_g=ob, c_g=oc, accumulate=accumulate, nthreads=threads)
     return y if op == "grad_weight" else _transpose(y, nthreads, ws, "y")
 
 
@@ -486,7 +487,8 @@ def _run(plan, work, nthreads):
 def _gather(src, plan, tabs, m0, M, channels, lengths, nthreads, ws, name="tiles"):
     """Spectra (M * channels, F) of the tiles m0 .. m0 + M - 1 of ``src``."""
     buf = ws.get(name, (M, channels) + tuple(lengths), src.dtype)
-    _fft.to_tiles(as_5d(src), buf, *tabs, m0, *plan.T, _nt(buf.size, nthreads))
+    T1, T2, T3 = plan.T
+    _fft.to_tiles(as_5d(src), buf, *tabs, m0=m0, T1=T1, T2=T2, T3=T3, nthreads=_nt(buf.size, nthreads))
     return _rfft(buf, plan, nthreads)
 
 
@@ -494,8 +496,8 @@ def _scatter(y, out, maps, m0, R, bias, nthreads):
     if y.strides[-1] != y.itemsize:   # from_tiles reads rows through a pointer
         y = np.ascontiguousarray(y)
     b = bias if bias is not None else np.zeros(1, out.dtype)
-    _fft.from_tiles(y, as_5d(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), m0, *R, b,
-                    bias is not None, _nt(y.size, nthreads))
+    _fft.from_tiles(y, as_5d(out), *(mp for mp, _ in maps), *(rg for _, rg in maps), b, m0=m0, R1=R[0], R2=R[1],
+                    R3=R[2], has_bias=bias is not None, nthreads=_nt(y.size, nthreads))
 
 
 # --------------------------------------------------------------------------------------------- the three ops

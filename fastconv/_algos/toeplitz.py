@@ -45,11 +45,10 @@ from math import ceil, prod
 import numpy as np
 
 from .. import _kernels, _threads
-from .._threads import single_threaded_blas
 from .. import _validate as V
 from .._algorithms import Algorithm, register
 from .._kernels import as_5d
-from .direct import MIN_FLOPS_PER_THREAD
+from .._threads import MIN_FLOPS_PER_THREAD, single_threaded_blas
 
 _tp = _kernels.load("_toeplitz")
 

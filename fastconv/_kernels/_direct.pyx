@@ -74,8 +74,8 @@ cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* re
                             Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
     """Mode 0: res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk].
 
-    KB = two vectors of output channels, WB = 6 output columns: 12 vector accumulators (``RES_VECTORS``).  ``tag`` only selects
-    the vector type matching float_t.
+    KB = two vectors of output channels, WB = 6 output columns: 12 vector accumulators (``RES_VECTORS``).
+    ``tag`` only selects the vector type matching float_t.
     """
     cdef vec_t acc[12]
     cdef vec_t z, w0, w1, xb

@@ -59,7 +59,7 @@ cdef inline Tile _tile(Py_ssize_t m, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3
 
 
 def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
-             const Py_ssize_t[:, :, ::1] tab1, const Py_ssize_t[:, :, ::1] tab2, const Py_ssize_t[:, :, ::1] tab3,
+             const Py_ssize_t[:, :, ::1] tab1, const Py_ssize_t[:, :, ::1] tab2, const Py_ssize_t[:, :, ::1] tab3, *,
              Py_ssize_t m0, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3, int nthreads):
     """``dst[mm, c*R + r, l1, l2, l3] = src[n, c, tab1[t1, l1, r1], tab2[t2, l2, r2], tab3[t3, l3, r3]]``.
 
@@ -107,8 +107,8 @@ def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
 def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
                const Py_ssize_t[:, ::1] map1, const Py_ssize_t[:, ::1] map2, const Py_ssize_t[:, ::1] map3,
                const Py_ssize_t[:, ::1] rng1, const Py_ssize_t[:, ::1] rng2, const Py_ssize_t[:, ::1] rng3,
-               Py_ssize_t m0, Py_ssize_t R1, Py_ssize_t R2, Py_ssize_t R3,
-               const float_t[::1] bias, bint has_bias, int nthreads):
+               const float_t[::1] bias, *, Py_ssize_t m0, Py_ssize_t R1, Py_ssize_t R2, Py_ssize_t R3, bint has_bias,
+               int nthreads):
     """Write the elements of ``dst (N, C, D, H, W)`` that belong to the tiles ``m0 .. m0 + M - 1`` of
     ``src (M, C * R, l1, l2, l3)`` (any strides, but unit stride along its last axis).
 
@@ -234,7 +234,7 @@ cdef inline void _block(const float_t* a, const float_t* b, float_t* y, float_t*
                 yp[f + 1] = im
 
 
-def cmac(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] y,
+def cmac(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] y, *,
          Py_ssize_t G, Py_ssize_t I, Py_ssize_t J, Py_ssize_t L,
          Py_ssize_t a_g, Py_ssize_t a_i, Py_ssize_t a_j,
          Py_ssize_t b_g, Py_ssize_t b_j, Py_ssize_t b_l,
@@ -352,7 +352,7 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, const float_t* a, 
               <double complex*> c, &ldc)
 
 
-def fgemm(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] c, Py_ssize_t G,
+def fgemm(const float_t[:, ::1] a, const float_t[:, ::1] b, float_t[:, ::1] c, *, Py_ssize_t G,
           transa, transb, int m, int n, int k, int lda, int ldb, int ldc,
           Py_ssize_t a_g, Py_ssize_t b_g, Py_ssize_t c_g, bint accumulate, int nthreads):
     """For every frequency ``f`` (row of the 2-D float views of interleaved complex arrays) and group ``g``:

@@ -16,8 +16,8 @@
   Only the few columns near the ends consult ``colmap``: their extended values are gathered into a small
   per-thread edge buffer.  No padded copy of the image is ever made.
 
-Outputs are computed in blocks of ``NB`` consecutive columns (8 vectors: 64 float / 32 double) whose accumulators stay in
-vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
+Outputs are computed in blocks of ``NB`` consecutive columns (8 vectors: 64 float / 32 double) whose accumulators
+stay in vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
 ``sqrt(acc + square) / scale``: the edge filters' gradient magnitude without extra passes).
 Row-tap kernels compute two output rows per block where their taps overlap, loading each source vector once.
 
@@ -326,9 +326,9 @@ cdef Plan _plan(Py_ssize_t L_in, Py_ssize_t L_out, Py_ssize_t T, const Py_ssize_
 
 def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
               const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_shift, const float_t[::1] tap_w,
-              const Py_ssize_t[::1] colmap, Py_ssize_t D, Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi,
-              double cval, int epi, double scale, const Py_ssize_t[::1] pair_ok, const Py_ssize_t[::1] m_row,
-              const Py_ssize_t[::1] m_shift, const float_t[::1] m_w0, const float_t[::1] m_w1, Py_ssize_t chunk,
+              const Py_ssize_t[::1] colmap, const Py_ssize_t[::1] pair_ok, const Py_ssize_t[::1] m_row,
+              const Py_ssize_t[::1] m_shift, const float_t[::1] m_w0, const float_t[::1] m_w1, *, Py_ssize_t D,
+              Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi, double cval, int epi, double scale, Py_ssize_t chunk,
               bint chunk_major, int nthreads):
     """out[r, j*D + c] = sum_k tap_w[k] * S(rows[r, tap_row[k]], colmap[j + dx_k], c), stored through the
     epilogue ``epi`` (see ``_finish``); ``tap_shift[k] = (dx_k - off) * D``.  See the module doc.

@@ -102,9 +102,10 @@ def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads, epi=0, scale=1.0)
         raise AssertionError("inconsistent filter plan")  # internal invariant; never a user error
     t_row, t_shift, t_w = _taps(w2, off, D, out2.dtype)
     jlo, jhi = _interior(n_in, n_out, KW, off)
-    _filter.correlate(src2, out2, rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp), D, off,
-                      jlo, jhi, float(cval), epi, float(scale), *_pairing(rows, w2, off, D, out2.dtype),
-                      *_chunking(R_out, L_out, rows.shape[1], out2.dtype.itemsize), nthreads)
+    chunk, chunk_major = _chunking(R_out, L_out, rows.shape[1], out2.dtype.itemsize)
+    _filter.correlate(src2, out2, rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp),
+                      *_pairing(rows, w2, off, D, out2.dtype), D=D, off=off, jlo=jlo, jhi=jhi, cval=float(cval),
+                      epi=epi, scale=float(scale), chunk=chunk, chunk_major=chunk_major, nthreads=nthreads)
 
 
 def _pairing(rows, w2, off, D, dtype):

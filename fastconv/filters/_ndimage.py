@@ -43,8 +43,8 @@ def filter_nd(fn, image, weights, mode, cval, origin, out, method, flip):
 
 
 # the shared docstring body of correlate and convolve (``name``, ``formula``: the function's)
-NDIMAGE_DOC = {"ndimage_doc": """Equal to ``scipy.ndimage.%(name)s(image, weights, mode=mode, cval=cval, origin=origin)`` (to rounding, see
-    :mod:`fastconv.filters`), on all cores.
+NDIMAGE_DOC = {"ndimage_doc": """Equal to ``scipy.ndimage.%(name)s(image, weights, mode=mode, cval=cval,
+    origin=origin)`` (to rounding, see :mod:`fastconv.filters`), on all cores.
 
     %(formula)s
 
