@@ -39,13 +39,15 @@ def _as3(values, fill):
     return (fill,) * (3 - len(values)) + tuple(values)
 
 
+# the fields of the Geometry struct of _kernels/common.pxd, in order
+_STRUCT_FIELDS = ("groups", "kd", "kh", "kw", "sd", "sh", "sw", "dd", "dh", "dw", "pd", "ph", "pw", "ld", "lh", "lw")
+
+
 def kernel_struct(kernel, stride, dilation, pad_lo, input_dilation=(1, 1, 1), groups=1):
     """The ``Geometry`` struct of ``_kernels/common.pxd`` as the dict a kernel takes (3 spatial dims, D H W;
     shorter tuples get leading singleton dims)."""
-    (kd, kh, kw), (sd, sh, sw) = _as3(kernel, 1), _as3(stride, 1)
-    (dd, dh, dw), (pd, ph, pw), (ld, lh, lw) = _as3(dilation, 1), _as3(pad_lo, 0), _as3(input_dilation, 1)
-    return dict(groups=groups, kd=kd, kh=kh, kw=kw, sd=sd, sh=sh, sw=sw, dd=dd, dh=dh, dw=dw, pd=pd, ph=ph, pw=pw,
-                ld=ld, lh=lh, lw=lw)
+    return dict(zip(_STRUCT_FIELDS, (groups,) + _as3(kernel, 1) + _as3(stride, 1) + _as3(dilation, 1)
+                    + _as3(pad_lo, 0) + _as3(input_dilation, 1)))
 
 
 def _same_padding(size, kernel, dilation, stride):

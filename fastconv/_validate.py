@@ -107,6 +107,8 @@ def batch_array(value, fn, arg, nd=None, layout=None):
 
 
 def _as_int(v, fn, arg):
+    if type(v) is int:          # the common case, without the abstract-base-class checks below
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
         try:
             if isinstance(v, (bool, np.bool_)):
@@ -119,7 +121,9 @@ def _as_int(v, fn, arg):
 
 def int_tuple(value, n, fn, arg, minimum=None):
     """Normalise an int or a length-``n`` sequence of ints to a tuple of ``n`` ints, each >= ``minimum``."""
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if type(value) is int:
+        out = (value,) * n
+    elif isinstance(value, (list, tuple, np.ndarray)):
         vals = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
         if len(vals) == 1:
             vals = vals * n
