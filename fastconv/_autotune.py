@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from . import _threads
+from . import _validate as V
 
 __all__ = ["autotune", "enabled", "lookup", "tune", "clear_cache", "cache_info"]
 
@@ -28,8 +29,7 @@ def _key(geom, dtype, op):
 
 def autotune(enable=True, cache_file=None):
     """Turn measured algorithm choice on or off; optionally persist winners in ``cache_file`` (JSON)."""
-    if not isinstance(enable, (bool, np.bool_)):
-        raise TypeError("autotune(): argument 'enable' must be a bool, got %r" % (enable,))
+    enable = V.flag(enable, "autotune", "enable")
     if cache_file is not None and not isinstance(cache_file, (str, os.PathLike)):
         raise TypeError("autotune(): argument 'cache_file' must be a path, got %r" % (cache_file,))
     with _lock:

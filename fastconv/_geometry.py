@@ -21,7 +21,7 @@ receives its window as one ``Geometry`` struct (``fastconv/_kernels/common.pxd``
 :meth:`ConvGeometry.kernel_struct` / :meth:`PoolGeometry.kernel_struct`.
 """
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from math import prod
 
 import numpy as np
@@ -43,9 +43,10 @@ def _as3(values, fill):
 _STRUCT_FIELDS = ("groups", "kd", "kh", "kw", "sd", "sh", "sw", "dd", "dh", "dw", "pd", "ph", "pw", "ld", "lh", "lw")
 
 
+@lru_cache(maxsize=1024)
 def kernel_struct(kernel, stride, dilation, pad_lo, input_dilation=(1, 1, 1), groups=1):
     """The ``Geometry`` struct of ``_kernels/common.pxd`` as the dict a kernel takes (3 spatial dims, D H W;
-    shorter tuples get leading singleton dims)."""
+    shorter tuples get leading singleton dims).  Cached: the same layer gives the same (read-only) dict."""
     return dict(zip(_STRUCT_FIELDS, (groups,) + _as3(kernel, 1) + _as3(stride, 1) + _as3(dilation, 1)
                     + _as3(pad_lo, 0) + _as3(input_dilation, 1)))
 
@@ -244,7 +245,7 @@ class ConvGeometry:
     def output_shape(self):
         return (self.batch, self.out_channels) + self.output_size
 
-    @cached_property
+    @property
     def pad_lo(self):
         return tuple(p[0] for p in self.padding)
 
@@ -259,7 +260,7 @@ class ConvGeometry:
     @property
     def explicit_padding(self):
         """True when the input is padded before the kernels run (a non-zero ``padding_mode`` with padding)."""
-        return PADDING_MODES[self.padding_mode] is not None and any(p for pair in self.padding for p in pair)
+        return self.padding_mode != "zeros" and any(p for pair in self.padding for p in pair)
 
     @cached_property
     def kernel_geometry(self):
@@ -311,13 +312,9 @@ class ConvGeometry:
         """This (zero-padding) convolution as the kernels' ``Geometry`` struct (a dict, see :func:`kernel_struct`)."""
         return kernel_struct(self.kernel_size, self.stride, self.dilation, self.pad_lo, groups=self.groups)
 
-    @cached_property
-    def _key(self):
-        return (self.input_shape, self.weight_shape, self.stride, self.padding, self.dilation, self.groups)
-
     def key(self):
         """A hashable description (for caches)."""
-        return self._key
+        return (self.input_shape, self.weight_shape, self.stride, self.padding, self.dilation, self.groups)
 
 
 def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):

@@ -20,9 +20,9 @@ import numpy as np
 
 __all__ = [
     "as_array", "as_float_array", "float_kind", "common_float_dtype", "int_tuple", "padding_arg", "check_choice",
-    "check_ndim", "check_nonempty", "batch_array", "check_size", "positive_int", "nonneg_int", "real_scalar", "flag",
-    "shape_arg", "same_shape", "index_array", "out_array", "check_out", "destination", "deliver", "LAYOUT",
-    "MAX_ELEMENTS",
+    "check_ndim", "check_nonempty", "batch_array", "check_size", "positive_int", "nonneg_int", "real_scalar",
+    "flag", "shape_arg", "axis_index", "same_shape", "index_array", "out_array", "check_out", "destination",
+    "deliver", "LAYOUT", "MAX_ELEMENTS",
 ]
 
 # Kernels index with 64-bit signed integers; refuse anything whose element count would not fit comfortably.
@@ -172,6 +172,17 @@ def shape_arg(value, fn, arg, ndims=None):
                          % (_name(fn, arg), " or ".join(str(n) for n in ndims), tuple(value)))
     check_size(shape, fn, arg)
     return shape
+
+
+def axis_index(value, ndim, fn, arg):
+    """An axis of an ``ndim``-dimensional array, in ``[-ndim, ndim)``, as a non-negative index."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError("%s must be an int, got %r" % (_name(fn, arg), value))
+    a = int(value)
+    if not -ndim <= a < ndim:
+        raise ValueError("%s %d is out of range for %d dimensions (must be in [%d, %d))"
+                         % (_name(fn, arg), a, ndim, -ndim, ndim))
+    return a % ndim
 
 
 def same_shape(a, shape, fn, arg, what):

@@ -14,8 +14,8 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
 
 def _conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip, out):
     p = prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm)
-    p.algorithm_for("forward")
     if out is not None:
+        p.algorithm_for("forward")   # a bad algorithm= is reported before a bad out=
         V.check_out(out, p.kernel_geometry.output_shape, p.dtype, (input, weight, bias), fn)
     return p.conv(p.x, out)
 
@@ -24,8 +24,8 @@ def _conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding
                     out):
     p = prepare_conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding, groups, dilation,
                                algorithm)
-    p.algorithm_for("grad_input")
     if out is not None:
+        p.algorithm_for("grad_input")   # a bad algorithm= is reported before a bad out=
         V.check_out(out, p.geom.input_shape, p.dtype, (input, weight, bias), fn)
     return p.adjoint(p.x, out)
 

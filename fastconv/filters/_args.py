@@ -4,8 +4,6 @@ are in :mod:`fastconv._validate`).
 Every helper takes the public function's name ``fn`` so messages read ``"gaussian(): argument 'sigma' ..."``;
 ``TypeError`` for a wrong type, ``ValueError`` for a wrong value or shape, as everywhere in fastconv.
 """
-import numbers
-
 import numpy as np
 
 from .. import _validate as V
@@ -83,20 +81,11 @@ def origins(origin, ksize, fn, flip):
     return tuple(out)
 
 
-def _axis_index(a, ndim, fn, arg):
-    if isinstance(a, (bool, np.bool_)) or not isinstance(a, (numbers.Integral, np.integer)):
-        raise TypeError("%s(): argument '%s' must be an int, got %r" % (fn, arg, a))
-    a = int(a)
-    if not -ndim <= a < ndim:
-        raise ValueError("%s(): argument '%s' %d is out of range for a %d-D image" % (fn, arg, a, ndim))
-    return a % ndim
-
-
 def channel_axis(axis, ndim, fn):
     """None or an axis index in [0, ndim); the image needs a spatial axis besides the channels."""
     if axis is None:
         return None
-    a = _axis_index(axis, ndim, fn, "channel_axis")
+    a = V.axis_index(axis, ndim, fn, "channel_axis")
     if ndim < 2:
         raise ValueError("%s(): argument 'channel_axis' needs an image with at least 2 dimensions, got %d-D"
                          % (fn, ndim))
@@ -108,11 +97,11 @@ def axes(axis, ndim, fn):
     if axis is None:
         return list(range(ndim))
     if isinstance(axis, (list, tuple, np.ndarray)):
-        out = [_axis_index(a, ndim, fn, "axis") for a in axis]
+        out = [V.axis_index(a, ndim, fn, "axis") for a in axis]
         if not out or len(set(out)) != len(out):
             raise ValueError("%s(): argument 'axis' must name distinct axes, got %r" % (fn, axis))
         return out
-    return [_axis_index(axis, ndim, fn, "axis")]
+    return [V.axis_index(axis, ndim, fn, "axis")]
 
 
 def mask(m, shape, fn):

@@ -80,7 +80,7 @@ class _WindowLayer(Module):
         """The :class:`~fastconv.ConvGeometry` of one filter bank applied to ``input_shape``."""
         return ConvGeometry.make(input_shape, (self.out_channels, self.in_channels // self.groups)
                                  + self.kernel_size, self.stride, self.padding, self.dilation, self.groups,
-                                 fn=type(self).__name__)
+                                 fn=type(self).__name__, padding_mode=getattr(self, "padding_mode", "zeros"))
 
     def _describe(self, input_shape, banks, bias_size):
         g = self.geometry(input_shape)

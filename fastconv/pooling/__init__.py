@@ -15,6 +15,7 @@ Modules: ``_engine`` (window tables, work plans, kernel runs), ``_regular`` (max
 result, forward or backward, is computed by one thread in a fixed order (index scatters own whole (n, c)
 planes), so results do not depend on the number of threads.
 """
+from . import _adaptive, _index, _regular
 from ._adaptive import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,
                         adaptive_max_pool2d, adaptive_max_pool3d, global_avg_pool, global_max_pool)
 from ._index import kmax_pool, max_unpool1d, max_unpool2d, max_unpool3d
@@ -37,13 +38,12 @@ BACKWARD = (
 
 
 def moved_to_grad(module, name):
-    """The gradient ``name`` from :mod:`fastconv.grad`, with a DeprecationWarning for the old place ``module``."""
+    """The gradient ``name`` (the function :mod:`fastconv.grad` exports), with a DeprecationWarning for the old
+    place ``module``."""
     import warnings
-
-    from .. import grad
     warnings.warn("%s.%s moved to fastconv.grad.%s; the old name will be removed in the next release"
                   % (module, name, name), DeprecationWarning, stacklevel=3)
-    return getattr(grad, name)
+    return next(getattr(m, name) for m in (_regular, _adaptive, _index) if hasattr(m, name))
 
 
 def __getattr__(name):

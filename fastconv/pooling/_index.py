@@ -49,13 +49,6 @@ def max_pool_backward(grad_output, indices, input_shape):
 
 
 # ----------------------------------------------------------------------------------------------- k-max pooling
-def _axis(dim, ndim, fn):
-    d = V.int_tuple(dim, 1, fn, "dim")[0]
-    if not -ndim <= d < ndim:
-        raise ValueError("%s(): argument 'dim' must be in [%d, %d), got %d" % (fn, -ndim, ndim, d))
-    return d % ndim
-
-
 def _lines(a, axis):
     """(rows, length) C-contiguous copy of ``a`` with ``axis`` last."""
     moved = np.moveaxis(a, axis, -1)
@@ -78,7 +71,7 @@ def kmax_pool(input, k, dim=-1, sorted=True):
     if x.ndim == 0:
         raise ValueError("%s(): argument 'input' must have at least one dimension" % fn)
     V.check_nonempty(x, fn, "input")
-    axis = _axis(dim, x.ndim, fn)
+    axis = V.axis_index(dim, x.ndim, fn, "dim")
     k = V.positive_int(k, fn, "k")
     if k > x.shape[axis]:
         raise ValueError("%s(): argument 'k'=%d is larger than the size %d of dimension %d"
@@ -99,7 +92,7 @@ def kmax_pool_backward(grad_output, indices, input_shape, dim=-1):
     shape = V.shape_arg(input_shape, fn, "input_shape")
     if len(shape) == 0:
         raise ValueError("%s(): argument 'input_shape' must have at least one dimension" % fn)
-    axis = _axis(dim, len(shape), fn)
+    axis = V.axis_index(dim, len(shape), fn, "dim")
     V.same_shape(idx, gy.shape, fn, "indices", "the shape of grad_output")
     if gy.ndim != len(shape) or any(g != s for i, (g, s) in enumerate(zip(gy.shape, shape)) if i != axis) \
             or not 1 <= gy.shape[axis] <= shape[axis]:
