@@ -4,13 +4,15 @@ The public surface, re-exported from the modules that implement it.
 """
 from ._version import __version__
 from . import _algos  # noqa: F401  (registers the algorithms)
-from . import filters, grad, nn
+from . import filters, grad, nn, ops
 from ._algorithms import names as algorithms
 from ._autotune import autotune
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
 from ._info import info
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .autograd import Tensor, gradcheck, no_grad
+from .ops import (abs, cat, chunk, clamp, clip, concat, flatten, max, min, pad, split, sqrt, squeeze,  # noqa: A004
+                  stack, unsqueeze, where)
 from .conv import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d)
 from .pooling import (max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d,
                       adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,
@@ -28,7 +30,9 @@ __all__ = [
     "adaptive_max_pool2d", "adaptive_max_pool3d", "global_max_pool", "global_avg_pool", "kmax_pool",
     "max_unpool1d", "max_unpool2d", "max_unpool3d",
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
-    "Tensor", "no_grad", "gradcheck", "filters", "nn",
+    "Tensor", "no_grad", "gradcheck", "filters", "nn", "ops",
+    "cat", "concat", "stack", "split", "chunk", "max", "min", "abs", "sqrt", "clamp", "clip", "where", "squeeze",
+    "unsqueeze", "flatten", "pad",
 ]
 
 

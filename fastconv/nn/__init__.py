@@ -5,12 +5,26 @@ PyTorch's key names and array layouts, so ``model.load_state_dict(torch_model.st
 architecture.
 """
 from . import functional, init, optim
+from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, PReLU, ReLU, ReLU6, SiLU, Sigmoid,
+                         Softplus, Tanh)
 from .init import manual_seed
 from .layers import *  # noqa: F401,F403
 from .layers import __all__ as _layers
+from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d,
+                            InstanceNorm3d, LayerNorm)
+from .spatial import (CircularPad2d, ConstantPad2d, Dropout1d, Dropout2d, Dropout3d, PixelShuffle, PixelUnshuffle,
+                      ReflectionPad2d, ReplicationPad2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
+                      ZeroPad2d)
 from .module import Module, Parameter, Sequential
 from .optim import SGD, Adam
 from .summary import ModelSummary, summary
 
 __all__ = ["functional", "init", "optim", "manual_seed", "Module", "Parameter", "Sequential", "SGD", "Adam",
-           "summary", "ModelSummary"] + list(_layers)
+           "summary", "ModelSummary",
+           "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU", "Hardswish", "Hardtanh", "ReLU6", "PReLU",
+           "Softplus", "Mish",
+           "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+           "GroupNorm", "LayerNorm",
+           "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle",
+           "Dropout1d", "Dropout2d", "Dropout3d", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d",
+           "ReplicationPad2d", "CircularPad2d"] + list(_layers)

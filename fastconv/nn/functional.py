@@ -18,6 +18,16 @@ from .._prepare import pad_input, prepare_conv, prepare_conv_transpose
 from .._threads import single_threaded_blas
 from ..autograd import Tensor, as_tensor, record, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
+from .activation import (elu, gelu, hardswish, hardtanh, leaky_relu, mish, prelu, relu6, silu,  # noqa: F401
+                         softplus)
+from .normalization import batch_norm, group_norm, instance_norm, layer_norm  # noqa: F401
+from .spatial import (dropout1d, dropout2d, dropout3d, interpolate, pad, pixel_shuffle,  # noqa: F401
+                      pixel_unshuffle, upsample)
+
+_norm_all = ["batch_norm", "instance_norm", "group_norm", "layer_norm"]
+_act_all = ["leaky_relu", "elu", "gelu", "silu", "hardswish", "hardtanh", "relu6", "prelu", "softplus", "mish"]
+_spatial_all = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "dropout1d", "dropout2d",
+                "dropout3d", "pad"]
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -28,7 +38,7 @@ __all__ = [
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "adaptive_avg_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d",
     "global_max_pool", "global_avg_pool", "kmax_pool",
-]
+] + _norm_all + _act_all + _spatial_all
 
 
 def _opt(x):

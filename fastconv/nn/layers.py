@@ -22,7 +22,7 @@ __all__ = [
     "LPPool1d", "LPPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "GlobalAvgPool2d", "GlobalMaxPool2d", "MaxUnpool1d", "MaxUnpool2d",
     "MaxUnpool3d", "KMaxPool",
-    "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout", "Identity",
+    "Softmax", "LogSoftmax", "Flatten", "Dropout", "Identity",
     "CrossEntropyLoss", "NLLLoss", "MSELoss",
 ]
 
@@ -535,22 +535,12 @@ class _Elementwise(Module):
         return describe_elementwise(input_shape)
 
 
-class ReLU(_Elementwise):
-    def forward(self, x):
-        return F.relu(x)
-
-
-class Sigmoid(_Elementwise):
-    def forward(self, x):
-        return F.sigmoid(x)
-
-
-class Tanh(_Elementwise):
-    def forward(self, x):
-        return F.tanh(x)
-
-
 class Identity(_Elementwise):
+    """Returns its input; takes (and ignores) any constructor arguments, as torch.nn.Identity."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
     def forward(self, x):
         return x
 
@@ -572,12 +562,12 @@ class LogSoftmax(Softmax):
 class Dropout(_Elementwise):
     """Zero elements with probability ``p`` while training (see :func:`fastconv.nn.functional.dropout`)."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         p = V.real_scalar(p, "Dropout", "p")
         if not 0.0 <= p <= 1.0:
             raise ValueError("Dropout(): argument 'p' must be between 0 and 1, got %r" % p)
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
