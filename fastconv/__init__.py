@@ -18,6 +18,7 @@ from .pooling import (max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d
                       adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d,
                       adaptive_max_pool2d, adaptive_max_pool3d, global_max_pool, global_avg_pool, kmax_pool,
                       max_unpool1d, max_unpool2d, max_unpool3d)
+from .serialization import load, save
 from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_workspace_limit,
                        toeplitz_matrix)
 
@@ -32,7 +33,7 @@ __all__ = [
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
     "Tensor", "no_grad", "gradcheck", "filters", "nn", "ops",
     "cat", "concat", "stack", "split", "chunk", "max", "min", "abs", "sqrt", "clamp", "clip", "where", "squeeze",
-    "unsqueeze", "flatten", "pad",
+    "unsqueeze", "flatten", "pad", "save", "load",
 ]
 
 

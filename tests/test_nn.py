@@ -580,7 +580,7 @@ def test_optimiser_param_groups_and_errors():
     with pytest.raises(ValueError, match="nesterov"):
         nn.SGD([a], lr=0.1, nesterov=True)
     with pytest.raises(TypeError, match="leaf"):
-        nn.SGD([Tensor(np.ones(2))], lr=0.1)
+        nn.SGD([Tensor(np.ones(2), requires_grad=True) * 2], lr=0.1)
     with pytest.raises(ValueError, match="empty"):
         nn.Adam([])
 

@@ -4,7 +4,7 @@ A layer owns its parameters and calls the functional op in :mod:`fastconv.nn.fun
 PyTorch's key names and array layouts, so ``model.load_state_dict(torch_model.state_dict())`` works for the same
 architecture.
 """
-from . import functional, init, optim
+from . import functional, init, optim, utils
 from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, PReLU, ReLU, ReLU6, SiLU, Sigmoid,
                          Softplus, Tanh)
 from .init import manual_seed
@@ -16,10 +16,11 @@ from .spatial import (CircularPad2d, ConstantPad2d, Dropout1d, Dropout2d, Dropou
                       ReflectionPad2d, ReplicationPad2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
                       ZeroPad2d)
 from .module import Module, Parameter, Sequential
-from .optim import SGD, Adam
+from .optim import SGD, Adam, AdamW, RMSprop
 from .summary import ModelSummary, summary
 
-__all__ = ["functional", "init", "optim", "manual_seed", "Module", "Parameter", "Sequential", "SGD", "Adam",
+__all__ = ["functional", "init", "optim", "utils", "manual_seed", "Module", "Parameter", "Sequential", "SGD", "Adam",
+           "AdamW", "RMSprop",
            "summary", "ModelSummary",
            "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU", "Hardswish", "Hardtanh", "ReLU6", "PReLU",
            "Softplus", "Mish",

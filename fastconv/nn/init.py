@@ -11,7 +11,7 @@ from .. import _validate as V
 
 __all__ = ["manual_seed", "default_generator", "calculate_gain", "fan_in_and_fan_out", "uniform_", "normal_",
            "constant_", "zeros_", "ones_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
-           "xavier_normal_"]
+           "xavier_normal_", "orthogonal_", "trunc_normal_"]
 
 _state = {"rng": np.random.default_rng()}
 
@@ -119,3 +119,39 @@ def xavier_uniform_(tensor, gain=1.0, generator=None):
 def xavier_normal_(tensor, gain=1.0, generator=None):
     fan_in, fan_out = fan_in_and_fan_out(_array(tensor).shape)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
+
+
+def orthogonal_(tensor, gain=1.0, generator=None):
+    """A (semi-)orthogonal matrix, scaled by ``gain``, as ``torch.nn.init.orthogonal_``: the tensor viewed as
+    ``(shape[0], prod(shape[1:]))`` gets orthonormal rows or columns (whichever are fewer), from the QR
+    decomposition of a standard normal matrix with the signs of ``R``'s diagonal folded in (a uniform draw)."""
+    arr = _array(tensor)
+    if arr.ndim < 2:
+        raise ValueError("orthogonal_(): only tensors with 2 or more dimensions are supported, got shape %s"
+                         % (arr.shape,))
+    if arr.size == 0:
+        return tensor
+    rows = arr.shape[0]
+    cols = arr.size // rows
+    flat = _rng(generator).standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, (gain * q).reshape(arr.shape))
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """Normal(``mean``, ``std``) values truncated to ``[a, b]`` (absolute bounds, as
+    ``torch.nn.init.trunc_normal_``), drawn with ``scipy.stats.truncnorm``."""
+    from scipy.stats import truncnorm
+    mean, std = V.real_scalar(mean, "trunc_normal_", "mean"), V.real_scalar(std, "trunc_normal_", "std")
+    a, b = V.real_scalar(a, "trunc_normal_", "a"), V.real_scalar(b, "trunc_normal_", "b")
+    if not std > 0 or not a < b:
+        raise ValueError("trunc_normal_(): need std > 0 and a < b, got std=%r, a=%r, b=%r" % (std, a, b))
+    arr = _array(tensor)
+    values = truncnorm.rvs((a - mean) / std, (b - mean) / std, loc=mean, scale=std, size=arr.shape,
+                           random_state=_rng(generator))
+    return _fill(tensor, np.clip(values, a, b))

@@ -63,10 +63,12 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, (Parameter, Module)):
             d = self._registry(name)
+            target = "_parameters" if isinstance(value, Parameter) else "_modules"
             for key in ("_parameters", "_buffers", "_modules"):
-                d[key].pop(name, None)
+                if key != target:
+                    d[key].pop(name, None)
             self.__dict__.pop(name, None)
-            d["_parameters" if isinstance(value, Parameter) else "_modules"][name] = value
+            d[target][name] = value        # a replaced entry keeps its place (Sequential order, state dicts)
             return
         d = self.__dict__
         for key in ("_parameters", "_modules"):
