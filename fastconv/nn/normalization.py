@@ -107,31 +107,33 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     else:
         if rm is None or rv is None:
             raise ValueError("%s(): running_mean and running_var are needed when training=False" % fn)
-        mean, var = rm.astype(dtype, copy=False), rv.astype(dtype, copy=False)
-        xc = x3 - mean[:, None]
+        mean, var, xc = rm.astype(dtype, copy=False), rv.astype(dtype, copy=False), None
     invstd = (1 / np.sqrt(var + eps)).astype(dtype, copy=False)
-    wd = None if w is None else w.data
-    scale = invstd if wd is None else invstd * wd
-    xhat = xc
-    xhat *= invstd[:, None]                                        # in place: xc is ours
-    y = xhat * wd[:, None] if wd is not None else xhat.copy()
-    if b is not None:
-        y += b.data[:, None]
+    scale = invstd if w is None else invstd * w.data
+    # y = scale (x - mean) + bias: two passes over the data (xc is kept for the backward pass)
+    if xc is not None:
+        y = xc * scale[:, None]
+        if b is not None:
+            y += b.data[:, None]
+    else:
+        shift = -mean * scale if b is None else b.data - mean * scale
+        y = x3 * scale[:, None]
+        y += shift[:, None]
 
     def backward(g, needs):
         g3 = g.reshape(x3.shape)
-        gw = np.einsum("ncl,ncl->c", g3, xhat) if (needs[1] or training) else None
+        centered = xc if xc is not None else x3 - mean[:, None]
         gb = g3.sum(axis=(0, 2)) if (needs[2] or training) else None
+        gxc = np.einsum("ncl,ncl->c", g3, centered) if (needs[1] or training) else None   # sum g (x - mean)
         gx = None
         if needs[0]:
-            if training:   # dx = scale (g - mean(g) - xhat mean(g xhat)), with the sums above
-                gx = g3 * scale[:, None]
-                gx -= xhat * (scale * gw / M)[:, None]
-                gx -= (scale * gb / M)[:, None]
-            else:
-                gx = g3 * scale[:, None]
+            gx = g3 * scale[:, None]
+            if training:   # dx = scale (g - mean(g) - xhat mean(g xhat)) with xhat = (x - mean) invstd
+                t = centered * (scale * invstd * invstd * gxc / M)[:, None]
+                t += (scale * gb / M)[:, None]
+                gx -= t
             gx = gx.reshape(x.shape)
-        return gx, (gw if needs[1] else None), (gb if needs[2] else None)
+        return gx, (gxc * invstd if needs[1] else None), (gb if needs[2] else None)
     return record(fn, y.reshape(x.shape), (x, w, b), backward)
 
 

@@ -1,0 +1,77 @@
+"""A small ResNet (He et al. 2016) built from fastconv layers: basic blocks with batch norm and residual adds.
+
+The blocks use torchvision's attribute names (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``), so the
+state dict of the same network written with ``torch.nn`` loads with ``load_state_dict`` and the other way round::
+
+    stem:    Conv2d(in, w, 3, padding=1, bias=False) - BatchNorm2d - ReLU
+    layer1:  BasicBlock(w -> w)                           (full resolution)
+    layer2:  BasicBlock(w -> 2w, stride 2)                 (1/2)
+    layer3:  BasicBlock(2w -> 4w, stride 2)                (1/4)
+    head:    AdaptiveAvgPool2d(1) - Flatten - Linear(4w, classes)
+
+A block computes ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``, the shortcut a 1x1 stride-2
+convolution with batch norm where the shape changes.  :func:`fastconv.examples.digits.train` trains it on the
+digits with AdamW and a cosine learning-rate schedule (``fastconv train --model resnet``).
+"""
+from .. import nn
+
+__all__ = ["BasicBlock", "ResNet", "resnet_digits"]
+
+
+def _conv3x3(cin, cout, stride=1):
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a residual connection (torchvision's ``BasicBlock``)."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = _conv3x3(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+        else:
+            self.downsample = None
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """Stem, three stages of ``blocks`` basic blocks each (widths ``w, 2w, 4w``, the last two halving the
+    resolution), global average pooling and a linear classifier."""
+
+    def __init__(self, in_channels=1, num_classes=10, width=16, blocks=(1, 1, 1)):
+        super().__init__()
+        self.conv1 = _conv3x3(in_channels, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        planes = width
+        for i, n in enumerate(blocks):
+            out = width * 2 ** i
+            layers = [BasicBlock(planes, out, 1 if i == 0 else 2)] + [BasicBlock(out, out) for _ in range(n - 1)]
+            setattr(self, "layer%d" % (i + 1), nn.Sequential(*layers))
+            planes = out
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(planes, num_classes)
+        self.num_stages = len(blocks)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        for i in range(self.num_stages):
+            x = getattr(self, "layer%d" % (i + 1))(x)
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+def resnet_digits(width=16, blocks=(1, 1, 1), num_classes=10):
+    """The ResNet used for the digits: one input channel, ``width`` channels in the first stage."""
+    return ResNet(1, num_classes, width, blocks)
