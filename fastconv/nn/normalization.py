@@ -50,17 +50,20 @@ def _check_param(fn, arg, t, size):
 
 
 def _moments(x3):
-    """Mean and biased variance over axes 0 and 2 of a 3-D array, and ``x - mean``."""
-    mean = x3.mean(axis=(0, 2))
+    """Mean and biased variance over axes 0 and 2 of a 3-D array, and ``x - mean`` (two passes: the variance
+    from the centred values, not ``E[x^2] - mean^2``).  ``einsum`` reduces a (N, C, L) layout in one sweep
+    whatever L is, where ``sum(axis=(0, 2))`` slows down for short rows."""
+    m = x3.shape[0] * x3.shape[2]
+    mean = np.einsum("asl->s", x3) / x3.dtype.type(m)
     xc = x3 - mean[:, None]
-    var = np.einsum("asl,asl->s", xc, xc) / (x3.shape[0] * x3.shape[2])
+    var = np.einsum("asl,asl->s", xc, xc) / x3.dtype.type(m)
     return mean, var, xc
 
 
 def _normalized_backward(gxhat, xhat, invstd):
     """Gradient of ``x`` from the gradient of ``xhat``: statistics over axes 0 and 2 of 3-D arrays."""
     m = gxhat.shape[0] * gxhat.shape[2]
-    mg = gxhat.sum(axis=(0, 2)) / m
+    mg = np.einsum("asl->s", gxhat) / m
     mgx = np.einsum("asl,asl->s", gxhat, xhat) / m
     gx = gxhat - mg[:, None]
     gx -= xhat * mgx[:, None]
@@ -123,7 +126,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     def backward(g, needs):
         g3 = g.reshape(x3.shape)
         centered = xc if xc is not None else x3 - mean[:, None]
-        gb = g3.sum(axis=(0, 2)) if (needs[2] or training) else None
+        gb = np.einsum("ncl->c", g3) if (needs[2] or training) else None
         gxc = np.einsum("ncl,ncl->c", g3, centered) if (needs[1] or training) else None   # sum g (x - mean)
         gx = None
         if needs[0]:
@@ -182,7 +185,7 @@ def _normalize_affine(fn, x, w, b, xc, var, eps, affine_shape):
     def backward(g, needs):
         ga = g.reshape(affine_shape)
         gw = np.einsum("ncl,ncl->c", ga, xa) if needs[1] else None
-        gb = ga.sum(axis=(0, 2)) if needs[2] else None
+        gb = np.einsum("ncl->c", ga) if needs[2] else None
         gx = None
         if needs[0]:
             gxhat = ga * wd if wd is not None else ga

@@ -1,0 +1,226 @@
+"""The digits ResNet's training step, fastconv against torch, and the tape ops it is made of.
+
+One training step = forward, cross-entropy, backward, AdamW update, at batch 64 of 1x16x16 images, with the
+network of ``fastconv train --model resnet`` (:func:`fastconv.examples.resnet.resnet_digits`) and its torch twin
+holding the same weights.  Contenders:
+
+* ``fastconv``: the example's configuration (``algorithm="auto"``, measured choice with ``fastconv.autotune``);
+* ``fastconv (cost model)``: ``auto`` from the cost model alone, no measurements;
+* ``torch``: the same network in torch, same thread count.
+
+Then the ops fastconv implements with NumPy, forward + backward, each against torch's: batch norm (train mode) on
+every activation shape of the network, ReLU, the residual add and ``cat``.
+
+Every case is timed in turns (one call of each contender per round, median over the rounds), so a change in the
+machine's load hits all alike; the load average before and after is printed and saved (``os.getloadavg``), with
+the CPU model and fastconv's SIMD level.  ``OMP_WAIT_POLICY=PASSIVE`` is set unless already set (see
+``bench_autograd.py``).
+
+    python bench/bench_resnet.py [--threads 2] [--repeats 30] [--json bench/results/resnet.json]
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+import fastconv as fc  # noqa: E402
+from fastconv import Tensor, nn  # noqa: E402
+from fastconv.benchmark import blas_threads, format_table, machine, save_json, torch_or_none  # noqa: E402
+from fastconv.examples.resnet import resnet_digits  # noqa: E402
+from fastconv.nn import functional as F  # noqa: E402
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or "unknown"
+
+
+def in_turns(fns, repeats, warmup=3):
+    """name -> {"median", "min", "spread"} (seconds): ``warmup`` rounds, then ``repeats`` timed rounds, one call
+    of every contender per round."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out[name] = {"median": med, "min": min(ts), "spread": (max(ts) - min(ts)) / med}
+    return out
+
+
+def torch_resnet(torch, width):
+    """torch twin of :func:`resnet_digits` (same attribute names, so the state dict copies across)."""
+    tnn = torch.nn
+
+    class Block(tnn.Module):
+        def __init__(self, cin, cout, stride=1):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(cout)
+            self.relu = tnn.ReLU(inplace=True)
+            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(cout)
+            self.downsample = (tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+                               if stride != 1 or cin != cout else None)
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(1, width, 3, 1, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(width)
+            self.relu = tnn.ReLU(inplace=True)
+            self.layer1 = tnn.Sequential(Block(width, width))
+            self.layer2 = tnn.Sequential(Block(width, 2 * width, 2))
+            self.layer3 = tnn.Sequential(Block(2 * width, 4 * width, 2))
+            self.avgpool = tnn.AdaptiveAvgPool2d(1)
+            self.flatten = tnn.Flatten()
+            self.fc = tnn.Linear(4 * width, 10)
+
+        def forward(self, x):
+            x = self.layer3(self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x))))))
+            return self.fc(self.flatten(self.avgpool(x)))
+    return Net()
+
+
+def step_cases(torch, batch, size, width, rng):
+    x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    nn.manual_seed(0)
+    ours = resnet_digits(width)
+    opt = nn.AdamW(ours.parameters(), lr=1e-3)
+
+    def step():
+        loss = F.cross_entropy(ours(Tensor._wrap(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    def tuned():
+        fc.autotune(True)
+        try:
+            return step()
+        finally:
+            fc.autotune(False)
+
+    fns = {"fastconv": tuned, "fastconv (cost model)": step}
+    if torch is not None:
+        theirs = torch_resnet(torch, width)
+        theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+        topt = torch.optim.AdamW(theirs.parameters(), lr=1e-3)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+        def tstep():
+            loss = torch.nn.functional.cross_entropy(theirs(xt), yt)
+            topt.zero_grad()
+            loss.backward()
+            topt.step()
+            return loss
+        first, tfirst = float(step().item()), float(tstep().item())    # same weights, same batch
+        assert abs(first - tfirst) < 1e-4 * max(1.0, abs(tfirst)), (first, tfirst)
+        fns["torch"] = tstep
+    return fns
+
+
+def op_cases(torch, batch, size, width, rng):
+    """(case name, {contender: fn}) for the NumPy-implemented ops, forward + backward."""
+    cases = []
+    shapes = [(batch, width, size, size), (batch, 2 * width, size // 2, size // 2),
+              (batch, 4 * width, size // 4, size // 4)]
+    for shape in shapes:
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        bn = nn.BatchNorm2d(shape[1])
+        fns = {"fastconv": lambda bn=bn, x=x, g=g: bn(Tensor._wrap(x).requires_grad_()).backward(g)}
+        if torch is not None:
+            tbn = torch.nn.BatchNorm2d(shape[1])
+            tx, tg = torch.tensor(x, requires_grad=True), torch.tensor(g)
+            fns["torch"] = lambda tbn=tbn, tx=tx, tg=tg: torch.autograd.grad(tbn(tx), (tx, tbn.weight, tbn.bias),
+                                                                             tg)
+        cases.append(("BatchNorm2d %s" % (shape,), fns))
+    shape = shapes[0]
+    x = rng.standard_normal(shape).astype(np.float32)
+    r = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    g2 = rng.standard_normal((shape[0], 2 * shape[1]) + shape[2:]).astype(np.float32)
+    simple = [
+        ("ReLU %s" % (shape,), lambda a: F.relu(a[0]), lambda t, a: torch.relu(a[0]), [x], g),
+        ("residual add %s" % (shape,), lambda a: a[0] + a[1], lambda t, a: a[0] + a[1], [x, r], g),
+        ("cat dim 1 -> %s" % (g2.shape,), lambda a: fc.cat(a, 1), lambda t, a: torch.cat(a, 1), [x, r], g2),
+    ]
+    for name, ours, theirs, arrays, grad in simple:
+        def run(ours=ours, arrays=arrays, grad=grad):
+            ts = [Tensor._wrap(a).requires_grad_() for a in arrays]
+            ours(ts).backward(grad)
+        fns = {"fastconv": run}
+        if torch is not None:
+            tts = [torch.tensor(a, requires_grad=True) for a in arrays]
+            tg = torch.tensor(grad)
+            fns["torch"] = lambda theirs=theirs, tts=tts, tg=tg: torch.autograd.grad(theirs(torch, tts), tts, tg)
+        cases.append((name, fns))
+    return cases
+
+
+def run(threads=2, repeats=30, batch=64, size=16, width=16):
+    rng = np.random.default_rng(0)
+    torch = torch_or_none(threads)
+    load_before = os.getloadavg()
+    rows = []
+    with blas_threads(threads), fc.num_threads(threads):
+        cases = [("ResNet step, batch %d of 1x%dx%d" % (batch, size, size),
+                  step_cases(torch, batch, size, width, rng))] + op_cases(torch, batch, size, width, rng)
+        for i, (name, fns) in enumerate(cases):
+            timings = in_turns(fns, repeats * 2 if i == 0 else repeats)
+            ref = timings.get("torch", {}).get("median")
+            rows += [dict(case=name, impl=impl, ms=t["median"] * 1e3, min_ms=t["min"] * 1e3, spread=t["spread"],
+                          vs_torch=None if ref is None else t["median"] / ref) for impl, t in timings.items()]
+    fc.autotune(False)
+    return rows, load_before, os.getloadavg()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--json", default=None, help="write the results here as JSON")
+    args = p.parse_args(argv)
+    rows, before, after = run(args.threads, args.repeats, args.batch)
+    print("CPU %s, SIMD %s, %d threads, OMP_WAIT_POLICY=%s; load average before %s, after %s"
+          % (cpu_model(), fc.info(print_=False)["simd"], args.threads, os.environ.get("OMP_WAIT_POLICY"),
+             "/".join("%.2f" % v for v in before), "/".join("%.2f" % v for v in after)))
+    print(format_table(rows, [("case", "case"), ("impl", "impl"), ("ms", "median ms"), ("min_ms", "min ms"),
+                              ("spread", "spread"), ("vs_torch", "x torch")]))
+    step = {r["impl"]: r["vs_torch"] for r in rows if r["case"].startswith("ResNet step")}
+    if step.get("fastconv") is not None:
+        print("ResNet training step: fastconv / torch = %.3f (target <= 1.0)" % step["fastconv"])
+    if args.json:
+        save_json(args.json, rows, threads=args.threads, batch=args.batch, cpu=cpu_model(),
+                  simd=fc.info(print_=False)["simd"], load_before=list(before), load_after=list(after),
+                  omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), target={"ResNet step": 1.0})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
