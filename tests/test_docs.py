@@ -101,8 +101,9 @@ def test_every_page_is_in_a_table_of_contents():
 
 # ----------------------------------------------------------------------------------------------- the API pages
 PUBLIC_MODULES = ["fastconv", "fastconv.grad", "fastconv.nn", "fastconv.nn.functional", "fastconv.nn.init",
-                  "fastconv.nn.optim", "fastconv.filters", "fastconv.autograd", "fastconv.benchmark",
-                  "fastconv.examples.digits"]
+                  "fastconv.nn.optim", "fastconv.nn.optim.lr_scheduler", "fastconv.nn.utils", "fastconv.ops",
+                  "fastconv.filters", "fastconv.autograd", "fastconv.benchmark", "fastconv.examples.digits",
+                  "fastconv.examples.resnet"]
 
 
 def documented_names():

@@ -39,3 +39,19 @@ def test_data_split_and_augmentation():
     moved = digits.random_shift(img, 2, rng)
     assert moved.shape == img.shape and np.all(moved.sum(axis=(1, 2, 3)) == 4)
     assert not np.array_equal(moved, img)
+
+
+def test_resnet_smoke_run_and_command_line(capsys):
+    m = digits.train(model="resnet", epochs=2, train_limit=256, progress=False, log=None, threads=1, width=8)
+    assert m["model_name"] == "resnet" and m["image_size"] == 16
+    assert m["history"][1]["loss"] < m["history"][0]["loss"]
+    bns = [mod for mod in m["model"].modules() if type(mod).__name__ == "BatchNorm2d"]
+    assert bns and all(int(b.num_batches_tracked) == 2 * 4 for b in bns)      # 256 / 64 batches per epoch
+    assert m["history"][1]["loss"] < 0.9 * np.log(10)       # below chance level; eval-mode accuracy needs the
+    #                                                         running statistics of a longer run (the full run: 99 %)
+    assert digits.main(["--model", "resnet", "--epochs", "1", "--train-limit", "64", "--width", "4",
+                        "--no-progress", "--threads", "1", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "digits (resnet)" in out and "BatchNorm2d" in out and "total params" in out
+    with pytest.raises(ValueError, match="model"):
+        digits.train(model="vgg")
