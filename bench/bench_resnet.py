@@ -8,6 +8,9 @@ holding the same weights.  Contenders:
 * ``fastconv (cost model)``: ``auto`` from the cost model alone, no measurements;
 * ``torch``: the same network in torch, same thread count.
 
+Inference: the same network in eval mode under ``no_grad``, as trained and with every batch norm folded into the
+convolution before it (``nn.utils.fuse_modules`` with ``ResNet.fuse_groups()``), against torch's eval forward.
+
 Then the ops fastconv implements with NumPy, forward + backward, each against torch's: batch norm (train mode) on
 every activation shape of the network, ReLU, the residual add and ``cat``.
 
@@ -143,6 +146,34 @@ def step_cases(torch, batch, size, width, rng):
     return fns
 
 
+def inference_cases(torch, batch, size, width, rng):
+    x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
+    nn.manual_seed(1)
+    ours = resnet_digits(width).eval()
+    for m in ours.modules():                       # non-trivial running statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean[...] = rng.standard_normal(m.num_features) * 0.1
+            m.running_var[...] = rng.random(m.num_features) + 0.5
+    fused = nn.utils.fuse_modules(ours, ours.fuse_groups())
+
+    def run(model):
+        def f():
+            with fc.no_grad():
+                return model(Tensor._wrap(x))
+        return f
+    fns = {"fastconv": run(ours), "fastconv fused conv+BN": run(fused)}
+    if torch is not None:
+        theirs = torch_resnet(torch, width).eval()
+        theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+        xt = torch.from_numpy(x)
+
+        def tf():
+            with torch.no_grad():
+                return theirs(xt)
+        fns["torch"] = tf
+    return fns
+
+
 def op_cases(torch, batch, size, width, rng):
     """(case name, {contender: fn}) for the NumPy-implemented ops, forward + backward."""
     cases = []
@@ -189,7 +220,9 @@ def run(threads=2, repeats=30, batch=64, size=16, width=16):
     rows = []
     with blas_threads(threads), fc.num_threads(threads):
         cases = [("ResNet step, batch %d of 1x%dx%d" % (batch, size, size),
-                  step_cases(torch, batch, size, width, rng))] + op_cases(torch, batch, size, width, rng)
+                  step_cases(torch, batch, size, width, rng)),
+                 ("ResNet inference, batch %d" % batch, inference_cases(torch, batch, size, width, rng))]
+        cases += op_cases(torch, batch, size, width, rng)
         for i, (name, fns) in enumerate(cases):
             timings = in_turns(fns, repeats * 2 if i == 0 else repeats)
             ref = timings.get("torch", {}).get("median")
@@ -215,6 +248,8 @@ def main(argv=None):
     step = {r["impl"]: r["vs_torch"] for r in rows if r["case"].startswith("ResNet step")}
     if step.get("fastconv") is not None:
         print("ResNet training step: fastconv / torch = %.3f (target <= 1.0)" % step["fastconv"])
+    inf = {r["impl"]: r["ms"] for r in rows if r["case"].startswith("ResNet inference")}
+    print("ResNet inference: fused conv+BN / unfused = %.3f" % (inf["fastconv fused conv+BN"] / inf["fastconv"]))
     if args.json:
         save_json(args.json, rows, threads=args.threads, batch=args.batch, cpu=cpu_model(),
                   simd=fc.info(print_=False)["simd"], load_before=list(before), load_after=list(after),

@@ -188,6 +188,16 @@ def test_torch_model_round_trip_with_training_step(kind, dtype):
         _close(ours(Tensor(x)).data, fresh(torch.tensor(x)).numpy(), dtype, "torch copy of the trained model")
 
 
+def test_resnet_fused_for_inference_equals_eval_mode():
+    ours, theirs, x, _ = _models("resnet", np.float64)
+    ours.load_state_dict(theirs.state_dict())
+    ours.eval()
+    fused = nn.utils.fuse_modules(ours, ours.fuse_groups())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    with fastconv.no_grad():
+        np.testing.assert_allclose(fused(Tensor(x)).data, ours(Tensor(x)).data, rtol=1e-10, atol=1e-12)
+
+
 def test_resnet_summary_and_save_load(tmp_path):
     model = ResNet(1, 10, 8, (1, 1, 1))
     s = nn.summary(model, (2, 1, 16, 16), print_=False)

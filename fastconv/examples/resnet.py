@@ -65,6 +65,19 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(planes, num_classes)
         self.num_stages = len(blocks)
 
+    def fuse_groups(self):
+        """The ``[conv, bn(, relu)]`` name lists :func:`fastconv.nn.utils.fuse_modules` folds for inference: the
+        stem with its ReLU, every block's two conv/BN pairs and its shortcut (the blocks' ReLU is shared by two
+        places, so it stays a separate layer)."""
+        groups = [["conv1", "bn1", "relu"]]
+        for i in range(self.num_stages):
+            for j, block in enumerate(getattr(self, "layer%d" % (i + 1))):
+                p = "layer%d.%d." % (i + 1, j)
+                groups += [[p + "conv1", p + "bn1"], [p + "conv2", p + "bn2"]]
+                if block.downsample is not None:
+                    groups.append([p + "downsample.0", p + "downsample.1"])
+        return groups
+
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
         for i in range(self.num_stages):
