@@ -32,9 +32,11 @@ __all__ = [
     "max_unpool1d", "max_unpool2d", "max_unpool3d",
     "toeplitz_matrix", "conv_as_dense", "dense_as_conv", "set_workspace_limit", "get_workspace_limit",
     "Tensor", "no_grad", "gradcheck", "filters", "nn", "ops",
-    "cat", "concat", "stack", "split", "chunk", "max", "min", "abs", "sqrt", "clamp", "clip", "where", "squeeze",
-    "unsqueeze", "flatten", "pad", "save", "load",
+    "cat", "concat", "stack", "split", "chunk", "sqrt", "clamp", "clip", "where", "squeeze", "unsqueeze", "flatten",
+    "pad", "save", "load",
 ]
+# fastconv.max, fastconv.min and fastconv.abs exist (as torch.max, ...) but stay out of __all__: a star import
+# must not shadow the builtins.
 
 
 def __getattr__(name):

@@ -323,13 +323,19 @@ def _torch_layer(torch, ours, theirs, x, train=True):
     lambda m: m.ConstantPad2d(1, 2.5), lambda m: m.ZeroPad2d((0, 1, 1, 0)), lambda m: m.GELU("tanh"),
     lambda m: m.LeakyReLU(0.3), lambda m: m.ELU(), lambda m: m.SiLU(), lambda m: m.Hardswish(),
     lambda m: m.ReLU6(), lambda m: m.Softplus(2.0), lambda m: m.Mish(), lambda m: m.ReLU(inplace=m is nn),
-    lambda m: m.Identity(54, unused=1)])
+    lambda m: m.Identity(54, unused=1), lambda m: m.PixelShuffle(2), lambda m: m.PixelUnshuffle(2),
+    lambda m: m.UpsamplingNearest2d(scale_factor=3), lambda m: m.UpsamplingBilinear2d(size=(5, 4)),
+    lambda m: m.Hardtanh(-0.5, 2.0), lambda m: m.Sigmoid(), lambda m: m.Tanh(), lambda m: m.InstanceNorm1d(
+        3, affine=True), lambda m: m.InstanceNorm3d(3, track_running_stats=True), lambda m: m.GroupNorm(3, 3),
+    lambda m: m.Upsample(size=7, mode="nearest")])
 def test_layers_equal_torch_in_train_and_eval(make):
     torch = pytest.importorskip("torch")
     ours = make(nn).double()
     theirs = make(torch.nn).double()
     name = type(ours).__name__
-    shape = {"BatchNorm1d": (6, 3, 4), "BatchNorm3d": (2, 3, 2, 3, 2), "LayerNorm": (2, 3, 5)}.get(name, (2, 3, 4, 5))
+    shape = {"BatchNorm1d": (6, 3, 4), "BatchNorm3d": (2, 3, 2, 3, 2), "LayerNorm": (2, 3, 5), "PixelShuffle":
+             (2, 8, 2, 3), "PixelUnshuffle": (2, 3, 4, 6), "InstanceNorm1d": (2, 3, 5),
+             "InstanceNorm3d": (2, 3, 2, 3, 2)}.get(name, (2, 3, 4, 5))
     for train in (True, False, True):
         x = rand(*shape) * 2 + 1
         _torch_layer(torch, ours, theirs, x, train)
@@ -367,6 +373,12 @@ def test_instance_norm_takes_unbatched_input():
     x = rand(3, 4, 5)
     layer = nn.InstanceNorm2d(3).double()
     np.testing.assert_allclose(layer(x).data, layer(x[None]).data[0])
+
+
+@pytest.mark.parametrize("fn, shape", [(F.dropout2d, (2, 3, 2, 2)), (F.dropout1d, (3, 2, 4)),
+                                       (F.dropout3d, (1, 4, 2, 1, 2)), (F.dropout, (3, 4))])
+def test_dropout_gradcheck_with_a_fixed_mask(fn, shape):
+    assert gradcheck(lambda x: fn(x, 0.4, True, generator=np.random.default_rng(2)), [rand(*shape)])
 
 
 def test_dropout2d_is_seeded_channelwise_and_inactive_in_eval():
