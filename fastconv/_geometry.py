@@ -28,8 +28,8 @@ import numpy as np
 
 from . import _validate as V
 
-__all__ = ["ConvGeometry", "PoolGeometry", "conv_output_shape", "conv_transpose_output_shape", "kernel_struct",
-           "PADDING_MODES"]
+__all__ = ["ConvGeometry", "PoolGeometry", "conv_output_shape", "conv_transpose_output_shape",
+           "transpose_output_padding", "kernel_struct", "PADDING_MODES"]
 
 # padding_mode -> numpy.pad mode of the explicit padding (None: zero padding, done by the kernels)
 PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -331,6 +331,20 @@ def conv_transpose_output_shape(size, kernel, stride, padding, output_padding, d
     """Spatial output size of a transposed convolution: ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``."""
     return tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
                  for n, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation))
+
+
+def transpose_output_padding(size, output_size, kernel, stride, padding, dilation, fn="conv_transpose"):
+    """The ``output_padding`` that makes a transposed convolution of spatial ``size`` produce the spatial
+    ``output_size`` (PyTorch's ``output_size=`` argument): each requested size must lie between the smallest output
+    ``(n - 1) s - 2 p + d (k - 1) + 1`` and that plus ``s - 1``."""
+    output_size = V.int_tuple(output_size, len(size), fn, "output_size", minimum=1)
+    smallest = conv_transpose_output_shape(size, kernel, stride, padding, (0,) * len(size), dilation)
+    for want, lo, s in zip(output_size, smallest, stride):
+        if not lo <= want <= lo + s - 1:
+            raise ValueError("%s(): requested an output size of %s, but valid sizes range from %s to %s (for an "
+                             "input of %s)" % (fn, output_size, smallest,
+                                               tuple(m + st - 1 for m, st in zip(smallest, stride)), tuple(size)))
+    return tuple(w - lo for w, lo in zip(output_size, smallest))
 
 
 @dataclass(frozen=True)

@@ -299,7 +299,7 @@ def pad(input, pad, mode="constant", value=None):
     t = as_tensor(input)
     if not isinstance(pad, (list, tuple)) or len(pad) % 2:
         raise ValueError("pad(): argument 'pad' must be a tuple of even length, got %r" % (pad,))
-    pads = [V._as_int(p, fn, "pad") for p in pad]
+    pads = list(V.int_tuple(tuple(pad), len(pad), fn, "pad")) if pad else []
     V.check_choice(mode, _PAD_MODES, fn, "mode")
     k = len(pads) // 2
     if k > t.ndim:

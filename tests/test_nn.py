@@ -612,6 +612,7 @@ def test_summary_numbers_come_from_the_geometry():
         nn.ConvTranspose2d(6, 2, 3, stride=2),
         nn.MaxPool2d(3, stride=2, dilation=2, padding=1),
         nn.GlobalAvgPool2d(),
+        nn.Flatten(),
         nn.Linear(2, 3, bias=False),
     )
     s = nn.summary(model, (2, 3, 16, 11), print_=False)
@@ -624,5 +625,5 @@ def test_summary_numbers_come_from_the_geometry():
     assert s[1]["multiplies"] == layers[1].geometry((2, 8, 8, 7)).multiplies
     assert s[0]["receptive_field"] == (3, 9) and s[0]["jump"] == (2, 1)
     assert s[1]["receptive_field"] == (3 + 2 * 2, 9 + 2 * 1) and s[1]["jump"] == (4, 2)
-    assert s[5]["output_shape"] == (2, 2) and s[6]["output_shape"] == (2, 3)
+    assert s[5]["output_shape"] == (2, 2, 1, 1) and s[6]["output_shape"] == (2, 2) and s[7]["output_shape"] == (2, 3)
     assert "total multiplications" in str(s)

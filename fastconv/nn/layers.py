@@ -2,6 +2,9 @@
 
 Constructors, parameter names, array layouts and default initialisation follow ``torch.nn`` (weights
 kaiming-uniform with ``a = sqrt(5)``, i.e. ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, biases the same bound).
+Convolution and pooling layers also take an unbatched sample ``(C, *spatial)`` (a batch of one, returned without
+the batch dimension), and layers with parameters refuse an input of another dtype (TypeError) instead of promoting
+it, as torch does; the functional API keeps NumPy's promotion.
 Layers with a shape-changing window expose ``geometry(input_shape)`` -- the :class:`~fastconv.ConvGeometry` or
 :class:`~fastconv.PoolGeometry` of that call -- and ``describe(input_shape)`` for :func:`fastconv.nn.summary`.
 """
@@ -10,9 +13,11 @@ import math
 import numpy as np
 
 from .. import _validate as V
-from .._geometry import PADDING_MODES, ConvGeometry, PoolGeometry
+from .._geometry import PADDING_MODES, ConvGeometry, PoolGeometry, transpose_output_padding
+from ..autograd import Tensor, as_tensor
 from . import functional as F
 from . import init
+from ._layer_input import batched, check_dtype
 from .module import Module, Parameter
 
 __all__ = [
@@ -114,10 +119,11 @@ class _ConvNd(_WindowLayer):
         self._parameters_of((out_channels, in_channels // groups) + self.kernel_size, out_channels, bias, dtype,
                             in_channels // groups * int(np.prod(self.kernel_size)))
 
-    def forward(self, x):
-        return getattr(F, "conv%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding,
-                                                self.dilation, self.groups, padding_mode=self.padding_mode,
-                                                algorithm=self.algorithm)
+    def forward(self, input):
+        x, unbatched = batched(self, input, self._nd, (self.weight,))
+        y = getattr(F, "conv%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                             self.groups, padding_mode=self.padding_mode, algorithm=self.algorithm)
+        return y[0] if unbatched else y
 
     def describe(self, input_shape):
         return self._describe(input_shape, 1, self._bias_size())
@@ -156,10 +162,23 @@ class _ConvTransposeNd(_WindowLayer):
         self._parameters_of((in_channels, out_channels // groups) + self.kernel_size, out_channels, bias, dtype,
                             out_channels // groups * int(np.prod(self.kernel_size)))
 
-    def forward(self, x):
-        return getattr(F, "conv_transpose%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding,
-                                                          self.output_padding, self.groups, self.dilation,
-                                                          algorithm=self.algorithm)
+    def forward(self, input, output_size=None):
+        """``output_size`` (spatial, or with the leading dimensions) picks the output padding that gives that
+        size, as torch's ``forward(input, output_size)``; otherwise ``self.output_padding`` is used."""
+        x, unbatched = batched(self, input, self._nd, (self.weight,))
+        opad = self.output_padding
+        if output_size is not None:
+            name, nd = type(self).__name__, self._nd
+            size = tuple(output_size)
+            lead = len(size) - nd
+            if lead not in (0, 1 if unbatched else 2):
+                raise ValueError("%s: output_size must have %d or %d elements (got %d)"
+                                 % (name, nd, nd + (1 if unbatched else 2), len(size)))
+            opad = transpose_output_padding(x.shape[2:], size[lead:], self.kernel_size, self.stride,
+                                            self.padding, self.dilation, fn=name)
+        y = getattr(F, "conv_transpose%dd" % self._nd)(x, self.weight, self.bias, self.stride, self.padding, opad,
+                                                       self.groups, self.dilation, algorithm=self.algorithm)
+        return y[0] if unbatched else y
 
     def geometry(self, input_shape):
         """The forward convolution whose adjoint this layer computes (its ``input_shape`` is our output)."""
@@ -211,8 +230,10 @@ class LocallyConnected2d(_WindowLayer):
         self._parameters_of(out + (out_channels, in_channels) + self.kernel_size, (out_channels,) + out, bias,
                             dtype, in_channels * int(np.prod(self.kernel_size)))
 
-    def forward(self, x):
-        return F.locally_connected2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+    def forward(self, input):
+        x, unbatched = batched(self, input, 2, (self.weight,))
+        y = F.locally_connected2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return y[0] if unbatched else y
 
     def describe(self, input_shape):
         return self._describe(input_shape, int(np.prod(self.weight.shape[:2])), self._bias_size())
@@ -235,9 +256,11 @@ class TiledConv2d(_WindowLayer):
         self._parameters_of(self.tile_size + (out_channels, in_channels) + self.kernel_size, out_channels, bias,
                             dtype, in_channels * int(np.prod(self.kernel_size)))
 
-    def forward(self, x):
-        return F.tiled_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                              algorithm=self.algorithm)
+    def forward(self, input):
+        x, unbatched = batched(self, input, 2, (self.weight,))
+        y = F.tiled_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                           algorithm=self.algorithm)
+        return y[0] if unbatched else y
 
     def describe(self, input_shape):
         return self._describe(input_shape, int(np.prod(self.tile_size)), self._bias_size())
@@ -258,7 +281,9 @@ class Linear(Module):
     def reset_parameters(self):
         _init_weight_and_bias(self.weight, self.bias, self.in_features)
 
-    def forward(self, x):
+    def forward(self, input):
+        x = as_tensor(input)
+        check_dtype(self, x, self.weight)
         return F.linear(x, self.weight, self.bias)
 
     def geometry(self, input_shape):
@@ -282,6 +307,11 @@ class Linear(Module):
 
 
 # --------------------------------------------------------------------------------------------------- pooling
+def _unbatch(y):
+    """Drop the batch dimension given to an unbatched sample (from every output of a pool with indices)."""
+    return tuple(_unbatch(v) for v in y) if isinstance(y, tuple) else y[0]
+
+
 class _PoolNd(Module):
     """Windowed pools: ``_fn`` names the functional op; the constructor arguments are stored in order by
     :meth:`_store` (kernel_size and stride normalised) and passed on by name."""
@@ -298,8 +328,10 @@ class _PoolNd(Module):
             self.stride = self.kernel_size
         self.stride = V.int_tuple(self.stride, self._nd, name, "stride", minimum=1)
 
-    def forward(self, x):
-        return getattr(F, self._fn)(x, **{a: getattr(self, a) for a in self._args})
+    def forward(self, input):
+        x, unbatched = batched(self, input, self._nd)
+        y = getattr(F, self._fn)(x, **{a: getattr(self, a) for a in self._args})
+        return _unbatch(y) if unbatched else y
 
     def geometry(self, input_shape):
         return PoolGeometry.make(input_shape, self.kernel_size, self.stride, getattr(self, "padding", 0),
@@ -416,8 +448,10 @@ class _AdaptivePool(Module):
             output_size = V.positive_int(output_size, type(self).__name__, "output_size")
         self.output_size = output_size
 
-    def forward(self, x):
-        return getattr(F, "adaptive_%s_pool%dd" % (self._kind, self._nd))(x, self.output_size)
+    def forward(self, input):
+        x, unbatched = batched(self, input, self._nd)
+        y = getattr(F, "adaptive_%s_pool%dd" % (self._kind, self._nd))(x, self.output_size)
+        return y[0] if unbatched else y
 
     def geometry(self, input_shape):
         """The :class:`~fastconv.PoolGeometry` of this layer on ``input_shape`` (adaptive windows)."""
@@ -462,22 +496,27 @@ class AdaptiveMaxPool3d(_AdaptivePool):
 
 
 class _GlobalPool(Module):
+    """Global pooling layers keep the spatial dimensions, of size 1, as ``AdaptiveAvgPool2d(1)`` does (the
+    functional ``global_*_pool`` returns (N, C))."""
     _kind = "avg"
 
-    def forward(self, x):
-        return getattr(F, "global_%s_pool" % self._kind)(x)
+    def forward(self, input):
+        x, unbatched = batched(self, input, 2)
+        y = getattr(F, "global_%s_pool" % self._kind)(x).reshape(x.shape[:2] + (1, 1))
+        return y[0] if unbatched else y
 
     def describe(self, input_shape):
-        return dict(output_shape=tuple(input_shape[:2]), params=0, multiplies=0, window="all")
+        return dict(output_shape=tuple(input_shape[:2]) + (1, 1), params=0, multiplies=0, window="all")
 
 
 class GlobalAvgPool2d(_GlobalPool):
-    """Average over all spatial positions: (N, C, H, W) -> (N, C), ready for a Linear layer."""
+    """Average over all spatial positions: (N, C, H, W) -> (N, C, 1, 1), as ``AdaptiveAvgPool2d(1)``; follow it
+    with ``Flatten()`` for a Linear layer."""
     _kind = "avg"
 
 
 class GlobalMaxPool2d(_GlobalPool):
-    """Maximum over all spatial positions: (N, C, H, W) -> (N, C), ready for a Linear layer."""
+    """Maximum over all spatial positions: (N, C, H, W) -> (N, C, 1, 1), as ``AdaptiveMaxPool2d(1)``."""
     _kind = "max"
 
 
@@ -496,9 +535,15 @@ class _MaxUnpool(Module):
         return PoolGeometry.for_unpool(input_shape, self.kernel_size, self.stride, self.padding, output_size,
                                        fn=type(self).__name__)
 
-    def forward(self, x, indices, output_size=None):
-        return getattr(F, "max_unpool%dd" % self._nd)(x, indices, self.kernel_size, self.stride, self.padding,
-                                                      output_size)
+    def forward(self, input, indices, output_size=None):
+        x, unbatched = batched(self, input, self._nd)
+        if unbatched:
+            indices = np.asarray(indices.data if isinstance(indices, Tensor) else indices)[None]
+            if output_size is not None and len(output_size) == self._nd + 1:
+                output_size = (1,) + tuple(output_size)
+        y = getattr(F, "max_unpool%dd" % self._nd)(x, indices, self.kernel_size, self.stride, self.padding,
+                                                   output_size)
+        return y[0] if unbatched else y
 
 
 class MaxUnpool1d(_MaxUnpool):

@@ -254,19 +254,12 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 def _shape_arg(normalized_shape, fn):
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
-    if not isinstance(normalized_shape, (tuple, list)) or not normalized_shape:
-        raise TypeError("%s(): argument 'normalized_shape' must be an int or a non-empty tuple of ints, got %r"
-                        % (fn, normalized_shape))
-    return tuple(V.positive_int(s, fn, "normalized_shape") for s in normalized_shape)
+    if isinstance(normalized_shape, (tuple, list)) and not normalized_shape:
+        raise ValueError("%s(): argument 'normalized_shape' must not be empty" % fn)
+    return V.shape_arg(normalized_shape, fn, "normalized_shape")
 
 
 # --------------------------------------------------------------------------------------------------- layers
-def _flag(value, name, arg):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError("%s(): argument '%s' must be a bool, got %r" % (name, arg, value))
-    return bool(value)
-
-
 class _NormBase(Module):
     """Shared parts of batch and instance norm: affine parameters and running statistics, as torch's
     ``_NormBase`` (state-dict keys ``weight``, ``bias``, ``running_mean``, ``running_var``,
@@ -284,8 +277,8 @@ class _NormBase(Module):
         if eps <= 0:
             raise ValueError("%s(): argument 'eps' must be > 0, got %r" % (name, eps))
         self.momentum = None if momentum is None else V.real_scalar(momentum, name, "momentum")
-        self.affine = _flag(self._affine_default if affine is None else affine, name, "affine")
-        self.track_running_stats = _flag(self._track_default if track_running_stats is None
+        self.affine = V.flag(self._affine_default if affine is None else affine, name, "affine")
+        self.track_running_stats = V.flag(self._track_default if track_running_stats is None
                                          else track_running_stats, name, "track_running_stats")
         dtype = np.dtype(dtype)
         if self.affine:
@@ -408,7 +401,7 @@ class GroupNorm(Module):
             raise ValueError("%s(): num_channels=%d must be divisible by num_groups=%d"
                              % (name, num_channels, num_groups))
         self.eps = V.real_scalar(eps, name, "eps")
-        self.affine = _flag(affine, name, "affine")
+        self.affine = V.flag(affine, name, "affine")
         if self.affine:
             self.weight = Parameter(np.ones(num_channels, dtype))
             self.bias = Parameter(np.zeros(num_channels, dtype))
@@ -443,10 +436,10 @@ class LayerNorm(Module):
         name = type(self).__name__
         self.normalized_shape = _shape_arg(normalized_shape, name)
         self.eps = V.real_scalar(eps, name, "eps")
-        self.elementwise_affine = _flag(elementwise_affine, name, "elementwise_affine")
+        self.elementwise_affine = V.flag(elementwise_affine, name, "elementwise_affine")
         if self.elementwise_affine:
             self.weight = Parameter(np.ones(self.normalized_shape, dtype))
-            if _flag(bias, name, "bias"):
+            if V.flag(bias, name, "bias"):
                 self.bias = Parameter(np.zeros(self.normalized_shape, dtype))
             else:
                 self.register_parameter("bias", None)

@@ -60,12 +60,15 @@ def _generic(module, input_shape, output_shape):
     return dict(output_shape=output_shape, params=params, multiplies=None, window=None)
 
 
-def summary(model, input_shape, *, print_=True, dtype=np.float32):
+def summary(model, input_shape, *, print_=True, dtype=None):
     """Print (unless ``print_=False``) and return a :class:`ModelSummary` of ``model`` on ``input_shape``.
 
     ``input_shape`` is the full input shape including the batch, e.g. ``(1, 1, 32, 32)``; multiplications are
-    for that batch.
+    for that batch.  The zeros run through the model have ``dtype`` (default: the dtype of the model's first
+    floating point parameter, float32 without one), since layers refuse inputs of another dtype.
     """
+    if dtype is None:
+        dtype = next((p.dtype for p in model.parameters() if p.dtype.kind == "f"), np.dtype(np.float32))
     input_shape = tuple(int(s) for s in input_shape)
     leaves = [(name, m) for name, m in model.named_modules() if next(m.children(), None) is None]
     calls = []
