@@ -213,7 +213,7 @@ def op_cases(torch, batch, size, width, rng):
     return cases
 
 
-def run(threads=2, repeats=30, batch=64, size=16, width=16):
+def run(threads=2, repeats=30, batch=64, size=16, width=8):
     rng = np.random.default_rng(0)
     torch = torch_or_none(threads)
     load_before = os.getloadavg()

@@ -35,8 +35,8 @@ __all__ = ["load_data", "random_shift", "lenet5", "train", "evaluate", "main", "
 
 #: Per-model training defaults (used for every argument of :func:`train` left at None).
 MODELS = {
-    "lenet5": dict(epochs=15, batch_size=32, lr=2e-3, size=32, lr_decay=0.85, weight_decay=0.0),
-    "resnet": dict(epochs=20, batch_size=64, lr=4e-3, size=16, lr_decay=None, weight_decay=5e-2),
+    "lenet5": dict(epochs=15, batch_size=32, lr=2e-3, size=32, lr_decay=0.85, weight_decay=0.0, width=None),
+    "resnet": dict(epochs=20, batch_size=64, lr=4e-3, size=16, lr_decay=None, weight_decay=5e-2, width=8),
 }
 
 
@@ -107,7 +107,7 @@ def evaluate(model, x, y, batch_size=256):
 
 
 def train(epochs=None, batch_size=None, lr=None, size=None, seed=0, train_limit=None, progress=True, log=print,
-          pool="max", lr_decay=None, shift=2, threads=None, model="lenet5", weight_decay=None, width=16):
+          pool="max", lr_decay=None, shift=2, threads=None, model="lenet5", weight_decay=None, width=None):
     """Train ``model`` (``"lenet5"`` or ``"resnet"``) on the digits; returns a dict of final metrics and the
     per-epoch history.
 
@@ -128,6 +128,7 @@ def train(epochs=None, batch_size=None, lr=None, size=None, seed=0, train_limit=
     size = d["size"] if size is None else size
     lr_decay = d["lr_decay"] if lr_decay is None else lr_decay
     weight_decay = d["weight_decay"] if weight_decay is None else weight_decay
+    width = d["width"] if width is None else width
     if threads is not None:
         from threadpoolctl import threadpool_limits
         with num_threads(threads), threadpool_limits(threads, user_api="blas"):
@@ -203,7 +204,7 @@ def main(argv=None):
     p.add_argument("--lr-decay", type=float, default=None, help="lenet5: learning rate factor per epoch "
                    "(default 0.85)")
     p.add_argument("--weight-decay", type=float, default=None, help="default: lenet5 0, resnet 0.05 (AdamW)")
-    p.add_argument("--width", type=int, default=16, help="resnet: channels of the first stage (default 16)")
+    p.add_argument("--width", type=int, default=None, help="resnet: channels of the first stage (default 8)")
     p.add_argument("--shift", type=int, default=2, help="random translation of training images, pixels (default 2)")
     p.add_argument("--threads", type=int, default=None, help="threads for fastconv and BLAS (default: all)")
     p.add_argument("--size", type=int, choices=(16, 32), default=None, help="upsampled image side (default: "
@@ -216,7 +217,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     size = args.size or MODELS[args.model]["size"]
     if args.summary:
-        net = resnet_digits(args.width) if args.model == "resnet" else lenet5(size, pool=args.pool)
+        net = (resnet_digits(args.width or MODELS["resnet"]["width"]) if args.model == "resnet"
+               else lenet5(size, pool=args.pool))
         nn.summary(net, (1, 1, size, size))
     m = train(args.epochs, args.batch_size, args.lr, size, args.seed, args.train_limit,
               progress=not args.no_progress, pool=args.pool, lr_decay=args.lr_decay, shift=args.shift,

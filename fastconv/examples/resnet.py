@@ -85,6 +85,6 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-def resnet_digits(width=16, blocks=(1, 1, 1), num_classes=10):
+def resnet_digits(width=8, blocks=(1, 1, 1), num_classes=10):
     """The ResNet used for the digits: one input channel, ``width`` channels in the first stage."""
     return ResNet(1, num_classes, width, blocks)
