@@ -344,18 +344,21 @@ def pad(input, pad, mode="constant", value=None):
             gx[src] = g[dst]
             return (gx,)
         return record("pad", y, (t,), backward)
-    index = [(ax, _pad_index(x.shape[ax], lo, hi, mode)) for ax, lo, hi in axes]
+    index = [(ax, lo, _pad_index(x.shape[ax], lo, hi, mode)) for ax, lo, hi in axes]
     y = x
-    for ax, idx in index:
+    for ax, lo, idx in index:
         y = np.take(y, idx, axis=ax)
 
     def backward(g, needs):
-        for ax, idx in reversed(index):
-            # one-hot selection matrix (padded length x original length): the adjoint of the gather on this axis
-            sel = np.zeros((idx.size, shape[ax]), g.dtype)
-            sel[np.arange(idx.size), idx] = 1
-            g = np.moveaxis(np.moveaxis(g, ax, -1) @ sel, -1, ax)
-        return (g,)
+        # the adjoint of each gather: the centre maps to itself; add the few border rows onto their sources
+        for ax, lo, idx in reversed(index):
+            n = shape[ax]
+            gm = np.moveaxis(g, ax, 0)
+            out = gm[lo:lo + n].copy()
+            border = np.r_[0:lo, lo + n:idx.size]
+            np.add.at(out, idx[border], gm[border])
+            g = np.moveaxis(out, 0, ax)
+        return (np.ascontiguousarray(g),)
     return record("pad", y, (t,), backward)
 
 
