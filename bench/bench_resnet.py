@@ -4,8 +4,8 @@ One training step = forward, cross-entropy, backward, AdamW update, at batch 64 
 network of ``fastconv train --model resnet`` (:func:`fastconv.examples.resnet.resnet_digits`) and its torch twin
 holding the same weights.  Contenders:
 
-* ``fastconv``: the example's configuration (``algorithm="auto"``, measured choice with ``fastconv.autotune``);
-* ``fastconv (cost model)``: ``auto`` from the cost model alone, no measurements;
+* ``fastconv``: the example's configuration (``algorithm="auto"``: the cost model's choice per operation);
+* ``fastconv (autotuned)``: ``auto`` with ``fastconv.autotune`` (every algorithm timed once per shape);
 * ``torch``: the same network in torch, same thread count.
 
 Inference: the same network in eval mode under ``no_grad``, as trained and with every batch norm folded into the
@@ -127,7 +127,7 @@ def step_cases(torch, batch, size, width, rng):
         finally:
             fc.autotune(False)
 
-    fns = {"fastconv": tuned, "fastconv (cost model)": step}
+    fns = {"fastconv": step, "fastconv (autotuned)": tuned}
     if torch is not None:
         theirs = torch_resnet(torch, width)
         theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
