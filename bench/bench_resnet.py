@@ -24,8 +24,6 @@ the CPU model and fastconv's SIMD level.  ``OMP_WAIT_POLICY=PASSIVE`` is set unl
 import argparse
 import os
 import platform
-import statistics
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -33,9 +31,10 @@ import numpy as np  # noqa: E402
 
 import fastconv as fc  # noqa: E402
 from fastconv import Tensor, nn  # noqa: E402
-from fastconv.benchmark import blas_threads, format_table, machine, save_json, torch_or_none  # noqa: E402
-from fastconv.examples.resnet import resnet_digits  # noqa: E402
+from fastconv.benchmark import blas_threads, format_table, save_json, torch_or_none  # noqa: E402
+from fastconv.examples.resnet import resnet_digits, torch_resnet  # noqa: E402
 from fastconv.nn import functional as F  # noqa: E402
+from bench_autograd import in_turns  # noqa: E402  (contenders timed in turns, as there)
 
 
 def cpu_model():
@@ -47,63 +46,6 @@ def cpu_model():
     except OSError:  # pragma: no cover - not Linux
         pass
     return platform.processor() or "unknown"
-
-
-def in_turns(fns, repeats, warmup=3):
-    """name -> {"median", "min", "spread"} (seconds): ``warmup`` rounds, then ``repeats`` timed rounds, one call
-    of every contender per round."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    out = {}
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        out[name] = {"median": med, "min": min(ts), "spread": (max(ts) - min(ts)) / med}
-    return out
-
-
-def torch_resnet(torch, width):
-    """torch twin of :func:`resnet_digits` (same attribute names, so the state dict copies across)."""
-    tnn = torch.nn
-
-    class Block(tnn.Module):
-        def __init__(self, cin, cout, stride=1):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(cout)
-            self.relu = tnn.ReLU(inplace=True)
-            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(cout)
-            self.downsample = (tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
-                               if stride != 1 or cin != cout else None)
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    class Net(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(1, width, 3, 1, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(width)
-            self.relu = tnn.ReLU(inplace=True)
-            self.layer1 = tnn.Sequential(Block(width, width))
-            self.layer2 = tnn.Sequential(Block(width, 2 * width, 2))
-            self.layer3 = tnn.Sequential(Block(2 * width, 4 * width, 2))
-            self.avgpool = tnn.AdaptiveAvgPool2d(1)
-            self.flatten = tnn.Flatten()
-            self.fc = tnn.Linear(4 * width, 10)
-
-        def forward(self, x):
-            x = self.layer3(self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x))))))
-            return self.fc(self.flatten(self.avgpool(x)))
-    return Net()
 
 
 def step_cases(torch, batch, size, width, rng):
@@ -129,7 +71,7 @@ def step_cases(torch, batch, size, width, rng):
 
     fns = {"fastconv": step, "fastconv (autotuned)": tuned}
     if torch is not None:
-        theirs = torch_resnet(torch, width)
+        theirs = torch_resnet(width=width)
         theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
         topt = torch.optim.AdamW(theirs.parameters(), lr=1e-3)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -163,7 +105,7 @@ def inference_cases(torch, batch, size, width, rng):
         return f
     fns = {"fastconv": run(ours), "fastconv fused conv+BN": run(fused)}
     if torch is not None:
-        theirs = torch_resnet(torch, width).eval()
+        theirs = torch_resnet(width=width).eval()
         theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
         xt = torch.from_numpy(x)
 
@@ -224,7 +166,7 @@ def run(threads=2, repeats=30, batch=64, size=16, width=8):
                  ("ResNet inference, batch %d" % batch, inference_cases(torch, batch, size, width, rng))]
         cases += op_cases(torch, batch, size, width, rng)
         for i, (name, fns) in enumerate(cases):
-            timings = in_turns(fns, repeats * 2 if i == 0 else repeats)
+            timings = in_turns(fns, repeats * 2 if i == 0 else repeats, warmup=3)
             ref = timings.get("torch", {}).get("median")
             rows += [dict(case=name, impl=impl, ms=t["median"] * 1e3, min_ms=t["min"] * 1e3, spread=t["spread"],
                           vs_torch=None if ref is None else t["median"] / ref) for impl, t in timings.items()]

@@ -11,7 +11,7 @@ import fastconv
 import fastconv.nn as nn
 import fastconv.nn.functional as F
 from fastconv import Tensor
-from fastconv.examples.resnet import ResNet
+from fastconv.examples.resnet import ResNet, torch_resnet
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
@@ -24,48 +24,7 @@ def two_threads():
 
 
 # --------------------------------------------------------------------------------------------------- torch twins
-class TorchBasicBlock(tnn.Module):
-    def __init__(self, in_planes, planes, stride=1):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(planes)
-        self.relu = tnn.ReLU(inplace=True)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.downsample = (tnn.Sequential(tnn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                          tnn.BatchNorm2d(planes)) if stride != 1 or in_planes != planes else None)
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class TorchResNet(tnn.Module):
-    def __init__(self, in_channels=1, num_classes=10, width=16, blocks=(1, 1, 1)):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(width)
-        self.relu = tnn.ReLU(inplace=True)
-        planes = width
-        for i, n in enumerate(blocks):
-            out = width * 2 ** i
-            layers = [TorchBasicBlock(planes, out, 1 if i == 0 else 2)] + [TorchBasicBlock(out, out)
-                                                                          for _ in range(n - 1)]
-            setattr(self, "layer%d" % (i + 1), tnn.Sequential(*layers))
-            planes = out
-        self.avgpool = tnn.AdaptiveAvgPool2d(1)
-        self.flatten = tnn.Flatten()
-        self.fc = tnn.Linear(planes, num_classes)
-        self.stages = len(blocks)
-
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        for i in range(self.stages):
-            x = getattr(self, "layer%d" % (i + 1))(x)
-        return self.fc(self.flatten(self.avgpool(x)))
-
-
+# The ResNet's twin is fastconv.examples.resnet.torch_resnet; the U-Net is written once for both libraries.
 def unet_class(lib, cat, base):
     """The same small U-Net for either library: ``lib`` is ``torch.nn`` or ``fastconv.nn``."""
     def double_conv(cin, cout):
@@ -100,7 +59,7 @@ UNet = unet_class(nn, fastconv.cat, nn.Module)
 def _models(kind, dtype):
     torch.manual_seed(0)
     if kind == "resnet":
-        theirs, ours = TorchResNet(2, 5, 6, (2, 1, 1)), ResNet(2, 5, 6, (2, 1, 1))
+        theirs, ours = torch_resnet(2, 5, 6, (2, 1, 1)), ResNet(2, 5, 6, (2, 1, 1))
         x_shape, target = (6, 2, 9, 8), np.arange(6) % 5
     else:
         theirs, ours = TorchUNet(), UNet()
@@ -179,7 +138,7 @@ def test_torch_model_round_trip_with_training_step(kind, dtype):
 
     # the reverse copy: fastconv -> a fresh torch model
     torch.manual_seed(1)
-    fresh = TorchResNet(2, 5, 6, (2, 1, 1)) if kind == "resnet" else TorchUNet()
+    fresh = torch_resnet(2, 5, 6, (2, 1, 1)) if kind == "resnet" else TorchUNet()
     fresh = fresh.to(next(iter(tparams.values())).dtype)
     fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
     fresh.eval()

@@ -15,7 +15,7 @@ digits with AdamW and a cosine learning-rate schedule (``fastconv train --model 
 """
 from .. import nn
 
-__all__ = ["BasicBlock", "ResNet", "resnet_digits"]
+__all__ = ["BasicBlock", "ResNet", "resnet_digits", "torch_resnet"]
 
 
 def _conv3x3(cin, cout, stride=1):
@@ -88,3 +88,47 @@ class ResNet(nn.Module):
 def resnet_digits(width=8, blocks=(1, 1, 1), num_classes=10):
     """The ResNet used for the digits: one input channel, ``width`` channels in the first stage."""
     return ResNet(1, num_classes, width, blocks)
+
+
+def torch_resnet(in_channels=1, num_classes=10, width=8, blocks=(1, 1, 1)):
+    """The same network written with ``torch.nn`` (needs torch): same attribute names, so state dicts copy
+    across in both directions -- the twin the parity tests and ``bench/bench_resnet.py`` compare against."""
+    import torch
+
+    tnn = torch.nn
+
+    class TorchBasicBlock(tnn.Module):
+        def __init__(self, in_planes, planes, stride=1):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(planes)
+            self.relu = tnn.ReLU(inplace=True)
+            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(planes)
+            self.downsample = (tnn.Sequential(tnn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                              tnn.BatchNorm2d(planes)) if stride != 1 or in_planes != planes
+                               else None)
+
+        forward = BasicBlock.forward
+
+    class TorchResNet(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(width)
+            self.relu = tnn.ReLU(inplace=True)
+            planes = width
+            for i, n in enumerate(blocks):
+                out = width * 2 ** i
+                layers = [TorchBasicBlock(planes, out, 1 if i == 0 else 2)]
+                layers += [TorchBasicBlock(out, out) for _ in range(n - 1)]
+                setattr(self, "layer%d" % (i + 1), tnn.Sequential(*layers))
+                planes = out
+            self.avgpool = tnn.AdaptiveAvgPool2d(1)
+            self.flatten = tnn.Flatten()
+            self.fc = tnn.Linear(planes, num_classes)
+            self.num_stages = len(blocks)
+
+        forward = ResNet.forward
+
+    return TorchResNet()

@@ -2,8 +2,8 @@
 
 Each function records one tape operation; its gradient is PyTorch's, including the value chosen at a kink
 (``leaky_relu`` takes the slope at 0, ``relu6``/``hardtanh`` pass no gradient at either edge, ``hardswish`` uses
-``x / 3 + 1 / 2`` strictly between -3 and 3).  ``inplace=True`` is accepted for compatibility with PyTorch model code; the
-result is always a new tensor (the tape keeps the input).
+``x / 3 + 1 / 2`` strictly between -3 and 3).  ``inplace=True`` is accepted for compatibility with PyTorch model
+code; the result is always a new tensor (the tape keeps the input).
 """
 import math
 
