@@ -14,13 +14,20 @@ import numbers
 import numpy as np
 
 from . import _validate as V
-from .autograd import Tensor, _operand, as_tensor, record
+from .autograd import Tensor, as_tensor, record
 
 __all__ = ["cat", "concat", "stack", "split", "chunk", "max", "min", "abs", "sqrt", "clamp", "clip", "where",
            "squeeze", "unsqueeze", "flatten", "pad"]
 
 MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
 MinResult = collections.namedtuple("MinResult", ["values", "indices"])
+
+
+def _operand(x, like):
+    """A Tensor for ``x``; Python numbers take the float dtype of ``like`` (so float32 stays float32)."""
+    if isinstance(x, numbers.Number) and not isinstance(x, bool) and like.dtype.kind == "f":
+        return Tensor._wrap(np.asarray(x, dtype=like.dtype))
+    return as_tensor(x)
 
 
 def _dim(dim, ndim, fn, arg="dim"):

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .nn.module import _to_numpy
+from .nn.module import to_numpy
 
 __all__ = ["save", "load"]
 
@@ -29,7 +29,7 @@ def save(obj, f):
     for key, value in obj.items():
         if not isinstance(key, str):
             raise TypeError("save(): state dict keys must be str, got %r" % (key,))
-        arr = _to_numpy(value)
+        arr = to_numpy(value)
         if arr.dtype == object or arr.dtype.kind not in "biufc":
             raise TypeError("save(): entry %r is not a numeric array (dtype %s)" % (key, arr.dtype))
         arrays[key] = arr

@@ -20,7 +20,7 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-def _to_numpy(value):
+def to_numpy(value):
     """An ndarray from a numpy array, a fastconv Tensor or a torch tensor (anything with ``.detach().numpy()``)."""
     if isinstance(value, Tensor):
         return value.data
@@ -171,7 +171,7 @@ class Module:
         unexpected keys raise ``ValueError``; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
         """
         items = {key: (owner, attr, is_param) for key, owner, attr, is_param in self._state_items()}
-        given = OrderedDict((k, _to_numpy(v)) for k, v in state_dict.items())
+        given = OrderedDict((k, to_numpy(v)) for k, v in state_dict.items())
         missing = [k for k in items if k not in given]
         unexpected = [k for k in given if k not in items]
         errors = []

@@ -14,11 +14,11 @@ import math
 import numpy as np
 
 from .. import _validate as V
-from ..autograd import Tensor, _grad_enabled, relu
+from ..autograd import Tensor, relu
 from .activation import ReLU
 from .layers import Identity
 from .module import Module, Parameter
-from .normalization import _BatchNorm
+from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters",
            "fuse_conv_bn_weights", "fuse_conv_bn_eval", "fuse_modules", "FusedConvReLU"]
@@ -101,7 +101,7 @@ def fuse_conv_bn_eval(conv, bn, transpose=False):
     """A copy of ``conv`` with the eval-mode batch norm ``bn`` (which must track running statistics) folded in."""
     if conv.training or bn.training:
         raise ValueError("fuse_conv_bn_eval(): fusion is only for eval mode; call .eval() first")
-    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
+    if not isinstance(bn, (BatchNorm1d, BatchNorm2d, BatchNorm3d)) or not bn.track_running_stats:
         raise ValueError("fuse_conv_bn_eval(): 'bn' must be a BatchNorm layer tracking running statistics")
     fused = copy.deepcopy(conv)
     w, b = fuse_conv_bn_weights(conv.weight.data, None if conv.bias is None else conv.bias.data,
@@ -123,7 +123,7 @@ class FusedConvReLU(Module):
 
     def forward(self, x):
         y = self.conv(x)
-        if _grad_enabled.get() and y.requires_grad:
+        if y.requires_grad:                  # recorded: the tape needs the convolution's output
             return relu(y)
         np.maximum(y.data, 0, out=y.data)
         return y

@@ -17,7 +17,7 @@ import numpy as np
 
 from ... import _validate as V
 from ...autograd import Tensor
-from ..module import _to_numpy
+from ..module import to_numpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler"]
 
@@ -132,7 +132,7 @@ class Optimizer:
             for k, v in values.items():
                 if v is None:
                     continue
-                arr = _to_numpy(v)
+                arr = to_numpy(v)
                 if k == "step":
                     entry[k] = int(np.asarray(arr).item())
                 elif arr.shape == p.shape:
