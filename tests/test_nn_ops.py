@@ -327,7 +327,7 @@ def _torch_layer(torch, ours, theirs, x, train=True):
     lambda m: m.UpsamplingNearest2d(scale_factor=3), lambda m: m.UpsamplingBilinear2d(size=(5, 4)),
     lambda m: m.Hardtanh(-0.5, 2.0), lambda m: m.Sigmoid(), lambda m: m.Tanh(), lambda m: m.InstanceNorm1d(
         3, affine=True), lambda m: m.InstanceNorm3d(3, track_running_stats=True), lambda m: m.GroupNorm(3, 3),
-    lambda m: m.Upsample(size=7, mode="nearest")])
+    lambda m: m.Upsample(size=7, mode="nearest"), lambda m: m.LayerNorm(5, bias=False)])
 def test_layers_equal_torch_in_train_and_eval(make):
     torch = pytest.importorskip("torch")
     ours = make(nn).double()
