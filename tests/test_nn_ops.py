@@ -284,6 +284,8 @@ def test_ops_reject_bad_arguments():
         F.batch_norm(np.zeros((1, 3)), None, None, training=True)
     with pytest.raises(ValueError, match="divide"):
         F.group_norm(np.zeros((1, 3, 2)), 2)
+    with pytest.raises(TypeError, match="momentum"):
+        F.batch_norm(np.ones((4, 3)), np.zeros(3), np.ones(3), training=True, momentum=None)
     with pytest.raises(ValueError, match="normalized_shape"):
         F.layer_norm(np.zeros((2, 3)), (4,))
 

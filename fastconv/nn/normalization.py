@@ -95,6 +95,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for arg, t in (("weight", w), ("bias", b), ("running_mean", rm), ("running_var", rv)):
         _check_param(fn, arg, t, C)
     eps = V.real_scalar(eps, fn, "eps")
+    momentum = V.real_scalar(momentum, fn, "momentum")
     x3 = x.data.reshape(N, C, -1)
     M = N * x3.shape[2]
     dtype = x.dtype
@@ -156,6 +157,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if not use_input_stats:
         return batch_norm(x, rm, rv, w, b, False, momentum, eps)
     eps = V.real_scalar(eps, fn, "eps")
+    momentum = V.real_scalar(momentum, fn, "momentum")
     x3 = x.data.reshape(1, N * C, -1)
     L = x3.shape[2]
     if L <= 1:
