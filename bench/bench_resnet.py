@@ -11,6 +11,10 @@ holding the same weights.  Contenders:
 Inference: the same network in eval mode under ``no_grad``, as trained and with every batch norm folded into the
 convolution before it (``nn.utils.fuse_modules`` with ``ResNet.fuse_groups()``), against torch's eval forward.
 
+The step is timed again with one thread each (with two, torch wakes its pool for every small op, which the
+machine's load and ``OMP_WAIT_POLICY`` affect far more than fastconv's few large parallel kernels; the
+one-thread ratio shows the work per step without that).
+
 Then the ops fastconv implements with NumPy, forward + backward, each against torch's: batch norm (train mode) on
 every activation shape of the network, ReLU, the residual add and ``cat``.
 
@@ -155,21 +159,31 @@ def op_cases(torch, batch, size, width, rng):
     return cases
 
 
+def _rows(name, timings):
+    ref = timings.get("torch", {}).get("median")
+    return [dict(case=name, impl=impl, ms=t["median"] * 1e3, min_ms=t["min"] * 1e3, spread=t["spread"],
+                 vs_torch=None if ref is None else t["median"] / ref) for impl, t in timings.items()]
+
+
 def run(threads=2, repeats=30, batch=64, size=16, width=8):
     rng = np.random.default_rng(0)
     torch = torch_or_none(threads)
     load_before = os.getloadavg()
     rows = []
+    step = "ResNet step, batch %d of 1x%dx%d" % (batch, size, size)
     with blas_threads(threads), fc.num_threads(threads):
-        cases = [("ResNet step, batch %d of 1x%dx%d" % (batch, size, size),
-                  step_cases(torch, batch, size, width, rng)),
+        cases = [(step, step_cases(torch, batch, size, width, rng)),
                  ("ResNet inference, batch %d" % batch, inference_cases(torch, batch, size, width, rng))]
         cases += op_cases(torch, batch, size, width, rng)
         for i, (name, fns) in enumerate(cases):
-            timings = in_turns(fns, repeats * 2 if i == 0 else repeats, warmup=3)
-            ref = timings.get("torch", {}).get("median")
-            rows += [dict(case=name, impl=impl, ms=t["median"] * 1e3, min_ms=t["min"] * 1e3, spread=t["spread"],
-                          vs_torch=None if ref is None else t["median"] / ref) for impl, t in timings.items()]
+            rows += _rows(name, in_turns(fns, repeats * 2 if i == 0 else repeats, warmup=3))
+    if threads > 1:                 # the same step on one thread each: no thread pool to wake or to contend
+        if torch is not None:
+            torch.set_num_threads(1)
+        with blas_threads(1), fc.num_threads(1):
+            rows += _rows(step + ", 1 thread", in_turns(step_cases(torch, batch, size, width, rng), repeats, 3))
+        if torch is not None:
+            torch.set_num_threads(threads)
     fc.autotune(False)
     return rows, load_before, os.getloadavg()
 
@@ -187,9 +201,11 @@ def main(argv=None):
              "/".join("%.2f" % v for v in before), "/".join("%.2f" % v for v in after)))
     print(format_table(rows, [("case", "case"), ("impl", "impl"), ("ms", "median ms"), ("min_ms", "min ms"),
                               ("spread", "spread"), ("vs_torch", "x torch")]))
-    step = {r["impl"]: r["vs_torch"] for r in rows if r["case"].startswith("ResNet step")}
-    if step.get("fastconv") is not None:
-        print("ResNet training step: fastconv / torch = %.3f (target <= 1.0)" % step["fastconv"])
+    for one, what in ((False, "%d threads" % args.threads), (True, "1 thread")):
+        step = {r["impl"]: r["vs_torch"] for r in rows if r["case"].startswith("ResNet step")
+                and r["case"].endswith(", 1 thread") == one}
+        if step.get("fastconv") is not None:
+            print("ResNet training step, %s: fastconv / torch = %.3f (target <= 1.0)" % (what, step["fastconv"]))
     inf = {r["impl"]: r["ms"] for r in rows if r["case"].startswith("ResNet inference")}
     print("ResNet inference: fused conv+BN / unfused = %.3f" % (inf["fastconv fused conv+BN"] / inf["fastconv"]))
     if args.json:
