@@ -49,6 +49,18 @@ def _check_param(fn, arg, t, size):
         raise ValueError("%s(): argument '%s' must have shape (%d,), got %s" % (fn, arg, size, t.shape))
 
 
+def _per_channel_args(fn, min_ndim, input, weight, bias, running_mean, running_var, eps, momentum):
+    """Checked arguments of batch/instance norm: Tensors, running arrays of shape (C,), eps and momentum."""
+    x, w, b = as_tensor(input), _opt(weight), _opt(bias)
+    if x.ndim < min_ndim:
+        raise ValueError("%s(): argument 'input' must have shape (N, C, *)%s, got %s"
+                         % (fn, " with spatial dimensions" if min_ndim > 2 else "", x.shape))
+    rm, rv = _array(running_mean), _array(running_var)
+    for arg, t in (("weight", w), ("bias", b), ("running_mean", rm), ("running_var", rv)):
+        _check_param(fn, arg, t, x.shape[1])
+    return (x, w, b, rm, rv, V.real_scalar(eps, fn, "eps"), V.real_scalar(momentum, fn, "momentum"))
+
+
 def _moments(x3):
     """Mean and biased variance over axes 0 and 2 of a 3-D array, and ``x - mean`` (two passes: the variance
     from the centred values, not ``E[x^2] - mean^2``).  ``einsum`` reduces a (N, C, L) layout in one sweep
@@ -87,15 +99,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     from the unbiased batch variance).  ``training=False`` normalises with the running statistics.
     """
     fn = "batch_norm"
-    x, w, b = as_tensor(input), _opt(weight), _opt(bias)
-    if x.ndim < 2:
-        raise ValueError("%s(): argument 'input' must have shape (N, C, *), got %s" % (fn, x.shape))
+    x, w, b, rm, rv, eps, momentum = _per_channel_args(fn, 2, input, weight, bias, running_mean, running_var, eps,
+                                                        momentum)
     N, C = x.shape[:2]
-    rm, rv = _array(running_mean), _array(running_var)
-    for arg, t in (("weight", w), ("bias", b), ("running_mean", rm), ("running_var", rv)):
-        _check_param(fn, arg, t, C)
-    eps = V.real_scalar(eps, fn, "eps")
-    momentum = V.real_scalar(momentum, fn, "momentum")
     x3 = x.data.reshape(N, C, -1)
     M = N * x3.shape[2]
     dtype = x.dtype
@@ -147,17 +153,11 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     as ``torch.nn.functional.instance_norm``.  Running statistics, when given, are updated with the mean over the
     batch of the per-instance statistics (``use_input_stats=False`` normalises with them instead)."""
     fn = "instance_norm"
-    x, w, b = as_tensor(input), _opt(weight), _opt(bias)
-    if x.ndim < 3:
-        raise ValueError("%s(): argument 'input' must have shape (N, C, *spatial), got %s" % (fn, x.shape))
-    N, C = x.shape[:2]
-    rm, rv = _array(running_mean), _array(running_var)
-    for arg, t in (("weight", w), ("bias", b), ("running_mean", rm), ("running_var", rv)):
-        _check_param(fn, arg, t, C)
+    x, w, b, rm, rv, eps, momentum = _per_channel_args(fn, 3, input, weight, bias, running_mean, running_var, eps,
+                                                        momentum)
     if not use_input_stats:
         return batch_norm(x, rm, rv, w, b, False, momentum, eps)
-    eps = V.real_scalar(eps, fn, "eps")
-    momentum = V.real_scalar(momentum, fn, "momentum")
+    N, C = x.shape[:2]
     x3 = x.data.reshape(1, N * C, -1)
     L = x3.shape[2]
     if L <= 1:
