@@ -91,6 +91,11 @@ DIRECTIVES = {
 }
 
 
+# Per-module compiler flags, appended after the common ones.  _ndi reproduces scipy.ndimage's float64 arithmetic
+# bit for bit, so the compiler must not fuse its multiplies and adds.
+MODULE_CFLAGS = {"_ndi": ["-ffp-contract=off"]}
+
+
 def _kernel_sources():
     only = {s.strip() for s in os.environ.get("FASTCONV_ONLY", "").split(",") if s.strip()}
     pyx = sorted(KERNEL_DIR.glob("*.pyx"))
@@ -105,7 +110,8 @@ def _extensions():
         extra_link_args=OMP_FLAGS + SAN_FLAGS,
     )
     base = [Extension("fastconv._kernels." + p.stem, [str(p)],
-                      extra_compile_args=BASE_CFLAGS + OMP_FLAGS + SAN_FLAGS, **common)
+                      extra_compile_args=BASE_CFLAGS + MODULE_CFLAGS.get(p.stem, []) + OMP_FLAGS + SAN_FLAGS,
+                      **common)
             for p in _kernel_sources()]
     base = cythonize(base, compiler_directives=DIRECTIVES, include_path=[".", str(KERNEL_DIR)],
                      compile_time_env={"FASTCONV_OPENMP": OPENMP}, quiet=True)
@@ -125,7 +131,8 @@ def _extensions():
         if not wrapper.exists() or wrapper.read_text() != text:
             wrapper.write_text(text)
         avx2.append(Extension("fastconv._kernels._avx2." + stem, [str(wrapper.relative_to(HERE))],
-                              extra_compile_args=BASE_CFLAGS + AVX2_FLAGS + OMP_FLAGS,
+                              extra_compile_args=(BASE_CFLAGS + AVX2_FLAGS + MODULE_CFLAGS.get(stem, [])
+                                                  + OMP_FLAGS),
                               depends=[str(c_src)], **common))
     return base + avx2
 

@@ -1,0 +1,562 @@
+# cython: language_level=3
+"""Kernels of :mod:`fastconv.ndimage`: scipy.ndimage's line filters, footprint filters and rank filters.
+
+Compiled with ``-ffp-contract=off`` (see setup.py): the linear filters here add and multiply in exactly the order
+and precision of scipy.ndimage (float64, no fused multiply-add), so float64 results and integer outputs (truncated
+from float64 sums) are bit-identical to scipy's.  Loops run over contiguous flat buffers so that the compiler
+vectorises them for the SIMD level of the build.
+
+Line passes (:func:`line_correlate`, :func:`line_uniform`, :func:`line_minmax`) view the array as
+``(outer, n, inner)`` and filter every line along the middle axis.  A task copies a chunk of ``C`` neighbouring
+lines (``C`` consecutive inner elements, or one line when ``inner == 1``) into a per-thread buffer extended by the
+boundary mode (``emap``: source index of each halo position, ``-1`` = ``cval``), lanes interleaved
+(``ext[p * C + lane]``), so that every step along the axis is one contiguous run of ``C`` values.
+
+Footprint passes (:func:`nd_correlate`, :func:`nd_minmax`, :func:`nd_rank`) view the array as rows along its last
+axis.  ``rows[r, t]`` is the source row that row-tap ``t`` of output row ``r`` reads (resolved by the modes of the
+leading axes, ``-1`` = a row of ``cval``); ``colmap`` maps the ``L + KW - 1`` extended columns to source columns
+(``-1`` = ``cval``).  Each thread keeps the extended rows it read last in a small cache, so a source row is
+extended once for all the output rows that read it.  Tap ``k`` reads extended row ``tap_row[k]`` at column
+``x + tap_dx[k]``.
+
+Results never depend on the number of threads: every output element is computed by one task in a fixed order.
+"""
+import numpy as np
+
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+ctypedef fused num_t:
+    unsigned char
+    signed char
+    unsigned short
+    short
+    unsigned int
+    int
+    unsigned long long
+    long long
+    float
+    double
+
+cdef enum:
+    CHUNK_BYTES = 128      # inner elements per line-pass task (per lane group)
+    RANK_LANES = 64        # outputs selected at once by the comparator network
+
+
+# ------------------------------------------------------------------------------------------------ line passes
+cdef inline void _fill_ext(const char* src, Py_ssize_t o, Py_ssize_t c0, Py_ssize_t cw, Py_ssize_t n,
+                           Py_ssize_t inner, Py_ssize_t item, const Py_ssize_t* emap_lo, Py_ssize_t lo,
+                           const Py_ssize_t* emap_hi, Py_ssize_t hi, const char* cval, char* ext) noexcept nogil:
+    """ext[(p + lo) * cw + lane] = extended line value at position p (p in [-lo, n + hi)), lanes c0 .. c0 + cw."""
+    cdef Py_ssize_t p, lane, s
+    cdef const char* base = src + (o * n * inner + c0) * item
+    cdef Py_ssize_t row = cw * item
+    for p in range(n):
+        memcpy(ext + (p + lo) * row, base + p * inner * item, row)
+    for p in range(lo):
+        s = emap_lo[p]
+        if s < 0:
+            for lane in range(cw):
+                memcpy(ext + (p * cw + lane) * item, cval, item)
+        else:
+            memcpy(ext + p * row, ext + (s + lo) * row, row)
+    for p in range(hi):
+        s = emap_hi[p]
+        if s < 0:
+            for lane in range(cw):
+                memcpy(ext + ((lo + n + p) * cw + lane) * item, cval, item)
+        else:
+            memcpy(ext + (lo + n + p) * row, ext + (s + lo) * row, row)
+
+
+cdef inline void _store_lines(char* dst, Py_ssize_t o, Py_ssize_t c0, Py_ssize_t cw, Py_ssize_t n, Py_ssize_t inner,
+                              Py_ssize_t item, const char* obuf) noexcept nogil:
+    cdef Py_ssize_t p
+    cdef char* base = dst + (o * n * inner + c0) * item
+    for p in range(n):
+        memcpy(base + p * inner * item, obuf + p * cw * item, cw * item)
+
+
+cdef inline void _corr_lines(const double* x, double* out, Py_ssize_t m, Py_ssize_t s, const double* w,
+                             Py_ssize_t size1, Py_ssize_t size2, int symmetric) noexcept nogil:
+    """scipy's correlate1d on ``m = n * s`` outputs (``s`` lanes): ``x`` points at the extended position of the
+    first output's window start; the same operation order as scipy per output element."""
+    cdef Py_ssize_t i, jj
+    cdef const double* c = x + size1 * s
+    cdef double wj
+    if symmetric > 0:
+        wj = w[size1]
+        for i in range(m):
+            out[i] = c[i] * wj
+        for jj in range(-size1, 0):
+            wj = w[size1 + jj]
+            for i in range(m):
+                out[i] += (c[i + jj * s] + c[i - jj * s]) * wj
+    elif symmetric < 0:
+        wj = w[size1]
+        for i in range(m):
+            out[i] = c[i] * wj
+        for jj in range(-size1, 0):
+            wj = w[size1 + jj]
+            for i in range(m):
+                out[i] += (c[i + jj * s] - c[i - jj * s]) * wj
+    else:
+        wj = w[size1 + size2]
+        for i in range(m):
+            out[i] = c[i + size2 * s] * wj
+        for jj in range(-size1, size2):
+            wj = w[size1 + jj]
+            for i in range(m):
+                out[i] += c[i + jj * s] * wj
+
+
+cdef inline void _uniform_lines(const double* x, double* out, Py_ssize_t n, Py_ssize_t s, Py_ssize_t size,
+                                double* acc) noexcept nogil:
+    """scipy's uniform_filter1d running sum, lane by lane in the same order: the first window summed, then
+    ``+= entering - leaving``; each output is the sum divided by ``size``."""
+    cdef Py_ssize_t ll, lane
+    cdef double fs = <double> size
+    for lane in range(s):
+        acc[lane] = 0.0
+    for ll in range(size):
+        for lane in range(s):
+            acc[lane] += x[ll * s + lane]
+    for lane in range(s):
+        out[lane] = acc[lane] / fs
+    for ll in range(1, n):
+        for lane in range(s):
+            acc[lane] += x[(ll - 1 + size) * s + lane] - x[(ll - 1) * s + lane]
+            out[ll * s + lane] = acc[lane] / fs
+
+
+cdef inline num_t _pick(num_t a, num_t b, bint is_min) noexcept nogil:
+    if is_min:
+        return b if b < a else a
+    return b if b > a else a
+
+
+cdef inline void _minmax_lines(num_t* x, num_t* out, num_t* g, Py_ssize_t n, Py_ssize_t s, Py_ssize_t k,
+                               bint is_min, bint van_herk) noexcept nogil:
+    """out[p] = min/max of x[p .. p + k - 1] (positions, ``s`` lanes each) for p < n.
+
+    van Herk / Gil-Werman (three passes whatever ``k``): prefix extrema ``g`` within blocks of ``k`` positions,
+    suffix extrema (in place in ``x``), ``out[p] = pick(suffix[p], prefix[p + k - 1])``.  Otherwise (one lane:
+    the recurrence would not vectorise) doubling: windows of 2, 4, 8, ... in place, then one combination."""
+    cdef Py_ssize_t i, p, span, N = n + k - 1
+    cdef Py_ssize_t m = N * s
+    if k == 1:
+        memcpy(out, x, n * s * sizeof(num_t))
+        return
+    if van_herk:
+        for p in range(N):
+            if p % k == 0:
+                memcpy(g + p * s, x + p * s, s * sizeof(num_t))
+            else:
+                for i in range(s):
+                    g[p * s + i] = _pick(g[(p - 1) * s + i], x[p * s + i], is_min)
+        p = N - 2
+        while p >= 0:
+            if (p + 1) % k != 0:
+                for i in range(s):
+                    x[p * s + i] = _pick(x[(p + 1) * s + i], x[p * s + i], is_min)
+            p -= 1
+        for i in range(n * s):
+            out[i] = _pick(x[i], g[i + (k - 1) * s], is_min)
+        return
+    span = 1
+    while 2 * span <= k:
+        m = (N - span) * s
+        for i in range(m):
+            x[i] = _pick(x[i], x[i + span * s], is_min)
+        span *= 2
+    for i in range(n * s):
+        out[i] = _pick(x[i], x[i + (k - span) * s], is_min)
+
+
+cdef inline Py_ssize_t _chunk(Py_ssize_t inner, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t c = CHUNK_BYTES // item
+    return inner if inner < c else c
+
+
+def line_correlate(const double[:, :, ::1] src, double[:, :, ::1] dst, const double[::1] w, Py_ssize_t size1,
+                   Py_ssize_t size2, int symmetric, const Py_ssize_t[::1] emap_lo, const Py_ssize_t[::1] emap_hi,
+                   double cval, int nthreads):
+    """scipy.ndimage.correlate1d along the middle axis of ``(outer, n, inner)`` (weights ``w``, ``size1`` before
+    and ``size2`` after the centre; halo ``len(emap_lo)`` = size1 + origin before, ``len(emap_hi)`` after)."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
+    cdef Py_ssize_t lo = emap_lo.shape[0], hi = emap_hi.shape[0]
+    cdef Py_ssize_t C = _chunk(inner, 8), nch, task, o, c0, cw
+    cdef double* ext
+    cdef double* obuf
+    cdef int failed[1]
+    failed[0] = 0
+    if outer == 0 or n == 0 or inner == 0:
+        return
+    nch = (inner + C - 1) // C
+    cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
+    cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
+        obuf = <double*> malloc(n * C * sizeof(double))
+        for task in prange(outer * nch, schedule='static'):
+            if ext == NULL or obuf == NULL:
+                failed[0] = 1
+                continue
+            o = task // nch
+            c0 = (task % nch) * C
+            cw = min(C, inner - c0)
+            _fill_ext(<const char*> &src[0, 0, 0], o, c0, cw, n, inner, 8, elo, lo, ehi, hi,
+                      <const char*> &cval, <char*> ext)
+            _corr_lines(ext, obuf, n * cw, cw, &w[0], size1, size2, symmetric)
+            _store_lines(<char*> &dst[0, 0, 0], o, c0, cw, n, inner, 8, <const char*> obuf)
+        free(ext)
+        free(obuf)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate a line buffer")
+
+
+def line_uniform(const double[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t size,
+                 const Py_ssize_t[::1] emap_lo, const Py_ssize_t[::1] emap_hi, double cval, int nthreads):
+    """scipy.ndimage.uniform_filter1d (running sum in float64, scipy's order) along the middle axis."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
+    cdef Py_ssize_t lo = emap_lo.shape[0], hi = emap_hi.shape[0]
+    cdef Py_ssize_t C = _chunk(inner, 8), nch, task, o, c0, cw
+    cdef double* ext
+    cdef double* obuf
+    cdef double* acc
+    cdef int failed[1]
+    failed[0] = 0
+    if outer == 0 or n == 0 or inner == 0:
+        return
+    nch = (inner + C - 1) // C
+    cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
+    cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
+        obuf = <double*> malloc(n * C * sizeof(double))
+        acc = <double*> malloc(C * sizeof(double))
+        for task in prange(outer * nch, schedule='static'):
+            if ext == NULL or obuf == NULL or acc == NULL:
+                failed[0] = 1
+                continue
+            o = task // nch
+            c0 = (task % nch) * C
+            cw = min(C, inner - c0)
+            _fill_ext(<const char*> &src[0, 0, 0], o, c0, cw, n, inner, 8, elo, lo, ehi, hi,
+                      <const char*> &cval, <char*> ext)
+            _uniform_lines(ext, obuf, n, cw, size, acc)
+            _store_lines(<char*> &dst[0, 0, 0], o, c0, cw, n, inner, 8, <const char*> obuf)
+        free(ext)
+        free(obuf)
+        free(acc)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate a line buffer")
+
+
+def line_minmax(const num_t[:, :, ::1] src, num_t[:, :, ::1] dst, Py_ssize_t size, const Py_ssize_t[::1] emap_lo,
+                const Py_ssize_t[::1] emap_hi, num_t cval, bint is_min, int nthreads):
+    """Minimum or maximum over windows of ``size`` along the middle axis (window start = halo start)."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
+    cdef Py_ssize_t lo = emap_lo.shape[0], hi = emap_hi.shape[0]
+    cdef Py_ssize_t item = sizeof(num_t)
+    cdef Py_ssize_t C = _chunk(inner, item), nch, task, o, c0, cw
+    cdef num_t* ext
+    cdef num_t* obuf
+    cdef num_t* g
+    cdef int failed[1]
+    cdef num_t cv = cval
+    failed[0] = 0
+    if outer == 0 or n == 0 or inner == 0:
+        return
+    nch = (inner + C - 1) // C
+    cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
+    cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
+    cdef bint vh = C * item >= 16 and size >= 5
+    with nogil, parallel(num_threads=nthreads):
+        ext = <num_t*> malloc((n + lo + hi) * C * item)
+        obuf = <num_t*> malloc(n * C * item)
+        g = <num_t*> malloc((n + lo + hi) * C * item) if vh else NULL
+        for task in prange(outer * nch, schedule='static'):
+            if ext == NULL or obuf == NULL or (vh and g == NULL):
+                failed[0] = 1
+                continue
+            o = task // nch
+            c0 = (task % nch) * C
+            cw = min(C, inner - c0)
+            _fill_ext(<const char*> &src[0, 0, 0], o, c0, cw, n, inner, item, elo, lo, ehi, hi,
+                      <const char*> &cv, <char*> ext)
+            _minmax_lines(ext, obuf, g, n, cw, size, is_min, vh and cw * item >= 16)
+            _store_lines(<char*> &dst[0, 0, 0], o, c0, cw, n, inner, item, <const char*> obuf)
+        free(ext)
+        free(obuf)
+        free(g)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate a line buffer")
+
+
+# ------------------------------------------------------------------------------------------- footprint passes
+cdef struct RowCache:
+    # extended source rows a thread read last: slot s holds source row ids[s] (-1: the cval row), L + KW - 1 long
+    Py_ssize_t nslots
+    Py_ssize_t width
+    Py_ssize_t* ids
+    Py_ssize_t* age
+    Py_ssize_t clock
+    char* data
+
+
+cdef inline RowCache _cache_new(Py_ssize_t nslots, Py_ssize_t width, Py_ssize_t item) noexcept nogil:
+    """A thread's row cache (returned by value: assigned inside a parallel block, it is private to the thread);
+    ``data`` is NULL when an allocation failed."""
+    cdef RowCache rc
+    cdef Py_ssize_t s
+    rc.nslots = nslots
+    rc.width = width
+    rc.clock = 0
+    rc.ids = <Py_ssize_t*> malloc(nslots * sizeof(Py_ssize_t))
+    rc.age = <Py_ssize_t*> malloc(nslots * sizeof(Py_ssize_t))
+    rc.data = <char*> malloc(nslots * width * item + 64)
+    if rc.ids == NULL or rc.age == NULL or rc.data == NULL:
+        free(rc.data)
+        rc.data = NULL
+        return rc
+    for s in range(nslots):
+        rc.ids[s] = -2
+        rc.age[s] = -1
+    return rc
+
+
+cdef inline void _cache_free(RowCache* rc) noexcept nogil:
+    free(rc.ids)
+    free(rc.age)
+    free(rc.data)
+
+
+cdef inline char* _cache_row(RowCache* rc, Py_ssize_t row, const char* src, Py_ssize_t L, Py_ssize_t item,
+                             const Py_ssize_t* colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
+                             const char* cval) noexcept nogil:
+    """The extended source row ``row`` (filled on a miss into the least recently used slot)."""
+    cdef Py_ssize_t s, best = 0, y, e
+    cdef char* line
+    cdef const char* srow
+    rc.clock += 1
+    for s in range(rc.nslots):
+        if rc.ids[s] == row:
+            rc.age[s] = rc.clock
+            return rc.data + s * rc.width * item
+        if rc.age[s] < rc.age[best]:
+            best = s
+    rc.ids[best] = row
+    rc.age[best] = rc.clock
+    line = rc.data + best * rc.width * item
+    if row < 0:
+        for y in range(rc.width):
+            memcpy(line + y * item, cval, item)
+        return line
+    srow = src + row * L * item
+    if yhi > ylo:
+        memcpy(line + ylo * item, srow + (ylo - off) * item, (yhi - ylo) * item)
+    for y in range(rc.width):
+        if y >= ylo and y < yhi:
+            continue
+        e = colmap[y]
+        if e < 0:
+            memcpy(line + y * item, cval, item)
+        else:
+            memcpy(line + y * item, srow + e * item, item)
+    return line
+
+
+cdef inline void _net(num_t* v, const Py_ssize_t* net, Py_ssize_t ncmp, Py_ssize_t B) noexcept nogil:
+    """Selection network on ``B``-lane vectors ``v[i * B:(i + 1) * B]``: step (i, j, kind) leaves the lane-wise
+    minimum in i (kind 0 and 1) and the maximum in j (kind 0 and 2); see fastconv/ndimage/_networks.py."""
+    cdef Py_ssize_t c, l, kind
+    cdef num_t* a
+    cdef num_t* b
+    cdef num_t x, y
+    for c in range(ncmp):
+        a = v + net[3 * c] * B
+        b = v + net[3 * c + 1] * B
+        kind = net[3 * c + 2]
+        if kind == 0:
+            for l in range(B):
+                x = a[l]
+                y = b[l]
+                a[l] = y if y < x else x
+                b[l] = x if y < x else y
+        elif kind == 1:
+            for l in range(B):
+                x = a[l]
+                y = b[l]
+                a[l] = y if y < x else x
+        else:
+            for l in range(B):
+                x = a[l]
+                y = b[l]
+                b[l] = x if y < x else y
+
+
+cdef inline num_t _select(num_t* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The k-th smallest of a[0:n] (Hoare's selection with the median of three as pivot; a is reordered)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
+    cdef num_t piv, t
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        if a[mid] < a[lo]:
+            t = a[mid]; a[mid] = a[lo]; a[lo] = t
+        if a[hi] < a[lo]:
+            t = a[hi]; a[hi] = a[lo]; a[lo] = t
+        if a[hi] < a[mid]:
+            t = a[hi]; a[hi] = a[mid]; a[mid] = t
+        piv = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < piv:
+                i += 1
+            while piv < a[j]:
+                j -= 1
+            if i <= j:
+                t = a[i]; a[i] = a[j]; a[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[k]
+
+
+cdef enum:
+    OP_MIN = 0
+    OP_MAX = 1
+    OP_RANK_NET = 2
+    OP_RANK_SELECT = 3
+
+
+cdef inline void _fp_row(num_t* orow, char** lines, Py_ssize_t L, const Py_ssize_t* tap_row,
+                         const Py_ssize_t* tap_dx, Py_ssize_t ntaps, int op, Py_ssize_t rank,
+                         const Py_ssize_t* net, Py_ssize_t ncmp, num_t* work) noexcept nogil:
+    cdef Py_ssize_t x0, x, nb, k, l
+    cdef const num_t* p
+    cdef num_t v
+    if op == OP_MIN or op == OP_MAX:
+        p = (<const num_t*> lines[tap_row[0]]) + tap_dx[0]
+        for x in range(L):
+            orow[x] = p[x]
+        for k in range(1, ntaps):
+            p = (<const num_t*> lines[tap_row[k]]) + tap_dx[k]
+            if op == OP_MIN:
+                for x in range(L):
+                    v = p[x]
+                    orow[x] = v if v < orow[x] else orow[x]
+            else:
+                for x in range(L):
+                    v = p[x]
+                    orow[x] = v if v > orow[x] else orow[x]
+        return
+    if op == OP_RANK_NET:
+        x0 = 0
+        while x0 < L:
+            nb = min(<Py_ssize_t> RANK_LANES, L - x0)
+            for k in range(ntaps):
+                p = (<const num_t*> lines[tap_row[k]]) + tap_dx[k] + x0
+                for l in range(nb):
+                    work[k * RANK_LANES + l] = p[l]
+            _net(work, net, ncmp, RANK_LANES)
+            for l in range(nb):
+                orow[x0 + l] = work[rank * RANK_LANES + l]
+            x0 += RANK_LANES
+        return
+    for x in range(L):
+        for k in range(ntaps):
+            work[k] = (<const num_t*> lines[tap_row[k]])[tap_dx[k] + x]
+        orow[x] = _select(work, ntaps, rank)
+
+
+def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
+              const Py_ssize_t[::1] colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
+              const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_dx, num_t cval, int op, Py_ssize_t rank,
+              const Py_ssize_t[:, ::1] net, int nthreads):
+    """Footprint filter over rows (see the module doc): ``op`` 0 minimum, 1 maximum (scipy's order: the first
+    tap, then ``v < res``), 2 rank ``rank`` by the comparator network ``net`` (pairs), 3 rank by selection."""
+    cdef Py_ssize_t R = out.shape[0], L = out.shape[1], Lin = src.shape[1], T = rows.shape[1]
+    cdef Py_ssize_t width = colmap.shape[0], ntaps = tap_row.shape[0], ncmp = net.shape[0]
+    cdef Py_ssize_t item = sizeof(num_t)
+    cdef Py_ssize_t RB = 8, nblk, blk, r, t
+    cdef RowCache rc
+    cdef char** lines
+    cdef num_t* work
+    cdef int failed[1]
+    cdef num_t cv = cval
+    failed[0] = 0
+    if R == 0 or L == 0:
+        return
+    nblk = (R + RB - 1) // RB
+    cdef const Py_ssize_t* netp = &net[0, 0] if ncmp > 0 else NULL
+    cdef Py_ssize_t wsize = ntaps * RANK_LANES if op == OP_RANK_NET else ntaps
+    with nogil, parallel(num_threads=nthreads):
+        lines = <char**> malloc(T * sizeof(char*))
+        work = <num_t*> malloc(wsize * item)
+        rc = _cache_new(2 * T + 1, width, item)
+        for blk in prange(nblk, schedule='static'):
+            if lines == NULL or work == NULL or rc.data == NULL:
+                failed[0] = 1
+                continue
+            for r in range(blk * RB, min(R, blk * RB + RB)):
+                for t in range(T):
+                    lines[t] = _cache_row(&rc, rows[r, t], <const char*> &src[0, 0], Lin, item, &colmap[0], ylo,
+                                          yhi, off, <const char*> &cv)
+                _fp_row(&out[r, 0], lines, L, &tap_row[0], &tap_dx[0], ntaps, op, rank, netp, ncmp, work)
+        _cache_free(&rc)
+        free(lines)
+        free(work)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate row buffers")
+
+
+def nd_correlate(const double[:, ::1] src, double[:, ::1] out, const Py_ssize_t[:, ::1] rows,
+                 const Py_ssize_t[::1] colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
+                 const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_dx, const double[::1] tap_w, double cval,
+                 int nthreads):
+    """scipy.ndimage.correlate over rows: ``out = 0.0``, then ``out += w * value`` tap by tap in the footprint's
+    C order (weights with ``|w| <= DBL_EPSILON`` already left out), in float64."""
+    cdef Py_ssize_t R = out.shape[0], L = out.shape[1], Lin = src.shape[1], T = rows.shape[1]
+    cdef Py_ssize_t width = colmap.shape[0], ntaps = tap_row.shape[0]
+    cdef Py_ssize_t RB = 8, nblk, blk, r, t, k, x
+    cdef RowCache rc
+    cdef char** lines
+    cdef int failed[1]
+    cdef double cv = cval, wk
+    cdef double* orow
+    cdef const double* p
+    failed[0] = 0
+    if R == 0 or L == 0:
+        return
+    nblk = (R + RB - 1) // RB
+    with nogil, parallel(num_threads=nthreads):
+        lines = <char**> malloc(T * sizeof(char*))
+        rc = _cache_new(2 * T + 1, width, 8)
+        for blk in prange(nblk, schedule='static'):
+            if lines == NULL or rc.data == NULL:
+                failed[0] = 1
+                continue
+            for r in range(blk * RB, min(R, blk * RB + RB)):
+                for t in range(T):
+                    lines[t] = _cache_row(&rc, rows[r, t], <const char*> &src[0, 0], Lin, 8, &colmap[0], ylo,
+                                          yhi, off, <const char*> &cv)
+                orow = &out[r, 0]
+                for x in range(L):
+                    orow[x] = 0.0
+                for k in range(ntaps):
+                    p = (<const double*> lines[tap_row[k]]) + tap_dx[k]
+                    wk = tap_w[k]
+                    for x in range(L):
+                        orow[x] += wk * p[x]
+        _cache_free(&rc)
+        free(lines)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate row buffers")
