@@ -27,21 +27,59 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+ctypedef unsigned char u8_t
+ctypedef signed char i8_t
+ctypedef unsigned short u16_t
+ctypedef short i16_t
+ctypedef unsigned int u32_t
+ctypedef int i32_t
+ctypedef unsigned long long u64_t
+ctypedef long long i64_t
+
 ctypedef fused num_t:
-    unsigned char
-    signed char
-    unsigned short
-    short
-    unsigned int
-    int
-    unsigned long long
-    long long
+    u8_t
+    i8_t
+    u16_t
+    i16_t
+    u32_t
+    i32_t
+    u64_t
+    i64_t
     float
     double
 
+cdef extern from "_ndi_networks.h" nogil:
+    # straight-line box medians written by gen_networks.py: 1 when (T, KW) has one, else 0 (nothing done)
+    int fc_box_median_u8(Py_ssize_t T, Py_ssize_t KW, const u8_t** lines, u8_t** S, u8_t* out, Py_ssize_t L)
+    int fc_box_median_u16(Py_ssize_t T, Py_ssize_t KW, const u16_t** lines, u16_t** S, u16_t* out, Py_ssize_t L)
+    int fc_box_median_i16(Py_ssize_t T, Py_ssize_t KW, const i16_t** lines, i16_t** S, i16_t* out, Py_ssize_t L)
+    int fc_box_median_f32(Py_ssize_t T, Py_ssize_t KW, const float** lines, float** S, float* out, Py_ssize_t L)
+    int fc_box_median_f64(Py_ssize_t T, Py_ssize_t KW, const double** lines, double** S, double* out,
+                          Py_ssize_t L)
+
+
+cdef inline int _box_median(Py_ssize_t T, Py_ssize_t KW, char** lines, num_t* S, num_t** Srows, num_t* out,
+                            Py_ssize_t L) noexcept nogil:
+    """The specialised straight-line median of a T x KW box for one output row, if there is one (returns 0
+    otherwise)."""
+    cdef Py_ssize_t t, width = L + KW - 1
+    for t in range(T):
+        Srows[t] = S + t * width
+    if num_t is u8_t:
+        return fc_box_median_u8(T, KW, <const u8_t**> lines, Srows, out, L)
+    elif num_t is u16_t:
+        return fc_box_median_u16(T, KW, <const u16_t**> lines, Srows, out, L)
+    elif num_t is i16_t:
+        return fc_box_median_i16(T, KW, <const i16_t**> lines, Srows, out, L)
+    elif num_t is float:
+        return fc_box_median_f32(T, KW, <const float**> lines, Srows, out, L)
+    elif num_t is double:
+        return fc_box_median_f64(T, KW, <const double**> lines, Srows, out, L)
+    return 0
+
 cdef enum:
     CHUNK_BYTES = 128      # inner elements per line-pass task (per lane group)
-    RANK_LANES = 64        # outputs selected at once by the comparator network
+    RANK_BYTES = 512       # bytes of outputs selected at once by a comparator network (per slot)
 
 
 # ------------------------------------------------------------------------------------------------ line passes
@@ -52,8 +90,11 @@ cdef inline void _fill_ext(const char* src, Py_ssize_t o, Py_ssize_t c0, Py_ssiz
     cdef Py_ssize_t p, lane, s
     cdef const char* base = src + (o * n * inner + c0) * item
     cdef Py_ssize_t row = cw * item
-    for p in range(n):
-        memcpy(ext + (p + lo) * row, base + p * inner * item, row)
+    if cw == inner:
+        memcpy(ext + lo * row, base, n * row)       # the chunk's lines are one contiguous block
+    else:
+        for p in range(n):
+            memcpy(ext + (p + lo) * row, base + p * inner * item, row)
     for p in range(lo):
         s = emap_lo[p]
         if s < 0:
@@ -74,6 +115,9 @@ cdef inline void _store_lines(char* dst, Py_ssize_t o, Py_ssize_t c0, Py_ssize_t
                               Py_ssize_t item, const char* obuf) noexcept nogil:
     cdef Py_ssize_t p
     cdef char* base = dst + (o * n * inner + c0) * item
+    if cw == inner:
+        memcpy(base, obuf, n * cw * item)
+        return
     for p in range(n):
         memcpy(base + p * inner * item, obuf + p * cw * item, cw * item)
 
@@ -136,42 +180,33 @@ cdef inline num_t _pick(num_t a, num_t b, bint is_min) noexcept nogil:
     return b if b > a else a
 
 
-cdef inline void _minmax_lines(num_t* x, num_t* out, num_t* g, Py_ssize_t n, Py_ssize_t s, Py_ssize_t k,
-                               bint is_min, bint van_herk) noexcept nogil:
-    """out[p] = min/max of x[p .. p + k - 1] (positions, ``s`` lanes each) for p < n.
-
-    van Herk / Gil-Werman (three passes whatever ``k``): prefix extrema ``g`` within blocks of ``k`` positions,
-    suffix extrema (in place in ``x``), ``out[p] = pick(suffix[p], prefix[p + k - 1])``.  Otherwise (one lane:
-    the recurrence would not vectorise) doubling: windows of 2, 4, 8, ... in place, then one combination."""
-    cdef Py_ssize_t i, p, span, N = n + k - 1
-    cdef Py_ssize_t m = N * s
-    if k == 1:
-        memcpy(out, x, n * s * sizeof(num_t))
-        return
-    if van_herk:
-        for p in range(N):
-            if p % k == 0:
-                memcpy(g + p * s, x + p * s, s * sizeof(num_t))
-            else:
-                for i in range(s):
-                    g[p * s + i] = _pick(g[(p - 1) * s + i], x[p * s + i], is_min)
-        p = N - 2
-        while p >= 0:
-            if (p + 1) % k != 0:
-                for i in range(s):
-                    x[p * s + i] = _pick(x[(p + 1) * s + i], x[p * s + i], is_min)
-            p -= 1
-        for i in range(n * s):
-            out[i] = _pick(x[i], g[i + (k - 1) * s], is_min)
-        return
-    span = 1
-    while 2 * span <= k:
-        m = (N - span) * s
+cdef inline void _pick_run(num_t* d, const num_t* a, const num_t* b, Py_ssize_t m, bint is_min) noexcept nogil:
+    """d[i] = min/max(a[i], b[i]) for i < m (d may be a or b); one loop per operation so that it vectorises."""
+    cdef Py_ssize_t i
+    cdef num_t x, y
+    if is_min:
         for i in range(m):
-            x[i] = _pick(x[i], x[i + span * s], is_min)
+            x = a[i]
+            y = b[i]
+            d[i] = y if y < x else x
+    else:
+        for i in range(m):
+            x = a[i]
+            y = b[i]
+            d[i] = y if y > x else x
+
+
+cdef inline void _minmax_lines(num_t* x, num_t* out, Py_ssize_t n, Py_ssize_t k, bint is_min) noexcept nogil:
+    """out[p] = min/max of x[p .. p + k - 1] for p < n, one contiguous line: windows of 2, 4, 8, ... by
+    doubling in place (each step one vectorised pass), then one combination of two overlapping windows."""
+    cdef Py_ssize_t span = 1, N = n + k - 1
+    if k == 1:
+        memcpy(out, x, n * sizeof(num_t))
+        return
+    while 2 * span <= k:
+        _pick_run(x, x, x + span, N - span, is_min)
         span *= 2
-    for i in range(n * s):
-        out[i] = _pick(x[i], x[i + (k - span) * s], is_min)
+    _pick_run(out, x, x + (k - span), n, is_min)
 
 
 cdef inline Py_ssize_t _chunk(Py_ssize_t inner, Py_ssize_t item) noexcept nogil:
@@ -254,45 +289,189 @@ def line_uniform(const double[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t 
         raise MemoryError("ndimage: could not allocate a line buffer")
 
 
-def line_minmax(const num_t[:, :, ::1] src, num_t[:, :, ::1] dst, Py_ssize_t size, const Py_ssize_t[::1] emap_lo,
+def line_minmax(const num_t[:, ::1] src, num_t[:, ::1] dst, Py_ssize_t size, const Py_ssize_t[::1] emap_lo,
                 const Py_ssize_t[::1] emap_hi, num_t cval, bint is_min, int nthreads):
-    """Minimum or maximum over windows of ``size`` along the middle axis (window start = halo start)."""
-    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
+    """Minimum or maximum over windows of ``size`` along contiguous lines (rows of ``src``; the window of output
+    ``p`` starts at halo position ``p - len(emap_lo)``)."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1]
     cdef Py_ssize_t lo = emap_lo.shape[0], hi = emap_hi.shape[0]
-    cdef Py_ssize_t item = sizeof(num_t)
-    cdef Py_ssize_t C = _chunk(inner, item), nch, task, o, c0, cw
+    cdef Py_ssize_t item = sizeof(num_t), o
     cdef num_t* ext
-    cdef num_t* obuf
-    cdef num_t* g
     cdef int failed[1]
     cdef num_t cv = cval
     failed[0] = 0
-    if outer == 0 or n == 0 or inner == 0:
+    if outer == 0 or n == 0:
         return
-    nch = (inner + C - 1) // C
     cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
-    cdef bint vh = C * item >= 16 and size >= 5
     with nogil, parallel(num_threads=nthreads):
-        ext = <num_t*> malloc((n + lo + hi) * C * item)
-        obuf = <num_t*> malloc(n * C * item)
-        g = <num_t*> malloc((n + lo + hi) * C * item) if vh else NULL
-        for task in prange(outer * nch, schedule='static'):
-            if ext == NULL or obuf == NULL or (vh and g == NULL):
+        ext = <num_t*> malloc((n + lo + hi) * item)
+        for o in prange(outer, schedule='static'):
+            if ext == NULL:
                 failed[0] = 1
                 continue
-            o = task // nch
-            c0 = (task % nch) * C
-            cw = min(C, inner - c0)
-            _fill_ext(<const char*> &src[0, 0, 0], o, c0, cw, n, inner, item, elo, lo, ehi, hi,
-                      <const char*> &cv, <char*> ext)
-            _minmax_lines(ext, obuf, g, n, cw, size, is_min, vh and cw * item >= 16)
-            _store_lines(<char*> &dst[0, 0, 0], o, c0, cw, n, inner, item, <const char*> obuf)
+            _fill_ext(<const char*> &src[0, 0], o, 0, 1, n, 1, item, elo, lo, ehi, hi, <const char*> &cv,
+                      <char*> ext)
+            _minmax_lines(ext, &dst[o, 0], n, size, is_min)
         free(ext)
-        free(obuf)
-        free(g)
     if failed[0]:
         raise MemoryError("ndimage: could not allocate a line buffer")
+
+
+cdef inline const num_t* _row_at(const num_t* src, Py_ssize_t o, Py_ssize_t p, Py_ssize_t n, Py_ssize_t inner,
+                                 Py_ssize_t c0, const Py_ssize_t* elo, Py_ssize_t lo, const Py_ssize_t* ehi,
+                                 const num_t* cvrow) noexcept nogil:
+    """Strip ``c0..`` of line position ``p`` (halo positions resolved through the maps, -1 = the cval row)."""
+    cdef Py_ssize_t e
+    if p < 0:
+        e = elo[p + lo]
+    elif p >= n:
+        e = ehi[p - n]
+    else:
+        e = p
+    if e < 0:
+        return cvrow
+    return src + (o * n + e) * inner + c0
+
+
+cdef inline void _vh_band(const num_t* src, num_t* dst, Py_ssize_t o, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0,
+                          Py_ssize_t W, Py_ssize_t n, Py_ssize_t inner, Py_ssize_t k, const Py_ssize_t* elo,
+                          Py_ssize_t lo, const Py_ssize_t* ehi, const num_t* cvrow, num_t* g, num_t* h0,
+                          num_t* h1, bint is_min) noexcept nogil:
+    """van Herk / Gil-Werman along a strided axis for output rows [r0, r1) of strip [c0, c0 + W): blocks of
+    ``k`` window positions get prefix (``g``) and suffix (``h``) extrema, whole rows at a time; the output
+    whose window starts at block offset t is pick(h_prev[t], g[t - 1]) (t = 0: the whole block, h_prev[0])."""
+    cdef Py_ssize_t J = r1 - r0 + k - 1, nout = r1 - r0, base = r0 - lo
+    cdef Py_ssize_t nb = (J + k - 1) // k, b, t, j0, m, s
+    cdef num_t* hp = h0
+    cdef num_t* hc = h1
+    cdef num_t* tmp
+    cdef const num_t* row
+    for b in range(nb + 1):
+        j0 = b * k
+        m = min(k, J - j0) if b < nb else 0
+        if m > 0:
+            row = _row_at(src, o, base + j0, n, inner, c0, elo, lo, ehi, cvrow)
+            memcpy(g, row, W * sizeof(num_t))
+            for t in range(1, m):
+                row = _row_at(src, o, base + j0 + t, n, inner, c0, elo, lo, ehi, cvrow)
+                _pick_run(g + t * W, g + (t - 1) * W, row, W, is_min)
+            row = _row_at(src, o, base + j0 + m - 1, n, inner, c0, elo, lo, ehi, cvrow)
+            memcpy(hc + (m - 1) * W, row, W * sizeof(num_t))
+            t = m - 2
+            while t >= 0:
+                row = _row_at(src, o, base + j0 + t, n, inner, c0, elo, lo, ehi, cvrow)
+                _pick_run(hc + t * W, hc + (t + 1) * W, row, W, is_min)
+                t -= 1
+        if b > 0:
+            # windows starting in block b - 1
+            for t in range(k):
+                s = j0 - k + t
+                if s >= nout:
+                    break
+                if t == 0:
+                    memcpy(dst + (o * n + r0 + s) * inner + c0, hp, W * sizeof(num_t))
+                else:
+                    _pick_run(dst + (o * n + r0 + s) * inner + c0, hp + t * W, g + (t - 1) * W, W, is_min)
+        tmp = hp
+        hp = hc
+        hc = tmp
+
+
+def rows_minmax(const num_t[:, :, ::1] src, num_t[:, :, ::1] dst, Py_ssize_t size, const Py_ssize_t[::1] emap_lo,
+                const Py_ssize_t[::1] emap_hi, num_t cval, bint is_min, Py_ssize_t strip, Py_ssize_t band,
+                int nthreads):
+    """Minimum or maximum over ``size`` positions along the middle axis of ``(outer, n, inner)`` (inner > 1),
+    van Herk / Gil-Werman on whole strips of ``strip`` inner elements, tasks of ``band`` output rows.  ``src``
+    and ``dst`` must not overlap."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
+    cdef Py_ssize_t lo = emap_lo.shape[0], item = sizeof(num_t)
+    cdef Py_ssize_t ns = (inner + strip - 1) // strip, nbd = (n + band - 1) // band
+    cdef Py_ssize_t task, o, st, bd, c0, W, l
+    cdef num_t* buf
+    cdef int failed[1]
+    failed[0] = 0
+    if outer == 0 or n == 0 or inner == 0:
+        return
+    cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
+    cdef const Py_ssize_t* ehi = &emap_hi[0] if emap_hi.shape[0] > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        buf = <num_t*> malloc((3 * size + 1) * strip * item)
+        if buf != NULL:
+            for l in range(strip):
+                buf[3 * size * strip + l] = cval
+        for task in prange(outer * ns * nbd, schedule='static'):
+            if buf == NULL:
+                failed[0] = 1
+                continue
+            o = task // (ns * nbd)
+            st = (task // nbd) % ns
+            bd = task % nbd
+            c0 = st * strip
+            W = min(strip, inner - c0)
+            _vh_band(&src[0, 0, 0], &dst[0, 0, 0], o, bd * band, min(n, bd * band + band), c0, W, n, inner, size,
+                     elo, lo, ehi, buf + 3 * size * strip, buf, buf + size * strip, buf + 2 * size * strip, is_min)
+        free(buf)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate van Herk buffers")
+
+
+def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size, const Py_ssize_t[::1] emap_lo,
+                 const Py_ssize_t[::1] emap_hi, float cval, Py_ssize_t strip, Py_ssize_t band, int nthreads):
+    """float32 box mean over ``size`` positions along the middle axis of ``(outer, n, inner)``: a running sum of
+    whole rows in float64 per band of output rows.  ``src`` and ``dst`` must not overlap."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
+    cdef Py_ssize_t lo = emap_lo.shape[0]
+    cdef Py_ssize_t ns = (inner + strip - 1) // strip, nbd = (n + band - 1) // band
+    cdef Py_ssize_t task, o, st, bd, c0, W, l, p, r0, r1, f
+    cdef double* acc
+    cdef float* cvrow
+    cdef const float* a
+    cdef const float* b
+    cdef float* d
+    cdef double inv = 1.0 / size
+    cdef int failed[1]
+    failed[0] = 0
+    if outer == 0 or n == 0 or inner == 0:
+        return
+    cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
+    cdef const Py_ssize_t* ehi = &emap_hi[0] if emap_hi.shape[0] > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        acc = <double*> malloc(strip * sizeof(double))
+        cvrow = <float*> malloc(strip * sizeof(float))
+        if cvrow != NULL:
+            for f in range(strip):
+                cvrow[f] = cval
+        for task in prange(outer * ns * nbd, schedule='static'):
+            if acc == NULL or cvrow == NULL:
+                failed[0] = 1
+                continue
+            o = task // (ns * nbd)
+            st = (task // nbd) % ns
+            bd = task % nbd
+            c0 = st * strip
+            W = min(strip, inner - c0)
+            r0 = bd * band
+            r1 = min(n, r0 + band)
+            for l in range(W):
+                acc[l] = 0.0
+            for p in range(r0 - lo, r0 - lo + size):
+                a = _row_at(&src[0, 0, 0], o, p, n, inner, c0, elo, lo, ehi, cvrow)
+                for l in range(W):
+                    acc[l] += a[l]
+            for p in range(r0, r1):
+                if p > r0:
+                    a = _row_at(&src[0, 0, 0], o, p - lo + size - 1, n, inner, c0, elo, lo, ehi, cvrow)
+                    b = _row_at(&src[0, 0, 0], o, p - lo - 1, n, inner, c0, elo, lo, ehi, cvrow)
+                    for l in range(W):
+                        acc[l] += <double> a[l] - <double> b[l]
+                d = &dst[o, p, c0]
+                for l in range(W):
+                    d[l] = <float> (acc[l] * inv)
+        free(acc)
+        free(cvrow)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate running-sum buffers")
 
 
 # ------------------------------------------------------------------------------------------- footprint passes
@@ -357,9 +536,13 @@ cdef inline char* _cache_row(RowCache* rc, Py_ssize_t row, const char* src, Py_s
     srow = src + row * L * item
     if yhi > ylo:
         memcpy(line + ylo * item, srow + (ylo - off) * item, (yhi - ylo) * item)
-    for y in range(rc.width):
-        if y >= ylo and y < yhi:
-            continue
+    for y in range(min(ylo, rc.width)):
+        e = colmap[y]
+        if e < 0:
+            memcpy(line + y * item, cval, item)
+        else:
+            memcpy(line + y * item, srow + e * item, item)
+    for y in range(max(yhi, ylo), rc.width):
         e = colmap[y]
         if e < 0:
             memcpy(line + y * item, cval, item)
@@ -435,6 +618,38 @@ cdef enum:
     OP_MAX = 1
     OP_RANK_NET = 2
     OP_RANK_SELECT = 3
+    OP_RANK_BOX = 4
+    OP_BOX_MEDIAN = 5
+
+
+cdef inline void _box_rank_row(num_t* orow, char** lines, Py_ssize_t L, Py_ssize_t T, Py_ssize_t KW,
+                               const Py_ssize_t* colnet, Py_ssize_t ncol, const Py_ssize_t* colperm,
+                               const Py_ssize_t* net, Py_ssize_t ncmp, Py_ssize_t slot, Py_ssize_t stride,
+                               num_t* work, num_t* cw, num_t* S) noexcept nogil:
+    """Rank of a box footprint (T row-taps x KW columns) for one output row: every extended column of T values
+    is sorted once (``colnet``, RANK_BYTES of columns at a time) into ``S[t * width + x]``; each block of outputs
+    then merges its KW sorted columns with the pruned merge network ``net`` (run g value t in slot
+    ``g * stride + t``)."""
+    cdef Py_ssize_t B = RANK_BYTES // sizeof(num_t)
+    cdef Py_ssize_t width = L + KW - 1, x0, nb, t, g
+    x0 = 0
+    while x0 < width:
+        nb = min(B, width - x0)
+        for t in range(T):
+            memcpy(cw + t * B, (<const num_t*> lines[t]) + x0, nb * sizeof(num_t))
+        _net(cw, colnet, ncol, B)
+        for t in range(T):
+            memcpy(S + t * width + x0, cw + colperm[t] * B, nb * sizeof(num_t))
+        x0 += B
+    x0 = 0
+    while x0 < L:
+        nb = min(B, L - x0)
+        for g in range(KW):
+            for t in range(T):
+                memcpy(work + (g * stride + t) * B, S + t * width + x0 + g, nb * sizeof(num_t))
+        _net(work, net, ncmp, B)
+        memcpy(orow + x0, work + slot * B, nb * sizeof(num_t))
+        x0 += B
 
 
 cdef inline void _fp_row(num_t* orow, char** lines, Py_ssize_t L, const Py_ssize_t* tap_row,
@@ -458,18 +673,16 @@ cdef inline void _fp_row(num_t* orow, char** lines, Py_ssize_t L, const Py_ssize
                     v = p[x]
                     orow[x] = v if v > orow[x] else orow[x]
         return
+    cdef Py_ssize_t B = RANK_BYTES // sizeof(num_t)
     if op == OP_RANK_NET:
         x0 = 0
         while x0 < L:
-            nb = min(<Py_ssize_t> RANK_LANES, L - x0)
+            nb = min(B, L - x0)
             for k in range(ntaps):
-                p = (<const num_t*> lines[tap_row[k]]) + tap_dx[k] + x0
-                for l in range(nb):
-                    work[k * RANK_LANES + l] = p[l]
-            _net(work, net, ncmp, RANK_LANES)
-            for l in range(nb):
-                orow[x0 + l] = work[rank * RANK_LANES + l]
-            x0 += RANK_LANES
+                memcpy(work + k * B, (<const num_t*> lines[tap_row[k]]) + tap_dx[k] + x0, nb * sizeof(num_t))
+            _net(work, net, ncmp, B)
+            memcpy(orow + x0, work + rank * B, nb * sizeof(num_t))
+            x0 += B
         return
     for x in range(L):
         for k in range(ntaps):
@@ -480,9 +693,13 @@ cdef inline void _fp_row(num_t* orow, char** lines, Py_ssize_t L, const Py_ssize
 def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
               const Py_ssize_t[::1] colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
               const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_dx, num_t cval, int op, Py_ssize_t rank,
-              const Py_ssize_t[:, ::1] net, int nthreads):
+              const Py_ssize_t[:, ::1] net, const Py_ssize_t[:, ::1] colnet, const Py_ssize_t[::1] colperm,
+              Py_ssize_t stride, int nthreads):
     """Footprint filter over rows (see the module doc): ``op`` 0 minimum, 1 maximum (scipy's order: the first
-    tap, then ``v < res``), 2 rank ``rank`` by the comparator network ``net`` (pairs), 3 rank by selection."""
+    tap, then ``v < res``), 2 rank by the selection network ``net`` (result in slot ``rank``), 3 rank ``rank``
+    by selection, 4 rank of a box footprint (all T x KW taps): columns sorted by ``colnet`` (rank t in slot
+    ``colperm[t]``), then merged by ``net`` (result in slot ``rank``; run stride ``stride``), 5 the same for the
+    median, by the straight-line kernels of ``_ndi_networks.h`` where one exists for the box."""
     cdef Py_ssize_t R = out.shape[0], L = out.shape[1], Lin = src.shape[1], T = rows.shape[1]
     cdef Py_ssize_t width = colmap.shape[0], ntaps = tap_row.shape[0], ncmp = net.shape[0]
     cdef Py_ssize_t item = sizeof(num_t)
@@ -497,23 +714,62 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         return
     nblk = (R + RB - 1) // RB
     cdef const Py_ssize_t* netp = &net[0, 0] if ncmp > 0 else NULL
-    cdef Py_ssize_t wsize = ntaps * RANK_LANES if op == OP_RANK_NET else ntaps
+    cdef Py_ssize_t ncol = colnet.shape[0], KW = width - L + 1
+    cdef const Py_ssize_t* colp = &colnet[0, 0] if ncol > 0 else NULL
+    cdef const Py_ssize_t* permp = &colperm[0] if colperm.shape[0] > 0 else NULL
+    cdef Py_ssize_t wsize = ntaps
+    cdef Py_ssize_t csize = 0, ssize = 0, q
+    cdef bint median = False
+    cdef num_t** Srows
+    cdef Py_ssize_t B = RANK_BYTES // item
+    if op == OP_BOX_MEDIAN:
+        op = OP_RANK_BOX
+        median = True
+    if op == OP_RANK_NET:
+        q = 1
+        while q < ntaps:
+            q *= 2
+        wsize = q * B
+    elif op == OP_RANK_BOX:
+        q = 1
+        while q < KW:
+            q *= 2
+        wsize = stride * q * B
+        q = 1
+        while q < T:
+            q *= 2
+        csize = q * B
+        ssize = T * width
+    cdef num_t* cw
+    cdef num_t* S
     with nogil, parallel(num_threads=nthreads):
         lines = <char**> malloc(T * sizeof(char*))
         work = <num_t*> malloc(wsize * item)
+        cw = <num_t*> malloc(csize * item + 64)
+        S = <num_t*> malloc(ssize * item + 64)
+        Srows = <num_t**> malloc(T * sizeof(num_t*))
         rc = _cache_new(2 * T + 1, width, item)
         for blk in prange(nblk, schedule='static'):
-            if lines == NULL or work == NULL or rc.data == NULL:
+            if lines == NULL or work == NULL or cw == NULL or S == NULL or Srows == NULL or rc.data == NULL:
                 failed[0] = 1
                 continue
             for r in range(blk * RB, min(R, blk * RB + RB)):
                 for t in range(T):
                     lines[t] = _cache_row(&rc, rows[r, t], <const char*> &src[0, 0], Lin, item, &colmap[0], ylo,
                                           yhi, off, <const char*> &cv)
-                _fp_row(&out[r, 0], lines, L, &tap_row[0], &tap_dx[0], ntaps, op, rank, netp, ncmp, work)
+                if op == OP_RANK_BOX and median and _box_median(T, KW, lines, S, Srows, &out[r, 0], L):
+                    pass
+                elif op == OP_RANK_BOX:
+                    _box_rank_row(&out[r, 0], lines, L, T, KW, colp, ncol, permp, netp, ncmp, rank, stride, work,
+                                  cw, S)
+                else:
+                    _fp_row(&out[r, 0], lines, L, &tap_row[0], &tap_dx[0], ntaps, op, rank, netp, ncmp, work)
         _cache_free(&rc)
         free(lines)
         free(work)
+        free(cw)
+        free(S)
+        free(Srows)
     if failed[0]:
         raise MemoryError("ndimage: could not allocate row buffers")
 

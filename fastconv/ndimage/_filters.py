@@ -91,24 +91,71 @@ def _symmetry(w):
 
 
 # ------------------------------------------------------------------------------------------------- line passes
+def _strip_band(outer, n, inner, k, item):
+    """(strip, band) of a rows kernel from the shape only: strips of inner elements whose van Herk buffers
+    (3 k rows) stay within a few hundred KiB of cache, bands of output rows giving at least 16 tasks."""
+    strip = max(16, (384 * 1024) // (3 * max(k, 1) * item) // 16 * 16)
+    strip = min(inner, strip)
+    ns = -(-inner // strip)
+    nbd = max(1, -(-16 // max(1, outer * ns)))
+    band = max(1, -(-n // nbd))
+    return strip, band
+
+
+def _oop_pass(kind, src, dst, axis, mode, cval, origin, arg):
+    """One min/max pass, or a float32 box pass, from ``src`` into a distinct C-contiguous ``dst`` of the same
+    dtype (the work dtype)."""
+    n = src.shape[axis]
+    size = arg
+    size1 = size // 2
+    lo, hi = size1 + origin, size - size1 - 1 - origin
+    elo, ehi = _emaps(n, lo, hi, mode)
+    outer, _, inner = _view3(src, axis).shape
+    if kind == "uniform":
+        if inner == 1:
+            E.separable(src, dst, [(axis, np.full(size, 1.0 / size), lo, mode, float(cval))], _nthreads())
+        else:
+            strip, band = _strip_band(outer, n, inner, 1, 8)
+            _ndi.rows_uniform(_view3(src, axis), _view3(dst, axis), size, elo, ehi, float(cval), strip, band,
+                              _nthreads())
+        return
+    cv = S.cast_scalar(cval, src.dtype)
+    if inner == 1:
+        _ndi.line_minmax(src.reshape(outer, n), dst.reshape(outer, n), size, elo, ehi, cv, kind == "min",
+                         _nthreads())
+    else:
+        strip, band = _strip_band(outer, n, inner, size, src.dtype.itemsize)
+        _ndi.rows_minmax(_view3(src, axis), _view3(dst, axis), size, elo, ehi, cv, kind == "min", strip, band,
+                         _nthreads())
+
+
+def _oop_passes(input, output, passes, cval):
+    """Successive out-of-place passes (min/max in the output's work dtype, or float32 box means), alternating
+    between the output and one temporary so that the last lands in the output."""
+    work = S.work_dtype(output.dtype) if passes[0][0] != "uniform" else np.dtype(np.float32)
+    src = np.ascontiguousarray(input).astype(work, casting="unsafe", copy=False)
+    final = output if (output.dtype == work and output.flags.c_contiguous
+                       and not np.may_share_memory(output, src)) else np.empty(input.shape, work)
+    k = len(passes)
+    tmp = np.empty(input.shape, work) if k > 1 else None
+    pool = [tmp, final] if k % 2 == 0 else [final, tmp]
+    cur = src
+    for i, (kind, axis, arg, mode, origin) in enumerate(passes):
+        dst = final if i == k - 1 else pool[i % 2]
+        _oop_pass(kind, cur, dst, axis, S.mode_name(mode), cval, origin, arg)
+        cur = dst
+    return S.finish(output, final)
+
+
 def _line_pass(kind, input, output, axis, mode, cval, origin, arg):
     """One 1-D pass ``kind`` ('corr' weights / 'uniform' size / 'min' / 'max' size) from ``input`` into
     ``output`` (same shape, any real dtypes)."""
     if input.size == 0:
         return output
+    if kind in ("min", "max") or (kind == "uniform" and _fast(input, output)):
+        return _oop_passes(input, output, [(kind, axis, arg, mode, origin)], cval)
     n = input.shape[axis]
     mode = S.mode_name(mode)
-    if kind in ("min", "max"):
-        work = S.work_dtype(output.dtype)
-        src = np.ascontiguousarray(input).astype(work, casting="unsafe", copy=False)
-        dst = _target(output, work, src)
-        size = arg
-        size1 = size // 2
-        lo, hi = size1 + origin, size - size1 - 1 - origin
-        elo, ehi = _emaps(n, lo, hi, mode)
-        _ndi.line_minmax(_view3(src, axis), _view3(dst, axis), size, elo, ehi, S.cast_scalar(cval, work),
-                         kind == "min", _nthreads())
-        return S.finish(output, dst)
     if kind == "corr":
         w = arg
         size1 = w.shape[0] // 2
@@ -119,8 +166,7 @@ def _line_pass(kind, input, output, axis, mode, cval, origin, arg):
     if _fast(input, output):
         src = np.ascontiguousarray(input)
         dst = output if output.flags.c_contiguous and not np.may_share_memory(output, src) else np.empty_like(src)
-        w1 = w if kind == "corr" else np.full(arg, 1.0 / arg)
-        E.separable(src, dst, [(axis, w1, size1 + origin, mode, float(cval))], _nthreads())
+        E.separable(src, dst, [(axis, w, size1 + origin, mode, float(cval))], _nthreads())
         return S.finish(output, dst)
     src = np.ascontiguousarray(input, dtype=np.float64)
     dst = _target(output, np.float64, src)
@@ -139,7 +185,12 @@ def _run_passes(input, output, passes, cval):
     if not passes:
         output[...] = input
         return output
-    if _fast(input, output) and all(p[0] in ("corr", "uniform") for p in passes) and input.size:
+    if input.size == 0:
+        return output
+    kinds = {p[0] for p in passes}
+    if kinds <= {"min", "max"} or (kinds == {"uniform"} and _fast(input, output)):
+        return _oop_passes(input, output, passes, cval)
+    if _fast(input, output) and kinds <= {"corr", "uniform"}:
         src = np.ascontiguousarray(input)
         dst = output if output.flags.c_contiguous and not np.may_share_memory(output, src) else np.empty_like(src)
         eng = []
@@ -425,9 +476,16 @@ def _footprint_pass(op, input, output, footprint, origins, mode, cval, rank=0):
                      and not np.may_share_memory(output, src)) else np.empty(input.shape, work)
     t_row, t_dx = _taps(fp.reshape(-1, KW))
     n = t_row.shape[0]
-    net = np.zeros((0, 3), np.intp)
+    net = colnet = np.zeros((0, 3), np.intp)
+    colperm = np.zeros(0, np.intp)
+    stride = 1
     if op == "rank":
-        if n <= NETWORK_MAX:
+        T = rows.shape[1]
+        if n <= NETWORK_MAX and n == fp.size and KW > 1 and T > 1:
+            code = 5 if rank == n // 2 else 4
+            net, rank, stride = _networks.merge_selection_network(KW, T, rank)
+            colnet, colperm = _networks.sorting_network(T)
+        elif n <= NETWORK_MAX:
             net, rank = _networks.selection_network(n, rank)
             code = 2
         else:
@@ -435,7 +493,7 @@ def _footprint_pass(op, input, output, footprint, origins, mode, cval, rank=0):
     else:
         code = 0 if op == "min" else 1
     _ndi.nd_filter(_flat(src), _flat(dst), rows, colmap, ylo, yhi, off, t_row, t_dx, S.cast_scalar(cval, work),
-                   code, rank, net, _nthreads())
+                   code, rank, net, colnet, colperm, stride, _nthreads())
     return S.finish(output, dst)
 
 

@@ -14,10 +14,11 @@ __all__ = ["selection_network", "batcher_pairs"]
 FULL, MIN_ONLY, MAX_ONLY = 0, 1, 2
 
 
-def batcher_pairs(n):
-    """Comparators (i, j), i < j, of Batcher's odd-even merge sort of ``n`` (a power of two) values."""
+def batcher_pairs(n, p0=1):
+    """Comparators (i, j), i < j, of Batcher's odd-even merge sort of ``n`` (a power of two) values; from
+    ``p0`` on, the stages that merge sorted runs of ``p0`` values (runs aligned at multiples of ``p0``)."""
     pairs = []
-    p = 1
+    p = p0
     while p < n:
         k = p
         while k >= 1:
@@ -30,27 +31,25 @@ def batcher_pairs(n):
     return pairs
 
 
-@functools.lru_cache(maxsize=256)
-def selection_network(n, rank):
-    """``(net, slot)``: an ``(m, 3)`` intp array of (i, j, kind) steps that leave the ``rank``-th smallest of
-    ``n`` values in slot ``slot``; kind 0 puts min in i and max in j, 1 only the min in i, 2 only the max in j."""
-    if not 0 <= rank < n:
-        raise ValueError("rank %d outside [0, %d)" % (rank, n))
-    size = 1
-    while size < n:
-        size *= 2
-    phys = list(range(size))           # logical position -> slot holding that value
-    pad = [p >= n for p in range(size)]
+def _resolve(size, pad, p0=1):
+    """Batcher's stages from run length ``p0`` on, with comparators touching padding resolved statically:
+    returns (steps in slots, phys) where ``phys[logical position]`` is the slot finally holding that value."""
+    phys = list(range(size))
+    pad = list(pad)
     steps = []
-    for i, j in batcher_pairs(size):
+    for i, j in batcher_pairs(size, p0):
         if pad[j]:
-            continue                  # a real (or padding) value against padding: nothing moves
+            continue                  # anything against padding (larger than every value): nothing moves
         if pad[i]:
             phys[i], phys[j] = phys[j], phys[i]      # padding against a real value: they always swap
             pad[i], pad[j] = pad[j], pad[i]
             continue
         steps.append((phys[i], phys[j]))
-    slot = phys[rank]
+    return steps, phys
+
+
+def _prune(steps, slot):
+    """The steps the value finally in ``slot`` depends on, with their kind (see selection_network)."""
     needed = {slot}
     kept = []
     for a, b in reversed(steps):
@@ -59,5 +58,48 @@ def selection_network(n, rank):
             kept.append((a, b, kind))
             needed.update((a, b))
     kept.reverse()
-    net = np.array(kept, dtype=np.intp).reshape(-1, 3)
-    return net, slot
+    return np.array(kept, dtype=np.intp).reshape(-1, 3)
+
+
+def _pow2(n):
+    size = 1
+    while size < n:
+        size *= 2
+    return size
+
+
+@functools.lru_cache(maxsize=256)
+def selection_network(n, rank):
+    """``(net, slot)``: an ``(m, 3)`` intp array of (i, j, kind) steps that leave the ``rank``-th smallest of
+    ``n`` values (in slots 0..n-1) in slot ``slot``; kind 0 puts min in i and max in j, 1 only the min in i,
+    2 only the max in j."""
+    if not 0 <= rank < n:
+        raise ValueError("rank %d outside [0, %d)" % (rank, n))
+    size = _pow2(n)
+    steps, phys = _resolve(size, [p >= n for p in range(size)])
+    return _prune(steps, phys[rank]), phys[rank]
+
+
+@functools.lru_cache(maxsize=64)
+def sorting_network(n):
+    """``(net, perm)``: steps (all kind 0) that sort ``n`` values in slots 0..n-1; the ``t``-th smallest ends
+    in slot ``perm[t]``."""
+    size = _pow2(n)
+    steps, phys = _resolve(size, [p >= n for p in range(size)])
+    net = np.array([(a, b, FULL) for a, b in steps], dtype=np.intp).reshape(-1, 3)
+    return net, np.array(phys[:n], dtype=np.intp)
+
+
+@functools.lru_cache(maxsize=256)
+def merge_selection_network(runs, length, rank):
+    """``(net, slot, stride)`` for the ``rank``-th smallest of ``runs`` already sorted runs of ``length`` values:
+    run ``g`` value ``t`` starts in slot ``g * stride + t``; only Batcher's merge stages are needed."""
+    total = runs * length
+    if not 0 <= rank < total:
+        raise ValueError("rank %d outside [0, %d)" % (rank, total))
+    stride = _pow2(length)
+    size = stride * _pow2(runs)
+    pad = [(p // stride >= runs) or (p % stride >= length) for p in range(size)]
+    steps, phys = _resolve(size, pad, stride)
+    # merged, the padding (larger than every value) fills the logical positions from `total` on
+    return _prune(steps, phys[rank]), phys[rank], stride
