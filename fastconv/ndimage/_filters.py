@@ -147,12 +147,14 @@ def _oop_passes(input, output, passes, cval):
     return S.finish(output, final)
 
 
-def _line_pass(kind, input, output, axis, mode, cval, origin, arg):
+def _line_pass(kind, input, output, axis, mode, cval, origin, arg, exact=False):
     """One 1-D pass ``kind`` ('corr' weights / 'uniform' size / 'min' / 'max' size) from ``input`` into
-    ``output`` (same shape, any real dtypes)."""
+    ``output`` (same shape, any real dtypes); ``exact`` keeps a float32 pass on scipy's float64 arithmetic (the
+    later passes of a filter whose input was not float32)."""
     if input.size == 0:
         return output
-    if kind in ("min", "max") or (kind == "uniform" and _fast(input, output)):
+    fast = _fast(input, output) and not exact
+    if kind in ("min", "max") or (kind == "uniform" and fast):
         return _oop_passes(input, output, [(kind, axis, arg, mode, origin)], cval)
     n = input.shape[axis]
     mode = S.mode_name(mode)
@@ -163,7 +165,7 @@ def _line_pass(kind, input, output, axis, mode, cval, origin, arg):
     else:
         size1 = arg // 2
         size2 = arg - size1 - 1
-    if _fast(input, output):
+    if fast:
         src = np.ascontiguousarray(input)
         dst = output if output.flags.c_contiguous and not np.may_share_memory(output, src) else np.empty_like(src)
         E.separable(src, dst, [(axis, w, size1 + origin, mode, float(cval))], _nthreads())
@@ -200,8 +202,9 @@ def _run_passes(input, output, passes, cval):
         E.separable(src, dst, eng, _nthreads())
         return S.finish(output, dst)
     cur = input
+    exact = not _fast(input, output)
     for kind, axis, arg, mode, origin in passes:
-        _line_pass(kind, cur, output, axis, mode, cval, origin, arg)
+        _line_pass(kind, cur, output, axis, mode, cval, origin, arg, exact)
         cur = output
     return output
 
