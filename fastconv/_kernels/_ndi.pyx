@@ -620,6 +620,7 @@ cdef enum:
     OP_RANK_SELECT = 3
     OP_RANK_BOX = 4
     OP_BOX_MEDIAN = 5
+    OP_RANK_VALID = 6
 
 
 cdef inline void _box_rank_row(num_t* orow, char** lines, Py_ssize_t L, Py_ssize_t T, Py_ssize_t KW,
@@ -683,6 +684,23 @@ cdef inline void _fp_row(num_t* orow, char** lines, Py_ssize_t L, const Py_ssize
             _net(work, net, ncmp, B)
             memcpy(orow + x0, work + rank * B, nb * sizeof(num_t))
             x0 += B
+        return
+    cdef Py_ssize_t pop, r
+    if op == OP_RANK_VALID:
+        # scikit-image's rank filters: only values >= 0 count (negative = outside the image or the mask); no
+        # value gives 0; rank -1 minimum, -2 maximum, -3 median (element pop // 2)
+        for x in range(L):
+            pop = 0
+            for k in range(ntaps):
+                v = (<const num_t*> lines[tap_row[k]])[tap_dx[k] + x]
+                if v >= 0:
+                    work[pop] = v
+                    pop += 1
+            if pop == 0:
+                orow[x] = 0
+                continue
+            r = 0 if rank == -1 else (pop - 1 if rank == -2 else pop // 2)
+            orow[x] = _select(work, pop, r)
         return
     for x in range(L):
         for k in range(ntaps):

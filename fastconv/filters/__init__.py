@@ -7,7 +7,15 @@ Image first, keyword-only options, scipy.ndimage's boundary mode names, the same
         == scipy.ndimage.correlate / convolve, N-d, modes reflect, constant, nearest, mirror, wrap (+ grid-*)
     gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, truncate=4.0,
              channel_axis=None, out=None)                          == skimage.filters.gaussian
-    sobel / prewitt / scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0)
+    sobel / prewitt / scharr / farid(image, mask=None, *, axis=None, mode="reflect", cval=0.0)
+    sobel_h/_v, prewitt_h/_v, scharr_h/_v, farid_h/_v, roberts(+_pos_diag/_neg_diag)(image, mask=None)
+    difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest", cval=0, channel_axis=None,
+                            truncate=4.0)
+    median(image, footprint=None, out=None, mode="nearest", cval=0.0, behavior="ndimage")
+    rank.minimum / rank.maximum / rank.median(image, footprint, out=None, mask=None, shift_x=0, shift_y=0,
+                                              shift_z=0)
+    butterworth(image, cutoff_frequency_ratio=0.005, high_pass=True, order=2.0, channel_axis=None, *,
+                squared_butterworth=True, npad=0)
     laplace(image, ksize=3, mask=None)
     unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None)
                                                                    == skimage.filters.<same name>
@@ -42,6 +50,12 @@ from ._engine import METHODS, MODES
 from ._named import apply_kernel, kernels
 from ._ndimage import convolve, correlate
 from ._skimage import gaussian, laplace, prewitt, scharr, sobel, unsharp_mask
+from ._edges import (difference_of_gaussians, farid, farid_h, farid_v, prewitt_h, prewitt_v, roberts,
+                     roberts_neg_diag, roberts_pos_diag, scharr_h, scharr_v, sobel_h, sobel_v)
+from ._rank import median, rank
+from ._fft_based import butterworth
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask",
-           "kernels", "apply_kernel", "MODES", "METHODS"]
+           "sobel_h", "sobel_v", "prewitt_h", "prewitt_v", "scharr_h", "scharr_v", "farid", "farid_h", "farid_v",
+           "roberts", "roberts_pos_diag", "roberts_neg_diag", "difference_of_gaussians", "median", "rank",
+           "butterworth", "kernels", "apply_kernel", "MODES", "METHODS"]

@@ -23,7 +23,12 @@ __all__ = ["gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask", 
 EDGE = np.array([1.0, 0.0, -1.0])
 SMOOTH = {"sobel": np.array([1.0, 2.0, 1.0]) / 4,
           "prewitt": np.full((3,), 1 / 3),
-          "scharr": np.array([3.0, 10.0, 3.0]) / 16}
+          "scharr": np.array([3.0, 10.0, 3.0]) / 16,
+          # Farid & Simoncelli (2004), the 5-tap pair of scikit-image
+          "farid": np.array([0.0376593171958126, 0.249153396177344, 0.426374573253687, 0.249153396177344,
+                             0.0376593171958126])}
+# derivative factors other than EDGE (scikit-image convolves; the correlation factor is the reverse)
+EDGES = {"farid": np.array([0.109603762960254, 0.276690988455557, 0.0, -0.276690988455557, -0.109603762960254])}
 
 
 def gaussian_kernel1d(sigma, radius):
@@ -142,13 +147,14 @@ def _edge_filter(fn, image, mask, axis, mode, cval):
     # one pass per axis; with several axes the passes store g*g, add g*g, and finally sqrt(sum) / sqrt(ndim)
     last = len(axes) - 1
     for i, a in enumerate(axes):
-        factors = [EDGE[::-1] if b == a else SMOOTH[fn] for b in range(nd)]
+        edge = EDGES.get(fn, EDGE)
+        factors = [edge[::-1] if b == a else SMOOTH[fn] for b in range(nd)]
         weights = factors[0]
         for f in factors[1:]:
             weights = np.multiply.outer(weights, f)
         epi = 0 if last == 0 else (1 if i == 0 else 3 if i == last else 2)
-        E.apply(src, result, weights, (1,) * nd, modes, cval, "auto", nthreads, factors=factors, fn=fn, epi=epi,
-                scale=math.sqrt(nd))
+        E.apply(src, result, weights, tuple(k // 2 for k in weights.shape), modes, cval, "auto", nthreads,
+                factors=factors, fn=fn, epi=epi, scale=math.sqrt(nd))
     return _mask_result(result, msk, nthreads)
 
 
