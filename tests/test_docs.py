@@ -102,7 +102,8 @@ def test_every_page_is_in_a_table_of_contents():
 # ----------------------------------------------------------------------------------------------- the API pages
 PUBLIC_MODULES = ["fastconv", "fastconv.grad", "fastconv.nn", "fastconv.nn.functional", "fastconv.nn.init",
                   "fastconv.nn.optim", "fastconv.nn.optim.lr_scheduler", "fastconv.nn.utils", "fastconv.ops",
-                  "fastconv.filters", "fastconv.autograd", "fastconv.benchmark", "fastconv.examples.digits",
+                  "fastconv.filters", "fastconv.ndimage", "fastconv.autograd", "fastconv.benchmark",
+                  "fastconv.examples.digits",
                   "fastconv.examples.resnet"]
 
 

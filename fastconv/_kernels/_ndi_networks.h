@@ -163,22 +163,17 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         v8 = s[0][x + 2]; \
         v9 = s[1][x + 2]; \
         v10 = s[2][x + 2]; \
-        FC_CE0(v0, v4) \
+        FC_CE2(v0, v4) \
+        FC_CE2(v4, v8) \
+        FC_CE1(v6, v10) \
+        FC_CE1(v2, v6) \
         FC_CE0(v1, v5) \
-        FC_CE0(v2, v6) \
-        FC_CE0(v2, v4) \
-        FC_CE0(v1, v2) \
-        FC_CE0(v5, v4) \
-        FC_CE0(v9, v10) \
-        FC_CE2(v0, v8) \
-        FC_CE2(v1, v9) \
-        FC_CE1(v2, v10) \
-        FC_CE1(v4, v8) \
-        FC_CE1(v6, v9) \
-        FC_CE2(v2, v4) \
-        FC_CE1(v5, v6) \
-        FC_CE2(v5, v4) \
-        out[x] = v4; \
+        FC_CE1(v5, v9) \
+        FC_CE2(v1, v5) \
+        FC_CE0(v8, v5) \
+        FC_CE1(v5, v2) \
+        FC_CE2(v8, v5) \
+        out[x] = v5; \
     } \
 }
 
@@ -231,7 +226,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v18, v20) \
         FC_CE0(v19, v25) \
         FC_CE0(v26, v24) \
-        FC_CE0(v34, v36) \
         FC_CE0(v1, v2) \
         FC_CE0(v3, v4) \
         FC_CE0(v9, v10) \
@@ -240,8 +234,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v19, v20) \
         FC_CE0(v25, v26) \
         FC_CE0(v27, v24) \
-        FC_CE0(v33, v34) \
-        FC_CE0(v35, v36) \
         FC_CE0(v0, v16) \
         FC_CE0(v1, v17) \
         FC_CE0(v2, v18) \
@@ -268,7 +260,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v19, v25) \
         FC_CE0(v26, v16) \
         FC_CE0(v27, v17) \
-        FC_CE0(v34, v36) \
         FC_CE0(v1, v2) \
         FC_CE0(v3, v4) \
         FC_CE2(v9, v10) \
@@ -278,8 +269,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE1(v25, v26) \
         FC_CE2(v27, v16) \
         FC_CE0(v17, v24) \
-        FC_CE0(v33, v34) \
-        FC_CE0(v35, v36) \
         FC_CE2(v0, v32) \
         FC_CE2(v1, v33) \
         FC_CE2(v2, v34) \
@@ -405,8 +394,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v38, v40) \
         FC_CE0(v43, v41) \
         FC_CE0(v42, v44) \
-        FC_CE0(v50, v52) \
-        FC_CE0(v51, v53) \
         FC_CE0(v1, v2) \
         FC_CE0(v3, v4) \
         FC_CE0(v5, v6) \
@@ -425,9 +412,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v43, v40) \
         FC_CE0(v41, v42) \
         FC_CE0(v45, v44) \
-        FC_CE0(v49, v50) \
-        FC_CE0(v51, v52) \
-        FC_CE0(v53, v54) \
         FC_CE0(v0, v16) \
         FC_CE0(v1, v17) \
         FC_CE0(v2, v18) \
@@ -622,7 +606,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v6, v18) \
         FC_CE0(v7, v19) \
         FC_CE0(v20, v16) \
-        FC_CE0(v36, v40) \
         FC_CE0(v2, v4) \
         FC_CE0(v3, v5) \
         FC_CE0(v6, v8) \
@@ -630,9 +613,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v18, v20) \
         FC_CE0(v19, v21) \
         FC_CE0(v22, v16) \
-        FC_CE0(v34, v36) \
-        FC_CE0(v35, v37) \
-        FC_CE0(v38, v40) \
         FC_CE0(v1, v2) \
         FC_CE0(v3, v4) \
         FC_CE0(v5, v6) \
@@ -641,10 +621,6 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
         FC_CE0(v19, v20) \
         FC_CE0(v21, v22) \
         FC_CE2(v23, v16) \
-        FC_CE0(v33, v34) \
-        FC_CE0(v35, v36) \
-        FC_CE0(v37, v38) \
-        FC_CE0(v39, v40) \
         FC_CE2(v0, v32) \
         FC_CE2(v1, v33) \
         FC_CE2(v2, v34) \

@@ -33,6 +33,16 @@ def _networks():
     return mod
 
 
+# The 3x3 median from three sorted columns (lo <= mid <= hi, run stride 4: column g in slots 4g, 4g+1, 4g+2):
+# med3(max(lo), med3(mid), min(hi)) -- 12 operations where the pruned Batcher merge needs 20.
+# med3(x, y, z) = max(min(x, y), min(max(x, y), z)): steps (x, y, 0), (y, z, 1), (x, y, 2) leave it in y.
+MEDIAN_3X3 = ([(0, 4, 2), (4, 8, 2),              # slot 8 = max of the lows
+               (6, 10, 1), (2, 6, 1),             # slot 2 = min of the highs
+               (1, 5, 0), (5, 9, 1), (1, 5, 2),   # slot 5 = median of the mids
+               (8, 5, 0), (5, 2, 1), (8, 5, 2)],  # slot 5 = median of the three
+              5, 4)
+
+
 def _steps(net):
     out = []
     for a, b, kind in net:
@@ -71,7 +81,10 @@ def generate():
                      % (T, T, T, T, _join(body, 8)))
     for T, KW in BOXES:
         n = T * KW
-        net, slot, stride = nw.merge_selection_network(KW, T, n // 2)
+        if (T, KW) == (3, 3):
+            net, slot, stride = MEDIAN_3X3
+        else:
+            net, slot, stride = nw.merge_selection_network(KW, T, n // 2, order_pruning=True)
         q = 1
         while q < KW:
             q *= 2

@@ -113,7 +113,8 @@ def _oop_pass(kind, src, dst, axis, mode, cval, origin, arg):
     outer, _, inner = _view3(src, axis).shape
     if kind == "uniform":
         if inner == 1:
-            E.separable(src, dst, [(axis, np.full(size, 1.0 / size), lo, mode, float(cval))], _nthreads())
+            _ndi.line_boxmean(src.reshape(outer, n), dst.reshape(outer, n), size, elo, ehi, float(cval),
+                              _nthreads())
         else:
             strip, band = _strip_band(outer, n, inner, 1, 8)
             _ndi.rows_uniform(_view3(src, axis), _view3(dst, axis), size, elo, ehi, float(cval), strip, band,

@@ -31,21 +31,57 @@ def batcher_pairs(n, p0=1):
     return pairs
 
 
-def _resolve(size, pad, p0=1):
+def _resolve(size, pad, p0=1, known=None):
     """Batcher's stages from run length ``p0`` on, with comparators touching padding resolved statically:
-    returns (steps in slots, phys) where ``phys[logical position]`` is the slot finally holding that value."""
+    returns (steps in slots, phys) where ``phys[logical position]`` is the slot finally holding that value.
+
+    ``known`` (a boolean ``size x size`` matrix, ``known[a, b]``: the value in slot a is <= the one in slot b)
+    enables order pruning: a comparator whose outcome the known order already decides is dropped (or becomes a
+    relabelling), and every kept one adds what it establishes (with the transitive closure).  Slower to build,
+    so used for the generated straight-line kernels."""
     phys = list(range(size))
     pad = list(pad)
     steps = []
+    le = None
+    if known is not None:
+        le = np.array(known, dtype=bool)
+        np.fill_diagonal(le, True)
+        for p in range(size):
+            if pad[p]:
+                le[:, p] = True               # padding is larger than every value
+        le = _closure(le)
     for i, j in batcher_pairs(size, p0):
+        a, b = phys[i], phys[j]
         if pad[j]:
             continue                  # anything against padding (larger than every value): nothing moves
         if pad[i]:
-            phys[i], phys[j] = phys[j], phys[i]      # padding against a real value: they always swap
+            phys[i], phys[j] = b, a   # padding against a real value: they always swap
             pad[i], pad[j] = pad[j], pad[i]
             continue
-        steps.append((phys[i], phys[j]))
+        if le is not None:
+            if le[a, b]:
+                continue              # already in order
+            if le[b, a]:
+                phys[i], phys[j] = b, a
+                continue
+            la, lb, ga, gb = le[:, a].copy(), le[:, b].copy(), le[a, :].copy(), le[b, :].copy()
+            le[:, a] = la & lb        # k <= min(va, vb)
+            le[a, :] = ga | gb        # min(va, vb) <= k
+            le[:, b] = la | lb        # k <= max(va, vb)
+            le[b, :] = ga & gb        # max(va, vb) <= k
+            le[a, b] = le[a, a] = le[b, b] = True
+            le = _closure(le)
+        steps.append((a, b))
     return steps, phys
+
+
+def _closure(le):
+    """Transitive closure of a boolean relation matrix."""
+    while True:
+        nxt = le | ((le.astype(np.uint8) @ le.astype(np.uint8)) > 0)
+        if np.array_equal(nxt, le):
+            return le
+        le = nxt
 
 
 def _prune(steps, slot):
@@ -91,15 +127,22 @@ def sorting_network(n):
 
 
 @functools.lru_cache(maxsize=256)
-def merge_selection_network(runs, length, rank):
+def merge_selection_network(runs, length, rank, order_pruning=False):
     """``(net, slot, stride)`` for the ``rank``-th smallest of ``runs`` already sorted runs of ``length`` values:
-    run ``g`` value ``t`` starts in slot ``g * stride + t``; only Batcher's merge stages are needed."""
+    run ``g`` value ``t`` starts in slot ``g * stride + t``; only Batcher's merge stages are needed.
+    ``order_pruning`` also drops the comparators the runs' known order decides (see ``_resolve``)."""
     total = runs * length
     if not 0 <= rank < total:
         raise ValueError("rank %d outside [0, %d)" % (rank, total))
     stride = _pow2(length)
     size = stride * _pow2(runs)
     pad = [(p // stride >= runs) or (p % stride >= length) for p in range(size)]
-    steps, phys = _resolve(size, pad, stride)
+    known = None
+    if order_pruning:
+        known = np.zeros((size, size), bool)
+        for g in range(runs):
+            for t in range(length):
+                known[g * stride + t, g * stride + t:g * stride + length] = True
+    steps, phys = _resolve(size, pad, stride, known)
     # merged, the padding (larger than every value) fills the logical positions from `total` on
     return _prune(steps, phys[rank]), phys[rank], stride

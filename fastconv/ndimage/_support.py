@@ -47,27 +47,28 @@ def as_input(input, allow_complex=True):
 
 def get_output(output, input, shape=None, complex_output=False):
     """scipy.ndimage's ``output`` argument: None (the input's dtype), a dtype (class, ``np.dtype`` or string) or
-    an array of the right shape; returned as a writeable array."""
+    an array of the right shape; returned as a writeable array.  New arrays are left uninitialised (scipy zeroes
+    them): every filter writes every element."""
     if shape is None:
         shape = input.shape
     if output is None:
         if not complex_output:
-            return np.zeros(shape, dtype=input.dtype.name)
-        return np.zeros(shape, dtype=np.promote_types(input.dtype, np.complex64))
+            return np.empty(shape, dtype=input.dtype.name)
+        return np.empty(shape, dtype=np.promote_types(input.dtype, np.complex64))
     if isinstance(output, (type, np.dtype)):
         dt = np.dtype(output)
         if complex_output and dt.kind != "c":
             import warnings
             warnings.warn("promoting specified output dtype to complex", stacklevel=4)
             dt = np.promote_types(dt, np.complex64)
-        return np.zeros(shape, dtype=dt)
+        return np.empty(shape, dtype=dt)
     if isinstance(output, str):
         dt = np.dtype(output)
         if complex_output and dt.kind != "c":
             raise ArgumentError("output must have complex dtype")
         if not issubclass(dt.type, np.number):
             raise ArgumentError("output must have numeric dtype")
-        return np.zeros(shape, dtype=dt)
+        return np.empty(shape, dtype=dt)
     if not isinstance(output, np.ndarray):
         raise TypeError("output must be None, a dtype or a numpy.ndarray, got %s" % type(output).__name__)
     if output.shape != tuple(shape):
