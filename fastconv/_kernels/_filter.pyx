@@ -40,7 +40,8 @@ cdef enum:
 
 cdef inline void _finish(float_t* dst, const float_t* val, Py_ssize_t n, int epi, float_t scale) noexcept nogil:
     """Store ``n`` results through the epilogue: 0 ``dst = v``, 1 ``dst = v*v``, 2 ``dst += v*v``,
-    3 ``dst = sqrt(dst + v*v) / scale`` (the squared-gradient sum and magnitude of the edge filters)."""
+    3 ``dst = sqrt(dst + v*v) / scale`` (the squared-gradient sum and magnitude of the edge filters),
+    4 ``dst += v`` (sums of filters: Laplacians), 5 ``dst = v - dst`` (differences: difference of Gaussians)."""
     cdef Py_ssize_t i
     cdef float_t sq
     if epi == 0:
@@ -53,10 +54,16 @@ cdef inline void _finish(float_t* dst, const float_t* val, Py_ssize_t n, int epi
         for i in range(n):
             sq = val[i] * val[i]
             dst[i] = dst[i] + sq
-    else:
+    elif epi == 3:
         for i in range(n):
             sq = val[i] * val[i]
             dst[i] = (<float_t> sqrt(dst[i] + sq)) / scale
+    elif epi == 4:
+        for i in range(n):
+            dst[i] = dst[i] + val[i]
+    else:
+        for i in range(n):
+            dst[i] = val[i] - dst[i]
 
 
 cdef inline void _store(float_t* dst, const vec_t* acc, int nv, int epi, float_t scale) noexcept nogil:

@@ -335,6 +335,33 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     return _run_passes(input, output, passes, _real_cval(cval))
 
 
+def _gaussian_engine_passes(ndim, sigma, order, mode, cval, truncate=4.0, radius=None):
+    """gaussian_filter's passes over all axes as engine passes (axis, weights, offset, mode, cval), or None
+    when some axis with a derivative order has sigma <= 1e-15 (scipy skips that axis, derivative included)."""
+    sigmas, orders = S.sequence(sigma, ndim), S.sequence(order, ndim)
+    modes, radii = S.sequence(mode, ndim), S.sequence(radius, ndim)
+    passes = []
+    for ax in range(ndim):
+        if sigmas[ax] > 1e-15:
+            lw = gaussian_radius(sigmas[ax], truncate, radii[ax])
+            w = gaussian_kernel1d(float(sigmas[ax]), orders[ax], lw)[::-1].copy()
+            passes.append((ax, w, lw, S.mode_name(modes[ax]), float(cval)))
+        elif orders[ax]:
+            return None
+    return passes
+
+
+def _fused_sum(input, output, terms, epilogues, scale=1.0):
+    """float32 sums of separable terms (each a list of engine passes) straight into ``output``: the first term
+    stored through ``epilogues[0]``, the others through ``epilogues[1]`` (the last through ``epilogues[2]``)."""
+    src = np.ascontiguousarray(input)
+    dst = output if output.flags.c_contiguous and not np.may_share_memory(output, src) else np.empty_like(src)
+    for i, passes in enumerate(terms):
+        epi = epilogues[0] if i == 0 else (epilogues[2] if i == len(terms) - 1 else epilogues[1])
+        E.separable(src, dst, passes, _nthreads(), epi, scale)
+    return S.finish(output, dst)
+
+
 def _edge(input, axis, output, mode, cval, smooth):
     input = S.as_input(input, allow_complex=False)
     axis = S.axis_index(axis, input.ndim)
@@ -392,6 +419,10 @@ def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axe
         for s, ax in zip(sigma, axes):
             full[ax] = s
         sigma = full
+    fused = _fused_terms(input, output, axes, sigma, 2, mode, cval, kwargs)
+    if fused is not None:
+        out = S.get_output(output, input)
+        return _fused_sum(input, out, fused, (0, 4, 4))
     return generic_laplace(input, derivative2, output, mode, cval, extra_arguments=(sigma,),
                            extra_keywords=kwargs, axes=axes)
 
@@ -425,8 +456,39 @@ def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=
         order[axis] = 1
         return gaussian_filter(input, sigma, order, output, mode, cval, **kwargs)
 
+    ax = S.check_axes(axes, input.ndim) if input.dtype.kind in "biuf" else ()
+    if len(ax) > 1:
+        fused = _fused_terms(input, output, ax, sigma, 1, mode, cval, kwargs)
+        if fused is not None:
+            out = S.get_output(output, input)
+            return _fused_sum(input, out, fused, (1, 2, 3))
     return generic_gradient_magnitude(input, derivative, output, mode, cval, extra_arguments=(sigma,),
                                       extra_keywords=kwargs, axes=axes)
+
+
+def _fused_terms(input, output, axes, sigma, order, mode, cval, kwargs):
+    """The float32 engine passes of gaussian_laplace (order 2) / gaussian_gradient_magnitude (order 1): one
+    gaussian_filter per filtered axis with that derivative along it, or None when the call is not float32 in
+    and out (or has arguments the fused path does not take)."""
+    if not (isinstance(input, np.ndarray) and input.dtype == np.float32 and input.size and len(axes) > 0):
+        return None
+    if output is not None:
+        out_dtype = output.dtype if isinstance(output, np.ndarray) else np.dtype(output)
+        if out_dtype != np.float32:
+            return None
+    if set(kwargs) - {"truncate", "radius"}:
+        return None
+    modes = S.sequence(mode, len(axes))
+    sig = S.sequence(sigma, input.ndim) if len(axes) == input.ndim else sigma
+    terms = []
+    for i, ax in enumerate(axes):
+        orders = [0] * input.ndim
+        orders[ax] = order
+        passes = _gaussian_engine_passes(input.ndim, sig, orders, modes[i], _real_cval(cval), **kwargs)
+        if not passes:
+            return None
+        terms.append(passes)
+    return terms
 
 
 # -------------------------------------------------------------------------------------- footprint machinery
