@@ -479,7 +479,7 @@ def _fused_terms(input, output, axes, sigma, order, mode, cval, kwargs):
     if set(kwargs) - {"truncate", "radius"}:
         return None
     modes = S.sequence(mode, len(axes))
-    sig = S.sequence(sigma, input.ndim) if len(axes) == input.ndim else sigma
+    sig = S.sequence(sigma, input.ndim)
     terms = []
     for i, ax in enumerate(axes):
         orders = [0] * input.ndim
