@@ -103,8 +103,7 @@ def test_every_page_is_in_a_table_of_contents():
 PUBLIC_MODULES = ["fastconv", "fastconv.grad", "fastconv.nn", "fastconv.nn.functional", "fastconv.nn.init",
                   "fastconv.nn.optim", "fastconv.nn.optim.lr_scheduler", "fastconv.nn.utils", "fastconv.ops",
                   "fastconv.filters", "fastconv.ndimage", "fastconv.autograd", "fastconv.benchmark",
-                  "fastconv.examples.digits",
-                  "fastconv.examples.resnet"]
+                  "fastconv.examples.digits", "fastconv.examples.resnet"]
 
 
 def documented_names():

@@ -20,6 +20,7 @@ extended once for all the output rows that read it.  Tap ``k`` reads extended ro
 ``x + tap_dx[k]``.
 
 Results never depend on the number of threads: every output element is computed by one task in a fixed order.
+Tasks are handed out dynamically, so a core that the (shared) machine takes away holds back only its current task.
 """
 import numpy as np
 
@@ -234,7 +235,7 @@ def line_correlate(const double[:, :, ::1] src, double[:, :, ::1] dst, const dou
     with nogil, parallel(num_threads=nthreads):
         ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
         obuf = <double*> malloc(n * C * sizeof(double))
-        for task in prange(outer * nch, schedule='static'):
+        for task in prange(outer * nch, schedule='dynamic'):
             if ext == NULL or obuf == NULL:
                 failed[0] = 1
                 continue
@@ -271,7 +272,7 @@ def line_uniform(const double[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t 
         ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
         obuf = <double*> malloc(n * C * sizeof(double))
         acc = <double*> malloc(C * sizeof(double))
-        for task in prange(outer * nch, schedule='static'):
+        for task in prange(outer * nch, schedule='dynamic'):
             if ext == NULL or obuf == NULL or acc == NULL:
                 failed[0] = 1
                 continue
@@ -306,7 +307,7 @@ def line_minmax(const num_t[:, ::1] src, num_t[:, ::1] dst, Py_ssize_t size, con
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
         ext = <num_t*> malloc((n + lo + hi) * item)
-        for o in prange(outer, schedule='static'):
+        for o in prange(outer, schedule='dynamic'):
             if ext == NULL:
                 failed[0] = 1
                 continue
@@ -356,7 +357,7 @@ def line_boxmean(const float[:, ::1] src, float[:, ::1] dst, Py_ssize_t size, co
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
         ext = <float*> malloc(N * sizeof(float))
-        for o in prange(outer, schedule='static'):
+        for o in prange(outer, schedule='dynamic'):
             if ext == NULL:
                 failed[0] = 1
                 continue
@@ -450,7 +451,7 @@ def rows_minmax(const num_t[:, :, ::1] src, num_t[:, :, ::1] dst, Py_ssize_t siz
         if buf != NULL:
             for l in range(strip):
                 buf[3 * size * strip + l] = cval
-        for task in prange(outer * ns * nbd, schedule='static'):
+        for task in prange(outer * ns * nbd, schedule='dynamic'):
             if buf == NULL:
                 failed[0] = 1
                 continue
@@ -492,7 +493,7 @@ def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t si
         if cvrow != NULL:
             for f in range(strip):
                 cvrow[f] = cval
-        for task in prange(outer * ns * nbd, schedule='static'):
+        for task in prange(outer * ns * nbd, schedule='dynamic'):
             if acc == NULL or cvrow == NULL:
                 failed[0] = 1
                 continue
@@ -817,7 +818,7 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         S = <num_t*> malloc(ssize * item + 64)
         Srows = <num_t**> malloc(T * sizeof(num_t*))
         rc = _cache_new(2 * T + 1, width, item)
-        for blk in prange(nblk, schedule='static'):
+        for blk in prange(nblk, schedule='dynamic'):
             if lines == NULL or work == NULL or cw == NULL or S == NULL or Srows == NULL or rc.data == NULL:
                 failed[0] = 1
                 continue
@@ -864,7 +865,7 @@ def nd_correlate(const double[:, ::1] src, double[:, ::1] out, const Py_ssize_t[
     with nogil, parallel(num_threads=nthreads):
         lines = <char**> malloc(T * sizeof(char*))
         rc = _cache_new(2 * T + 1, width, 8)
-        for blk in prange(nblk, schedule='static'):
+        for blk in prange(nblk, schedule='dynamic'):
             if lines == NULL or rc.data == NULL:
                 failed[0] = 1
                 continue

@@ -52,7 +52,8 @@ from ._ndimage import convolve, correlate
 from ._skimage import gaussian, laplace, prewitt, scharr, sobel, unsharp_mask
 from ._edges import (difference_of_gaussians, farid, farid_h, farid_v, prewitt_h, prewitt_v, roberts,
                      roberts_neg_diag, roberts_pos_diag, scharr_h, scharr_v, sobel_h, sobel_v)
-from ._rank import median, rank
+from ._rank import median
+from . import rank
 from ._fft_based import butterworth
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask",

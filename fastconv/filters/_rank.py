@@ -10,7 +10,6 @@ and inside ``mask`` count (the median is the element ``pop // 2`` of the ``pop``
 neighbourhood counts none gives 0; ``shift_y``/``shift_x`` move the footprint's centre along axis 0/1 of a 2-D
 image, ``shift_x``/``shift_y``/``shift_z`` along axis 0/1/2 of a 3-D one (as scikit-image does).
 """
-import types
 import warnings
 
 import numpy as np
@@ -20,7 +19,7 @@ from ..ndimage import _filters as NF
 from ..ndimage import _support as S
 from . import _args as A
 
-__all__ = ["median", "rank"]
+__all__ = ["median", "minimum", "maximum", "rank_median"]
 
 
 def median(image, footprint=None, out=None, mode="nearest", cval=0.0, behavior="ndimage"):
@@ -88,13 +87,22 @@ def _make(kind):
     def f(image, footprint, out=None, mask=None, shift_x=0, shift_y=0, shift_z=0):
         return _rank_filter(kind, image, footprint, out, mask, shift_x, shift_y, shift_z)
     f.__name__ = kind
+    f.__qualname__ = kind
+    f.__module__ = "fastconv.filters.rank"
     f.__doc__ = ("Local %s of a uint8/uint16 image over ``footprint``, equal to ``skimage.filters.rank.%s`` "
-                 "(pixels outside the image or ``mask`` do not count; none counted gives 0)." % (kind, kind))
+                 "(pixels outside the image or ``mask`` do not count; none counted gives 0).\n\n"
+                 "    Parameters\n    ----------\n    image : 2-D or 3-D uint8/uint16 array\n"
+                 "    footprint : array\n    out : ndarray, optional\n    mask : array of bool, optional\n"
+                 "    shift_x, shift_y, shift_z : int, optional\n        Offsets of the footprint's centre "
+                 "(2-D: shift_y along axis 0, shift_x along axis 1; 3-D: shift_x, shift_y, shift_z along axes "
+                 "0, 1, 2).\n" % (kind, kind))
     return f
 
 
-rank = types.SimpleNamespace(minimum=_make("minimum"), maximum=_make("maximum"), median=_make("median"))
-rank.__doc__ = "skimage.filters.rank's minimum, maximum and median (see fastconv.filters._rank)."
+minimum = _make("minimum")
+maximum = _make("maximum")
+rank_median = _make("median")
+
 
 median.__doc__ = """Median filter, equal to ``skimage.filters.median``.
 
