@@ -403,3 +403,22 @@ def test_bad_input_names_the_argument(call, exc, arg):
     img = rng(23).standard_normal((8, 9))
     with pytest.raises(exc, match="'%s'" % arg):
         call(img)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_values_mark_exactly_the_footprint(dtype):
+    """Row pairs of the direct kernel share merged taps; a tap of one row only must not add 0 * NaN to the other
+    (regression: NaN one row outside a 3x3 footprint on images at least 64 wide)."""
+    x = np.zeros((12, 90), dtype)
+    x[5, 40] = np.nan
+    x[2, 70] = np.inf
+    x[9, 3] = -np.inf
+    w = np.arange(1.0, 10.0).reshape(3, 3)
+    for method in ("direct", "auto"):
+        got = ff.correlate(x, w, method=method)
+        ref = ndi.correlate(x.astype(np.float64), w)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+    for got, ref in [(ff.sobel(x), skf.sobel(x)), (ff.laplace(x), skf.laplace(x)),
+                     (ff.gaussian(x, 1.0), skf.gaussian(x, 1.0))]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))

@@ -244,7 +244,8 @@ cdef inline void _pair_block(const float_t* src, Py_ssize_t L_in, const Py_ssize
     """Outputs [x0, x0 + NB/2) of two rows r, r + 1 whose row taps are shifted by one (rows[r + 1, t] ==
     rows[r, t + 1]): merged tap m reads pair row ``rows_u[m_row[m]]`` (u = t for row r, u = t + 1 for row r + 1)
     once and feeds both sums, halving the loads of row-tap kernels.  Per row the taps are added in the same
-    order as :func:`_block_full` (the merged list only adds exact zero products), so results are identical."""
+    order as :func:`_block_full` (a row skips the merged taps whose weight is 0 for it), so results are identical,
+    non-finite values included."""
     cdef vec_t a0[4]
     cdef vec_t a1[4]
     cdef vec_t z, w0, w1, v
@@ -257,20 +258,31 @@ cdef inline void _pair_block(const float_t* src, Py_ssize_t L_in, const Py_ssize
         a1[q] = z
     for m in range(pl.nm):
         ri = rows_u[pl.m_row[m]]
+        # a merged tap may belong to one row only (weight 0 in the other): that row must not add 0 * value,
+        # which is NaN for a non-finite value outside its footprint
         if ri < 0:
             w0 = z + m_w0[m] * cval
             w1 = z + m_w1[m] * cval
             for q in range(4):
-                a0[q] += w0
-                a1[q] += w1
+                if m_w0[m] != 0:
+                    a0[q] += w0
+                if m_w1[m] != 0:
+                    a1[q] += w1
         else:
             w0 = z + m_w0[m]
             w1 = z + m_w1[m]
             p = src + ri * L_in + x0 + pl.m_shift[m]
-            for q in range(4):
-                v = (<const vec_t*> (p + q * V))[0]
-                a0[q] += w0 * v
-                a1[q] += w1 * v
+            if m_w0[m] != 0 and m_w1[m] != 0:
+                for q in range(4):
+                    v = (<const vec_t*> (p + q * V))[0]
+                    a0[q] += w0 * v
+                    a1[q] += w1 * v
+            elif m_w0[m] != 0:
+                for q in range(4):
+                    a0[q] += w0 * (<const vec_t*> (p + q * V))[0]
+            else:
+                for q in range(4):
+                    a1[q] += w1 * (<const vec_t*> (p + q * V))[0]
     _store(dst0, a0, 4, pl.epi, scale)
     _store(dst1, a1, 4, pl.epi, scale)
 
