@@ -103,8 +103,8 @@ def _strip_band(outer, n, inner, k, item):
 
 
 def _oop_pass(kind, src, dst, axis, mode, cval, origin, arg):
-    """One min/max pass, or a float32 box pass, from ``src`` into a distinct C-contiguous ``dst`` of the same
-    dtype (the work dtype)."""
+    """One min/max pass, or a float32 box pass, from ``src`` into a C-contiguous ``dst`` of the same dtype (the
+    work dtype).  ``dst`` may be ``src`` itself where :func:`_in_place` allows."""
     n = src.shape[axis]
     size = arg
     size1 = size // 2
@@ -126,23 +126,43 @@ def _oop_pass(kind, src, dst, axis, mode, cval, origin, arg):
                          _nthreads())
     else:
         strip, band = _strip_band(outer, n, inner, size, src.dtype.itemsize)
+        if dst is src:
+            band = n            # a task owns whole lines: it reads every row of its strip before writing it
         _ndi.rows_minmax(_view3(src, axis), _view3(dst, axis), size, elo, ehi, cv, kind == "min", strip, band,
                          _nthreads())
 
 
+def _in_place(kind, shape, axis):
+    """Whether a pass may write over its own input: min/max along contiguous lines (each task buffers its line),
+    or along a strided axis when at least 16 independent (outer x strip) tasks own whole lines."""
+    if kind not in ("min", "max"):
+        return False
+    outer, n, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    return inner == 1 or outer * -(-inner // _strip_band(outer, n, inner, 3, 1)[0]) >= 16
+
+
 def _oop_passes(input, output, passes, cval):
-    """Successive out-of-place passes (min/max in the output's work dtype, or float32 box means), alternating
-    between the output and one temporary so that the last lands in the output."""
+    """Successive passes (min/max in the output's work dtype, or float32 box means): the first from the input
+    into the result, the others in place where :func:`_in_place` allows, else through one temporary."""
     work = S.work_dtype(output.dtype) if passes[0][0] != "uniform" else np.dtype(np.float32)
     src = np.ascontiguousarray(input).astype(work, casting="unsafe", copy=False)
     final = output if (output.dtype == work and output.flags.c_contiguous
                        and not np.may_share_memory(output, src)) else np.empty(input.shape, work)
     k = len(passes)
-    tmp = np.empty(input.shape, work) if k > 1 else None
-    pool = [tmp, final] if k % 2 == 0 else [final, tmp]
+    # plan the buffers backwards from the last pass (which must land in `final`)
+    targets = [None] * k
+    nxt = final
+    for i in range(k - 1, -1, -1):
+        targets[i] = nxt
+        kind, axis = passes[i][0], passes[i][1]
+        if i > 0 and not _in_place(kind, input.shape, axis):
+            nxt = "tmp" if nxt is final else final
+    tmp = np.empty(input.shape, work) if any(t == "tmp" for t in targets if isinstance(t, str)) else None
     cur = src
     for i, (kind, axis, arg, mode, origin) in enumerate(passes):
-        dst = final if i == k - 1 else pool[i % 2]
+        dst = tmp if isinstance(targets[i], str) else targets[i]
+        if dst is not cur and np.may_share_memory(dst, cur):
+            raise AssertionError("pass buffers overlap")  # internal invariant
         _oop_pass(kind, cur, dst, axis, S.mode_name(mode), cval, origin, arg)
         cur = dst
     return S.finish(output, final)
