@@ -109,9 +109,10 @@ def _extensions():
                        ("FASTCONV_OPENMP", "1" if OPENMP else "0")],
         extra_link_args=OMP_FLAGS + SAN_FLAGS,
     )
+    headers = [str(h) for h in sorted(KERNEL_DIR.glob("*.h"))]     # C headers the kernels include
     base = [Extension("fastconv._kernels." + p.stem, [str(p)],
                       extra_compile_args=BASE_CFLAGS + MODULE_CFLAGS.get(p.stem, []) + OMP_FLAGS + SAN_FLAGS,
-                      **common)
+                      depends=headers, **common)
             for p in _kernel_sources()]
     base = cythonize(base, compiler_directives=DIRECTIVES, include_path=[".", str(KERNEL_DIR)],
                      compile_time_env={"FASTCONV_OPENMP": OPENMP}, quiet=True)
@@ -133,7 +134,7 @@ def _extensions():
         avx2.append(Extension("fastconv._kernels._avx2." + stem, [str(wrapper.relative_to(HERE))],
                               extra_compile_args=(BASE_CFLAGS + AVX2_FLAGS + MODULE_CFLAGS.get(stem, [])
                                                   + OMP_FLAGS),
-                              depends=[str(c_src)], **common))
+                              depends=[str(c_src)] + headers, **common))
     return base + avx2
 
 

@@ -4,9 +4,11 @@
 #include <stddef.h>
 
 /* compare-exchange kinds (see fastconv/ndimage/_networks.py): 0 both, 1 only the min, 2 only the max */
-#define FC_CE0(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; b = _y < _x ? _x : _y; }
+/* min and max from two separate comparisons, so that each compiles to one SIMD min/max instruction
+   (one shared comparison makes two blends); with a NaN both may become NaN */
+#define FC_CE0(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; b = _x < _y ? _y : _x; }
 #define FC_CE1(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; }
-#define FC_CE2(a, b) { FCT _x = a, _y = b; b = _y < _x ? _x : _y; }
+#define FC_CE2(a, b) { FCT _x = a, _y = b; b = _x < _y ? _y : _x; }
 
 #define FC_COLSORT_3(NAME) \
 static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
