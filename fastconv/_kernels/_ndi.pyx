@@ -6,7 +6,7 @@ and precision of scipy.ndimage (float64, no fused multiply-add), so float64 resu
 from float64 sums) are bit-identical to scipy's.  Loops run over contiguous flat buffers so that the compiler
 vectorises them for the SIMD level of the build.
 
-Line passes (:func:`line_correlate`, :func:`line_uniform`, :func:`line_minmax`) view the array as
+Line passes (:func:`line_linear`, :func:`line_minmax`, ...) view the array as
 ``(outer, n, inner)`` and filter every line along the middle axis.  A task copies a chunk of ``C`` neighbouring
 lines (``C`` consecutive inner elements, or one line when ``inner == 1``) into a per-thread buffer extended by the
 boundary mode (``emap``: source index of each halo position, ``-1`` = ``cval``), lanes interleaved
@@ -215,46 +215,13 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t inner, Py_ssize_t item) noexcept nogil:
     return inner if inner < c else c
 
 
-def line_correlate(const double[:, :, ::1] src, double[:, :, ::1] dst, const double[::1] w, Py_ssize_t size1,
-                   Py_ssize_t size2, int symmetric, const Py_ssize_t[::1] emap_lo, const Py_ssize_t[::1] emap_hi,
-                   double cval, int nthreads):
-    """scipy.ndimage.correlate1d along the middle axis of ``(outer, n, inner)`` (weights ``w``, ``size1`` before
-    and ``size2`` after the centre; halo ``len(emap_lo)`` = size1 + origin before, ``len(emap_hi)`` after)."""
-    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
-    cdef Py_ssize_t lo = emap_lo.shape[0], hi = emap_hi.shape[0]
-    cdef Py_ssize_t C = _chunk(inner, 8), nch, task, o, c0, cw
-    cdef double* ext
-    cdef double* obuf
-    cdef int failed[1]
-    failed[0] = 0
-    if outer == 0 or n == 0 or inner == 0:
-        return
-    nch = (inner + C - 1) // C
-    cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
-    cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
-    with nogil, parallel(num_threads=nthreads):
-        ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
-        obuf = <double*> malloc(n * C * sizeof(double))
-        for task in prange(outer * nch, schedule='dynamic'):
-            if ext == NULL or obuf == NULL:
-                failed[0] = 1
-                continue
-            o = task // nch
-            c0 = (task % nch) * C
-            cw = min(C, inner - c0)
-            _fill_ext(<const char*> &src[0, 0, 0], o, c0, cw, n, inner, 8, elo, lo, ehi, hi,
-                      <const char*> &cval, <char*> ext)
-            _corr_lines(ext, obuf, n * cw, cw, &w[0], size1, size2, symmetric)
-            _store_lines(<char*> &dst[0, 0, 0], o, c0, cw, n, inner, 8, <const char*> obuf)
-        free(ext)
-        free(obuf)
-    if failed[0]:
-        raise MemoryError("ndimage: could not allocate a line buffer")
-
-
-def line_uniform(const double[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t size,
-                 const Py_ssize_t[::1] emap_lo, const Py_ssize_t[::1] emap_hi, double cval, int nthreads):
-    """scipy.ndimage.uniform_filter1d (running sum in float64, scipy's order) along the middle axis."""
+def line_linear(const double[:, :, ::1] src, double[:, :, ::1] dst, int op, const double[::1] w,
+                Py_ssize_t size1, Py_ssize_t size2, int symmetric, const Py_ssize_t[::1] emap_lo,
+                const Py_ssize_t[::1] emap_hi, double cval, int nthreads):
+    """A linear line filter along the middle axis of ``(outer, n, inner)``, in scipy's float64 arithmetic:
+    ``op`` 0 is correlate1d (weights ``w``, ``size1`` before and ``size2`` after the centre, ``symmetric`` as
+    scipy tests it), 1 is uniform_filter1d of ``size1 + size2 + 1`` elements.  The halo is ``len(emap_lo)``
+    = size1 + origin positions before, ``len(emap_hi)`` after."""
     cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], inner = src.shape[2]
     cdef Py_ssize_t lo = emap_lo.shape[0], hi = emap_hi.shape[0]
     cdef Py_ssize_t C = _chunk(inner, 8), nch, task, o, c0, cw
@@ -268,6 +235,7 @@ def line_uniform(const double[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t 
     nch = (inner + C - 1) // C
     cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
+    cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
         ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
         obuf = <double*> malloc(n * C * sizeof(double))
@@ -281,7 +249,10 @@ def line_uniform(const double[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t 
             cw = min(C, inner - c0)
             _fill_ext(<const char*> &src[0, 0, 0], o, c0, cw, n, inner, 8, elo, lo, ehi, hi,
                       <const char*> &cval, <char*> ext)
-            _uniform_lines(ext, obuf, n, cw, size, acc)
+            if op == 0:
+                _corr_lines(ext, obuf, n * cw, cw, wp, size1, size2, symmetric)
+            else:
+                _uniform_lines(ext, obuf, n, cw, size1 + size2 + 1, acc)
             _store_lines(<char*> &dst[0, 0, 0], o, c0, cw, n, inner, 8, <const char*> obuf)
         free(ext)
         free(obuf)

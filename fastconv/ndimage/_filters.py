@@ -195,10 +195,11 @@ def _line_pass(kind, input, output, axis, mode, cval, origin, arg, exact=False):
     dst = _target(output, np.float64, src)
     elo, ehi = _emaps(n, size1 + origin, size2 - origin, mode)
     if kind == "corr":
-        _ndi.line_correlate(_view3(src, axis), _view3(dst, axis), np.ascontiguousarray(w), size1, size2,
-                            _symmetry(w), elo, ehi, float(cval), _nthreads())
+        _ndi.line_linear(_view3(src, axis), _view3(dst, axis), 0, np.ascontiguousarray(w), size1, size2,
+                         _symmetry(w), elo, ehi, float(cval), _nthreads())
     else:
-        _ndi.line_uniform(_view3(src, axis), _view3(dst, axis), arg, elo, ehi, float(cval), _nthreads())
+        _ndi.line_linear(_view3(src, axis), _view3(dst, axis), 1, np.zeros(0), size1, size2, 0, elo, ehi,
+                         float(cval), _nthreads())
     return S.finish(output, dst)
 
 
@@ -400,22 +401,34 @@ def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
     return _edge(input, axis, output, mode, cval, np.array([1.0, 2.0, 1.0]))
 
 
-def generic_laplace(input, derivative2, output=None, mode="reflect", cval=0.0, extra_arguments=(),
-                    extra_keywords=None, *, axes=None):
+def _sum_over_axes(input, derivative, output, mode, cval, extra_arguments, extra_keywords, axes, square):
+    """scipy's generic_laplace (``square=False``: sum of the derivatives along ``axes``) and
+    generic_gradient_magnitude (``square=True``: square root of the sum of their squares)."""
     if extra_keywords is None:
         extra_keywords = {}
     input = np.asarray(input)
     output = S.get_output(output, input)
     axes = S.check_axes(axes, input.ndim)
-    if len(axes) > 0:
-        modes = S.sequence(mode, len(axes))
-        derivative2(input, axes[0], output, modes[0], cval, *extra_arguments, **extra_keywords)
-        for ii in range(1, len(axes)):
-            tmp = derivative2(input, axes[ii], output.dtype, modes[ii], cval, *extra_arguments, **extra_keywords)
-            output += tmp
-    else:
+    if len(axes) == 0:
         output[...] = input[...]
+        return output
+    modes = S.sequence(mode, len(axes))
+    derivative(input, axes[0], output, modes[0], cval, *extra_arguments, **extra_keywords)
+    if square:
+        np.multiply(output, output, output)
+    for ii in range(1, len(axes)):
+        tmp = derivative(input, axes[ii], output.dtype, modes[ii], cval, *extra_arguments, **extra_keywords)
+        if square:
+            np.multiply(tmp, tmp, tmp)
+        output += tmp
+    if square:
+        np.sqrt(output, output, casting="unsafe")
     return output
+
+
+def generic_laplace(input, derivative2, output=None, mode="reflect", cval=0.0, extra_arguments=(),
+                    extra_keywords=None, *, axes=None):
+    return _sum_over_axes(input, derivative2, output, mode, cval, extra_arguments, extra_keywords, axes, False)
 
 
 def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
@@ -449,23 +462,7 @@ def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axe
 
 def generic_gradient_magnitude(input, derivative, output=None, mode="reflect", cval=0.0, extra_arguments=(),
                                extra_keywords=None, *, axes=None):
-    if extra_keywords is None:
-        extra_keywords = {}
-    input = np.asarray(input)
-    output = S.get_output(output, input)
-    axes = S.check_axes(axes, input.ndim)
-    if len(axes) > 0:
-        modes = S.sequence(mode, len(axes))
-        derivative(input, axes[0], output, modes[0], cval, *extra_arguments, **extra_keywords)
-        np.multiply(output, output, output)
-        for ii in range(1, len(axes)):
-            tmp = derivative(input, axes[ii], output.dtype, modes[ii], cval, *extra_arguments, **extra_keywords)
-            np.multiply(tmp, tmp, tmp)
-            output += tmp
-        np.sqrt(output, output, casting="unsafe")
-    else:
-        output[...] = input[...]
-    return output
+    return _sum_over_axes(input, derivative, output, mode, cval, extra_arguments, extra_keywords, axes, True)
 
 
 def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
