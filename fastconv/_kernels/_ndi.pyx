@@ -59,13 +59,8 @@ cdef extern from "_ndi_networks.h" nogil:
                           Py_ssize_t L)
 
 
-cdef inline int _box_median(Py_ssize_t T, Py_ssize_t KW, char** lines, num_t* S, num_t** Srows, num_t* out,
-                            Py_ssize_t L) noexcept nogil:
-    """The specialised straight-line median of a T x KW box for one output row, if there is one (returns 0
-    otherwise)."""
-    cdef Py_ssize_t t, width = L + KW - 1
-    for t in range(T):
-        Srows[t] = S + t * width
+cdef inline int _box_median_chunk(Py_ssize_t T, Py_ssize_t KW, const char** lines, num_t** Srows, num_t* out,
+                                  Py_ssize_t L) noexcept nogil:
     if num_t is u8_t:
         return fc_box_median_u8(T, KW, <const u8_t**> lines, Srows, out, L)
     elif num_t is u16_t:
@@ -78,9 +73,31 @@ cdef inline int _box_median(Py_ssize_t T, Py_ssize_t KW, char** lines, num_t* S,
         return fc_box_median_f64(T, KW, <const double**> lines, Srows, out, L)
     return 0
 
+
+cdef inline int _box_median(Py_ssize_t T, Py_ssize_t KW, char** lines, num_t* S, num_t** Srows, num_t* out,
+                            Py_ssize_t L) noexcept nogil:
+    """The specialised straight-line median of a T x KW box for one output row, if there is one (returns 0
+    otherwise), in chunks of MEDIAN_CHUNK_BYTES of outputs so that the sorted columns stay in L1.  ``Srows``
+    has room for 2 T pointers."""
+    cdef Py_ssize_t t, x0, nb, CH = MEDIAN_CHUNK_BYTES // sizeof(num_t)
+    cdef const char** shifted = <const char**> (Srows + T)
+    for t in range(T):
+        Srows[t] = S + t * (CH + KW - 1)
+    x0 = 0
+    while x0 < L:
+        nb = min(CH, L - x0)
+        for t in range(T):
+            shifted[t] = lines[t] + x0 * sizeof(num_t)
+        if not _box_median_chunk(T, KW, shifted, Srows, out + x0, nb):
+            return 0
+        x0 += CH
+    return 1
+
+
 cdef enum:
     CHUNK_BYTES = 128      # inner elements per line-pass task (per lane group)
     RANK_BYTES = 512       # bytes of outputs selected at once by a comparator network (per slot)
+    MEDIAN_CHUNK_BYTES = 2048   # bytes of outputs per call of a generated box median
 
 
 # ------------------------------------------------------------------------------------------------ line passes
@@ -779,7 +796,7 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         while q < T:
             q *= 2
         csize = q * B
-        ssize = T * width
+        ssize = T * max(width, MEDIAN_CHUNK_BYTES // item + KW - 1)
     cdef num_t* cw
     cdef num_t* S
     with nogil, parallel(num_threads=nthreads):
@@ -787,7 +804,7 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         work = <num_t*> malloc(wsize * item)
         cw = <num_t*> malloc(csize * item + 64)
         S = <num_t*> malloc(ssize * item + 64)
-        Srows = <num_t**> malloc(T * sizeof(num_t*))
+        Srows = <num_t**> malloc(2 * T * sizeof(num_t*))
         rc = _cache_new(2 * T + 1, width, item)
         for blk in prange(nblk, schedule='dynamic'):
             if lines == NULL or work == NULL or cw == NULL or S == NULL or Srows == NULL or rc.data == NULL:

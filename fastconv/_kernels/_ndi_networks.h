@@ -3,42 +3,43 @@
 #define FC_NDI_NETWORKS_H
 #include <stddef.h>
 
-/* compare-exchange kinds (see fastconv/ndimage/_networks.py): 0 both, 1 only the min, 2 only the max */
-/* min and max from two separate comparisons, so that each compiles to one SIMD min/max instruction
-   (one shared comparison makes two blends); with a NaN both may become NaN */
-#define FC_CE0(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; b = _x < _y ? _y : _x; }
-#define FC_CE1(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; }
-#define FC_CE2(a, b) { FCT _x = a, _y = b; b = _x < _y ? _y : _x; }
+/* compare-exchange kinds (see fastconv/ndimage/_networks.py): 0 both, 1 only the min, 2 only the max.
+   Integers: one shared comparison (GCC emits SIMD min and max); floating point: two separate
+   comparisons (one shared one would become a compare and two blends instead of min and max). */
+#define FC_CE0_INT(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; b = _y < _x ? _x : _y; }
+#define FC_CE1_INT(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; }
+#define FC_CE2_INT(a, b) { FCT _x = a, _y = b; b = _y < _x ? _x : _y; }
+#define FC_CE0_FLT(a, b) { FCT _x = a, _y = b; a = _y < _x ? _y : _x; b = _x < _y ? _y : _x; }
+#define FC_CE1_FLT(a, b) FC_CE1_INT(a, b)
+#define FC_CE2_FLT(a, b) { FCT _x = a, _y = b; b = _x < _y ? _y : _x; }
 
 #define FC_COLSORT_3(NAME) \
-static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
-    const FCT* restrict r[3]; FCT* restrict s[3]; ptrdiff_t x; int i; \
-    for (i = 0; i < 3; i++) { r[i] = rows[i]; s[i] = outs[i]; } \
-    for (x = 0; x < width; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
+    const FCT* restrict r0 = rows[0]; FCT* restrict s0 = outs[0]; const FCT* restrict r1 = rows[1]; FCT* restrict s1 = outs[1]; const FCT* restrict r2 = rows[2]; FCT* restrict s2 = outs[2]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < width; x++) { \
         FCT v0, v1, v2, v3; \
-        v0 = r[0][x]; \
-        v1 = r[1][x]; \
-        v2 = r[2][x]; \
+        v0 = r0[x]; \
+        v1 = r1[x]; \
+        v2 = r2[x]; \
         FC_CE0(v0, v1) \
         FC_CE0(v0, v2) \
         FC_CE0(v1, v2) \
-        s[0][x] = v0; \
-        s[1][x] = v1; \
-        s[2][x] = v2; \
+        s0[x] = v0; \
+        s1[x] = v1; \
+        s2[x] = v2; \
     } \
 }
 
 #define FC_COLSORT_5(NAME) \
-static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
-    const FCT* restrict r[5]; FCT* restrict s[5]; ptrdiff_t x; int i; \
-    for (i = 0; i < 5; i++) { r[i] = rows[i]; s[i] = outs[i]; } \
-    for (x = 0; x < width; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
+    const FCT* restrict r0 = rows[0]; FCT* restrict s0 = outs[0]; const FCT* restrict r1 = rows[1]; FCT* restrict s1 = outs[1]; const FCT* restrict r2 = rows[2]; FCT* restrict s2 = outs[2]; const FCT* restrict r3 = rows[3]; FCT* restrict s3 = outs[3]; const FCT* restrict r4 = rows[4]; FCT* restrict s4 = outs[4]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < width; x++) { \
         FCT v0, v1, v2, v3, v4, v5, v6, v7; \
-        v0 = r[0][x]; \
-        v1 = r[1][x]; \
-        v2 = r[2][x]; \
-        v3 = r[3][x]; \
-        v4 = r[4][x]; \
+        v0 = r0[x]; \
+        v1 = r1[x]; \
+        v2 = r2[x]; \
+        v3 = r3[x]; \
+        v4 = r4[x]; \
         FC_CE0(v0, v1) \
         FC_CE0(v2, v3) \
         FC_CE0(v0, v2) \
@@ -48,27 +49,26 @@ static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
         FC_CE0(v2, v4) \
         FC_CE0(v1, v2) \
         FC_CE0(v3, v4) \
-        s[0][x] = v0; \
-        s[1][x] = v1; \
-        s[2][x] = v2; \
-        s[3][x] = v3; \
-        s[4][x] = v4; \
+        s0[x] = v0; \
+        s1[x] = v1; \
+        s2[x] = v2; \
+        s3[x] = v3; \
+        s4[x] = v4; \
     } \
 }
 
 #define FC_COLSORT_7(NAME) \
-static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
-    const FCT* restrict r[7]; FCT* restrict s[7]; ptrdiff_t x; int i; \
-    for (i = 0; i < 7; i++) { r[i] = rows[i]; s[i] = outs[i]; } \
-    for (x = 0; x < width; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
+    const FCT* restrict r0 = rows[0]; FCT* restrict s0 = outs[0]; const FCT* restrict r1 = rows[1]; FCT* restrict s1 = outs[1]; const FCT* restrict r2 = rows[2]; FCT* restrict s2 = outs[2]; const FCT* restrict r3 = rows[3]; FCT* restrict s3 = outs[3]; const FCT* restrict r4 = rows[4]; FCT* restrict s4 = outs[4]; const FCT* restrict r5 = rows[5]; FCT* restrict s5 = outs[5]; const FCT* restrict r6 = rows[6]; FCT* restrict s6 = outs[6]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < width; x++) { \
         FCT v0, v1, v2, v3, v4, v5, v6, v7; \
-        v0 = r[0][x]; \
-        v1 = r[1][x]; \
-        v2 = r[2][x]; \
-        v3 = r[3][x]; \
-        v4 = r[4][x]; \
-        v5 = r[5][x]; \
-        v6 = r[6][x]; \
+        v0 = r0[x]; \
+        v1 = r1[x]; \
+        v2 = r2[x]; \
+        v3 = r3[x]; \
+        v4 = r4[x]; \
+        v5 = r5[x]; \
+        v6 = r6[x]; \
         FC_CE0(v0, v1) \
         FC_CE0(v2, v3) \
         FC_CE0(v4, v5) \
@@ -85,31 +85,30 @@ static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
         FC_CE0(v1, v2) \
         FC_CE0(v3, v4) \
         FC_CE0(v5, v6) \
-        s[0][x] = v0; \
-        s[1][x] = v1; \
-        s[2][x] = v2; \
-        s[3][x] = v3; \
-        s[4][x] = v4; \
-        s[5][x] = v5; \
-        s[6][x] = v6; \
+        s0[x] = v0; \
+        s1[x] = v1; \
+        s2[x] = v2; \
+        s3[x] = v3; \
+        s4[x] = v4; \
+        s5[x] = v5; \
+        s6[x] = v6; \
     } \
 }
 
 #define FC_COLSORT_9(NAME) \
-static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
-    const FCT* restrict r[9]; FCT* restrict s[9]; ptrdiff_t x; int i; \
-    for (i = 0; i < 9; i++) { r[i] = rows[i]; s[i] = outs[i]; } \
-    for (x = 0; x < width; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
+    const FCT* restrict r0 = rows[0]; FCT* restrict s0 = outs[0]; const FCT* restrict r1 = rows[1]; FCT* restrict s1 = outs[1]; const FCT* restrict r2 = rows[2]; FCT* restrict s2 = outs[2]; const FCT* restrict r3 = rows[3]; FCT* restrict s3 = outs[3]; const FCT* restrict r4 = rows[4]; FCT* restrict s4 = outs[4]; const FCT* restrict r5 = rows[5]; FCT* restrict s5 = outs[5]; const FCT* restrict r6 = rows[6]; FCT* restrict s6 = outs[6]; const FCT* restrict r7 = rows[7]; FCT* restrict s7 = outs[7]; const FCT* restrict r8 = rows[8]; FCT* restrict s8 = outs[8]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < width; x++) { \
         FCT v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15; \
-        v0 = r[0][x]; \
-        v1 = r[1][x]; \
-        v2 = r[2][x]; \
-        v3 = r[3][x]; \
-        v4 = r[4][x]; \
-        v5 = r[5][x]; \
-        v6 = r[6][x]; \
-        v7 = r[7][x]; \
-        v8 = r[8][x]; \
+        v0 = r0[x]; \
+        v1 = r1[x]; \
+        v2 = r2[x]; \
+        v3 = r3[x]; \
+        v4 = r4[x]; \
+        v5 = r5[x]; \
+        v6 = r6[x]; \
+        v7 = r7[x]; \
+        v8 = r8[x]; \
         FC_CE0(v0, v1) \
         FC_CE0(v2, v3) \
         FC_CE0(v4, v5) \
@@ -138,33 +137,32 @@ static void NAME(const FCT* const* rows, FCT* const* outs, ptrdiff_t width) { \
         FC_CE0(v3, v4) \
         FC_CE0(v5, v6) \
         FC_CE0(v7, v8) \
-        s[0][x] = v0; \
-        s[1][x] = v1; \
-        s[2][x] = v2; \
-        s[3][x] = v3; \
-        s[4][x] = v4; \
-        s[5][x] = v5; \
-        s[6][x] = v6; \
-        s[7][x] = v7; \
-        s[8][x] = v8; \
+        s0[x] = v0; \
+        s1[x] = v1; \
+        s2[x] = v2; \
+        s3[x] = v3; \
+        s4[x] = v4; \
+        s5[x] = v5; \
+        s6[x] = v6; \
+        s7[x] = v7; \
+        s8[x] = v8; \
     } \
 }
 
 #define FC_MEDIAN_3_3(NAME) \
-static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
-    const FCT* restrict s[3]; ptrdiff_t x; int i; \
-    for (i = 0; i < 3; i++) s[i] = sorted[i]; \
-    for (x = 0; x < L; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
+    const FCT* restrict s0 = sorted[0]; const FCT* restrict s1 = sorted[1]; const FCT* restrict s2 = sorted[2]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < L; x++) { \
         FCT v0, v1, v2, v4, v5, v6, v8, v9, v10; \
-        v0 = s[0][x + 0]; \
-        v1 = s[1][x + 0]; \
-        v2 = s[2][x + 0]; \
-        v4 = s[0][x + 1]; \
-        v5 = s[1][x + 1]; \
-        v6 = s[2][x + 1]; \
-        v8 = s[0][x + 2]; \
-        v9 = s[1][x + 2]; \
-        v10 = s[2][x + 2]; \
+        v0 = s0[x + 0]; \
+        v1 = s1[x + 0]; \
+        v2 = s2[x + 0]; \
+        v4 = s0[x + 1]; \
+        v5 = s1[x + 1]; \
+        v6 = s2[x + 1]; \
+        v8 = s0[x + 2]; \
+        v9 = s1[x + 2]; \
+        v10 = s2[x + 2]; \
         FC_CE2(v0, v4) \
         FC_CE2(v4, v8) \
         FC_CE1(v6, v10) \
@@ -180,36 +178,35 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
 }
 
 #define FC_MEDIAN_5_5(NAME) \
-static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
-    const FCT* restrict s[5]; ptrdiff_t x; int i; \
-    for (i = 0; i < 5; i++) s[i] = sorted[i]; \
-    for (x = 0; x < L; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
+    const FCT* restrict s0 = sorted[0]; const FCT* restrict s1 = sorted[1]; const FCT* restrict s2 = sorted[2]; const FCT* restrict s3 = sorted[3]; const FCT* restrict s4 = sorted[4]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < L; x++) { \
         FCT v0, v1, v2, v3, v4, v8, v9, v10, v11, v12, v16, v17, v18, v19, v20, v24, v25, v26, v27, v28, v32, v33, v34, v35, v36; \
-        v0 = s[0][x + 0]; \
-        v1 = s[1][x + 0]; \
-        v2 = s[2][x + 0]; \
-        v3 = s[3][x + 0]; \
-        v4 = s[4][x + 0]; \
-        v8 = s[0][x + 1]; \
-        v9 = s[1][x + 1]; \
-        v10 = s[2][x + 1]; \
-        v11 = s[3][x + 1]; \
-        v12 = s[4][x + 1]; \
-        v16 = s[0][x + 2]; \
-        v17 = s[1][x + 2]; \
-        v18 = s[2][x + 2]; \
-        v19 = s[3][x + 2]; \
-        v20 = s[4][x + 2]; \
-        v24 = s[0][x + 3]; \
-        v25 = s[1][x + 3]; \
-        v26 = s[2][x + 3]; \
-        v27 = s[3][x + 3]; \
-        v28 = s[4][x + 3]; \
-        v32 = s[0][x + 4]; \
-        v33 = s[1][x + 4]; \
-        v34 = s[2][x + 4]; \
-        v35 = s[3][x + 4]; \
-        v36 = s[4][x + 4]; \
+        v0 = s0[x + 0]; \
+        v1 = s1[x + 0]; \
+        v2 = s2[x + 0]; \
+        v3 = s3[x + 0]; \
+        v4 = s4[x + 0]; \
+        v8 = s0[x + 1]; \
+        v9 = s1[x + 1]; \
+        v10 = s2[x + 1]; \
+        v11 = s3[x + 1]; \
+        v12 = s4[x + 1]; \
+        v16 = s0[x + 2]; \
+        v17 = s1[x + 2]; \
+        v18 = s2[x + 2]; \
+        v19 = s3[x + 2]; \
+        v20 = s4[x + 2]; \
+        v24 = s0[x + 3]; \
+        v25 = s1[x + 3]; \
+        v26 = s2[x + 3]; \
+        v27 = s3[x + 3]; \
+        v28 = s4[x + 3]; \
+        v32 = s0[x + 4]; \
+        v33 = s1[x + 4]; \
+        v34 = s2[x + 4]; \
+        v35 = s3[x + 4]; \
+        v36 = s4[x + 4]; \
         FC_CE0(v0, v8) \
         FC_CE0(v1, v9) \
         FC_CE0(v2, v10) \
@@ -297,60 +294,59 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
 }
 
 #define FC_MEDIAN_7_7(NAME) \
-static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
-    const FCT* restrict s[7]; ptrdiff_t x; int i; \
-    for (i = 0; i < 7; i++) s[i] = sorted[i]; \
-    for (x = 0; x < L; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
+    const FCT* restrict s0 = sorted[0]; const FCT* restrict s1 = sorted[1]; const FCT* restrict s2 = sorted[2]; const FCT* restrict s3 = sorted[3]; const FCT* restrict s4 = sorted[4]; const FCT* restrict s5 = sorted[5]; const FCT* restrict s6 = sorted[6]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < L; x++) { \
         FCT v0, v1, v2, v3, v4, v5, v6, v8, v9, v10, v11, v12, v13, v14, v16, v17, v18, v19, v20, v21, v22, v24, v25, v26, v27, v28, v29, v30, v32, v33, v34, v35, v36, v37, v38, v40, v41, v42, v43, v44, v45, v46, v48, v49, v50, v51, v52, v53, v54; \
-        v0 = s[0][x + 0]; \
-        v1 = s[1][x + 0]; \
-        v2 = s[2][x + 0]; \
-        v3 = s[3][x + 0]; \
-        v4 = s[4][x + 0]; \
-        v5 = s[5][x + 0]; \
-        v6 = s[6][x + 0]; \
-        v8 = s[0][x + 1]; \
-        v9 = s[1][x + 1]; \
-        v10 = s[2][x + 1]; \
-        v11 = s[3][x + 1]; \
-        v12 = s[4][x + 1]; \
-        v13 = s[5][x + 1]; \
-        v14 = s[6][x + 1]; \
-        v16 = s[0][x + 2]; \
-        v17 = s[1][x + 2]; \
-        v18 = s[2][x + 2]; \
-        v19 = s[3][x + 2]; \
-        v20 = s[4][x + 2]; \
-        v21 = s[5][x + 2]; \
-        v22 = s[6][x + 2]; \
-        v24 = s[0][x + 3]; \
-        v25 = s[1][x + 3]; \
-        v26 = s[2][x + 3]; \
-        v27 = s[3][x + 3]; \
-        v28 = s[4][x + 3]; \
-        v29 = s[5][x + 3]; \
-        v30 = s[6][x + 3]; \
-        v32 = s[0][x + 4]; \
-        v33 = s[1][x + 4]; \
-        v34 = s[2][x + 4]; \
-        v35 = s[3][x + 4]; \
-        v36 = s[4][x + 4]; \
-        v37 = s[5][x + 4]; \
-        v38 = s[6][x + 4]; \
-        v40 = s[0][x + 5]; \
-        v41 = s[1][x + 5]; \
-        v42 = s[2][x + 5]; \
-        v43 = s[3][x + 5]; \
-        v44 = s[4][x + 5]; \
-        v45 = s[5][x + 5]; \
-        v46 = s[6][x + 5]; \
-        v48 = s[0][x + 6]; \
-        v49 = s[1][x + 6]; \
-        v50 = s[2][x + 6]; \
-        v51 = s[3][x + 6]; \
-        v52 = s[4][x + 6]; \
-        v53 = s[5][x + 6]; \
-        v54 = s[6][x + 6]; \
+        v0 = s0[x + 0]; \
+        v1 = s1[x + 0]; \
+        v2 = s2[x + 0]; \
+        v3 = s3[x + 0]; \
+        v4 = s4[x + 0]; \
+        v5 = s5[x + 0]; \
+        v6 = s6[x + 0]; \
+        v8 = s0[x + 1]; \
+        v9 = s1[x + 1]; \
+        v10 = s2[x + 1]; \
+        v11 = s3[x + 1]; \
+        v12 = s4[x + 1]; \
+        v13 = s5[x + 1]; \
+        v14 = s6[x + 1]; \
+        v16 = s0[x + 2]; \
+        v17 = s1[x + 2]; \
+        v18 = s2[x + 2]; \
+        v19 = s3[x + 2]; \
+        v20 = s4[x + 2]; \
+        v21 = s5[x + 2]; \
+        v22 = s6[x + 2]; \
+        v24 = s0[x + 3]; \
+        v25 = s1[x + 3]; \
+        v26 = s2[x + 3]; \
+        v27 = s3[x + 3]; \
+        v28 = s4[x + 3]; \
+        v29 = s5[x + 3]; \
+        v30 = s6[x + 3]; \
+        v32 = s0[x + 4]; \
+        v33 = s1[x + 4]; \
+        v34 = s2[x + 4]; \
+        v35 = s3[x + 4]; \
+        v36 = s4[x + 4]; \
+        v37 = s5[x + 4]; \
+        v38 = s6[x + 4]; \
+        v40 = s0[x + 5]; \
+        v41 = s1[x + 5]; \
+        v42 = s2[x + 5]; \
+        v43 = s3[x + 5]; \
+        v44 = s4[x + 5]; \
+        v45 = s5[x + 5]; \
+        v46 = s6[x + 5]; \
+        v48 = s0[x + 6]; \
+        v49 = s1[x + 6]; \
+        v50 = s2[x + 6]; \
+        v51 = s3[x + 6]; \
+        v52 = s4[x + 6]; \
+        v53 = s5[x + 6]; \
+        v54 = s6[x + 6]; \
         FC_CE0(v0, v8) \
         FC_CE0(v1, v9) \
         FC_CE0(v2, v10) \
@@ -561,38 +557,37 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
 }
 
 #define FC_MEDIAN_9_3(NAME) \
-static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
-    const FCT* restrict s[9]; ptrdiff_t x; int i; \
-    for (i = 0; i < 9; i++) s[i] = sorted[i]; \
-    for (x = 0; x < L; x++) { \
+static __attribute__((noinline)) void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
+    const FCT* restrict s0 = sorted[0]; const FCT* restrict s1 = sorted[1]; const FCT* restrict s2 = sorted[2]; const FCT* restrict s3 = sorted[3]; const FCT* restrict s4 = sorted[4]; const FCT* restrict s5 = sorted[5]; const FCT* restrict s6 = sorted[6]; const FCT* restrict s7 = sorted[7]; const FCT* restrict s8 = sorted[8]; ptrdiff_t x; \
+    _Pragma("GCC ivdep") for (x = 0; x < L; x++) { \
         FCT v0, v1, v2, v3, v4, v5, v6, v7, v8, v16, v17, v18, v19, v20, v21, v22, v23, v24, v32, v33, v34, v35, v36, v37, v38, v39, v40; \
-        v0 = s[0][x + 0]; \
-        v1 = s[1][x + 0]; \
-        v2 = s[2][x + 0]; \
-        v3 = s[3][x + 0]; \
-        v4 = s[4][x + 0]; \
-        v5 = s[5][x + 0]; \
-        v6 = s[6][x + 0]; \
-        v7 = s[7][x + 0]; \
-        v8 = s[8][x + 0]; \
-        v16 = s[0][x + 1]; \
-        v17 = s[1][x + 1]; \
-        v18 = s[2][x + 1]; \
-        v19 = s[3][x + 1]; \
-        v20 = s[4][x + 1]; \
-        v21 = s[5][x + 1]; \
-        v22 = s[6][x + 1]; \
-        v23 = s[7][x + 1]; \
-        v24 = s[8][x + 1]; \
-        v32 = s[0][x + 2]; \
-        v33 = s[1][x + 2]; \
-        v34 = s[2][x + 2]; \
-        v35 = s[3][x + 2]; \
-        v36 = s[4][x + 2]; \
-        v37 = s[5][x + 2]; \
-        v38 = s[6][x + 2]; \
-        v39 = s[7][x + 2]; \
-        v40 = s[8][x + 2]; \
+        v0 = s0[x + 0]; \
+        v1 = s1[x + 0]; \
+        v2 = s2[x + 0]; \
+        v3 = s3[x + 0]; \
+        v4 = s4[x + 0]; \
+        v5 = s5[x + 0]; \
+        v6 = s6[x + 0]; \
+        v7 = s7[x + 0]; \
+        v8 = s8[x + 0]; \
+        v16 = s0[x + 1]; \
+        v17 = s1[x + 1]; \
+        v18 = s2[x + 1]; \
+        v19 = s3[x + 1]; \
+        v20 = s4[x + 1]; \
+        v21 = s5[x + 1]; \
+        v22 = s6[x + 1]; \
+        v23 = s7[x + 1]; \
+        v24 = s8[x + 1]; \
+        v32 = s0[x + 2]; \
+        v33 = s1[x + 2]; \
+        v34 = s2[x + 2]; \
+        v35 = s3[x + 2]; \
+        v36 = s4[x + 2]; \
+        v37 = s5[x + 2]; \
+        v38 = s6[x + 2]; \
+        v39 = s7[x + 2]; \
+        v40 = s8[x + 2]; \
         FC_CE0(v0, v16) \
         FC_CE0(v1, v17) \
         FC_CE0(v2, v18) \
@@ -653,6 +648,9 @@ static void NAME(const FCT* const* sorted, FCT* restrict out, ptrdiff_t L) { \
 }
 
 #define FCT unsigned char
+#define FC_CE0 FC_CE0_INT
+#define FC_CE1 FC_CE1_INT
+#define FC_CE2 FC_CE2_INT
 FC_COLSORT_3(fc_colsort_3_u8)
 FC_COLSORT_5(fc_colsort_5_u8)
 FC_COLSORT_7(fc_colsort_7_u8)
@@ -669,9 +667,15 @@ static int fc_box_median_u8(ptrdiff_t T, ptrdiff_t KW, const FCT* const* lines, 
     if (T == 9 && KW == 3) { fc_colsort_9_u8(lines, S, L + KW - 1); fc_median_9_3_u8((const FCT* const*) S, out, L); return 1; }
     return 0;
 }
+#undef FC_CE0
+#undef FC_CE1
+#undef FC_CE2
 #undef FCT
 
 #define FCT unsigned short
+#define FC_CE0 FC_CE0_INT
+#define FC_CE1 FC_CE1_INT
+#define FC_CE2 FC_CE2_INT
 FC_COLSORT_3(fc_colsort_3_u16)
 FC_COLSORT_5(fc_colsort_5_u16)
 FC_COLSORT_7(fc_colsort_7_u16)
@@ -688,9 +692,15 @@ static int fc_box_median_u16(ptrdiff_t T, ptrdiff_t KW, const FCT* const* lines,
     if (T == 9 && KW == 3) { fc_colsort_9_u16(lines, S, L + KW - 1); fc_median_9_3_u16((const FCT* const*) S, out, L); return 1; }
     return 0;
 }
+#undef FC_CE0
+#undef FC_CE1
+#undef FC_CE2
 #undef FCT
 
 #define FCT short
+#define FC_CE0 FC_CE0_INT
+#define FC_CE1 FC_CE1_INT
+#define FC_CE2 FC_CE2_INT
 FC_COLSORT_3(fc_colsort_3_i16)
 FC_COLSORT_5(fc_colsort_5_i16)
 FC_COLSORT_7(fc_colsort_7_i16)
@@ -707,9 +717,15 @@ static int fc_box_median_i16(ptrdiff_t T, ptrdiff_t KW, const FCT* const* lines,
     if (T == 9 && KW == 3) { fc_colsort_9_i16(lines, S, L + KW - 1); fc_median_9_3_i16((const FCT* const*) S, out, L); return 1; }
     return 0;
 }
+#undef FC_CE0
+#undef FC_CE1
+#undef FC_CE2
 #undef FCT
 
 #define FCT float
+#define FC_CE0 FC_CE0_FLT
+#define FC_CE1 FC_CE1_FLT
+#define FC_CE2 FC_CE2_FLT
 FC_COLSORT_3(fc_colsort_3_f32)
 FC_COLSORT_5(fc_colsort_5_f32)
 FC_COLSORT_7(fc_colsort_7_f32)
@@ -726,9 +742,15 @@ static int fc_box_median_f32(ptrdiff_t T, ptrdiff_t KW, const FCT* const* lines,
     if (T == 9 && KW == 3) { fc_colsort_9_f32(lines, S, L + KW - 1); fc_median_9_3_f32((const FCT* const*) S, out, L); return 1; }
     return 0;
 }
+#undef FC_CE0
+#undef FC_CE1
+#undef FC_CE2
 #undef FCT
 
 #define FCT double
+#define FC_CE0 FC_CE0_FLT
+#define FC_CE1 FC_CE1_FLT
+#define FC_CE2 FC_CE2_FLT
 FC_COLSORT_3(fc_colsort_3_f64)
 FC_COLSORT_5(fc_colsort_5_f64)
 FC_COLSORT_7(fc_colsort_7_f64)
@@ -745,6 +767,9 @@ static int fc_box_median_f64(ptrdiff_t T, ptrdiff_t KW, const FCT* const* lines,
     if (T == 9 && KW == 3) { fc_colsort_9_f64(lines, S, L + KW - 1); fc_median_9_3_f64((const FCT* const*) S, out, L); return 1; }
     return 0;
 }
+#undef FC_CE0
+#undef FC_CE1
+#undef FC_CE2
 #undef FCT
 
 #endif
