@@ -19,7 +19,9 @@ leading axes, ``-1`` = a row of ``cval``); ``colmap`` maps the ``L + KW - 1`` ex
 extended once for all the output rows that read it.  Tap ``k`` reads extended row ``tap_row[k]`` at column
 ``x + tap_dx[k]``.
 
-Results never depend on the number of threads: every output element is computed by one task in a fixed order.
+Per-thread buffers come from the shared ``common.scratch``; the loops are plain C over contiguous runs, so each
+build's SIMD width (baseline, AVX2, AVX-512) applies without code of its own.  Results never depend on the number
+of threads: every output element is computed by one task in a fixed order.
 Tasks are handed out dynamically, so a core that the (shared) machine takes away holds back only its current task.
 """
 import numpy as np
@@ -27,6 +29,8 @@ import numpy as np
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
+
+from fastconv._kernels.common cimport scratch
 
 ctypedef unsigned char u8_t
 ctypedef signed char i8_t
@@ -254,9 +258,9 @@ def line_linear(const double[:, :, ::1] src, double[:, :, ::1] dst, int op, cons
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        ext = <double*> malloc((n + lo + hi) * C * sizeof(double))
-        obuf = <double*> malloc(n * C * sizeof(double))
-        acc = <double*> malloc(C * sizeof(double))
+        ext = <double*> scratch((n + lo + hi) * C * sizeof(double), failed)
+        obuf = <double*> scratch(n * C * sizeof(double), failed)
+        acc = <double*> scratch(C * sizeof(double), failed)
         for task in prange(outer * nch, schedule='dynamic'):
             if ext == NULL or obuf == NULL or acc == NULL:
                 failed[0] = 1
@@ -294,7 +298,7 @@ def line_minmax(const num_t[:, ::1] src, num_t[:, ::1] dst, Py_ssize_t size, con
     cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        ext = <num_t*> malloc((n + lo + hi) * item)
+        ext = <num_t*> scratch((n + lo + hi) * item, failed)
         for o in prange(outer, schedule='dynamic'):
             if ext == NULL:
                 failed[0] = 1
@@ -344,7 +348,7 @@ def line_boxmean(const float[:, ::1] src, float[:, ::1] dst, Py_ssize_t size, co
     cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &emap_hi[0] if hi > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        ext = <float*> malloc(N * sizeof(float))
+        ext = <float*> scratch(N * sizeof(float), failed)
         for o in prange(outer, schedule='dynamic'):
             if ext == NULL:
                 failed[0] = 1
@@ -435,7 +439,7 @@ def rows_minmax(const num_t[:, :, ::1] src, num_t[:, :, ::1] dst, Py_ssize_t siz
     cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &emap_hi[0] if emap_hi.shape[0] > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        buf = <num_t*> malloc((3 * size + 1) * strip * item)
+        buf = <num_t*> scratch((3 * size + 1) * strip * item, failed)
         if buf != NULL:
             for l in range(strip):
                 buf[3 * size * strip + l] = cval
@@ -476,8 +480,8 @@ def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t si
     cdef const Py_ssize_t* elo = &emap_lo[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &emap_hi[0] if emap_hi.shape[0] > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        acc = <double*> malloc(strip * sizeof(double))
-        cvrow = <float*> malloc(strip * sizeof(float))
+        acc = <double*> scratch(strip * sizeof(double), failed)
+        cvrow = <float*> scratch(strip * sizeof(float), failed)
         if cvrow != NULL:
             for f in range(strip):
                 cvrow[f] = cval
@@ -800,11 +804,11 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
     cdef num_t* cw
     cdef num_t* S
     with nogil, parallel(num_threads=nthreads):
-        lines = <char**> malloc(T * sizeof(char*))
-        work = <num_t*> malloc(wsize * item)
-        cw = <num_t*> malloc(csize * item + 64)
-        S = <num_t*> malloc(ssize * item + 64)
-        Srows = <num_t**> malloc(2 * T * sizeof(num_t*))
+        lines = <char**> scratch(T * sizeof(char*), failed)
+        work = <num_t*> scratch(wsize * item, failed)
+        cw = <num_t*> scratch(csize * item + 64, failed)
+        S = <num_t*> scratch(ssize * item + 64, failed)
+        Srows = <num_t**> scratch(2 * T * sizeof(num_t*), failed)
         rc = _cache_new(2 * T + 1, width, item)
         for blk in prange(nblk, schedule='dynamic'):
             if lines == NULL or work == NULL or cw == NULL or S == NULL or Srows == NULL or rc.data == NULL:
@@ -851,7 +855,7 @@ def nd_correlate(const double[:, ::1] src, double[:, ::1] out, const Py_ssize_t[
         return
     nblk = (R + RB - 1) // RB
     with nogil, parallel(num_threads=nthreads):
-        lines = <char**> malloc(T * sizeof(char*))
+        lines = <char**> scratch(T * sizeof(char*), failed)
         rc = _cache_new(2 * T + 1, width, 8)
         for blk in prange(nblk, schedule='dynamic'):
             if lines == NULL or rc.data == NULL:

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from .. import _validate as V
 from .. import ndimage as _ndi_api
 from ..ndimage import _filters as NF
 from ..ndimage import _support as S
@@ -78,7 +79,7 @@ def _rank_filter(kind, image, footprint, out, mask, shift_x, shift_y, shift_z):
                       t_dx, np.int32(-1), 6, rank, none, none, np.zeros(0, np.intp), 1, NF._nthreads())
     if out is None:
         return result.astype(img.dtype)
-    A.output(out, img.shape, fn)
+    V.out_array(out, img.shape, fn, kinds="iuf")
     np.copyto(out, result, casting="unsafe")
     return out
 
