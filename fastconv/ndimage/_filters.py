@@ -716,6 +716,19 @@ def maximum_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0
     return _minmax1d(input, size, axis, output, mode, cval, origin, "max")
 
 
+def _footprint_and_origins(ndim, axes, footprint, origin):
+    """A footprint over ``axes`` expanded to every image axis, with the origins checked as scipy does."""
+    footprint = S.expand_footprint(ndim, axes, footprint)
+    origins = S.expand_origin(ndim, axes, origin)
+    fshape = [k for k in footprint.shape if k > 0]
+    if len(fshape) != ndim:
+        raise S.ArgumentError(f"footprint.ndim ({footprint.ndim}) must match len(axes) ({len(axes)})")
+    for o, k in zip(origins, fshape):
+        if k // 2 + o < 0 or k // 2 + o >= k:
+            raise ValueError("invalid origin")
+    return footprint, origins
+
+
 def _min_or_max_filter(input, size, footprint, output, mode, cval, origin, kind, axes):
     if size is not None and footprint is not None:
         warnings.warn("ignoring size because footprint is set", UserWarning, stacklevel=3)
@@ -748,14 +761,7 @@ def _min_or_max_filter(input, size, footprint, output, mode, cval, origin, kind,
             _size_origin_check(s, o)
             S.mode_name(m)
         return _run_passes(input, output, [(kind, axis, s, m, o) for axis, s, o, m in todo], cval)
-    footprint = S.expand_footprint(input.ndim, axes, footprint)
-    origins = S.expand_origin(input.ndim, axes, origin)
-    fshape = [k for k in footprint.shape if k > 0]
-    if len(fshape) != input.ndim:
-        raise S.ArgumentError(f"footprint.ndim ({footprint.ndim}) must match len(axes) ({len(axes)})")
-    for o, k in zip(origins, fshape):
-        if k // 2 + o < 0 or k // 2 + o >= k:
-            raise ValueError("invalid origin")
+    footprint, origins = _footprint_and_origins(input.ndim, axes, footprint, origin)
     if not isinstance(mode, str):
         raise S.ArgumentError("A sequence of modes is not supported for non-separable footprints")
     S.mode_name(mode)
@@ -785,15 +791,8 @@ def _rank_filter(input, rank, size, footprint, output, mode, cval, origin, opera
         footprint = np.ones(S.sequence(size, n), dtype=bool)
     else:
         footprint = np.asarray(footprint, dtype=bool)
-    footprint = S.expand_footprint(input.ndim, axes, footprint)
-    origins = S.expand_origin(input.ndim, axes, origin)
+    footprint, origins = _footprint_and_origins(input.ndim, axes, footprint, origin)
     mode = S.expand_mode(input.ndim, axes, mode)
-    fshape = [k for k in footprint.shape if k > 0]
-    if len(fshape) != input.ndim:
-        raise S.ArgumentError(f"footprint.ndim ({footprint.ndim}) must match len(axes) ({len(axes)})")
-    for o, k in zip(origins, fshape):
-        if k // 2 + o < 0 or k // 2 + o >= k:
-            raise ValueError("invalid origin")
     filter_size = int(np.count_nonzero(footprint))
     if operation == "median":
         rank = filter_size // 2
