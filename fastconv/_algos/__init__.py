@@ -7,3 +7,4 @@ its kernel file, its module here, and one line below.
 from . import direct  # noqa: F401
 from . import toeplitz  # noqa: F401
 from . import fft  # noqa: F401
+from . import winograd  # noqa: F401
