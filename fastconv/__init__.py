@@ -6,6 +6,7 @@ from ._version import __version__
 from . import _algos  # noqa: F401  (registers the algorithms)
 from . import filters, grad, nn, ops
 from ._algorithms import names as algorithms
+from ._algorithms import get_reduced_accuracy, reduced_accuracy, set_reduced_accuracy
 from ._autotune import autotune
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
 from ._info import info
@@ -23,7 +24,8 @@ from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_wo
                        toeplitz_matrix)
 
 __all__ = [
-    "__version__", "grad", "algorithms", "autotune", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
+    "__version__", "grad", "algorithms", "autotune", "set_reduced_accuracy", "get_reduced_accuracy",
+    "reduced_accuracy", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
     "get_num_threads", "num_threads", "set_num_threads",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",

@@ -34,16 +34,34 @@ The contract of an :class:`Algorithm` entry
     ``supports(geom, dtype, op)``
         False where the entry cannot run ``op`` on ``geom`` (``auto`` skips it; naming it raises ValueError).
         Default: always True.  An op whose callable is ``None`` is not implemented at all.
+    ``error(geom, dtype, op)``
+        Only for *reduced-accuracy* entries (fast algorithms that round more than a direct sum, such as
+        ``winograd``): a bound of ``max|y - y_exact| / max|y_exact|`` on unit-scale data.  :func:`choose` takes
+        such an entry only while reduced accuracy is allowed (:func:`set_reduced_accuracy`, the
+        :func:`reduced_accuracy` context manager) and where the bound is at most :data:`TOLERANCE` of the dtype.
+        Default: ``None`` (exact-order rounding).
 
     Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does).  Errors the user can cause
     are caught before (``fastconv._validate``, ``ConvGeometry``); an entry may still raise ``MemoryError``.
 """
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-__all__ = ["Algorithm", "register", "get", "names", "resolve", "choose", "OPS"]
+import numpy as np
+
+from . import _validate as V
+
+__all__ = ["Algorithm", "register", "get", "names", "resolve", "choose", "OPS", "TOLERANCE",
+           "set_reduced_accuracy", "get_reduced_accuracy", "reduced_accuracy", "accurate_enough"]
 
 OPS = ("forward", "grad_input", "grad_weight")
+
+# The largest error bound (relative to max |y|) with which ``auto`` takes a reduced-accuracy algorithm.  float32:
+# a few float32 roundings of the output (its own spacing is 6e-8), as cuDNN and oneDNN accept for Winograd;
+# float64: close to double precision, so float64 results stay good to ~12 digits.
+TOLERANCE = {np.dtype(np.float32): 5e-5, np.dtype(np.float64): 1e-12}
 
 
 @dataclass(frozen=True)
@@ -57,13 +75,62 @@ class Algorithm:
     cost: Callable
     description: str = ""
     supports: Callable = field(default=lambda geom, dtype, op: True)
+    error: Optional[Callable] = None     # reduced-accuracy entries: relative error bound (see above)
 
     def implements(self, op):
         return getattr(self, op) is not None
 
+    @property
+    def exact(self):
+        """True for algorithms that sum products directly (the rounding error of an ordinary dot product)."""
+        return self.error is None
+
+
+_reduced = {"allowed": True}
+_reduced_local = contextvars.ContextVar("fastconv_reduced_accuracy", default=None)
+
+
+def set_reduced_accuracy(allowed):
+    """Allow (the default) or forbid ``algorithm="auto"`` to choose reduced-accuracy algorithms, process-wide.
+
+    Like ``torch.backends.cudnn.allow_tf32``: fast algorithms that round more than a direct sum (``winograd``)
+    are chosen by ``auto`` only where their documented error bound is within the dtype's tolerance
+    (``5e-5`` of ``max |y|`` for float32, ``1e-12`` for float64), and never once this is set to False.  Naming an
+    algorithm explicitly (``algorithm="winograd"``) is not affected.
+    """
+    _reduced["allowed"] = V.flag(allowed, "set_reduced_accuracy", "allowed")
+
+
+def get_reduced_accuracy():
+    """Whether ``algorithm="auto"`` may choose reduced-accuracy algorithms in this thread (see
+    :func:`set_reduced_accuracy`)."""
+    local = _reduced_local.get()
+    return _reduced["allowed"] if local is None else local
+
+
+@contextlib.contextmanager
+def reduced_accuracy(allowed):
+    """``with fastconv.reduced_accuracy(False): ...`` -- within the block, in this thread (and asyncio task) only,
+    ``auto`` uses exact-order algorithms only (or, with True, may use reduced-accuracy ones)."""
+    token = _reduced_local.set(V.flag(allowed, "reduced_accuracy", "allowed"))
+    try:
+        yield
+    finally:
+        _reduced_local.reset(token)
+
+
+def accurate_enough(alg, geom, dtype, op):
+    """Whether ``auto`` may take ``alg`` for this call: exact-order, or reduced accuracy allowed and its bound
+    within ``TOLERANCE``."""
+    if alg.error is None:
+        return True
+    if not get_reduced_accuracy():
+        return False
+    return alg.error(geom, dtype, op) <= TOLERANCE[np.dtype(dtype)]
+
 
 _registry = {}
-_choice_cache = {}   # (geometry key, dtype, op, threads) -> name; cleared when the registry changes
+_choice_cache = {}   # (geometry key, dtype, op, threads, reduced accuracy) -> name; cleared on register()
 
 
 def register(alg):
@@ -90,13 +157,14 @@ def choose(geom, dtype, op="forward"):
     tuned = _autotune.lookup(geom, dtype, op)
     if tuned is not None and tuned in _registry:
         return _registry[tuned]
-    candidates = [a for a in _registry.values() if a.implements(op) and a.supports(geom, dtype, op)]
+    candidates = [a for a in _registry.values() if a.implements(op) and a.supports(geom, dtype, op)
+                  and accurate_enough(a, geom, dtype, op)]
     if not candidates:  # pragma: no cover - direct supports everything
         raise RuntimeError("no registered algorithm implements %s" % op)
     if tuned is None and _autotune.enabled() and len(candidates) > 1:
         return _registry[_autotune.tune(geom, dtype, op, candidates)]
     from . import _threads
-    key = (geom.key(), str(dtype), op, _threads.get_num_threads())
+    key = (geom.key(), str(dtype), op, _threads.get_num_threads(), get_reduced_accuracy())
     name = _choice_cache.get(key)
     if name is None:
         name = min(candidates, key=lambda a: a.cost(geom, dtype, op)).name

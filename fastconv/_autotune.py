@@ -24,7 +24,11 @@ _stats = {"hits": 0, "misses": 0}
 
 
 def _key(geom, dtype, op):
-    return repr((geom.key(), np.dtype(dtype).name, op, _threads.get_num_threads()))
+    from . import _algorithms
+    key = (geom.key(), np.dtype(dtype).name, op, _threads.get_num_threads())
+    if not _algorithms.get_reduced_accuracy():     # winners among exact-order algorithms only
+        key += ("exact",)
+    return repr(key)
 
 
 def autotune(enable=True, cache_file=None):
