@@ -106,6 +106,10 @@ MIN_BLOCKS = 8
 SMALL_CHANNELS = 4
 # Weight gradient: blocks are dealt to this many lanes (each with its own accumulator, summed in order).
 LANES = 4
+# Batch mode (images as vector lanes) for at least this many images when rows of tiles span at most this many
+# output columns.
+BATCH_MIN_IMAGES = 16
+BATCH_MAX_ROW = 16
 # Largest transformed-filter array (bytes) for which winograd is offered.
 MAX_U_BYTES = 512 * 2 ** 20
 INT_MAX = 2 ** 31 - 1
@@ -125,6 +129,7 @@ class _Axis:
     pad: int
     size: int           # input length
     out: int            # output length
+    k: int              # kernel taps
 
 
 def _axis(n, k, s, d, pad, out):
@@ -142,7 +147,7 @@ def _axis(n, k, s, d, pad, out):
             foff.append(s * J * b + r - pad)
     bsel = tuple(tuple(tuple(where.get((r, J * b + J - 1 - j), -1) for j in range(J)) for b in range(nb))
                  for r in residues)
-    return _Axis(active, residues, nb, J, tuple(fsel), tuple(foff), bsel, s, pad, n, out)
+    return _Axis(active, residues, nb, J, tuple(fsel), tuple(foff), bsel, s, pad, n, out, k)
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,8 @@ class _Plan:
     KB: int
     kchunk: int
     small: bool
+    batch: bool         # lanes are images: arrays rearranged to (C, D, H, W, Np) (small images, large batches)
+    Np: int             # batch mode: images rounded up to the vector lanes
     Cv: int             # virtual input channels (all groups)
     Kv: int             # virtual output channels (all groups)
 
@@ -172,15 +179,110 @@ class _Plan:
 
     @property
     def tiles(self):
-        return self.N * prod(self.T)
+        return (self.Np if self.batch else self.N) * prod(self.T)
+
+    @property
+    def mts(self):
+        return tuple(MT if a.active else 1 for a in self.axes)
+
+    @property
+    def strides(self):
+        return tuple(a.stride for a in self.axes)
+
+    # --- tables, computed once per plan (plans are cached per geometry)
+    @functools.cached_property
+    def in_tables(self):
+        """(in_chan, in_off) of the virtual input channels: forward / weight gradient (input channel, variants),
+        input gradient (output channel, blocks)."""
+        if self.op == "grad_input":
+            per = [np.array([-a.J * b - (a.J - 1) for b in range(a.blocks)]) for a in self.axes]
+            src = self.K
+        else:
+            per = [np.array(a.foff) for a in self.axes]
+            src = self.C
+        offs = np.stack(np.meshgrid(*per, indexing="ij"), axis=-1).reshape(-1, 3)
+        chan = np.repeat(np.arange(src, dtype=np.intp), offs.shape[0])
+        return chan, np.ascontiguousarray(np.tile(offs, (src, 1)), dtype=np.intp)
+
+    @functools.cached_property
+    def out_tables(self):
+        """(out_chan, out_off) of the virtual output channels: forward (output channel), input gradient (input
+        channel, residues, written at ``stride * m + r - pad``)."""
+        if self.op != "grad_input":
+            return np.arange(self.K, dtype=np.intp), np.zeros((self.K, 3), np.intp)
+        per = [np.array([r - a.pad for r in a.residues]) for a in self.axes]
+        offs = np.stack(np.meshgrid(*per, indexing="ij"), axis=-1).reshape(-1, 3)
+        chan = np.repeat(np.arange(self.C, dtype=np.intp), offs.shape[0])
+        return chan, np.ascontiguousarray(np.tile(offs, (self.C, 1)), dtype=np.intp)
+
+    @functools.cached_property
+    def filter_index(self):
+        """Flat tap index (taps = the appended zero) of every virtual kernel entry: forward (variants, J), input
+        gradient (residues, blocks, J); None when the virtual kernels are the kernels themselves."""
+        kshape = tuple(a.k for a in self.axes)
+        if self.op == "grad_input":
+            idx = _flat(kshape, [np.array(a.bsel) for a in self.axes])
+            R = [len(a.residues) for a in self.axes]
+            B = [a.blocks for a in self.axes]
+            return idx.reshape(R[0], B[0], R[1], B[1], R[2], B[2], -1).transpose(0, 2, 4, 1, 3, 5, 6).reshape(
+                prod(R), prod(B), -1)
+        idx = _flat(kshape, [np.array(a.fsel) for a in self.axes])
+        if idx.shape[0] == 1 and np.array_equal(idx[0], np.arange(prod(kshape))):
+            return None
+        return idx
+
+    @functools.cached_property
+    def tap_map(self):
+        """(J index, variant index) of every kernel tap (flat), for mapping the weight gradient back."""
+        kshape = tuple(a.k for a in self.axes)
+        vt = np.zeros(kshape, np.intp)
+        jt = np.zeros(kshape, np.intp)
+        grids = np.meshgrid(*(np.arange(k) for k in kshape), indexing="ij")
+        for ax, a in enumerate(self.axes):
+            v_of = np.zeros(a.k, np.intp)
+            j_of = np.zeros(a.k, np.intp)
+            for v, taps in enumerate(a.fsel):
+                for j, t in enumerate(taps):
+                    if t >= 0:
+                        v_of[t], j_of[t] = v, j
+            vt += v_of[grids[ax]] * prod(len(b.fsel) for b in self.axes[ax + 1:])
+            jt += j_of[grids[ax]] * prod(b.J for b in self.axes[ax + 1:])
+        return jt.ravel(), vt.ravel()
+
+    @functools.cached_property
+    def batch_layout(self):
+        """Batch mode: per axis (lo, size) of the rearranged input (positions lo ... lo + size - 1 of the input, zero
+        outside it) and of the rearranged output (every position a tile writes)."""
+        offs, ooffs = self.in_tables[1], self.out_tables[1]
+        lin, lout = [], []
+        for a, (ax, mt, T, m0) in enumerate(zip(self.axes, self.mts, self.T, self.m0)):
+            s_in = 1 if self.op == "grad_input" else ax.stride
+            alpha = ALPHA if ax.active else 1
+            lo = min(0, s_in * m0 + int(offs[:, a].min()))
+            hi = max(ax.size if self.op != "grad_input" else ax.out,
+                     s_in * (m0 + mt * (T - 1) + alpha - 1) + int(offs[:, a].max()) + 1)
+            lin.append((lo, hi - lo))
+            s_out = ax.stride if self.op == "grad_input" else 1
+            lo = min(0, s_out * m0 + int(ooffs[:, a].min()))
+            n_out = ax.size if self.op == "grad_input" else ax.out
+            hi = max(n_out, s_out * (m0 + mt * T - 1) + int(ooffs[:, a].max()) + 1)
+            lout.append((lo, hi - lo))
+        return tuple(lin), tuple(lout)
 
 
-def _tile_block(NP, tiles, chans, item):
-    """Tiles per block: the working set NP * chans * TB in BLOCK_BYTES, at least MIN_BLOCKS blocks if possible."""
+def _tile_block(NP, tiles, chans, item, lanes=MIN_TB):
+    """Tiles per block: the working set NP * chans * TB in BLOCK_BYTES, at least MIN_BLOCKS blocks if possible; a
+    multiple of ``lanes``."""
     tb = BLOCK_BYTES // max(1, NP * chans * item)
     tb = min(tb, -(-tiles // MIN_BLOCKS))
     tb = max(MIN_TB, min(MAX_TB, tb))
-    return -(-tb // MIN_TB) * MIN_TB
+    return -(-tb // lanes) * lanes
+
+
+def _use_batch(N, T, act, op):
+    """Images as vector lanes when there are enough of them and the rows of tiles are short (measured: LeNet's
+    10 x 10 outputs, 3 tiles per row, run 3x faster)."""
+    return N >= BATCH_MIN_IMAGES and T[2] * (MT if act[2] else 1) <= BATCH_MAX_ROW
 
 
 @functools.lru_cache(maxsize=256)
@@ -188,7 +290,6 @@ def _plan(geom, op, item):
     g3 = geom.as_3d()
     N, C = g3.input_shape[:2]
     K, G = g3.out_channels, g3.groups
-    Cg, Kg = C // G, K // G
     axes = tuple(_axis(n, k, s, d, lo, o) for n, k, s, d, (lo, _), o in
                  zip(g3.input_size, g3.kernel_size, g3.stride, g3.dilation, g3.padding, g3.output_size))
     nvar = prod(len(a.residues) * a.blocks for a in axes)
@@ -207,44 +308,43 @@ def _plan(geom, op, item):
         T = tuple(-(-a.out // mt) for a, mt in zip(axes, mts))
         m0 = (0, 0, 0)
     Cvg, Kvg = Cv // G, Kv // G
-    tiles = N * prod(T)
+    batch = _use_batch(N, T, tuple(a.active for a in axes), op)
+    lanes = _wk.lanes(item == 4)
+    Np = -(-N // lanes) * lanes if batch else N
+    tiles = Np * prod(T)
+    unit = lanes if batch else MIN_TB
     if op == "grad_weight":
-        TB = _tile_block(NP, tiles * LANES, Cvg + Kvg, item)
+        TB = _tile_block(NP, -(-tiles // LANES), Cvg + Kvg, item, unit)
         KB, kchunk = Kvg, Kvg
     else:
         KB = min(Kvg, GEMM_KB)
-        TB = _tile_block(NP, tiles, Cv + KB, item)
+        TB = _tile_block(NP, tiles, Cv + KB, item, unit)
         kchunk = Kvg
-    return _Plan(op, axes, N, C, K, G, T, m0, TB, KB, kchunk, Cvg < SMALL_CHANNELS, Cv, Kv)
+    return _Plan(op, axes, N, C, K, G, T, m0, TB, KB, kchunk, Cvg < SMALL_CHANNELS, batch, Np, Cv, Kv)
 
 
 # ------------------------------------------------------------------------------------------ filter transforms
-def _flat(axes, kshape, per_axis):
-    """Combine per-axis tap tables (each an array whose last axis is the block position j, entries tap or -1)
-    into flat tap indices over the kernel (``prod(kshape)`` where any axis has no tap: the appended zero)."""
+def _flat(kshape, per_axis):
+    """Combine per-axis tap tables (arrays whose last axis is the position j in a block, entries a tap or -1)
+    into flat tap indices over the kernel: rows = the leading dims of all axes, columns = (jd, jh, jw); a missing
+    tap is ``prod(kshape)`` (the zero appended by _padded_rows)."""
     taps = prod(kshape)
-    arrs = [np.asarray(t) for t in per_axis]
-    nd = [a.ndim - 1 for a in arrs]              # leading (variant) dims per axis
-    lead = sum(nd)
-    out_shape = [s for a in arrs for s in a.shape[:-1]] + [a.shape[-1] for a in arrs]
-    flat = np.zeros(out_shape, np.intp)
-    valid = np.ones(out_shape, bool)
+    lead = [a.shape[:-1] for a in per_axis]
+    nl = sum(len(d) for d in lead)
+    shape = [s for d in lead for s in d] + [a.shape[-1] for a in per_axis]
+    flat = np.zeros(shape, np.intp)
+    valid = np.ones(shape, bool)
     pos = 0
     strides = (kshape[1] * kshape[2], kshape[2], 1)
-    for i, a in enumerate(arrs):
-        shape = [1] * (lead + 3)
-        shape[pos:pos + nd[i]] = a.shape[:-1]
-        shape[lead + i] = a.shape[-1]
-        order = list(range(nd[i])) + [nd[i]]
-        v = a.reshape(shape)
+    for i, a in enumerate(per_axis):
+        sh = [1] * (nl + 3)
+        sh[pos:pos + len(lead[i])] = lead[i]
+        sh[nl + i] = a.shape[-1]
+        v = a.reshape(sh)
         flat = flat + np.where(v >= 0, v, 0) * strides[i]
         valid = valid & (v >= 0)
-        pos += nd[i]
-    return np.where(valid, flat, taps).reshape(int(np.prod(out_shape[:lead], dtype=np.int64)) if lead else 1, -1)
-
-
-def _kshape(w):
-    return (1,) * (5 - w.ndim) + tuple(w.shape[2:])
+        pos += len(lead[i])
+    return np.where(valid, flat, taps).reshape(prod(shape[:nl]), -1)
 
 
 def _padded_rows(w, rows):
@@ -255,65 +355,34 @@ def _padded_rows(w, rows):
     return wp
 
 
-def _forward_filters(w, plan, dtype, nthreads=1):
-    """Transformed filters of the forward pass: (NP, K, Cg * variants)."""
-    K, Cg = plan.K, plan.C // plan.groups
-    idx = _flat(plan.axes, _kshape(w), [np.array(a.fsel) for a in plan.axes])     # (variants, J)
-    J = idx.shape[1]
-    if idx.shape[0] == 1 and np.array_equal(idx[0], np.arange(J)) and J == prod(w.shape[2:]):
-        wvT = np.ascontiguousarray(w.reshape(K * Cg, J).T, dtype=np.float64)
-    else:
-        wv = _padded_rows(w, K * Cg)[:, idx]                                          # (K Cg, variants, J)
-        wvT = np.ascontiguousarray(wv.transpose(2, 0, 1)).reshape(J, -1)
-    U = np.empty((plan.NP, wvT.shape[1]), dtype)
-    _wk.filters(G, wvT, U, plan.act, nthreads)
-    return U.reshape(plan.NP, K, -1)
-
-
-def _backward_filters(w, plan, dtype, nthreads=1):
-    """Transformed filters of the input gradient: (NP, groups * Cg * residues, Kg * blocks)."""
+def _filters(w, plan, dtype, nthreads):
+    """Transformed filters U (NP, Kv, Cv / groups) of the plan's op (forward: the kernels over the virtual input
+    channels; input gradient: the flipped phase kernels, output channels and input channels exchanged)."""
     G_, K, C = plan.groups, plan.K, plan.C
     Kg, Cg = K // G_, C // G_
-    idx = _flat(plan.axes, _kshape(w), [np.array(a.bsel) for a in plan.axes])
-    # idx rows are (rd, bd, rh, bh, rw, bw) -> reorder to (r.., b..)
-    R = [len(a.residues) for a in plan.axes]
-    B = [a.blocks for a in plan.axes]
-    J = idx.shape[1]
-    idx = idx.reshape(R[0], B[0], R[1], B[1], R[2], B[2], J).transpose(0, 2, 4, 1, 3, 5, 6).reshape(
-        prod(R), prod(B), J)
-    wv = _padded_rows(w, K * Cg).reshape(G_, Kg, Cg, -1)[..., idx]                    # (G, Kg, Cg, r, b, J)
-    wvT = np.ascontiguousarray(wv.transpose(5, 0, 2, 3, 1, 4)).reshape(J, -1)
+    idx = plan.filter_index
+    if plan.op == "grad_input":
+        wv = _padded_rows(w, K * Cg).reshape(G_, Kg, Cg, -1)[..., idx]                # (G, Kg, Cg, r, b, J)
+        wvT = np.ascontiguousarray(wv.transpose(5, 0, 2, 3, 1, 4)).reshape(idx.shape[-1], -1)
+    elif idx is None:
+        wvT = np.ascontiguousarray(w.reshape(K * Cg, -1).T, dtype=np.float64)
+    else:
+        wv = _padded_rows(w, K * Cg)[:, idx]                                         # (K Cg, variants, J)
+        wvT = np.ascontiguousarray(wv.transpose(2, 0, 1)).reshape(idx.shape[1], -1)
     U = np.empty((plan.NP, wvT.shape[1]), dtype)
     _wk.filters(G, wvT, U, plan.act, nthreads)
     return U.reshape(plan.NP, plan.Kv, -1)
 
 
-def _weight_from_grad(dU, plan, wshape, nthreads=1):
+def _weight_from_grad(dU, plan, wshape, nthreads):
     """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient (K, Cg, *kernel)."""
     K, Cg = plan.K, plan.C // plan.groups
-    kshape = (1,) * (5 - len(wshape)) + tuple(wshape[2:])
     J = prod(a.J for a in plan.axes)
     out = np.empty((J, dU.shape[2] * dU.shape[3]))
     _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.act, nthreads)
-    nv = prod(len(a.fsel) for a in plan.axes)
-    out = out.reshape(J, K, Cg, nv)
-    # the (variant, block position) of every tap, per axis, combined
-    vt = np.zeros(kshape, np.intp)
-    jt = np.zeros(kshape, np.intp)
-    grids = np.meshgrid(*(np.arange(k) for k in kshape), indexing="ij")
-    for ax, (a, k) in enumerate(zip(plan.axes, kshape)):
-        v_of = np.zeros(k, np.intp)
-        j_of = np.zeros(k, np.intp)
-        for v, taps in enumerate(a.fsel):
-            for j, t in enumerate(taps):
-                if t >= 0:
-                    v_of[t], j_of[t] = v, j
-        nv_after = prod(len(b.fsel) for b in plan.axes[ax + 1:])
-        j_after = prod(b.J for b in plan.axes[ax + 1:])
-        vt += v_of[grids[ax]] * nv_after
-        jt += j_of[grids[ax]] * j_after
-    res = out[jt.ravel(), :, :, vt.ravel()]                                           # (taps, K, Cg)
-    return res.transpose(1, 2, 0).reshape(wshape)
+    out = out.reshape(J, K, Cg, -1)
+    jt, vt = plan.tap_map
+    return out[jt, :, :, vt].transpose(1, 2, 0).reshape(wshape)         # (taps, K, Cg) -> (K, Cg, *kernel)
 
 
 # ------------------------------------------------------------------------------------------ the three ops
@@ -321,61 +390,68 @@ def _as5(a):
     return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
 
 
-def _in_tables(plan, forward):
-    """(in_chan, in_off) of the virtual input channels: forward (c, variants) or backward (k, blocks)."""
-    if forward:
-        per = [np.array(a.foff) for a in plan.axes]
-        src = plan.C
-    else:
-        per = [np.array([-a.J * b - (a.J - 1) for b in range(a.blocks)]) for a in plan.axes]
-        src = plan.K
-    nv = [len(p) for p in per]
-    offs = np.stack(np.meshgrid(*per, indexing="ij"), axis=-1).reshape(-1, 3)
-    chan = np.repeat(np.arange(src, dtype=np.intp), prod(nv))
-    return chan, np.ascontiguousarray(np.tile(offs, (src, 1)), dtype=np.intp)
+def _to_batch(a5, layout, Np, nthreads):
+    """(N, C, D, H, W) -> zero-padded (C, D', H', W', Np): position x of axis i at x - lo_i."""
+    out = np.empty((a5.shape[1],) + tuple(n for _, n in layout) + (Np,), a5.dtype)
+    _wk.to_batch(a5, out, tuple(lo for lo, _ in layout), nthreads)
+    return out
 
 
-def _out_tables(plan):
-    """(out_chan, out_off) of the input gradient's virtual output channels (input channel, residues)."""
-    per = [np.array([r - a.pad for r in a.residues]) for a in plan.axes]
-    offs = np.stack(np.meshgrid(*per, indexing="ij"), axis=-1).reshape(-1, 3)
-    nr = offs.shape[0]
-    chan = np.repeat(np.arange(plan.C, dtype=np.intp), nr)
-    return chan, np.ascontiguousarray(np.tile(offs, (plan.C, 1)), dtype=np.intp)
+def _from_batch(b, layout, out5, nthreads):
+    """Write the rearranged result b (C, D', H', W', Np) back into out5 (N, C, D, H, W)."""
+    _wk.from_batch(b, out5, tuple(lo for lo, _ in layout), nthreads)
 
 
-def _run_forward(plan, src, U, bias, dst, in_tab, in_stride, out_tab, out_stride, nthreads):
+def _shifted(off, layout):
+    return np.ascontiguousarray(off - np.array([lo for lo, _ in layout], np.intp))
+
+
+def _run(plan, src, U, bias, dst, nthreads):
+    """Forward or input gradient: ``src`` (N, C, ...) correlated with ``U`` into ``dst`` (N, K, ...)."""
+    in_chan, in_off = plan.in_tables
+    out_chan, out_off = plan.out_tables
+    s_in, s_out = (plan.strides, (1, 1, 1)) if plan.op == "forward" else ((1, 1, 1), plan.strides)
     b = bias if bias is not None else np.zeros(1, src.dtype)
+    src5, dst5 = _as5(src), _as5(dst)
+    if plan.batch:
+        lin, lout = plan.batch_layout
+        src5 = _to_batch(src5, lin, plan.Np, nthreads)
+        res = np.zeros((dst5.shape[1],) + tuple(n for _, n in lout) + (plan.Np,), dst.dtype)
+        in_off, out_off = _shifted(in_off, lin), _shifted(out_off, lout)
+    else:
+        res = dst5
     with single_threaded_blas():
-        _wk.forward(_as5(src), U, b, bias is not None, _as5(dst), *in_tab, in_stride, *out_tab, out_stride,
-                    plan.act, plan.T, plan.m0, plan.groups, plan.TB, plan.KB, plan.small, nthreads)
+        _wk.forward(src5, U, b, bias is not None, res, in_chan, in_off, s_in, out_chan, out_off, s_out, plan.act,
+                    plan.T, plan.m0, plan.groups, plan.TB, plan.KB, plan.small, plan.batch, nthreads)
+    if plan.batch:
+        _from_batch(res, lout, dst5, nthreads)
 
 
 def forward(x, w, bias, geom, out, nthreads):
     plan = _plan(geom, "forward", x.itemsize)
-    U = _forward_filters(w, plan, x.dtype, nthreads)
-    chan = np.arange(plan.K, dtype=np.intp)
-    _run_forward(plan, x, U, bias, out, _in_tables(plan, True), tuple(a.stride for a in plan.axes),
-                 (chan, np.zeros((plan.K, 3), np.intp)), (1, 1, 1), nthreads)
+    _run(plan, x, _filters(w, plan, x.dtype, nthreads), bias, out, nthreads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
     plan = _plan(geom, "grad_input", gy.itemsize)
-    U = _backward_filters(w, plan, gy.dtype, nthreads)
-    if any(len(a.residues) < a.stride for a in plan.axes):
+    if not plan.batch and any(len(a.residues) < a.stride for a in plan.axes):
         out[...] = 0        # input positions no tap reads get no gradient
-    _run_forward(plan, gy, U, None, out, _in_tables(plan, False), (1, 1, 1), _out_tables(plan),
-                 tuple(a.stride for a in plan.axes), nthreads)
+    _run(plan, gy, _filters(w, plan, gy.dtype, nthreads), None, out, nthreads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
     plan = _plan(geom, "grad_weight", x.itemsize)
-    Cvg = plan.Cv // plan.groups
-    dU = np.zeros((LANES, plan.NP, plan.K, Cvg), x.dtype)
-    chan, off = _in_tables(plan, True)
+    dU = np.zeros((LANES, plan.NP, plan.K, plan.Cv // plan.groups), x.dtype)
+    chan, off = plan.in_tables
+    x5, gy5 = _as5(x), _as5(gy)
+    if plan.batch:
+        lin, _ = plan.batch_layout
+        x5 = _to_batch(x5, lin, plan.Np, nthreads)
+        gy5 = _to_batch(gy5, tuple((0, mt * T) for mt, T in zip(plan.mts, plan.T)), plan.Np, nthreads)
+        off = _shifted(off, lin)
     with single_threaded_blas():
-        _wk.weight_grad(_as5(x), _as5(gy), dU, chan, off, tuple(a.stride for a in plan.axes), plan.act, plan.T,
-                        plan.groups, plan.TB, plan.KB, plan.kchunk, nthreads)
+        _wk.weight_grad(x5, gy5, dU, chan, off, plan.strides, plan.act, plan.T, plan.groups, plan.TB, plan.KB,
+                        plan.kchunk, plan.batch, nthreads)
     out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
 
 

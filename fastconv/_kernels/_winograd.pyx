@@ -245,6 +245,9 @@ cdef extern from *:
     FC_WINO_DEFINE(f, float, fc_vf, fc_wino_mf)
     FC_WINO_DEFINE(d, double, fc_vd, fc_wino_md)
 
+    /* one vector: d = s (+ bias) */
+    #define fc_wino_mov_f(d, s, b) (*(fc_vf *)(d) = *(const fc_vf *)(s) + (float)(b))
+    #define fc_wino_mov_d(d, s, b) (*(fc_vd *)(d) = *(const fc_vd *)(s) + (double)(b))
     #define fc_wino_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
     #define fc_wino_prefetchw(p) __builtin_prefetch((const void *)(p), 1, 3)
     static const Py_ssize_t fc_wino_lanes_f = sizeof(fc_vf) / sizeof(float);
@@ -252,6 +255,8 @@ cdef extern from *:
     """
     void* fc_wino_alloc(size_t nbytes) nogil
     void fc_wino_prefetch(const void* p) nogil
+    void fc_wino_mov_f(float* d, const float* s, float b) nogil
+    void fc_wino_mov_d(double* d, const double* s, double b) nogil
     void fc_wino_prefetchw(const void* p) nogil
     void fc_wino_bt_f(const float* s, Py_ssize_t ss, float* d, Py_ssize_t ds, Py_ssize_t n) nogil
     void fc_wino_at_f(const float* s, Py_ssize_t ss, float* d, Py_ssize_t ds, Py_ssize_t n) nogil
@@ -301,6 +306,8 @@ cdef struct Grid:
     Py_ssize_t ntiles      # N * T[0] * T[1] * T[2]
     Py_ssize_t TB          # tiles per block (a multiple of the vector lanes)
     Py_ssize_t TBP         # lane stride of every buffer: TB + one vector of slack
+    int batch              # lanes are images (arrays (C, D, H, W, Np)) instead of tiles along W
+    Py_ssize_t Np          # batch mode: images per tile position (a multiple of the vector lanes)
 
 
 cdef struct Block:
@@ -391,15 +398,21 @@ cdef void _tiles(const Grid* g, Py_ssize_t t0, Block* B) noexcept nogil:
     cdef Py_ssize_t c[3]
     for t in range(B.nt):
         r = t0 + t
+        if g.batch:
+            B.tn[t] = r % g.Np
+            r = r // g.Np
         c[2] = r % g.T[2]
         r = r // g.T[2]
         c[1] = r % g.T[1]
         r = r // g.T[1]
         c[0] = r % g.T[0]
-        B.tn[t] = r // g.T[0]
+        if not g.batch:
+            B.tn[t] = r // g.T[0]
         for a in range(3):
             B.tm[3 * t + a] = g.m0[a] + g.mt[a] * c[a]
     B.nruns = 0
+    if g.batch:
+        return
     for t in range(B.nt):
         if (t == 0 or B.tn[t] != B.tn[t - 1] or B.tm[3 * t] != B.tm[3 * t - 3]
                 or B.tm[3 * t + 1] != B.tm[3 * t - 2]):
@@ -509,6 +522,92 @@ cdef void _store_rows(float_t* dst, const Py_ssize_t* dims, Py_ssize_t nstride, 
                 row[lo + k * s2] = s[k]
 
 
+cdef inline void _mov(float_t* d, const float_t* s, float_t b) noexcept nogil:
+    if float_t is float:
+        fc_wino_mov_f(d, s, b)
+    else:
+        fc_wino_mov_d(d, s, b)
+
+
+cdef const float_t* _passes(int kind, const float_t* cur, Py_ssize_t* cs, float_t* dst, Py_ssize_t ds,
+                            float_t* b1, float_t* b2, Py_ssize_t bs, Py_ssize_t* ext, const Grid* g,
+                            Py_ssize_t n) noexcept nogil:
+    """Like _passes_hd, along every active axis (W first)."""
+    cdef int a, last = -1
+    cdef float_t* to
+    for a in range(3):
+        if g.act[a] and last < 0:
+            last = a
+    for a in range(2, -1, -1):
+        if not g.act[a]:
+            continue
+        if a == last and dst != NULL:
+            to = dst
+            _pass(kind, cur, cs[0], to, ds, ext, a, n)
+            cs[0] = ds
+        else:
+            to = b1 if cur != b1 else b2
+            _pass(kind, cur, cs[0], to, bs, ext, a, n)
+            cs[0] = bs
+        cur = to
+    return cur
+
+
+cdef void _input_channel_batch(int kind, const float_t* src, const Py_ssize_t* dims, const Py_ssize_t* stride,
+                               const Py_ssize_t* off, float_t* dst, Py_ssize_t ds, const Grid* g,
+                               const Block* B, Py_ssize_t L) noexcept nogil:
+    """Batch mode: the windows of L images at a time are vectors of the (C, D, H, W, Np) array (``src`` at the
+    channel; offsets already inside the padded array), transformed along every active axis into ``dst``."""
+    cdef Py_ssize_t e[3]
+    cdef Py_ssize_t t, i0, i1, i2, p, a, cs, x0, x1, TBP = g.TBP, Np = g.Np, H = dims[1], W = dims[2]
+    cdef float_t* q = <float_t*> B.q
+    cdef bint any_act = g.act[0] or g.act[1] or g.act[2]
+    cdef float_t* to = q if any_act else dst
+    cdef Py_ssize_t ts = TBP if any_act else ds
+    cdef const float_t* base
+    for a in range(3):
+        e[a] = g.alpha[a] if kind == BT else g.mt[a]
+    cdef Py_ssize_t tv
+    for tv in range(B.ntv // L):
+        t = tv * L
+        base = src + B.tn[t]
+        p = 0
+        for i0 in range(e[0]):
+            x0 = stride[0] * (B.tm[3 * t] + i0) + off[0]
+            for i1 in range(e[1]):
+                x1 = (x0 * H + stride[1] * (B.tm[3 * t + 1] + i1) + off[1]) * W
+                for i2 in range(e[2]):
+                    _mov(to + p * ts + t, base + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np, 0)
+                    p += 1
+    if any_act:
+        cs = TBP
+        _passes(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, B.ntv)
+
+
+cdef void _output_channel_batch(const float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
+                                const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias, const Grid* g,
+                                const Block* B, Py_ssize_t L) noexcept nogil:
+    """Batch mode: output transform of one channel, written as vectors of L images (+ bias) to ``dst``."""
+    cdef Py_ssize_t e[3]
+    cdef Py_ssize_t t, i0, i1, i2, p, a, x0, x1, cs = ms, Np = g.Np, H = dims[1], W = dims[2]
+    cdef const float_t* cur = m
+    for a in range(3):
+        e[a] = g.alpha[a]
+    cur = _passes(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, B.ntv)
+    cdef Py_ssize_t tv
+    for tv in range(B.nt // L):
+        t = tv * L
+        p = 0
+        for i0 in range(e[0]):
+            x0 = stride[0] * (B.tm[3 * t] + i0) + off[0]
+            for i1 in range(e[1]):
+                x1 = (x0 * H + stride[1] * (B.tm[3 * t + 1] + i1) + off[1]) * W
+                for i2 in range(e[2]):
+                    _mov(dst + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np + B.tn[t], cur + p * cs + t,
+                         bias)
+                    p += 1
+
+
 cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, Py_ssize_t nstride,
                          const Py_ssize_t* stride, const Py_ssize_t* off, float_t* dst, Py_ssize_t ds,
                          Py_ssize_t pf, const Grid* g, const Block* B) noexcept nogil:
@@ -603,7 +702,8 @@ cdef void _product(const float_t* V, Py_ssize_t vstride, const float_t* U, Py_ss
                     fc_wino_axpy_d(u[c], V + p * vstride + c * TBP, M + p * mstride + kk * TBP, ntv, c == 0)
 
 
-cdef Grid _grid(tuple act, tuple T, tuple m0, Py_ssize_t N, Py_ssize_t TB, Py_ssize_t L):
+cdef Grid _grid(tuple act, tuple T, tuple m0, Py_ssize_t N, Py_ssize_t TB, Py_ssize_t L, bint batch):
+    """The tile grid; ``N`` is the batch size (row mode) or the padded images per tile position (batch mode)."""
     cdef Grid g
     cdef int a
     g.NP = 1
@@ -617,6 +717,8 @@ cdef Grid _grid(tuple act, tuple T, tuple m0, Py_ssize_t N, Py_ssize_t TB, Py_ss
     g.ntiles = N * g.T[0] * g.T[1] * g.T[2]
     g.TB = TB
     g.TBP = TB + L
+    g.batch = batch
+    g.Np = N
     return g
 
 
@@ -662,32 +764,32 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
             const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off, tuple in_stride,
             const Py_ssize_t[::1] out_chan, const Py_ssize_t[:, ::1] out_off, tuple out_stride,
             tuple act, tuple T, tuple m0, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, bint small,
-            int nthreads):
+            bint batch, int nthreads):
     """dst[out positions] = the Winograd correlation of the virtual input channels with ``U`` (+ bias).
 
     ``U`` is (NP, Kv, Cv / groups): the transformed filters, virtual output channel x virtual input channel of its
-    group.  Tiles are processed in blocks of ``TB``; GEMMs in blocks of ``KB`` output channels.
+    group.  Tiles are processed in blocks of ``TB``; GEMMs in blocks of ``KB`` output channels.  Row mode: ``src``
+    and ``dst`` are (N, C, D, H, W); batch mode: (C, D, H, W, Np), zero-padded so that every window is inside.
     """
-    cdef Py_ssize_t N = src.shape[0]
     cdef Py_ssize_t Cv = in_chan.shape[0], Kv = out_chan.shape[0]
     cdef Py_ssize_t Cvg = Cv // groups, Kvg = Kv // groups
     cdef Py_ssize_t L = fc_wino_lanes_f if float_t is float else fc_wino_lanes_d
-    cdef Grid g = _grid(act, T, m0, N, TB, L)
-    cdef Py_ssize_t nblocks = (g.ntiles + TB - 1) // TB
     cdef Py_ssize_t sdims[3]
     cdef Py_ssize_t ddims[3]
     cdef Py_ssize_t istr[3]
     cdef Py_ssize_t ostr[3]
-    cdef Py_ssize_t a
+    cdef Py_ssize_t a, b0 = 1 if batch else 2
     for a in range(3):
-        sdims[a] = src.shape[2 + a]
-        ddims[a] = dst.shape[2 + a]
+        sdims[a] = src.shape[b0 + a]
+        ddims[a] = dst.shape[b0 + a]
         istr[a] = in_stride[a]
         ostr[a] = out_stride[a]
-    cdef Py_ssize_t sC = src.shape[1] * sdims[0] * sdims[1] * sdims[2]
-    cdef Py_ssize_t sc = sdims[0] * sdims[1] * sdims[2]
-    cdef Py_ssize_t dC = dst.shape[1] * ddims[0] * ddims[1] * ddims[2]
-    cdef Py_ssize_t dc = ddims[0] * ddims[1] * ddims[2]
+    cdef Py_ssize_t sc = sdims[0] * sdims[1] * sdims[2] * (src.shape[4] if batch else 1)
+    cdef Py_ssize_t dc = ddims[0] * ddims[1] * ddims[2] * (dst.shape[4] if batch else 1)
+    cdef Py_ssize_t sC = 0 if batch else src.shape[1] * sc
+    cdef Py_ssize_t dC = 0 if batch else dst.shape[1] * dc
+    cdef Grid g = _grid(act, T, m0, src.shape[4] if batch else src.shape[0], TB, L, batch)
+    cdef Py_ssize_t nblocks = (g.ntiles + TB - 1) // TB
     cdef const float_t* sp = &src[0, 0, 0, 0, 0]
     cdef float_t* dp = &dst[0, 0, 0, 0, 0]
     cdef const float_t* up = &U[0, 0, 0]
@@ -715,8 +817,12 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
             if ok:
                 _block_tiles(&g, blk, L, &B)
                 for v in range(Cv):
-                    _input_channel(BT, sp + ich[v] * sc, sdims, sC, istr, ioff + 3 * v, V + v * TBP, Cv * TBP,
-                                   (ich[v + 1] - ich[v]) * sc if v + 1 < Cv else 0, &g, &B)
+                    if batch:
+                        _input_channel_batch(BT, sp + ich[v] * sc, sdims, istr, ioff + 3 * v, V + v * TBP, Cv * TBP,
+                                             &g, &B, L)
+                    else:
+                        _input_channel(BT, sp + ich[v] * sc, sdims, sC, istr, ioff + 3 * v, V + v * TBP, Cv * TBP,
+                                       (ich[v + 1] - ich[v]) * sc if v + 1 < Cv else 0, &g, &B)
                 for gi in range(groups):
                     for kbi in range((Kvg + KB - 1) // KB):
                         k0 = kbi * KB
@@ -725,9 +831,13 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
                                  M, KB * TBP, B.ntv, TBP, NP, small)
                         for kk in range(kb):
                             v = gi * Kvg + k0 + kk
-                            _output_channel(M + kk * TBP, KB * TBP, dp + och[v] * dc, ddims, dC, ostr,
-                                            ooff + 3 * v, bias[v] if has_bias else 0,
-                                            (och[v + 1] - och[v]) * dc if v + 1 < Kv else 0, &g, &B)
+                            if batch:
+                                _output_channel_batch(M + kk * TBP, KB * TBP, dp + och[v] * dc, ddims, ostr,
+                                                      ooff + 3 * v, bias[v] if has_bias else 0, &g, &B, L)
+                            else:
+                                _output_channel(M + kk * TBP, KB * TBP, dp + och[v] * dc, ddims, dC, ostr,
+                                                ooff + 3 * v, bias[v] if has_bias else 0,
+                                                (och[v + 1] - och[v]) * dc if v + 1 < Kv else 0, &g, &B)
         free(V)
         free(M)
         _block_free(&B)
@@ -738,34 +848,35 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
 def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::1] gy, float_t[:, :, :, ::1] dU,
                 const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off, tuple in_stride,
                 tuple act, tuple T, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk,
-                int nthreads):
+                bint batch, int nthreads):
     """dU[lane, p, k, c] = sum over the lane's blocks of Z[p][k] . V[p][c] (Z = A dY A^T of the output gradient,
     V = B^T d B of the virtual input channel c of k's group).  Lane ``l`` takes blocks l, l + lanes, ... in
-    order; tasks are (lane, group, chunk of ``kchunk`` output channels)."""
-    cdef Py_ssize_t N = src.shape[0], LANES = dU.shape[0]
-    cdef Py_ssize_t Cv = in_chan.shape[0], K = gy.shape[1]
+    order; tasks are (lane, group, chunk of ``kchunk`` output channels).  Batch mode as in :func:`forward` (``gy``
+    then covers every tile, zero beyond the output)."""
+    cdef Py_ssize_t LANES = dU.shape[0]
+    cdef Py_ssize_t Cv = in_chan.shape[0], K = gy.shape[0 if batch else 1]
     cdef Py_ssize_t Cvg = Cv // groups, Kg = K // groups
     cdef Py_ssize_t L = fc_wino_lanes_f if float_t is float else fc_wino_lanes_d
-    cdef Grid g = _grid(act, T, (0, 0, 0), N, TB, L)
-    cdef Py_ssize_t nblocks = (g.ntiles + TB - 1) // TB
-    cdef Py_ssize_t nchunks = (Kg + kchunk - 1) // kchunk
-    cdef Py_ssize_t ntasks = LANES * groups * nchunks
     cdef Py_ssize_t sdims[3]
     cdef Py_ssize_t gdims[3]
     cdef Py_ssize_t istr[3]
     cdef Py_ssize_t one[3]
     cdef Py_ssize_t zero[3]
-    cdef Py_ssize_t a
+    cdef Py_ssize_t a, b0 = 1 if batch else 2
     for a in range(3):
-        sdims[a] = src.shape[2 + a]
-        gdims[a] = gy.shape[2 + a]
+        sdims[a] = src.shape[b0 + a]
+        gdims[a] = gy.shape[b0 + a]
         istr[a] = in_stride[a]
         one[a] = 1
         zero[a] = 0
-    cdef Py_ssize_t sC = src.shape[1] * sdims[0] * sdims[1] * sdims[2]
-    cdef Py_ssize_t sc = sdims[0] * sdims[1] * sdims[2]
-    cdef Py_ssize_t gC = K * gdims[0] * gdims[1] * gdims[2]
-    cdef Py_ssize_t gc = gdims[0] * gdims[1] * gdims[2]
+    cdef Py_ssize_t sc = sdims[0] * sdims[1] * sdims[2] * (src.shape[4] if batch else 1)
+    cdef Py_ssize_t gc = gdims[0] * gdims[1] * gdims[2] * (gy.shape[4] if batch else 1)
+    cdef Py_ssize_t sC = 0 if batch else src.shape[1] * sc
+    cdef Py_ssize_t gC = 0 if batch else K * gc
+    cdef Grid g = _grid(act, T, (0, 0, 0), src.shape[4] if batch else src.shape[0], TB, L, batch)
+    cdef Py_ssize_t nblocks = (g.ntiles + TB - 1) // TB
+    cdef Py_ssize_t nchunks = (Kg + kchunk - 1) // kchunk
+    cdef Py_ssize_t ntasks = LANES * groups * nchunks
     cdef const float_t* sp = &src[0, 0, 0, 0, 0]
     cdef const float_t* gp = &gy[0, 0, 0, 0, 0]
     cdef float_t* up = &dU[0, 0, 0, 0]
@@ -797,16 +908,25 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                     blk = lane + bi * LANES
                     _block_tiles(&g, blk, L, &B)
                     for v in range(Cvg):
-                        _input_channel(BT, sp + ich[gi * Cvg + v] * sc, sdims, sC, istr, ioff + 3 * (gi * Cvg + v),
-                                       V + v * TBP, Cvg * TBP, sc if v + 1 < Cvg else 0, &g, &B)
+                        if batch:
+                            _input_channel_batch(BT, sp + ich[gi * Cvg + v] * sc, sdims, istr,
+                                                 ioff + 3 * (gi * Cvg + v), V + v * TBP, Cvg * TBP, &g, &B, L)
+                        else:
+                            _input_channel(BT, sp + ich[gi * Cvg + v] * sc, sdims, sC, istr,
+                                           ioff + 3 * (gi * Cvg + v), V + v * TBP, Cvg * TBP,
+                                           sc if v + 1 < Cvg else 0, &g, &B)
                     k1 = min(Kg, (ch + 1) * kchunk)
                     for kbi in range((k1 - ch * kchunk + KB - 1) // KB):
                         k0 = ch * kchunk + kbi * KB
                         kb = min(KB, k1 - k0)
                         for kk in range(kb):
                             k = gi * Kg + k0 + kk
-                            _input_channel(AA, gp + k * gc, gdims, gC, one, zero, Z + kk * TBP, KB * TBP,
-                                           gc if kk + 1 < kb else 0, &g, &B)
+                            if batch:
+                                _input_channel_batch(AA, gp + k * gc, gdims, one, zero, Z + kk * TBP, KB * TBP, &g,
+                                                     &B, L)
+                            else:
+                                _input_channel(AA, gp + k * gc, gdims, gC, one, zero, Z + kk * TBP, KB * TBP,
+                                               gc if kk + 1 < kb else 0, &g, &B)
                         for p in range(NP):
                             # dU^T (Cvg x kb, column-major) += V^T (Cvg x ntv) Z (ntv x kb)
                             _gemm(c'T', <int> Cvg, <int> kb, <int> B.ntv, V + p * Cvg * TBP, <int> TBP,
@@ -923,3 +1043,49 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
                     memcpy(&out[p, r0], cur + p * FCHUNK, n * sizeof(double))
         free(b1)
         free(b2)
+
+
+def to_batch(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst, tuple lo, int nthreads):
+    """Batch layout: dst[c, x0 - lo0, x1 - lo1, x2 - lo2, n] = src[n, c, x0, x1, x2] (dst zero elsewhere; dst has
+    at least N lanes).  16 x 16 blocks (images x columns) are transposed through a local buffer."""
+    cdef Py_ssize_t N = src.shape[0], C = src.shape[1], D = src.shape[2], H = src.shape[3], W = src.shape[4]
+    cdef Py_ssize_t Np = dst.shape[4], l0 = lo[0], l1 = lo[1], l2 = lo[2], c, d, h, w, n, w0, n0, task, nb, wb
+    cdef Py_ssize_t ntask = C * D * H
+    cdef float_t tmp[256]
+    with nogil:
+        memset(&dst[0, 0, 0, 0, 0], 0, dst.shape[0] * dst.shape[1] * dst.shape[2] * dst.shape[3] * Np
+               * sizeof(float_t))
+    for task in prange(ntask, nogil=True, num_threads=nthreads, schedule="static"):
+        c = task // (D * H)
+        d = (task // H) % D
+        h = task % H
+        for n0 in range(0, N, 16):
+            nb = min(16, N - n0)
+            for w0 in range(0, W, 16):
+                wb = min(16, W - w0)
+                for n in range(nb):
+                    for w in range(wb):
+                        tmp[w * 16 + n] = src[n0 + n, c, d, h, w0 + w]
+                for w in range(wb):
+                    memcpy(&dst[c, d - l0, h - l1, w0 + w - l2, n0], &tmp[w * 16], nb * sizeof(float_t))
+
+
+def from_batch(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst, tuple lo, int nthreads):
+    """Back from the batch layout: dst[n, c, x0, x1, x2] = src[c, x0 - lo0, x1 - lo1, x2 - lo2, n]."""
+    cdef Py_ssize_t N = dst.shape[0], C = dst.shape[1], D = dst.shape[2], H = dst.shape[3], W = dst.shape[4]
+    cdef Py_ssize_t l0 = lo[0], l1 = lo[1], l2 = lo[2], c, d, h, w, n, w0, n0, task, nb, wb
+    cdef Py_ssize_t ntask = C * D * H
+    cdef float_t tmp[256]
+    for task in prange(ntask, nogil=True, num_threads=nthreads, schedule="static"):
+        c = task // (D * H)
+        d = (task // H) % D
+        h = task % H
+        for n0 in range(0, N, 16):
+            nb = min(16, N - n0)
+            for w0 in range(0, W, 16):
+                wb = min(16, W - w0)
+                for w in range(wb):
+                    memcpy(&tmp[w * 16], &src[c, d - l0, h - l1, w0 + w - l2, n0], nb * sizeof(float_t))
+                for n in range(nb):
+                    for w in range(wb):
+                        dst[n0 + n, c, d, h, w0 + w] = tmp[w * 16 + n]
