@@ -8,3 +8,4 @@ from . import direct  # noqa: F401
 from . import toeplitz  # noqa: F401
 from . import fft  # noqa: F401
 from . import winograd  # noqa: F401
+from . import fft_tiles  # noqa: F401

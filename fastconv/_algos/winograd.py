@@ -94,6 +94,8 @@ def _solve_exact(rows, rhs):
 POINTS = ("0", "3/4", "-3/4", "3/2", "-3/2")
 AT, G, BT = cook_toom(POINTS)
 ALPHA, MT, TAPS = 6, 4, 3
+WINOGRAD, FFT = 0, 1                 # the two tile families of the kernel
+FFT_LENGTHS = (8, 16, 32)            # small-tile FFT lengths the kernel has codelets for
 
 # Per-block working set (transformed input + GEMM results of one block) in the 2 MiB per-core L2 cache, and the
 # output channels per GEMM block (measured on the 3x3 reference layers: TB 64-96 and KB 64 are the fastest).
@@ -117,11 +119,11 @@ INT_MAX = 2 ** 31 - 1
 
 @dataclass(frozen=True)
 class _Axis:
-    """One spatial axis (3-D form) of the reduction to stride-1 3-tap kernels."""
-    active: bool        # transformed (alpha = 6) or not (alpha = 1)
+    """One spatial axis (3-D form) of the reduction to stride-1 kernels of J taps over virtual channels."""
+    active: bool        # transformed (tiles of alpha > 1 points) or not (alpha = 1)
     residues: tuple     # input phases r that taps reach
-    blocks: int         # 3-tap (or 1-tap) blocks per phase
-    J: int              # taps per block: 3 if active, else 1
+    blocks: int         # blocks of J taps per phase
+    J: int              # taps per block: 3 for F(4, 3), the whole phase kernel for FFT tiles, 1 if inactive
     fsel: tuple         # forward: per variant (r, b) the tap index at each j (or -1)
     foff: tuple         # forward: per variant, the input offset s*J*b + r - pad
     bsel: tuple         # backward: [r][b][j'] tap index of the flipped phase kernel (or -1)
@@ -132,12 +134,12 @@ class _Axis:
     k: int              # kernel taps
 
 
-def _axis(n, k, s, d, pad, out):
+def _axis(n, k, s, d, pad, out, family, L):
     pos = [t * d for t in range(k)]
     residues = tuple(sorted({p % s for p in pos}))
     Q = max(p // s for p in pos) + 1
     active = Q > 1
-    J = TAPS if active else 1
+    J = 1 if not active else (TAPS if family == WINOGRAD else min(Q, L // 2))
     nb = -(-Q // J)
     where = {(p % s, p // s): t for t, p in enumerate(pos)}
     fsel, foff = [], []
@@ -153,6 +155,9 @@ def _axis(n, k, s, d, pad, out):
 @dataclass(frozen=True)
 class _Plan:
     op: str
+    item: int           # bytes per element (4: float32, 8: float64)
+    family: int         # WINOGRAD or FFT
+    L: int              # FFT tile length (0 for Winograd)
     axes: tuple
     N: int
     C: int
@@ -174,16 +179,25 @@ class _Plan:
         return tuple(a.active for a in self.axes)
 
     @property
+    def alphas(self):
+        return tuple((ALPHA if self.family == WINOGRAD else self.L) if a.active else 1 for a in self.axes)
+
+    @property
+    def mts(self):
+        return tuple((MT if self.family == WINOGRAD else self.L - a.J + 1) if a.active else 1 for a in self.axes)
+
+    @property
+    def tile(self):
+        """(family, alpha per axis, outputs per axis): the kernel's description of a tile."""
+        return (self.family, self.alphas, self.mts)
+
+    @property
     def NP(self):
-        return ALPHA ** sum(self.act)
+        return prod(self.alphas)
 
     @property
     def tiles(self):
         return (self.Np if self.batch else self.N) * prod(self.T)
-
-    @property
-    def mts(self):
-        return tuple(MT if a.active else 1 for a in self.axes)
 
     @property
     def strides(self):
@@ -255,9 +269,8 @@ class _Plan:
         outside it) and of the rearranged output (every position a tile writes)."""
         offs, ooffs = self.in_tables[1], self.out_tables[1]
         lin, lout = [], []
-        for a, (ax, mt, T, m0) in enumerate(zip(self.axes, self.mts, self.T, self.m0)):
+        for a, (ax, mt, alpha, T, m0) in enumerate(zip(self.axes, self.mts, self.alphas, self.T, self.m0)):
             s_in = 1 if self.op == "grad_input" else ax.stride
-            alpha = ALPHA if ax.active else 1
             lo = min(0, s_in * m0 + int(offs[:, a].min()))
             hi = max(ax.size if self.op != "grad_input" else ax.out,
                      s_in * (m0 + mt * (T - 1) + alpha - 1) + int(offs[:, a].max()) + 1)
@@ -269,6 +282,25 @@ class _Plan:
             lout.append((lo, hi - lo))
         return tuple(lin), tuple(lout)
 
+    @functools.cached_property
+    def partner(self):
+        """FFT tiles: per point of the transformed tile, the point holding the other part of its complex value (or
+        -1 for the real ones): along the first transformed axis (from W) positions >= 2 pair up (Re, Im); where
+        that position is 0 or 1, along the next transformed axis, and so on (see the kernel's _fft_passes)."""
+        if self.family != FFT:
+            return np.zeros(0, np.intp)
+        ext = self.alphas
+        st = (ext[1] * ext[2], ext[2], 1)
+        axes = [a for a in (2, 1, 0) if self.axes[a].active]
+        partner = -np.ones(self.NP, np.intp)
+        for p in range(self.NP):
+            for a in axes:
+                c = (p // st[a]) % ext[a]
+                if c >= 2:
+                    partner[p] = p + st[a] if c % 2 == 0 else p - st[a]
+                    break
+        return partner
+
 
 def _tile_block(NP, tiles, chans, item, lanes=MIN_TB):
     """Tiles per block: the working set NP * chans * TB in BLOCK_BYTES, at least MIN_BLOCKS blocks if possible; a
@@ -279,24 +311,25 @@ def _tile_block(NP, tiles, chans, item, lanes=MIN_TB):
     return -(-tb // lanes) * lanes
 
 
-def _use_batch(N, T, act, op):
+def _use_batch(N, T, mts):
     """Images as vector lanes when there are enough of them and the rows of tiles are short (measured: LeNet's
     10 x 10 outputs, 3 tiles per row, run 3x faster)."""
-    return N >= BATCH_MIN_IMAGES and T[2] * (MT if act[2] else 1) <= BATCH_MAX_ROW
+    return N >= BATCH_MIN_IMAGES and T[2] * mts[2] <= BATCH_MAX_ROW
 
 
-@functools.lru_cache(maxsize=256)
-def _plan(geom, op, item):
+@functools.lru_cache(maxsize=512)
+def _plan(geom, op, item, family=WINOGRAD, L=0):
     g3 = geom.as_3d()
     N, C = g3.input_shape[:2]
     K, G = g3.out_channels, g3.groups
-    axes = tuple(_axis(n, k, s, d, lo, o) for n, k, s, d, (lo, _), o in
+    axes = tuple(_axis(n, k, s, d, lo, o, family, L) for n, k, s, d, (lo, _), o in
                  zip(g3.input_size, g3.kernel_size, g3.stride, g3.dilation, g3.padding, g3.output_size))
     nvar = prod(len(a.residues) * a.blocks for a in axes)
     nres = prod(len(a.residues) for a in axes)
     nblk = prod(a.blocks for a in axes)
-    NP = ALPHA ** sum(a.active for a in axes)
-    mts = tuple(MT if a.active else 1 for a in axes)
+    alphas = tuple((ALPHA if family == WINOGRAD else L) if a.active else 1 for a in axes)
+    mts = tuple((MT if family == WINOGRAD else L - a.J + 1) if a.active else 1 for a in axes)
+    NP = prod(alphas)
     if op == "grad_input":
         Cv, Kv = K * nblk, C * nres
         lo = [min(-(-(a.pad - r) // a.stride) for r in a.residues) for a in axes]
@@ -308,7 +341,7 @@ def _plan(geom, op, item):
         T = tuple(-(-a.out // mt) for a, mt in zip(axes, mts))
         m0 = (0, 0, 0)
     Cvg, Kvg = Cv // G, Kv // G
-    batch = _use_batch(N, T, tuple(a.active for a in axes), op)
+    batch = _use_batch(N, T, mts)
     lanes = _wk.lanes(item == 4)
     Np = -(-N // lanes) * lanes if batch else N
     tiles = Np * prod(T)
@@ -320,7 +353,8 @@ def _plan(geom, op, item):
         KB = min(Kvg, GEMM_KB)
         TB = _tile_block(NP, tiles, Cv + KB, item, unit)
         kchunk = Kvg
-    return _Plan(op, axes, N, C, K, G, T, m0, TB, KB, kchunk, Cvg < SMALL_CHANNELS, batch, Np, Cv, Kv)
+    return _Plan(op, item, family, L, axes, N, C, K, G, T, m0, TB, KB, kchunk, Cvg < SMALL_CHANNELS, batch, Np, Cv,
+                 Kv)
 
 
 # ------------------------------------------------------------------------------------------ filter transforms
@@ -355,22 +389,35 @@ def _padded_rows(w, rows):
     return wp
 
 
-def _filters(w, plan, dtype, nthreads):
-    """Transformed filters U (NP, Kv, Cv / groups) of the plan's op (forward: the kernels over the virtual input
-    channels; input gradient: the flipped phase kernels, output channels and input channels exchanged)."""
+def _virtual_kernels(w, plan):
+    """The virtual kernels of the plan's op as (J, Kv * Cvg) float64: forward, the kernels over the virtual
+    input channels; input gradient, the flipped phase kernels, output and input channels exchanged."""
     G_, K, C = plan.groups, plan.K, plan.C
     Kg, Cg = K // G_, C // G_
     idx = plan.filter_index
     if plan.op == "grad_input":
         wv = _padded_rows(w, K * Cg).reshape(G_, Kg, Cg, -1)[..., idx]                # (G, Kg, Cg, r, b, J)
-        wvT = np.ascontiguousarray(wv.transpose(5, 0, 2, 3, 1, 4)).reshape(idx.shape[-1], -1)
-    elif idx is None:
-        wvT = np.ascontiguousarray(w.reshape(K * Cg, -1).T, dtype=np.float64)
+        return np.ascontiguousarray(wv.transpose(5, 0, 2, 3, 1, 4)).reshape(idx.shape[-1], -1)
+    if idx is None:
+        return np.ascontiguousarray(w.reshape(K * Cg, -1).T, dtype=np.float64)
+    wv = _padded_rows(w, K * Cg)[:, idx]                                             # (K Cg, variants, J)
+    return np.ascontiguousarray(wv.transpose(2, 0, 1)).reshape(idx.shape[1], -1)
+
+
+def _fft_axes(plan):
+    return tuple(a for a in range(3) if plan.axes[a].active)
+
+
+def _filters(w, plan, dtype, nthreads):
+    """Transformed filters U (NP, Kv, Cv / groups): G g G^T (Winograd) or the packed conjugate spectrum of the
+    zero-padded virtual kernels (FFT tiles; conjugate: the tiles compute a correlation)."""
+    wvT = _virtual_kernels(w, plan)
+    R = wvT.shape[1]
+    U = np.empty((plan.NP, R), dtype)
+    if plan.family == WINOGRAD:
+        _wk.filters(G, wvT, U, plan.act, nthreads)
     else:
-        wv = _padded_rows(w, K * Cg)[:, idx]                                         # (K Cg, variants, J)
-        wvT = np.ascontiguousarray(wv.transpose(2, 0, 1)).reshape(idx.shape[1], -1)
-    U = np.empty((plan.NP, wvT.shape[1]), dtype)
-    _wk.filters(G, wvT, U, plan.act, nthreads)
+        _wk.fft_filters(wvT, U, plan.tile, tuple(a.J for a in plan.axes), plan.partner, nthreads)
     return U.reshape(plan.NP, plan.Kv, -1)
 
 
@@ -378,14 +425,22 @@ def _weight_from_grad(dU, plan, wshape, nthreads):
     """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient (K, Cg, *kernel)."""
     K, Cg = plan.K, plan.C // plan.groups
     J = prod(a.J for a in plan.axes)
-    out = np.empty((J, dU.shape[2] * dU.shape[3]))
-    _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.act, nthreads)
+    if plan.family == WINOGRAD:
+        out = np.empty((J, dU.shape[2] * dU.shape[3]))
+        _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.act, nthreads)
+    else:
+        # U = conj(T(g)), g zero-padded; the accumulated products are, point by point, the transform-domain
+        # gradient times the weights of T T^T = L^n diag(1 or 1/2) that the inverse undoes, so
+        # dg = the first J taps of T^{-1}(conj(sum of the lanes))
+        out = np.empty((J, dU.shape[2] * dU.shape[3]))
+        _wk.fft_filters_adjoint(dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.tile,
+                                tuple(a.J for a in plan.axes), plan.partner, nthreads)
     out = out.reshape(J, K, Cg, -1)
     jt, vt = plan.tap_map
     return out[jt, :, :, vt].transpose(1, 2, 0).reshape(wshape)         # (taps, K, Cg) -> (K, Cg, *kernel)
 
 
-# ------------------------------------------------------------------------------------------ the three ops
+# ------------------------------------------------------------------------------------------ running a plan
 def _as5(a):
     return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
 
@@ -406,8 +461,11 @@ def _shifted(off, layout):
     return np.ascontiguousarray(off - np.array([lo for lo, _ in layout], np.intp))
 
 
-def _run(plan, src, U, bias, dst, nthreads):
-    """Forward or input gradient: ``src`` (N, C, ...) correlated with ``U`` into ``dst`` (N, K, ...)."""
+def _run(plan, src, w, bias, dst, nthreads):
+    """Forward or input gradient: ``src`` (N, C, ...) correlated with the plan's filters into ``dst``."""
+    U = _filters(w, plan, src.dtype, nthreads)
+    if plan.op == "grad_input" and not plan.batch and any(len(a.residues) < a.stride for a in plan.axes):
+        dst[...] = 0        # input positions no tap reads get no gradient
     in_chan, in_off = plan.in_tables
     out_chan, out_off = plan.out_tables
     s_in, s_out = (plan.strides, (1, 1, 1)) if plan.op == "forward" else ((1, 1, 1), plan.strides)
@@ -421,68 +479,143 @@ def _run(plan, src, U, bias, dst, nthreads):
     else:
         res = dst5
     with single_threaded_blas():
-        _wk.forward(src5, U, b, bias is not None, res, in_chan, in_off, s_in, out_chan, out_off, s_out, plan.act,
-                    plan.T, plan.m0, plan.groups, plan.TB, plan.KB, plan.small, plan.batch, nthreads)
+        _wk.forward(src5, U, b, bias is not None, res, in_chan, in_off, s_in, out_chan, out_off, s_out, plan.tile,
+                    plan.T, plan.m0, plan.groups, plan.TB, plan.KB, plan.small, plan.batch, plan.partner,
+                    nthreads)
     if plan.batch:
         _from_batch(res, lout, dst5, nthreads)
 
 
-def forward(x, w, bias, geom, out, nthreads):
-    plan = _plan(geom, "forward", x.itemsize)
-    _run(plan, x, _filters(w, plan, x.dtype, nthreads), bias, out, nthreads)
-
-
-def grad_input(gy, w, geom, out, nthreads):
-    plan = _plan(geom, "grad_input", gy.itemsize)
-    if not plan.batch and any(len(a.residues) < a.stride for a in plan.axes):
-        out[...] = 0        # input positions no tap reads get no gradient
-    _run(plan, gy, _filters(w, plan, gy.dtype, nthreads), None, out, nthreads)
-
-
-def grad_weight(x, gy, geom, out, nthreads):
-    plan = _plan(geom, "grad_weight", x.itemsize)
+def _run_weight_grad(plan, x, gy, out, nthreads):
     dU = np.zeros((LANES, plan.NP, plan.K, plan.Cv // plan.groups), x.dtype)
     chan, off = plan.in_tables
     x5, gy5 = _as5(x), _as5(gy)
     if plan.batch:
         lin, _ = plan.batch_layout
         x5 = _to_batch(x5, lin, plan.Np, nthreads)
-        gy5 = _to_batch(gy5, tuple((0, mt * T) for mt, T in zip(plan.mts, plan.T)), plan.Np, nthreads)
+        gy5 = _to_batch(gy5, tuple((0, mt * T + alpha) for mt, T, alpha in zip(plan.mts, plan.T, plan.alphas)),
+                        plan.Np, nthreads)
         off = _shifted(off, lin)
     with single_threaded_blas():
-        _wk.weight_grad(x5, gy5, dU, chan, off, plan.strides, plan.act, plan.T, plan.groups, plan.TB, plan.KB,
-                        plan.kchunk, plan.batch, nthreads)
+        _wk.weight_grad(x5, gy5, dU, chan, off, plan.strides, plan.tile, plan.T, plan.groups, plan.TB, plan.KB,
+                        plan.kchunk, plan.batch, plan.partner, nthreads)
     out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
 
 
+def forward(x, w, bias, geom, out, nthreads):
+    _run(_plan(geom, "forward", x.itemsize), x, w, bias, out, nthreads)
+
+
+def grad_input(gy, w, geom, out, nthreads):
+    _run(_plan(geom, "grad_input", gy.itemsize), gy, w, None, out, nthreads)
+
+
+def grad_weight(x, gy, geom, out, nthreads):
+    _run_weight_grad(_plan(geom, "grad_weight", x.itemsize), x, gy, out, nthreads)
+
+
+# ------------------------------------------------------------------------------------------ small-tile FFT
+def fft_plan(geom, op, item):
+    """The cheapest small-tile FFT plan for ``op`` on ``geom`` (tiles of 8, 16 or 32 points per transformed axis;
+    phase kernels longer than half a tile in blocks), or None if no plan fits the memory bounds."""
+    return _fft_plan(geom, op, item)
+
+
+@functools.lru_cache(maxsize=256)
+def _fft_plan(geom, op, item):
+    best = None
+    for L in FFT_LENGTHS:
+        plan = _plan(geom, op, item, FFT, L)
+        if not _fits(plan, item):
+            continue
+        c = _plan_cost(plan, item)
+        if best is None or c < best[0]:
+            best = (c, plan)
+    return None if best is None else best[1]
+
+
+def fft_forward(plan, x, w, bias, out, nthreads):
+    _run(plan, x, w, bias, out, nthreads)
+
+
+def fft_grad_input(plan, gy, w, out, nthreads):
+    _run(plan, gy, w, None, out, nthreads)
+
+
+def fft_grad_weight(plan, x, gy, out, nthreads):
+    _run_weight_grad(plan, x, gy, out, nthreads)
+
+
 # ------------------------------------------------------------------------------------------ cost and support
-def cost(geom, dtype, op):
-    """Seconds: GEMM multiply-adds at the measured rate plus the transforms (constants measured on this
-    machine class, see COST)."""
-    plan = _plan(geom, op, np.dtype(dtype).itemsize)
-    from .. import _threads
-    c = COST[np.dtype(dtype) == np.float32]
+def plan_cost(plan):
+    """The estimated seconds of running ``plan`` (see _plan_cost)."""
+    return _plan_cost(plan, plan.item)
+
+
+def plan_terms(plan):
+    """The quantities the COST constants multiply (single-threaded seconds = their dot product):
+
+    mac: channel-product multiply-adds on the GEMM path over the GEMM efficiency of its shape
+    (d / (d + GEMM_HALF) per channel dimension d); small: multiply-adds of the small-channel loop; wino / fft:
+    tile points x channels transformed (F(4, 3); FFT times log2 L); call: GEMM calls; filters: elements of the
+    transformed filters (computed per call; for the weight gradient, the accumulators of its lanes); move: elements
+    of input and output read or written (twice in batch mode, which rearranges them); fixed: 1.
+    """
     Cvg, Kvg = plan.Cv // plan.groups, plan.Kv // plan.groups
     tiles = plan.tiles
-    macs = plan.NP * tiles * plan.groups * Cvg * Kvg
-    eff = (Cvg / (Cvg + c["half"])) * (Kvg / (Kvg + c["half"])) if not plan.small else c["small"]
-    MP = MT ** sum(plan.act)
-    if op == "grad_weight":
-        moved = tiles * (plan.Cv * plan.NP + plan.K * plan.NP)
-    else:
-        moved = tiles * (plan.Cv * plan.NP + plan.Kv * (plan.NP + MP))
-    threads = max(1, min(_threads.get_num_threads(), -(-tiles // plan.TB)))
-    work = macs / (c["gemm"] * eff) + moved * c["move"]
-    return work / (threads * (c["parallel"] if threads > 1 else 1.0)) + c["fixed"]
+    pairs = plan.family == FFT
+    small = plan.small and plan.op != "grad_weight"          # the weight gradient always calls BLAS
+    macs = plan.NP * (2 if pairs else 1) * tiles * plan.groups * Cvg * Kvg     # complex: 4 products on 2 points
+    eff = (Cvg / (Cvg + GEMM_HALF)) * (Kvg / (Kvg + GEMM_HALF))
+    chans = plan.Cv + (plan.K if plan.op == "grad_weight" else plan.Kv)
+    points = tiles * plan.NP * chans
+    blocks = -(-tiles // plan.TB)
+    kblocks = 1 if plan.op == "grad_weight" else -(-Kvg // plan.KB)
+    calls = 0 if small else blocks * plan.NP * (2 if pairs else 1) * plan.groups * kblocks
+    elems = prod(a.size for a in plan.axes) * plan.C + prod(a.out for a in plan.axes) * plan.K
+    filters = plan.NP * plan.Kv * Cvg * (LANES if plan.op == "grad_weight" else 1)
+    return {"mac": 0.0 if small else macs / eff, "small": macs if small else 0.0,
+            "wino": 0.0 if pairs else points, "fft": points * np.log2(plan.L) if pairs else 0.0,
+            "call": calls, "filters": filters, "move": plan.N * elems * (2 if plan.batch else 1), "fixed": 1.0}
 
 
-# Cost-model constants (float32 / float64), from single-thread measurements on the reference layers of
-# bench/bench_winograd.py (Xeon, AVX-512 OpenBLAS): GEMM multiply-adds per second at full GEMM efficiency, the
-# channel count at which a GEMM dimension reaches half of it, the efficiency of the small-channel loop, seconds per
-# transformed element (gather + transform + scatter), parallel efficiency and a fixed per-call cost.
+def _plan_cost(plan, item):
+    """Seconds: the terms of plan_terms times COST, the parallel part divided over the threads that get
+    blocks."""
+    from .. import _threads
+    c = COST[item == 4]
+    terms = plan_terms(plan)
+    work = sum(c[k] * v for k, v in terms.items() if k != "fixed")
+    threads = max(1, min(_threads.get_num_threads(), -(-plan.tiles // plan.TB)))
+    return work / (threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)) + c["fixed"]
+
+
+def _fits(plan, item):
+    Cvg, Kvg = plan.Cv // plan.groups, plan.Kv // plan.groups
+    if plan.NP * plan.Kv * Cvg * item > MAX_U_BYTES:
+        return False
+    return max(Cvg, Kvg, plan.TB, plan.NP * plan.TB) < INT_MAX
+
+
+def cost(geom, dtype, op):
+    """Seconds for ``op`` with F(4, 3) tiles (see _plan_cost)."""
+    item = np.dtype(dtype).itemsize
+    return _plan_cost(_plan(geom, op, item), item)
+
+
+# Cost-model constants (float32 / float64): seconds per unit of each term of plan_terms, fitted by
+# ``python bench/bench_winograd.py --calibrate`` (non-negative least squares on the relative error of single-threaded
+# CPU times of both tile families on the 12 layers listed there, forward and both gradients, in the units of the
+# direct algorithm's model; Xeon (Sapphire Rapids) with AVX-512 OpenBLAS, two runs on the shared machine at load 5,
+# rounded between them).  The fit leaves most samples within 0.5x-1.5x; FFT tiles with few tiles and many channels
+# are underestimated up to 2x.
+GEMM_HALF = 8.0
+PARALLEL_EFFICIENCY = 0.9
 COST = {
-    True: {"gemm": 45e9, "half": 8.0, "small": 0.15, "move": 1.0e-9, "parallel": 0.9, "fixed": 8e-5},
-    False: {"gemm": 22e9, "half": 8.0, "small": 0.15, "move": 1.5e-9, "parallel": 0.9, "fixed": 8e-5},
+    True: {"mac": 2.5e-11, "small": 1.7e-9, "wino": 2e-10, "fft": 5.5e-10, "call": 3e-7, "filters": 1.4e-9,
+           "move": 2e-10, "fixed": 4e-5},
+    False: {"mac": 6e-11, "small": 2.8e-9, "wino": 3e-10, "fft": 7.5e-10, "call": 6e-7, "filters": 2.8e-9,
+            "move": 3e-10, "fixed": 4e-5},
 }
 
 
@@ -505,11 +638,8 @@ def error(geom, dtype, op):
 
 def supports(geom, dtype, op):
     """Every geometry whose transformed filters and virtual channel counts stay within bounds."""
-    plan = _plan(geom, op, np.dtype(dtype).itemsize)
-    Cvg, Kvg = plan.Cv // plan.groups, plan.Kv // plan.groups
-    if plan.NP * plan.Kv * Cvg * np.dtype(dtype).itemsize > MAX_U_BYTES:
-        return False
-    return max(Cvg, Kvg, plan.TB) < INT_MAX
+    item = np.dtype(dtype).itemsize
+    return _fits(_plan(geom, op, item), item)
 
 
 ALGORITHM = register(Algorithm(

@@ -131,7 +131,7 @@ cdef extern from *:
 
     #define FC_WINO_DEFINE(SUF, T, V, MI)                                                                   \\
     typedef V V_##SUF;                                                                                    \\
-    static inline V fc_wino_shuf_##SUF(V a, V b, MI m) {                                                  \\
+    static inline __attribute__((always_inline)) V fc_wino_shuf_##SUF(V a, V b, MI m) {                                                  \\
         const int L = (int)(sizeof(V) / sizeof(T));                                                       \\
         V r;                                                                                              \\
         for (int i = 0; i < L; i++) r[i] = m[i] < L ? a[m[i]] : b[m[i] - L];                              \\
@@ -242,6 +242,130 @@ cdef extern from *:
             }
         }
     }
+    /* Small-tile FFT codelets: radix-2 FFTs of L = 8, 16 or 32 points over vectors of lanes (the tiles or images
+       of a block), from a table of cos / sin (2 pi j / 32).  Real transforms of L points use a complex FFT of L/2
+       points; their spectrum is packed into L reals [X0, X_{L/2}, Re X1, Im X1, ..., Re X_{L/2-1}, Im X_{L/2-1}]
+       (numpy's rfft up to the packing).  Inverse transforms are scaled by 1/L. */
+    #define FC_FFT_MAX 32
+    static const double fc_fft_cs[FC_FFT_MAX] = {
+        1, 0.98078528040323043, 0.92387953251128674, 0.83146961230254524, 0.70710678118654757,
+        0.55557023301960229, 0.38268343236508984, 0.19509032201612833, 0.0, -0.19509032201612819,
+        -0.38268343236508973, -0.55557023301960196, -0.70710678118654746, -0.83146961230254535,
+        -0.92387953251128674, -0.98078528040323043, -1, -0.98078528040323043, -0.92387953251128685,
+        -0.83146961230254546, -0.70710678118654768, -0.55557023301960218, -0.38268343236509034,
+        -0.19509032201612866, 0.0, 0.1950903220161283, 0.38268343236509, 0.55557023301960184,
+        0.70710678118654735, 0.83146961230254524, 0.92387953251128652, 0.98078528040323032
+    };
+    static const double fc_fft_sn[FC_FFT_MAX] = {
+        0.0, 0.19509032201612825, 0.38268343236508978, 0.55557023301960218, 0.70710678118654746,
+        0.83146961230254524, 0.92387953251128674, 0.98078528040323043, 1, 0.98078528040323043,
+        0.92387953251128674, 0.83146961230254546, 0.70710678118654757, 0.55557023301960218,
+        0.38268343236508989, 0.19509032201612861, 0.0, -0.19509032201612836, -0.38268343236508967,
+        -0.55557023301960196, -0.70710678118654746, -0.83146961230254524, -0.92387953251128652,
+        -0.98078528040323032, -1, -0.98078528040323043, -0.92387953251128663, -0.83146961230254546,
+        -0.70710678118654768, -0.55557023301960218, -0.38268343236509039, -0.19509032201612872
+    };
+    #define FC_FFT_DEFINE(SUF, T, V)                                                                        \\
+    /* in place, bit-reversed input order handled here; sign -1 forward, +1 inverse (unscaled) */         \\
+    static inline __attribute__((always_inline)) void fc_cfft_core_##SUF(V *re, V *im, const int L,       \\
+                                                                          const int sign) {               \\
+        for (int i = 1, j = 0; i < L; i++) {                                                              \\
+            int bit = L >> 1;                                                                             \\
+            for (; j & bit; bit >>= 1) j ^= bit;                                                          \\
+            j ^= bit;                                                                                     \\
+            if (i < j) { V t = re[i]; re[i] = re[j]; re[j] = t; t = im[i]; im[i] = im[j]; im[j] = t; }    \\
+        }                                                                                                 \\
+        for (int len = 2; len <= L; len <<= 1) {                                                          \\
+            const int h = len >> 1, step = FC_FFT_MAX / len;                                              \\
+            for (int j = 0; j < h; j++) {                                                                 \\
+                const T wr = (T)fc_fft_cs[j * step], wi = (T)(sign * fc_fft_sn[j * step]);               \\
+                for (int i = 0; i < L; i += len) {                                                        \\
+                    V xr = re[i + j + h], xi = im[i + j + h], ur = re[i + j], ui = im[i + j], vr, vi;     \\
+                    if (j == 0) { vr = xr; vi = xi; }                                                     \\
+                    else { vr = xr * wr - xi * wi; vi = xr * wi + xi * wr; }                               \\
+                    re[i + j] = ur + vr; im[i + j] = ui + vi;                                             \\
+                    re[i + j + h] = ur - vr; im[i + j + h] = ui - vi;                                     \\
+                }                                                                                         \\
+            }                                                                                             \\
+        }                                                                                                 \\
+    }                                                                                                     \\
+    static inline __attribute__((always_inline)) void fc_cfft_line_##SUF(                                \\
+            const T *sr, const T *si, Py_ssize_t ss, T *dr, T *di, Py_ssize_t ds, Py_ssize_t n,           \\
+            const int L, const int inverse) {                                                             \\
+        V re[FC_FFT_MAX], im[FC_FFT_MAX];                                                                 \\
+        const T sc = (T)1 / L;                                                                            \\
+        for (Py_ssize_t l = 0; l < n; l += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                        \\
+            for (int k = 0; k < L; k++) { re[k] = FC_LD(V, sr + k * ss + l); im[k] = FC_LD(V, si + k * ss + l); } \\
+            fc_cfft_core_##SUF(re, im, L, inverse ? 1 : -1);                                              \\
+            for (int k = 0; k < L; k++) {                                                                 \\
+                *(V *)(dr + k * ds + l) = inverse ? re[k] * sc : re[k];                                   \\
+                *(V *)(di + k * ds + l) = inverse ? im[k] * sc : im[k];                                   \\
+            }                                                                                             \\
+        }                                                                                                 \\
+    }                                                                                                     \\
+    static inline __attribute__((always_inline)) void fc_rfft_line_##SUF(                                \\
+            const T *s, Py_ssize_t ss, T *d, Py_ssize_t ds, Py_ssize_t n, const int L) {                  \\
+        V zr[FC_FFT_MAX / 2], zi[FC_FFT_MAX / 2];                                                         \\
+        const int M = L / 2, step = FC_FFT_MAX / L;                                                       \\
+        for (Py_ssize_t l = 0; l < n; l += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                        \\
+            for (int k = 0; k < M; k++) { zr[k] = FC_LD(V, s + 2 * k * ss + l); zi[k] = FC_LD(V, s + (2 * k + 1) * ss + l); } \\
+            fc_cfft_core_##SUF(zr, zi, M, -1);                                                            \\
+            V z0r = zr[0], z0i = zi[0];                                                                   \\
+            for (int k = 1; k < M; k++) {                                                                 \\
+                const T c = (T)fc_fft_cs[k * step], sn = (T)fc_fft_sn[k * step];                          \\
+                V a = zr[k], b = zi[k], cc = zr[M - k], dd = zi[M - k];                                   \\
+                V Er = (a + cc) * (T)0.5, Ei = (b - dd) * (T)0.5, Or = (b + dd) * (T)0.5;                 \\
+                V Oi = (cc - a) * (T)0.5;                                                                 \\
+                *(V *)(d + 2 * k * ds + l) = Er + c * Or + sn * Oi;                                       \\
+                *(V *)(d + (2 * k + 1) * ds + l) = Ei + c * Oi - sn * Or;                                 \\
+            }                                                                                             \\
+            *(V *)(d + l) = z0r + z0i;                                                                    \\
+            *(V *)(d + ds + l) = z0r - z0i;                                                               \\
+        }                                                                                                 \\
+    }                                                                                                     \\
+    static inline __attribute__((always_inline)) void fc_irfft_line_##SUF(                               \\
+            const T *s, Py_ssize_t ss, T *d, Py_ssize_t ds, Py_ssize_t n, const int L) {                  \\
+        V zr[FC_FFT_MAX / 2], zi[FC_FFT_MAX / 2];                                                         \\
+        const int M = L / 2, step = FC_FFT_MAX / L;                                                       \\
+        const T sc = (T)1 / L;                                                                            \\
+        for (Py_ssize_t l = 0; l < n; l += (Py_ssize_t)(sizeof(V) / sizeof(T))) {                        \\
+            V X0 = FC_LD(V, s + l), XM = FC_LD(V, s + ss + l);                                            \\
+            zr[0] = X0 + XM; zi[0] = X0 - XM;                                                             \\
+            for (int k = 1; k < M; k++) {                                                                 \\
+                const T c = (T)fc_fft_cs[k * step], sn = (T)fc_fft_sn[k * step];                          \\
+                V xr = FC_LD(V, s + 2 * k * ss + l), xi = FC_LD(V, s + (2 * k + 1) * ss + l);             \\
+                V yr = FC_LD(V, s + 2 * (M - k) * ss + l), yi = FC_LD(V, s + (2 * (M - k) + 1) * ss + l); \\
+                V Er = xr + yr, Ei = xi - yi, Dr = xr - yr, Di = xi + yi;                                 \\
+                V Or = Dr * c - Di * sn, Oi = Dr * sn + Di * c;                                           \\
+                zr[k] = Er - Oi; zi[k] = Ei + Or;                                                         \\
+            }                                                                                             \\
+            fc_cfft_core_##SUF(zr, zi, M, 1);                                                             \\
+            for (int k = 0; k < M; k++) {                                                                 \\
+                *(V *)(d + 2 * k * ds + l) = zr[k] * sc;                                                  \\
+                *(V *)(d + (2 * k + 1) * ds + l) = zi[k] * sc;                                            \\
+            }                                                                                             \\
+        }                                                                                                 \\
+    }                                                                                                     \\
+    /* dispatch on the tile length so that every loop above is unrolled with constant twiddles */         \\
+    static void fc_rfft_##SUF(const T *s, Py_ssize_t ss, T *d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) { \\
+        if (inv) {                                                                                        \\
+            if (L == 8) fc_irfft_line_##SUF(s, ss, d, ds, n, 8);                                          \\
+            else if (L == 16) fc_irfft_line_##SUF(s, ss, d, ds, n, 16);                                   \\
+            else fc_irfft_line_##SUF(s, ss, d, ds, n, 32);                                                \\
+        } else {                                                                                          \\
+            if (L == 8) fc_rfft_line_##SUF(s, ss, d, ds, n, 8);                                           \\
+            else if (L == 16) fc_rfft_line_##SUF(s, ss, d, ds, n, 16);                                    \\
+            else fc_rfft_line_##SUF(s, ss, d, ds, n, 32);                                                 \\
+        }                                                                                                 \\
+    }                                                                                                     \\
+    static void fc_cfft_##SUF(const T *sr, const T *si, Py_ssize_t ss, T *dr, T *di, Py_ssize_t ds,      \\
+                              Py_ssize_t n, int L, int inv) {                                             \\
+        if (L == 8) fc_cfft_line_##SUF(sr, si, ss, dr, di, ds, n, 8, inv);                                \\
+        else if (L == 16) fc_cfft_line_##SUF(sr, si, ss, dr, di, ds, n, 16, inv);                         \\
+        else fc_cfft_line_##SUF(sr, si, ss, dr, di, ds, n, 32, inv);                                      \\
+    }
+    FC_FFT_DEFINE(f, float, fc_vf)
+    FC_FFT_DEFINE(d, double, fc_vd)
     FC_WINO_DEFINE(f, float, fc_vf, fc_wino_mf)
     FC_WINO_DEFINE(d, double, fc_vd, fc_wino_md)
 
@@ -274,6 +398,12 @@ cdef extern from *:
     void fc_wino_axpy_d(double u, const double* s, double* d, Py_ssize_t n, int first) nogil
     void fc_wino_g(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
     void fc_wino_gt(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
+    void fc_rfft_f(const float* s, Py_ssize_t ss, float* d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) nogil
+    void fc_rfft_d(const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) nogil
+    void fc_cfft_f(const float* sr, const float* si, Py_ssize_t ss, float* dr, float* di, Py_ssize_t ds,
+                   Py_ssize_t n, int L, int inv) nogil
+    void fc_cfft_d(const double* sr, const double* si, Py_ssize_t ss, double* dr, double* di, Py_ssize_t ds,
+                   Py_ssize_t n, int L, int inv) nogil
     const Py_ssize_t fc_wino_lanes_f
     const Py_ssize_t fc_wino_lanes_d
 
@@ -308,6 +438,8 @@ cdef struct Grid:
     Py_ssize_t TBP         # lane stride of every buffer: TB + one vector of slack
     int batch              # lanes are images (arrays (C, D, H, W, Np)) instead of tiles along W
     Py_ssize_t Np          # batch mode: images per tile position (a multiple of the vector lanes)
+    int fft                # the small-tile FFT family (tiles of L points per active axis) instead of F(4, 3)
+    int L
 
 
 cdef struct Block:
@@ -557,55 +689,221 @@ cdef void _input_channel_batch(int kind, const float_t* src, const Py_ssize_t* d
                                const Py_ssize_t* off, float_t* dst, Py_ssize_t ds, const Grid* g,
                                const Block* B, Py_ssize_t L) noexcept nogil:
     """Batch mode: the windows of L images at a time are vectors of the (C, D, H, W, Np) array (``src`` at the
-    channel; offsets already inside the padded array), transformed along every active axis into ``dst``."""
+    channel; offsets already inside the padded array), transformed along every active axis into ``dst``.  ``kind``
+    BT: input windows (alpha points per axis); AA: output-gradient tiles (mt points per axis, zero beyond)."""
     cdef Py_ssize_t e[3]
-    cdef Py_ssize_t t, i0, i1, i2, p, a, cs, x0, x1, TBP = g.TBP, Np = g.Np, H = dims[1], W = dims[2]
+    cdef Py_ssize_t t, i0, i1, i2, p, a, cs, x0, x1, tv, TBP = g.TBP, Np = g.Np, H = dims[1], W = dims[2]
     cdef float_t* q = <float_t*> B.q
-    cdef bint any_act = g.act[0] or g.act[1] or g.act[2]
-    cdef float_t* to = q if any_act else dst
-    cdef Py_ssize_t ts = TBP if any_act else ds
+    cdef bint via_q = (g.act[0] or g.act[1] or g.act[2]) and not g.fft
+    cdef float_t* to = q if via_q else dst
+    cdef Py_ssize_t ts = TBP if via_q else ds
     cdef const float_t* base
     for a in range(3):
         e[a] = g.alpha[a] if kind == BT else g.mt[a]
-    cdef Py_ssize_t tv
     for tv in range(B.ntv // L):
         t = tv * L
         base = src + B.tn[t]
         p = 0
-        for i0 in range(e[0]):
+        for i0 in range(g.alpha[0] if g.fft else e[0]):
             x0 = stride[0] * (B.tm[3 * t] + i0) + off[0]
-            for i1 in range(e[1]):
+            for i1 in range(g.alpha[1] if g.fft else e[1]):
                 x1 = (x0 * H + stride[1] * (B.tm[3 * t + 1] + i1) + off[1]) * W
-                for i2 in range(e[2]):
-                    _mov(to + p * ts + t, base + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np, 0)
+                for i2 in range(g.alpha[2] if g.fft else e[2]):
+                    if i0 < e[0] and i1 < e[1] and i2 < e[2]:
+                        _mov(to + p * ts + t, base + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np, 0)
+                    else:       # FFT tiles of the output gradient: zero beyond the mt outputs
+                        memset(to + p * ts + t, 0, L * sizeof(float_t))
                     p += 1
-    if any_act:
+    if g.fft:
+        _fft_passes(False, dst, ds, g, B.ntv)
+    elif via_q:
         cs = TBP
         _passes(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, B.ntv)
 
 
-cdef void _output_channel_batch(const float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
+cdef void _output_channel_batch(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
                                 const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias, const Grid* g,
                                 const Block* B, Py_ssize_t L) noexcept nogil:
-    """Batch mode: output transform of one channel, written as vectors of L images (+ bias) to ``dst``."""
+    """Batch mode: output transform of one channel (in place for FFT tiles), written as vectors of L images
+    (+ bias) to ``dst``."""
     cdef Py_ssize_t e[3]
-    cdef Py_ssize_t t, i0, i1, i2, p, a, x0, x1, cs = ms, Np = g.Np, H = dims[1], W = dims[2]
+    cdef Py_ssize_t ge[3]
+    cdef Py_ssize_t t, i0, i1, i2, p, a, x0, x1, tv, cs = ms, Np = g.Np, H = dims[1], W = dims[2]
     cdef const float_t* cur = m
     for a in range(3):
         e[a] = g.alpha[a]
-    cur = _passes(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, B.ntv)
-    cdef Py_ssize_t tv
+    if g.fft:
+        _fft_passes(True, m, ms, g, B.ntv)
+        for a in range(3):
+            ge[a] = g.alpha[a]
+            e[a] = g.mt[a]
+    else:
+        cur = _passes(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, B.ntv)
+        for a in range(3):
+            ge[a] = e[a]
     for tv in range(B.nt // L):
         t = tv * L
-        p = 0
         for i0 in range(e[0]):
             x0 = stride[0] * (B.tm[3 * t] + i0) + off[0]
             for i1 in range(e[1]):
                 x1 = (x0 * H + stride[1] * (B.tm[3 * t + 1] + i1) + off[1]) * W
                 for i2 in range(e[2]):
+                    p = (i0 * ge[1] + i1) * ge[2] + i2
                     _mov(dst + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np + B.tn[t], cur + p * cs + t,
                          bias)
-                    p += 1
+
+
+cdef void _fft_passes(bint inverse, float_t* a, Py_ssize_t ps, const Grid* g, Py_ssize_t n) noexcept nogil:
+    """The small-tile FFT, in place, of the point grid at ``a`` (point p at a + p*ps, n lanes), one axis after the
+    other from W: a real transform (packed spectrum) along the first transformed axis; along each further one, a
+    line is real (a real transform) while its positions on the earlier axes are 0 or 1 (the real frequencies 0
+    and L/2), else it is the real part of a complex line whose imaginary part is the next position of the first
+    earlier axis where it is >= 2 (a complex transform of the pair).  The inverse runs the steps backwards; its
+    last real transform only produces the lines with the tile's ``mt`` outputs on the other axes."""
+    cdef int na = 0, ax, k
+    cdef int axes[3]
+    cdef Py_ssize_t st[3]
+    for ax in range(2, -1, -1):
+        if g.act[ax]:
+            axes[na] = ax
+            na += 1
+    if na == 0:
+        return
+    st[2] = 1
+    st[1] = g.alpha[2]
+    st[0] = g.alpha[1] * g.alpha[2]
+    if not inverse:
+        _fft_first(a, ps, g, n, axes, na, st, False)
+        for k in range(1, na):
+            _fft_axis(a, ps, g, n, axes, na, k, st, False)
+    else:
+        for k in range(na - 1, 0, -1):
+            _fft_axis(a, ps, g, n, axes, na, k, st, True)
+        _fft_first(a, ps, g, n, axes, na, st, True)
+
+
+cdef void _fft_first(float_t* a, Py_ssize_t ps, const Grid* g, Py_ssize_t n, const int* axes, int na,
+                     const Py_ssize_t* st, bint inverse) noexcept nogil:
+    """The real transform along the first transformed axis, on every line (inverse: the lines that hold
+    outputs)."""
+    cdef Py_ssize_t i, j, L = g.L
+    cdef Py_ssize_t ni = 1, nj = 1, si = 0, sj = 0
+    if na > 1:
+        ni = g.mt[axes[1]] if inverse else L
+        si = st[axes[1]]
+    if na > 2:
+        nj = g.mt[axes[2]] if inverse else L
+        sj = st[axes[2]]
+    for i in range(ni):
+        for j in range(nj):
+            _rfft(a + (i * si + j * sj) * ps, st[axes[0]] * ps, n, L, inverse)
+
+
+cdef void _fft_axis(float_t* a, Py_ssize_t ps, const Grid* g, Py_ssize_t n, const int* axes, int na, int k,
+                    const Py_ssize_t* st, bint inverse) noexcept nogil:
+    """The transform along the k-th transformed axis (k >= 1) of every line: real, or complex on pairs."""
+    cdef Py_ssize_t c0, c1, L = g.L, s0 = st[axes[0]], sk = st[axes[k]], so = 0, no = 1, base, pair
+    cdef int other = -1
+    if k == 1 and na > 2:
+        other = axes[2]         # not transformed yet (forward) / transformed back already (inverse)
+        no = g.mt[other] if inverse else L
+    elif k == 2:
+        other = axes[1]
+        no = L
+    if other >= 0:
+        so = st[other]
+    for c0 in range(L):
+        if c0 >= 2 and c0 % 2:
+            continue            # the imaginary part of a pair along the first axis
+        for c1 in range(no):
+            base = c0 * s0 + c1 * so
+            if c0 >= 2:
+                pair = s0
+            elif k == 2 and c1 >= 2:
+                if c1 % 2:
+                    continue
+                pair = so
+            else:
+                pair = 0
+            if pair == 0:
+                _rfft(a + base * ps, sk * ps, n, L, inverse)
+            else:
+                _cfft(a + base * ps, a + (base + pair) * ps, sk * ps, n, L, inverse)
+
+
+cdef inline void _rfft(float_t* a, Py_ssize_t ss, Py_ssize_t n, Py_ssize_t L, int inv) noexcept nogil:
+    if float_t is float:
+        fc_rfft_f(a, ss, a, ss, n, <int> L, inv)
+    else:
+        fc_rfft_d(a, ss, a, ss, n, <int> L, inv)
+
+
+cdef inline void _cfft(float_t* re, float_t* im, Py_ssize_t ss, Py_ssize_t n, Py_ssize_t L,
+                       int inv) noexcept nogil:
+    if float_t is float:
+        fc_cfft_f(re, im, ss, re, im, ss, n, <int> L, inv)
+    else:
+        fc_cfft_d(re, im, ss, re, im, ss, n, <int> L, inv)
+
+
+cdef void _gather_tiles(const float_t* src, const Py_ssize_t* dims, Py_ssize_t nstride, const Py_ssize_t* stride,
+                        const Py_ssize_t* off, const Py_ssize_t* ext, const Grid* g, const Block* B, float_t* q,
+                        Py_ssize_t qs) noexcept nogil:
+    """Row mode, any tile: q[p * qs + t] = src[tn[t], ., stride * (tm[t] + i) + off] for the points
+    p = (i0, i1, i2) of the alpha grid with i < ext (zero outside ``dims`` and beyond ``ext``); lanes past the
+    block's tiles are zero."""
+    cdef Py_ssize_t t, i0, i1, i2, p, lo0, lo1, lo2, x0, x1, x2
+    cdef Py_ssize_t D = dims[0], H = dims[1], W = dims[2]
+    cdef Py_ssize_t e0 = g.alpha[0], e1 = g.alpha[1], e2 = g.alpha[2]
+    cdef const float_t* base
+    for t in range(B.nt):
+        base = src + B.tn[t] * nstride
+        lo0 = stride[0] * B.tm[3 * t] + off[0]
+        lo1 = stride[1] * B.tm[3 * t + 1] + off[1]
+        lo2 = stride[2] * B.tm[3 * t + 2] + off[2]
+        p = t
+        for i0 in range(e0):
+            x0 = lo0 + i0 * stride[0]
+            for i1 in range(e1):
+                x1 = lo1 + i1 * stride[1]
+                for i2 in range(e2):
+                    x2 = lo2 + i2 * stride[2]
+                    if (i0 < ext[0] and i1 < ext[1] and i2 < ext[2] and x0 >= 0 and x0 < D and x1 >= 0 and x1 < H
+                            and x2 >= 0 and x2 < W):
+                        q[p] = base[(x0 * H + x1) * W + x2]
+                    else:
+                        q[p] = 0
+                    p += qs
+    if B.ntv > B.nt:
+        for p in range(g.NP):
+            memset(q + p * qs + B.nt, 0, (B.ntv - B.nt) * sizeof(float_t))
+
+
+cdef void _scatter_tiles(const float_t* o, Py_ssize_t os, float_t* dst, const Py_ssize_t* dims,
+                         Py_ssize_t nstride, const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias,
+                         const Grid* g, const Block* B) noexcept nogil:
+    """Row mode, any tile: the first mt points per axis of the alpha grid at ``o`` (+ bias) to ``dst``."""
+    cdef Py_ssize_t t, i0, i1, i2, lo0, lo1, lo2, x0, x1, x2
+    cdef Py_ssize_t D = dims[0], H = dims[1], W = dims[2]
+    cdef Py_ssize_t e1 = g.alpha[1], e2 = g.alpha[2]
+    cdef float_t* base
+    for t in range(B.nt):
+        base = dst + B.tn[t] * nstride
+        lo0 = stride[0] * B.tm[3 * t] + off[0]
+        lo1 = stride[1] * B.tm[3 * t + 1] + off[1]
+        lo2 = stride[2] * B.tm[3 * t + 2] + off[2]
+        for i0 in range(g.mt[0]):
+            x0 = lo0 + i0 * stride[0]
+            if x0 < 0 or x0 >= D:
+                continue
+            for i1 in range(g.mt[1]):
+                x1 = lo1 + i1 * stride[1]
+                if x1 < 0 or x1 >= H:
+                    continue
+                for i2 in range(g.mt[2]):
+                    x2 = lo2 + i2 * stride[2]
+                    if x2 >= 0 and x2 < W:
+                        base[(x0 * H + x1) * W + x2] = o[((i0 * e1 + i1) * e2 + i2) * os + t] + bias
 
 
 cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, Py_ssize_t nstride,
@@ -622,6 +920,10 @@ cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, P
     cdef float_t* ra = <float_t*> B.ra
     for a in range(3):
         e[a] = g.alpha[a] if kind == BT else g.mt[a]
+    if g.fft:           # FFT tiles: gather into dst, transform in place
+        _gather_tiles(src, dims, nstride, stride, off, e, g, B, dst, ds)
+        _fft_passes(False, dst, ds, g, n)
+        return
     # W: rows of the windows -> points along W (transformed if W is active)
     for i0 in range(e[0]):
         for i1 in range(e[1]):
@@ -645,7 +947,7 @@ cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, P
         _passes_hd(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, n)
 
 
-cdef void _output_channel(const float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
+cdef void _output_channel(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
                           Py_ssize_t nstride, const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias,
                           Py_ssize_t pf, const Grid* g, const Block* B) noexcept nogil:
     """Output transform (A^T . A) of one channel's GEMM results at ``m`` (point stride ``ms``), plus bias,
@@ -654,6 +956,10 @@ cdef void _output_channel(const float_t* m, Py_ssize_t ms, float_t* dst, const P
     cdef Py_ssize_t i0, i1, p0, a, t, cs = ms, n = B.ntv
     cdef const float_t* cur = m
     cdef float_t* ro = <float_t*> B.ro
+    if g.fft:
+        _fft_passes(True, m, ms, g, n)
+        _scatter_tiles(m, ms, dst, dims, nstride, stride, off, bias, g, B)
+        return
     for a in range(3):
         e[a] = g.alpha[a]
     if g.act[0] or g.act[1]:
@@ -672,45 +978,99 @@ cdef void _output_channel(const float_t* m, Py_ssize_t ms, float_t* dst, const P
 
 
 cdef inline void _gemm(char ta, int m, int n, int k, const float_t* a, int lda, const float_t* b, int ldb,
-                       float_t beta, float_t* c, int ldc) noexcept nogil:
-    """Column-major ``c = op(a) @ b + beta * c`` (op = transpose when ta == 'T') through scipy's BLAS."""
-    cdef float_t one = 1
+                       float_t alpha, float_t beta, float_t* c, int ldc) noexcept nogil:
+    """Column-major ``c = alpha op(a) @ b + beta * c`` (op = transpose when ta == 'T') through scipy's BLAS."""
     cdef char tb = c'N'
     if float_t is float:
-        sgemm(&ta, &tb, &m, &n, &k, &one, <float*> a, &lda, <float*> b, &ldb, &beta, c, &ldc)
+        sgemm(&ta, &tb, &m, &n, &k, &alpha, <float*> a, &lda, <float*> b, &ldb, &beta, c, &ldc)
     else:
-        dgemm(&ta, &tb, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &beta, c, &ldc)
+        dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*> a, &lda, <double*> b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void _axpy(float_t u, const float_t* v, float_t* m, Py_ssize_t n, int first) noexcept nogil:
+    if float_t is float:
+        fc_wino_axpy_f(u, v, m, n, first)
+    else:
+        fc_wino_axpy_d(u, v, m, n, first)
 
 
 cdef void _product(const float_t* V, Py_ssize_t vstride, const float_t* U, Py_ssize_t ustride, Py_ssize_t Cg,
                    Py_ssize_t kb, float_t* M, Py_ssize_t mstride, Py_ssize_t ntv, Py_ssize_t TBP,
-                   Py_ssize_t NP, bint small) noexcept nogil:
-    """M[p][kk][t] = sum_c U[p][kk][c] V[p][c][t] for every point p (point strides vstride, ustride, mstride)."""
-    cdef Py_ssize_t p, kk, c
+                   Py_ssize_t NP, bint small, const Py_ssize_t* partner) noexcept nogil:
+    """M[p][kk][t] = sum_c U[p][kk][c] V[p][c][t] for every point p (point strides vstride, ustride, mstride);
+    points p < q = partner[p] are the real and imaginary parts of one complex product (FFT family)."""
+    cdef Py_ssize_t p, q, kk, c
     cdef const float_t* u
+    cdef const float_t* ui
     for p in range(NP):
+        q = partner[p] if partner != NULL else -1
+        if q >= 0 and q < p:
+            continue            # the imaginary part, done with its real part
         if not small:
-            _gemm(c'N', <int> ntv, <int> kb, <int> Cg, V + p * vstride, <int> TBP, U + p * ustride, <int> Cg, 0,
-                  M + p * mstride, <int> TBP)
+            if q < 0:
+                _gemm(c'N', <int> ntv, <int> kb, <int> Cg, V + p * vstride, <int> TBP, U + p * ustride, <int> Cg,
+                      1, 0, M + p * mstride, <int> TBP)
+            else:               # M_p = V_p U_p - V_q U_q, M_q = V_p U_q + V_q U_p
+                _gemm(c'N', <int> ntv, <int> kb, <int> Cg, V + p * vstride, <int> TBP, U + p * ustride, <int> Cg,
+                      1, 0, M + p * mstride, <int> TBP)
+                _gemm(c'N', <int> ntv, <int> kb, <int> Cg, V + q * vstride, <int> TBP, U + q * ustride, <int> Cg,
+                      -1, 1, M + p * mstride, <int> TBP)
+                _gemm(c'N', <int> ntv, <int> kb, <int> Cg, V + p * vstride, <int> TBP, U + q * ustride, <int> Cg,
+                      1, 0, M + q * mstride, <int> TBP)
+                _gemm(c'N', <int> ntv, <int> kb, <int> Cg, V + q * vstride, <int> TBP, U + p * ustride, <int> Cg,
+                      1, 1, M + q * mstride, <int> TBP)
             continue
         for kk in range(kb):
             u = U + p * ustride + kk * Cg
+            if q < 0:
+                for c in range(Cg):
+                    _axpy(u[c], V + p * vstride + c * TBP, M + p * mstride + kk * TBP, ntv, c == 0)
+                continue
+            ui = U + q * ustride + kk * Cg
             for c in range(Cg):
-                if float_t is float:
-                    fc_wino_axpy_f(u[c], V + p * vstride + c * TBP, M + p * mstride + kk * TBP, ntv, c == 0)
-                else:
-                    fc_wino_axpy_d(u[c], V + p * vstride + c * TBP, M + p * mstride + kk * TBP, ntv, c == 0)
+                _axpy(u[c], V + p * vstride + c * TBP, M + p * mstride + kk * TBP, ntv, c == 0)
+                _axpy(-ui[c], V + q * vstride + c * TBP, M + p * mstride + kk * TBP, ntv, 0)
+                _axpy(ui[c], V + p * vstride + c * TBP, M + q * mstride + kk * TBP, ntv, c == 0)
+                _axpy(u[c], V + q * vstride + c * TBP, M + q * mstride + kk * TBP, ntv, 0)
 
 
-cdef Grid _grid(tuple act, tuple T, tuple m0, Py_ssize_t N, Py_ssize_t TB, Py_ssize_t L, bint batch):
-    """The tile grid; ``N`` is the batch size (row mode) or the padded images per tile position (batch mode)."""
+cdef void _wg_product(const float_t* V, const float_t* Z, float_t* acc, Py_ssize_t astride, Py_ssize_t Cvg,
+                      Py_ssize_t kb, Py_ssize_t KB, Py_ssize_t ntv, Py_ssize_t TBP, Py_ssize_t NP,
+                      const Py_ssize_t* partner) noexcept nogil:
+    """acc[p] (kb x Cvg, point stride astride) += Z[p] V[p]^T over the lanes; for a complex pair p < q:
+    acc_p += Z_p V_p^T + Z_q V_q^T, acc_q += Z_q V_p^T - Z_p V_q^T (the adjoint of the complex product)."""
+    cdef Py_ssize_t p, q
+    for p in range(NP):
+        q = partner[p] if partner != NULL else -1
+        if q >= 0 and q < p:
+            continue
+        # acc^T (Cvg x kb, column-major) += V^T (Cvg x ntv) Z (ntv x kb)
+        _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + p * Cvg * TBP, <int> TBP, Z + p * KB * TBP, <int> TBP,
+              1, 1, acc + p * astride, <int> Cvg)
+        if q >= 0:
+            _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + q * Cvg * TBP, <int> TBP, Z + q * KB * TBP,
+                  <int> TBP, 1, 1, acc + p * astride, <int> Cvg)
+            _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + p * Cvg * TBP, <int> TBP, Z + q * KB * TBP,
+                  <int> TBP, 1, 1, acc + q * astride, <int> Cvg)
+            _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + q * Cvg * TBP, <int> TBP, Z + p * KB * TBP,
+                  <int> TBP, -1, 1, acc + q * astride, <int> Cvg)
+
+
+cdef Grid _grid(tuple tile, tuple T, tuple m0, Py_ssize_t N, Py_ssize_t TB, Py_ssize_t L, bint batch):
+    """The tile grid; ``N`` is the batch size (row mode) or the padded images per tile position (batch mode);
+    ``tile`` = (family, (alpha per axis), (outputs per axis)): family 0 is F(4, 3) (alpha 6, 4 outputs on an active
+    axis), family 1 the FFT of alpha points."""
     cdef Grid g
     cdef int a
     g.NP = 1
+    g.fft = tile[0]
+    g.L = 0
     for a in range(3):
-        g.act[a] = 1 if act[a] else 0
-        g.alpha[a] = 6 if act[a] else 1
-        g.mt[a] = 4 if act[a] else 1
+        g.alpha[a] = tile[1][a]
+        g.mt[a] = tile[2][a]
+        g.act[a] = 1 if g.alpha[a] > 1 else 0
+        if g.act[a]:
+            g.L = g.alpha[a]
         g.T[a] = T[a]
         g.m0[a] = m0[a]
         g.NP *= g.alpha[a]
@@ -737,6 +1097,7 @@ cdef Block _block_new(const Grid* g, Py_ssize_t item) noexcept nogil:
     B.tm = B.tn + TBP
     B.run0 = B.tn + 4 * TBP
     B.runn = B.tn + 5 * TBP
+    B.nt = B.ntv = B.nruns = 0
     return b
 
 
@@ -763,9 +1124,12 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
             bint has_bias, float_t[:, :, :, :, ::1] dst,
             const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off, tuple in_stride,
             const Py_ssize_t[::1] out_chan, const Py_ssize_t[:, ::1] out_off, tuple out_stride,
-            tuple act, tuple T, tuple m0, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, bint small,
-            bint batch, int nthreads):
-    """dst[out positions] = the Winograd correlation of the virtual input channels with ``U`` (+ bias).
+            tuple tile, tuple T, tuple m0, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, bint small,
+            bint batch, const Py_ssize_t[::1] partner, int nthreads):
+    """dst[out positions] = the transform-domain correlation of the virtual input channels with ``U`` (+ bias).
+
+    ``tile`` = (family, alpha per axis, outputs per axis), see _grid; ``partner`` pairs the points of complex
+    products (FFT family; empty for F(4, 3)).
 
     ``U`` is (NP, Kv, Cv / groups): the transformed filters, virtual output channel x virtual input channel of its
     group.  Tiles are processed in blocks of ``TB``; GEMMs in blocks of ``KB`` output channels.  Row mode: ``src``
@@ -788,7 +1152,8 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
     cdef Py_ssize_t dc = ddims[0] * ddims[1] * ddims[2] * (dst.shape[4] if batch else 1)
     cdef Py_ssize_t sC = 0 if batch else src.shape[1] * sc
     cdef Py_ssize_t dC = 0 if batch else dst.shape[1] * dc
-    cdef Grid g = _grid(act, T, m0, src.shape[4] if batch else src.shape[0], TB, L, batch)
+    cdef Grid g = _grid(tile, T, m0, src.shape[4] if batch else src.shape[0], TB, L, batch)
+    cdef const Py_ssize_t* pp = &partner[0] if partner.shape[0] > 0 else NULL
     cdef Py_ssize_t nblocks = (g.ntiles + TB - 1) // TB
     cdef const float_t* sp = &src[0, 0, 0, 0, 0]
     cdef float_t* dp = &dst[0, 0, 0, 0, 0]
@@ -828,7 +1193,7 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
                         k0 = kbi * KB
                         kb = min(KB, Kvg - k0)
                         _product(V + gi * Cvg * TBP, Cv * TBP, up + (gi * Kvg + k0) * Cvg, Kv * Cvg, Cvg, kb,
-                                 M, KB * TBP, B.ntv, TBP, NP, small)
+                                 M, KB * TBP, B.ntv, TBP, NP, small, pp)
                         for kk in range(kb):
                             v = gi * Kvg + k0 + kk
                             if batch:
@@ -847,8 +1212,8 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
 
 def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::1] gy, float_t[:, :, :, ::1] dU,
                 const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off, tuple in_stride,
-                tuple act, tuple T, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk,
-                bint batch, int nthreads):
+                tuple tile, tuple T, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk,
+                bint batch, const Py_ssize_t[::1] partner, int nthreads):
     """dU[lane, p, k, c] = sum over the lane's blocks of Z[p][k] . V[p][c] (Z = A dY A^T of the output gradient,
     V = B^T d B of the virtual input channel c of k's group).  Lane ``l`` takes blocks l, l + lanes, ... in
     order; tasks are (lane, group, chunk of ``kchunk`` output channels).  Batch mode as in :func:`forward` (``gy``
@@ -873,7 +1238,8 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
     cdef Py_ssize_t gc = gdims[0] * gdims[1] * gdims[2] * (gy.shape[4] if batch else 1)
     cdef Py_ssize_t sC = 0 if batch else src.shape[1] * sc
     cdef Py_ssize_t gC = 0 if batch else K * gc
-    cdef Grid g = _grid(act, T, (0, 0, 0), src.shape[4] if batch else src.shape[0], TB, L, batch)
+    cdef Grid g = _grid(tile, T, (0, 0, 0), src.shape[4] if batch else src.shape[0], TB, L, batch)
+    cdef const Py_ssize_t* pp = &partner[0] if partner.shape[0] > 0 else NULL
     cdef Py_ssize_t nblocks = (g.ntiles + TB - 1) // TB
     cdef Py_ssize_t nchunks = (Kg + kchunk - 1) // kchunk
     cdef Py_ssize_t ntasks = LANES * groups * nchunks
@@ -927,10 +1293,8 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                             else:
                                 _input_channel(AA, gp + k * gc, gdims, gC, one, zero, Z + kk * TBP, KB * TBP,
                                                gc if kk + 1 < kb else 0, &g, &B)
-                        for p in range(NP):
-                            # dU^T (Cvg x kb, column-major) += V^T (Cvg x ntv) Z (ntv x kb)
-                            _gemm(c'T', <int> Cvg, <int> kb, <int> B.ntv, V + p * Cvg * TBP, <int> TBP,
-                                  Z + p * KB * TBP, <int> TBP, 1, acc + (p * K + gi * Kg + k0) * Cvg, <int> Cvg)
+                        _wg_product(V, Z, acc + (gi * Kg + k0) * Cvg, K * Cvg, Cvg, kb, KB, B.ntv, TBP, NP,
+                                    pp)
         free(V)
         free(Z)
         _block_free(&B)
@@ -1047,27 +1411,37 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
 
 def to_batch(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst, tuple lo, int nthreads):
     """Batch layout: dst[c, x0 - lo0, x1 - lo1, x2 - lo2, n] = src[n, c, x0, x1, x2] (dst zero elsewhere; dst has
-    at least N lanes).  16 x 16 blocks (images x columns) are transposed through a local buffer."""
+    at least N lanes).  16 x 16 blocks (images x columns) are transposed through a per-thread buffer."""
     cdef Py_ssize_t N = src.shape[0], C = src.shape[1], D = src.shape[2], H = src.shape[3], W = src.shape[4]
     cdef Py_ssize_t Np = dst.shape[4], l0 = lo[0], l1 = lo[1], l2 = lo[2], c, d, h, w, n, w0, n0, task, nb, wb
     cdef Py_ssize_t ntask = C * D * H
-    cdef float_t tmp[256]
+    cdef float_t* tmp
+    cdef int failed[1]
+    failed[0] = 0
     with nogil:
         memset(&dst[0, 0, 0, 0, 0], 0, dst.shape[0] * dst.shape[1] * dst.shape[2] * dst.shape[3] * Np
                * sizeof(float_t))
-    for task in prange(ntask, nogil=True, num_threads=nthreads, schedule="static"):
-        c = task // (D * H)
-        d = (task // H) % D
-        h = task % H
-        for n0 in range(0, N, 16):
-            nb = min(16, N - n0)
-            for w0 in range(0, W, 16):
-                wb = min(16, W - w0)
-                for n in range(nb):
-                    for w in range(wb):
-                        tmp[w * 16 + n] = src[n0 + n, c, d, h, w0 + w]
-                for w in range(wb):
-                    memcpy(&dst[c, d - l0, h - l1, w0 + w - l2, n0], &tmp[w * 16], nb * sizeof(float_t))
+    with nogil, parallel(num_threads=nthreads):
+        tmp = <float_t*> fc_wino_alloc(256 * sizeof(float_t))
+        if tmp == NULL:
+            failed[0] = 1
+        for task in prange(ntask, schedule="static"):
+            if tmp != NULL:
+                c = task // (D * H)
+                d = (task // H) % D
+                h = task % H
+                for n0 in range(0, N, 16):
+                    nb = min(16, N - n0)
+                    for w0 in range(0, W, 16):
+                        wb = min(16, W - w0)
+                        for n in range(nb):
+                            for w in range(wb):
+                                tmp[w * 16 + n] = src[n0 + n, c, d, h, w0 + w]
+                        for w in range(wb):
+                            memcpy(&dst[c, d - l0, h - l1, w0 + w - l2, n0], &tmp[w * 16], nb * sizeof(float_t))
+        free(tmp)
+    if failed[0]:
+        raise MemoryError("winograd: could not allocate a transpose buffer")
 
 
 def from_batch(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst, tuple lo, int nthreads):
@@ -1075,17 +1449,97 @@ def from_batch(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
     cdef Py_ssize_t N = dst.shape[0], C = dst.shape[1], D = dst.shape[2], H = dst.shape[3], W = dst.shape[4]
     cdef Py_ssize_t l0 = lo[0], l1 = lo[1], l2 = lo[2], c, d, h, w, n, w0, n0, task, nb, wb
     cdef Py_ssize_t ntask = C * D * H
-    cdef float_t tmp[256]
-    for task in prange(ntask, nogil=True, num_threads=nthreads, schedule="static"):
-        c = task // (D * H)
-        d = (task // H) % D
-        h = task % H
-        for n0 in range(0, N, 16):
-            nb = min(16, N - n0)
-            for w0 in range(0, W, 16):
-                wb = min(16, W - w0)
-                for w in range(wb):
-                    memcpy(&tmp[w * 16], &src[c, d - l0, h - l1, w0 + w - l2, n0], nb * sizeof(float_t))
-                for n in range(nb):
-                    for w in range(wb):
-                        dst[n0 + n, c, d, h, w0 + w] = tmp[w * 16 + n]
+    cdef float_t* tmp
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        tmp = <float_t*> fc_wino_alloc(256 * sizeof(float_t))
+        if tmp == NULL:
+            failed[0] = 1
+        for task in prange(ntask, schedule="static"):
+            if tmp != NULL:
+                c = task // (D * H)
+                d = (task // H) % D
+                h = task % H
+                for n0 in range(0, N, 16):
+                    nb = min(16, N - n0)
+                    for w0 in range(0, W, 16):
+                        wb = min(16, W - w0)
+                        for w in range(wb):
+                            memcpy(&tmp[w * 16], &src[c, d - l0, h - l1, w0 + w - l2, n0], nb * sizeof(float_t))
+                        for n in range(nb):
+                            for w in range(wb):
+                                dst[n0 + n, c, d, h, w0 + w] = tmp[w * 16 + n]
+        free(tmp)
+    if failed[0]:
+        raise MemoryError("winograd: could not allocate a transpose buffer")
+
+
+def fft_filters(const double[:, ::1] wv, float_t[:, ::1] U, tuple tile, tuple J, const Py_ssize_t[::1] partner,
+                int nthreads):
+    """FFT tiles: U[p, r] = the packed conjugate spectrum of the virtual kernel r (``wv`` is taps x filters, the
+    taps (jd, jh, jw) < J at the start of the zero-padded tile), in double precision, rounded once."""
+    cdef Py_ssize_t R = wv.shape[1], NP = U.shape[0], r0, n, nv, p, j, i, ch, jd, jh, jw
+    cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK
+    cdef Grid g = _grid(tile, (1, 1, 1), (0, 0, 0), 1, 16, 16, False)
+    cdef Py_ssize_t J0 = J[0], J1 = J[1], J2 = J[2]
+    cdef double* b
+    with nogil, parallel(num_threads=nthreads):
+        b = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
+        for ch in prange(nch, schedule="static"):
+            if b != NULL:
+                r0 = ch * FCHUNK
+                n = min(FCHUNK, R - r0)
+                nv = (n + 7) // 8 * 8
+                memset(b, 0, NP * nv * sizeof(double))
+                for jd in range(J0):
+                    for jh in range(J1):
+                        for jw in range(J2):
+                            p = (jd * g.alpha[1] + jh) * g.alpha[2] + jw
+                            memcpy(b + p * nv, &wv[(jd * J1 + jh) * J2 + jw, r0], n * sizeof(double))
+                _fft_passes(False, b, nv, &g, nv)
+                for p in range(NP):
+                    if partner[p] >= 0 and partner[p] < p:       # imaginary part: conjugate
+                        for i in range(n):
+                            U[p, r0 + i] = <float_t> -b[p * nv + i]
+                    else:
+                        for i in range(n):
+                            U[p, r0 + i] = <float_t> b[p * nv + i]
+        free(b)
+
+
+def fft_filters_adjoint(const float_t[:, :, ::1] dU, double[:, ::1] out, tuple tile, tuple J,
+                        const Py_ssize_t[::1] partner, int nthreads):
+    """The adjoint of :func:`fft_filters` applied to dU summed over its lanes (first axis, in order, in double
+    precision): out[j, r] for the taps j < J."""
+    cdef Py_ssize_t LN = dU.shape[0], NP = dU.shape[1], R = dU.shape[2], r0, n, nv, p, j, i, ch, ln, jd, jh, jw
+    cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK
+    cdef Grid g = _grid(tile, (1, 1, 1), (0, 0, 0), 1, 16, 16, False)
+    cdef Py_ssize_t J0 = J[0], J1 = J[1], J2 = J[2], a
+    cdef double sgn
+    cdef double* b
+    for a in range(3):
+        g.mt[a] = g.alpha[a]        # every position of the inverse (not only a tile's outputs)
+    with nogil, parallel(num_threads=nthreads):
+        b = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
+        for ch in prange(nch, schedule="static"):
+            if b != NULL:
+                r0 = ch * FCHUNK
+                n = min(FCHUNK, R - r0)
+                nv = (n + 7) // 8 * 8
+                memset(b, 0, NP * nv * sizeof(double))
+                for p in range(NP):
+                    sgn = -1.0 if partner[p] >= 0 and partner[p] < p else 1.0
+                    for ln in range(LN):
+                        for i in range(n):
+                            b[p * nv + i] += dU[ln, p, r0 + i]
+                    if sgn < 0:
+                        for i in range(n):
+                            b[p * nv + i] = -b[p * nv + i]
+                _fft_passes(True, b, nv, &g, nv)
+                for jd in range(J0):
+                    for jh in range(J1):
+                        for jw in range(J2):
+                            p = (jd * g.alpha[1] + jh) * g.alpha[2] + jw
+                            memcpy(&out[(jd * J1 + jh) * J2 + jw, r0], b + p * nv, n * sizeof(double))
+        free(b)
