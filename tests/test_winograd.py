@@ -1,0 +1,312 @@
+"""The transform-domain algorithms: ``winograd`` (F(4, 3) per axis) and ``fft_tiles`` (small-tile FFT).
+
+Parity with the naive reference and with torch for the forward pass and both gradients (strides and dilation
+through polyphase phases, larger kernels through blocks, groups, every padding form, 1-D / 3-D, batch 1, the
+batch-lane mode of small images), bitwise determinism across thread counts, the documented error bound, and the
+reduced-accuracy switch that decides whether ``algorithm="auto"`` may take ``winograd``.
+(The grids of test_conv / test_grad / test_threads / test_properties run these algorithms too.)
+"""
+import threading
+import zlib
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+import reference as ref
+from fastconv import _algorithms
+from fastconv._algos import winograd as W
+
+CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
+GRAD_IN = {1: fc.grad.conv1d_input, 2: fc.grad.conv2d_input, 3: fc.grad.conv3d_input}
+GRAD_W = {1: fc.grad.conv1d_weight, 2: fc.grad.conv2d_weight, 3: fc.grad.conv3d_weight}
+ALGS = ("winograd", "fft_tiles")
+# relative to max |reference|: winograd's float32 error bound is far below 5e-5 on these sizes; fft_tiles rounds
+# like a dot product
+TOL = {("winograd", np.float32): 5e-5, ("fft_tiles", np.float32): 1e-5,
+       ("winograd", np.float64): 1e-12, ("fft_tiles", np.float64): 1e-12}
+
+# (N, C, K, groups, spatial, kernel, stride, padding, dilation)
+GRID = [
+    (2, 5, 7, 1, (13, 11), (3, 3), 1, 1, 1),                        # the plain 3x3 case, odd sizes
+    (1, 4, 6, 2, (9, 14), (3, 3), 1, ((2, 0), (1, 3)), 1),            # batch 1, groups, per-side padding
+    (2, 6, 6, 6, (10, 9), (3, 3), 1, "same", 1),                    # depthwise
+    (1, 3, 8, 1, (12, 17), (5, 5), 1, 2, 1),                        # 5x5: blocks / 16-point tiles
+    (2, 4, 5, 1, (16, 15), (7, 3), 1, "valid", 1),                  # non-square kernel
+    (1, 3, 4, 1, (31, 29), (11, 11), 4, 0, 1),                      # AlexNet-like: polyphase
+    (2, 4, 6, 2, (15, 14), (3, 3), 2, 1, 2),                        # stride and dilation
+    (1, 3, 5, 1, (9, 8), (4, 2), (2, 1), (3, 1), (1, 2)),           # even kernel, padding > kernel
+    (3, 4, 6, 1, (23,), (3,), 1, 1, 1),                             # 1-D F(4, 3)
+    (2, 3, 4, 1, (19,), (5,), 3, "valid", 1),                       # 1-D strided
+    (1, 3, 5, 1, (7, 6, 5), (3, 3, 3), 1, 1, 1),                    # 3-D
+    (2, 4, 6, 2, (5, 7, 6), (3, 1, 2), (1, 2, 1), 1, 1),            # 3-D mixed axes
+    (2, 8, 4, 1, (6, 6), (1, 1), 1, 0, 1),                          # 1x1: nothing to transform
+    (20, 3, 4, 1, (14, 13), (5, 5), 1, 0, 1),                       # batch lanes: small images, many of them
+    (17, 4, 6, 2, (9, 10), (3, 3), 2, 1, 1),                        # batch lanes, strided, groups
+]
+
+
+def _data(case, dtype):
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    N, C, K, g, sp, ks, stride, padding, dilation = case
+    x = rng.standard_normal((N, C) + sp).astype(dtype)
+    w = rng.standard_normal((K, C // g) + ks).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, stride, padding, dilation, g)
+    gy = rng.standard_normal(geom.output_shape).astype(dtype)
+    return x, w, b, gy, dict(stride=stride, padding=padding, dilation=dilation, groups=g), geom
+
+
+def _rel(got, want):
+    return float(np.abs(got - want).max() / max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GRID, ids=[str(i) for i in range(len(GRID))])
+def test_forward_and_gradients_match_reference(alg, dtype, case):
+    x, w, b, gy, kw, geom = _data(case, dtype)
+    nd = x.ndim - 2
+    rk = dict(kw, padding=geom.padding)
+    y = CONV[nd](x, w, b, **kw, algorithm=alg)
+    assert y.dtype == dtype and y.shape == geom.output_shape
+    assert _rel(y, ref.conv_nd(x, w, b, **rk)) < TOL[alg, dtype]
+    gx = GRAD_IN[nd](x.shape, w, gy, **kw, algorithm=alg)
+    assert _rel(gx, ref.conv_grad_input_nd(x.shape, w, gy, **rk)) < TOL[alg, dtype]
+    gw = GRAD_W[nd](x, w.shape, gy, **kw, algorithm=alg)
+    assert _rel(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **rk)) < TOL[alg, dtype]
+
+
+def test_grid_covers_both_lane_modes_and_tile_lengths():
+    """The grid reaches batch lanes, every FFT tile length the cost model picks here, and untransformed axes."""
+    plans = [W._plan(_data(c, np.float32)[-1], "forward", 4) for c in GRID]
+    assert any(p.batch for p in plans) and not all(p.batch for p in plans)
+    assert {sum(p.act) for p in plans} == {0, 1, 2, 3}
+    assert any(len(a.residues) > 1 for p in plans for a in p.axes)           # polyphase
+    assert any(a.blocks > 1 for p in plans for a in p.axes)                  # 3-tap blocks
+    lengths = {W.fft_plan(_data(c, np.float32)[-1], "forward", 4).L for c in GRID}
+    assert len(lengths) >= 2
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_out_argument_bias_and_untouched_inputs(alg):
+    x, w, b, gy, kw, geom = _data((1, 3, 4, 1, (33, 30), (11, 11), 4, 0, 1), np.float32)
+    x0, w0 = x.copy(), w.copy()
+    out = np.full(geom.output_shape, np.nan, np.float32)
+    assert fc.conv2d(x, w, b, **kw, algorithm=alg, out=out) is out
+    assert _rel(out, ref.conv_nd(x, w, b, **dict(kw, padding=geom.padding))) < 1e-4
+    # the input gradient of an 11x11 stride-4 layer: inputs past the last window get 0 up to the rounding of
+    # the transforms (their zero comes out of a cancellation in the tile)
+    gx = fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm=alg)
+    last = (geom.output_size[0] - 1) * 4 + 11
+    assert last < x.shape[2] and np.abs(gx[:, :, last:]).max() <= 1e-5 * np.abs(gx).max()
+    assert np.array_equal(x, x0) and np.array_equal(w, w0)
+
+
+def test_transposed_convolution_and_padding_modes():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    for alg in ALGS:
+        got = fc.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, groups=2, algorithm=alg)
+        want = fc.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, groups=2, algorithm="direct")
+        assert _rel(got, want) < 5e-5
+        w2 = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+        for mode in ("reflect", "replicate", "circular"):
+            got = fc.conv2d(x, w2, padding=(1, 2), padding_mode=mode, algorithm=alg)
+            want = fc.conv2d(x, w2, padding=(1, 2), padding_mode=mode, algorithm="direct")
+            assert _rel(got, want) < 5e-5
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_matches_torch_forward_and_autograd(alg):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    for xs, ws, stride, padding in [((2, 16, 20, 18), (12, 16, 3, 3), 1, 1), ((20, 6, 14, 14), (16, 6, 5, 5), 1, 0),
+                                     ((2, 3, 51, 47), (8, 3, 11, 11), 4, 2)]:
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        yt = torch.nn.functional.conv2d(xt, wt, bt, stride, padding)
+        g = rng.standard_normal(yt.shape).astype(np.float32)
+        yt.backward(torch.from_numpy(g))
+        xf, wf, bf = (fc.Tensor._wrap(a).requires_grad_() for a in (x, w, b))
+        y = fc.nn.functional.conv2d(xf, wf, bf, stride=stride, padding=padding, algorithm=alg)
+        y.backward(g)
+        for got, want in ((y.data, yt.detach().numpy()), (xf.grad, xt.grad.numpy()), (wf.grad, wt.grad.numpy()),
+                          (bf.grad, bt.grad.numpy())):
+            assert _rel(got, want) < 1e-4
+
+
+def _same(fn):
+    res = []
+    for n in (1, 2, 3):
+        with fc.num_threads(n):
+            res.append(fn())
+    return all(r.tobytes() == res[0].tobytes() for r in res[1:])
+
+
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize("case", [0, 3, 5, 13], ids=["3x3", "5x5", "polyphase", "batch-lanes"])
+def test_bitwise_identical_for_any_thread_count(alg, case):
+    x, w, b, gy, kw, geom = _data(GRID[case], np.float32)
+    assert _same(lambda: fc.conv2d(x, w, b, **kw, algorithm=alg))
+    assert _same(lambda: fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm=alg))
+    assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=alg))
+
+
+def test_bitwise_across_threads_on_many_blocks():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 16, 40, 37)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((4, 24, 40, 37)).astype(np.float32)
+    assert W._plan(fc.ConvGeometry.make(x.shape, w.shape, 1, 1), "forward", 4).tiles > 8 * 16
+    for alg in ALGS:
+        assert _same(lambda: fc.conv2d(x, w, padding=1, algorithm=alg))
+        assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm=alg))
+
+
+# ----------------------------------------------------------------------------------------------- accuracy
+def test_float32_error_of_f4x4_3x3_is_within_5e5_up_to_512_channels():
+    """The issue's bound: max|y - y64| / max|y64| <= 5e-5 on standard-normal data, C = 512."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 512, 14, 14))
+    w = rng.standard_normal((8, 512, 3, 3))
+    y64 = fc.conv2d(x, w, padding=1, algorithm="direct")
+    y = fc.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1, algorithm="winograd")
+    err = float(np.abs(y - y64).max() / np.abs(y64).max())
+    assert err <= 5e-5
+    assert err <= W.error(fc.ConvGeometry.make(x.shape, w.shape, 1, 1), np.float32, "forward")
+
+
+@pytest.mark.parametrize("nd, size, k, stride", [(1, 64, 3, 1), (2, 12, 3, 1), (3, 7, 3, 1), (2, 12, 5, 1),
+                                                 (2, 27, 11, 4)])
+def test_measured_error_is_below_the_documented_bound(nd, size, k, stride):
+    rng = np.random.default_rng(nd * 100 + k)
+    x = rng.standard_normal((2, 64) + (size,) * nd)
+    w = rng.standard_normal((8, 64) + (k,) * nd)
+    y64 = CONV[nd](x, w, stride=stride, padding=k // 2, algorithm="direct")
+    geom = fc.ConvGeometry.make(x.shape, w.shape, stride, k // 2)
+    for dtype in (np.float32, np.float64):
+        y = CONV[nd](x.astype(dtype), w.astype(dtype), stride=stride, padding=k // 2, algorithm="winograd")
+        assert np.abs(y - y64).max() / np.abs(y64).max() <= W.error(geom, dtype, "forward")
+    assert W.error(geom, np.float64, "forward") < 1e-12 < W.error(geom, np.float32, "forward")
+
+
+def test_error_bound_grows_with_channels_and_axes():
+    e = [W.error(fc.ConvGeometry.make((1, C, 8, 8), (4, C, 3, 3), 1, 1), np.float32, "forward")
+         for C in (1, 64, 4096)]
+    assert e[0] < e[1] < e[2]
+    one, two, three = (W.error(fc.ConvGeometry.make((1, 8) + (8,) * n, (4, 8) + (3,) * n, 1, 1), np.float32,
+                               "forward") for n in (1, 2, 3))
+    assert one < two < three
+    assert W.error(fc.ConvGeometry.make((1, 8, 8, 8), (4, 8, 1, 1)), np.float32, "forward") == 0
+
+
+def test_cook_toom_matrices_compute_the_correlation():
+    rng = np.random.default_rng(0)
+    for points in (W.POINTS, ("0", "1", "-1", "2", "-2"), ("0", "1", "-1")):
+        AT, G, BT = W.cook_toom(points, m=len(points) - 1)
+        m, r = AT.shape[0], G.shape[1]
+        d, g = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+        assert np.allclose(AT @ ((G @ g) * (BT @ d)), [d[i:i + r] @ g for i in range(m)])
+    # the kernel hard-codes B^T and A^T of POINTS: 0, +-3/4, +-3/2 with short binary fractions only
+    for M in (W.AT, W.BT):
+        assert all(Fraction(v).limit_denominator(1024) == v for v in M.ravel())
+    with pytest.raises(ValueError, match="distinct"):
+        W.cook_toom(("0", "1", "1", "2", "-2"))
+
+
+def test_nonfinite_inputs_propagate_without_crashing():
+    x = np.ones((1, 2, 10, 10), np.float32)
+    x[0, 1, 4, 4] = np.nan
+    w = np.ones((3, 2, 3, 3), np.float32)
+    for alg in ALGS:
+        y = fc.conv2d(x, w, padding=1, algorithm=alg)
+        assert np.isnan(y[0, :, 4, 4]).all()          # every output that reads the NaN
+        assert np.isfinite(y[0, :, 0, 9]).all()       # outputs in tiles that never read it
+
+
+def test_huge_transformed_filters_are_declined():
+    geom = fc.ConvGeometry.make((1, 2 ** 14, 8, 8), (2 ** 14, 2 ** 14, 3, 3), 1, 1)
+    assert not W.supports(geom, np.float32, "forward")
+    assert _algorithms.get("winograd").supports(fc.ConvGeometry.make((1, 8, 8, 8), (8, 8, 3, 3)), np.float32,
+                                                "forward")
+
+
+# ----------------------------------------------------------------------------------------------- the switch
+LAYER = fc.ConvGeometry.make((8, 64, 56, 56), (64, 64, 3, 3), 1, 1)
+
+
+def test_auto_takes_winograd_for_3x3_layers_within_the_bound():
+    assert fc.get_reduced_accuracy()
+    for op in _algorithms.OPS:
+        assert _algorithms.choose(LAYER, np.float32, op).name == "winograd"
+    assert _algorithms.accurate_enough(_algorithms.get("winograd"), LAYER, np.float64, "forward")
+
+
+def test_reduced_accuracy_switch_function_and_context_manager():
+    exact = [a for a in fc.algorithms() if _algorithms.get(a).exact]
+    assert "winograd" not in exact and {"direct", "toeplitz", "fft", "fft_tiles"} <= set(exact)
+    with fc.reduced_accuracy(False):
+        assert not fc.get_reduced_accuracy()
+        for op in _algorithms.OPS:
+            assert _algorithms.choose(LAYER, np.float32, op).name in exact
+        # naming it still works
+        x = np.ones((1, 2, 6, 6), np.float32)
+        assert fc.conv2d(x, np.ones((1, 2, 3, 3), np.float32), algorithm="winograd").shape == (1, 1, 4, 4)
+        with fc.reduced_accuracy(True):
+            assert _algorithms.choose(LAYER, np.float32).name == "winograd"
+    assert fc.get_reduced_accuracy()
+    fc.set_reduced_accuracy(False)
+    try:
+        assert not fc.get_reduced_accuracy()
+        assert _algorithms.choose(LAYER, np.float32).name != "winograd"
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(fc.get_reduced_accuracy()))
+        t.start()
+        t.join()
+        assert seen == [False]                       # process-wide
+    finally:
+        fc.set_reduced_accuracy(True)
+    with pytest.raises(TypeError, match="allowed"):
+        fc.set_reduced_accuracy(1)
+    with pytest.raises(TypeError, match="allowed"):
+        with fc.reduced_accuracy("no"):
+            pass
+
+
+def test_context_manager_is_local_to_the_thread():
+    seen = []
+    with fc.reduced_accuracy(False):
+        t = threading.Thread(target=lambda: seen.append(fc.get_reduced_accuracy()))
+        t.start()
+        t.join()
+    assert seen == [True]
+
+
+def test_auto_declines_winograd_beyond_the_tolerance(monkeypatch):
+    alg = _algorithms.get("winograd")
+    assert _algorithms.accurate_enough(alg, LAYER, np.float32, "forward")
+    monkeypatch.setitem(_algorithms.TOLERANCE, np.dtype(np.float32), 1e-9)
+    _algorithms._choice_cache.clear()
+    try:
+        assert not _algorithms.accurate_enough(alg, LAYER, np.float32, "forward")
+        assert _algorithms.choose(LAYER, np.float32).name != "winograd"
+    finally:
+        _algorithms._choice_cache.clear()
+
+
+def test_autotune_keeps_separate_winners_without_reduced_accuracy(tmp_path):
+    geom = fc.ConvGeometry.make((1, 4, 12, 12), (4, 4, 3, 3), 1, 1)
+    fc.autotune(True)
+    try:
+        with fc.reduced_accuracy(False):
+            name = _algorithms.choose(geom, np.float32).name
+            assert name != "winograd"
+            assert _algorithms.choose(geom, np.float32).name == name
+    finally:
+        fc.autotune(False)
+        fc._autotune.clear_cache()
