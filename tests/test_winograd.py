@@ -44,6 +44,7 @@ GRID = [
     (2, 8, 4, 1, (6, 6), (1, 1), 1, 0, 1),                          # 1x1: nothing to transform
     (20, 3, 4, 1, (14, 13), (5, 5), 1, 0, 1),                       # batch lanes: small images, many of them
     (17, 4, 6, 2, (9, 10), (3, 3), 2, 1, 1),                        # batch lanes, strided, groups
+    (16, 6, 5, 1, (7, 9), (1, 1), 1, 1, 1),                         # batch lanes, nothing to transform
 ]
 
 

@@ -721,6 +721,23 @@ cdef void _input_channel_batch(int kind, const float_t* src, const Py_ssize_t* d
         _passes(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, B.ntv)
 
 
+cdef void _gather_batch_points(const float_t* src, Py_ssize_t sc, const Py_ssize_t* ich, const Py_ssize_t* ioff,
+                               Py_ssize_t nv, const Py_ssize_t* dims, const Py_ssize_t* stride, float_t* V,
+                               Py_ssize_t TBP, const Grid* g, const Block* B, Py_ssize_t L) noexcept nogil:
+    """Batch mode without transforms (1-point tiles): V[v][t .. t + L) = the vector of images of virtual channel v
+    at the tile's position, for all ``nv`` virtual channels in one sweep."""
+    cdef Py_ssize_t tv, t, v, Np = g.Np, H = dims[1], W = dims[2]
+    cdef const Py_ssize_t* off
+    cdef const float_t* base
+    for v in range(nv):             # channel by channel: consecutive lane groups read consecutive memory
+        off = ioff + 3 * v
+        base = src + ich[v] * sc
+        for tv in range(B.ntv // L):
+            t = tv * L
+            _mov(V + v * TBP + t, base + (((stride[0] * B.tm[3 * t] + off[0]) * H + stride[1] * B.tm[3 * t + 1]
+                                          + off[1]) * W + stride[2] * B.tm[3 * t + 2] + off[2]) * Np + B.tn[t], 0)
+
+
 cdef void _output_channel_batch(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
                                 const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias, const Grid* g,
                                 const Block* B, Py_ssize_t L) noexcept nogil:
@@ -1181,7 +1198,11 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
         for blk in prange(nblocks, schedule="dynamic"):
             if ok:
                 _block_tiles(&g, blk, L, &B)
+                if batch and NP == 1:
+                    _gather_batch_points(sp, sc, ich, ioff, Cv, sdims, istr, V, TBP, &g, &B, L)
                 for v in range(Cv):
+                    if batch and NP == 1:
+                        break
                     if batch:
                         _input_channel_batch(BT, sp + ich[v] * sc, sdims, istr, ioff + 3 * v, V + v * TBP, Cv * TBP,
                                              &g, &B, L)
