@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import _kernels
 from .._algorithms import Algorithm, register
+from .._geometry import kernel_struct
 from .._threads import single_threaded_blas
 
 _wk = _kernels.load("_winograd")
@@ -457,6 +458,12 @@ def _from_batch(b, layout, out5, nthreads):
     _wk.from_batch(b, out5, tuple(lo for lo, _ in layout), nthreads)
 
 
+def _struct(plan, s_in, s_out):
+    """The kernels' Geometry struct of the reduced problem: groups, block taps, read stride, write stride (in the
+    input-dilation fields); padding and dilation live in the virtual channels' offsets."""
+    return kernel_struct(tuple(a.J for a in plan.axes), s_in, (1, 1, 1), (0, 0, 0), s_out, plan.groups)
+
+
 def _shifted(off, layout):
     return np.ascontiguousarray(off - np.array([lo for lo, _ in layout], np.intp))
 
@@ -479,9 +486,10 @@ def _run(plan, src, w, bias, dst, nthreads):
     else:
         res = dst5
     with single_threaded_blas():
-        _wk.forward(src5, U, b, bias is not None, res, in_chan, in_off, s_in, out_chan, out_off, s_out, plan.tile,
-                    plan.T, plan.m0, plan.groups, plan.TB, plan.KB, plan.small, plan.batch, plan.partner,
-                    nthreads)
+        _wk.forward(src5, U, b, res, _struct(plan, s_in, s_out), has_bias=bias is not None, in_chan=in_chan,
+                    in_off=in_off, out_chan=out_chan, out_off=out_off, tile=plan.tile, T=plan.T, m0=plan.m0,
+                    TB=plan.TB, KB=plan.KB, small=plan.small, batch=plan.batch, partner=plan.partner,
+                    nthreads=nthreads)
     if plan.batch:
         _from_batch(res, lout, dst5, nthreads)
 
@@ -497,8 +505,9 @@ def _run_weight_grad(plan, x, gy, out, nthreads):
                         plan.Np, nthreads)
         off = _shifted(off, lin)
     with single_threaded_blas():
-        _wk.weight_grad(x5, gy5, dU, chan, off, plan.strides, plan.tile, plan.T, plan.groups, plan.TB, plan.KB,
-                        plan.kchunk, plan.batch, plan.partner, nthreads)
+        _wk.weight_grad(x5, gy5, dU, _struct(plan, plan.strides, (1, 1, 1)), in_chan=chan, in_off=off,
+                        tile=plan.tile, T=plan.T, TB=plan.TB, KB=plan.KB, kchunk=plan.kchunk, batch=plan.batch,
+                        partner=plan.partner, nthreads=nthreads)
     out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
 
 

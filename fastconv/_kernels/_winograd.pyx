@@ -35,18 +35,14 @@ from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from fastconv._kernels.fused cimport float_t
+from fastconv._kernels.common cimport Geometry, check_scratch, float_t
 
 
 cdef extern from *:
     """
     #include <stdlib.h>
     #include <string.h>
-    #ifndef FC_VECTOR_BYTES
-    #define FC_VECTOR_BYTES 32
-    #endif
-    typedef float fc_vf __attribute__((vector_size(FC_VECTOR_BYTES), aligned(4)));
-    typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
+    /* fc_vf / fc_vd: the shared vector types of common.pxd (FC_VECTOR_BYTES wide) */
     /* shuffle masks of fc_vf / fc_vd */
     typedef int fc_wino_mf __attribute__((vector_size(FC_VECTOR_BYTES)));
     typedef long long fc_wino_md __attribute__((vector_size(FC_VECTOR_BYTES)));
@@ -1138,20 +1134,25 @@ cdef void _block_tiles(const Grid* g, Py_ssize_t blk, Py_ssize_t L, Block* B) no
 
 
 def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, const float_t[::1] bias,
-            bint has_bias, float_t[:, :, :, :, ::1] dst,
-            const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off, tuple in_stride,
-            const Py_ssize_t[::1] out_chan, const Py_ssize_t[:, ::1] out_off, tuple out_stride,
-            tuple tile, tuple T, tuple m0, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, bint small,
-            bint batch, const Py_ssize_t[::1] partner, int nthreads):
+            float_t[:, :, :, :, ::1] dst, Geometry geom, *, bint has_bias,
+            const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off,
+            const Py_ssize_t[::1] out_chan, const Py_ssize_t[:, ::1] out_off,
+            tuple tile, tuple T, tuple m0, Py_ssize_t TB, Py_ssize_t KB, bint small, bint batch,
+            const Py_ssize_t[::1] partner, int nthreads):
     """dst[out positions] = the transform-domain correlation of the virtual input channels with ``U`` (+ bias).
 
-    ``tile`` = (family, alpha per axis, outputs per axis), see _grid; ``partner`` pairs the points of complex
-    products (FFT family; empty for F(4, 3)).
-
-    ``U`` is (NP, Kv, Cv / groups): the transformed filters, virtual output channel x virtual input channel of its
-    group.  Tiles are processed in blocks of ``TB``; GEMMs in blocks of ``KB`` output channels.  Row mode: ``src``
-    and ``dst`` are (N, C, D, H, W); batch mode: (C, D, H, W, Np), zero-padded so that every window is inside.
+    ``geom`` is the stride-1 problem over virtual channels the Python side reduced the layer to: ``groups``,
+    the taps of a block (kd, kh, kw), the stride of the reads (sd, sh, sw: the layer's stride for the forward
+    pass, 1 for the input gradient) and of the writes in the input-dilation fields (ld, lh, lw: the layer's
+    stride for the input gradient, else 1); zero padding and dilation are folded into the virtual channels'
+    offsets.  ``U`` is (NP, Kv, Cv / groups): the transformed filters.  ``tile`` = (family, alpha per axis,
+    outputs per axis), see _grid; ``partner`` pairs the points of complex products (FFT family; empty for
+    F(4, 3)).  Tiles are processed in blocks of ``TB``; GEMMs in blocks of ``KB`` output channels.  Row mode:
+    ``src`` and ``dst`` are (N, C, D, H, W); batch mode: (C, D, H, W, Np), zero-padded so that every window is
+    inside.
     """
+    cdef Py_ssize_t groups = geom.groups
+    cdef tuple in_stride = (geom.sd, geom.sh, geom.sw), out_stride = (geom.ld, geom.lh, geom.lw)
     cdef Py_ssize_t Cv = in_chan.shape[0], Kv = out_chan.shape[0]
     cdef Py_ssize_t Cvg = Cv // groups, Kvg = Kv // groups
     cdef Py_ssize_t L = fc_wino_lanes_f if float_t is float else fc_wino_lanes_d
@@ -1227,18 +1228,19 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
         free(V)
         free(M)
         _block_free(&B)
-    if failed[0]:
-        raise MemoryError("winograd: could not allocate the per-thread tile buffers")
+    check_scratch(failed[0], "winograd", vbytes)
 
 
 def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::1] gy, float_t[:, :, :, ::1] dU,
-                const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off, tuple in_stride,
-                tuple tile, tuple T, Py_ssize_t groups, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk,
-                bint batch, const Py_ssize_t[::1] partner, int nthreads):
+                Geometry geom, *, const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off,
+                tuple tile, tuple T, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk, bint batch,
+                const Py_ssize_t[::1] partner, int nthreads):
     """dU[lane, p, k, c] = sum over the lane's blocks of Z[p][k] . V[p][c] (Z = A dY A^T of the output gradient,
-    V = B^T d B of the virtual input channel c of k's group).  Lane ``l`` takes blocks l, l + lanes, ... in
-    order; tasks are (lane, group, chunk of ``kchunk`` output channels).  Batch mode as in :func:`forward` (``gy``
-    then covers every tile, zero beyond the output)."""
+    V = B^T d B of the virtual input channel c of k's group; ``geom`` as in :func:`forward`).  Lane ``l`` takes
+    blocks l, l + lanes, ... in order; tasks are (lane, group, chunk of ``kchunk`` output channels).  Batch mode as
+    in :func:`forward` (``gy`` then covers every tile, zero beyond the output)."""
+    cdef Py_ssize_t groups = geom.groups
+    cdef tuple in_stride = (geom.sd, geom.sh, geom.sw)
     cdef Py_ssize_t LANES = dU.shape[0]
     cdef Py_ssize_t Cv = in_chan.shape[0], K = gy.shape[0 if batch else 1]
     cdef Py_ssize_t Cvg = Cv // groups, Kg = K // groups
@@ -1319,8 +1321,7 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
         free(V)
         free(Z)
         _block_free(&B)
-    if failed[0]:
-        raise MemoryError("winograd: could not allocate the per-thread tile buffers")
+    check_scratch(failed[0], "winograd", vbytes)
 
 
 cdef void _gpass(const double* G, bint adjoint, const double* s, double* d, Py_ssize_t* ext, int axis,
