@@ -404,12 +404,6 @@ cdef extern from *:
     const Py_ssize_t fc_wino_lanes_d
 
 
-cdef bint _PF = True
-def _set_prefetch(bint on):
-    global _PF
-    _PF = on
-
-
 def lanes(bint is_float):
     """Vector lanes of this build (tiles per block are a multiple of it)."""
     return fc_wino_lanes_f if is_float else fc_wino_lanes_d
@@ -586,7 +580,7 @@ cdef void _load_rows(const float_t* src, const Py_ssize_t* dims, Py_ssize_t nstr
         _span(lo, s2, mt * n, W, &k0, &k1)
         if k0 > 0:
             memset(dst, 0, k0 * sizeof(float_t))
-        if pf and _PF:          # the same rows of the channel read next, one cache line at a time
+        if pf:          # the same rows of the channel read next, one cache line at a time
             for k in range(((k1 - k0) * s2 * <Py_ssize_t> sizeof(float_t) + 63) // 64):
                 fc_wino_prefetch(<const char*> (row + pf + lo + k0 * s2) + 64 * k)
         if s2 == 1:
@@ -640,7 +634,7 @@ cdef void _store_rows(float_t* dst, const Py_ssize_t* dims, Py_ssize_t nstride, 
         lo = s2 * B.tm[3 * t0 + 2] + off[2]
         _span(lo, s2, mt * n, W, &k0, &k1)
         s = ro + mt * t0
-        if pf and _PF:
+        if pf:
             for k in range(((k1 - k0) * s2 * <Py_ssize_t> sizeof(float_t) + 63) // 64):
                 fc_wino_prefetchw(<const char*> (row + pf + lo + k0 * s2) + 64 * k)
         if s2 == 1:

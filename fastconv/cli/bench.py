@@ -10,7 +10,8 @@ Each measurement is the median of repeats after a warm-up call (fewer repeats fo
 budget), with the spread (max - min) / median, GFLOP/s (2 N K C/g prod(kernel) prod(output) / time, forward; twice
 that for backward: input and weight gradient), the fraction of the BLAS sgemm rate measured in the same run, the peak memory
 allocated during one call (tracemalloc: NumPy buffers, BLAS/FFT workspaces), and the max error against the
-direct algorithm relative to max |direct|.  ``auto`` is measured as a user would call it; the summary gives its
+direct algorithm relative to max |direct| (for reduced-accuracy algorithms such as ``winograd`` also their
+documented bound, ``err_bound``).  ``auto`` is measured as a user would call it; the summary gives its
 time over the fastest algorithm's for each layer.
 """
 import csv
@@ -217,6 +218,8 @@ def run(grid="default", threads=None, dtype="float32", repeats=5, budget=0.3, ba
                                                                   else "grad_input").name
                     if name in _algorithms.names():
                         alg = _algorithms.get(name)
+                        if alg.error is not None and op == "forward":
+                            row["err_bound"] = alg.error(geom, dtype, op)
                         est = alg.cost(geom, dtype, "forward") if op == "forward" else \
                             alg.cost(geom, dtype, "grad_input") + alg.cost(geom, dtype, "grad_weight")
                         if est > max_estimate:
@@ -334,7 +337,8 @@ def plot(result, directory):
     return paths
 
 
-TABLE = ["layer", "op", "impl", "chosen", "ms", "spread", "gflops", "frac_sgemm", "peak_mb", "max_err", "skipped"]
+TABLE = ["layer", "op", "impl", "chosen", "ms", "spread", "gflops", "frac_sgemm", "peak_mb", "max_err", "err_bound",
+         "skipped"]
 SUMMARY = ["layer", "op", "fastest", "best_ms", "auto", "auto_over_best", "best_peer", "vs_best_peer"]
 
 
