@@ -29,6 +29,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -40,6 +41,9 @@ from fastconv import Tensor, _algorithms, _kernels  # noqa: E402
 from fastconv._algos import winograd as W  # noqa: E402
 from fastconv.benchmark import blas_threads, format_table, save_json, sgemm_gflops, torch_or_none  # noqa: E402
 from fastconv.nn import functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_fft import _cpu_time, _op_call  # noqa: E402  (single-threaded CPU time; one op of a conv call)
 
 # (name, input, weight, stride, padding)
 LAYERS = [
@@ -236,25 +240,6 @@ CALIBRATION = [
     ((8, 32, 28, 28), (32, 1, 3, 3), dict(padding=1, groups=32)),
 ]
 DIRECT_PROBES = [((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)), ((8, 32, 28, 28), (32, 32, 5, 5), dict())]
-
-
-def _cpu_time(fn, repeats):
-    fn()
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
-
-
-def _op_call(op, alg, x, w, gy, kw):
-    nd = x.ndim - 2
-    if op == "forward":
-        return lambda: getattr(fc, "conv%dd" % nd)(x, w, **kw, algorithm=alg)
-    if op == "grad_input":
-        return lambda: getattr(fc.grad, "conv%dd_input" % nd)(x.shape, w, gy, **kw, algorithm=alg)
-    return lambda: getattr(fc.grad, "conv%dd_weight" % nd)(x, w.shape, gy, **kw, algorithm=alg)
 
 
 def calibrate(repeats, rng, dtype=np.float32):

@@ -1,4 +1,5 @@
-"""The ``winograd`` algorithm: Winograd minimal filtering F(4, 3) per axis (``_kernels/_winograd.pyx``).
+"""The ``winograd`` algorithm: Winograd minimal filtering F(4, 3) per axis, and the tile engine it shares with
+``fft_tiles`` (``_kernels/_winograd.pyx``).
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).  A 3 x 3 correlation produces a 4 x 4
 output tile from a 6 x 6 input tile ``d`` with 36 multiplications instead of 144::
@@ -22,19 +23,26 @@ the input, a stride-1 correlation of the output gradient with the flipped phase 
 weight gradient is the adjoint of the forward Winograd product: ``dU[xi] = sum_tiles Z[xi] V[xi]^T`` with
 ``Z = A dY A^T``, then ``dg = G^T dU G`` per virtual kernel, mapped back onto the taps.
 
-**Accuracy.**  The transforms are not orthogonal: rounding errors grow with the transform's entries (up to 8 in
-A^T, 5 in B^T, 1/24 in G).  ``error_bound`` gives the relative error measured on standard-normal data
-(``max|y - y64| / max|y64|``; ``bench/bench_winograd.py --accuracy``), and ``algorithm="auto"`` only takes
-winograd where that bound is below the tolerance of the dtype (see :func:`fastconv.set_reduced_accuracy`).
+**Accuracy.**  The transforms are not orthogonal: rounding errors grow with the transforms' entries.  The points
+0, +-3/4, +-3/2 keep them small (up to 3.4 in A^T and 2.8 in B^T, against 8 and 5 for the textbook 0, +-1, +-2),
+which cuts the float32 error about three-fold.  :func:`error` bounds the relative error measured on
+standard-normal data (``max|y - y64| / max|y64|``; ``bench/bench_winograd.py --accuracy``), and
+``algorithm="auto"`` only takes winograd where that bound is within the tolerance of the dtype (see
+:func:`fastconv.set_reduced_accuracy`).
+
+**Two tile families.**  The same engine runs the small-tile FFT of the ``fft_tiles`` algorithm
+(``fastconv/_algos/fft_tiles.py``): tiles of 8, 16 or 32 points per axis, phase kernels of up to half a tile in
+one block; :func:`fft_plan` picks the tile length by the cost model.
 
 **Blocks and threads.**  Tiles are processed in blocks of ``TB`` (a multiple of the vector width) whose
 transformed input and GEMM results stay in the per-core L2 cache; OpenMP runs blocks (forward, input gradient)
 or (lane, group, channel chunk) tasks (weight gradient), each calling single-threaded BLAS.  Block sizes do not
-depend on the thread count, so results are bitwise identical for any number of threads.
+depend on the thread count, so results are bitwise identical for any number of threads.  For 16 or more small
+images (rows of at most 16 outputs) the images are the vector lanes instead ("batch mode").
 """
 import functools
 from dataclasses import dataclass
-from math import ceil, prod
+from math import prod
 
 import numpy as np
 
@@ -658,7 +666,7 @@ ALGORITHM = register(Algorithm(
     grad_weight=grad_weight,
     cost=cost,
     description="Winograd F(4,3) per axis (F(4x4,3x3) in 2-D): 36 GEMMs per 4x4 tile; strides and larger "
-                "kernels via polyphase 3-tap blocks; reduced accuracy (see error_bound)",
+                "kernels via polyphase 3-tap blocks; reduced accuracy (see error())",
     supports=supports,
     error=error,
 ))

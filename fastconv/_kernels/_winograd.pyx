@@ -1,29 +1,33 @@
 # cython: language_level=3
-"""Winograd minimal filtering F(4, 3) per axis: the kernels of the ``winograd`` algorithm.
+"""The transform-domain tile engine: Winograd F(4, 3) per axis (``winograd``) and small-tile FFTs (``fft_tiles``).
 
-Every problem reaches these kernels as a *stride-1 correlation with 3-tap kernels* over "virtual" channels
-(``fastconv/_algos/winograd.py`` maps strides, dilation and larger kernels onto that form):
+Every problem reaches these kernels as a *stride-1 correlation with J-tap kernels* over "virtual" channels
+(``fastconv/_algos/winograd.py`` maps strides, dilation and longer kernels onto that form):
 
 * virtual input channel ``v`` reads ``src[n, in_chan[v], in_stride * m + in_off[v]]`` per axis (zero outside);
 * virtual output channel ``k`` writes ``dst[n, out_chan[k], out_stride * m + out_off[k]]`` per axis (positions
   outside ``dst`` are dropped);
-* ``m`` runs over a grid of tiles: ``m = m0 + mt * tile + i`` (``mt`` = 4 outputs on an axis that is transformed,
-  1 on an axis that is not).
+* ``m`` runs over a grid of tiles: ``m = m0 + mt * tile + i`` (``mt`` outputs per tile on an axis that is
+  transformed, 1 on an axis that is not).
 
-An axis that is transformed has tiles of alpha = 6 points (F(4, 3): 4 outputs from 6 inputs, 3 taps); the others
-have 1.  A tile of ``NP`` points (36 for 2-D) goes through
+A transformed axis has tiles of alpha points: F(4, 3) (alpha 6, 4 outputs, 3 taps) or an FFT of L = 8, 16 or 32
+points (L - J + 1 outputs).  A tile of ``NP`` points (36 for 2-D F(4x4, 3x3)) goes through
 
     V = B^T d B            input transform, per input tile and virtual input channel
-    M[xi] = U[xi] V[xi]    one GEMM per transform point xi (``U`` = the transformed filters, from Python)
+    M[xi] = U[xi] V[xi]    one GEMM per transform point xi (``U`` = the transformed filters)
     Y = A^T M A            output transform, per output tile and virtual output channel
 
-with the 1-D transforms applied along each transformed axis in turn (they are separable).  The weight gradient
-runs the adjoint: ``dU[xi] += Z[xi] V[xi]^T`` with ``Z = A dY A^T`` summed over tiles (``G^T dU G`` is applied in
-Python).
+with the 1-D transforms applied along each transformed axis in turn (they are separable).  For FFT tiles the
+points of a complex value pair up (Re, Im) and their products are complex (four real GEMMs).  The weight gradient
+runs the adjoint: ``dU[xi] += Z[xi] V[xi]^T`` with ``Z = A dY A^T`` summed over tiles (the filter transform and its
+adjoint run in double precision: ``filters``, ``fft_filters`` and their adjoints).
 
 Data layout: tiles are the vector lanes.  A block holds ``TB`` consecutive tiles; its transformed input is
 ``V[point][channel][tile]`` and the GEMM result ``M[point][channel][tile]``, so every transform is a vector
 operation over ``TB`` tiles and every GEMM is a column-major ``(tiles x C) @ (C x K)`` product on row-major data.
+Row mode: tiles along W are gathered from image rows (for F(4, 3) the W transform is fused with unzipping the rows
+into per-point vectors and the output rows are zipped back).  Batch mode: for small images the lanes are images
+of one tile position and the arrays are rearranged to (C, D, H, W, N) first (``to_batch`` / ``from_batch``).
 
 Parallelism: OpenMP over blocks (forward / input gradient) or over (lane, group, output-channel chunk) tasks
 (weight gradient; each lane sums a fixed set of blocks in order into its own accumulator).  GEMMs are
@@ -488,18 +492,19 @@ cdef void _pass(int kind, const float_t* s, Py_ssize_t ss, float_t* d, Py_ssize_
     ext[0], ext[1], ext[2] = eo[0], eo[1], eo[2]
 
 
-cdef const float_t* _passes_hd(int kind, const float_t* cur, Py_ssize_t* cs, float_t* dst, Py_ssize_t ds,
-                               float_t* b1, float_t* b2, Py_ssize_t bs, Py_ssize_t* ext, const Grid* g,
-                               Py_ssize_t n) noexcept nogil:
-    """The transforms of ``kind`` along the active H and D axes (H first) of the grid at ``cur`` (point stride
-    ``cs[0]``).  The last pass writes ``dst`` (stride ``ds``) if it is not NULL, else the passes ping-pong
-    between ``b1`` and ``b2`` (stride ``bs``).  Returns where the result is (and its stride in ``cs``)."""
+cdef const float_t* _passes(int kind, const float_t* cur, Py_ssize_t* cs, float_t* dst, Py_ssize_t ds,
+                            float_t* b1, float_t* b2, Py_ssize_t bs, Py_ssize_t* ext, const Grid* g,
+                            Py_ssize_t n, int top) noexcept nogil:
+    """The transforms of ``kind`` along the active axes ``top``, ``top - 1``, ..., 0 (W = 2, H = 1, D = 0) of the
+    grid at ``cur`` (point stride ``cs[0]``).  The last pass writes ``dst`` (stride ``ds``) if it is not NULL, else
+    the passes ping-pong between ``b1`` and ``b2`` (stride ``bs``).  Returns where the result is (and its stride in
+    ``cs``)."""
     cdef int a, last = -1
     cdef float_t* to
-    for a in range(2):
+    for a in range(top + 1):
         if g.act[a] and last < 0:
             last = a
-    for a in range(1, -1, -1):
+    for a in range(top, -1, -1):
         if not g.act[a]:
             continue
         if a == last and dst != NULL:
@@ -651,30 +656,6 @@ cdef inline void _mov(float_t* d, const float_t* s, float_t b) noexcept nogil:
         fc_wino_mov_d(d, s, b)
 
 
-cdef const float_t* _passes(int kind, const float_t* cur, Py_ssize_t* cs, float_t* dst, Py_ssize_t ds,
-                            float_t* b1, float_t* b2, Py_ssize_t bs, Py_ssize_t* ext, const Grid* g,
-                            Py_ssize_t n) noexcept nogil:
-    """Like _passes_hd, along every active axis (W first)."""
-    cdef int a, last = -1
-    cdef float_t* to
-    for a in range(3):
-        if g.act[a] and last < 0:
-            last = a
-    for a in range(2, -1, -1):
-        if not g.act[a]:
-            continue
-        if a == last and dst != NULL:
-            to = dst
-            _pass(kind, cur, cs[0], to, ds, ext, a, n)
-            cs[0] = ds
-        else:
-            to = b1 if cur != b1 else b2
-            _pass(kind, cur, cs[0], to, bs, ext, a, n)
-            cs[0] = bs
-        cur = to
-    return cur
-
-
 cdef void _input_channel_batch(int kind, const float_t* src, const Py_ssize_t* dims, const Py_ssize_t* stride,
                                const Py_ssize_t* off, float_t* dst, Py_ssize_t ds, const Grid* g,
                                const Block* B, Py_ssize_t L) noexcept nogil:
@@ -708,7 +689,7 @@ cdef void _input_channel_batch(int kind, const float_t* src, const Py_ssize_t* d
         _fft_passes(False, dst, ds, g, B.ntv)
     elif via_q:
         cs = TBP
-        _passes(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, B.ntv)
+        _passes(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, B.ntv, 2)
 
 
 cdef void _gather_batch_points(const float_t* src, Py_ssize_t sc, const Py_ssize_t* ich, const Py_ssize_t* ioff,
@@ -745,7 +726,7 @@ cdef void _output_channel_batch(float_t* m, Py_ssize_t ms, float_t* dst, const P
             ge[a] = g.alpha[a]
             e[a] = g.mt[a]
     else:
-        cur = _passes(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, B.ntv)
+        cur = _passes(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, B.ntv, 2)
         for a in range(3):
             ge[a] = e[a]
     for tv in range(B.nt // L):
@@ -951,7 +932,7 @@ cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, P
     if hd:
         e[2] = g.alpha[2]
         cs = TBP
-        _passes_hd(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, n)
+        _passes(kind, q, &cs, dst, ds, q, <float_t*> B.q2, TBP, e, g, n, 1)
 
 
 cdef void _output_channel(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
@@ -970,7 +951,7 @@ cdef void _output_channel(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssiz
     for a in range(3):
         e[a] = g.alpha[a]
     if g.act[0] or g.act[1]:
-        cur = _passes_hd(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, n)
+        cur = _passes(AT, m, &cs, NULL, 0, <float_t*> B.q, <float_t*> B.q2, g.TBP, e, g, n, 1)
     for i0 in range(e[0]):
         for i1 in range(e[1]):
             p0 = (i0 * e[1] + i1) * e[2]
