@@ -190,7 +190,8 @@ def _errors(nd, C, size, k, s, alg, dtype, rng, K=16, N=2):
 def textbook_error(C, rng, points=("0", "1", "-1", "2", "-2"), size=26, K=16):
     """Forward error of F(4x4, 3x3) with the given points, emulated in NumPy: transforms and products in float32,
     filters transformed in float64 and rounded once (as the kernel does), valid correlation."""
-    AT, G, BT = (m.astype(np.float32) if m is not G else m for m in W.cook_toom(points))
+    AT, G, BT = W.cook_toom(points)
+    AT, BT = AT.astype(np.float32), BT.astype(np.float32)
     x = rng.standard_normal((C, size, size))
     w = rng.standard_normal((K, C, 3, 3))
     ref = sum(np.einsum("oc,chw->ohw", w[:, :, r, q], x[:, r:r + size - 2, q:q + size - 2])

@@ -1335,15 +1335,19 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK, ch
     cdef int ac[3]
     cdef Py_ssize_t ext[3]
+    cdef int failed[1]
     cdef double* b1
     cdef double* b2
     cdef double* cur
     cdef double* to
     for a in range(3):
         ac[a] = 1 if act[a] else 0
+    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
         b2 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
+        if b1 == NULL or b2 == NULL:
+            failed[0] = 1
         for ch in prange(nch, schedule="static"):
             if b1 != NULL and b2 != NULL:
                 r0 = ch * FCHUNK
@@ -1363,6 +1367,7 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
                         U[p, r0 + i] = <float_t> cur[p * FCHUNK + i]
         free(b1)
         free(b2)
+    check_scratch(failed[0], "winograd filters", 2 * NP * FCHUNK * sizeof(double))
 
 
 def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[:, ::1] out, tuple act,
@@ -1373,15 +1378,19 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK, ch
     cdef int ac[3]
     cdef Py_ssize_t ext[3]
+    cdef int failed[1]
     cdef double* b1
     cdef double* b2
     cdef double* cur
     cdef double* to
     for a in range(3):
         ac[a] = 1 if act[a] else 0
+    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
         b2 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
+        if b1 == NULL or b2 == NULL:
+            failed[0] = 1
         for ch in prange(nch, schedule="static"):
             if b1 != NULL and b2 != NULL:
                 r0 = ch * FCHUNK
@@ -1404,6 +1413,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
                     memcpy(&out[p, r0], cur + p * FCHUNK, n * sizeof(double))
         free(b1)
         free(b2)
+    check_scratch(failed[0], "winograd filters", 2 * NP * FCHUNK * sizeof(double))
 
 
 def to_batch(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst, tuple lo, int nthreads):
@@ -1480,9 +1490,13 @@ def fft_filters(const double[:, ::1] wv, float_t[:, ::1] U, tuple tile, tuple J,
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK
     cdef Grid g = _grid(tile, (1, 1, 1), (0, 0, 0), 1, 16, 16, False)
     cdef Py_ssize_t J0 = J[0], J1 = J[1], J2 = J[2]
+    cdef int failed[1]
     cdef double* b
+    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
+        if b == NULL:
+            failed[0] = 1
         for ch in prange(nch, schedule="static"):
             if b != NULL:
                 r0 = ch * FCHUNK
@@ -1503,6 +1517,7 @@ def fft_filters(const double[:, ::1] wv, float_t[:, ::1] U, tuple tile, tuple J,
                         for i in range(n):
                             U[p, r0 + i] = <float_t> b[p * nv + i]
         free(b)
+    check_scratch(failed[0], "fft_tiles filters", NP * FCHUNK * sizeof(double))
 
 
 def fft_filters_adjoint(const float_t[:, :, ::1] dU, double[:, ::1] out, tuple tile, tuple J,
@@ -1514,11 +1529,15 @@ def fft_filters_adjoint(const float_t[:, :, ::1] dU, double[:, ::1] out, tuple t
     cdef Grid g = _grid(tile, (1, 1, 1), (0, 0, 0), 1, 16, 16, False)
     cdef Py_ssize_t J0 = J[0], J1 = J[1], J2 = J[2], a
     cdef double sgn
+    cdef int failed[1]
     cdef double* b
     for a in range(3):
         g.mt[a] = g.alpha[a]        # every position of the inverse (not only a tile's outputs)
+    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
+        if b == NULL:
+            failed[0] = 1
         for ch in prange(nch, schedule="static"):
             if b != NULL:
                 r0 = ch * FCHUNK
@@ -1540,3 +1559,4 @@ def fft_filters_adjoint(const float_t[:, :, ::1] dU, double[:, ::1] out, tuple t
                             p = (jd * g.alpha[1] + jh) * g.alpha[2] + jw
                             memcpy(&out[(jd * J1 + jh) * J2 + jw, r0], b + p * nv, n * sizeof(double))
         free(b)
+    check_scratch(failed[0], "fft_tiles filters", NP * FCHUNK * sizeof(double))
