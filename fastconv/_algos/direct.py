@@ -8,7 +8,15 @@ Forward, input gradient and weight gradient all run the same tiled kernel:
   transposed in channels, padding ``d (k - 1) - p``;
 * weight gradient: the input correlated with the output gradient used as the kernel (batch and channels swap
   roles), stride and dilation exchanged.
+
+Non-finite values: the tiled kernel multiplies the zeros it gathers for padding and stride holes along W and skips
+padding rows along D and H, which is exact while the kernel operand (the weight, or the output gradient in the
+weight gradient) is finite.  The output channels whose kernel holds an inf or NaN are recomputed tap by tap
+(``_direct.exact``), forming exactly the products of the contract in :mod:`fastconv._algorithms`: zero padding
+is multiplied in the forward pass and the weight gradient (``0 * inf = NaN``, as PyTorch), never in the input
+gradient / transposed convolution, whose padding and holes are not input elements.
 """
+import os
 from math import ceil
 
 import numpy as np
@@ -46,9 +54,52 @@ def pack_weights(w5, groups, kb):
     return np.ascontiguousarray(wg.reshape(groups, nkb, kb, taps).transpose(0, 1, 3, 2)).ravel()
 
 
-def _run(x5, w5, bias, out5, geom, nthreads):
+def _buffer_bytes(rows, T, sw, dw, itemsize, mode, WB, wcb):
+    """Bytes of one thread's gather buffer: ``rows`` input rows (channels x kernel rows) of the columns that
+    ``wcb`` column blocks of ``WB`` outputs read (as the kernel computes it)."""
+    wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
+    if mode == 1:
+        wb = -(-wb // sw) * sw
+    return rows * wb * itemsize
+
+
+def _run_shape(geom, op):
+    """(input channels per group, kernel (R, S, T), W stride, W dilation, output channels per group, output
+    width) of the kernel run that computes ``op`` on ``geom`` (see ``forward``/``grad_input``/``grad_weight``)."""
+    g3 = geom.as_3d()
+    G = g3.groups
+    C, K = g3.in_channels // G, g3.out_channels // G
+    if op == "forward":
+        return C, g3.kernel_size, g3.stride[2], g3.dilation[2], K, g3.output_size[2]
+    if op == "grad_input":
+        return K, g3.kernel_size, 1, g3.dilation[2], C, g3.input_size[2]
+    return g3.batch, g3.output_size, g3.dilation[2], g3.stride[2], K, g3.kernel_size[2]
+
+
+def supports(geom, dtype, op):
+    """False when even the smallest gather buffer of one thread (one column block) would not fit in this
+    machine's memory: huge W dilations or strides, which ``toeplitz`` computes without such a buffer."""
+    Cg, (R, S, T), sw, dw, Kg, OW = _run_shape(geom, op)
+    is_float = np.dtype(dtype) == np.float32
+    mode, kb = _choose_mode(Kg, is_float)
+    WB = _direct.block_sizes(is_float, mode, kb)[1]
+    nbytes = _buffer_bytes(Cg * R * S, T, sw if OW > 1 else 1, dw, np.dtype(dtype).itemsize, mode, WB, 1)
+    return nbytes <= min(MAX_BUFFER_BYTES, _physical_memory())
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return MAX_BUFFER_BYTES
+
+
+def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
     """Run the tiled kernel on 5-D arrays with the ``Geometry`` struct ``geom`` (a dict, see
-    :func:`fastconv._geometry.kernel_struct`); ``out5``'s spatial shape defines which outputs are computed."""
+    :func:`fastconv._geometry.kernel_struct`); ``out5``'s spatial shape defines which outputs are computed.
+
+    Output channels whose kernel ``w5[k]`` holds an inf or NaN are then recomputed by ``_direct.exact``, which
+    multiplies zero padding only when ``pad_zeros`` (see the module docstring)."""
     N, C, D, H, W = x5.shape
     K, Cg, R, S, T = w5.shape
     groups = geom["groups"]
@@ -80,19 +131,22 @@ def _run(x5, w5, bias, out5, geom, nthreads):
             wcb = max(1, nwblk * base * kchunks // want)
     # The kernel sizes its gather buffer as below in 64-bit integers: a huge W stride or dilation (up to 2**62)
     # would wrap around there and under-allocate, so refuse it here, exactly, as the kernel's malloc would.
-    wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
-    if mode == 1:
-        wb = -(-wb // sw) * sw
-    if Cg * R * S * wb * x5.itemsize > MAX_BUFFER_BYTES:
-        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
-                          % (Cg * R * S * wb * x5.itemsize))
+    nbytes = _buffer_bytes(Cg * R * S, T, sw, dw, x5.itemsize, mode, WB, wcb)
+    if nbytes > MAX_BUFFER_BYTES:
+        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch" % nbytes)
     b = bias if bias is not None else np.zeros(1, x5.dtype)
     _direct.forward(x5, packed, b, out5, geom, has_bias=bias is not None, mode=mode, kb=kb, kchunks=kchunks,
                     wchunk_blocks=wcb, rows_per_task=rows, nthreads=nthreads)
+    # a sum per channel is non-finite when the channel holds an inf or NaN (or overflows: then merely exact too)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(w5.reshape(K, -1).sum(axis=1)))
+    if bad.size:
+        _direct.exact(x5, w5, b, out5, geom, bad, has_bias=bias is not None, pad_zeros=pad_zeros,
+                      nthreads=nthreads)
 
 
 def forward(x, w, bias, geom, out, nthreads):
-    _run(as_5d(x), as_5d(w), bias, as_5d(out), geom.kernel_struct, nthreads)
+    _run(as_5d(x), as_5d(w), bias, as_5d(out), geom.kernel_struct, nthreads, pad_zeros=True)
 
 
 def transposed_weight(w, groups):
@@ -109,7 +163,7 @@ def grad_input(gy, w, geom, out, nthreads):
     pad = tuple(d * (k - 1) - p for d, k, p in zip(geom.dilation, geom.kernel_size, geom.pad_lo))
     adjoint = kernel_struct(geom.kernel_size, (1,) * geom.ndim, geom.dilation, pad, input_dilation=geom.stride,
                             groups=geom.groups)
-    _run(as_5d(gy), as_5d(wt), None, as_5d(out), adjoint, nthreads)
+    _run(as_5d(gy), as_5d(wt), None, as_5d(out), adjoint, nthreads, pad_zeros=False)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
@@ -125,7 +179,7 @@ def grad_weight(x, gy, geom, out, nthreads):
     gyt = np.ascontiguousarray(gy5.transpose(1, 0, 2, 3, 4))
     res = np.empty((Cg, K) + g3.kernel_size, x.dtype)
     swapped = kernel_struct(geom.output_size, geom.dilation, geom.stride, geom.pad_lo, groups=G)
-    _run(xt, gyt, None, res, swapped, nthreads)
+    _run(xt, gyt, None, res, swapped, nthreads, pad_zeros=True)
     out[...] = res.transpose(1, 0, 2, 3, 4).reshape(out.shape)
 
 
@@ -189,4 +243,5 @@ ALGORITHM = register(Algorithm(
     grad_weight=grad_weight,
     cost=cost,
     description="cache-tiled direct convolution; no workspace beyond a per-thread row buffer",
+    supports=supports,
 ))

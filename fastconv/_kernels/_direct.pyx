@@ -329,3 +329,65 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
         free(sl)
         free(toff)
     check_scratch(failed[0], "direct convolution", buf_len * sizeof(float_t))
+
+
+# ----------------------------------------------------------------------------------------------- exact taps
+cdef inline Py_ssize_t _source(Py_ssize_t pos, Py_ssize_t n, Py_ssize_t l) noexcept nogil:
+    """What position ``pos`` of an axis of ``n`` input elements dilated by ``l`` holds: the element's index
+    (>= 0), -1 for zero padding (outside the dilated input), -2 for a hole between two dilated elements."""
+    if pos < 0 or pos > (n - 1) * l:
+        return -1
+    if pos % l:
+        return -2
+    return pos // l
+
+
+def exact(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
+          float_t[:, :, :, :, ::1] out, Geometry geom, const Py_ssize_t[::1] channels, *, bint has_bias,
+          bint pad_zeros, int nthreads):
+    """Recompute the output channels ``channels`` of :func:`forward` tap by tap, forming exactly the products the
+    non-finite contract names: one per tap that reads an input element, and ``0 * w`` per tap that reads zero
+    padding when ``pad_zeros`` (forward convolution and weight gradient: ``0 * inf`` is NaN, as in PyTorch);
+    taps on the holes of an input dilation (transposed convolution, input gradient), and on padding without
+    ``pad_zeros``, are skipped.
+
+    The tiled kernel multiplies the zeros it gathers for padding and holes along W and skips padding rows along
+    D and H; that is exact for a finite kernel (``0 * w == 0``), so only channels whose kernel ``w[k]`` holds an
+    inf or NaN come here.  ``w`` is unpacked (K, Cg, R, S, T); one thread per (n, channel, od, oh) row, so results
+    do not depend on the thread count.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
+    cdef Py_ssize_t K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
+    cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G, NC = channels.shape[0]
+    cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
+    cdef Py_ssize_t task, n, ci, k, g, od, oh, ow, c, r, s, t, idd, ihh, iww
+    cdef float_t acc, wv, zero = 0
+    with nogil:
+        for task in prange(N * NC * OD * OH, schedule='static', num_threads=nthreads):
+            oh = task % OH
+            od = (task // OH) % OD
+            ci = (task // (OH * OD)) % NC
+            n = task // (OH * OD * NC)
+            k = channels[ci]
+            g = k // Kg
+            for ow in range(OW):
+                acc = 0
+                for c in range(Cg):
+                    for r in range(R):
+                        idd = _source(od * geom.sd + r * geom.dd - geom.pd, D, geom.ld)
+                        if idd == -2 or (idd == -1 and not pad_zeros):
+                            continue
+                        for s in range(S):
+                            ihh = _source(oh * geom.sh + s * geom.dh - geom.ph, H, geom.lh)
+                            if ihh == -2 or (ihh == -1 and not pad_zeros):
+                                continue
+                            for t in range(T):
+                                iww = _source(ow * geom.sw + t * geom.dw - geom.pw, W, geom.lw)
+                                if iww == -2 or (iww == -1 and not pad_zeros):
+                                    continue
+                                wv = w[k, c, r, s, t]
+                                if idd < 0 or ihh < 0 or iww < 0:
+                                    acc = acc + zero * wv
+                                else:
+                                    acc = acc + x[n, g * Cg + c, idd, ihh, iww] * wv
+                out[n, k, od, oh, ow] = acc + (bias[k] if has_bias else 0)
