@@ -40,12 +40,35 @@ The contract of an :class:`Algorithm` entry
         such an entry only while reduced accuracy is allowed (:func:`set_reduced_accuracy`, the
         :func:`reduced_accuracy` context manager) and where the bound is at most :data:`TOLERANCE` of the dtype.
         Default: ``None`` (exact-order rounding).
+    ``nonfinite``
+        How the entry treats non-finite values, against the contract below: ``"exact"`` (the default) if it meets
+        it, ``"spreads"`` if one inf or NaN (or an overflowing intermediate) can make other outputs of the same
+        tile or transform non-finite (FFT, Winograd: a transform mixes every input of a tile into every output).
+        A spreading entry must still make every output the contract calls non-finite non-finite.
+        ``tests/test_nonfinite.py`` checks every registered entry against what it declares.
 
     Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does).  Errors the user can cause
     are caught before (``fastconv._validate``, ``ConvGeometry``); an entry may still raise ``MemoryError``.
+
+The non-finite contract (PyTorch's, on its reference CPU path)
+    An output element is the IEEE sum of exactly these products, so it is NaN, +inf or -inf exactly when one of
+    them is (``0 * inf`` and ``inf - inf`` are NaN; the order of the finite terms is free):
+
+    * forward: ``x_pad[n, c, o*s + t*d - p] * w[k, c, t]`` for every tap ``t``, zero padding included (an inf
+      weight over the padding gives NaN at the border);
+    * input gradient / transposed convolution: ``gy[n, k, o] * w[k, c, t]`` for the pairs with
+      ``o*s + t*d - p`` = the input position -- padding and stride holes are not input elements and are never
+      multiplied (an inf weight gives inf, not NaN, next to a hole);
+    * weight gradient: ``x_pad[n, c, o*s + t*d - p] * gy[n, k, o]``, zero padding included.
+
+    The same holds for a transposed convolution's gradients (its input gradient is the forward convolution of
+    the output gradient, its weight gradient the weight gradient with input and output swapped).  ``auto``
+    never chooses a ``"spreads"`` entry for operands that hold an inf or NaN or whose products could overflow
+    (:func:`tame`); an explicit ``algorithm=`` runs the named entry.
 """
 import contextlib
 import contextvars
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -53,10 +76,11 @@ import numpy as np
 
 from . import _validate as V
 
-__all__ = ["Algorithm", "register", "get", "names", "resolve", "choose", "OPS", "TOLERANCE",
+__all__ = ["Algorithm", "register", "get", "names", "resolve", "choose", "tame", "OPS", "NONFINITE", "TOLERANCE",
            "set_reduced_accuracy", "get_reduced_accuracy", "reduced_accuracy", "accurate_enough"]
 
 OPS = ("forward", "grad_input", "grad_weight")
+NONFINITE = ("exact", "spreads")
 
 # The largest error bound (relative to max |y|) with which ``auto`` takes a reduced-accuracy algorithm.  float32:
 # a few float32 roundings of the output (its own spacing is 6e-8), as cuDNN and oneDNN accept for Winograd;
@@ -76,6 +100,7 @@ class Algorithm:
     description: str = ""
     supports: Callable = field(default=lambda geom, dtype, op: True)
     error: Optional[Callable] = None     # reduced-accuracy entries: relative error bound (see above)
+    nonfinite: str = "exact"             # "exact" or "spreads" (see the non-finite contract above)
 
     def implements(self, op):
         return getattr(self, op) is not None
@@ -137,6 +162,8 @@ def register(alg):
     """Add (or replace) an algorithm; returns it so the call can be used as an expression."""
     if not isinstance(alg, Algorithm):
         raise TypeError("register() expects an Algorithm, got %r" % type(alg).__name__)
+    if alg.nonfinite not in NONFINITE:
+        raise ValueError("register(): Algorithm.nonfinite must be one of %s, got %r" % (NONFINITE, alg.nonfinite))
     _registry[alg.name] = alg
     _choice_cache.clear()
     return alg
@@ -151,20 +178,44 @@ def names():
     return tuple(_registry)
 
 
-def choose(geom, dtype, op="forward"):
-    """The algorithm with the lowest estimated cost for ``op`` on ``geom`` (the ``"auto"`` choice)."""
+def tame(dtype, *operands):
+    """True when no operand holds an inf or NaN and no product of the operands' values can overflow ``dtype``
+    on the way through a transform: ``prod(max|a| * a.size) * max(a.size)`` stays below its largest value (a
+    bound on every intermediate of an FFT or Winograd evaluation).  Two reductions per operand, no copies."""
+    bound = 1.0
+    size = 1
+    for a in operands:
+        if a.size == 0:
+            return True
+        m = max(float(a.max()), -float(a.min()))
+        if not math.isfinite(m):
+            return False
+        bound *= m * a.size
+        size = max(size, a.size)
+    return bound * size < float(np.finfo(dtype).max)
+
+
+def choose(geom, dtype, op="forward", finite=True):
+    """The algorithm with the lowest estimated cost for ``op`` on ``geom`` (the ``"auto"`` choice).
+
+    ``finite=False`` (operands that are not :func:`tame`) leaves out the entries whose ``nonfinite`` is
+    ``"spreads"``."""
+    if not all(geom.input_shape[:2]):     # no samples or no channels: nothing to compute, nothing to compare
+        return next(a for a in _registry.values() if a.implements(op))
     from . import _autotune
     tuned = _autotune.lookup(geom, dtype, op)
-    if tuned is not None and tuned in _registry:
+    if tuned is not None and tuned in _registry and (finite or _registry[tuned].nonfinite == "exact"):
         return _registry[tuned]
     candidates = [a for a in _registry.values() if a.implements(op) and a.supports(geom, dtype, op)
-                  and accurate_enough(a, geom, dtype, op)]
-    if not candidates:  # pragma: no cover - direct supports everything
-        raise RuntimeError("no registered algorithm implements %s" % op)
+                  and accurate_enough(a, geom, dtype, op) and (finite or a.nonfinite == "exact")]
+    if not candidates:
+        raise ValueError("no registered algorithm can compute the %s of this convolution (input %s, weight %s, "
+                         "stride %s, dilation %s): each declines it as too large for its buffers"
+                         % (op, geom.input_shape, geom.weight_shape, geom.stride, geom.dilation))
     if tuned is None and _autotune.enabled() and len(candidates) > 1:
         return _registry[_autotune.tune(geom, dtype, op, candidates)]
     from . import _threads
-    key = (geom.key(), str(dtype), op, _threads.get_num_threads(), get_reduced_accuracy())
+    key = (geom.key(), str(dtype), op, _threads.get_num_threads(), get_reduced_accuracy(), finite)
     name = _choice_cache.get(key)
     if name is None:
         name = min(candidates, key=lambda a: a.cost(geom, dtype, op)).name
@@ -185,6 +236,6 @@ def resolve(name, geom, dtype, op, fn):
     if alg is None:
         raise ValueError("%s(): argument 'algorithm' must be one of %s, got %r"
                          % (fn, ["auto"] + sorted(_registry), name))
-    if not alg.implements(op) or not alg.supports(geom, dtype, op):
+    if not alg.implements(op) or (all(geom.input_shape[:2]) and not alg.supports(geom, dtype, op)):
         raise ValueError("%s(): algorithm %r does not implement %s for this geometry" % (fn, name, op))
     return alg

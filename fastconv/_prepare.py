@@ -58,12 +58,21 @@ class PreparedConv(NamedTuple):
         """The zero-padding geometry the kernels run (``geom`` itself unless the input was padded here)."""
         return self.geom.kernel_geometry
 
-    def algorithm_for(self, op):
-        """The algorithm that runs ``op`` ("forward", "grad_input", "grad_weight"), resolved once."""
+    def algorithm_for(self, op, *operands):
+        """The algorithm that runs ``op`` ("forward", "grad_input", "grad_weight"), resolved once.
+
+        For ``algorithm="auto"``, a choice that spreads non-finite values (``Algorithm.nonfinite``) is replaced by
+        the best exact one when the ``operands`` of this run are not :func:`~fastconv._algorithms.tame`."""
         alg = self.algorithms.get(op)
         if alg is None:
             alg = self.algorithms[op] = _algorithms.resolve(self.algorithm, self.geom.kernel_geometry, self.dtype,
                                                             op, self.fn)
+        if alg.nonfinite != "exact" and self.algorithm == "auto" and not _algorithms.tame(self.dtype, *operands):
+            key = op + ":nonfinite"
+            alg = self.algorithms.get(key)
+            if alg is None:
+                alg = self.algorithms[key] = _algorithms.choose(self.geom.kernel_geometry, self.dtype, op,
+                                                                finite=False)
         return alg
 
     def conv(self, a, out=None):
@@ -71,8 +80,10 @@ class PreparedConv(NamedTuple):
         kg = self.geom.kernel_geometry
         if out is None:
             out = np.empty(kg.output_shape, self.dtype)
-        self.algorithm_for("forward").forward(a, self.w, None if self.transposed else self.b, kg, out,
-                                              _threads.get_num_threads())
+        if out.size == 0:       # a batch of zero samples, or no input channels: nothing to compute
+            return out
+        self.algorithm_for("forward", a, self.w).forward(a, self.w, None if self.transposed else self.b, kg, out,
+                                                         _threads.get_num_threads())
         return out
 
     def adjoint(self, g, out=None):
@@ -81,7 +92,9 @@ class PreparedConv(NamedTuple):
         kg = self.geom.kernel_geometry
         if out is None:
             out = np.empty(kg.input_shape, self.dtype)
-        self.algorithm_for("grad_input").grad_input(g, self.w, kg, out, _threads.get_num_threads())
+        if out.size == 0:       # a batch of zero samples, or no input channels
+            return np.empty(self.geom.input_shape, self.dtype) if self.geom.explicit_padding else out
+        self.algorithm_for("grad_input", g, self.w).grad_input(g, self.w, kg, out, _threads.get_num_threads())
         if self.transposed and self.b is not None:
             out += self.b.reshape((1, -1) + (1,) * kg.ndim)
         if self.geom.explicit_padding:
@@ -92,8 +105,10 @@ class PreparedConv(NamedTuple):
         """The weight gradient for input ``a`` (input space, padded like ``x``) and output gradient ``g``, in the
         user's orientation (flipped back for ``flip``)."""
         kg = self.geom.kernel_geometry
+        if a.size == 0 or g.size == 0:      # no samples (or no channels): no product reaches the weight
+            return np.zeros(kg.weight_shape, self.dtype)
         gw = np.empty(kg.weight_shape, self.dtype)
-        self.algorithm_for("grad_weight").grad_weight(a, g, kg, gw, _threads.get_num_threads())
+        self.algorithm_for("grad_weight", a, g).grad_weight(a, g, kg, gw, _threads.get_num_threads())
         return flip_kernel(gw) if self.flip else gw
 
     def output_grad(self, g):

@@ -8,9 +8,12 @@ import numpy as np
 
 
 def pad_input(x, pads, mode="zeros"):
-    """Pad the spatial dims of (N, C, *spatial) with per-side ``pads`` [(lo, hi), ...]."""
+    """Pad the spatial dims of (N, C, *spatial) with per-side ``pads`` [(lo, hi), ...]; a negative pad crops
+    that many elements from its side (the high side of a transposed convolution's adjoint geometry)."""
     np_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
-    return np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pads], mode=np_mode)
+    crop = tuple(slice(max(0, -lo), x.shape[2 + i] - max(0, -hi)) for i, (lo, hi) in enumerate(pads))
+    x = x[(slice(None), slice(None)) + crop]
+    return np.pad(x, [(0, 0), (0, 0)] + [(max(0, lo), max(0, hi)) for lo, hi in pads], mode=np_mode)
 
 
 def same_padding(size, kernel, stride, dilation):

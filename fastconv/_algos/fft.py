@@ -44,6 +44,14 @@ number of threads.
 
 **Accuracy.**  On unit-scale data the result is within ``1e-4 max|ref|`` (float32) and ``1e-10 max|ref|``
 (float64) of the exact correlation up to 63 x 63 kernels (tests/test_fft.py checks both bounds).
+
+**Non-finite values spread** (``nonfinite="spreads"``).  A transform mixes every input of a tile into every
+frequency: one inf or NaN makes NaN every output computed through a transform that holds it -- every output of
+its tile (forward and input gradient) for an input value, every output of the channels it feeds for a weight
+value, and the weight gradient of every channel pair it meets (accumulated in the frequency domain).  Products that overflow give NaN where the direct sum
+gives inf.  Every output the contract (:mod:`fastconv._algorithms`) calls non-finite is non-finite, often NaN
+instead of +-inf.  ``algorithm="auto"`` therefore never runs fft on operands that are not
+:func:`~fastconv._algorithms.tame`.
 """
 import contextlib
 import functools
@@ -593,4 +601,5 @@ ALGORITHM = register(Algorithm(
     cost=cost,
     description="real FFTs (scipy.fft), frequency-domain channel sum (per-frequency GEMM), overlap-save tiles",
     supports=supports,
+    nonfinite="spreads",
 ))

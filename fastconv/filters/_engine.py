@@ -12,7 +12,15 @@ Methods
                (``scipy.fft``, ``workers`` = fastconv's thread count, float32 in complex64), the spectrum product,
                and the inverse transform.
 ``auto``       the cheapest of the applicable methods by :func:`estimate` (a cost model whose constants were
-               measured on the reference machine with ``bench/bench_filters.py --calibrate``).
+               measured on the reference machine with ``bench/bench_filters.py --calibrate``), never ``fft``
+               when the image or the kernel holds an inf or NaN (see below).
+
+Non-finite values
+-----------------
+``direct`` and ``separable`` follow scipy.ndimage: an output is the sum of ``w * value`` over the taps with
+``|w| > DBL_EPSILON`` (smaller weights are skipped, as scipy does), so an inf or NaN reaches exactly the outputs
+whose footprint holds it (``0 * inf`` never arises from a skipped tap).  ``fft`` mixes the whole image (or the
+whole overlap-save tile) into every output: one inf or NaN makes all of them NaN.
 """
 import math
 
@@ -20,6 +28,7 @@ import numpy as np
 import scipy.fft
 
 from .. import _kernels
+from .._algorithms import tame
 
 _filter = _kernels.load("_filter")
 
@@ -232,11 +241,14 @@ def _exact_rank1(m):
 def rank1_factors(weights, dtype):
     """Per-axis 1-D factors of a rank-1 N-d kernel, or None.
 
-    Detection by SVD of each unfolding (the second singular value negligible against the first), factors by
-    :func:`_exact_rank1`; the outer product of the factors must reproduce the kernel to a few ulps of ``dtype``.
+    A 1-D kernel is its own factor.  Detection by SVD of each unfolding (the second singular value negligible
+    against the first), factors by :func:`_exact_rank1`; the outer product of the factors must reproduce the
+    kernel to a few ulps of ``dtype``.
     """
     w = np.asarray(weights, dtype=np.float64)
-    if w.ndim == 1 or not np.any(w):
+    if w.ndim == 1:
+        return [w]
+    if not np.any(w):
         return None
     tol = 8 * np.finfo(dtype).eps
     factors = []
@@ -431,8 +443,10 @@ def calibrate(repeats=7):
     return res
 
 
-def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, fn="correlate", epi=0, scale=1.0):
-    """Correlate ``src`` with ``weights`` into ``dst`` (same shape) by ``method`` (``"auto"`` chooses).
+def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, fn="correlate", epi=0, scale=1.0,
+          fft=True):
+    """Correlate ``src`` with ``weights`` into ``dst`` (same shape) by ``method`` (``"auto"`` chooses; never
+    ``fft`` with ``fft=False``, e.g. for a bool result, where FFT rounding noise would read as True).
 
     ``factors`` may give a known rank-1 factorisation; otherwise it is detected for ``auto`` and ``separable``.
     ``epi``/``scale`` select the kernel's epilogue (direct and separable only).  Returns the method used.
@@ -444,7 +458,9 @@ def apply(src, dst, weights, offs, modes, cval, method, nthreads, factors=None, 
         raise ValueError("%s(): argument 'method'='separable' needs a rank-1 (separable) kernel; weights of shape "
                          "%s are not" % (fn, weights.shape))
     if method == "auto":
-        method = choose(src.shape, weights, src.dtype, nthreads, factors, fft=not epi)
+        method = choose(src.shape, weights, src.dtype, nthreads, factors, fft=fft and not epi)
+        if method == "fft" and not tame(src.dtype, src, np.asarray(weights)):
+            method = choose(src.shape, weights, src.dtype, nthreads, factors, fft=False)
     if method == "separable":
         separable(src, dst, separable_passes(factors, offs, modes, cval), nthreads, epi, scale)
     elif method == "fft":

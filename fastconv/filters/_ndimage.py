@@ -18,7 +18,7 @@ __all__ = ["correlate", "convolve"]
 
 def filter_nd(fn, image, weights, mode, cval, origin, out, method, flip):
     """Validate a correlate/convolve call and run it; the result has ``out``'s dtype or else the image's."""
-    img = A.image_array(image, fn)
+    img = A.image_array(image, fn, allow_bool=True)     # scipy.ndimage takes bool images (and returns bool)
     w = A.weights_array(weights, img.ndim, fn)
     modes = A.modes(mode, img.ndim, fn)
     cval = V.real_scalar(cval, fn, "cval")
@@ -29,16 +29,17 @@ def filter_nd(fn, image, weights, mode, cval, origin, out, method, flip):
     if out is not None:
         V.out_array(out, img.shape, fn, kinds="fiu")
     # computed in float32 for float16/float32 images (unless a float64 out asks for more), else float64
-    comp = V.float_kind(img.dtype)
+    comp = np.dtype(np.float64) if img.dtype == np.bool_ else V.float_kind(img.dtype)
     if out is not None and out.dtype == np.float64:
         comp = np.dtype(np.float64)
     src = np.ascontiguousarray(img, dtype=comp)
     dst = V.destination(out, img.shape, comp, src)
     if img.size:
         offs = tuple(k // 2 + o for k, o in zip(w.shape, org))
-        E.apply(src, dst, w, offs, modes, cval, method, _threads.get_num_threads(), fn=fn)
+        E.apply(src, dst, w, offs, modes, cval, method, _threads.get_num_threads(), fn=fn,
+                fft=img.dtype != np.bool_)
     if out is None and dst.dtype != img.dtype:
-        return dst.astype(img.dtype)  # integers truncate toward zero, as scipy.ndimage's C cast
+        return dst.astype(img.dtype)  # integers truncate toward zero and bool is "non-zero", as scipy's C cast
     return V.deliver(out, dst)
 
 
@@ -65,7 +66,8 @@ NDIMAGE_DOC = {"ndimage_doc": """Equal to ``scipy.ndimage.%(name)s(image, weight
     Returns
     -------
     ndarray of the image's shape, with ``out``'s dtype if given, else the image's.  Float16/float32 images are
-    computed in float32, everything else in float64."""}
+    computed in float32, everything else (integers, bool) in float64; a bool result is True where the sum is
+    non-zero, as in scipy."""}
 
 
 @filled(A.DOC, NDIMAGE_DOC, name="correlate",
