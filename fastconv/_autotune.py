@@ -42,7 +42,11 @@ def autotune(enable=True, cache_file=None):
         if _state["file"] and os.path.exists(_state["file"]):
             try:
                 with open(_state["file"]) as f:
-                    _cache.update({str(k): str(v) for k, v in json.load(f).items()})
+                    saved = json.load(f)
+                if not isinstance(saved, dict):
+                    raise ValueError("expected a JSON object of problem -> algorithm, got a %s"
+                                     % type(saved).__name__)
+                _cache.update({str(k): str(v) for k, v in saved.items()})
             except (OSError, ValueError) as exc:
                 raise ValueError("autotune(): argument 'cache_file' %r is not a readable JSON cache: %s"
                                  % (_state["file"], exc)) from None

@@ -118,12 +118,9 @@ class ConvGeometry:
         N, C = input_shape[:2]
         K, Cg = weight_shape[:2]
         kernel = weight_shape[2:]
-        if min(input_shape) <= 0:
-            raise ValueError("%s(): argument 'input' must not have zero-size dimensions, got shape %s"
-                             % (fn, input_shape))
-        if min(weight_shape) <= 0:
-            raise ValueError("%s(): argument 'weight' must not have zero-size dimensions, got shape %s"
-                             % (fn, weight_shape))
+        # as PyTorch: a batch of zero samples, and zero input channels (then the output has no channels either)
+        V.check_sizes(input_shape, fn, "input", (0, 1), "N and C")
+        V.check_sizes(weight_shape, fn, "weight", (1,) if C == 0 else (), "C_in/groups, for an input with C = 0")
         if C % groups:
             raise ValueError("%s(): argument 'groups'=%d must divide the input channels %d" % (fn, groups, C))
         if K % groups:
@@ -177,9 +174,8 @@ class ConvGeometry:
             if op >= s and op >= d:
                 raise ValueError("%s(): argument 'output_padding' must be smaller than either stride or dilation, "
                                  "got output_padding=%s, stride=%s, dilation=%s" % (fn, opad, stride, dilation))
-        if min(input_shape) <= 0 or min(weight_shape) <= 0:
-            raise ValueError("%s(): arguments 'input' %s and 'weight' %s must not have zero-size dimensions"
-                             % (fn, input_shape, weight_shape))
+        V.check_sizes(input_shape, fn, "input", (0,), "N")
+        V.check_sizes(weight_shape, fn, "weight")
         N, Cin = input_shape[:2]
         if weight_shape[0] != Cin:
             raise ValueError("%s(): argument 'weight' has %d input channels (weight.shape[0]) but the input has %d"
@@ -188,7 +184,8 @@ class ConvGeometry:
             raise ValueError("%s(): argument 'groups'=%d must divide the input channels %d" % (fn, groups, Cin))
         kernel = weight_shape[2:]
         out_sp = conv_transpose_output_shape(input_shape[2:], kernel, stride, pad, opad, dilation)
-        if min(out_sp) <= 0:
+        # PyTorch lets an empty batch have an empty output (its size check needs a sample); never a negative size
+        if min(out_sp) < 0 or (min(out_sp) == 0 and N > 0):
             raise ValueError("%s(): the output size %s would be empty; reduce 'padding' %s"
                              % (fn, tuple(out_sp), pad))
         fwd_in = (N, weight_shape[1] * groups) + tuple(out_sp)
@@ -243,7 +240,8 @@ class ConvGeometry:
 
     @cached_property
     def output_shape(self):
-        return (self.batch, self.out_channels) + self.output_size
+        """``(N, K, *output_size)``; PyTorch's rule for an input without channels: no output channels either."""
+        return (self.batch, self.out_channels if self.in_channels else 0) + self.output_size
 
     @property
     def pad_lo(self):
@@ -380,9 +378,7 @@ class PoolGeometry:
         pad = V.int_tuple(padding, n, fn, "padding", minimum=0)
         dilation = V.int_tuple(dilation, n, fn, "dilation", minimum=1)
         ceil_mode = V.flag(ceil_mode, fn, "ceil_mode", ints=True)
-        if min(input_shape) <= 0:
-            raise ValueError("%s(): argument 'input' must not have zero-size dimensions, got shape %s"
-                             % (fn, input_shape))
+        V.check_sizes(input_shape, fn, "input", (0,), "N")
         geom = cls(input_shape, kernel, stride, pad, dilation, ceil_mode)
         for p, e in zip(pad, geom.effective_kernel):
             if p * max_padding_ratio > e:
@@ -394,10 +390,13 @@ class PoolGeometry:
         return geom
 
     @classmethod
-    def adaptive(cls, input_shape, output_size, fn="adaptive_pool"):
+    def adaptive(cls, input_shape, output_size, fn="adaptive_pool", empty_channels=False):
         """The geometry of ``adaptive_*_pool(input, output_size)``; ``output_size`` is an int or a tuple of ints
-        where ``None`` keeps that dimension's size."""
+        where ``None`` keeps that dimension's size.  ``empty_channels`` allows C = 0 (PyTorch's 1-D and 2-D
+        adaptive average pooling do)."""
         input_shape = tuple(int(s) for s in input_shape)
+        V.check_sizes(input_shape, fn, "input", (0, 1) if empty_channels else (0,),
+                      "N and C" if empty_channels else "N")
         size = input_shape[2:]
         nd = len(size)
         vals = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * nd
@@ -424,6 +423,7 @@ class PoolGeometry:
         entries) must lie strictly within one stride of it.
         """
         input_shape = tuple(int(s) for s in input_shape)
+        V.check_sizes(input_shape, fn, "input", (0,), "N")
         nd = len(input_shape) - 2
         kernel = V.int_tuple(kernel_size, nd, fn, "kernel_size", minimum=1)
         stride = kernel if stride is None else V.int_tuple(stride, nd, fn, "stride", minimum=1)

@@ -213,12 +213,15 @@ def prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride=1, pad
     Returns ``(PreparedConv, grad_output as a C-contiguous array of the record's dtype, or None)``.  The dtype is
     float64 if the array or ``grad_output`` computes in float64, else float32.
     """
-    shape = V.shape_arg(shape, fn, shape_arg, ndims=(nd + 2,))
+    shape = V.shape_arg(shape, fn, shape_arg, ndims=(nd + 2,), empty="all")
     weight_given = array_arg == "weight"
     a = V.batch_array(array, fn, array_arg, nd,
                       layout="C_out, C_in/groups, *k" if weight_given else "N, C, *spatial")
     flip = V.flag(flip, fn, "flip")
     in_shape, w_shape = (shape, a.shape) if weight_given else (a.shape, shape)
+    # the geometry's size rules, reported under the shape argument's name
+    V.check_sizes(shape, fn, shape_arg, (0, 1) if weight_given else ((1,) if in_shape[1] == 0 else ()),
+                  "N and C" if weight_given else "C_in/groups, for an input with C = 0")
     geom = ConvGeometry.make(in_shape, w_shape, stride, padding, dilation, groups, fn=fn, padding_mode=padding_mode)
     gy = None
     dtype = V.float_kind(a.dtype)

@@ -13,11 +13,14 @@ import threading
 from . import _validate as V
 
 __all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas",
-           "MIN_FLOPS_PER_THREAD"]
+           "MIN_FLOPS_PER_THREAD", "MAX_THREADS"]
 
 # Below about this much work per thread (floating point operations), waking another thread costs more than it
 # saves: the convolution algorithms use fewer threads for small problems (the result does not depend on it).
 MIN_FLOPS_PER_THREAD = 1_000_000
+# The most threads one may ask for: the kernels pass the count to OpenMP as a C int, and an OpenMP runtime asked
+# for far more threads than a process can start aborts the process instead of failing a call.
+MAX_THREADS = 4096
 
 
 def _default_threads():
@@ -26,7 +29,7 @@ def _default_threads():
         try:
             n = int(env)
             if n > 0:
-                return n
+                return min(n, MAX_THREADS)
         except ValueError:
             pass
     try:
@@ -43,8 +46,9 @@ def _normalise(n, fn):
     n = V.int_tuple(n, 1, fn, "n")[0]
     if n == -1 or n == 0:
         return _default_threads()
-    if n < -1:
-        raise ValueError("%s(): argument 'n' must be a positive int, or -1/0 for all CPUs, got %d" % (fn, n))
+    if n < -1 or n > MAX_THREADS:
+        raise ValueError("%s(): argument 'n' must be a positive int up to %d, or -1/0 for all CPUs, got %d"
+                         % (fn, MAX_THREADS, n))
     return n
 
 

@@ -8,7 +8,9 @@ Every message names the function and the argument, and says what was expected an
 The ``out=`` policy
     Every ``out`` must be a writeable ``numpy.ndarray`` of the result's shape (:func:`out_array`).  The functions
     that follow PyTorch (convolutions) write into it directly, so it must also have the result's dtype, be
-    C-contiguous and share no memory with an input (:func:`check_out`).  The functions that follow
+    C-contiguous and share no memory with the caller's input arrays nor with the arrays the kernel reads
+    (:func:`check_out` is given both: an input passed as a memoryview, a torch tensor or anything else that
+    converts to an ndarray without a copy is caught through the prepared operand).  The functions that follow
     scipy.ndimage / scikit-image (filters) accept any real dtype and layout like scipy's ``output=``: the kernel
     writes into ``out`` when it can (:func:`destination`), otherwise into a scratch array that is then cast into
     ``out`` (:func:`deliver`; integers truncate toward zero).
@@ -20,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "as_array", "as_float_array", "float_kind", "common_float_dtype", "int_tuple", "padding_arg", "check_choice",
-    "check_ndim", "check_nonempty", "batch_array", "check_size", "positive_int", "nonneg_int", "real_scalar",
+    "check_ndim", "check_nonempty", "batch_array", "check_sizes", "check_size", "positive_int", "nonneg_int", "real_scalar",
     "flag", "shape_arg", "axis_index", "same_shape", "index_array", "out_array", "check_out", "destination",
     "deliver", "LAYOUT", "MAX_ELEMENTS",
 ]
@@ -96,14 +98,24 @@ def check_nonempty(arr, fn, arg):
 
 
 def batch_array(value, fn, arg, nd=None, layout=None):
-    """A non-empty numeric array laid out (N, C, *spatial) with ``nd`` spatial dims (1 to 3 when ``nd`` is None);
-    ``layout`` describes the axes in messages (default ``LAYOUT[nd]``)."""
+    """A numeric array laid out (N, C, *spatial) with ``nd`` spatial dims (1 to 3 when ``nd`` is None);
+    ``layout`` describes the axes in messages (default ``LAYOUT[nd]``).  Which axes may be empty (a batch of
+    zero samples, as PyTorch allows) is the geometry's rule (``ConvGeometry`` / ``PoolGeometry``)."""
     a = as_array(value, fn, arg)
     if layout is None:
         layout = "N, C, *spatial with 1 to 3 spatial dims" if nd is None else LAYOUT[nd]
     check_ndim(a, (3, 4, 5) if nd is None else nd + 2, fn, arg, layout)
-    check_nonempty(a, fn, arg)
     return a
+
+
+def check_sizes(shape, fn, arg, empty=(), what=None):
+    """Require every entry of ``shape`` to be positive, except the axes in ``empty`` (which may be 0: a batch
+    of zero samples, or PyTorch's zero channels); ``what`` names the axes in the message."""
+    bad = [i for i, s in enumerate(shape) if s < 0 or (s == 0 and i not in empty)]
+    if bad:
+        allowed = " (only %s may be 0)" % what if what else ""
+        raise ValueError("%s must not have zero-size dimension %d%s, got shape %s"
+                         % (_name(fn, arg), bad[0], allowed, tuple(shape)))
 
 
 def _as_int(v, fn, arg):
@@ -161,12 +173,15 @@ def flag(value, fn, arg, ints=False):
     raise TypeError("%s must be a bool, got %r" % (_name(fn, arg), value))
 
 
-def shape_arg(value, fn, arg, ndims=None):
+def shape_arg(value, fn, arg, ndims=None, empty=None):
     """An array shape given as a tuple or list of positive ints (``len`` in ``ndims`` when given), whose element
-    count the kernels can index."""
+    count the kernels can index.  ``empty``: the axes that may be 0 (:func:`check_sizes`; ``"N"`` for the batch
+    axis of an (N, C, *spatial) shape, ``"all"`` for any)."""
     if not isinstance(value, (tuple, list)):
         raise TypeError("%s must be a tuple of ints, got %r" % (_name(fn, arg), value))
-    shape = int_tuple(tuple(value), len(value), fn, arg, minimum=1) if len(value) else ()
+    shape = int_tuple(tuple(value), len(value), fn, arg, minimum=0) if len(value) else ()
+    if empty != "all":
+        check_sizes(shape, fn, arg, (0,) if empty == "N" else (), empty)
     if ndims is not None and len(shape) not in ndims:
         raise ValueError("%s must have %s entries, got %r"
                          % (_name(fn, arg), " or ".join(str(n) for n in ndims), tuple(value)))
@@ -256,16 +271,17 @@ def out_array(out, shape, fn, kinds=None, arg="out"):
     return out
 
 
-def check_out(out, shape, dtype, inputs, fn, arg="out"):
+def check_out(out, shape, dtype, operands, fn, arg="out"):
     """An ``out=`` a kernel writes into directly (the convolutions): :func:`out_array`, and exactly the result's
-    dtype, C-contiguous, sharing no memory with any of ``inputs``."""
+    dtype, C-contiguous, sharing no memory with any ndarray among ``operands`` -- the caller's inputs and the
+    arrays the kernel reads, as prepared (other entries, None included, are skipped)."""
     out_array(out, shape, fn, arg=arg)
     if out.dtype != dtype:
         raise TypeError("%s has dtype %s, expected %s" % (_name(fn, arg), out.dtype, np.dtype(dtype)))
     if not out.flags.c_contiguous:
         raise ValueError("%s must be C-contiguous" % _name(fn, arg))
-    for a in inputs:
-        if a is not None and isinstance(a, np.ndarray) and np.may_share_memory(out, a):
+    for a in operands:
+        if isinstance(a, np.ndarray) and np.may_share_memory(out, a):
             raise ValueError("%s overlaps an input array; pass a separate array" % _name(fn, arg))
     return out
 

@@ -12,12 +12,18 @@ order, which is a topological order of the graph -- handing each record the summ
 * After ``backward()`` a record frees what it saved and its references to its inputs (so intermediate results
   can be released); running backward through it again raises ``RuntimeError`` unless the first call passed
   ``retain_graph=True``.
+* Every Tensor has a version counter (``_version``), bumped by :meth:`Tensor.increment_version` -- which every
+  write to ``.data`` and every optimiser step calls.  A record notes the versions of the inputs its backward
+  reads; if one changed before ``backward()`` (say ``optimizer.step()`` between forward and backward), backward
+  raises ``RuntimeError`` instead of differentiating with the new values, as PyTorch does.
 * ``with fastconv.no_grad():`` records nothing; :meth:`Tensor.detach` cuts a tensor out of the graph.
 
 New differentiable operations subclass :class:`Function` (``forward``/``backward`` on arrays, as
 ``torch.autograd.Function``); :func:`gradcheck` compares a backward pass with float64 central differences.
 """
 import contextvars
+import functools
+import inspect
 import itertools
 import numbers
 import weakref
@@ -51,12 +57,37 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
-        """Use as a decorator: the function runs in this mode."""
+        """Use as a decorator: the function runs in this mode; a generator function runs in it each time it is
+        resumed (and the caller's mode holds between its ``yield``s), as PyTorch's decorators do."""
+        mode = type(self)
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def generator(*args, **kwargs):
+                gen = fn(*args, **kwargs)
+                try:
+                    with mode():
+                        value = next(gen)
+                    while True:
+                        try:
+                            sent = yield value
+                        except GeneratorExit:
+                            with mode():
+                                gen.close()
+                            raise
+                        except BaseException as exc:
+                            with mode():
+                                value = gen.throw(exc)
+                        else:
+                            with mode():
+                                value = gen.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+            return generator
+
+        @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            with mode():
                 return fn(*args, **kwargs)
-        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(fn, "__doc__", None)
         return wrapper
 
 
@@ -72,17 +103,29 @@ class enable_grad(_GradMode):
 
 # --------------------------------------------------------------------------------------------------- the tape
 class _Record:
-    """One operation on the tape: inputs, which of them need gradients, and the backward closure."""
+    """One operation on the tape: inputs, which of them need gradients, the backward closure, and the versions
+    of the tensors the closure reads."""
 
-    __slots__ = ("index", "name", "inputs", "needs", "backward", "output", "__weakref__")
+    __slots__ = ("index", "name", "inputs", "needs", "backward", "output", "saved", "__weakref__")
 
-    def __init__(self, name, inputs, needs, backward):
+    def __init__(self, name, inputs, needs, backward, saved):
         self.index = next(_sequence)
         self.name = name
         self.inputs = inputs
         self.needs = needs
         self.backward = backward
         self.output = None
+        self.saved = tuple((t, t._version) for t in saved if t is not None)
+
+    def check_versions(self):
+        """RuntimeError if a tensor the backward closure reads was modified in place since it was recorded."""
+        for t, version in self.saved:
+            if t._version != version:
+                raise RuntimeError(
+                    "backward(): a tensor that %s needs for its gradient (%s of shape %s) was modified in place "
+                    "after the operation recorded it: it is at version %d, the operation saw version %d (e.g. "
+                    "optimizer.step() or a write to .data between forward and backward); call backward() first, "
+                    "or run the forward pass again" % (self.name, type(t).__name__, t.shape, t._version, version))
 
     @property
     def freed(self):
@@ -92,17 +135,20 @@ class _Record:
         return "<%s #%d>" % (self.name, self.index)
 
 
-def record(name, data, inputs, backward):
+def record(name, data, inputs, backward, saved=None):
     """Wrap ``data`` in a Tensor and, when any input needs a gradient, put the operation on the tape (the one
     way an operation enters the tape: Tensor methods, :class:`Function` and :mod:`fastconv.nn.functional` use it).
 
     ``inputs`` is a tuple of Tensors or None (constants); ``backward(grad, needs)`` returns one gradient (or None)
-    per input, ``needs[i]`` telling whether input ``i`` wants one.
+    per input, ``needs[i]`` telling whether input ``i`` wants one.  ``saved`` lists the Tensors whose data
+    ``backward`` reads (default: every input); backward raises if one of them is modified in place before it
+    runs (see the version counter above).  Operations whose gradient does not depend on an input's values (sums,
+    reshapes, additions, the bias of a convolution) leave that input out, so changing it in between is fine.
     """
     needs = tuple(t is not None and t.requires_grad for t in inputs)
     out = Tensor._wrap(data)
     if any(needs) and _grad_enabled.get():
-        rec = _Record(name, inputs, needs, backward)
+        rec = _Record(name, inputs, needs, backward, inputs if saved is None else saved)
         rec.output = weakref.ref(out)
         out._record = rec
         out._requires_grad = True
@@ -150,6 +196,7 @@ def _backward(root, grad, retain_graph):
         out = rec.output()
         if out is not None and out._retains_grad:
             out._accumulate(g)
+        rec.check_versions()
         in_grads = rec.backward(g, rec.needs)
         if not isinstance(in_grads, (tuple, list)) or len(in_grads) != len(rec.inputs):
             raise RuntimeError("backward of %s returned %r, expected %d gradients"
@@ -169,7 +216,7 @@ def _backward(root, grad, retain_graph):
                 prev = grads.get(key)
                 grads[key] = gi if prev is None else prev + gi
         if not retain_graph:   # free the saved arrays and the inputs, as soon as the record is done
-            rec.backward, rec.inputs, rec.needs = None, (), ()
+            rec.backward, rec.inputs, rec.needs, rec.saved = None, (), (), ()
 
 
 # --------------------------------------------------------------------------------------------------- Tensor
@@ -199,9 +246,12 @@ def as_tensor(x):
 
 
 def _dims(dim, ndim):
+    """The reduced axes: all of them for ``None`` and, as in PyTorch, for an empty tuple or list."""
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+    if not dims:
+        return tuple(range(ndim))
     return tuple(sorted(int(d) % ndim if ndim else 0 for d in dims))
 
 
@@ -239,11 +289,39 @@ class Tensor:
         return t
 
     def _init(self, arr):
-        self.data = arr
+        self._data = arr
+        self._versions = [0]       # shared with detach()ed views of the same data
         self.grad = None
         self._record = None
         self._requires_grad = False
         self._retains_grad = False
+
+    # ------------------------------------------------------------------ data and its version
+    @property
+    def data(self):
+        """The array.  Assigning to it (``t.data = a``, ``t.data -= a``) counts as an in-place change: it bumps
+        the version counter (:meth:`increment_version`)."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = value
+        self.increment_version()
+
+    @property
+    def _version(self):
+        """How many times this tensor's data was changed in place (PyTorch's ``Tensor._version``)."""
+        return self._versions[0]
+
+    def increment_version(self):
+        """Record that the data was changed in place (``torch.autograd.graph.increment_version``).
+
+        The one place the version counter moves: the ``.data`` setter and every optimiser step call it.  Code that
+        writes into ``t.data``'s array directly (``t.data[...] = ...``, ``np.add(t.data, u, out=t.data)``) must
+        call it too, so that a backward pass through an operation that saw the old values raises instead of
+        silently using the new ones.
+        """
+        self._versions[0] += 1
 
     # ------------------------------------------------------------------ gradient state
     @property
@@ -289,8 +367,10 @@ class Tensor:
         self.grad = None
 
     def detach(self):
-        """A new leaf Tensor sharing this one's data, outside the graph."""
-        return Tensor._wrap(self.data)
+        """A new leaf Tensor sharing this one's data (and its version counter), outside the graph."""
+        t = Tensor._wrap(self.data)
+        t._versions = self._versions
+        return t
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad.
@@ -373,14 +453,14 @@ class Tensor:
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other):
         other = _operand(other, self)
-        return record("add", self.data + other.data, (self, other), lambda g, n: (g, g))
+        return record("add", self.data + other.data, (self, other), lambda g, n: (g, g), saved=())
 
     def __radd__(self, other):
         return _operand(other, self).__add__(self)
 
     def __sub__(self, other):
         other = _operand(other, self)
-        return record("sub", self.data - other.data, (self, other), lambda g, n: (g, -g))
+        return record("sub", self.data - other.data, (self, other), lambda g, n: (g, -g), saved=())
 
     def __rsub__(self, other):
         return _operand(other, self).__sub__(self)
@@ -404,7 +484,7 @@ class Tensor:
         return _operand(other, self).__truediv__(self)
 
     def __neg__(self):
-        return record("neg", -self.data, (self,), lambda g, n: (-g,))
+        return record("neg", -self.data, (self,), lambda g, n: (-g,), saved=())
 
     def __pow__(self, other):
         other = _operand(other, self)
@@ -412,8 +492,11 @@ class Tensor:
         y = a ** b
 
         def backward(g, n):
-            ga = g * b * a ** (b - 1) if n[0] else None
-            gb = g * y * np.log(a) if n[1] else None
+            # PyTorch's conventions at the edges: no gradient to the base where the exponent is 0, none to the
+            # exponent where the base is 0 and the exponent >= 0 (the limits of the formulas, not 0 * inf)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ga = np.where(b == 0, 0, g * b * a ** (b - 1)) if n[0] else None
+                gb = np.where((a == 0) & (b >= 0), 0, g * y * np.log(a)) if n[1] else None
             return ga, gb
         return record("pow", y, (self, other), backward)
 
@@ -447,31 +530,38 @@ class Tensor:
         dims = _dims(dim, self.ndim)
         shape = self.shape
         return record("sum", self.data.sum(axis=dims, keepdims=keepdim), (self,),
-                       lambda g, n: (_expand_back(g, shape, dims, keepdim),))
+                       lambda g, n: (_expand_back(g, shape, dims, keepdim),), saved=())
 
     def mean(self, dim=None, keepdim=False):
         dims = _dims(dim, self.ndim)
         shape = self.shape
         count = int(np.prod([shape[d] for d in dims]))
-        return record("mean", self.data.mean(axis=dims, keepdims=keepdim), (self,),
-                       lambda g, n: (_expand_back(g / count, shape, dims, keepdim),))
+
+        def backward(g, n):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (_expand_back(g / count, shape, dims, keepdim),)
+        with np.errstate(divide="ignore", invalid="ignore"):     # the mean of nothing is NaN, as in PyTorch
+            value = self.data.sum(axis=dims, keepdims=keepdim) / count
+        return record("mean", value, (self,), backward, saved=())
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         old = self.shape
-        return record("reshape", self.data.reshape(shape), (self,), lambda g, n: (g.reshape(old),))
+        return record("reshape", self.data.reshape(shape), (self,), lambda g, n: (g.reshape(old),), saved=())
 
     def flatten(self, start_dim=0, end_dim=-1):
         nd = max(self.ndim, 1)
         s, e = start_dim % nd, end_dim % nd
-        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+        # the merged size written out (not -1), so that an empty batch flattens too
+        return self.reshape(self.shape[:s] + (int(np.prod(self.shape[s:e + 1])),) + self.shape[e + 1:])
 
     def permute(self, *dims):
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         inv = tuple(np.argsort(dims))
-        return record("permute", self.data.transpose(dims), (self,), lambda g, n: (g.transpose(inv),))
+        return record("permute", self.data.transpose(dims), (self,), lambda g, n: (g.transpose(inv),),
+                      saved=())
 
     def transpose(self, dim0, dim1):
         """Swap two dimensions (PyTorch's ``transpose``)."""
@@ -497,12 +587,12 @@ class Tensor:
             else:
                 np.add.at(full, index, g)   # repeated indices add up
             return (full,)
-        return record("getitem", self.data[index], (self,), backward)
+        return record("getitem", self.data[index], (self,), backward, saved=())
 
     def astype(self, dtype):
         """A copy in another float dtype (the gradient is cast back)."""
         src = self.dtype
-        return record("astype", self.data.astype(dtype), (self,), lambda g, n: (g.astype(src),))
+        return record("astype", self.data.astype(dtype), (self,), lambda g, n: (g.astype(src),), saved=())
 
     def float(self):
         return self.astype(np.float32)

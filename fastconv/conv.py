@@ -16,7 +16,7 @@ def _conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     p = prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm)
     if out is not None:
         p.algorithm_for("forward")   # a bad algorithm= is reported before a bad out=
-        V.check_out(out, p.kernel_geometry.output_shape, p.dtype, (input, weight, bias), fn)
+        V.check_out(out, p.kernel_geometry.output_shape, p.dtype, (input, weight, bias, p.x, p.w, p.b), fn)
     return p.conv(p.x, out)
 
 
@@ -26,7 +26,7 @@ def _conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding
                                algorithm)
     if out is not None:
         p.algorithm_for("grad_input")   # a bad algorithm= is reported before a bad out=
-        V.check_out(out, p.geom.input_shape, p.dtype, (input, weight, bias), fn)
+        V.check_out(out, p.geom.input_shape, p.dtype, (input, weight, bias, p.x, p.w, p.b), fn)
     return p.adjoint(p.x, out)
 
 

@@ -68,7 +68,7 @@ def cat(tensors, dim=0):
     def backward(g, needs):
         parts = np.split(g, bounds, axis=d)
         return tuple(p if n else None for p, n in zip(parts, needs))
-    return record("cat", y, tuple(ts), backward)
+    return record("cat", y, tuple(ts), backward, saved=())
 
 
 concat = cat
@@ -86,7 +86,7 @@ def stack(tensors, dim=0):
 
     def backward(g, needs):
         return tuple(np.take(g, i, axis=d) if n else None for i, n in enumerate(needs))
-    return record("stack", y, tuple(ts), backward)
+    return record("stack", y, tuple(ts), backward, saved=())
 
 
 def _slice(t, d, start, stop):
@@ -98,7 +98,7 @@ def _slice(t, d, start, stop):
         full = np.zeros(shape, dtype)
         full[index] = g
         return (full,)
-    return record("split", t.data[index], (t,), backward)
+    return record("split", t.data[index], (t,), backward, saved=())
 
 
 def split(tensor, split_size_or_sections, dim=0):
@@ -150,7 +150,7 @@ def _extreme(name, pick, input, dim, keepdim):
 
         def backward(g, needs):
             return (mask * (g / mask.sum()),)
-        return record(name, np.asarray(y), (t,), backward)
+        return record(name, np.asarray(y), (t,), backward, saved=())
     d = _dim(dim, t.ndim, name)
     if x.ndim and x.shape[d] == 0:
         raise ValueError("%s(): expected reduction dimension %d to have a non-zero size" % (name, d))
@@ -172,7 +172,7 @@ def _extreme(name, pick, input, dim, keepdim):
         gk = g.reshape(idx.shape)
         np.put_along_axis(full, idx, gk, axis=d)
         return (full.reshape(shape),)
-    out = record(name, values, (t,), backward)
+    out = record(name, values, (t,), backward, saved=())
     result = MaxResult if name == "max" else MinResult
     return result(out, out_idx.astype(np.int64))
 
@@ -231,7 +231,7 @@ def clamp(input, min=None, max=None):
         return (g * keep if needs[0] else None,
                 g * take_lo if needs[1] else None,
                 g * take_hi if needs[2] else None)
-    return record("clamp", y, (t, lo, hi), backward)
+    return record("clamp", y, (t, lo, hi), backward, saved=())
 
 
 clip = clamp
@@ -250,7 +250,7 @@ def where(condition, input, other):
     def backward(g, needs):
         zero = np.zeros((), g.dtype)
         return (np.where(cond, g, zero) if needs[0] else None, np.where(cond, zero, g) if needs[1] else None)
-    return record("where", y, (a, b), backward)
+    return record("where", y, (a, b), backward, saved=())
 
 
 # --------------------------------------------------------------------------------------------------- shapes
@@ -350,7 +350,7 @@ def pad(input, pad, mode="constant", value=None):
             gx = np.zeros(shape, g.dtype)
             gx[src] = g[dst]
             return (gx,)
-        return record("pad", y, (t,), backward)
+        return record("pad", y, (t,), backward, saved=())
     index = [(ax, lo, _pad_index(x.shape[ax], lo, hi, mode)) for ax, lo, hi in axes]
     y = x
     for ax, lo, idx in index:
@@ -366,7 +366,7 @@ def pad(input, pad, mode="constant", value=None):
             np.add.at(out, idx[border], gm[border])
             g = np.moveaxis(out, 0, ax)
         return (np.ascontiguousarray(g),)
-    return record("pad", y, (t,), backward)
+    return record("pad", y, (t,), backward, saved=())
 
 
 # --------------------------------------------------------------------------------------------------- Tensor methods

@@ -153,7 +153,8 @@ TABLE = [
     bad("conv1d dilated kernel larger than input", fc.conv1d, X1, W1, groups=2, dilation=5, arg="weight"),
     bad("conv_output_shape overflows", fc.conv_output_shape, (1, 1, HUGE, HUGE), (1, 1, 1, 1), arg="output"),
     # ------------------------------------------------------------------ convolution: empty, dtypes, objects
-    bad("conv2d empty batch", fc.conv2d, np.ones((0, 4, 7, 6), np.float32), W2, groups=2, arg="input"),
+    bad("conv_transpose2d no input channels", fc.conv_transpose2d, np.ones((2, 0, 7, 6), np.float32),
+        np.ones((0, 2, 3, 3), np.float32), arg="input"),
     bad("conv2d zero-size spatial", fc.conv2d, np.ones((2, 4, 0, 6), np.float32), W2, groups=2, arg="input"),
     bad("conv2d empty weight", fc.conv2d, X2, np.ones((0, 2, 3, 2), np.float32), groups=2, arg="weight"),
     bad("conv2d complex input", fc.conv2d, X2.astype(np.complex64), W2, groups=2, exc=TypeError, arg="input"),

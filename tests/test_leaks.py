@@ -149,11 +149,12 @@ def test_failed_kernel_allocation_is_a_memory_error_and_does_not_leak():
     repeating the failure leaks nothing.  Two ways, in a child process with an address-space limit so that no
     allocation can succeed and hurt the machine:
 
-    * direct with a geometry whose per-thread gather buffer is about 6 TB (a band of padding): malloc fails;
+    * direct with a geometry whose per-thread gather buffer is 3/4 of the machine's memory (a band of padding;
+      larger ones direct declines before running): malloc fails under the limit;
     * kmax_pool on a 2**23-long row (a 128 MiB per-thread sort buffer) under a soft RLIMIT_AS that leaves 48 MiB.
     """
     code = textwrap.dedent("""
-        import gc, resource, sys
+        import gc, os, resource, sys
         import numpy as np
         import fastconv as fc
         sys.path.insert(0, %r)
@@ -178,9 +179,12 @@ def test_failed_kernel_allocation_is_a_memory_error_and_does_not_leak():
 
         x = np.ones((1, 3, 4, 5), np.float32)
         w = np.ones((16, 3, 3, 1), np.float32)
-        huge = dict(dilation=(1, 2 ** 33), padding=(1, 2 ** 34), stride=(1, 2 ** 35), algorithm="direct")
+        # the buffer holds 3 x 3 rows of 5 strides of float32: 180 bytes per unit of W stride
+        phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        sw = phys * 3 // 4 // 180
+        huge = dict(padding=(1, sw), stride=(1, sw), algorithm="direct")
         direct = lambda: fc.conv2d(x, w, **huge)
-        limit(3 << 30)
+        limit(min(3 << 30, phys // 4))
         assert "could not allocate" in memory_error(direct)
         for n in (1, 2):
             with fc.num_threads(n):

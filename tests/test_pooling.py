@@ -593,7 +593,7 @@ def test_bad_pooling_arguments():
     raises(ValueError, P.max_pool2d, x, 2, dilation=0, match="dilation")
     raises(ValueError, P.max_pool1d, rand((1, 1, 1)), 2, 1, 1, 3, match="dilation")  # a window with no element
     raises(ValueError, P.max_pool2d, x[0], 2, match="input")             # 3-D for max_pool2d
-    raises(ValueError, P.max_pool2d, np.zeros((0, 2, 5, 5)), 2, match="input")
+    raises(ValueError, P.max_pool2d, np.zeros((2, 0, 5, 5)), 2, match="input")      # no channels (N = 0 is fine)
     raises(TypeError, P.max_pool2d, x.astype(complex), 2, match="input")
     raises(TypeError, P.max_pool2d, "x", 2, match="input")
     raises(TypeError, P.max_pool2d, x, 2, return_indices=1, match="return_indices")

@@ -132,17 +132,19 @@ def test_direct_huge_w_stride_with_several_output_columns(dtype):
     padding=(0, 0, 0, 2**62 - 1))`` has 5 output columns (first found with stride 2**61, padding 2**65, which
     the 2**62 bound now refuses); direct's gather-buffer size ``(64 - 1) * 2**61 + ...``
     wrapped around in the kernel's 64-bit arithmetic and it returned NaN in release builds (and never finished
-    under the debug build).  Fixed in ``_algos/direct.py``: the size is computed exactly first and refused with
-    MemoryError, like any allocation that cannot succeed.  toeplitz computes it."""
+    under the debug build).  Fixed in ``_algos/direct.py``: the size is computed exactly first; direct declines
+    the geometry (``supports``: its buffer cannot fit in memory), so naming it is a ValueError and ``auto`` picks
+    toeplitz, which computes it."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 2, 5, 6)).astype(dtype)
     w = rng.standard_normal((3, 2, 3, 2)).astype(dtype)
     kw = dict(padding=(0, 0, 0, 2 ** 62 - 1), stride=(1, 2 ** 60))
-    with pytest.raises(MemoryError, match="could not allocate"):
+    with pytest.raises(ValueError, match="direct.*does not implement"):
         fc.conv2d(x, w, algorithm="direct", **kw)
     want = np.zeros((1, 3, 3, 5))
     want[..., :1] = ref.conv_nd(x[..., :2], w)          # every other column reads only padding
     np.testing.assert_allclose(fc.conv2d(x, w, algorithm="toeplitz", **kw), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fc.conv2d(x, w, **kw), want, rtol=1e-5, atol=1e-5)
 
 
 def test_fft_huge_w_stride_with_several_output_columns():

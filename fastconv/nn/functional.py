@@ -62,8 +62,9 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
         g = p.output_grad(g)
         return (p.adjoint(g) if needs[0] else None,
                 p.weight_grad(p.x, g) if needs[1] else None,
-                _grad.conv_bias(g) if needs[2] else None)
-    return record(name, y, (x, w, b), backward)
+                # an input without channels has an output without channels: the bias reaches nothing
+                (_grad.conv_bias(g) if g.shape[1] else np.zeros_like(p.b)) if needs[2] else None)
+    return record(name, y, (x, w, b), backward, saved=(x, w))
 
 
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
@@ -80,7 +81,7 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
         return (p.conv(g) if needs[0] else None,
                 p.weight_grad(g, p.x) if needs[1] else None,
                 _grad.conv_bias(g) if needs[2] else None)
-    return record(name, y, (x, w, b), backward)
+    return record(name, y, (x, w, b), backward, saved=(x, w))
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
@@ -270,7 +271,7 @@ def linear(input, weight, bias=None):
         return (_matmul(g2, wd).reshape(xd.shape) if needs[0] else None,
                 _matmul(g2.T, x2) if needs[1] else None,
                 g2.sum(axis=0) if needs[2] else None)
-    return record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward)
+    return record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward, saved=(x, w))
 
 
 def dropout(input, p=0.5, training=True, *, generator=None):
@@ -299,18 +300,36 @@ def flatten(input, start_dim=1, end_dim=-1):
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(per_item, reduction, denominator):
+def _reduce(per_item, reduction, denominator, valid=None):
     if reduction == "none":
         return per_item
-    total = per_item.sum()
-    return total if reduction == "sum" else total / denominator
+    if reduction == "sum":
+        return per_item.sum()
+    return _mean(per_item, denominator, valid)
+
+
+def _mean(per_item, denominator, valid=None):
+    """``sum(per_item) / denominator`` as PyTorch's mean reductions: an empty or all-ignored batch gives NaN
+    (0 / 0), and items left out (``valid`` False: ``ignore_index``) get exactly zero gradient even then."""
+    d = per_item.data
+    den = d.dtype.type(denominator)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.asarray(d.sum() / den, d.dtype)
+
+    def backward(g, needs):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gi = np.broadcast_to(g / den, d.shape)
+        return (gi if valid is None else np.where(valid, gi, d.dtype.type(0)),)
+    return record("mean", value, (per_item,), backward, saved=())
 
 
 def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing, reduction):
-    """The constant ``Q`` with ``loss = -sum(Q * log_probs)`` per item, and the 'mean' denominator.
+    """The constant ``Q`` with ``loss = -sum(Q * log_probs)`` per item, the 'mean' denominator and the mask of
+    items that count (None: all).
 
     Class-index targets: ``Q[n, c] = w_c ((1 - eps) [c == t_n] + eps / C)`` for non-ignored items, mean over
-    ``sum_n w_{t_n}``.  Probability targets: ``Q = w_c ((1 - eps) p + eps / C)``, mean over the item count.
+    ``sum_n w_{t_n}``.  Probability targets: ``Q = w_c ((1 - eps) p + eps / C)``, mean over the item count;
+    ``ignore_index`` must keep its default there (PyTorch's rule).
     """
     V.check_choice(reduction, _REDUCTIONS, fn, "reduction")
     shape = log_probs.shape
@@ -326,8 +345,11 @@ def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing,
     if t.dtype.kind == "f":
         if t.shape != shape:
             raise ValueError("%s(): probability targets must have the input's shape %s, got %s" % (fn, shape, t.shape))
+        if ignore_index != -100:
+            raise ValueError("%s(): argument 'ignore_index' is not supported with probability (floating point) "
+                             "targets, got ignore_index=%r" % (fn, ignore_index))
         q = t.astype(dtype) * (1 - label_smoothing) + label_smoothing / C
-        return q * w.reshape(bshape), float(np.prod(shape) // C)
+        return q * w.reshape(bshape), float(np.prod(shape) // C), None
     if t.shape != shape[:1] + shape[2:]:
         raise ValueError("%s(): class-index targets must have shape %s, got %s" % (fn, shape[:1] + shape[2:], t.shape))
     valid = t != ignore_index
@@ -339,14 +361,14 @@ def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing,
     np.put_along_axis(q, ts[:, None], ((1 - label_smoothing) * wt)[:, None].astype(dtype), axis=1)
     if label_smoothing:
         q += (label_smoothing / C) * w.reshape(bshape) * valid[:, None]
-    return q, float(wt.sum())
+    return q, float(wt.sum()), valid
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of class indices ``target`` under log-probabilities ``input`` (N, C, ...)."""
     lp = as_tensor(input)
-    q, denom = _class_weights("nll_loss", target, lp, weight, ignore_index, 0.0, reduction)
-    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom)
+    q, denom, valid = _class_weights("nll_loss", target, lp, weight, ignore_index, 0.0, reduction)
+    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom, valid)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -363,8 +385,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if x.ndim < 2:
         raise ValueError("%s(): argument 'input' must have shape (N, C, ...), got %s" % (fn, x.shape))
     lp = log_softmax(x, 1)
-    q, denom = _class_weights(fn, target, lp, weight, ignore_index, label_smoothing, reduction)
-    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom)
+    q, denom, valid = _class_weights(fn, target, lp, weight, ignore_index, label_smoothing, reduction)
+    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom, valid)
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -382,7 +404,7 @@ def mse_loss(input, target, reduction="mean"):
 def _max_result(name, x, y, idx, return_indices):
     """Record a max-type pool; backward scatters the gradient to the argmax recorded in the forward pass."""
     shape = x.shape
-    out = record(name, y, (x,), lambda g, n: (_grad.max_pool_backward(g, idx, shape),))
+    out = record(name, y, (x,), lambda g, n: (_grad.max_pool_backward(g, idx, shape),), saved=())
     return (out, idx) if return_indices else out
 
 
@@ -410,7 +432,8 @@ def _avg_pool(nd):
                  divisor_override=None):
         x = as_tensor(input)
         args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        return record("avg_pool%dd" % nd, forward(x.data, *args), (x,), lambda g, n: (backward(g, x.shape, *args),))
+        return record("avg_pool%dd" % nd, forward(x.data, *args), (x,), lambda g, n: (backward(g, x.shape, *args),),
+                      saved=())
     return _named(avg_pool, "avg_pool%dd" % nd, "Differentiable %d-D average pooling" % nd)
 
 
@@ -442,7 +465,7 @@ def _adaptive_avg_pool(nd):
     def adaptive_avg_pool(input, output_size):
         x = as_tensor(input)
         return record("adaptive_avg_pool%dd" % nd, forward(x.data, output_size), (x,),
-                       lambda g, n: (backward(g, x.shape),))
+                      lambda g, n: (backward(g, x.shape),), saved=())
     return _named(adaptive_avg_pool, "adaptive_avg_pool%dd" % nd,
                   "Differentiable %d-D adaptive average pooling" % nd)
 
@@ -454,7 +477,7 @@ def _max_unpool(nd):
         x = as_tensor(input)
         idx = indices.data if isinstance(indices, Tensor) else indices
         y = forward(x.data, idx, kernel_size, stride, padding, output_size)
-        return record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_grad.max_unpool_backward(g, idx),))
+        return record("max_unpool%dd" % nd, y, (x,), lambda g, n: (_grad.max_unpool_backward(g, idx),), saved=())
     return _named(max_unpool, "max_unpool%dd" % nd, "Differentiable %d-D max unpooling (gradient w.r.t. the "
                   "values)" % nd)
 
@@ -478,13 +501,13 @@ def global_avg_pool(input):
     """Mean of every (n, c) feature map: (N, C, *spatial) -> (N, C)."""
     x = as_tensor(input)
     return record("global_avg_pool", _pool.global_avg_pool(x.data), (x,),
-                   lambda g, n: (_grad.global_avg_pool_backward(g, x.shape),))
+                  lambda g, n: (_grad.global_avg_pool_backward(g, x.shape),), saved=())
 
 
 def kmax_pool(input, k, dim=-1, sorted=True):
     """The ``k`` largest values along ``dim`` and their positions: ``(values Tensor, indices ndarray)``."""
     x = as_tensor(input)
     y, idx = _pool.kmax_pool(x.data, k, dim, sorted)
-    out = record("kmax_pool", y, (x,), lambda g, n: (_grad.kmax_pool_backward(g, idx, x.shape, dim),))
+    out = record("kmax_pool", y, (x,), lambda g, n: (_grad.kmax_pool_backward(g, idx, x.shape, dim),), saved=())
     return out, idx
 

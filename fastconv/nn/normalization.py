@@ -144,7 +144,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                 gx -= t
             gx = gx.reshape(x.shape)
         return gx, (gxc * invstd if needs[1] else None), (gb if needs[2] else None)
-    return record(fn, y.reshape(x.shape), (x, w, b), backward)
+    return record(fn, y.reshape(x.shape), (x, w, b), backward, saved=(x, w))
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
@@ -193,7 +193,7 @@ def _normalize_affine(fn, x, w, b, xc, var, eps, affine_shape):
             gxhat = ga * wd if wd is not None else ga
             gx = _normalized_backward(gxhat.reshape(xhat.shape), xhat, invstd).reshape(x.shape)
         return gx, gw, gb
-    return record(fn, y.reshape(x.shape), (x, w, b), backward)
+    return record(fn, y.reshape(x.shape), (x, w, b), backward, saved=(x, w))
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
@@ -250,7 +250,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
             gxhat = g3 * wd if wd is not None else g3
             gx = _normalized_backward(gxhat, xhat, invstd).reshape(x.shape)
         return gx, gw, gb
-    return record(fn, y.reshape(x.shape), (x, w, b), backward)
+    return record(fn, y.reshape(x.shape), (x, w, b), backward, saved=(x, w))
 
 
 def _shape_arg(normalized_shape, fn):

@@ -80,6 +80,7 @@ def vector_to_parameters(vec, parameters):
     start = 0
     for p in params:
         p.data[...] = vec[start:start + p.size].reshape(p.shape)
+        p.increment_version()           # an in-place write of the parameter (see Tensor._version)
         start += p.size
 
 

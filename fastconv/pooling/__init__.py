@@ -1,9 +1,12 @@
 """Pooling with argmax tracking: max, average, Lp, adaptive, global, k-max and max-unpooling.
 
 Names, argument order, defaults, output sizes and the index convention are those of ``torch.nn.functional``.
-Arrays are ``(N, C, *spatial)`` with 1, 2 or 3 spatial dims; results are float32 for float16/float32 input and
-float64 otherwise; indices are int64 flat offsets into each unpadded ``(n, c)`` plane of the input.  The
-gradients (``max_pool_backward``, ``avg_pool2d_backward``, ...) are in :mod:`fastconv.grad`.
+Arrays are ``(N, C, *spatial)`` with 1, 2 or 3 spatial dims (N may be 0, as in PyTorch); results are float32
+for float16/float32 input and float64 otherwise, except that the max-type pools (max, adaptive max, global max,
+k-max) of integer input compare the integers exactly and return them in their own dtype, as PyTorch's max pools
+do (mean-type pools of integers are float64 means, where PyTorch truncates); indices are int64 flat offsets into
+each unpadded ``(n, c)`` plane of the input.  The gradients (``max_pool_backward``, ``avg_pool2d_backward``, ...)
+are in :mod:`fastconv.grad`.
 
 Data path of every call::
 

@@ -3,7 +3,7 @@ from .. import _validate as V
 from .._doc import POOL, filled
 from .._geometry import PoolGeometry
 from ._engine import adaptive_windows, run_avg_backward, run_forward
-from ._regular import float_array
+from ._regular import float_array, pool_max
 
 __all__ = ["adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_max_pool3d", "global_max_pool", "global_avg_pool",
@@ -15,14 +15,17 @@ def _adaptive(fn, input, output_size, is_max, return_indices=False, nd=None):
     """Max or mean over ``output_size`` bins of each plane (``nd`` spatial dims, or any number for global)."""
     x = V.batch_array(input, fn, "input", nd)
     return_indices = V.flag(return_indices, fn, "return_indices")
-    geom = PoolGeometry.adaptive(x.shape, output_size, fn)
-    return run_forward(float_array(x), adaptive_windows(x.shape[2:], geom.output_size), geom.output_shape, is_max,
-                       return_indices)
+    # PyTorch's 1-D and 2-D adaptive average pools accept planes without channels, the others do not
+    geom = PoolGeometry.adaptive(x.shape, output_size, fn, empty_channels=not is_max and nd in (1, 2))
+    win = adaptive_windows(x.shape[2:], geom.output_size)
+    if is_max:
+        return pool_max(x, lambda v: run_forward(v, win, geom.output_shape, True, return_indices))
+    return run_forward(float_array(x), win, geom.output_shape, False)
 
 
 def _adaptive_avg_pool_backward(fn, nd, grad_output, input_shape):
     gy = V.batch_array(grad_output, fn, "grad_output", nd)
-    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(nd + 2,))
+    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(nd + 2,), empty="N")
     if gy.shape[:2] != shape[:2]:
         raise ValueError("%s(): argument 'grad_output' has (N, C) = %s but input_shape %s has (N, C) = %s"
                          % (fn, gy.shape[:2], shape, shape[:2]))
@@ -123,7 +126,7 @@ def global_avg_pool_backward(grad_output, input_shape):
     """Gradient of :func:`global_avg_pool`: ``grad_output[n, c] / plane size`` spread over every element."""
     fn = "global_avg_pool_backward"
     gy = V.as_array(grad_output, fn, "grad_output")
-    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(3, 4, 5))
+    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(3, 4, 5), empty="N")
     V.same_shape(gy, shape[:2], fn, "grad_output", "(N, C) of input_shape")
     ones = (1,) * (len(shape) - 2)
     return run_avg_backward(float_array(gy).reshape(gy.shape + ones), adaptive_windows(shape[2:], ones), shape)

@@ -113,6 +113,8 @@ def _divs(win, dtype):
 def run_forward(x, win, out_shape, is_max, with_idx=False, divisor=0):
     """Max (values, or (values, indices) with ``with_idx``) or mean over the windows ``win`` of x."""
     out = np.empty(out_shape, x.dtype)
+    if out.size == 0:               # a batch of zero samples (or no channels): nothing to pool
+        return (out, np.empty(out_shape, np.int64)) if with_idx else out
     idx = np.empty(out_shape, np.int64) if with_idx else np.empty((1, 1, 1, 1), np.int64)
     o4 = as_4d(out)
     n = _threads.get_num_threads()
@@ -136,6 +138,8 @@ def _inverse_axis(start, count, n):
 def run_avg_backward(gy, win, input_shape, divisor=0):
     """Adjoint of the mean over the windows ``win``: the input gradient of shape ``input_shape``."""
     gx = np.empty(input_shape, gy.dtype)
+    if gx.size == 0:
+        return gx
     g4 = as_4d(gx)
     inv = [_inverse_axis(s, c, n) for s, c, n in zip(win.start, win.count, g4.shape[1:])]
     n = _threads.get_num_threads()
@@ -154,6 +158,8 @@ def _check_index_count(bad, fn, size, where="a (n, c) plane"):
 def run_scatter(src2, idx2, plane_size, accumulate, fn, where="a (n, c) plane"):
     """Per row p: zeros of ``plane_size``, then ``src2[p]`` added (or stored) at ``idx2[p]``."""
     out = np.empty((src2.shape[0], plane_size), src2.dtype)
+    if out.size == 0:
+        return out
     bad = _pool.scatter(src2, idx2, out, accumulate, _threads.get_num_threads())
     _check_index_count(bad, fn, plane_size, where)
     return out
@@ -162,6 +168,8 @@ def run_scatter(src2, idx2, plane_size, accumulate, fn, where="a (n, c) plane"):
 def run_gather(src2, idx2, fn):
     """Per row p: ``src2[p]`` read at ``idx2[p]``."""
     out = np.empty(idx2.shape, src2.dtype)
+    if out.size == 0:
+        return out
     bad = _pool.gather(src2, idx2, out, _threads.get_num_threads())
     _check_index_count(bad, fn, src2.shape[1])
     return out
@@ -171,5 +179,7 @@ def run_kmax(x2, k, sorted):
     """The ``k`` largest entries of each row of ``x2`` and their positions."""
     vals = np.empty((x2.shape[0], k), x2.dtype)
     idx = np.empty((x2.shape[0], k), np.int64)
+    if vals.size == 0:
+        return vals, idx
     _pool.kmax(x2, vals, idx, sorted, _threads.get_num_threads())
     return vals, idx

@@ -7,15 +7,15 @@ from .. import _validate as V
 from .._doc import POOL, filled
 from .._geometry import PoolGeometry
 from ._engine import run_gather, run_kmax, run_scatter
-from ._regular import float_array
+from ._regular import float_array, pool_max
 
 __all__ = ["kmax_pool", "max_unpool1d", "max_unpool2d", "max_unpool3d", "max_pool_backward", "kmax_pool_backward",
            "max_unpool_backward"]
 
 
 def _planes(a):
-    """(N*C, prod(spatial)) view of an (N, C, *spatial) array."""
-    return a.reshape(a.shape[0] * a.shape[1], -1)
+    """(N*C, prod(spatial)) view of an (N, C, *spatial) array (N may be 0)."""
+    return a.reshape(a.shape[0] * a.shape[1], math.prod(a.shape[2:]))
 
 
 def max_pool_backward(grad_output, indices, input_shape):
@@ -37,7 +37,7 @@ def max_pool_backward(grad_output, indices, input_shape):
     fn = "max_pool_backward"
     gy = V.as_array(grad_output, fn, "grad_output")
     idx = V.index_array(indices, fn)
-    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(3, 4, 5))
+    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(3, 4, 5), empty="N")
     if gy.ndim < 2:
         raise ValueError("%s(): argument 'grad_output' must be (N, C, *out), got shape %s" % (fn, gy.shape))
     V.same_shape(idx, gy.shape, fn, "indices", "the shape of grad_output")
@@ -50,9 +50,9 @@ def max_pool_backward(grad_output, indices, input_shape):
 
 # ----------------------------------------------------------------------------------------------- k-max pooling
 def _lines(a, axis):
-    """(rows, length) C-contiguous copy of ``a`` with ``axis`` last."""
+    """(rows, length) C-contiguous copy of ``a`` with ``axis`` last (there may be no rows)."""
     moved = np.moveaxis(a, axis, -1)
-    return np.ascontiguousarray(moved).reshape(-1, a.shape[axis]), moved.shape
+    return np.ascontiguousarray(moved).reshape(math.prod(moved.shape[:-1]), a.shape[axis]), moved.shape
 
 
 def _unlines(a2, moved_shape, axis):
@@ -70,17 +70,18 @@ def kmax_pool(input, k, dim=-1, sorted=True):
     x = V.as_array(input, fn, "input")
     if x.ndim == 0:
         raise ValueError("%s(): argument 'input' must have at least one dimension" % fn)
-    V.check_nonempty(x, fn, "input")
     axis = V.axis_index(dim, x.ndim, fn, "dim")
     k = V.positive_int(k, fn, "k")
     if k > x.shape[axis]:
         raise ValueError("%s(): argument 'k'=%d is larger than the size %d of dimension %d"
                          % (fn, k, x.shape[axis], axis))
     sorted = V.flag(sorted, fn, "sorted")
-    x2, moved = _lines(float_array(x), axis)
-    vals, idx = run_kmax(x2, k, sorted)
-    out_moved = moved[:-1] + (k,)
-    return _unlines(vals, out_moved, axis), _unlines(idx, out_moved, axis)
+    def run(values):
+        x2, moved = _lines(values, axis)
+        vals, idx = run_kmax(x2, k, sorted)
+        out_moved = moved[:-1] + (k,)
+        return _unlines(vals, out_moved, axis), _unlines(idx, out_moved, axis)
+    return pool_max(x, run)
 
 
 def kmax_pool_backward(grad_output, indices, input_shape, dim=-1):
@@ -89,7 +90,7 @@ def kmax_pool_backward(grad_output, indices, input_shape, dim=-1):
     fn = "kmax_pool_backward"
     gy = V.as_array(grad_output, fn, "grad_output")
     idx = V.index_array(indices, fn)
-    shape = V.shape_arg(input_shape, fn, "input_shape")
+    shape = V.shape_arg(input_shape, fn, "input_shape", empty="all")
     if len(shape) == 0:
         raise ValueError("%s(): argument 'input_shape' must have at least one dimension" % fn)
     axis = V.axis_index(dim, len(shape), fn, "dim")

@@ -18,12 +18,40 @@ def float_array(a, dtype=None):
     return np.ascontiguousarray(a, dtype=V.float_kind(a.dtype) if dtype is None else dtype)
 
 
+def max_operand(a):
+    """``(array the max kernels compare, back)``: floats as :func:`float_array` (``back`` None); integers pool
+    exactly and keep their dtype, as PyTorch's max pools do -- through float64 when every value is exact there
+    (``|a| <= 2**53``), else through their ranks (``np.unique``), so values and argmax indices are the integers'
+    own.  ``back`` maps pooled values (a tuple ``(values, indices)`` too) to ``a``'s dtype."""
+    if a.dtype.kind == "f":
+        return float_array(a), None
+    if a.size == 0 or (int(a.max()) <= 2 ** 53 and int(a.min()) >= -2 ** 53):
+        values = a.astype(np.float64)
+        to_int = lambda v: v.astype(a.dtype)  # noqa: E731
+    else:
+        uniq, rank = np.unique(a, return_inverse=True)
+        values = rank.reshape(a.shape).astype(np.float64)
+        to_int = lambda v: uniq[v.astype(np.intp)]  # noqa: E731
+
+    def back(res):
+        return (to_int(res[0]), res[1]) if isinstance(res, tuple) else to_int(res)
+    return values, back
+
+
+def pool_max(a, run):
+    """``run(array)`` on :func:`max_operand`'s array, its values mapped back to ``a``'s dtype."""
+    values, back = max_operand(a)
+    res = run(values)
+    return res if back is None else back(res)
+
+
 # ----------------------------------------------------------------------------------------------- max pooling
 def _max_pool(fn, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     x = V.batch_array(input, fn, "input", nd)
     return_indices = V.flag(return_indices, fn, "return_indices")
     geom = PoolGeometry.make(x.shape, kernel_size, stride, padding, dilation, ceil_mode, fn=fn)
-    return run_forward(float_array(x), regular_windows(geom, fn), geom.output_shape, True, return_indices)
+    win = regular_windows(geom, fn)
+    return pool_max(x, lambda v: run_forward(v, win, geom.output_shape, True, return_indices))
 
 
 @filled(POOL)
@@ -96,7 +124,7 @@ def _avg_pool(fn, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
 def _avg_pool_backward(fn, nd, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
                        count_include_pad, divisor_override):
     gy = V.batch_array(grad_output, fn, "grad_output", nd)
-    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(nd + 2,))
+    shape = V.shape_arg(input_shape, fn, "input_shape", ndims=(nd + 2,), empty="N")
     geom, win, divisor = _avg_setup(fn, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                     divisor_override)
     V.same_shape(gy, geom.output_shape, fn, "grad_output", "the pooling output for input_shape %s" % (shape,))

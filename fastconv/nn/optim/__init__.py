@@ -4,7 +4,10 @@
 own options).  Parameters that do not require grad are accepted and skipped (the usual fine-tuning pattern:
 freeze some layers, optimise ``model.parameters()``); so is every parameter whose ``.grad`` is None.
 ``step()`` is the one place that writes parameters: it hands each parameter's array to the optimiser's update
-rule, which changes it in place.  ``zero_grad()`` sets every ``p.grad`` to None.
+rule, which changes it in place, and then bumps the parameter's version counter
+(:meth:`~fastconv.Tensor.increment_version`), so that a backward pass through a graph recorded before the step
+raises instead of differentiating with the new values, as in PyTorch.  ``zero_grad()`` sets every ``p.grad`` to
+None.
 
 ``state_dict()`` / ``load_state_dict()`` use PyTorch's layout -- ``{"state": {index: {...}}, "param_groups":
 [{..., "params": [indices]}]}`` with parameters numbered in group order -- so the state of a torch optimiser of
@@ -83,6 +86,7 @@ class Optimizer:
                 if state is None:
                     state = self.state[p] = {}
                 self._update(p.data, p.grad.astype(p.dtype, copy=False), group, state)
+                p.increment_version()    # the one place an optimiser marks its in-place write
         return loss
 
     def _update(self, param, grad, group, state):  # pragma: no cover - abstract
