@@ -31,9 +31,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 SEED = 20120
 SCALE = float(os.environ.get("FASTCONV_FUZZ_SCALE", "1"))
-CONV_PROBLEMS = max(1, int(72 * SCALE))     # per chunk
+CONV_PROBLEMS = max(1, int(120 * SCALE))     # per chunk
 CONV_CHUNKS = 4
-FILTER_PROBLEMS = max(1, int(60 * SCALE))
+FILTER_PROBLEMS = max(1, int(120 * SCALE))
 ALGORITHMS = fc.algorithms()
 TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
@@ -81,20 +81,26 @@ def torch_or_none():
 
 
 # ----------------------------------------------------------------------------------------------- problems
-def _conv_problem(rng):
-    """A forward convolution: (nd, x, w, b, gy-shape-free kwargs, padding pairs, padding mode)."""
+def _layer(rng):
+    """(nd, groups, in/out channels per group, batch, kernel, stride, dilation, dtype) of a random small layer."""
     nd = int(rng.integers(1, 4))
     groups, cg, kg = int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(1, 3))
     N = int(rng.choice([0, 1, 2], p=[0.05, 0.55, 0.4]))
     kernel = tuple(int(v) for v in rng.integers(1, {1: 4, 2: 4, 3: 3}[nd], nd))
     stride = tuple(int(v) for v in rng.integers(1, 4, nd))
     dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
+    dtype = np.float32 if rng.random() < 0.5 else np.float64
+    return nd, groups, cg, kg, N, kernel, stride, dilation, dtype
+
+
+def _conv_problem(rng):
+    """A forward convolution: (nd, x, w, b, kwargs with padding pairs, padding mode)."""
+    nd, groups, cg, kg, N, kernel, stride, dilation, dtype = _layer(rng)
     pairs = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (nd, 2)))
     mode = str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"]))
     eff = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     size = tuple(max(e - lo - hi, max(lo, hi) + 1, 1) + int(rng.integers(0, {1: 5, 2: 3, 3: 2}[nd]))
                  for e, (lo, hi) in zip(eff, pairs))
-    dtype = np.float32 if rng.random() < 0.5 else np.float64
     x = sprinkle(rng, (N, groups * cg) + size, 0.08, dtype)
     w = sprinkle(rng, (groups * kg, cg) + kernel, 0.12, dtype)
     b = sprinkle(rng, (groups * kg,), 0.1, dtype) if rng.random() < 0.5 else None
@@ -103,12 +109,8 @@ def _conv_problem(rng):
 
 
 def _transpose_problem(rng):
-    nd = int(rng.integers(1, 4))
-    groups, cg, kg = int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(1, 3))
-    N = int(rng.choice([0, 1, 2], p=[0.05, 0.55, 0.4]))
-    kernel = tuple(int(v) for v in rng.integers(1, {1: 4, 2: 4, 3: 3}[nd], nd))
-    stride = tuple(int(v) for v in rng.integers(1, 4, nd))
-    dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
+    """A transposed convolution: (nd, x, w, b, kwargs, padding pairs of the forward convolution), or None."""
+    nd, groups, cg, kg, N, kernel, stride, dilation, dtype = _layer(rng)
     pad = tuple(int(v) for v in rng.integers(0, 3, nd))
     opad = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))   # may reach stride
     size = tuple(int(v) for v in rng.integers(1, {1: 6, 2: 4, 3: 3}[nd], nd))
@@ -116,7 +118,6 @@ def _transpose_problem(rng):
            for n, s, p, d, k, o in zip(size, stride, pad, dilation, kernel, opad)]
     if min(out) < 1:
         return None
-    dtype = np.float32 if rng.random() < 0.5 else np.float64
     x = sprinkle(rng, (N, groups * cg) + size, 0.1, dtype)
     w = sprinkle(rng, (groups * cg, kg) + kernel, 0.12, dtype)
     b = sprinkle(rng, (groups * kg,), 0.1, dtype) if rng.random() < 0.5 else None

@@ -19,10 +19,12 @@ from fastconv import nn
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
+# PyTorch says that padding="same" with an even kernel copies the input; fastconv pads per side without a copy
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
 SEED = 20121
 SCALE = float(os.environ.get("FASTCONV_FUZZ_SCALE", "1"))
-PROBLEMS = max(1, int(90 * SCALE))      # per chunk
+PROBLEMS = max(1, int(500 * SCALE))      # per chunk
 CHUNKS = 4
 ALGORITHMS = fc.algorithms()
 

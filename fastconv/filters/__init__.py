@@ -43,8 +43,10 @@ and may sum in another order (separable passes, FFT).  Against them:
 * integer outputs of correlate/convolve: equal, or one unit apart where the exact value is an integer that the two
   summation orders round to opposite sides of before truncation.
 
-Non-finite input values propagate like scipy's for ``direct`` (weights <= 2.2e-16 are skipped, as scipy does) but
-spread further through separable passes and the FFT.
+Non-finite values: ``direct`` and ``separable`` put an inf or NaN where scipy.ndimage does (weights with
+``|w| <= 2.2e-16`` are skipped, as scipy does; the separable passes skip their factors' zeros); the FFT spreads
+one over the whole image (or tile), so ``method="auto"`` never picks it for an image or kernel holding one, nor
+for bool images.
 """
 from ._engine import METHODS, MODES
 from ._named import apply_kernel, kernels
