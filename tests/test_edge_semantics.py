@@ -256,7 +256,7 @@ def test_optimizer_step_between_forward_and_backward_raises():
         loss.backward()
 
 
-@pytest.mark.parametrize("write", ["adam", "setter", "augmented", "load_state_dict", "increment_version"])
+@pytest.mark.parametrize("write", ["adam", "setter", "augmented", "load_state_dict", "init", "increment_version"])
 def test_every_parameter_write_bumps_the_version(write):
     layer = nn.Linear(3, 2)
     x = fc.Tensor(np.ones((4, 3)))
@@ -271,6 +271,8 @@ def test_every_parameter_write_bumps_the_version(write):
         layer.weight.data -= 1
     elif write == "load_state_dict":
         layer.load_state_dict({k: np.zeros(v_.shape) for k, v_ in layer.state_dict().items()})
+    elif write == "init":
+        nn.init.uniform_(layer.weight)
     else:
         layer.weight.increment_version()
     assert layer.weight._version > v

@@ -33,6 +33,8 @@ def _array(tensor):
 def _fill(tensor, values):
     arr = _array(tensor)
     arr[...] = values
+    if hasattr(tensor, "increment_version"):     # an in-place write of a Tensor's data (see Tensor._version)
+        tensor.increment_version()
     return tensor
 
 
