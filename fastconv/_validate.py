@@ -111,6 +111,8 @@ def batch_array(value, fn, arg, nd=None, layout=None):
 def check_sizes(shape, fn, arg, empty=(), what=None):
     """Require every entry of ``shape`` to be positive, except the axes in ``empty`` (which may be 0: a batch
     of zero samples, or PyTorch's zero channels); ``what`` names the axes in the message."""
+    if min(shape, default=1) > 0:
+        return
     bad = [i for i, s in enumerate(shape) if s < 0 or (s == 0 and i not in empty)]
     if bad:
         allowed = " (only %s may be 0)" % what if what else ""

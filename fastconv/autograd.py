@@ -115,12 +115,12 @@ class _Record:
         self.needs = needs
         self.backward = backward
         self.output = None
-        self.saved = tuple((t, t._version) for t in saved if t is not None)
+        self.saved = [(t, t._versions[0]) for t in saved if t is not None]
 
     def check_versions(self):
         """RuntimeError if a tensor the backward closure reads was modified in place since it was recorded."""
         for t, version in self.saved:
-            if t._version != version:
+            if t._versions[0] != version:
                 raise RuntimeError(
                     "backward(): a tensor that %s needs for its gradient (%s of shape %s) was modified in place "
                     "after the operation recorded it: it is at version %d, the operation saw version %d (e.g. "
