@@ -9,8 +9,9 @@
 #   tools/run_sanitized_tests.sh -- tests/test_x.py -k foo    explicit pytest arguments
 #
 # Environment: FASTCONV_SANITIZE (default "address"; "address,undefined" adds UBSan), FASTCONV_SAN_DIR (build dir,
-# default a fresh mktemp -d under $TMPDIR), FASTCONV_HYPOTHESIS_SCALE (default 0.25: a quarter of the property
-# examples), CC (compiler whose libasan is preloaded, default gcc), PYTHON (default python3).
+# default a fresh mktemp -d under $TMPDIR), FASTCONV_HYPOTHESIS_SCALE and FASTCONV_FUZZ_SCALE (default 0.25: a
+# quarter of the property examples and fuzzer problems), CC (compiler whose libasan is preloaded, default gcc),
+# PYTHON (default python3).
 #
 # The in-place build of the repository is never touched: the clone gets its own build/ and .so files.  A Python
 # that was not itself built with ASan needs the ASan runtime preloaded (LD_PRELOAD) so that it is the first
@@ -81,6 +82,7 @@ export LD_PRELOAD="${runtime}${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_init_order=1:detect_stack_use_after_return=0:log_path=$work/asan}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:log_path=$work/asan}"
 export FASTCONV_HYPOTHESIS_SCALE="${FASTCONV_HYPOTHESIS_SCALE:-0.25}"
+export FASTCONV_FUZZ_SCALE="${FASTCONV_FUZZ_SCALE:-0.25}"
 export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONFAULTHANDLER=1
 
@@ -91,7 +93,7 @@ if [ ${#pytest_args[@]} -eq 0 ]; then
         pytest_args=()
         for f in test_bad_inputs test_regressions test_properties test_determinism test_concurrency test_leaks \
                  test_conv test_conv_validation test_conv_transpose test_grad test_toeplitz test_fft \
-                 test_pooling test_filters; do
+                 test_pooling test_filters test_nonfinite test_edge_semantics; do
             [ -f "$src/tests/$f.py" ] && pytest_args+=("tests/$f.py")
         done
     fi
