@@ -415,6 +415,13 @@ def test_auto_does_not_pick_an_algorithm_that_cannot_allocate():
     geom = fc.ConvGeometry.make((1, 1, 5), (1, 1, 2), 2 ** 40, 2 ** 40, 2 ** 40)
     assert not _algorithms.get("direct").supports(geom, np.float64, "forward")
     assert _algorithms.get("direct").supports(fc.ConvGeometry.make((1, 1, 5), (1, 1, 2)), np.float64, "forward")
+    limit = fc.get_workspace_limit()
+    fc.set_workspace_limit(8)                  # toeplitz declines too: a clear error, not a crash
+    try:
+        with pytest.raises(ValueError, match="no registered algorithm can compute the forward"):
+            fc.conv1d(np.ones((1, 1, 5)), np.ones((1, 1, 2)), dilation=2 ** 40, padding=2 ** 40, stride=2 ** 40)
+    finally:
+        fc.set_workspace_limit(limit)
 
 
 def test_correlate_takes_bool_images_like_scipy():
