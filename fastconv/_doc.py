@@ -57,11 +57,14 @@ CONV = {
         Split channels into ``groups`` independent convolutions (``groups == C_in`` is depthwise).
     padding_mode : {"zeros", "reflect", "replicate", "circular"}""",
     "conv_algorithm": """algorithm : {"auto", "direct", "toeplitz", "fft", ...}
-        See ``fastconv.algorithms()``.""",
+        See ``fastconv.algorithms()``.  ``"direct"`` and ``"toeplitz"`` put an inf or NaN of the operands
+        exactly where PyTorch does; ``"fft"`` spreads one over its tile (NaN), so ``"auto"`` never picks an
+        algorithm that spreads for operands holding one (the guide's "Non-finite values").""",
     "conv_flip": """flip : bool
         True computes true convolution (the kernel flipped along every spatial axis).""",
     "conv_out": """out : ndarray, optional
-        C-contiguous array of the output shape and dtype to write into.""",
+        C-contiguous array of the output shape and dtype to write into; it must not share memory with an input
+        (whatever form the input is given in: an ndarray, a memoryview, a torch tensor).""",
     "conv_returns": """ndarray, shape (N, C_out, *out_size), ``out_size = (n + 2p - d(k-1) - 1) // s + 1``
         float64 if any argument is float64 or an integer array, else float32.""",
     "convt_args": """stride, padding, output_padding, dilation : int or tuple of ints, one per spatial dim
