@@ -58,7 +58,7 @@ def test_transposed_conv_backward_with_output_padding_at_least_the_stride(alg, n
 
 def test_conv_transpose_layer_backward_with_output_padding_at_least_the_stride():
     layer = nn.ConvTranspose2d(2, 3, 3, stride=1, dilation=2, output_padding=1)
-    x = fc.Tensor(np.ones((1, 2, 5, 5)), requires_grad=True)
+    x = fc.Tensor(np.ones((1, 2, 5, 5), np.float32), requires_grad=True)
     layer(x).sum().backward()
     assert x.grad.shape == x.shape and layer.weight.grad.shape == layer.weight.shape
     assert np.isfinite(x.grad).all() and np.abs(layer.weight.grad).sum() > 0
@@ -206,6 +206,30 @@ def test_a_model_trains_on_an_empty_batch():
         np.testing.assert_array_equal(p.data, b)
 
 
+@pytest.mark.parametrize("name", ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d", "GroupNorm", "LayerNorm"])
+def test_normalisation_layers_take_an_empty_batch(name):
+    """torch: an empty output, zero gradients for weight and bias, running statistics left alone (the
+    BatchNorm layer still counts the batch)."""
+    torch = torch_or_skip()
+    make = {"BatchNorm1d": lambda m: m.BatchNorm1d(3), "BatchNorm2d": lambda m: m.BatchNorm2d(3),
+            "InstanceNorm2d": lambda m: m.InstanceNorm2d(3),     # torch's affine one fails on N = 0 (IndexError)
+            "GroupNorm": lambda m: m.GroupNorm(1, 3), "LayerNorm": lambda m: m.LayerNorm(4)}[name]
+    shape = (0, 3) if name == "BatchNorm1d" else (0, 3, 4, 4)
+    ours, theirs = make(nn), make(torch.nn)
+    x = fc.Tensor(np.zeros(shape, np.float32), requires_grad=True)
+    tx = torch.zeros(shape, requires_grad=True)
+    y, ty = ours(x), theirs(tx)
+    y.sum().backward()
+    ty.sum().backward()
+    assert y.shape == tuple(ty.shape) and x.grad.shape == shape
+    if theirs.weight is not None:
+        np.testing.assert_array_equal(ours.weight.grad, theirs.weight.grad.numpy())
+        np.testing.assert_array_equal(ours.bias.grad, theirs.bias.grad.numpy())
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        if hasattr(theirs, key) and getattr(theirs, key) is not None:
+            np.testing.assert_array_equal(np.asarray(getattr(ours, key)), getattr(theirs, key).numpy())
+
+
 def test_tensor_reductions_of_empty_tensors():
     t = fc.Tensor(np.zeros((0, 3)), requires_grad=True)
     with warnings.catch_warnings():
@@ -248,7 +272,7 @@ def test_optimizer_step_between_forward_and_backward_raises():
     """torch raises "modified by an inplace operation"; fastconv silently differentiated with the new values."""
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 2))
     opt = nn.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x = fc.Tensor(np.random.default_rng(0).standard_normal((2, 1, 5, 5)))
+    x = fc.Tensor(np.random.default_rng(0).standard_normal((2, 1, 5, 5)).astype(np.float32))
     loss = NF.cross_entropy(model(x), np.array([0, 1]))
     loss.backward(retain_graph=True)
     opt.step()
@@ -256,15 +280,18 @@ def test_optimizer_step_between_forward_and_backward_raises():
         loss.backward()
 
 
-@pytest.mark.parametrize("write", ["adam", "setter", "augmented", "load_state_dict", "init", "increment_version"])
+@pytest.mark.parametrize("write", ["SGD", "Adam", "AdamW", "RMSprop", "setter", "augmented", "load_state_dict",
+                                   "init", "vector_to_parameters", "increment_version"])
 def test_every_parameter_write_bumps_the_version(write):
     layer = nn.Linear(3, 2)
-    x = fc.Tensor(np.ones((4, 3)))
+    x = fc.Tensor(np.ones((4, 3), np.float32))
     y = layer(x).sum()
     v = layer.weight._version
-    if write == "adam":
+    if write in ("SGD", "Adam", "AdamW", "RMSprop"):
         y.backward(retain_graph=True)
-        nn.Adam(layer.parameters(), lr=0.1).step()
+        getattr(nn, write)(layer.parameters(), lr=0.1).step()
+    elif write == "vector_to_parameters":
+        nn.utils.vector_to_parameters(np.zeros(8), layer.parameters())
     elif write == "setter":
         layer.weight.data = layer.weight.data * 2
     elif write == "augmented":
@@ -284,7 +311,7 @@ def test_writes_to_tensors_the_gradient_does_not_read_are_fine():
     """As in torch, changing a tensor whose value the recorded backward does not need (the bias of a layer, the
     operand of an addition) is not an error; the detached view shares the counter."""
     layer = nn.Conv2d(1, 2, 3)
-    x = fc.Tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
+    x = fc.Tensor(np.ones((1, 1, 4, 4), np.float32), requires_grad=True)
     y = (layer(x) + x.sum()).sum()
     layer.bias.data = layer.bias.data + 1
     y.backward()

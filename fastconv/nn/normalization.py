@@ -83,6 +83,16 @@ def _normalized_backward(gxhat, xhat, invstd):
     return gx
 
 
+def _empty(fn, x, w, b):
+    """A batch without samples, as PyTorch: an empty output, zero gradients for the affine parameters, and no
+    statistics (the running averages stay as they are)."""
+    def backward(g, needs):
+        return (np.zeros(x.shape, x.dtype) if needs[0] else None,
+                np.zeros(w.shape, w.dtype) if needs[1] else None,
+                np.zeros(b.shape, b.dtype) if needs[2] else None)
+    return record(fn, np.empty(x.shape, x.dtype), (x, w, b), backward, saved=())
+
+
 def _update_running(running, value, momentum):
     """``running = momentum value + (1 - momentum) running``, in place (PyTorch's order of operations)."""
     running[...] = momentum * value + (1 - momentum) * running
@@ -102,6 +112,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     x, w, b, rm, rv, eps, momentum = _per_channel_args(fn, 2, input, weight, bias, running_mean, running_var, eps,
                                                         momentum)
     N, C = x.shape[:2]
+    if N == 0:
+        return _empty(fn, x, w, b)
     x3 = x.data.reshape(N, C, -1)
     M = N * x3.shape[2]
     dtype = x.dtype
@@ -158,6 +170,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if not use_input_stats:
         return batch_norm(x, rm, rv, w, b, False, momentum, eps)
     N, C = x.shape[:2]
+    if N == 0:
+        return _empty(fn, x, w, b)
     x3 = x.data.reshape(1, N * C, -1)
     L = x3.shape[2]
     if L <= 1:
@@ -211,6 +225,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     for arg, t in (("weight", w), ("bias", b)):
         _check_param(fn, arg, t, C)
     eps = V.real_scalar(eps, fn, "eps")
+    if N == 0:
+        return _empty(fn, x, w, b)
     x3 = x.data.reshape(1, N * G, -1)
     mean, var, xc = _moments(x3)
     return _normalize_affine(fn, x, w, b, xc, var, eps, (N, C, -1))
