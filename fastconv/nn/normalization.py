@@ -211,7 +211,7 @@ def _normalize_affine(fn, x, w, b, xc, var, eps, affine_shape):
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
-    """Group normalisation: the channels of ``input`` (N, C, *) split into ``num_groups`` groups, each group of
+    """Group normalisation: the channels of ``input`` ``(N, C, *)`` split into ``num_groups`` groups, each group of
     each sample standardised over its channels and positions; per-channel affine, as
     ``torch.nn.functional.group_norm``."""
     fn = "group_norm"
