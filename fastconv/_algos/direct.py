@@ -18,7 +18,7 @@ gradient / transposed convolution, whose padding and holes are not input element
 """
 import functools
 import os
-from math import ceil
+from math import ceil, prod
 
 import numpy as np
 
@@ -79,7 +79,20 @@ def _run_shape(geom, op):
 
 def supports(geom, dtype, op):
     """False when even the smallest gather buffer of one thread (one column block) would not fit in this
-    machine's memory: huge W dilations or strides, which ``toeplitz`` computes without such a buffer."""
+    machine's memory: huge W dilations or strides, which ``toeplitz`` computes without such a buffer.
+
+    Settled by a bound for every ordinary geometry (the widest column block, 8-byte elements), counted exactly
+    (and cached) only past it."""
+    k = geom.kernel_size
+    if op == "forward":
+        rows, T, sw, dw = geom.weight_shape[1] * prod(k[:-1]), k[-1], geom.stride[-1], geom.dilation[-1]
+    elif op == "grad_input":
+        rows, T, sw, dw = geom.weight_shape[0] // geom.groups * prod(k[:-1]), k[-1], 1, geom.dilation[-1]
+    else:
+        o = geom.output_size
+        rows, T, sw, dw = geom.batch * prod(o[:-1]), o[-1], geom.dilation[-1], geom.stride[-1]
+    if rows * (WIDEST_BLOCK * sw + (T - 1) * dw + 1) * 8 <= min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY):
+        return True
     return _fits(geom, np.dtype(dtype).char, op)
 
 
@@ -101,6 +114,7 @@ def _physical_memory():
 
 
 PHYSICAL_MEMORY = _physical_memory()
+WIDEST_BLOCK = max(_direct.block_sizes(f, 1, 1)[1] for f in (True, False))     # output columns of a block
 
 
 def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
