@@ -58,8 +58,9 @@ CONV = {
     padding_mode : {"zeros", "reflect", "replicate", "circular"}""",
     "conv_algorithm": """algorithm : {"auto", "direct", "toeplitz", "fft", ...}
         See ``fastconv.algorithms()``.  ``"direct"`` and ``"toeplitz"`` put an inf or NaN of the operands
-        exactly where PyTorch does; ``"fft"`` spreads one over its tile (NaN), so ``"auto"`` never picks an
-        algorithm that spreads for operands holding one (the guide's "Non-finite values").""",
+        exactly where PyTorch does; ``"fft"``, ``"winograd"`` and ``"fft_tiles"`` spread one over its tile
+        (NaN), so ``"auto"`` never picks an algorithm that spreads for operands holding one (the guide's
+        "Non-finite values").""",
     "conv_flip": """flip : bool
         True computes true convolution (the kernel flipped along every spatial axis).""",
     "conv_out": """out : ndarray, optional

@@ -313,21 +313,24 @@ def test_forward_multiplies_zero_padding_in_every_dimension(alg, nd):
 def test_auto_avoids_fft_for_nonfinite_operands(dtype):
     """The issue's example: one NaN in a (1, 4, 256, 256) input with a 21x21 kernel poisons the 1,764 outputs
     whose window holds it (torch, direct, toeplitz); auto used to pick fft and poison all 262,144 outputs.  The
-    same layer with finite data still runs fft (the isfinite check changes nothing there).  Two threads, so
-    that the cost model's choice is the same on every machine."""
+    same layer with finite data still runs a transform algorithm (fft, or winograd's polyphase blocks).  Two
+    threads, so that the cost model's choice is the same on every machine."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 4, 256, 256)).astype(dtype)
     w = rng.standard_normal((4, 4, 21, 21)).astype(dtype)
     from fastconv._prepare import prepare_conv
     with fc.num_threads(2):
         p = prepare_conv("conv2d", 2, x, w)
-        assert p.algorithm_for("forward", p.x, p.w).name == "fft"      # the premise: auto's choice, finite data
+        chosen = p.algorithm_for("forward", p.x, p.w)
+        assert chosen.nonfinite == "spreads"       # the premise: auto's choice for finite data spreads (fft here)
         x[0, 0, 100, 100] = np.nan
         assert p.algorithm_for("forward", x, p.w).nonfinite == "exact"
         y = fc.conv2d(x, w)
         assert np.isnan(y).sum() == 4 * 21 * 21
         assert np.isnan(y[:, :, 80:101, 80:101]).all()
-        assert np.isnan(fc.conv2d(x, w, algorithm="fft")).sum() > 4 * 21 * 21     # what an explicit fft does
+        named = fc.conv2d(x, w, algorithm=chosen.name)          # asked by name it runs, and spreads or not
+        assert np.isnan(named[:, :, 80:101, 80:101]).all()
+        assert np.isnan(fc.conv2d(x, w, algorithm="fft")).sum() > 4 * 21 * 21     # fft, named, spreads
 
 
 def test_auto_avoids_fft_when_products_overflow():

@@ -63,4 +63,5 @@ ALGORITHM = register(Algorithm(
     cost=cost,
     description="small-tile FFTs (8, 16 or 32 points) vectorised over tiles, channel sums as GEMMs per frequency",
     supports=supports,
+    nonfinite="spreads",     # a tile's transform mixes every input of the tile into every output of it
 ))

@@ -669,4 +669,5 @@ ALGORITHM = register(Algorithm(
                 "kernels via polyphase 3-tap blocks; reduced accuracy (see error())",
     supports=supports,
     error=error,
+    nonfinite="spreads",     # the tile transforms mix every input of a tile into every output of it
 ))
