@@ -19,6 +19,7 @@ Every figure on the page is a ratio between implementations measured in the same
 and noisy); absolute times are given for orientation only.
 """
 import argparse
+import importlib.machinery
 import json
 import os
 import shutil
@@ -31,7 +32,10 @@ DOCS = os.path.join(ROOT, "docs")
 PAGE = os.path.join(DOCS, "benchmarks.rst")
 STATIC = os.path.join(DOCS, "_static", "bench")
 STATIC_URL = "_static/bench"      # relative to the page
-if ROOT not in sys.path:          # report on this checkout's fastconv (an in-place build works)
+# Report on this checkout's fastconv when its kernels are built in place; otherwise on the installed one, which an
+# unbuilt checkout must not shadow.
+if ROOT not in sys.path and any(os.path.exists(os.path.join(ROOT, "fastconv", "_kernels", "_cpu" + suffix))
+                                for suffix in importlib.machinery.EXTENSION_SUFFIXES):
     sys.path.insert(0, ROOT)
 JSON_NAME = "bench.json"
 
