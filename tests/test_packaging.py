@@ -106,3 +106,28 @@ def test_the_walker_reads_every_command_block():
     assert all(not c.startswith(("$", "#")) and "  # " not in c for c in commands)
     # commands started from the repository root must not import the (unbuilt) checkout by accident
     assert not [c for c in commands if re.match(r"python3? -(c|m) (?!pytest)", c)]
+
+
+def test_torch_skips_fold_into_one_summary_line(tmp_path):
+    """Without torch the parity tests skip with one line in ``-ra``'s summary (tests/conftest.py)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "torch.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    shutil.copy(os.path.join(ROOT, "tests", "conftest.py"), suite)
+    (suite / "test_parity.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.parametrize('i', range(3))\ndef test_a(i):\n    pytest.importorskip('torch')\n\n"
+        "def test_b():\n    pytest.importorskip('torch')\n\n"
+        "def test_c():\n    pytest.skip('another reason')\n\n"
+        "def test_d():\n    pass\n")
+    env = dict({k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, PYTHONPATH=str(hide))
+    res = subprocess.run([sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", str(suite)],
+                         cwd=str(suite), env=env, capture_output=True, text=True, timeout=120)
+    lines = res.stdout.splitlines()
+    torch_lines = [line for line in lines if line.startswith("SKIPPED") and "torch" in line]
+    assert torch_lines == ["SKIPPED [4] conftest.py: parity tests skipped: torch not installed -- "
+                           "pip install '.[test,torch]'"], res.stdout
+    assert any("another reason" in line for line in lines)
+    assert "1 passed, 5 skipped" in lines[-1]
