@@ -25,21 +25,45 @@ def test_info_subcommand(capsys):
 
 
 def test_help_for_each_subcommand(capsys):
-    for sub in ("bench", "filter", "info"):
+    for sub in cli.COMMANDS:
         with pytest.raises(SystemExit) as exc:
             cli.main([sub, "--help"])
         assert exc.value.code == 0
-        assert "usage" in capsys.readouterr().out
+        assert "usage: fastconv %s" % sub in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_has_help():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.choices and set(cli.COMMANDS) <= set(a.choices))
+    for name in cli.COMMANDS:
+        for action in sub.choices[name]._actions:
+            assert action.help, "fastconv %s %s has no help text" % (name, "/".join(action.option_strings)
+                                                                      or action.dest)
+
+
+def test_bare_command_prints_the_help_and_version_works(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastconv") and all(c in out for c in cli.COMMANDS)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == "fastconv %s" % fc.__version__
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["frobnicate"], "invalid choice"),
-    ([], "required"),
     (["bench", "--grid", "huge"], "invalid choice"),
     (["bench", "--repeats", "0", "--no-progress"], "--repeats"),
     (["bench", "--peers", "matlab", "--no-progress"], "--peers"),
     (["filter", "missing.png", "out.png", "--gaussian", "2"], "no such input file"),
     (["filter", "a.png", "b.png"], "one of the arguments"),
+    (["filter", "a.png", "o.xyz", "--gaussian", "2"], "use one of the extensions .png"),
+    (["train", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+    (["train", "--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+    (["train", "--lr", "fast"], "--lr: must be a positive number"),
+    (["train", "--size", "17"], "--size: invalid choice"),
+    (["info", "--verbose"], "unrecognized arguments"),
 ])
 def test_errors_are_one_line_with_exit_code_2(argv, needle, capsys):
     code, out, err = _run(argv, capsys)
@@ -146,6 +170,23 @@ def test_filter_subcommand_on_a_real_image(tmp_path, flags, capsys):
     assert result.std() > 0
 
 
+def test_filter_clips_by_default_and_rescales_on_request(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    from skimage import data, io
+    src = tmp_path / "in.png"
+    image = data.camera()[::4, ::4]
+    io.imsave(src, image, check_contrast=False)
+    assert _run(["filter", str(src), str(tmp_path / "clip.png"), "--kernel", "sharpen"], capsys)[0] == 0
+    assert _run(["filter", str(src), str(tmp_path / "scaled.png"), "--kernel", "sharpen", "--rescale"],
+                capsys)[0] == 0
+    clipped = io.imread(tmp_path / "clip.png").astype(float)
+    scaled = io.imread(tmp_path / "scaled.png").astype(float)
+    want = np.clip(fc.filters.apply_kernel(image, "sharpen"), 0, 1) * 255
+    assert np.abs(clipped - want).max() <= 1.0                  # clipped, not rescaled
+    assert clipped.std() >= image.std()                           # sharpening keeps (raises) the contrast
+    assert scaled.min() == 0 and scaled.max() == 255 and scaled.std() < clipped.std()
+
+
 def test_filter_subcommand_kernel_file_matches_library(tmp_path, capsys):
     pytest.importorskip("skimage")
     from skimage import io
@@ -165,6 +206,13 @@ def test_filter_subcommand_kernel_file_matches_library(tmp_path, capsys):
     code, _, err = _run(["filter", str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--kernel-file", str(bad)],
                         capsys)
     assert code == 2 and "kernel-file" in err
+
+
+def test_train_refuses_counts_below_one():
+    from fastconv.examples import digits
+    for kw in (dict(epochs=0), dict(batch_size=0), dict(train_limit=0), dict(threads=0)):
+        with pytest.raises(ValueError, match="train\\(\\): argument '%s' must be positive" % list(kw)[0]):
+            digits.train(progress=False, log=None, **kw)
 
 
 def test_train_subcommand_runs_a_short_training(capsys):

@@ -345,7 +345,8 @@ SUMMARY = ["layer", "op", "fastest", "best_ms", "auto", "auto_over_best", "best_
 def add_arguments(p):
     p.add_argument("--grid", choices=sorted(GRIDS), default="default", help="workload (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads for fastconv, BLAS and torch")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="precision of every measurement (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up (default: %(default)s)")
     p.add_argument("--budget", type=float, default=0.3, help="seconds of timed repeats per measurement "
                    "(default: %(default)s)")
