@@ -288,8 +288,8 @@ def render(result, images=(), source=JSON_NAME):
 
     lines += _title("Fastest algorithm per layer", "-")
     lines += ["Time of each algorithm (the fastest in bold), the runner-up's time over the fastest's and whether "
-              "that lead", "is *real* (the runner-up was slower in every round, by at least 3 % in the median) or "
-              "within the *noise*", "of the run, and the effective GFLOP/s of the fastest (``2 N K C/g f_h f_w H_out "
+              "the lead", "is *real* (every other algorithm slower in every round, and by more than 3 % with 95 % "
+              "confidence) or within", "the *noise* of the run, and the effective GFLOP/s of the fastest (``2 N K C/g f_h f_w H_out "
               "W_out`` per forward or", "gradient, over the time; for FFT-based algorithms, which multiply less, "
               "this can exceed the GEMM peak)", "and its fraction of the GEMM peak.  ``grad_input`` and "
               "``grad_weight`` are the two halves of a backward pass.", ""]

@@ -42,9 +42,12 @@ HELP = "compare the convolution algorithms with each other and with installed pe
 ALL_PEERS = ("torch", "scipy.ndimage", "scipy.signal", "scikit-image")
 OWN = "fastconv"          # the implementation name of fastconv's pooling and filter rows
 
-# A lead counts as real when the runner-up was slower in every round and by at least this factor in the median of
-# the per-round ratios (rounds interleave the candidates, so a round's ratio compares calls made moments apart).
-REAL = 1.03
+# A lead counts as real when the slower implementation's time over the faster's, per round, is above 1 with this
+# confidence (one-sided Student t on the logarithms of the per-round ratios: rounds interleave the candidates, so a
+# round's ratio compares calls made moments apart, and the spread of the ratios is the noise the lead must beat).
+CONFIDENCE = 0.95
+# ... and by at least this factor (a lead of 1 % can be real within a run and still change with the machine's state).
+MIN_LEAD = 1.03
 
 RATIO_DIRECTION = "time of the implementation named first / time of the one named second: >1 slower, <1 faster"
 
@@ -66,9 +69,10 @@ LEGEND = [
     ("grad_input, grad_weight", "the two halves of a backward pass (input and weight gradient); auto may choose "
                                 "a different algorithm for each"),
     ("runner-up", "the second fastest algorithm; runner-up/fastest: its time over the fastest's (>1: slower)"),
-    ("lead", "real: every other algorithm was slower than the fastest in every round, by %d %% or more in the "
-             "median of the per-round ratios; noise: not, so another run may rank them otherwise"
-             % round(100 * (REAL - 1))),
+    ("lead", "real: every other algorithm was slower than the fastest in every round, and by more than %d %% with "
+             "%d %% confidence (one-sided t-test on the logarithms of the per-round time ratios): the lead beats the "
+             "noise of the run; noise: not, so another run may rank them otherwise"
+             % (round(100 * (MIN_LEAD - 1)), round(100 * CONFIDENCE))),
     ("auto/fastest", "auto's time / the fastest algorithm's (>1: slower)"),
     ("fastconv/peer", "the fastest fastconv implementation's time / the fastest peer's (>1: fastconv slower, <1: "
                       "faster); diff: real or noise, by the rule of 'lead'"),
@@ -425,11 +429,16 @@ def _per_round(a, b):
     return [a["ms"] / b["ms"]]
 
 
-def lead_is_real(slower, faster):
-    """Whether ``slower`` (a row) was slower than ``faster`` in every round, by at least :data:`REAL` in the median
-    of the per-round ratios (there must be at least two rounds)."""
-    ratios = _per_round(slower, faster)
-    return len(ratios) > 1 and min(ratios) > 1 and statistics.median(ratios) >= REAL
+def lead_is_real(slower, faster, confidence=CONFIDENCE):
+    """Whether ``slower`` (a row) is slower than ``faster`` beyond the noise of the run: slower in every round, and
+    the one-sided lower confidence bound of the geometric mean of the per-round time ratios above :data:`MIN_LEAD`
+    (at least two rounds)."""
+    logs = np.log(_per_round(slower, faster))
+    if len(logs) < 2 or logs.min() <= 0:
+        return False
+    from scipy import stats
+    se = logs.std(ddof=1) / np.sqrt(len(logs))
+    return bool(logs.mean() - stats.t.ppf(confidence, len(logs) - 1) * se > np.log(MIN_LEAD))
 
 
 def noise(result):
