@@ -4,9 +4,13 @@
     python bench/compare_runs.py a.json b.json
 
 For every layer and op measured in both runs: each run's fastest algorithm, its lead over the runner-up
-(runner-up time / fastest time) and whether the run called that lead real or noise.  The verdicts must agree
-wherever either run called its lead real; a disagreement there is printed as ``CONFLICT`` (exit status 1).
-Where both leads are noise the two runs may well disagree -- that is what "noise" says.
+(runner-up time / fastest time) and whether the run called that lead real or noise.  Outcomes:
+
+* ``agree (real)``: the same fastest algorithm, and at least one run called the lead real;
+* ``CONFLICT``: both runs called their lead real, for different algorithms (exit status 1);
+* ``real vs noise``: one run called a lead real, the other found no real lead and another fastest algorithm --
+  the machine's state changed between the runs more than the first run's noise showed;
+* ``agree (noise)`` / ``differ (noise)``: neither run called its lead real; they may well disagree.
 """
 import argparse
 import json
@@ -25,15 +29,18 @@ def _summary(path):
 
 def compare(a, b):
     """Rows ``[layer, op, fastest a, lead a, fastest b, lead b, outcome]`` and the counts of each outcome."""
-    rows, counts = [], {"agree (real)": 0, "CONFLICT": 0, "agree (noise)": 0, "differ (noise)": 0}
+    rows, counts = [], {"agree (real)": 0, "CONFLICT": 0, "real vs noise": 0, "agree (noise)": 0,
+                        "differ (noise)": 0}
     for key in a:
         if key not in b:
             continue
         sa, sb = a[key], b[key]
-        real = "real" in (sa["lead"], sb["lead"])
+        real = [sa["lead"], sb["lead"]].count("real")
         same = sa["fastest"] == sb["fastest"]
-        outcome = ("agree (real)" if same else "CONFLICT") if real else ("agree (noise)" if same else
-                                                                        "differ (noise)")
+        if same:
+            outcome = "agree (real)" if real else "agree (noise)"
+        else:
+            outcome = ("differ (noise)", "real vs noise", "CONFLICT")[real]
         counts[outcome] += 1
         rows.append([key[0], key[1], "%s %.2f %s" % (sa["fastest"], sa["runner_up_over_fastest"], sa["lead"]),
                      "%s %.2f %s" % (sb["fastest"], sb["runner_up_over_fastest"], sb["lead"]), outcome])

@@ -370,6 +370,9 @@ def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
     a = run(tmp_path / "a.json", ("l1", "direct", "real"), ("l2", "fft", "noise"), ("l3", "direct", "noise"))
     b = run(tmp_path / "b.json", ("l1", "direct", "real"), ("l2", "direct", "noise"), ("l3", "direct", "noise"))
     assert compare_runs.main([a, b]) == 0
-    assert "agree (real): 1, CONFLICT: 0, agree (noise): 1, differ (noise): 1" in capsys.readouterr().out
+    assert "agree (real): 1, CONFLICT: 0, real vs noise: 0, agree (noise): 1, differ (noise): 1" in \
+        capsys.readouterr().out
     c = run(tmp_path / "c.json", ("l1", "toeplitz", "noise"))
-    assert compare_runs.main([a, c]) == 1 and "CONFLICT" in capsys.readouterr().out
+    assert compare_runs.main([a, c]) == 0 and "real vs noise: 1" in capsys.readouterr().out
+    d = run(tmp_path / "d.json", ("l1", "toeplitz", "real"))
+    assert compare_runs.main([a, d]) == 1 and "CONFLICT: 1" in capsys.readouterr().out
