@@ -325,7 +325,7 @@ def render(result, images=(), source=JSON_NAME):
     if legend:
         lines += _title("How to read ``fastconv bench``", "-")
         for key, text in legend:
-            lines += ["``%s``" % key, "    %s" % text]
+            lines += ["``%s``" % key, "    %s" % text.replace("|", "\\|")]     # |x| is not a substitution
         lines += [""]
 
     if images:
@@ -352,7 +352,8 @@ def write_report(json_path, plots=None, page=PAGE, static=STATIC):
         if old.endswith(".png") and old not in images:
             os.remove(os.path.join(static, old))
     for name in images:
-        shutil.copyfile(os.path.join(plots, name), os.path.join(static, name))
+        if os.path.abspath(os.path.join(plots, name)) != os.path.abspath(os.path.join(static, name)):
+            shutil.copyfile(os.path.join(plots, name), os.path.join(static, name))
     target = os.path.join(static, JSON_NAME)
     if os.path.abspath(json_path) != os.path.abspath(target):
         shutil.copyfile(json_path, target)

@@ -254,6 +254,7 @@ def test_report_page_text():
     assert "torch 2.13.0; scipy.signal skipped: not requested (--peers)" in text
     assert "median 5 %, 90th percentile 20 %, largest 50 % (torch a forward)" in text
     assert "How to read ``fastconv bench``" in text and "``lead``" in text      # the legend
+    assert "max \\|result - reference\\|" in text                                 # not a substitution
     assert text.count(".. list-table::") == 4
     assert "Provisional numbers from the ``quick`` grid" in report.render(fake_result("quick"))
     busy = fake_result()
