@@ -63,11 +63,12 @@ pygments_style = "sphinx"
 import re  # noqa: E402
 
 _LITERAL = re.compile(r"(``.+?``)", re.S)
-_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))", re.M)
+_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))|(?<=[\s(,\[])\*(?=[)\],])", re.M)
 
 
 def escape_bare_stars(text):
-    """``text`` with every bare ``*name`` outside ``literals`` (which may span lines) escaped as ``\\*name``."""
+    """``text`` with every bare ``*name`` (and a lone ``*`` of a shape such as ``(N, C, *)``) outside ``literals``
+    (which may span lines) escaped as ``\\*name``."""
     parts = _LITERAL.split(text)
     return "".join(p if i % 2 else _BARE_STAR.sub(r"\\*", p) for i, p in enumerate(parts))
 

@@ -171,6 +171,7 @@ def test_shape_stars_in_docstrings_are_escaped_for_rest():
     assert esc("the *direct* algorithm") == "the *direct* algorithm"
     assert esc(r"**\*args** : tuple") == r"**\*args** : tuple"
     assert esc("a * b and 2*x") == "a * b and 2*x"
+    assert esc("input (N, C, *) and [*, 3]") == r"input (N, C, \*) and [\*, 3]"
     assert esc("``(K, C // groups,\n*kernel)`` and\n*spatial") == "``(K, C // groups,\n*kernel)`` and\n\\*spatial"
 
 
