@@ -9,9 +9,11 @@ Usage (from the repository root)::
     # or both in one go (extra options go to fastconv bench, e.g. --threads 2)
     python bench/report.py --run default
 
-The page gets four tables -- the fastest algorithm per layer, ``auto`` against the fastest, speed against the
-peers (PyTorch, SciPy, scikit-image) and the accuracy of every implementation -- and the PNG plots of
-``fastconv bench --plot``.  The JSON and the PNGs are copied into ``docs/_static/bench/`` so that the page and
+The page gets four tables -- the fastest algorithm per layer (and whether its lead over the runner-up is real or
+within the noise of the run), ``auto`` against the fastest, fastconv against the peers (PyTorch, SciPy,
+scikit-image) and the accuracy of every implementation -- how noisy the run was, the legend of ``fastconv bench``,
+and the PNG plots of ``fastconv bench --plot``.  Every ratio is a time over a time (>1: slower), as in
+``fastconv bench``.  The JSON and the PNGs are copied into ``docs/_static/bench/`` so that the page and
 what it was generated from are committed together; ``tests/test_docs.py`` checks that the committed page is what
 this script makes of the committed JSON.
 
@@ -19,6 +21,7 @@ Every figure on the page is a ratio between implementations measured in the same
 and noisy); absolute times are given for orientation only.
 """
 import argparse
+import importlib.machinery
 import json
 import os
 import shutil
@@ -31,7 +34,10 @@ DOCS = os.path.join(ROOT, "docs")
 PAGE = os.path.join(DOCS, "benchmarks.rst")
 STATIC = os.path.join(DOCS, "_static", "bench")
 STATIC_URL = "_static/bench"      # relative to the page
-if ROOT not in sys.path:          # report on this checkout's fastconv (an in-place build works)
+# Report on this checkout's fastconv when its kernels are built in place; otherwise on the installed one, which an
+# unbuilt checkout must not shadow.
+if ROOT not in sys.path and any(os.path.exists(os.path.join(ROOT, "fastconv", "_kernels", "_cpu" + suffix))
+                                for suffix in importlib.machinery.EXTENSION_SUFFIXES):
     sys.path.insert(0, ROOT)
 JSON_NAME = "bench.json"
 
@@ -43,10 +49,11 @@ PLOTS = {
     "crossover.png": "Single-channel images: time against kernel size for every algorithm and peer.  Where "
                      "the lines cross is where one algorithm overtakes another (direct and im2col grow with the "
                      "kernel area, the FFT hardly at all).",
-    "gflops_channels.png": "Forward GFLOP/s of each algorithm against the number of channels (3 x 3 kernels), "
-                           "with the BLAS GEMM rate measured in the same run as the practical peak.",
-    "speedup_peers.png": "Speed-up of the fastest fastconv algorithm over the fastest installed peer, per layer "
-                         "(right of 1: fastconv is faster).",
+    "gflops_channels.png": "Forward effective GFLOP/s (the FLOPs of a direct convolution over the time) of each "
+                           "algorithm against the number of channels (3 x 3 kernels), with the BLAS GEMM rate "
+                           "measured in the same run as the practical peak.",
+    "time_vs_peers.png": "Time of the fastest fastconv implementation over the time of the fastest installed "
+                         "peer, per layer and op (left of 1: fastconv is faster).",
 }
 
 __all__ = ["load", "render", "write_report", "main", "algorithm_names", "summary_rows", "fastest_table",
@@ -89,7 +96,7 @@ def algorithm_names(result):
 
 
 def _own(impl, algs):
-    """True for fastconv's implementations (its algorithms, ``auto`` and the filters)."""
+    """True for fastconv's implementations (its algorithms, ``auto``, its pooling and filters)."""
     return impl in algs or impl == "auto" or impl.startswith("fastconv")
 
 
@@ -120,12 +127,15 @@ def _ms(v):
 
 
 def _x(v):
-    return "%.3g×" % v if v is not None else ""
+    return "%.3g" % v if v is not None else ""
 
 
 def fastest_table(result, algs):
-    """Rows ``[layer, op, ms of each algorithm..., fastest, GFLOP/s, % of GEMM]`` for every convolution layer."""
-    header = ["layer", "op"] + ["%s (ms)" % a for a in algs] + ["fastest", "GFLOP/s", "of GEMM peak"]
+    """Rows ``[layer, op, ms of each algorithm..., fastest, runner-up/fastest, lead, eff GFLOP/s, of GEMM]`` for
+    every convolution layer and op."""
+    header = (["layer", "op"] + ["%s (ms)" % a for a in algs]
+              + ["fastest", "runner-up / fastest", "lead", "eff GFLOP/s", "of GEMM peak"])
+    verdicts = {(s["layer"], s["op"]): s for s in summary_rows(result)}
     rows = []
     for layer, op in _keys(result):
         rs = {r["impl"]: r for r in _rows(result, layer, op)}
@@ -143,36 +153,37 @@ def fastest_table(result, algs):
             else:
                 cells.append(("**%s**" if a == best else "%s") % _ms(r["ms"]))
         b = rs[best]
-        rows.append([layer, op] + cells + [best, "%.3g" % b["gflops"] if "gflops" in b else "",
+        v = verdicts.get((layer, op), {})
+        rows.append([layer, op] + cells + [best, _x(v.get("runner_up_over_fastest")), v.get("lead", ""),
+                                           "%.3g" % b["gflops"] if "gflops" in b else "",
                                            "%.0f %%" % (100 * b["frac_sgemm"]) if "frac_sgemm" in b else ""])
     return header, rows
 
 
 def auto_table(result):
     """Rows ``[layer, op, auto's choice, fastest, auto / fastest]`` and ``(worst ratio, layers within target, n)``."""
-    header = ["layer", "op", "auto chose", "fastest", "auto / fastest"]
+    header = ["layer", "op", "auto chose", "fastest", "auto / fastest (>1: slower)"]
     rows, ratios = [], []
     for s in summary_rows(result):
-        if "auto_over_best" not in s:
+        if "auto_over_fastest" not in s:
             continue
-        ratio = s["auto_over_best"]
+        ratio = s["auto_over_fastest"]
         ratios.append(ratio)
-        flag = "" if ratio <= AUTO_TARGET else " (over %.1f×)" % AUTO_TARGET
+        flag = "" if ratio <= AUTO_TARGET else " (over %.1f)" % AUTO_TARGET
         rows.append([s["layer"], s["op"], s.get("auto") or "", s["fastest"], _x(ratio) + flag])
     stats = (max(ratios) if ratios else None, sum(r <= AUTO_TARGET for r in ratios), len(ratios))
     return header, rows, stats
 
 
 def peer_table(result, algs):
-    """Rows ``[layer, op, fastconv's fastest, its ms, then per peer: speed-up of fastconv over it]``.
+    """Rows ``[layer, op, fastconv's fastest, its ms, then per peer: fastconv's time / the peer's]``.
 
-    A speed-up above 1 means fastconv's fastest implementation (algorithm or filter) is faster than the peer.
-    """
+    Below 1 fastconv's fastest implementation (algorithm, pooling or filter) is faster than the peer."""
     peers = []
     for r in result["results"]:
         if not _own(r["impl"], algs) and r["impl"] not in peers and "ms" in r:
             peers.append(r["impl"])
-    header = ["layer", "op", "fastconv fastest", "ms"] + ["vs %s" % p for p in peers]
+    header = ["layer", "op", "fastconv fastest", "ms"] + ["fastconv / %s" % p for p in peers]
     rows = []
     for layer, op in _keys(result):
         rs = [r for r in _rows(result, layer, op) if "ms" in r]
@@ -182,19 +193,20 @@ def peer_table(result, algs):
             continue
         best = min(mine, key=lambda r: r["ms"])
         rows.append([layer, op, best["impl"], _ms(best["ms"])]
-                    + [_x(theirs[p] / best["ms"]) if p in theirs else "" for p in peers])
+                    + [_x(best["ms"] / theirs[p]) if p in theirs else "" for p in peers])
     return header, rows
 
 
 def accuracy_table(result):
-    """Rows ``[impl, layers compared, largest max_err]`` (error relative to max |reference|)."""
+    """Rows ``[impl, measurements, largest max_err, documented bound]`` (errors relative to max |reference|)."""
     worst = {}
     for r in result["results"]:
         if "max_err" in r:
-            n, e = worst.get(r["impl"], (0, 0.0))
-            worst[r["impl"]] = (n + 1, max(e, r["max_err"]))
-    return ["implementation", "layers", "largest relative error"], \
-        [[impl, str(n), "%.1e" % e] for impl, (n, e) in worst.items()]
+            n, e, b = worst.get(r["impl"], (0, 0.0, None))
+            bound = r.get("err_bound")
+            worst[r["impl"]] = (n + 1, max(e, r["max_err"]), b if bound is None else max(b or 0.0, bound))
+    return ["implementation", "measurements", "largest relative error", "documented bound"], \
+        [[impl, str(n), "%.1e" % e, "" if b is None else "%.0e" % b] for impl, (n, e, b) in worst.items()]
 
 
 # --------------------------------------------------------------------------------------------------- rst
@@ -212,6 +224,17 @@ def _title(text, char):
     return [text, char * len(text), ""]
 
 
+def _legend(result):
+    legend = result.get("legend")
+    if legend:
+        return list(legend.items())
+    try:
+        from fastconv.cli.bench import LEGEND
+    except ImportError:  # pragma: no cover - the report can be rendered without the package
+        return []
+    return LEGEND
+
+
 def render(result, images=(), source=JSON_NAME):
     """The text of the report page for ``result``; ``images`` are PNG file names under ``_static/bench``."""
     algs = algorithm_names(result)
@@ -226,50 +249,84 @@ def render(result, images=(), source=JSON_NAME):
                   "regenerated" % grid,
                   "   from the ``default`` / ``full`` grid on a quiet machine with ``python bench/report.py --run "
                   "default``.", ""]
+    load = result.get("load", {}).get("before")
+    cpus = m.get("cpus")
+    if load and cpus and load[0] > cpus:
+        lines += [".. note::", "",
+                  "   Measured on a busy shared machine (load average %.1f on %s CPUs): the rankings whose lead is "
+                  "*real* hold," % (load[0], cpus),
+                  "   the times and rates are lower than on a quiet machine.  Regenerate the page on a quiet machine "
+                  "with",
+                  "   ``python bench/report.py --run default``.", ""]
     lines += ["Measured with ``fastconv bench --grid %s`` in %s, %d thread(s), on:" % (
         grid, result.get("dtype", "float32"), result.get("threads", 0)), ""]
+    peers = result.get("peers", {})
     facts = [("machine", "%s, %s CPUs, %s" % (m.get("processor", "?"), m.get("cpus", "?"), m.get("platform", "?"))),
              ("kernels", "SIMD %s, OpenMP %s" % (m.get("simd", "?"), "on" if m.get("openmp") else "off")),
              ("BLAS", m.get("blas", "?")),
              ("versions", "fastconv %s, NumPy %s, SciPy %s" % (m.get("fastconv", "?"), m.get("numpy", "?"),
                                                                m.get("scipy", "?"))),
-             ("GEMM peak", "%.1f GFLOP/s (BLAS GEMM on 1536 x 1536 matrices, same run)"
-              % result.get("sgemm_gflops", float("nan")))]
+             ("GEMM peak", "%.1f GFLOP/s (BLAS GEMM on %d x %d matrices, same run)"
+              % (result.get("sgemm_gflops", float("nan")), result.get("gemm_size", 1536),
+                 result.get("gemm_size", 1536)))]
+    if peers:
+        facts.append(("peers", "; ".join(["%s %s" % kv for kv in peers.get("found", {}).items()]
+                                         + ["%s skipped: %s" % kv for kv in peers.get("skipped", {}).items()])))
+    if load:
+        facts.append(("load average", "%.1f, %.1f, %.1f (1, 5, 15 minutes) when the run started" % tuple(load)))
+    nz = result.get("noise")
+    if nz:
+        facts.append(("noise", "spread across rounds (slowest - fastest round) / median: median %.0f %%, 90th "
+                               "percentile %.0f %%, largest %.0f %% (%s)"
+                      % (100 * nz["median_spread"], 100 * nz["p90_spread"], 100 * nz["max_spread"], nz["worst"])))
     for k, v in facts:
         lines += [k, "    %s" % v]
-    lines += ["", "Times are medians of repeats after a warm-up call.  The machines fastconv is measured on are "
-              "shared, so", "read the ratios between implementations of one run rather than absolute times.  "
-              "The raw results:", ":download:`%s <_static/bench/%s>`." % (source, source), ""]
+    lines += ["", "Times are medians over rounds: after a warm-up call, every round calls each implementation of a "
+              "layer and op", "once, in a new random order, so that the load of a shared machine hits all alike.  "
+              "Every ratio is a time", "over a time (above 1: slower).  The raw results: "
+              ":download:`%s <_static/bench/%s>`." % (source, source), ""]
 
     lines += _title("Fastest algorithm per layer", "-")
-    lines += ["Time of each algorithm (the fastest in bold), the GFLOP/s of the fastest (forward: ``2 N K C/g "
-              "f_h f_w H_out W_out``", "per second; backward: twice that) and its fraction of the GEMM peak.", ""]
+    lines += ["Time of each algorithm (the fastest in bold), the runner-up's time over the fastest's and whether "
+              "the lead", "is *real* (every other algorithm slower in every round, and by more than 3 % with 95 % "
+              "confidence) or within", "the *noise* of the run, and the effective GFLOP/s of the fastest (``2 N K C/g f_h f_w H_out "
+              "W_out`` per forward or", "gradient, over the time; for FFT-based algorithms, which multiply less, "
+              "this can exceed the GEMM peak)", "and its fraction of the GEMM peak.  ``grad_input`` and "
+              "``grad_weight`` are the two halves of a backward pass.", ""]
     lines += _list_table(*fastest_table(result, algs))
 
     header, rows, (worst, within, n) = auto_table(result)
     lines += _title("``auto`` against the fastest algorithm", "-")
     if n:
         lines += ["Time of ``algorithm=\"auto\"`` (as a user calls it: cost model, choice and call) over the "
-                  "fastest algorithm's", "time for the same layer.  Target: at most %.1f×.  Here auto is within "
-                  "the target on %d of %d layers;" % (AUTO_TARGET, within, n),
+                  "fastest algorithm's", "time for the same layer and op.  Target: at most %.1f.  Here auto is "
+                  "within the target on %d of %d;" % (AUTO_TARGET, within, n),
                   "the worst ratio is %s." % _x(worst), ""]
     lines += _list_table(header, rows)
 
-    lines += _title("Speed against other libraries", "-")
-    lines += ["How many times faster fastconv's fastest implementation is than each peer on the same layer "
-              "(below 1: the", "peer is faster).  Peers run with the same number of threads.", ""]
+    lines += _title("Against other libraries", "-")
+    lines += ["Time of fastconv's fastest implementation over each peer's on the same layer and op (below 1: "
+              "fastconv is", "faster).  Peers run with the same number of threads.", ""]
     lines += _list_table(*peer_table(result, algs))
 
     lines += _title("Accuracy", "-")
-    lines += ["Largest error of each implementation's forward result against the ``direct`` algorithm (Gaussian "
-              "filters:", "against scikit-image), relative to the largest magnitude of the reference.", ""]
+    lines += ["Largest error of each implementation against a float64 reference (convolutions and pooling: "
+              "fastconv's", "``direct`` algorithm in float64; filters: scikit-image or scipy.ndimage in float64), "
+              "relative to the", "largest magnitude of the reference, and the error bound a reduced-accuracy "
+              "algorithm documents.", ""]
     lines += _list_table(*accuracy_table(result))
 
     skipped = [r for r in result["results"] if "skipped" in r]
     if skipped:
-        lines += ["Not measured (the cost model predicted a very slow call): "
-                  + "; ".join("%s %s %s (%s)" % (r["impl"], r["layer"], r["op"], r["skipped"]) for r in skipped)
-                  + ".", ""]
+        lines += ["Not measured: " + "; ".join("%s %s %s (%s)" % (r["impl"], r["layer"], r["op"], r["skipped"])
+                                               for r in skipped) + ".", ""]
+
+    legend = _legend(result)
+    if legend:
+        lines += _title("How to read ``fastconv bench``", "-")
+        for key, text in legend:
+            lines += ["``%s``" % key, "    %s" % text.replace("|", "\\|")]     # |x| is not a substitution
+        lines += [""]
 
     if images:
         lines += _title("Plots", "-")
@@ -295,7 +352,8 @@ def write_report(json_path, plots=None, page=PAGE, static=STATIC):
         if old.endswith(".png") and old not in images:
             os.remove(os.path.join(static, old))
     for name in images:
-        shutil.copyfile(os.path.join(plots, name), os.path.join(static, name))
+        if os.path.abspath(os.path.join(plots, name)) != os.path.abspath(os.path.join(static, name)):
+            shutil.copyfile(os.path.join(plots, name), os.path.join(static, name))
     target = os.path.join(static, JSON_NAME)
     if os.path.abspath(json_path) != os.path.abspath(target):
         shutil.copyfile(json_path, target)
@@ -317,10 +375,10 @@ def main(argv=None):
         scratch = tempfile.mkdtemp(prefix="fastconv-bench-")   # the page keeps copies in --static
         json_path = args.json or os.path.join(scratch, JSON_NAME)
         plots = args.plots or os.path.join(scratch, "plots")
-        from fastconv import _bench
+        from fastconv.cli import bench
         bp = argparse.ArgumentParser(prog="fastconv bench")
-        _bench.add_arguments(bp)
-        _bench.main(bp.parse_args(["--grid", args.run, "--json", json_path, "--plot", plots] + bench_args))
+        bench.add_arguments(bp)
+        bench.main(bp.parse_args(["--grid", args.run, "--json", json_path, "--plot", plots] + bench_args))
     elif args.json is None:
         p.error("give a bench JSON file, or --run GRID")
     else:

@@ -5,14 +5,22 @@ Build (from the repository root)::
     pip install ".[docs]"
     sphinx-build -W -b html docs docs/_build/html
 
+It documents the checkout if its kernels are built in place, else the installed fastconv.
+
 The API reference is generated from the docstrings (autodoc + autosummary, numpydoc style); the guide's examples
 are run by ``tests/test_docs.py``; the benchmark report (``benchmarks.rst``) is written by ``bench/report.py``.
 """
+import importlib.machinery
 import os
 import sys
 
-# Document the package of this checkout (an in-place build works too) rather than an installed copy.
-sys.path.insert(0, os.path.abspath(".."))
+# Document this checkout when its kernels are built in place (``pip install -e .``, ``python setup.py build_ext
+# --inplace``); otherwise the installed fastconv (``pip install ".[docs]"``), which the unbuilt checkout must not
+# shadow.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNELS = os.path.join(ROOT, "fastconv", "_kernels")
+if any(os.path.exists(os.path.join(KERNELS, "_cpu" + suffix)) for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+    sys.path.insert(0, ROOT)
 
 import fastconv  # noqa: E402
 
@@ -55,11 +63,12 @@ pygments_style = "sphinx"
 import re  # noqa: E402
 
 _LITERAL = re.compile(r"(``.+?``)", re.S)
-_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))", re.M)
+_BARE_STAR = re.compile(r"(?<![\\`*\w])\*(?=[A-Za-z_]\w*(?:[^\w*]|$))|(?<=[\s(,\[])\*(?=[)\],])", re.M)
 
 
 def escape_bare_stars(text):
-    """``text`` with every bare ``*name`` outside ``literals`` (which may span lines) escaped as ``\\*name``."""
+    """``text`` with every bare ``*name`` (and a lone ``*`` of a shape such as ``(N, C, *)``) outside ``literals``
+    (which may span lines) escaped as ``\\*name``."""
     parts = _LITERAL.split(text)
     return "".join(p if i % 2 else _BARE_STAR.sub(r"\\*", p) for i, p in enumerate(parts))
 

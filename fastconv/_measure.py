@@ -40,8 +40,9 @@ def interleaved(fns, repeats):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def format_table(rows, columns, floatfmt="%.3g"):
-    """A plain-text table of ``rows`` (dicts) restricted to ``columns`` (names or (name, header) pairs)."""
+def format_table(rows, columns, floatfmt="%.3g", left=()):
+    """A plain-text table of ``rows`` (dicts) restricted to ``columns`` (names or (name, header) pairs; a header
+    may span lines, separated by ``"\\n"``).  Columns are right-aligned, those named in ``left`` left-aligned."""
     cols = [(c, c) if isinstance(c, str) else c for c in columns]
 
     def fmt(v):
@@ -49,8 +50,13 @@ def format_table(rows, columns, floatfmt="%.3g"):
             return floatfmt % v
         return "" if v is None else str(v)
 
-    cells = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    heads = [h.split("\n") for _, h in cols]
+    depth = max(len(h) for h in heads)
+    header = [[""] * (depth - len(h)) + h for h in heads]          # multi-line headers sit on the rule
+    body = [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max([len(x) for x in header[i]] + [len(row[i]) for row in body]) for i in range(len(cols))]
+    just = [str.ljust if k in left else str.rjust for k, _ in cols]
+    lines = ["  ".join(j(h[d], w) for j, h, w in zip(just, header, widths)).rstrip() for d in range(depth)]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(j(c, w) for j, c, w in zip(just, row, widths)).rstrip() for row in body]
     return "\n".join(lines)

@@ -1,8 +1,12 @@
 """The fastconv command (bench, filter, train, info), the bench JSON schema, auto choice and autotune."""
+import dataclasses
+import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import pytest
 import fastconv as fc
 from fastconv import _autotune, cli
 from fastconv.cli import bench as _bench
+from fastconv.cli._problems import conv, image
 
 
 def _run(argv, capsys):
@@ -25,21 +30,45 @@ def test_info_subcommand(capsys):
 
 
 def test_help_for_each_subcommand(capsys):
-    for sub in ("bench", "filter", "info"):
+    for sub in cli.COMMANDS:
         with pytest.raises(SystemExit) as exc:
             cli.main([sub, "--help"])
         assert exc.value.code == 0
-        assert "usage" in capsys.readouterr().out
+        assert "usage: fastconv %s" % sub in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_has_help():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.choices and set(cli.COMMANDS) <= set(a.choices))
+    for name in cli.COMMANDS:
+        for action in sub.choices[name]._actions:
+            assert action.help, "fastconv %s %s has no help text" % (name, "/".join(action.option_strings)
+                                                                      or action.dest)
+
+
+def test_bare_command_prints_the_help_and_version_works(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastconv") and all(c in out for c in cli.COMMANDS)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == "fastconv %s" % fc.__version__
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["frobnicate"], "invalid choice"),
-    ([], "required"),
     (["bench", "--grid", "huge"], "invalid choice"),
     (["bench", "--repeats", "0", "--no-progress"], "--repeats"),
     (["bench", "--peers", "matlab", "--no-progress"], "--peers"),
     (["filter", "missing.png", "out.png", "--gaussian", "2"], "no such input file"),
     (["filter", "a.png", "b.png"], "one of the arguments"),
+    (["filter", "a.png", "o.xyz", "--gaussian", "2"], "use one of the extensions .png"),
+    (["train", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+    (["train", "--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+    (["train", "--lr", "fast"], "--lr: must be a positive number"),
+    (["train", "--size", "17"], "--size: invalid choice"),
+    (["info", "--verbose"], "unrecognized arguments"),
 ])
 def test_errors_are_one_line_with_exit_code_2(argv, needle, capsys):
     code, out, err = _run(argv, capsys)
@@ -49,39 +78,165 @@ def test_errors_are_one_line_with_exit_code_2(argv, needle, capsys):
 
 
 BENCH_KEYS = {"layer", "kind", "op", "impl"}
+QUICK = ["--repeats", "3", "--budget", "0", "--no-progress"]
 
 
-def test_bench_quick_grid_json_schema(tmp_path, capsys):
+@pytest.fixture
+def small_gemm(monkeypatch):
+    """The GEMM yardstick on 128 x 128 matrices (the command's 1536 x 1536 takes seconds on a busy machine)."""
+    real = _bench.sgemm_gflops
+    monkeypatch.setattr(_bench, "sgemm_gflops", lambda n, **kw: real(n=128, **kw))
+
+
+def test_bench_quick_grid_json_schema(tmp_path, capsys, small_gemm):
     path = tmp_path / "bench.json"
     csv_path = tmp_path / "bench.csv"
-    code, out, _ = _run(["bench", "--grid", "quick", "--repeats", "1", "--budget", "0.05", "--no-progress",
-                         "--json", str(path), "--csv", str(csv_path)], capsys)
+    code, out, _ = _run(["bench", "--grid", "quick"] + QUICK + ["--json", str(path), "--csv", str(csv_path)],
+                        capsys)
     assert code == 0
-    assert "auto_over_best" in out
     res = json.loads(path.read_text())
-    assert {"machine", "sgemm_gflops", "threads", "dtype", "grid", "results", "summary"} <= set(res)
+    assert {"machine", "sgemm_gflops", "threads", "dtype", "grid", "results", "summary", "peers", "noise", "legend",
+            "load", "order", "ratio_direction"} <= set(res)
     assert res["sgemm_gflops"] > 0
+    assert set(res["peers"]["found"]) | set(res["peers"]["skipped"]) == set(_bench.ALL_PEERS)
     impls = {r["impl"] for r in res["results"]}
     assert set(fc.algorithms()) <= impls and "auto" in impls
+    assert {r["kind"] for r in res["results"]} == set(_bench.KINDS)
     for r in res["results"]:
         assert BENCH_KEYS <= set(r)
         if "skipped" in r:
             continue
-        assert r["ms"] > 0 and r["repeats"] >= 1 and r["peak_mb"] >= 0
-        if r["kind"] != "gaussian":
-            assert r["gflops"] > 0 and r["frac_sgemm"] > 0
-        if r["op"] == "forward":
-            assert r["max_err"] < 1e-3
-    autos = [r for r in res["results"] if r["impl"] == "auto"]
-    assert all(r["chosen"] in fc.algorithms() for r in autos)
-    assert csv_path.read_text().startswith("")
+        assert r["ms"] > 0 and r["rounds"] == len(r["times_ms"]) == 3
+        assert r["spread"] == pytest.approx((max(r["times_ms"]) - min(r["times_ms"])) / r["ms"])
+        assert (r["impl"] == "torch") == ("peak_mb" not in r)         # torch's allocations are invisible
+        if r["kind"] in ("conv", "image"):
+            assert r["gflops"] > 0 and r["frac_sgemm"] == pytest.approx(r["gflops"] / res["sgemm_gflops"])
+        assert r["max_err"] < 1e-4
+    conv_ops = {r["op"] for r in res["results"] if r["layer"] == "tiny 3x3"}
+    assert conv_ops == {"forward", "grad_input", "grad_weight"}
+    geom = fc.ConvGeometry.make((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
+    for r in res["results"]:
+        if r["impl"] == "auto" and r["layer"] == "tiny 3x3":      # each op reports its own choice
+            assert r["chosen"] == fc._algorithms.choose(geom, np.float32, r["op"]).name
+            assert r["note"] == "chose " + r["chosen"]
+    for s in res["summary"]:
+        rows = {r["impl"]: r for r in res["results"] if (r["layer"], r["op"]) == (s["layer"], s["op"]) and "ms" in r}
+        assert s["best_ms"] == rows[s["fastest"]]["ms"] == min(r["ms"] for i, r in rows.items()
+                                                                if i in fc.algorithms() or i == "fastconv")
+        if "auto" in s:
+            assert s["auto_over_fastest"] == pytest.approx(rows["auto"]["ms"] / s["best_ms"])
+        if "best_peer" in s:
+            assert s["fastconv_over_peer"] == pytest.approx(s["best_ms"] / rows[s["best_peer"]]["ms"])
+        if "runner_up" in s:
+            assert s["runner_up_over_fastest"] >= 1 and s["lead"] in ("real", "noise")
+    # the printed page: header with peers and noise, both tables, the legend
+    for needle in ("peers found:", "peers skipped:", "noise: spread across rounds", "all measurements:",
+                   "per layer and op:", "eff\n", "x fastest", "(>1 slower)", "auto/fastest", "fastconv/peer",
+                   "how to read the tables", "effective rate", "n/a for torch"):
+        assert needle.replace("\n", "") in out, needle
     assert len(csv_path.read_text().splitlines()) == len(res["results"]) + 1
+    assert "times_ms" not in csv_path.read_text().splitlines()[0]
+
+
+def test_rounds_interleave_the_candidates_in_a_new_order():
+    calls = []
+    cands = [_bench._Candidate(name, lambda n=name: calls.append(n) or n) for name in "abcd"]
+    _bench._measure(cands, repeats=6, budget=1e9, rng=random.Random(0))
+    assert all(len(c.times) == 6 and c.out == c.impl for c in cands)
+    warmup, rounds = calls[:4], [calls[4 + 4 * i: 8 + 4 * i] for i in range(6)]
+    assert sorted(warmup) == list("abcd") and all(sorted(r) == list("abcd") for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1                       # the order changes from round to round
+    slow = [_bench._Candidate("slow", lambda: time.sleep(0.01))]
+    _bench._measure(slow, repeats=9, budget=0.0, rng=random.Random(0))
+    assert len(slow[0].times) == 3                                    # at least 3 rounds, whatever the budget
+    bad = [_bench._Candidate("ok", lambda: 1), _bench._Candidate("refuses", lambda: fc.conv2d(1, 2))]
+    _bench._measure(bad, repeats=3, budget=1e9, rng=random.Random(0))
+    assert bad[1].failed and not bad[1].times and len(bad[0].times) == 3
+
+
+def test_a_lead_is_real_only_beyond_the_noise_of_the_rounds():
+    fast = dict(ms=1.0, times_ms=[1.0, 1.1, 0.9, 1.0])
+    assert _bench.lead_is_real(dict(ms=1.5, times_ms=[1.5, 1.6, 1.4, 1.5]), fast)
+    assert not _bench.lead_is_real(dict(ms=1.5, times_ms=[1.5, 1.0, 1.4, 1.5]), fast)   # one round tied
+    assert not _bench.lead_is_real(dict(ms=1.01, times_ms=[1.01, 1.12, 0.91, 1.01]), fast)  # below 3 %
+    assert not _bench.lead_is_real(dict(ms=1.5, times_ms=[1.5]), dict(ms=1.0, times_ms=[1.0]))  # one round
+    # slower in all three rounds, but the ratios (1.02, 1.36, 1.43) scatter too much for 95 % confidence
+    assert not _bench.lead_is_real(dict(ms=257, times_ms=[185, 257, 342]), dict(ms=189, times_ms=[182, 189, 240]))
+    assert _bench.lead_is_real(dict(ms=257, times_ms=[250, 257, 342]), dict(ms=189, times_ms=[182, 189, 240]))
+
+
+def test_the_lead_is_real_only_over_every_other_algorithm():
+    def row(impl, *times):
+        return dict(layer="l", kind="conv", op="forward", impl=impl, ms=sorted(times)[len(times) // 2],
+                    times_ms=list(times))
+    result = dict(algorithms=["a", "b", "c"], results=[row("a", 1.0, 1.0, 1.0, 1.0, 1.0),
+                                                        row("b", 1.5, 1.5, 1.5, 1.5, 1.5),
+                                                        row("c", 9.0, 9.0, 0.8, 9.0, 9.0)])
+    s, = _bench.summarize(result)
+    assert (s["fastest"], s["runner_up"], s["runner_up_over_fastest"]) == ("a", "b", 1.5)
+    assert s["lead"] == "noise"            # c, far behind by median, beat a in one round
+    result["results"][2]["times_ms"][2] = 9.0
+    assert _bench.summarize(result)[0]["lead"] == "real"
+
+
+def test_peers_say_why_they_were_skipped(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)               # import torch -> ImportError
+    found, skipped = _bench.find_peers(("torch", "scipy.ndimage"))
+    assert skipped["torch"] == 'not installed (pip install ".[torch]")'
+    assert found["scipy.ndimage"] and skipped["scikit-image"] == "not requested (--peers)"
+
+
+def test_custom_layers_and_only(tmp_path, capsys, small_gemm):
+    path = tmp_path / "b.json"
+    code, out, err = _run(["bench", "--layer", "2,4,12,10,6,3,2,1,1", "--layer", 'g2mb1ic4ih9oc4kh3ph1n"dw"',
+                           "--peers", "none", "--json", str(path)] + QUICK, capsys)
+    assert code == 0, err
+    res = json.loads(path.read_text())
+    assert {r["layer"] for r in res["results"]} == {"2x4x12x10 k6 3x2 s1 p1", "dw"}
+    assert all(r["max_err"] < 1e-4 for r in res["results"] if "ms" in r)
+    assert res["peers"]["found"] == {} and "grid layers" in out
+    code, _, _ = _run(["bench", "--grid", "quick", "--only", "pool,filter", "--peers", "none", "--json", str(path)]
+                      + QUICK, capsys)
+    assert code == 0
+    assert {r["kind"] for r in json.loads(path.read_text())["results"]} == {"pool", "filter"}
+    for argv, needle in [(["--layer", "1,2,3"], "7 to 9 comma-separated integers"),
+                         (["--layer", "mb1ic4ih8oc4kh3xx1"], "unknown key 'xx'"),
+                         (["--layer", "1,1,4,4,1,9,9"], "larger than the padded input"),
+                         (["--only", "pools"], "--only: unknown 'pools'")]:
+        code, _, err = _run(["bench"] + argv + QUICK, capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_registered_algorithm_gets_rows_and_its_error_bound(monkeypatch):
+    """The table is generic over the registry: a new algorithm (here a copy of toeplitz that documents an error
+    bound, as reduced-accuracy algorithms do) appears with its measured error and its bound."""
+    base = fc._algorithms.get("toeplitz")
+    bound = lambda geom, dtype, op: 3e-5  # noqa: E731
+    if "error" in {f.name for f in dataclasses.fields(base)}:
+        approx = dataclasses.replace(base, name="approx", error=bound)
+    else:
+        @dataclasses.dataclass(frozen=True)
+        class Bounded(type(base)):
+            error: object = None
+        approx = Bounded(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | dict(name="approx",
+                                                                                                   error=bound))
+    monkeypatch.setitem(fc._algorithms._registry, "approx", approx)
+    monkeypatch.setattr(fc._algorithms, "_choice_cache", {})
+    spec = _bench.parse_layer("1,3,9,9,4,3,3")
+    res = _bench.run(None, threads=1, repeats=1, budget=0, peers=(), progress=False, layers=[spec], gemm_size=128)
+    rows = [r for r in res["results"] if r["impl"] == "approx"]
+    assert [r["op"] for r in rows] == ["forward", "grad_input", "grad_weight"]
+    assert all(r["err_bound"] == 3e-5 and r["max_err"] < 1e-5 for r in rows)
+    assert "approx" in res["algorithms"] and "3e-05" in _bench.render(res)
 
 
 def test_bench_plots(tmp_path):
-    res = _bench.run("quick", threads=1, repeats=1, budget=0.02, progress=False, peers=())
+    grid = [image(48, k) for k in (3, 5)] + [conv("channels %d" % c, (1, c, 8, 8), (c, c, 3, 3), padding=1,
+                                                  backward=False) for c in (2, 4)]
+    res = _bench.run(grid, threads=1, repeats=1, budget=0, progress=False, peers=("scipy.ndimage",), gemm_size=128)
     paths = _bench.plot(res, str(tmp_path))
-    assert paths and all(os.path.getsize(p) > 1000 for p in paths)
+    assert [os.path.basename(p) for p in paths] == ["crossover.png", "gflops_channels.png", "time_vs_peers.png"]
+    assert all(os.path.getsize(p) > 1000 for p in paths)
 
 
 def test_python_dash_m_runs_the_command(tmp_path):
@@ -146,6 +301,23 @@ def test_filter_subcommand_on_a_real_image(tmp_path, flags, capsys):
     assert result.std() > 0
 
 
+def test_filter_clips_by_default_and_rescales_on_request(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    from skimage import data, io
+    src = tmp_path / "in.png"
+    image = data.camera()[::4, ::4]
+    io.imsave(src, image, check_contrast=False)
+    assert _run(["filter", str(src), str(tmp_path / "clip.png"), "--kernel", "sharpen"], capsys)[0] == 0
+    assert _run(["filter", str(src), str(tmp_path / "scaled.png"), "--kernel", "sharpen", "--rescale"],
+                capsys)[0] == 0
+    clipped = io.imread(tmp_path / "clip.png").astype(float)
+    scaled = io.imread(tmp_path / "scaled.png").astype(float)
+    want = np.clip(fc.filters.apply_kernel(image, "sharpen"), 0, 1) * 255
+    assert np.abs(clipped - want).max() <= 1.0                  # clipped, not rescaled
+    assert clipped.std() >= image.std()                           # sharpening keeps (raises) the contrast
+    assert scaled.min() == 0 and scaled.max() == 255 and scaled.std() < clipped.std()
+
+
 def test_filter_subcommand_kernel_file_matches_library(tmp_path, capsys):
     pytest.importorskip("skimage")
     from skimage import io
@@ -167,9 +339,40 @@ def test_filter_subcommand_kernel_file_matches_library(tmp_path, capsys):
     assert code == 2 and "kernel-file" in err
 
 
+def test_train_refuses_counts_below_one():
+    from fastconv.examples import digits
+    for kw in (dict(epochs=0), dict(batch_size=0), dict(train_limit=0), dict(threads=0)):
+        with pytest.raises(ValueError, match="train\\(\\): argument '%s' must be positive" % list(kw)[0]):
+            digits.train(progress=False, log=None, **kw)
+
+
 def test_train_subcommand_runs_a_short_training(capsys):
     pytest.importorskip("sklearn")
     code = cli.main(["train", "--epochs", "1", "--train-limit", "128", "--size", "16", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
     assert "acc" in out.lower()
+
+
+def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "compare_runs", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                                     "compare_runs.py"))
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+
+    def run(path, *verdicts):
+        summary = [dict(layer=l, op="forward", fastest=f, runner_up="x", runner_up_over_fastest=1.5, lead=v)
+                   for l, f, v in verdicts]
+        path.write_text(json.dumps(dict(summary=summary, load={"before": [1, 1, 1]}, noise={"median_spread": 0.1})))
+        return str(path)
+
+    a = run(tmp_path / "a.json", ("l1", "direct", "real"), ("l2", "fft", "noise"), ("l3", "direct", "noise"))
+    b = run(tmp_path / "b.json", ("l1", "direct", "real"), ("l2", "direct", "noise"), ("l3", "direct", "noise"))
+    assert compare_runs.main([a, b]) == 0
+    assert "agree (real): 1, CONFLICT: 0, real vs noise: 0, agree (noise): 1, differ (noise): 1" in \
+        capsys.readouterr().out
+    c = run(tmp_path / "c.json", ("l1", "toeplitz", "noise"))
+    assert compare_runs.main([a, c]) == 0 and "real vs noise: 1" in capsys.readouterr().out
+    d = run(tmp_path / "d.json", ("l1", "toeplitz", "real"))
+    assert compare_runs.main([a, d]) == 1 and "CONFLICT: 1" in capsys.readouterr().out

@@ -171,6 +171,7 @@ def test_shape_stars_in_docstrings_are_escaped_for_rest():
     assert esc("the *direct* algorithm") == "the *direct* algorithm"
     assert esc(r"**\*args** : tuple") == r"**\*args** : tuple"
     assert esc("a * b and 2*x") == "a * b and 2*x"
+    assert esc("input (N, C, *) and [*, 3]") == r"input (N, C, \*) and [\*, 3]"
     assert esc("``(K, C // groups,\n*kernel)`` and\n*spatial") == "``(K, C // groups,\n*kernel)`` and\n\\*spatial"
 
 
@@ -180,24 +181,37 @@ def _row(layer, op, impl, ms, **kw):
 
 
 def fake_result(grid="default"):
+    rounds = lambda ms, *f: dict(ms=ms, times_ms=[ms * x for x in (f or (1.0, 1.05, 0.95))])  # noqa: E731
     rows = [
-        _row("resnet 3x3", "forward", "direct", 4.0, gflops=20.0, frac_sgemm=0.25, max_err=0.0),
-        _row("resnet 3x3", "forward", "toeplitz", 2.0, gflops=40.0, frac_sgemm=0.5, max_err=2e-7),
-        _row("resnet 3x3", "forward", "fft", 8.0, gflops=10.0, frac_sgemm=0.125, max_err=3e-6),
+        _row("resnet 3x3", "forward", "direct", 4.0, gflops=20.0, frac_sgemm=0.25, max_err=1e-7,
+             **{k: v for k, v in rounds(4.0).items() if k != "ms"}),
+        _row("resnet 3x3", "forward", "toeplitz", 2.0, gflops=40.0, frac_sgemm=0.5, max_err=2e-7,
+             **{k: v for k, v in rounds(2.0).items() if k != "ms"}),
+        _row("resnet 3x3", "forward", "fft", 8.0, gflops=10.0, frac_sgemm=0.125, max_err=3e-6, err_bound=1e-5,
+             **{k: v for k, v in rounds(8.0, 1.0, 0.9, 1.0).items() if k != "ms"}),
         _row("resnet 3x3", "forward", "auto", 3.0, chosen="toeplitz", gflops=26.7, frac_sgemm=0.33, max_err=2e-7),
         _row("resnet 3x3", "forward", "torch", 1.0, max_err=1e-7),
+        _row("resnet 3x3", "grad_input", "direct", 5.0, gflops=16.0, frac_sgemm=0.2,
+             **{k: v for k, v in rounds(5.0, 1.0, 0.9, 1.1).items() if k != "ms"}),
+        _row("resnet 3x3", "grad_input", "toeplitz", 4.9, gflops=16.3, frac_sgemm=0.2,
+             **{k: v for k, v in rounds(4.9, 1.0, 1.1, 0.9).items() if k != "ms"}),
         _row("image k31", "forward", "direct", 9.0, kind="image", kernel=31, max_err=0.0),
         dict(layer="image k31", kind="image", op="forward", impl="toeplitz", skipped="estimated 5.0 s per call"),
         _row("image k31", "forward", "fft", 1.5, kind="image", kernel=31, max_err=4e-6),
         _row("image k31", "forward", "auto", 1.6, kind="image", chosen="fft", max_err=4e-6),
         _row("image k31", "forward", "scipy.ndimage", 6.0, kind="image", max_err=5e-7),
-        _row("gaussian s3", "forward", "fastconv.filters", 2.0, kind="gaussian", max_err=1e-7),
-        _row("gaussian s3", "forward", "scikit-image", 5.0, kind="gaussian"),
+        _row("maxpool 2x2", "forward", "fastconv", 1.0, kind="pool", max_err=0.0),
+        _row("maxpool 2x2", "forward", "torch", 2.0, kind="pool", max_err=0.0),
+        _row("gaussian s3", "forward", "fastconv", 2.0, kind="filter", max_err=1e-7),
+        _row("gaussian s3", "forward", "scikit-image", 5.0, kind="filter"),
     ]
     return {"machine": {"processor": "x86_64", "cpus": 2, "platform": "Linux", "simd": "avx2+fma", "openmp": True,
                         "blas": "openblas", "fastconv": "0.1.0", "numpy": "2", "scipy": "1"},
             "sgemm_gflops": 80.0, "threads": 2, "dtype": "float32", "grid": grid,
-            "algorithms": ["direct", "toeplitz", "fft"], "results": rows}
+            "algorithms": ["direct", "toeplitz", "fft"], "load": {"before": [0.5, 0.4, 0.3]},
+            "peers": {"found": {"torch": "2.13.0"}, "skipped": {"scipy.signal": "not requested (--peers)"}},
+            "noise": {"median_spread": 0.05, "p90_spread": 0.2, "max_spread": 0.5, "worst": "torch a forward"},
+            "results": rows}
 
 
 def test_report_tables_from_a_result():
@@ -205,36 +219,48 @@ def test_report_tables_from_a_result():
     assert report.algorithm_names(res) == ["direct", "toeplitz", "fft"]
     header, rows = report.fastest_table(res, ["direct", "toeplitz", "fft"])
     assert header[2:5] == ["direct (ms)", "toeplitz (ms)", "fft (ms)"]
-    assert rows[0] == ["resnet 3x3", "forward", "4", "**2**", "8", "toeplitz", "40", "50 %"]
-    assert rows[1] == ["image k31", "forward", "9", "skipped", "**1.5**", "fft", "", ""]
-    assert len(rows) == 2                                     # the Gaussian row has no algorithm
+    assert header[5:8] == ["fastest", "runner-up / fastest", "lead"]
+    assert rows[0] == ["resnet 3x3", "forward", "4", "**2**", "8", "toeplitz", "2", "real", "40", "50 %"]
+    assert rows[1][:8] == ["resnet 3x3", "grad_input", "5", "**4.9**", "", "toeplitz", "1.02", "noise"]
+    assert rows[2][:8] == ["image k31", "forward", "9", "skipped", "**1.5**", "fft", "6", "noise"]
+    assert len(rows) == 3                                     # pooling and filter rows have no algorithm
 
     header, rows, (worst, within, n) = report.auto_table(res)
     assert n == 2 and within == 1 and worst == pytest.approx(1.5)
-    assert rows[0] == ["resnet 3x3", "forward", "toeplitz", "toeplitz", "1.5× (over 1.2×)"]
-    assert rows[1][-1] == "1.07×"
+    assert header[-1] == "auto / fastest (>1: slower)"
+    assert rows[0] == ["resnet 3x3", "forward", "toeplitz", "toeplitz", "1.5 (over 1.2)"]
+    assert rows[1][-1] == "1.07"
 
     header, rows = report.peer_table(res, ["direct", "toeplitz", "fft"])
-    assert header == ["layer", "op", "fastconv fastest", "ms", "vs torch", "vs scipy.ndimage", "vs scikit-image"]
-    assert rows[0] == ["resnet 3x3", "forward", "toeplitz", "2", "0.5×", "", ""]
-    assert rows[1] == ["image k31", "forward", "fft", "1.5", "", "4×", ""]
-    assert rows[2] == ["gaussian s3", "forward", "fastconv.filters", "2", "", "", "2.5×"]
+    assert header == ["layer", "op", "fastconv fastest", "ms", "fastconv / torch", "fastconv / scipy.ndimage",
+                      "fastconv / scikit-image"]
+    assert rows[0] == ["resnet 3x3", "forward", "toeplitz", "2", "2", "", ""]          # one direction: time / time
+    assert rows[1] == ["image k31", "forward", "fft", "1.5", "", "0.25", ""]
+    assert rows[2] == ["maxpool 2x2", "forward", "fastconv", "1", "0.5", "", ""]
+    assert rows[3] == ["gaussian s3", "forward", "fastconv", "2", "", "", "0.4"]
 
     header, rows = report.accuracy_table(res)
-    assert ["fft", "2", "4.0e-06"] in rows
+    assert ["fft", "2", "4.0e-06", "1e-05"] in rows and ["direct", "2", "1.0e-07", ""] in rows
 
 
 def test_report_page_text():
     text = report.render(fake_result(), images=["crossover.png", "extra.png"])
     assert text.startswith(".. This page is generated by bench/report.py")
-    assert "Provisional" not in text
-    assert "within the target on 1 of 2 layers" in text and "the worst ratio is 1.5×" in text
+    assert "Provisional" not in text and "busy shared machine" not in text
+    assert "within the target on 1 of 2" in text and "the worst ratio is 1.5." in text
     assert ".. figure:: _static/bench/crossover.png" in text and ".. figure:: _static/bench/extra.png" in text
     assert report.PLOTS["crossover.png"][:40] in text
     assert "toeplitz image k31 forward (estimated 5.0 s per call)" in text
     assert ":download:`bench.json <_static/bench/bench.json>`" in text
+    assert "torch 2.13.0; scipy.signal skipped: not requested (--peers)" in text
+    assert "median 5 %, 90th percentile 20 %, largest 50 % (torch a forward)" in text
+    assert "How to read ``fastconv bench``" in text and "``lead``" in text      # the legend
+    assert "max \\|result - reference\\|" in text                                 # not a substitution
     assert text.count(".. list-table::") == 4
     assert "Provisional numbers from the ``quick`` grid" in report.render(fake_result("quick"))
+    busy = fake_result()
+    busy["load"]["before"] = [7.5, 7.0, 6.0]
+    assert "busy shared machine (load average 7.5 on 2 CPUs)" in report.render(busy)
     no_auto = fake_result()
     no_auto["results"] = [r for r in no_auto["results"] if r["impl"] != "auto"]
     assert "the worst ratio" not in report.render(no_auto)

@@ -422,3 +422,13 @@ def test_non_finite_values_mark_exactly_the_footprint(dtype):
     for got, ref in [(ff.sobel(x), skf.sobel(x)), (ff.laplace(x), skf.laplace(x)),
                      (ff.gaussian(x, 1.0), skf.gaussian(x, 1.0))]:
         np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+
+
+def test_apply_kernel_on_a_colour_image_names_channel_axis():
+    rgb = np.random.default_rng(0).random((12, 10, 3))
+    with pytest.raises(ValueError, match=r"channel_axis=-1.*filters each channel"):
+        ff.apply_kernel(rgb, "sharpen")
+    with pytest.raises(ValueError, match="channel_axis=-1"):
+        ff.apply_kernel(rgb, np.ones((3, 3)) / 9)
+    np.testing.assert_allclose(ff.apply_kernel(rgb, "sharpen", channel_axis=-1)[..., 1],
+                               ff.apply_kernel(rgb[..., 1], "sharpen"), atol=1e-12)

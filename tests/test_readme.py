@@ -22,5 +22,5 @@ def test_readme_example_runs(index, capsys):
 def test_readme_names_the_two_commands():
     with open(README) as f:
         text = f.read()
-    assert 'pip install ".[bench]" && fastconv bench' in text
-    assert 'pip install ".[test]" && pytest' in text
+    assert 'pip install ".[bench,torch]" && fastconv bench' in text
+    assert 'pip install ".[test,torch]" && pytest' in text

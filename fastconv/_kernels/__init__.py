@@ -18,7 +18,23 @@ import os
 # the first kernel module loads libgomp, which reads it once.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import _cpu  # noqa: E402
+
+def _not_built_message():
+    """The one line that explains why the compiled kernels cannot be imported."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.dirname(os.path.dirname(here))
+    if os.path.exists(os.path.join(checkout, "setup.py")):
+        return ("fastconv is imported from a source checkout whose kernels are not built (%s): run `pip install .` "
+                "(and start Python outside the checkout) or build in place with `pip install -e .`" % checkout)
+    return "fastconv's compiled kernels are missing from %s: reinstall fastconv" % here
+
+
+try:
+    from . import _cpu  # noqa: E402
+except ImportError as exc:  # the package's .py files without their compiled extension modules
+    if "_cpu" not in str(exc):
+        raise
+    raise ImportError(_not_built_message()) from None
 
 try:
     from . import _build_config as build_config

@@ -9,22 +9,36 @@ Examples::
 
 Images are read and written with scikit-image's io.  Colour images keep their channels for Gaussian,
 unsharp-mask and kernel filters; edge filters (sobel, prewitt, scharr, laplace) work on the grey-level image.
-Results outside [0, 1] (edges, Laplacian, sharpening) are rescaled to [0, 1] before saving as 8-bit.
+The result is saved as 8-bit: values outside [0, 1] (sharpening overshoot, a Laplacian's negative half) are
+clipped, as image editors do, so contrast is kept; ``--rescale`` maps the result's range onto [0, 1] instead.
 """
 import os
 
 import numpy as np
 
-__all__ = ["HELP", "add_arguments", "main"]
+__all__ = ["HELP", "add_arguments", "main", "FORMATS"]
 
 HELP = "apply a named filter or a kernel file to an image file"
 
 EDGE = ("sobel", "prewitt", "scharr", "laplace")
 
+# Output formats (by extension) that keep an 8-bit grey or RGB image as it is.
+FORMATS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")
+
+EPILOG = """examples:
+  fastconv filter in.png out.png --gaussian 2
+  fastconv filter in.png edges.png --sobel
+  fastconv filter in.png sharp.png --kernel sharpen
+  fastconv filter in.png lap.png --laplace --rescale
+  fastconv filter in.png out.png --kernel-file my_kernel.txt --mode wrap
+
+output formats: %s""" % ", ".join(f[1:] for f in FORMATS)
+
 
 def add_arguments(p):
     p.add_argument("input", help="input image file (any format scikit-image reads)")
-    p.add_argument("output", help="output image file (format from the extension)")
+    p.add_argument("output", help="output image file; the extension chooses the format (%s)"
+                   % ", ".join(f[1:] for f in FORMATS))
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--gaussian", type=float, metavar="SIGMA", help="Gaussian blur with standard deviation SIGMA")
     g.add_argument("--unsharp", type=float, metavar="RADIUS", help="unsharp mask with this radius (see --amount)")
@@ -34,6 +48,9 @@ def add_arguments(p):
     g.add_argument("--kernel-file", metavar="PATH", help="a 2-D kernel: .npy, or text with one row per line")
     p.add_argument("--amount", type=float, default=1.0, help="unsharp mask amount (default: %(default)s)")
     p.add_argument("--mode", default=None, help="boundary mode: reflect, constant, nearest, mirror, wrap")
+    p.add_argument("--rescale", action="store_true",
+                   help="map the result's min..max onto 0..1 before saving (default: clip to 0..1, which keeps "
+                        "the contrast of sharpened or smoothed images)")
 
 
 def _load_kernel(path):
@@ -56,6 +73,10 @@ def main(args):
 
     from .. import filters
 
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError("cannot tell the output format from %r: use one of the extensions %s"
+                         % (args.output, ", ".join(FORMATS)))
     if not os.path.exists(args.input):
         raise OSError("no such input file: %s" % args.input)
     image = io.imread(args.input)
@@ -81,7 +102,7 @@ def main(args):
         fn = getattr(filters, name)
         out = fn(grey) if name == "laplace" else fn(grey, **mode)
     out = np.asarray(out, np.float64)
-    if out.min() < 0 or out.max() > 1:
+    if args.rescale:
         out = rescale_intensity(out, out_range=(0.0, 1.0))
     io.imsave(args.output, img_as_ubyte(np.clip(out, 0, 1)), check_contrast=False)
     print("wrote %s (%s)" % (args.output, "x".join(map(str, out.shape))))

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from .. import _validate as V
 from .. import nn
 from .._threads import num_threads
 from ..autograd import Tensor, no_grad
@@ -92,6 +93,13 @@ def lenet5(size=32, num_classes=10, pool="max"):
     )
 
 
+def _check_counts(fn, **counts):
+    """Positive ints (None allowed: a default, or no limit)."""
+    for name, value in counts.items():
+        if value is not None:
+            V.positive_int(value, fn, name)
+
+
 def evaluate(model, x, y, batch_size=256):
     """``(mean cross-entropy, accuracy)`` of ``model`` on ``(x, y)``, in eval mode and without recording."""
     was_training = model.training
@@ -129,6 +137,9 @@ def train(epochs=None, batch_size=None, lr=None, size=None, seed=0, train_limit=
     lr_decay = d["lr_decay"] if lr_decay is None else lr_decay
     weight_decay = d["weight_decay"] if weight_decay is None else weight_decay
     width = d["width"] if width is None else width
+    _check_counts("train", epochs=epochs, batch_size=batch_size, train_limit=train_limit, threads=threads,
+                  width=width)
+    V.nonneg_int(shift, "train", "shift")
     if threads is not None:
         from threadpoolctl import threadpool_limits
         with num_threads(threads), threadpool_limits(threads, user_api="blas"):
@@ -192,29 +203,40 @@ def train(epochs=None, batch_size=None, lr=None, size=None, seed=0, train_limit=
                 params=sum(p.size for p in model.parameters()), history=history, model=model)
 
 
-def main(argv=None):
-    """Command line: train LeNet-5 or the small ResNet on the digits and print per-epoch and final metrics."""
-    p = argparse.ArgumentParser(prog="fastconv train", description=__doc__.split("\n\n")[0])
+def add_arguments(p):
+    """The command line's options (``fastconv train``, ``python examples/train_digits.py``)."""
+    from ..cli._args import nonneg_float, nonneg_int, positive_float, positive_int
     p.add_argument("--model", choices=sorted(MODELS), default="lenet5",
                    help="lenet5 (Adam, per-epoch decay) or resnet (AdamW, cosine schedule); default lenet5")
-    p.add_argument("--epochs", type=int, default=None, help="default: lenet5 15, resnet 20")
-    p.add_argument("--batch-size", type=int, default=None, help="default: lenet5 32, resnet 64")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: lenet5 2e-3, "
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="passes over the training images (default: lenet5 15, resnet 20)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per optimiser step (default: lenet5 32, resnet 64)")
+    p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default: lenet5 2e-3, "
                    "resnet 4e-3)")
-    p.add_argument("--lr-decay", type=float, default=None, help="lenet5: learning rate factor per epoch "
+    p.add_argument("--lr-decay", type=positive_float, default=None, help="lenet5: learning rate factor per epoch "
                    "(default 0.85)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: lenet5 0, resnet 0.05 (AdamW)")
-    p.add_argument("--width", type=int, default=None, help="resnet: channels of the first stage (default 8)")
-    p.add_argument("--shift", type=int, default=2, help="random translation of training images, pixels (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="threads for fastconv and BLAS (default: all)")
+    p.add_argument("--weight-decay", type=nonneg_float, default=None,
+                   help="default: lenet5 0, resnet 0.05 (AdamW)")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="resnet: channels of the first stage (default 8)")
+    p.add_argument("--shift", type=nonneg_int, default=2,
+                   help="random translation of training images, pixels (default 2)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads for fastconv and BLAS (default: all)")
     p.add_argument("--size", type=int, choices=(16, 32), default=None, help="upsampled image side (default: "
                    "lenet5 32, resnet 16)")
-    p.add_argument("--pool", choices=("max", "avg"), default="max", help="lenet5: pooling (default max)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--pool", choices=("max", "avg"), default="max",
+                   help="lenet5: pooling after each convolution, max or avg (default max)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data split, initialisation, shuffling and shifts (default 0)")
+    p.add_argument("--train-limit", type=positive_int, default=None, help="use only the first N training images")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--summary", action="store_true", help="print the model summary first")
-    args = p.parse_args(argv)
+
+
+def run(args):
+    """Train with the parsed options; print per-epoch and final metrics."""
     size = args.size or MODELS[args.model]["size"]
     if args.summary:
         net = (resnet_digits(args.width or MODELS["resnet"]["width"]) if args.model == "resnet"
@@ -229,6 +251,13 @@ def main(argv=None):
     print("final: train loss %.4f, train accuracy %.2f%%, test accuracy %.2f%%"
           % (m["train_loss"], 100 * m["train_accuracy"], 100 * m["test_accuracy"]))
     return 0
+
+
+def main(argv=None):
+    """Command line: train LeNet-5 or the small ResNet on the digits and print per-epoch and final metrics."""
+    p = argparse.ArgumentParser(prog="fastconv train", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

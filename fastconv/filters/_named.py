@@ -80,6 +80,11 @@ def apply_kernel(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, 
     fn = "apply_kernel"
     img = A.image_array(image, fn, allow_bool=True)
     ch = A.channel_axis(channel_axis, img.ndim, fn)
+    named = kernels.get(kernel) if isinstance(kernel, str) else kernel
+    if ch is None and named is not None and np.ndim(named) == img.ndim - 1 >= 2:
+        raise ValueError("%s(): argument 'kernel' has %d axes but the image has %d (shape %s); for a colour or "
+                         "multichannel image pass channel_axis=-1 (the axis of the channels), which filters each "
+                         "channel with the kernel" % (fn, np.ndim(named), img.ndim, img.shape))
     w = _kernel(kernel, img.ndim - (ch is not None), fn)
     if ch is not None:  # a length-1 kernel axis keeps the channels apart
         w = np.expand_dims(w, ch)
