@@ -105,10 +105,40 @@ def gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, 
     ch = A.channel_axis(channel_axis, x.ndim, fn)
     modes = A.modes(mode, x.ndim, fn)
     halo = [(0, 0)] * x.ndim
-    for axis, _, r, _, _ in S._gaussian_passes(S._sigmas(sigma, x.ndim, ch, fn), float(truncate), modes, 0.0):
+    passes = S._gaussian_passes(S._sigmas(sigma, x.ndim, ch, fn), float(truncate), modes,
+                                A.real(cval, fn, "cval"))
+    for axis, _, r, _, _ in passes:
         halo[axis] = (r, r)
-    return neighbourhood(fn, functools.partial(filters.gaussian, **kw), x, halo, modes, threads=threads,
+    return neighbourhood(fn, _GaussianBlock(passes, preserve_range), x, halo, modes, threads=threads,
                          dtype=dtype)
+
+
+class _GaussianBlock:
+    """:func:`fastconv.filters.gaussian` of a slab, pass by pass, each pass followed by the crop along its axis:
+    a pass reads only along its own axis, so later passes need only the kept part of that axis (about a fifth
+    less work than filtering the whole slab for 256^3 blocks with a halo of 16).  The same 1-D passes, in the
+    same order and precision, as the in-memory function."""
+
+    crops = True
+
+    def __init__(self, passes, preserve_range):
+        self.passes, self.preserve_range = passes, preserve_range
+
+    def __call__(self, slab, crop=None):
+        cur = np.ascontiguousarray(A.float_image(A.image_array(slab, "gaussian", allow_bool=True),
+                                                 self.preserve_range))
+        nthreads = _threads.get_num_threads()
+        crop = crop if crop is not None else (slice(None),) * cur.ndim
+        done = [False] * cur.ndim
+        for p in self.passes:
+            dst = np.empty(cur.shape, cur.dtype)
+            if cur.size:
+                E.separable(cur, dst, [p], nthreads)
+            sel = tuple(crop[a] if a == p[0] else slice(None) for a in range(cur.ndim))
+            cur = np.ascontiguousarray(dst[sel])
+            done[p[0]] = True
+        rest = tuple(slice(None) if d else c for d, c in zip(done, crop))
+        return np.ascontiguousarray(cur[rest]) if cur.size else cur[rest]
 
 
 def _edge(fn, image, mask, axis, mode, cval, threads):

@@ -184,31 +184,42 @@ def _select(blk, sel):
 
 
 def _assemble(layout, holes, shape, dtype, fill, parts):
-    """One slab from the source blocks ``parts``: piece ``i`` is ``_select(parts[i], sel)`` at ``dst``."""
-    if len(parts) == 1 and not holes:
-        return _select(parts[0], layout[0][0])
+    """One slab: piece ``i`` is ``_select(parts[i], sel)`` at ``dst`` (``sel`` None: ``parts[i]`` is the piece,
+    cut by its own task)."""
+    pieces = [blk if sel is None else _select(blk, sel) for (sel, _), blk in zip(layout, parts)]
+    if len(pieces) == 1 and not holes:
+        return pieces[0]
     slab = np.empty(shape, dtype)
-    for (sel, dst), blk in zip(layout, parts):
-        slab[dst] = _select(blk, sel)
+    for (_, dst), piece in zip(layout, pieces):
+        slab[dst] = piece
     for dst in holes:
         slab[dst] = fill
     return slab
 
 
 def _block_task(func, crop, threads, ntasks, specs, *parts):
-    """Assemble the slab of every source (``specs``: layout, holes, shape, dtype, fill, block count), run
-    ``func`` on them (and on the values of the dependencies that follow the blocks in ``parts``) under
-    :func:`task_threads` threads and return the crop (of each result, for a tuple)."""
+    """Assemble the slab of every source (``specs``: layout, holes, shape, dtype, fill, part count), run
+    ``func`` on them (and on the values of the dependencies that follow in ``parts``) under
+    :func:`task_threads` threads and return the crop (of each result, for a tuple).  A ``func`` with a true
+    attribute ``crops`` takes ``crop=`` and returns the cropped result itself."""
     slabs, k = [], 0
     for layout, holes, shape, dtype, fill, count in specs:
         slabs.append(_assemble(layout, holes, shape, dtype, fill, parts[k:k + count]))
         k += count
+    if crop is not None and getattr(func, "crops", False):     # computes only what the crop keeps
+        return run_threaded(threads, ntasks, func, *slabs, *parts[k:], crop=crop)
     res = run_threaded(threads, ntasks, func, *slabs, *parts[k:])
     if crop is None:
         return res
     if isinstance(res, tuple):
-        return tuple(r[crop] for r in res)
-    return res[crop]
+        return tuple(_cropped(r, crop) for r in res)
+    return _cropped(res, crop)
+
+
+def _cropped(a, crop):
+    """``a[crop]``, copied when it is a strict part of ``a`` (a view would keep the whole slab alive)."""
+    part = a[crop]
+    return part if part.size == a.size else np.ascontiguousarray(part)
 
 
 def _layout(axes_pieces):
@@ -228,6 +239,21 @@ def _layout(axes_pieces):
             layout.append((tuple(p[1] for p in pcs), dst))
             keys.append(tuple(p[0] for p in pcs))
     return layout, holes, keys, shape
+
+
+def _whole(sel, length):
+    """Whether the per-axis selection ``sel`` takes all ``length`` elements of a block in order."""
+    if not isinstance(sel, slice):
+        return False
+    if length != length:             # unknown chunk size: only slice(None) is produced for it
+        return sel == slice(None)
+    return sel.indices(int(length)) == (0, int(length), 1)
+
+
+def _piece(blk, sel):
+    """A source block's piece as its own (contiguous) array: only it travels to the task that needs it, and the
+    block can be released as soon as its pieces are cut."""
+    return np.ascontiguousarray(_select(blk, sel))
 
 
 def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None, fill=0.0, deps=(),
@@ -269,24 +295,48 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
     base = "%s-%s" % (name, tokenize(func, [s.name for s in sources], plan_token, out_chunks, threads, fill,
                                      dep_keys))
     ntasks = int(np.prod([len(c) for c in out_chunks]))
-    dsk = {}
+    dsk, pieces, pname = {}, {}, base + "-halo"
     for block in itertools.product(*[range(len(c)) for c in out_chunks]):
         specs, args, crop = [], [], None
         for src, plan in zip(sources, src_plans):
             axes_pieces, crop = plan(block)
             layout, holes, keys, shape = _layout(axes_pieces)
-            specs.append((layout, holes, shape, src.dtype, fill, len(keys)))
-            args.extend((src.name,) + k for k in keys)
+            entries = []
+            for (sel, dst), k in zip(layout, keys):
+                src_key = (src.name,) + k
+                if all(_whole(s, src.chunks[ax][k[ax]]) for ax, s in enumerate(sel)):
+                    entries.append((None, dst))
+                    args.append(src_key)
+                    continue
+                # a strict part of a block (a halo): cut by its own task, on the worker holding the block
+                ident = (src_key, tokenize(sel))
+                if ident not in pieces:
+                    pieces[ident] = ((pname, len(pieces)), (_piece, src_key, sel))
+                entries.append((None, dst))
+                args.append(pieces[ident][0])
+            specs.append((entries, holes, shape, src.dtype, fill, len(keys)))
         dsk[(base,) + block] = (_block_task, func, crop, threads, ntasks, tuple(specs)) + tuple(args) \
             + tuple(dep_keys)
+    piece_dsk = dict(pieces.values())
+
+    def graph_of(name, layer):
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=list(sources) + list(deps))
+        if not piece_dsk:
+            return graph
+        halo = HighLevelGraph.from_collections(pname, piece_dsk, dependencies=list(sources))
+        layers, depends = dict(graph.layers), {k: set(v) for k, v in graph.dependencies.items()}
+        layers[pname] = halo.layers[pname]
+        depends[pname] = set(halo.dependencies[pname])
+        depends[name] |= {pname}
+        return HighLevelGraph(layers, depends)
+
     if not multi:
-        graph = HighLevelGraph.from_collections(base, dsk, dependencies=list(sources) + list(deps))
-        return da.Array(graph, base, chunks=out_chunks, dtype=dtype, meta=np.empty((0,) * nd, dtype))
+        return da.Array(graph_of(base, dsk), base, chunks=out_chunks, dtype=dtype, meta=np.empty((0,) * nd, dtype))
     outs = []
     for i, dt in enumerate(dtype):
         oname = "%s-%d" % (base, i)
         odsk = dict(dsk)
         odsk.update({(oname,) + k[1:]: (operator.getitem, k, i) for k in dsk})
-        graph = HighLevelGraph.from_collections(oname, odsk, dependencies=list(sources) + list(deps))
+        graph = graph_of(oname, odsk)
         outs.append(da.Array(graph, oname, chunks=out_chunks, dtype=dt, meta=np.empty((0,) * nd, dt)))
     return tuple(outs)
