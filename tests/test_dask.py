@@ -367,3 +367,73 @@ def test_threaded_scheduler_gives_the_same_result():
     with dask.config.set(num_workers=2):
         got = fd.gaussian(x, 2.0, mode="mirror").compute(scheduler="threads")
     assert_close(got, ff.gaussian(img, 2.0, mode="mirror"))
+
+
+# ------------------------------------------------------------------------------ Zarr, TIFF stacks, the CLI
+def test_zarr_backed_arrays_and_wrap_slabs(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    img = rng(18).standard_normal((30, 26)).astype(np.float32)
+    z = zarr.create_array(store=str(tmp_path / "a.zarr"), shape=img.shape, chunks=(7, 9), dtype="f4")
+    z[:] = img
+    x = da.from_zarr(z)
+    for mode in BASE_MODES:
+        assert_close(compute(fd.gaussian(x, 2.0, mode=mode)), ff.gaussian(img, 2.0, mode=mode), 1e-6)
+
+
+def test_cli_filters_zarr_and_tiff_stacks_chunk_by_chunk(tmp_path, capsys):
+    zarr = pytest.importorskip("zarr")
+    tifffile = pytest.importorskip("tifffile")
+    from fastconv.cli import main
+    vol = rng(19).random((12, 20, 18)).astype(np.float32)
+    z = zarr.create_array(store=str(tmp_path / "v.zarr"), shape=vol.shape, chunks=(5, 8, 8), dtype="f4")
+    z[:] = vol
+    tifffile.imwrite(str(tmp_path / "s.tif"), vol)
+    out = str(tmp_path / "g.zarr")
+    assert main(["filter", str(tmp_path / "v.zarr"), out, "--gaussian", "2", "--chunks", "4"]) == 0
+    assert_close(zarr.open_array(out, mode="r")[:], ff.gaussian(vol, 2.0, preserve_range=True), 1e-6)
+    assert "block" in capsys.readouterr().err                           # the progress bar
+    assert main(["filter", str(tmp_path / "s.tif"), str(tmp_path / "e.tif"), "--sobel", "--mode", "wrap",
+                 "--no-progress"]) == 0
+    assert_close(tifffile.imread(str(tmp_path / "e.tif")), ff.sobel(vol, mode="wrap"), 1e-6)
+    assert main(["filter", str(tmp_path / "s.tif"), str(tmp_path / "k.zarr"), "--kernel", "sharpen",
+                 "--no-progress"]) == 0
+    want = ff.apply_kernel(vol, ff.kernels["sharpen"][None], preserve_range=True)
+    assert_close(zarr.open_array(str(tmp_path / "k.zarr"), mode="r")[:], want, 1e-6)
+    capsys.readouterr()
+    assert main(["filter", str(tmp_path / "v.zarr"), out, "--gaussian", "1", "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["filter", str(tmp_path / "v.zarr"), str(tmp_path / "o.png"), "--gaussian", "1"]) == 2
+    assert "Zarr" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the cluster (scaled down)
+def _worker_task_threads():
+    return _overlap.task_threads()
+
+
+def test_local_cluster_gaussian_of_a_zarr_volume_matches_in_memory_and_dask_image(tmp_path):
+    """The acceptance run of bench/bench_dask.py, scaled down: a Zarr volume through a LocalCluster of 2 worker
+    processes with a memory limit, written to Zarr; equal to the in-memory filter and to dask-image."""
+    zarr = pytest.importorskip("zarr")
+    distributed = pytest.importorskip("distributed")
+    ndfilters = pytest.importorskip("dask_image.ndfilters")
+    vol = rng(20).random((48, 40, 36)).astype(np.float32)
+    src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(16, 16, 16), dtype="f4",
+                            compressors=None)
+    src[:] = vol
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        assert set(client.run(_worker_task_threads).values()) == {1}   # nanny: OMP_NUM_THREADS=1
+        x = da.from_zarr(zarr.open_array(str(tmp_path / "in.zarr"), mode="r"))
+        outs = {}
+        for which, res in [("fastconv", fd.gaussian(x, 4, mode="reflect", preserve_range=True)),
+                           ("dask_image", ndfilters.gaussian_filter(x, 4, mode="reflect"))]:
+            out = zarr.create_array(store=str(tmp_path / (which + ".zarr")), shape=vol.shape, chunks=(16, 16, 16),
+                                    dtype="f4")
+            da.store(res, out, lock=False)
+            outs[which] = out[:]
+        shares = fd.set_worker_threads(client)
+        assert len(shares) == 2 and all(v >= 1 for v in shares.values())
+    want = ff.gaussian(vol, 4, mode="reflect", preserve_range=True)
+    assert_close(outs["fastconv"], want, 1e-6)
+    assert_close(outs["dask_image"], want, 1e-5)
