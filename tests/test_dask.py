@@ -437,3 +437,103 @@ def test_local_cluster_gaussian_of_a_zarr_volume_matches_in_memory_and_dask_imag
     want = ff.gaussian(vol, 4, mode="reflect", preserve_range=True)
     assert_close(outs["fastconv"], want, 1e-6)
     assert_close(outs["dask_image"], want, 1e-5)
+
+
+# ------------------------------------------------------------------------- fastconv.ndimage, every filter
+def _ndimage_cases():
+    w2 = np.array([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0], [2.0, 0.0, 1.5], [-0.5, 1.0, 0.75]])
+    w1 = np.array([1.0, -2.0, 0.5, 3.0])
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+    return [
+        ("correlate", (w2,), {"origin": (1, -1)}),
+        ("convolve", (w2,), {"origin": (-2, 0)}),
+        ("correlate1d", (w1,), {"axis": 0, "origin": -1}),
+        ("convolve1d", (w1,), {"axis": 1}),
+        ("gaussian_filter", ((2.0, 0.8),), {"order": (0, 1)}),
+        ("gaussian_filter1d", (2.5,), {"axis": 1, "order": 2}),
+        ("gaussian_laplace", (1.5,), {}),
+        ("gaussian_gradient_magnitude", (1.2,), {"truncate": 3.0}),
+        ("laplace", (), {}),
+        ("sobel", (), {"axis": 0}),
+        ("prewitt", (), {"axis": 1}),
+        ("uniform_filter", (), {"size": (4, 3), "origin": (1, 0)}),
+        ("uniform_filter1d", (5,), {"axis": 0, "origin": 2}),
+        ("minimum_filter", (), {"size": 4}),
+        ("maximum_filter", (), {"footprint": cross, "origin": (0, 1)}),
+        ("minimum_filter1d", (3,), {"axis": 1}),
+        ("maximum_filter1d", (4,), {"axis": 0, "origin": 1}),
+        ("median_filter", (), {"size": 3}),
+        ("rank_filter", (-2,), {"size": (3, 4)}),
+        ("percentile_filter", (30,), {"footprint": cross}),
+    ]
+
+
+@pytest.mark.parametrize("mode", BASE_MODES)
+@pytest.mark.parametrize("case", _ndimage_cases(), ids=lambda c: c[0])
+def test_ndimage_filters_equal_in_memory_every_mode_and_chunking(case, mode):
+    ndi = pytest.importorskip("fastconv.ndimage")
+    fdn = pytest.importorskip("fastconv.dask.ndimage")
+    name, args, kw = case
+    r = rng(21)
+    img = r.standard_normal((23, 17))
+    ints = r.integers(-500, 500, (23, 17)).astype(np.int16)
+    for chunks in [((5, 1, 9, 8), (2, 13, 2)), ((1, 1, 2, 19), (3, 3, 3, 3, 3, 2))]:
+        want = getattr(ndi, name)(img, *args, mode=mode, cval=0.6, **kw)
+        got = getattr(fdn, name)(lazy(img, chunks), *args, mode=mode, cval=0.6, **kw)
+        assert got.chunks == lazy(img, chunks).chunks
+        assert_close(compute(got), want)
+        want = getattr(ndi, name)(ints, *args, mode=mode, cval=3, **kw)
+        got = compute(getattr(fdn, name)(lazy(ints, chunks), *args, mode=mode, cval=3, **kw))
+        assert got.dtype == want.dtype and np.array_equal(got, want)        # integer outputs bit-equal
+
+
+def test_ndimage_output_dtypes_axes_per_axis_modes_and_generic_filters():
+    ndi = pytest.importorskip("fastconv.ndimage")
+    fdn = pytest.importorskip("fastconv.dask.ndimage")
+    r = rng(22)
+    vol = r.standard_normal((9, 14, 11))
+    x = lazy(vol, (2, 5, 4))
+    want = ndi.gaussian_filter(vol, 1.5, output=np.float32, mode=("wrap", "mirror", "constant"), axes=None)
+    got = compute(fdn.gaussian_filter(x, 1.5, output=np.float32, mode=("wrap", "mirror", "constant")))
+    assert got.dtype == np.float32
+    assert_close(got, want, 1e-6)
+    want = ndi.uniform_filter(vol, 3, mode=("wrap", "nearest"), axes=(0, 2))
+    assert_close(compute(fdn.uniform_filter(x, 3, mode=("wrap", "nearest"), axes=(0, 2))), want)
+    want = ndi.generic_laplace(vol, lambda a, axis, output, mode, cval: ndi.correlate1d(a, [1, -2, 1], axis,
+                                                                                          output, mode, cval))
+    got = fdn.generic_laplace(x, lambda a, axis, output, mode, cval: ndi.correlate1d(a, [1, -2, 1], axis, output,
+                                                                                     mode, cval), halo=1)
+    assert_close(compute(got), want)
+    want = ndi.generic_gradient_magnitude(vol, ndi.sobel, mode="wrap")
+    assert_close(compute(fdn.generic_gradient_magnitude(x, ndi.sobel, mode="wrap", halo=1)), want)
+    with pytest.raises(TypeError, match="halo="):
+        fdn.generic_laplace(x, lambda *a: None)
+    with pytest.raises(TypeError, match="dtype"):
+        fdn.gaussian_filter(x, 1.0, output=np.empty(vol.shape))
+    with pytest.raises(TypeError, match="fastconv.dask"):
+        ndi.gaussian_filter(x, 1.0)
+
+
+def test_skimage_filters_of_the_second_wave():
+    pytest.importorskip("fastconv.filters.rank")
+    r = rng(23)
+    img = r.random((26, 21))
+    mask = r.random((26, 21)) > 0.2
+    x, m = lazy(img, (7, 4)), lazy(mask, 5)
+    for name in ["sobel_h", "sobel_v", "prewitt_h", "prewitt_v", "scharr_h", "scharr_v", "farid_h", "farid_v",
+                 "roberts", "roberts_pos_diag", "roberts_neg_diag"]:
+        assert_close(compute(getattr(fd, name)(x)), getattr(ff, name)(img))
+        assert_close(compute(getattr(fd, name)(x, mask=m)), getattr(ff, name)(img, mask=mask))
+    for mode in BASE_MODES:
+        assert_close(compute(fd.farid(x, mode=mode, cval=0.3)), ff.farid(img, mode=mode, cval=0.3))
+        assert_close(compute(fd.difference_of_gaussians(x, 1.0, 2.5, mode=mode)),
+                     ff.difference_of_gaussians(img, 1.0, 2.5, mode=mode))
+        assert_close(compute(fd.median(x, np.ones((3, 4)), mode=mode)), ff.median(img, np.ones((3, 4)), mode=mode))
+    u8 = (img * 255).astype(np.uint8)
+    xu = lazy(u8, (6, 5))
+    assert np.array_equal(compute(fd.median(xu, behavior="rank")), ff.median(u8, behavior="rank"))
+    fp = np.ones((3, 5), np.uint8)
+    for kind in ["minimum", "maximum", "median"]:
+        want = getattr(ff.rank, kind)(u8, fp, mask=mask, shift_x=1, shift_y=-1)
+        got = compute(getattr(fd.rank, kind)(xu, fp, mask=m, shift_x=1, shift_y=-1))
+        assert np.array_equal(got, want)

@@ -105,8 +105,8 @@ def test_every_page_is_in_a_table_of_contents():
 PUBLIC_MODULES = ["fastconv", "fastconv.grad", "fastconv.nn", "fastconv.nn.functional", "fastconv.nn.init",
                   "fastconv.nn.optim", "fastconv.nn.optim.lr_scheduler", "fastconv.nn.utils", "fastconv.ops",
                   "fastconv.filters", "fastconv.ndimage", "fastconv.autograd", "fastconv.benchmark",
-                  "fastconv.examples.digits", "fastconv.examples.resnet", "fastconv.dask"]
-
+                  "fastconv.examples.digits", "fastconv.examples.resnet", "fastconv.dask", "fastconv.dask.ndimage",
+                  "fastconv.dask.rank"]
 
 
 def _dask_missing(name):

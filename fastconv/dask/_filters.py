@@ -237,3 +237,102 @@ def apply_kernel(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, 
     method = _resolved_method(method, x.shape, w[(slice(None, None, -1),) * w.ndim], np.dtype(dtype), fn)
     run = functools.partial(filters.apply_kernel, kernel=kernel, method=method, **kw)
     return neighbourhood(fn, run, x, halo, A.modes(mode, x.ndim, fn), threads=threads, dtype=dtype)
+
+
+# ------------------------------------------------------------------ scikit-image's other neighbourhood filters
+def _with_mask(fn, func, x, mask, halo, modes, threads, **kw):
+    """``func(image, mask, **kw)`` (``mask`` None or a dask array of the image's shape) over the blocks."""
+    if mask is None:
+        dtype = func(_dummy(x), **kw).dtype
+        return neighbourhood(fn, functools.partial(func, **kw), x, halo, modes, threads=threads, dtype=dtype)
+    m = as_dask(mask, fn, "mask")
+    if m.shape != x.shape:
+        raise ValueError("%s(): argument 'mask' must have the image's shape %s, got %s" % (fn, x.shape, m.shape))
+    dtype = func(_dummy(x), mask=_dummy(m), **kw).dtype
+    return neighbourhood(fn, functools.partial(_masked_call, func, kw), x, halo, modes, extra=(m,), threads=threads,
+                         dtype=dtype)
+
+
+def _masked_call(func, kw, img, msk):
+    return func(img, mask=msk, **kw)
+
+
+def _two_d_only(x, fn):
+    if x.ndim != 2:
+        raise ValueError("%s(): the image must be 2-D, got %d-D" % (fn, x.ndim))
+
+
+def _directional(name, reach):
+    def lazy(image, mask=None, *, threads=None):
+        x = as_dask(image, name)
+        _two_d_only(x, name)
+        return _with_mask(name, getattr(filters, name), x, mask, [(reach, reach)] * 2, ("reflect",) * 2, threads)
+    lazy.__name__ = lazy.__qualname__ = name
+    lazy.__doc__ = "Lazy :func:`fastconv.filters.%s` (halo %d; ``mask`` may be a dask array)." % (name, reach)
+    return lazy
+
+
+sobel_h, sobel_v = _directional("sobel_h", 1), _directional("sobel_v", 1)
+prewitt_h, prewitt_v = _directional("prewitt_h", 1), _directional("prewitt_v", 1)
+scharr_h, scharr_v = _directional("scharr_h", 1), _directional("scharr_v", 1)
+farid_h, farid_v = _directional("farid_h", 2), _directional("farid_v", 2)
+roberts, roberts_pos_diag = _directional("roberts", 1), _directional("roberts_pos_diag", 1)
+roberts_neg_diag = _directional("roberts_neg_diag", 1)
+
+
+def farid(image, mask=None, *, axis=None, mode="reflect", cval=0.0, threads=None):
+    """Lazy :func:`fastconv.filters.farid` (5-tap kernels: halo 2 on every axis)."""
+    x = as_dask(image, "farid")
+    return _with_mask("farid", filters.farid, x, mask, [(2, 2)] * x.ndim, A.modes(mode, x.ndim, "farid"), threads,
+                      axis=axis, mode=mode, cval=cval)
+
+
+def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest", cval=0, channel_axis=None,
+                            truncate=4.0, threads=None):
+    """Lazy :func:`fastconv.filters.difference_of_gaussians` (halo: the wider Gaussian's radius)."""
+    fn = "difference_of_gaussians"
+    x = as_dask(image, fn)
+    kw = dict(low_sigma=low_sigma, high_sigma=high_sigma, mode=mode, cval=cval, channel_axis=channel_axis,
+              truncate=truncate)
+    dtype = filters.difference_of_gaussians(_dummy(x), **kw).dtype
+    ch = A.channel_axis(channel_axis, x.ndim, fn)
+    spatial = [a for a in range(x.ndim) if a != ch]
+    low = np.array(low_sigma, dtype=float, ndmin=1) * np.ones(len(spatial))
+    high = low * 1.6 if high_sigma is None else np.array(high_sigma, dtype=float, ndmin=1) * np.ones(len(spatial))
+    halo = [(0, 0)] * x.ndim
+    for a, s in zip(spatial, np.maximum(low, high)):
+        r = int(float(truncate) * s + 0.5) if s > 1e-15 else 0
+        halo[a] = (r, r)
+    return neighbourhood(fn, functools.partial(filters.difference_of_gaussians, **kw), x, halo,
+                         A.modes(mode, x.ndim, fn), threads=threads, dtype=dtype)
+
+
+def median(image, footprint=None, *, mode="nearest", cval=0.0, behavior="ndimage", threads=None):
+    """Lazy :func:`fastconv.filters.median` (halo: half the footprint; ``behavior='rank'`` counts only pixels
+    inside the image, which the blocks at the array's edges see as the in-memory filter does)."""
+    fn = "median"
+    x = as_dask(image, fn)
+    kw = dict(footprint=footprint, mode=mode, cval=cval, behavior=behavior)
+    dtype = filters.median(_dummy(x), **kw).dtype
+    shape = (3,) * x.ndim if footprint is None else np.shape(footprint)
+    halo = [(k // 2, k // 2) for k in shape]
+    modes = A.modes(mode, x.ndim, fn) if behavior == "ndimage" else ("constant",) * x.ndim
+    return neighbourhood(fn, functools.partial(filters.median, **kw), x, halo, modes, threads=threads, dtype=dtype)
+
+
+def _rank(kind):
+    func = getattr(filters.rank, kind)
+
+    def lazy(image, footprint, mask=None, shift_x=0, shift_y=0, shift_z=0, *, threads=None):
+        x = as_dask(image, kind)
+        shifts = [shift_y, shift_x] if x.ndim == 2 else [shift_x, shift_y, shift_z]
+        shape = np.shape(footprint)
+        halo = [(k // 2 + abs(int(s)), k // 2 + abs(int(s))) for k, s in zip(shape, shifts)]
+        if len(halo) != x.ndim:         # the in-memory function reports the mismatch
+            func(_dummy(x), footprint)
+        return _with_mask(kind, func, x, mask, halo, ("constant",) * x.ndim, threads, footprint=footprint,
+                          shift_x=shift_x, shift_y=shift_y, shift_z=shift_z)
+    lazy.__name__ = lazy.__qualname__ = kind
+    lazy.__doc__ = ("Lazy :func:`fastconv.filters.rank.%s` (halo: half the footprint plus the shift; ``mask`` may "
+                    "be a dask array)." % kind)
+    return lazy
