@@ -16,6 +16,7 @@ from ..filters import _args as A
 from ..filters import _engine as E
 from ..filters import _skimage as S
 from ..filters._named import _kernel
+from ..ndimage._filters import _window_halo
 from ._overlap import axis_plan, check_known_chunks, overlap_array
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask",
@@ -54,12 +55,6 @@ def neighbourhood(fn, func, x, halo, modes, *, extra=(), threads=None, dtype=Non
                          deps=deps, source_plans=[mask_plans] * len(extra))
 
 
-def _window(k, o):
-    """``(before, after)`` of a window of length ``k`` whose centre is shifted by the correlation origin ``o``."""
-    before = k // 2 + o
-    return before, k - 1 - before
-
-
 def _resolved_method(method, shape, weights, comp, fn):
     """``method`` with ``"auto"`` decided for the whole array (as ``_engine.apply`` decides it)."""
     if method != "auto" or not int(np.prod(shape)):
@@ -79,7 +74,7 @@ def _filter_nd(fn, flip, image, weights, mode, cval, origin, method, threads):
     from .. import _validate as V
     comp = V.float_kind(x.dtype)
     method = _resolved_method(method, x.shape, wc, comp, fn)
-    halo = [_window(k, o) for k, o in zip(w.shape, org)]
+    halo = [_window_halo(k, o) for k, o in zip(w.shape, org)]
     run = functools.partial(func, weights=w, method=method, **kw)
     return neighbourhood(fn, run, x, halo, A.modes(mode, x.ndim, fn), threads=threads, dtype=dtype)
 
@@ -233,7 +228,7 @@ def apply_kernel(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, 
     w = _kernel(kernel, x.ndim - (ch is not None), fn)
     if ch is not None:
         w = np.expand_dims(w, ch)
-    halo = [(k // 2 - (1 - k % 2), k - 1 - (k // 2 - (1 - k % 2))) for k in w.shape]
+    halo = [_window_halo(k, -(1 - k % 2)) for k in w.shape]            # convolve's origin rule for even k
     method = _resolved_method(method, x.shape, w[(slice(None, None, -1),) * w.ndim], np.dtype(dtype), fn)
     run = functools.partial(filters.apply_kernel, kernel=kernel, method=method, **kw)
     return neighbourhood(fn, run, x, halo, A.modes(mode, x.ndim, fn), threads=threads, dtype=dtype)
