@@ -15,9 +15,13 @@
     PYTHONPATH=$PWD python bench/bench_dask.py                         # 8 GiB, sigma 4 (long: about an hour)
     PYTHONPATH=$PWD python bench/bench_dask.py --gib 0.5 --images 20000 # a quick look
     PYTHONPATH=$PWD python bench/bench_dask.py --json bench/results/dask.json
+    PYTHONPATH=$PWD python bench/bench_dask.py --candidates copy --images 0     # the I/O alone, same chunks
+    PYTHONPATH=$PWD python bench/bench_dask.py --no-disk --images 0             # the filters without the I/O
 
-The input volume is made once (random float32, ``--dir``, uncompressed so that both filters pay the same small
-I/O cost) and reused by later runs of the same size and chunks.
+The input volume is made once (random float32, ``--dir``, uncompressed so that both filters pay the same
+I/O cost) and reused by later runs of the same size and chunks.  On a machine whose disk cannot keep up, both
+runs take the time of the I/O; ``--no-disk`` measures the filters without it (the volume generated in the graph,
+the results discarded, the same chunks and cluster).
 """
 import argparse
 import json
@@ -124,16 +128,33 @@ def _out_array(path, shape, chunks):
     return zarr.create_array(store=path, shape=shape, chunks=chunks, dtype="float32", compressors=None)
 
 
-def run_filter(which, src_path, out_path, sigma, client):
+class Discard:
+    """A store target that drops what it is given (``--no-disk``)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+
+    def __setitem__(self, key, value):
+        pass
+
+
+def generated(shape, chunks):
     import dask.array as da
-    vol = da.from_zarr(src_path)
+    return da.random.default_rng(0).random(shape, chunks=chunks, dtype=np.float32)
+
+
+def run_filter(which, src_path, out_path, sigma, client, no_disk=False, chunks=None):
+    import dask.array as da
+    vol = generated(src_path, chunks) if no_disk else da.from_zarr(src_path)
     if which == "fastconv":
         import fastconv.dask as fd
         res = fd.gaussian(vol, sigma, mode="reflect", preserve_range=True)
+    elif which == "copy":              # the I/O alone: read and write the same chunks, no filter
+        res = vol
     else:
         from dask_image.ndfilters import gaussian_filter
         res = gaussian_filter(vol, sigma, mode="reflect")
-    out = _out_array(out_path, vol.shape, vol.chunksize)
+    out = Discard(vol.shape, np.float32) if no_disk else _out_array(out_path, vol.shape, vol.chunksize)
     pids = cluster_pids(client)
     before = sum(client.run(_spilled).values())
     with PeakMemory(pids) as mem:
@@ -160,6 +181,20 @@ def compare_outputs(a_path, b_path, samples=6, seed=0):
     for corner in ((0, 0, 0), tuple(s - 1 for s in a.shape)):
         idx = tuple(slice(max(0, c - 8), c + 8) for c in corner)
         x, y = a[idx].astype(np.float64), b[idx].astype(np.float64)
+        worst = max(worst, float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-30)))
+    return worst
+
+
+def compare_generated(shape, chunks, sigma):
+    """Largest difference between the two filters on the first and the last block of the generated volume."""
+    import fastconv.dask as fd
+    from dask_image.ndfilters import gaussian_filter
+    vol = generated(shape, chunks)
+    a = fd.gaussian(vol, sigma, mode="reflect", preserve_range=True)
+    b = gaussian_filter(vol, sigma, mode="reflect")
+    worst = 0.0
+    for idx in ((0,) * len(shape), tuple(n - 1 for n in a.numblocks)):
+        x, y = a.blocks[idx].compute().astype(np.float64), b.blocks[idx].compute().astype(np.float64)
         worst = max(worst, float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-30)))
     return worst
 
@@ -206,6 +241,10 @@ def main(argv=None):
     p.add_argument("--dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "fastconv-bench-dask"))
     p.add_argument("--keep", action="store_true", help="keep the outputs (the input is always kept)")
     p.add_argument("--json", default=None, help="write the results to this file")
+    p.add_argument("--candidates", default="fastconv,dask_image",
+                   help="comma-separated: fastconv, dask_image, copy (the I/O alone; default: the first two)")
+    p.add_argument("--no-disk", action="store_true",
+                   help="generate the volume in the graph and discard the results: the filters without the I/O")
     args = p.parse_args(argv)
 
     import dask
@@ -219,27 +258,33 @@ def main(argv=None):
     result = {"cpu": _cpu_model(), "load_before": os.getloadavg(), "shape": shape, "chunks": chunks,
               "gib": depth * plane * 4 / 2 ** 30, "sigma": args.sigma, "workers": args.workers,
               "memory_limit": args.memory_limit, "runs": []}
-    try:
-        import fastconv._kernels as K
-        result["simd"] = getattr(K, "LEVEL", None) or getattr(K, "level", lambda: None)()
-    except Exception:
-        result["simd"] = None
+    import fastconv._kernels as K
+    result["simd"] = K.simd_level()
     print("cpu: %s; load average %.1f %.1f %.1f" % ((result["cpu"],) + tuple(result["load_before"])))
     with dask.config.set({"distributed.worker.daemon": False}):
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
                                processes=True, dashboard_address=None)
         client = Client(cluster)
         try:
-            t0 = time.perf_counter()
-            make_volume(src, shape, chunks, client)
-            print("input %s: %s float32 (%.2f GiB), chunks %s, ready in %.0f s"
-                  % (src, "x".join(map(str, shape)), result["gib"], chunks, time.perf_counter() - t0))
+            result["no_disk"] = args.no_disk
+            if args.no_disk:
+                src = shape
+                print("input: generated %s float32 (%.2f GiB), chunks %s; results discarded"
+                      % ("x".join(map(str, shape)), result["gib"], chunks))
+            else:
+                t0 = time.perf_counter()
+                make_volume(src, shape, chunks, client)
+                print("input %s: %s float32 (%.2f GiB), chunks %s, ready in %.0f s"
+                      % (src, "x".join(map(str, shape)), result["gib"], chunks, time.perf_counter() - t0))
+            names = [c.strip() for c in args.candidates.split(",") if c.strip()]
+            if not set(names) <= {"fastconv", "dask_image", "copy"}:
+                p.error("--candidates: choose from fastconv, dask_image, copy")
             order = []
             for r in range(args.repeats):
-                order += ["fastconv", "dask_image"] if r % 2 == 0 else ["dask_image", "fastconv"]
-            outs = {w: os.path.join(args.dir, "out-%s.zarr" % w) for w in ("fastconv", "dask_image")}
+                order += names if r % 2 == 0 else names[::-1]
+            outs = {w: os.path.join(args.dir, "out-%s.zarr" % w) for w in names}
             for which in order:
-                run = run_filter(which, src, outs[which], args.sigma, client)
+                run = run_filter(which, src, outs[which], args.sigma, client, args.no_disk, chunks)
                 run["which"] = which
                 run["load"] = os.getloadavg()[0]
                 result["runs"].append(run)
@@ -247,13 +292,15 @@ def main(argv=None):
                       % (which, run["seconds"], run["peak_cluster_bytes"] / 2 ** 30,
                          run["peak_client_bytes"] / 2 ** 30, run["spilled_bytes"] / 2 ** 30, run["load"]))
             t = {w: float(np.median([r["seconds"] for r in result["runs"] if r["which"] == w])) for w in outs}
-            result["ratio"] = t["fastconv"] / t["dask_image"]
-            result["max_rel_difference"] = compare_outputs(outs["fastconv"], outs["dask_image"])
             result["peak_cluster_gib"] = max(r["peak_cluster_bytes"] for r in result["runs"]) / 2 ** 30
-            print("fastconv.dask / dask_image: %.3fx (median times); max difference %.2g relative; "
-                  "peak cluster memory %.2f GiB" % (result["ratio"], result["max_rel_difference"],
-                                                   result["peak_cluster_gib"]))
-            if not args.keep:
+            if "fastconv" in t and "dask_image" in t:
+                result["ratio"] = t["fastconv"] / t["dask_image"]
+                result["max_rel_difference"] = (compare_generated(shape, chunks, args.sigma) if args.no_disk
+                                                else compare_outputs(outs["fastconv"], outs["dask_image"]))
+                print("fastconv.dask / dask_image: %.3fx (median times); max difference %.2g relative; "
+                      "peak cluster memory %.2f GiB" % (result["ratio"], result["max_rel_difference"],
+                                                       result["peak_cluster_gib"]))
+            if not args.keep and not args.no_disk:
                 for path in outs.values():
                     shutil.rmtree(path, ignore_errors=True)
             if args.images:

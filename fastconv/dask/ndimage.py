@@ -76,10 +76,10 @@ def _lazy(name):
         x = as_dask(input, name, "input")
         bound = sig.bind(None, *args, **kwargs)
         _output_dtype(bound.arguments.get("output"), name)
-        dtype = np.asarray(func(_dummy(x), *args, **kwargs)).dtype      # validates every argument
         if generic:
             reach = _halo_of(halo, x.ndim, name)
-        else:
+        dtype = np.asarray(func(_dummy(x), *args, **kwargs)).dtype      # validates every argument
+        if not generic:
             if halo is not None:
                 raise TypeError("fastconv.dask.ndimage.%s(): halo= is for the generic filters only" % name)
             reach = _ndi.filter_halo(name, x.ndim, *args, **kwargs)
