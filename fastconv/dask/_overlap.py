@@ -184,9 +184,8 @@ def _select(blk, sel):
 
 
 def _assemble(layout, holes, shape, dtype, fill, parts):
-    """One slab: piece ``i`` is ``_select(parts[i], sel)`` at ``dst`` (``sel`` None: ``parts[i]`` is the piece,
-    cut by its own task)."""
-    pieces = [blk if sel is None else _select(blk, sel) for (sel, _), blk in zip(layout, parts)]
+    """One slab: ``parts[i]`` (a whole block, or a piece its own task cut) goes to ``layout[i]``'s place."""
+    pieces = parts
     if len(pieces) == 1 and not holes:
         return pieces[0]
     slab = np.empty(shape, dtype)
@@ -266,8 +265,12 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
     (outputs with other axes); ``out_chunks``: the output's chunks; ``fill``: the value of fill pieces; ``deps``:
     dask collections with one key (a reduction, a delayed model) whose values are passed to ``func`` after the
     slabs; ``source_plans``: per source after the first, its own per-axis plans (same slab shapes and crops) or
-    None for the first source's.  ``dtype`` is a tuple of dtypes when ``func`` returns a tuple of arrays (then a tuple of dask arrays
-    is returned, one task per block computing all of them).
+    None for the first source's.  ``dtype`` is a tuple of dtypes when ``func`` returns a tuple of arrays (then
+    a tuple of dask arrays is returned, one task per block computing all of them).
+
+    A piece that is a whole source block is passed as the block's key; a strict part of a block (a halo) is cut
+    by its own task, which dask runs where the block is: only the halo travels, and the block can be released
+    once its pieces are cut.
     """
     import operator
 
@@ -277,6 +280,7 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
 
     nd = len(out_chunks)
     multi = isinstance(dtype, tuple)
+
     def per_axis(plans):
         def block_plan(block):
             return ([plans[ax][block[ax]][0] for ax in range(nd)],
@@ -304,15 +308,13 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
             entries = []
             for (sel, dst), k in zip(layout, keys):
                 src_key = (src.name,) + k
+                entries.append((None, dst))
                 if all(_whole(s, src.chunks[ax][k[ax]]) for ax, s in enumerate(sel)):
-                    entries.append((None, dst))
                     args.append(src_key)
                     continue
-                # a strict part of a block (a halo): cut by its own task, on the worker holding the block
                 ident = (src_key, tokenize(sel))
                 if ident not in pieces:
                     pieces[ident] = ((pname, len(pieces)), (_piece, src_key, sel))
-                entries.append((None, dst))
                 args.append(pieces[ident][0])
             specs.append((entries, holes, shape, src.dtype, fill, len(keys)))
         dsk[(base,) + block] = (_block_task, func, crop, threads, ntasks, tuple(specs)) + tuple(args) \
