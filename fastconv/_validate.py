@@ -21,7 +21,7 @@ import operator
 import numpy as np
 
 __all__ = [
-    "as_array", "as_float_array", "float_kind", "common_float_dtype", "int_tuple", "padding_arg", "check_choice",
+    "refuse_lazy", "as_array", "as_float_array", "float_kind", "common_float_dtype", "int_tuple", "padding_arg", "check_choice",
     "check_ndim", "check_nonempty", "batch_array", "check_sizes", "check_size", "positive_int", "nonneg_int", "real_scalar",
     "flag", "shape_arg", "axis_index", "same_shape", "index_array", "out_array", "check_out", "destination",
     "deliver", "LAYOUT", "MAX_ELEMENTS",
@@ -60,8 +60,24 @@ def _check_dtype(arr, fn, arg):
                         % (_name(fn, arg), arr.dtype))
 
 
+def refuse_lazy(x, fn, arg):
+    """TypeError for a lazy (dask) array, which ``np.asarray`` would silently compute and load whole.
+
+    A duck-type check (dask collections define ``__dask_graph__``) that does not import dask.
+    """
+    if hasattr(type(x), "__dask_graph__"):
+        what = "a dask array" if type(x).__module__.startswith("dask.array") else "a dask collection"
+        lazy = "fastconv.dask.%s" % fn if fn and fn != "Tensor" else "fastconv.dask.predict(model, images)"
+        raise TypeError("%s is %s: the in-memory function would load all of it. Use the lazy, chunk-by-chunk "
+                        "counterpart in fastconv.dask (%s), or call .compute() first if it fits in memory"
+                        % (_name(fn, arg), what, lazy))
+    return x
+
+
 def as_array(x, fn, arg):
-    """``np.asarray`` with a clear TypeError for things that are not numeric arrays."""
+    """``np.asarray`` with a clear TypeError for things that are not numeric arrays (and for dask arrays,
+    which it would load whole: :func:`refuse_lazy`)."""
+    refuse_lazy(x, fn, arg)
     if isinstance(x, (str, bytes)):
         raise TypeError("%s must be an array, got %s" % (_name(fn, arg), type(x).__name__))
     try:
@@ -212,7 +228,7 @@ def index_array(value, fn, arg="indices"):
     """An int64 C-contiguous copy/view of an integer index array (TypeError for any other dtype)."""
     if isinstance(value, (str, bytes)):
         raise TypeError("%s must be an integer array, got %s" % (_name(fn, arg), type(value).__name__))
-    a = np.asarray(value)
+    a = np.asarray(refuse_lazy(value, fn, arg))
     if a.dtype.kind not in "iu":
         raise TypeError("%s must be an integer array (int64 as returned with return_indices=True), got dtype %s"
                         % (_name(fn, arg), a.dtype))

@@ -238,7 +238,7 @@ def as_tensor(x):
     """``x`` itself if it is a Tensor, else a constant Tensor viewing ``np.asarray(x)`` (no copy)."""
     if isinstance(x, Tensor):
         return x
-    arr = np.asarray(x)
+    arr = np.asarray(V.refuse_lazy(x, None, "input"))
     if arr.dtype.kind not in "fiub":
         raise TypeError("expected a Tensor or a real numeric array, got %s of dtype %s"
                         % (type(x).__name__, arr.dtype))
@@ -276,7 +276,7 @@ class Tensor:
     def __init__(self, data, requires_grad=False):
         if isinstance(data, Tensor):
             data = data.data
-        arr = np.array(data)
+        arr = np.array(V.refuse_lazy(data, "Tensor", "data"))
         if arr.dtype.kind not in "fiub":
             raise TypeError("Tensor(): argument 'data' must be a real numeric array, got dtype %s" % arr.dtype)
         self._init(arr)

@@ -16,6 +16,7 @@ __all__ = ["image_array", "weights_array", "modes", "origins", "channel_axis", "
 def image_array(image, fn, arg="image", allow_bool=False):
     """A real numeric ndarray of at least one dimension (bool only where scikit-image accepts it)."""
     arr = None
+    V.refuse_lazy(image, fn, arg)
     if allow_bool and not isinstance(image, (str, bytes)):
         try:
             arr = np.asarray(image)
@@ -108,7 +109,7 @@ def mask(m, shape, fn):
     """None or a boolean array of the image's shape (nonzero = inside)."""
     if m is None:
         return None
-    arr = np.asarray(m)
+    arr = np.asarray(V.refuse_lazy(m, fn, "mask"))
     if arr.dtype.kind not in "biuf":
         raise TypeError("%s(): argument 'mask' must be a boolean or numeric array, got dtype %s" % (fn, arr.dtype))
     if arr.shape != tuple(shape):

@@ -16,7 +16,8 @@ from .._doc import filled
 from . import _args as A
 from . import _engine as E
 
-__all__ = ["gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask", "gaussian_kernel1d"]
+__all__ = ["gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask", "unsharp_mask_range",
+           "gaussian_kernel1d"]
 
 # 1-D factors of the edge kernels (skimage.filters.edges): derivative [1, 0, -1] along the axis, smoothing on
 # the others.  scikit-image convolves (flips), so the correlation factor of the derivative is [-1, 0, 1].
@@ -271,7 +272,16 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     -------
     ndarray of float32 (float16/float32 input) or float64
     """
-    fn = "unsharp_mask"
+    return _unsharp("unsharp_mask", image, radius, amount, preserve_range, channel_axis)
+
+
+def unsharp_mask_range(image, radius, amount, value_range, channel_axis=None):
+    """:func:`unsharp_mask` without ``preserve_range``, clipped to ``value_range`` as given rather than as found
+    in ``image`` (a block of a larger image must be clipped to the whole image's range: fastconv.dask)."""
+    return _unsharp("unsharp_mask", image, radius, amount, False, channel_axis, value_range)
+
+
+def _unsharp(fn, image, radius, amount, preserve_range, channel_axis, value_range=None):
     img = A.image_array(image, fn, allow_bool=True)
     ch = A.channel_axis(channel_axis, img.ndim, fn)
     sigmas = _sigmas(radius, img.ndim, ch, fn, arg="radius", full_ok=False)
@@ -283,7 +293,9 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
         lo = hi = 0.0
     else:
         fimg = A.img_as_float(img).astype(dtype, copy=False)
-        lo, hi = (-1.0, 1.0) if np.any(fimg < 0) else (0.0, 1.0)
+        if value_range is None:
+            value_range = (-1.0, 1.0) if np.any(fimg < 0) else (0.0, 1.0)
+        lo, hi = value_range
     src = np.ascontiguousarray(fimg)
     result = np.empty(src.shape, src.dtype)
     if src.size == 0:

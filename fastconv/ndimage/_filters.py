@@ -267,7 +267,7 @@ def _real_cval(cval):
 
 # ---------------------------------------------------------------------------------------- linear 1-D filters
 def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
-    input = S.as_input(input)
+    input = S.as_input(input, fn="ndimage.correlate1d")
     weights = np.asarray(weights)
     if input.dtype.kind == "c" or weights.dtype.kind == "c":
         if weights.dtype.kind == "c":
@@ -337,7 +337,7 @@ def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect
 
 def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, *, radius=None,
                     axes=None):
-    input = S.as_input(input)
+    input = S.as_input(input, fn="ndimage.gaussian_filter")
     output = S.get_output(output, input, complex_output=input.dtype.kind == "c")
     axes = S.check_axes(axes, input.ndim)
     n = len(axes)
@@ -390,7 +390,7 @@ def _fused_sum(input, output, terms, epilogues, scale=1.0):
 
 
 def _edge(input, axis, output, mode, cval, smooth):
-    input = S.as_input(input, allow_complex=False)
+    input = S.as_input(input, allow_complex=False, fn="ndimage." + ("sobel" if smooth[1] == 2 else "prewitt"))
     axis = S.axis_index(axis, input.ndim)
     output = S.get_output(output, input)
     modes = S.sequence(mode, input.ndim)
@@ -412,7 +412,7 @@ def _sum_over_axes(input, derivative, output, mode, cval, extra_arguments, extra
     generic_gradient_magnitude (``square=True``: square root of the sum of their squares)."""
     if extra_keywords is None:
         extra_keywords = {}
-    input = np.asarray(input)
+    input = S.plain_array(input, "ndimage.generic_" + ("gradient_magnitude" if square else "laplace"))
     output = S.get_output(output, input)
     axes = S.check_axes(axes, input.ndim)
     if len(axes) == 0:
@@ -444,7 +444,7 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
 
 
 def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
-    input = np.asarray(input)
+    input = S.plain_array(input, "ndimage.gaussian_laplace")
 
     def derivative2(input, axis, output, mode, cval, sigma, **kwargs):
         order = [0] * input.ndim
@@ -472,7 +472,7 @@ def generic_gradient_magnitude(input, derivative, output=None, mode="reflect", c
 
 
 def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None, **kwargs):
-    input = np.asarray(input)
+    input = S.plain_array(input, "ndimage.gaussian_gradient_magnitude")
 
     def derivative(input, axis, output, mode, cval, sigma, **kwargs):
         order = [0] * input.ndim
@@ -598,7 +598,7 @@ def _footprint_pass(op, input, output, footprint, origins, mode, cval, rank=0):
 
 # ----------------------------------------------------------------------------------------- N-d linear filters
 def _correlate_or_convolve(input, weights, output, mode, cval, origin, convolution, axes):
-    input = S.as_input(input)
+    input = S.as_input(input, fn="ndimage." + ("convolve" if convolution else "correlate"))
     weights = np.asarray(weights)
     if input.dtype.kind == "c" or weights.dtype.kind == "c":
         if weights.dtype.kind == "c" and not convolution:
@@ -658,7 +658,7 @@ def _size_origin_check(size, origin):
 
 
 def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
-    input = S.as_input(input)
+    input = S.as_input(input, fn="ndimage.uniform_filter1d")
     axis = S.axis_index(axis, input.ndim)
     size, origin = operator.index(size), operator.index(origin)
     if size < 1:
@@ -675,7 +675,7 @@ def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0
 
 
 def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
-    input = S.as_input(input)
+    input = S.as_input(input, fn="ndimage.uniform_filter")
     output = S.get_output(output, input, complex_output=input.dtype.kind == "c")
     axes = S.check_axes(axes, input.ndim)
     n = len(axes)
@@ -697,7 +697,7 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
 
 # ------------------------------------------------------------------------------------------ min / max filters
 def _minmax1d(input, size, axis, output, mode, cval, origin, kind):
-    input = S.as_input(input, allow_complex=False)
+    input = S.as_input(input, allow_complex=False, fn="ndimage.%s_filter1d" % kind)
     axis = S.axis_index(axis, input.ndim)
     size, origin = operator.index(size), operator.index(origin)
     if size < 1:
@@ -746,7 +746,7 @@ def _min_or_max_filter(input, size, footprint, output, mode, cval, origin, kind,
             separable = True
         else:
             separable = False
-    input = S.as_input(input, allow_complex=False)
+    input = S.as_input(input, allow_complex=False, fn="ndimage.%s_filter" % kind)
     output = S.get_output(output, input)
     axes = S.check_axes(axes, input.ndim)
     n = len(axes)
@@ -782,7 +782,7 @@ def maximum_filter(input, size=None, footprint=None, output=None, mode="reflect"
 def _rank_filter(input, rank, size, footprint, output, mode, cval, origin, operation, axes):
     if size is not None and footprint is not None:
         warnings.warn("ignoring size because footprint is set", UserWarning, stacklevel=3)
-    input = S.as_input(input, allow_complex=False)
+    input = S.as_input(input, allow_complex=False, fn="ndimage.%s_filter" % operation)
     axes = S.check_axes(axes, input.ndim)
     n = len(axes)
     if footprint is None:

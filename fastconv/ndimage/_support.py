@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .. import _validate as V
 from ..filters import _engine as E
 
 __all__ = ["ArgumentError", "UnsupportedTypeError", "as_input", "get_output", "check_axes", "sequence", "mode_name",
@@ -32,9 +33,16 @@ WORK_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16
                                           np.int64, np.float32, np.float64))
 
 
-def as_input(input, allow_complex=True):
-    """``input`` as an ndarray of a type scipy.ndimage filters (bool, integers, float32/64, complex)."""
-    arr = np.asarray(input)
+def plain_array(input, fn):
+    """``np.asarray(input)``, refusing dask arrays (which it would load whole) with a TypeError that names
+    ``fastconv.dask.<fn>``."""
+    return np.asarray(V.refuse_lazy(input, fn, "input"))
+
+
+def as_input(input, allow_complex=True, fn="ndimage"):
+    """``input`` as an ndarray of a type scipy.ndimage filters (bool, integers, float32/64, complex); ``fn``
+    (``"ndimage.<name>"``) names the filter when a dask array is refused."""
+    arr = plain_array(input, fn)
     kind = arr.dtype.kind
     if kind == "c":
         if not allow_complex:

@@ -1,0 +1,344 @@
+"""Blocks with halos: which source elements each output block reads, and the task graph that assembles them.
+
+Every lazy neighbourhood operation of :mod:`fastconv.dask` is "run the in-memory function on a slab of the source
+around each output block and keep the block".  :func:`axis_plan` decides the slab along one axis, from the halo
+``(before, after)`` (how far the function reads, over all its passes) and the boundary mode:
+
+``edge`` slabs (filters, every mode but ``wrap``)
+    The slab is ``[start - before, stop + after)`` clipped to the array.  Where it is clipped, the slab's edge *is*
+    the array's edge, so the in-memory function applies its own boundary mode there, exactly as on the whole
+    array, pass after pass (constant and nearest read only the edge; reflect and mirror read back into the slab,
+    which is then made at least ``before + after + 1`` long so that every value they reflect is itself exact).
+    Where the slab is cut inside the array, the function's mode produces wrong values, but only within the halo,
+    which is cropped.  A slab that covers the whole axis is the in-memory computation along that axis.
+``wrap`` slabs
+    Periodic indices ``(start - before .. stop + after) mod n``: the in-memory function, being shift-invariant,
+    computes on them what it computes on the periodic image.
+``explicit`` slabs (convolutions)
+    The source extended by the padding mode (or zeros) through :func:`~fastconv.filters._engine.index_map`; the
+    function then runs without padding on the slab (one pass, so explicit extension is exact).
+
+A slab may span any number of source chunks (chunks smaller than the halo are read through several hops; no
+rechunking), and the output keeps the source's chunks.  Each task copies its pieces into one slab, runs the
+function under :func:`task_threads` threads and returns the crop.
+"""
+import itertools
+
+import numpy as np
+
+from .. import _threads
+from ..filters._engine import index_map
+
+__all__ = ["axis_plan", "explicit_plan", "overlap_array", "check_known_chunks", "task_threads", "run_threaded"]
+
+
+def _runs(idx, bounds):
+    """Split a sequence of source indices (``-1``: the fill value) into pieces ``(block, local index, length)``.
+
+    ``local index`` is a slice for a run of consecutive indices inside one source block (the common case: a
+    view), an index array for a reversed or repeated run (reflections, the nearest edge); ``block`` is None for
+    a run of fill values.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    pieces = []
+    i, n = 0, len(idx)
+    while i < n:
+        v = int(idx[i])
+        if v < 0:
+            j = i + 1
+            while j < n and idx[j] < 0:
+                j += 1
+            pieces.append((None, None, j - i))
+            i = j
+            continue
+        b = int(np.searchsorted(bounds, v, side="right")) - 1
+        lo, hi = int(bounds[b]), int(bounds[b + 1])
+        j, step = i + 1, 1
+        if j < n and lo <= idx[j] < hi and abs(int(idx[j]) - v) <= 1:
+            step = int(idx[j]) - v
+            while j < n and lo <= idx[j] < hi and idx[j] - idx[j - 1] == step:
+                j += 1
+        if step == 1:
+            pieces.append((b, slice(v - lo, int(idx[j - 1]) + 1 - lo), j - i))
+        else:
+            pieces.append((b, idx[i:j] - lo, j - i))
+        i = j
+    return pieces
+
+
+def _bounds(chunks):
+    return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+
+
+def axis_plan(chunks, before, after, mode, outside=False):
+    """Per output block along one axis: ``(pieces, crop)`` for a filter whose passes read ``before`` elements
+    before and ``after`` after each output element in total, with boundary ``mode`` (a canonical name:
+    reflect, mirror, nearest, wrap, constant).  ``pieces`` as :func:`_runs`; ``crop`` is the block's slice of the
+    slab.  ``outside=True``: the same slabs, but positions beyond the array's edges (periodic slabs) are fill
+    values (a mask, whose outside is False whatever the image's mode)."""
+    bounds = _bounds(chunks)
+    n = int(bounds[-1])
+    plan = []
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        s, e = int(s), int(e)
+        lo, hi = max(0, s - before), min(n, e + after)
+        if mode == "wrap" and (lo > 0 or hi < n) and (s - before < 0 or e + after > n):
+            pos = np.arange(s - before, e + after)
+            idx = np.where((pos >= 0) & (pos < n), pos, -1) if outside else np.mod(pos, n)
+            plan.append((_runs(idx, bounds), slice(before, before + e - s)))
+            continue
+        if mode in ("reflect", "mirror"):
+            reach = before + after + 1
+            if lo == 0:
+                hi = min(n, max(hi, reach))
+            if hi == n:
+                lo = max(0, min(lo, n - reach))
+        plan.append((_runs(np.arange(lo, hi), bounds), slice(s - lo, e - lo)))
+    return plan
+
+
+def explicit_plan(n, in_chunks, out_chunks, lead, span, mode):
+    """Per output block of a valid correlation: output ``o`` reads extended source ``o - lead .. o - lead + span``
+    (``mode``: an :func:`~fastconv.filters._engine.index_map` mode; ``constant`` fills)."""
+    bounds = _bounds(in_chunks)
+    obounds = _bounds(out_chunks)
+    plan = []
+    for s, e in zip(obounds[:-1], obounds[1:]):
+        pos = np.arange(int(s) - lead, int(e) - lead + span)
+        idx = index_map(n, pos, mode)
+        plan.append((_runs(idx, bounds), slice(0, int(e - s))))
+    return plan
+
+
+def check_known_chunks(x, fn, axes):
+    for a in axes:
+        if any(c != c for c in x.chunks[a]):  # NaN: unknown chunk sizes
+            raise ValueError("fastconv.dask.%s(): the chunk sizes of axis %d are unknown; call "
+                             "x.compute_chunk_sizes() first" % (fn, a))
+
+
+# --------------------------------------------------------------------------------------- threads in a task
+def _local_pool_size():
+    import dask
+    n = dask.config.get("num_workers", None)
+    if n:
+        return int(n)
+    from dask.system import CPU_COUNT
+    return CPU_COUNT
+
+
+def task_threads(requested=None, ntasks=None):
+    """fastconv threads for one task, so that tasks running side by side never oversubscribe the cores.
+
+    * ``requested`` (an int) wins.
+    * On a dask.distributed worker: the worker process's fastconv thread count (:func:`fastconv.get_num_threads`
+      there: ``OMP_NUM_THREADS``, which the nanny sets to 1 by default, or what :func:`set_worker_threads` /
+      ``fastconv.set_num_threads`` set) divided by the worker's task threads.
+    * Otherwise (dask's local schedulers): this process's count divided by the tasks that can run at once (the
+      threaded scheduler's pool size, or ``ntasks`` when the operation has fewer blocks).  The synchronous
+      scheduler runs one task at a time: pass ``threads=`` to give it every core.
+    """
+    if requested is not None:
+        return _threads.effective_threads(requested)
+    total = _threads.get_num_threads()
+    worker = _current_worker()
+    if worker is not None:
+        return max(1, total // max(1, _worker_nthreads(worker)))
+    width = _local_pool_size()
+    if ntasks:
+        width = min(width, ntasks)
+    return max(1, total // max(1, width))
+
+
+def _current_worker():
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return None
+    try:
+        return get_worker()
+    except ValueError:
+        return None
+
+
+def _worker_nthreads(worker):
+    state = getattr(worker, "state", None)
+    n = getattr(state, "nthreads", None) or getattr(worker, "nthreads", None)
+    return int(n or 1)
+
+
+def run_threaded(threads, ntasks, func, *args, **kwargs):
+    """``func(*args, **kwargs)`` under ``fastconv.num_threads(task_threads(threads, ntasks))``."""
+    with _threads.num_threads(task_threads(threads, ntasks)):
+        return func(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------- the task graph
+def _select(blk, sel):
+    """``blk`` indexed per axis by slices (one view) and then index arrays (``np.take``)."""
+    piece = blk[tuple(s if isinstance(s, slice) else slice(None) for s in sel)]
+    for ax, s in enumerate(sel):
+        if not isinstance(s, slice):
+            piece = np.take(piece, s, axis=ax)
+    return piece
+
+
+def _assemble(layout, holes, shape, dtype, fill, parts):
+    """One slab: ``parts[i]`` (a whole block, or a piece its own task cut) goes to ``layout[i]``'s place."""
+    pieces = parts
+    if len(pieces) == 1 and not holes:
+        return pieces[0]
+    slab = np.empty(shape, dtype)
+    for (_, dst), piece in zip(layout, pieces):
+        slab[dst] = piece
+    for dst in holes:
+        slab[dst] = fill
+    return slab
+
+
+def _block_task(func, crop, threads, ntasks, specs, *parts):
+    """Assemble the slab of every source (``specs``: layout, holes, shape, dtype, fill, part count), run
+    ``func`` on them (and on the values of the dependencies that follow in ``parts``) under
+    :func:`task_threads` threads and return the crop (of each result, for a tuple).  A ``func`` with a true
+    attribute ``crops`` takes ``crop=`` and returns the cropped result itself."""
+    slabs, k = [], 0
+    for layout, holes, shape, dtype, fill, count in specs:
+        slabs.append(_assemble(layout, holes, shape, dtype, fill, parts[k:k + count]))
+        k += count
+    if crop is not None and getattr(func, "crops", False):     # computes only what the crop keeps
+        return run_threaded(threads, ntasks, func, *slabs, *parts[k:], crop=crop)
+    res = run_threaded(threads, ntasks, func, *slabs, *parts[k:])
+    if crop is None:
+        return res
+    if isinstance(res, tuple):
+        return tuple(_cropped(r, crop) for r in res)
+    return _cropped(res, crop)
+
+
+def _cropped(a, crop):
+    """``a[crop]``, copied when it is a strict part of ``a`` (a view would keep the whole slab alive)."""
+    part = a[crop]
+    return part if part.size == a.size else np.ascontiguousarray(part)
+
+
+def _layout(axes_pieces):
+    """The pieces of one slab (per axis: pieces of :func:`_runs`) as ``(layout, holes, keys, shape)``: per
+    source block read, its per-axis selection and place in the slab; the places of fill pieces; the block
+    indices read; the slab's shape."""
+    shape = tuple(sum(p[2] for p in pcs) for pcs in axes_pieces)
+    offsets = [np.cumsum([0] + [p[2] for p in pcs]) if len(pcs) > 1 else None for pcs in axes_pieces]
+    layout, holes, keys = [], [], []
+    for combo in itertools.product(*[range(len(p)) for p in axes_pieces]):
+        pcs = [axes_pieces[ax][i] for ax, i in enumerate(combo)]
+        dst = tuple(slice(None) if offsets[ax] is None else slice(int(offsets[ax][i]), int(offsets[ax][i + 1]))
+                    for ax, i in enumerate(combo))
+        if any(p[0] is None for p in pcs):
+            holes.append(dst)
+        else:
+            layout.append((tuple(p[1] for p in pcs), dst))
+            keys.append(tuple(p[0] for p in pcs))
+    return layout, holes, keys, shape
+
+
+def _whole(sel, length):
+    """Whether the per-axis selection ``sel`` takes all ``length`` elements of a block in order."""
+    if not isinstance(sel, slice):
+        return False
+    if length != length:             # unknown chunk size: only slice(None) is produced for it
+        return sel == slice(None)
+    return sel.indices(int(length)) == (0, int(length), 1)
+
+
+def _piece(blk, sel):
+    """A source block's piece as its own (contiguous) array: only it travels to the task that needs it, and the
+    block can be released as soon as its pieces are cut."""
+    return np.ascontiguousarray(_select(blk, sel))
+
+
+def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None, fill=0.0, deps=(),
+                  source_plans=None):
+    """The lazy array whose block ``b`` is ``func(*slabs)[crop]``.
+
+    ``sources``: dask arrays of one shape and chunks; ``plans``: either one list per axis (output and sources
+    have the same axes) giving per output block along that axis the pair ``(pieces, crop)`` of
+    :func:`axis_plan` / :func:`explicit_plan`, or a function ``block -> (pieces per source axis, crop or None)``
+    (outputs with other axes); ``out_chunks``: the output's chunks; ``fill``: the value of fill pieces; ``deps``:
+    dask collections with one key (a reduction, a delayed model) whose values are passed to ``func`` after the
+    slabs; ``source_plans``: per source after the first, its own per-axis plans (same slab shapes and crops) or
+    None for the first source's.  ``dtype`` is a tuple of dtypes when ``func`` returns a tuple of arrays (then
+    a tuple of dask arrays is returned, one task per block computing all of them).
+
+    A piece that is a whole source block is passed as the block's key; a strict part of a block (a halo) is cut
+    by its own task, which dask runs where the block is: only the halo travels, and the block can be released
+    once its pieces are cut.
+    """
+    import operator
+
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    nd = len(out_chunks)
+    multi = isinstance(dtype, tuple)
+
+    def per_axis(plans):
+        def block_plan(block):
+            return ([plans[ax][block[ax]][0] for ax in range(nd)],
+                    tuple(plans[ax][block[ax]][1] for ax in range(nd)))
+        return block_plan
+    block_plan = plans if callable(plans) else per_axis(plans)
+    src_plans = [block_plan] + [block_plan if p is None else per_axis(p)
+                                for p in (source_plans or [None] * (len(sources) - 1))]
+    plan_token = tokenize(plans if not callable(plans) else str(plans), source_plans)
+    dep_keys = []
+    for d in deps:
+        keys = d.__dask_keys__()
+        while isinstance(keys, list):
+            (keys,) = keys
+        dep_keys.append(keys)
+    base = "%s-%s" % (name, tokenize(func, [s.name for s in sources], plan_token, out_chunks, threads, fill,
+                                     dep_keys))
+    ntasks = int(np.prod([len(c) for c in out_chunks]))
+    dsk, pieces, pname = {}, {}, base + "-halo"
+    for block in itertools.product(*[range(len(c)) for c in out_chunks]):
+        specs, args, crop = [], [], None
+        for src, plan in zip(sources, src_plans):
+            axes_pieces, crop = plan(block)
+            layout, holes, keys, shape = _layout(axes_pieces)
+            entries = []
+            for (sel, dst), k in zip(layout, keys):
+                src_key = (src.name,) + k
+                entries.append((None, dst))
+                if all(_whole(s, src.chunks[ax][k[ax]]) for ax, s in enumerate(sel)):
+                    args.append(src_key)
+                    continue
+                ident = (src_key, tokenize(sel))
+                if ident not in pieces:
+                    pieces[ident] = ((pname, len(pieces)), (_piece, src_key, sel))
+                args.append(pieces[ident][0])
+            specs.append((entries, holes, shape, src.dtype, fill, len(keys)))
+        dsk[(base,) + block] = (_block_task, func, crop, threads, ntasks, tuple(specs)) + tuple(args) \
+            + tuple(dep_keys)
+    piece_dsk = dict(pieces.values())
+
+    def graph_of(name, layer):
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=list(sources) + list(deps))
+        if not piece_dsk:
+            return graph
+        halo = HighLevelGraph.from_collections(pname, piece_dsk, dependencies=list(sources))
+        layers, depends = dict(graph.layers), {k: set(v) for k, v in graph.dependencies.items()}
+        layers[pname] = halo.layers[pname]
+        depends[pname] = set(halo.dependencies[pname])
+        depends[name] |= {pname}
+        return HighLevelGraph(layers, depends)
+
+    if not multi:
+        return da.Array(graph_of(base, dsk), base, chunks=out_chunks, dtype=dtype, meta=np.empty((0,) * nd, dtype))
+    outs = []
+    for i, dt in enumerate(dtype):
+        oname = "%s-%d" % (base, i)
+        odsk = dict(dsk)
+        odsk.update({(oname,) + k[1:]: (operator.getitem, k, i) for k in dsk})
+        graph = graph_of(oname, odsk)
+        outs.append(da.Array(graph, oname, chunks=out_chunks, dtype=dt, meta=np.empty((0,) * nd, dt)))
+    return tuple(outs)
