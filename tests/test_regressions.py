@@ -189,3 +189,19 @@ def test_fft_padding_and_dilation_at_the_bound():
     except (ValueError, MemoryError):
         return
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "fft_tiles"])
+def test_tile_algorithms_decline_huge_strides(algorithm):
+    """``conv2d(x (1,2,5,6), w (3,2,3,3), stride=(1, 2**60), padding=(0, 0, 0, 2**62 - 1))``: the tile kernels'
+    64-bit index products of tile positions and strides would wrap around (a kernel that never finished, found
+    when ``auto`` first chose winograd for it): both decline the geometry, ``auto`` computes it with toeplitz."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    kw = dict(padding=(0, 0, 0, 2 ** 62 - 1), stride=(1, 2 ** 60))
+    with pytest.raises(ValueError, match="does not implement"):
+        fc.conv2d(x, w, algorithm=algorithm, **kw)
+    want = np.zeros((1, 3, 3, 5))
+    want[..., :1] = ref.conv_nd(x[..., :3], w)
+    np.testing.assert_allclose(fc.conv2d(x, w, **kw), want, rtol=1e-5, atol=1e-5)

@@ -540,6 +540,8 @@ def fft_plan(geom, op, item):
 
 @functools.lru_cache(maxsize=256)
 def _fft_plan(geom, op, item):
+    if not _index_safe(geom):
+        return None
     best = None
     for L in FFT_LENGTHS:
         plan = _plan(geom, op, item, FFT, L)
@@ -607,6 +609,17 @@ def _plan_cost(plan, item):
     return work / (threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)) + c["fixed"]
 
 
+# The kernels index the (virtual) input with 64-bit products of tile positions and strides: geometries whose
+# padded extent or stride reach this bound (only contrived ones: a stride of 2**60) are left to toeplitz.
+MAX_INDEX = 2 ** 40
+
+
+def _index_safe(geom):
+    return all(lo + n + hi < MAX_INDEX and s * (o + ALPHA) < MAX_INDEX and d * k < MAX_INDEX
+               for n, k, s, d, (lo, hi), o in zip(geom.input_size, geom.kernel_size, geom.stride, geom.dilation,
+                                                   geom.padding, geom.output_size))
+
+
 def _fits(plan, item):
     Cvg, Kvg = plan.Cv // plan.groups, plan.Kv // plan.groups
     if plan.NP * plan.Kv * Cvg * item > MAX_U_BYTES:
@@ -656,7 +669,7 @@ def error(geom, dtype, op):
 def supports(geom, dtype, op):
     """Every geometry whose transformed filters and virtual channel counts stay within bounds."""
     item = np.dtype(dtype).itemsize
-    return _fits(_plan(geom, op, item), item)
+    return _index_safe(geom) and _fits(_plan(geom, op, item), item)
 
 
 ALGORITHM = register(Algorithm(
