@@ -314,10 +314,10 @@ def test_autotune_keeps_separate_winners_without_reduced_accuracy(tmp_path):
 
 
 def test_bench_reports_the_error_and_the_bound_of_winograd():
-    from fastconv.cli import bench
-    spec = bench._conv("tiny 3x3", (1, 4, 12, 12), (4, 4, 3, 3), padding=1, backward=False)
-    res = bench.run(grid=[spec], threads=1, repeats=1, budget=0.01, peers=(), progress=False)
-    rows = {r["impl"]: r for r in res["results"]}
+    from fastconv.cli import _problems, bench
+    spec = _problems.conv("tiny 3x3", (1, 4, 12, 12), (4, 4, 3, 3), padding=1, backward=False)
+    res = bench.run(None, threads=1, repeats=1, budget=0, peers=(), progress=False, layers=[spec], gemm_size=128)
+    rows = {r["impl"]: r for r in res["results"] if r["op"] == "forward"}
     assert {"winograd", "fft_tiles", "direct"} <= set(rows)
     assert rows["winograd"]["max_err"] <= rows["winograd"]["err_bound"] < 5e-5
     assert "err_bound" not in rows["fft_tiles"] and rows["fft_tiles"]["max_err"] < 1e-5
