@@ -321,3 +321,28 @@ def test_bench_reports_the_error_and_the_bound_of_winograd():
     assert {"winograd", "fft_tiles", "direct"} <= set(rows)
     assert rows["winograd"]["max_err"] <= rows["winograd"]["err_bound"] < 5e-5
     assert "err_bound" not in rows["fft_tiles"] and rows["fft_tiles"]["max_err"] < 1e-5
+
+
+
+
+def test_filter_transforms_are_the_same_on_any_number_of_threads():
+    """The filter transforms run chunks of 512 filters on the OpenMP threads; each thread keeps its own grid
+    extents (they were shared: a thread reset them while another's pass was using them, and a chunk came out
+    wrong now and then -- often on a loaded machine).  Many chunks, many repeats: every result equals the
+    one-thread result bit for bit."""
+    rng = np.random.default_rng(0)
+    R = 64 * 512
+    act = (False, True, True)
+    wv = rng.standard_normal((9, R))
+    one = np.empty((36, R), np.float32)
+    W._wk.filters(W.G, wv, one, act, 1)
+    dU = rng.standard_normal((2, 36, R)).astype(np.float32)
+    back1 = np.empty((9, R))
+    W._wk.filters_adjoint(W.G, dU, back1, act, 1)
+    for _ in range(30):
+        U = np.empty_like(one)
+        W._wk.filters(W.G, wv, U, act, 2)
+        assert np.array_equal(U, one)
+        back = np.empty_like(back1)
+        W._wk.filters_adjoint(W.G, dU, back, act, 2)
+        assert np.array_equal(back, back1)

@@ -1334,7 +1334,7 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
     cdef Py_ssize_t J = wv.shape[0], R = wv.shape[1], NP = U.shape[0], r0, n, p, a, i
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK, ch
     cdef int ac[3]
-    cdef Py_ssize_t ext[3]
+    cdef Py_ssize_t* ext             # per thread: _gpass updates the extents as it goes
     cdef int failed[1]
     cdef double* b1
     cdef double* b2
@@ -1346,10 +1346,11 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
         b2 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
-        if b1 == NULL or b2 == NULL:
+        ext = <Py_ssize_t*> fc_wino_alloc(3 * sizeof(Py_ssize_t))
+        if b1 == NULL or b2 == NULL or ext == NULL:
             failed[0] = 1
         for ch in prange(nch, schedule="static"):
-            if b1 != NULL and b2 != NULL:
+            if b1 != NULL and b2 != NULL and ext != NULL:
                 r0 = ch * FCHUNK
                 n = min(FCHUNK, R - r0)
                 for p in range(J):
@@ -1367,6 +1368,7 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
                         U[p, r0 + i] = <float_t> cur[p * FCHUNK + i]
         free(b1)
         free(b2)
+        free(ext)
     check_scratch(failed[0], "winograd filters", 2 * NP * FCHUNK * sizeof(double))
 
 
@@ -1377,7 +1379,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
     cdef Py_ssize_t LN = dU.shape[0], NP = dU.shape[1], R = dU.shape[2], J = out.shape[0], r0, n, p, a, i, ln
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK, ch
     cdef int ac[3]
-    cdef Py_ssize_t ext[3]
+    cdef Py_ssize_t* ext             # per thread: _gpass updates the extents as it goes
     cdef int failed[1]
     cdef double* b1
     cdef double* b2
@@ -1389,10 +1391,11 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
         b2 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
-        if b1 == NULL or b2 == NULL:
+        ext = <Py_ssize_t*> fc_wino_alloc(3 * sizeof(Py_ssize_t))
+        if b1 == NULL or b2 == NULL or ext == NULL:
             failed[0] = 1
         for ch in prange(nch, schedule="static"):
-            if b1 != NULL and b2 != NULL:
+            if b1 != NULL and b2 != NULL and ext != NULL:
                 r0 = ch * FCHUNK
                 n = min(FCHUNK, R - r0)
                 for p in range(NP):
@@ -1413,6 +1416,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
                     memcpy(&out[p, r0], cur + p * FCHUNK, n * sizeof(double))
         free(b1)
         free(b2)
+        free(ext)
     check_scratch(failed[0], "winograd filters", 2 * NP * FCHUNK * sizeof(double))
 
 
