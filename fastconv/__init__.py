@@ -2,12 +2,21 @@
 
 The public surface, re-exported from the modules that implement it.
 """
-from ._version import __version__
+import os as _os
+
+# OpenBLAS's idle worker threads spin for 2**OPENBLAS_THREAD_TIMEOUT cycles after every multi-threaded call
+# (default 2**28, about 0.1 s), on the cores fastconv's OpenMP kernels need next.  Unless the user chose a value,
+# BLAS libraries loaded from here on (NumPy's, when fastconv is imported first) spin 2**20 cycles (well under a
+# millisecond) instead.  See docs/guide/threads.rst, "Sharing the cores with BLAS".
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
+from ._version import __version__  # noqa: E402
 from . import _algos  # noqa: F401  (registers the algorithms)
 from . import filters, grad, nn, ops
 from ._algorithms import names as algorithms
 from ._algorithms import get_reduced_accuracy, reduced_accuracy, set_reduced_accuracy
 from ._autotune import autotune
+from ._gemm import matmul
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
 from ._info import info
 from ._threads import get_num_threads, num_threads, set_num_threads
@@ -26,7 +35,7 @@ from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_wo
 __all__ = [
     "__version__", "grad", "algorithms", "autotune", "set_reduced_accuracy", "get_reduced_accuracy",
     "reduced_accuracy", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
-    "get_num_threads", "num_threads", "set_num_threads",
+    "get_num_threads", "num_threads", "set_num_threads", "matmul",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
     "lp_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",

@@ -28,9 +28,13 @@ The contract of an :class:`Algorithm` entry
     ``grad_weight(x, gy, geom, out, nthreads)``
         ``out`` (``geom.weight_shape``) = the gradient of ``sum(forward(x, w) * gy)`` with respect to ``w``.
     ``cost(geom, dtype, op)``
-        Estimated seconds of ``op`` in :data:`OPS` with the current ``fastconv.get_num_threads()``, on the
-        same scale as the other entries' (each module documents how its constants were measured): :func:`choose`
-        takes the cheapest.  Called once per (geometry, dtype, op, threads) and cached.
+        Estimated seconds of ``op`` in :data:`OPS` with the current ``fastconv.get_num_threads()``, from
+        constants measured on the development machine (each module documents how): the machine calibration
+        (:mod:`fastconv._calibrate`) fits ``scale * cost + overhead`` to this machine, and :func:`choose` takes the
+        cheapest calibrated estimate.  Called once per (geometry, dtype, op, threads) and cached.
+    ``cost_kind(geom, dtype, op)``
+        Optional: a name for the kernel that would run ``op`` (e.g. ``direct``'s channel- or column-vectorised
+        block), so the calibration fits each kernel of an entry separately.  Default: ``""`` (one fit per op).
     ``supports(geom, dtype, op)``
         False where the entry cannot run ``op`` on ``geom`` (``auto`` skips it; naming it raises ValueError).
         Default: always True.  An op whose callable is ``None`` is not implemented at all.
@@ -101,6 +105,7 @@ class Algorithm:
     supports: Callable = field(default=lambda geom, dtype, op: True)
     error: Optional[Callable] = None     # reduced-accuracy entries: relative error bound (see above)
     nonfinite: str = "exact"             # "exact" or "spreads" (see the non-finite contract above)
+    cost_kind: Callable = field(default=lambda geom, dtype, op: "")
 
     def implements(self, op):
         return getattr(self, op) is not None
@@ -218,7 +223,8 @@ def choose(geom, dtype, op="forward", finite=True):
     key = (geom.key(), str(dtype), op, _threads.get_num_threads(), get_reduced_accuracy(), finite)
     name = _choice_cache.get(key)
     if name is None:
-        name = min(candidates, key=lambda a: a.cost(geom, dtype, op)).name
+        from . import _calibrate
+        name = min(candidates, key=lambda a: _calibrate.estimate(a, geom, dtype, op)).name
         if len(_choice_cache) > 4096:
             _choice_cache.clear()
         _choice_cache[key] = name

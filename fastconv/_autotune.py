@@ -1,12 +1,21 @@
 """Measured algorithm choice, like ``torch.backends.cudnn.benchmark``.
 
 With ``fastconv.autotune(True)`` the first ``algorithm="auto"`` call for a given (geometry, dtype, op, threads)
-times every registered algorithm once on random data of that shape and remembers the fastest for the rest of the
-process.  ``fastconv.autotune(True, cache_file="path.json")`` also loads and saves the winners in a JSON file so
-later processes start tuned.
+times the registered algorithms on random data of that shape and remembers the fastest.  Each candidate is run
+once to warm up, then the candidates are timed in interleaved rounds (so that load on a shared machine hits them
+alike) until the fastest is separated from the runner-up -- its upper quartile below the runner-up's lower
+quartile -- or the rounds or the time budget run out; when the two are within ``TIE`` of each other the calibrated
+cost model's choice among them is kept, so noise does not decide.  Candidates the cost model puts far behind are
+not timed.
+
+The winners persist across processes by default: they are stored as JSON in fastconv's cache directory (see
+:func:`fastconv._calibrate.cache_dir`), one file per CPU model, SIMD level and fastconv version.
+``fastconv.autotune(True, cache_file="path.json")`` uses that file instead; ``cache_file=False`` keeps the winners
+in memory only.
 """
 import json
 import os
+import statistics
 import threading
 import time
 
@@ -15,7 +24,16 @@ import numpy as np
 from . import _threads
 from . import _validate as V
 
-__all__ = ["autotune", "enabled", "lookup", "tune", "clear_cache", "cache_info"]
+__all__ = ["autotune", "enabled", "lookup", "tune", "clear_cache", "cache_info", "default_cache_file"]
+
+# Rounds of interleaved timings (after one warm-up call each) and the time budget of one tuning.
+MIN_ROUNDS = 3
+MAX_ROUNDS = 15
+BUDGET_SECONDS = 2.0
+# Medians within this fraction of each other are a tie (the cost model decides).
+TIE = 0.03
+# Candidates whose calibrated estimate exceeds the best estimate this many times are not timed.
+SKIP_FACTOR = 8.0
 
 _state = {"enabled": False, "file": None}
 _cache = {}
@@ -31,25 +49,44 @@ def _key(geom, dtype, op):
     return repr(key)
 
 
+def default_cache_file():
+    """The autotune file of this machine in fastconv's cache directory."""
+    from . import _calibrate
+    key = _calibrate.machine_key()
+    del key["threads"]          # entries carry their thread count
+    return _calibrate.cache_path("autotune", key)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError("autotune(): argument 'cache_file' %r is not a readable JSON cache: %s" % (path, exc)) \
+            from None
+    if not isinstance(data, dict):
+        raise ValueError("autotune(): argument 'cache_file' %r is not a JSON object" % (path,))
+    return {str(k): str(v) for k, v in data.items()}
+
+
 def autotune(enable=True, cache_file=None):
-    """Turn measured algorithm choice on or off; optionally persist winners in ``cache_file`` (JSON)."""
+    """Turn measured algorithm choice on or off.
+
+    ``cache_file``: ``None`` (default) keeps the winners in fastconv's cache directory, so later processes start
+    tuned; a path uses that JSON file; ``False`` keeps them in memory only.
+    """
     enable = V.flag(enable, "autotune", "enable")
-    if cache_file is not None and not isinstance(cache_file, (str, os.PathLike)):
-        raise TypeError("autotune(): argument 'cache_file' must be a path, got %r" % (cache_file,))
+    if cache_file is not None and cache_file is not False and not isinstance(cache_file, (str, os.PathLike)):
+        raise TypeError("autotune(): argument 'cache_file' must be a path, None or False, got %r" % (cache_file,))
+    if cache_file is None and enable:
+        cache_file = default_cache_file()
     with _lock:
         _state["enabled"] = bool(enable)
-        _state["file"] = os.fspath(cache_file) if cache_file is not None else None
-        if _state["file"] and os.path.exists(_state["file"]):
-            try:
-                with open(_state["file"]) as f:
-                    saved = json.load(f)
-                if not isinstance(saved, dict):
-                    raise ValueError("expected a JSON object of problem -> algorithm, got a %s"
-                                     % type(saved).__name__)
-                _cache.update({str(k): str(v) for k, v in saved.items()})
-            except (OSError, ValueError) as exc:
-                raise ValueError("autotune(): argument 'cache_file' %r is not a readable JSON cache: %s"
-                                 % (_state["file"], exc)) from None
+        _state["file"] = os.fspath(cache_file) if cache_file not in (None, False) else None
+        if _state["file"]:
+            _cache.update(_read(_state["file"]))
 
 
 def enabled():
@@ -78,26 +115,58 @@ def _random_args(geom, dtype, op):
     return (x, gy, geom, np.empty(geom.weight_shape, dtype))
 
 
-def tune(geom, dtype, op, candidates):
-    """Time each candidate once, cache and return the winner's name."""
-    _stats["misses"] += 1
+def _quartiles(ts):
+    q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
+    return q[0], q[2]
+
+
+def measure(geom, dtype, op, candidates):
+    """``{name: [seconds, ...]}`` of interleaved timing rounds of the candidates (see the module docstring)."""
     args = _random_args(geom, dtype, op)
     nthreads = _threads.get_num_threads()
-    best, best_t = None, np.inf
-    for alg in candidates:
-        fn = getattr(alg, op)
-        t0 = time.perf_counter()
-        fn(*args, nthreads)
-        dt = time.perf_counter() - t0
-        if dt < best_t:
-            best, best_t = alg.name, dt
+    fns = {alg.name: (lambda fn=getattr(alg, op): fn(*args, nthreads)) for alg in candidates}
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    start = time.perf_counter()
+    for r in range(MAX_ROUNDS):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+        if len(fns) == 1 or r + 1 < MIN_ROUNDS:
+            continue
+        order = sorted(times, key=lambda k: statistics.median(times[k]))
+        if _quartiles(times[order[0]])[1] < _quartiles(times[order[1]])[0]:
+            break
+        if time.perf_counter() - start > BUDGET_SECONDS:
+            break
+    return times
+
+
+def tune(geom, dtype, op, candidates):
+    """Time the candidates, cache and return the winner's name (see the module docstring)."""
+    from . import _calibrate
+    _stats["misses"] += 1
+    est = {a.name: _calibrate.estimate(a, geom, dtype, op) for a in candidates}
+    best_est = min(est.values())
+    timed = [a for a in candidates if est[a.name] <= SKIP_FACTOR * best_est] or list(candidates)
+    times = measure(geom, dtype, op, timed)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    order = sorted(med, key=med.get)
+    best = order[0]
+    if len(order) > 1 and med[order[1]] <= med[best] * (1 + TIE):
+        tied = [k for k in order if med[k] <= med[best] * (1 + TIE)]
+        best = min(tied, key=est.get)
     with _lock:
         _cache[_key(geom, dtype, op)] = best
         if _state["file"]:
-            tmp = _state["file"] + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(_cache, f, indent=0, sort_keys=True)
-            os.replace(tmp, _state["file"])
+            try:
+                merged = _read(_state["file"])
+            except ValueError:
+                merged = {}
+            merged.update(_cache)
+            _calibrate.write_json(_state["file"], merged)
     return best
 
 
@@ -109,5 +178,5 @@ def clear_cache():
 
 
 def cache_info():
-    """``{"entries": n, "hits": h, "misses": m}`` for the in-memory cache."""
-    return {"entries": len(_cache), "hits": _stats["hits"], "misses": _stats["misses"]}
+    """``{"entries": n, "hits": h, "misses": m, "file": path or None}`` for the in-memory cache."""
+    return {"entries": len(_cache), "hits": _stats["hits"], "misses": _stats["misses"], "file": _state["file"]}

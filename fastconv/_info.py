@@ -22,7 +22,12 @@ def _blas_info():
 
 
 def info(print_=True):
-    """Return (and print unless ``print_=False``) a dict: version, OpenMP, threads, SIMD level, BLAS."""
+    """Return (and print unless ``print_=False``) a dict: version, OpenMP, threads, SIMD level, BLAS.
+
+    ``simd_level`` is the build in use (``avx512``, ``avx2`` or ``baseline``; ``FASTCONV_SIMD`` forces one),
+    ``simd`` its instruction set, ``vector_bytes`` its vector width and ``simd_levels`` the levels this CPU can
+    run, fastest first.
+    """
     from . import _algorithms
     cfg = _kernels.build_config
     cpu = _kernels._cpu
@@ -31,8 +36,13 @@ def info(print_=True):
         "openmp": bool(cpu.openmp_enabled()),
         "num_threads": _threads.get_num_threads(),
         "simd": _kernels.simd_level(),
+        "simd_level": _kernels.level(),
+        "simd_levels": [lv for lv in _kernels.cpu_levels() if lv not in _kernels.TEST_LEVELS],
+        "vector_bytes": _kernels.vector_bytes(),
         "cpu_avx2_fma": bool(cpu.cpu_has_avx2_fma()),
+        "cpu_avx512": bool(cpu.cpu_has_avx512()),
         "avx2_variant_built": bool(getattr(cfg, "AVX2_VARIANT", False)),
+        "avx512_variant_built": bool(getattr(cfg, "AVX512_VARIANT", False)),
         "debug_build": bool(getattr(cfg, "DEBUG", False)),
         "blas": _blas_info(),
         "algorithms": list(_algorithms.names()),

@@ -31,6 +31,7 @@ import weakref
 import numpy as np
 from scipy import special
 
+from . import _gemm
 from . import _validate as V
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
@@ -514,13 +515,13 @@ class Tensor:
             g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
             ga = gb = None
             if n[0]:
-                ga = g2 @ np.swapaxes(b2, -1, -2)
+                ga = _gemm.matmul(g2, np.swapaxes(b2, -1, -2))
                 ga = ga[..., 0, :] if a.ndim == 1 else ga
             if n[1]:
-                gb = np.swapaxes(a2, -1, -2) @ g2
+                gb = _gemm.matmul(np.swapaxes(a2, -1, -2), g2)
                 gb = gb[..., 0] if b.ndim == 1 else gb
             return ga, gb
-        return record("matmul", a @ b, (self, other), backward)
+        return record("matmul", _gemm.matmul(a, b), (self, other), backward)
 
     def __rmatmul__(self, other):
         return _operand(other, self).__matmul__(self)

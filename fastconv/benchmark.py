@@ -7,13 +7,14 @@ repeats after warm-up.
 import json
 import os
 import platform
+import time
 
 import numpy as np
 
 from ._measure import format_table, interleaved, timeit
 
-__all__ = ["timeit", "interleaved", "sgemm_gflops", "copy_gbps", "torch_or_none", "blas_threads", "format_table",
-           "save_json", "machine", "REFERENCE_LAYERS"]
+__all__ = ["timeit", "interleaved", "sgemm_gflops", "blas_idle", "copy_gbps", "torch_or_none", "blas_threads",
+           "format_table", "save_json", "machine", "REFERENCE_LAYERS"]
 
 # The reference layers every convolution benchmark measures (``fastconv bench``, ``bench/bench_conv.py``):
 # (name, input shape, weight shape, stride, padding).
@@ -55,7 +56,14 @@ def sgemm_gflops(n=1536, threads=None, dtype=np.float32, repeats=5):
     else:
         with blas_threads(threads):
             t = timeit(lambda: gemm(1.0, a, b), repeats=repeats, warmup=1)
+    blas_idle()
     return 2.0 * n ** 3 / t["median"] / 1e9
+
+
+def blas_idle(seconds=0.25):
+    """Wait until OpenBLAS's worker threads, which keep spinning after a multi-threaded call (2**28 cycles by
+    default, see OPENBLAS_THREAD_TIMEOUT), have gone to sleep, so they do not slow down what is timed next."""
+    time.sleep(seconds)
 
 
 def copy_gbps(nbytes=64 * 2 ** 20, repeats=5):

@@ -135,4 +135,4 @@ def test_kernels_take_their_geometry_by_name():
     out = np.empty((1, 1, 1, 1, 2), np.float32)
     with pytest.raises(ValueError, match="kw"):
         _direct.forward(x, np.ones(16, np.float32), np.zeros(1, np.float32), out, {"groups": 1, "kd": 1, "kh": 1},
-                        has_bias=False, mode=0, kb=16, kchunks=1, wchunk_blocks=1, rows_per_task=1, nthreads=1)
+                        has_bias=False, kchunks=1, wchunk_blocks=1, rows_per_task=1, nthreads=1)

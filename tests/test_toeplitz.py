@@ -156,7 +156,7 @@ def test_one_by_one_skips_im2col(op):
     out = np.empty({"forward": geom.output_shape, "grad_input": geom.input_shape,
                     "grad_weight": geom.weight_shape}[op], np.float32)
     gemms, workspace = getattr(TOEPLITZ, op)(*args, geom, out, 2)
-    assert workspace == 0 and gemms == pl.gemms
+    assert workspace == pl.partial_bytes and gemms == pl.gemms     # no lowered buffers, at most partial sums
 
 
 def test_allocation_failure_raises_memory_error():

@@ -1,20 +1,25 @@
-"""The ``direct`` algorithm: cache-tiled direct convolution (``_kernels/_direct.pyx``).
+"""The ``direct`` algorithm: cache-tiled direct convolution (``_kernels/_direct.pyx``, ``_kernels/_depthwise.pyx``).
 
-Forward, input gradient and weight gradient all run the same tiled kernel:
+Forward, input gradient and weight gradient all run direct kernels:
 
-* forward: ``y = x (*) w`` with stride, dilation and zero padding;
-* input gradient / transposed convolution: "backprop is convolution with flipped filters" -- the output gradient,
-  dilated by the stride (the kernel's input dilation, no copy), correlated with the kernel flipped in space and
-  transposed in channels, padding ``d (k - 1) - p``;
+* forward: ``y = x (*) w`` with stride, dilation and zero padding -- the channel-vectorised kernel, or, for few
+  output channels per group (depthwise, single-channel images), the column-vectorised one;
+* input gradient / transposed convolution: "backprop is convolution with flipped filters" -- the output gradient
+  correlated with the kernel flipped in space and transposed in channels, padding ``d (k - 1) - p``.  A strided
+  layer's gradient runs one stride-1 correlation per phase of the input (the positions with the same remainders
+  modulo the stride, each with the taps that reach them), so none of the zeros of the dilated output gradient is
+  multiplied; small ones dilate the output gradient instead (the kernels' input dilation, no copy);
 * weight gradient: the input correlated with the output gradient used as the kernel (batch and channels swap
-  roles), stride and dilation exchanged.
+  roles), stride and dilation exchanged; layers with few channels per group (depthwise) run a dedicated kernel
+  that accumulates every weight of a group over a chunk of the batch.
 
-Non-finite values: the tiled kernel multiplies the zeros it gathers for padding and stride holes along W and skips
+Non-finite values: the kernels multiply the zeros they gather for padding and stride holes along W and skip
 padding rows along D and H, which is exact while the kernel operand (the weight, or the output gradient in the
 weight gradient) is finite.  The output channels whose kernel holds an inf or NaN are recomputed tap by tap
 (``_direct.exact``), forming exactly the products of the contract in :mod:`fastconv._algorithms`: zero padding
 is multiplied in the forward pass and the weight gradient (``0 * inf = NaN``, as PyTorch), never in the input
-gradient / transposed convolution, whose padding and holes are not input elements.
+gradient / transposed convolution, whose padding and holes are not input elements.  A depthwise weight gradient
+whose output gradient holds an inf or NaN runs as the swapped convolution, which has that exact pass.
 """
 import functools
 import os
@@ -28,19 +33,22 @@ from .._geometry import kernel_struct
 from .._kernels import as_5d
 from .._threads import MIN_FLOPS_PER_THREAD
 
-_direct = _kernels.load("_direct")
+_direct = _kernels.module("_direct")
+_dw = _kernels.module("_depthwise")
 
 # Per-thread gather buffer budget: rows of the input band for one task (about half of a 512 KiB L2 cache).
 BUFFER_BYTES = 256 * 1024
 # Larger per-thread buffers are refused before the kernel runs (no machine has them; 64-bit sizes stay exact).
 MAX_BUFFER_BYTES = 2 ** 48
-
-
-def _choose_mode(Kg, is_float):
-    """(mode, kb): channel-vectorised blocks when a group has enough output channels, else column-vectorised."""
-    if Kg >= 8:
-        return 0, (16 if is_float else 8)
-    return 1, (1 if Kg == 1 else 2 if Kg == 2 else 4)
+# Fewer output channels per group than this run the column-vectorised kernel (depthwise, single-channel images,
+# the input gradient of layers with few input channels).
+COLUMN_KERNEL_MAX_KG = 8
+# Weight gradients with at most this many (input x output) channels per group run the column-vectorised kernel,
+# the batch split into enough chunks for WGRAD_TASKS tasks.
+COLUMN_WGRAD_MAX_CHANNELS = 4
+WGRAD_TASKS = 16
+# Strided input gradients of at least this many flops per phase run one stride-1 correlation per input phase.
+PHASE_MIN_FLOPS = 200_000
 
 
 def pack_weights(w5, groups, kb):
@@ -55,55 +63,86 @@ def pack_weights(w5, groups, kb):
     return np.ascontiguousarray(wg.reshape(groups, nkb, kb, taps).transpose(0, 1, 3, 2)).ravel()
 
 
-def _buffer_bytes(rows, T, sw, dw, itemsize, mode, WB, wcb):
-    """Bytes of one thread's gather buffer: ``rows`` input rows (channels x kernel rows) of the columns that
-    ``wcb`` column blocks of ``WB`` outputs read (as the kernel computes it)."""
-    wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
-    if mode == 1:
+def _band_rows_min(S, dh):
+    """Rows of the band one output row gathers per channel and depth tap (``_direct.band_rows(1, S, sh, dh)``,
+    in Python integers: no overflow for huge dilations)."""
+    return min(S, (S - 1) * dh + 1)
+
+
+def _scratch_bytes(Cg, R, S, T, dh, sw, dw, Kg, OW, itemsize):
+    """Bytes of the smallest gather buffer of one thread (one output row per task, one column block) of the
+    kernel that runs a correlation of ``Cg`` input channels and ``Kg`` output channels per group with an (R, S, T)
+    kernel, W stride ``sw``, dilations ``dh``, ``dw``, output width ``OW`` (as the kernels compute it)."""
+    if OW <= 1:
+        sw = 1
+    rows = Cg * R * _band_rows_min(S, dh)
+    if Kg < COLUMN_KERNEL_MAX_KG:
+        WB = _dw.block_width(itemsize, max(OW, 1), Kg)
+        wb = (-(-max(OW, 1) // WB) * WB - 1) * sw + (T - 1) * dw + 1
         wb = -(-wb // sw) * sw
+    else:
+        WB = _direct.block_sizes(itemsize == 4)[1]
+        wb = (WB - 1) * sw + (T - 1) * dw + 1
     return rows * wb * itemsize
 
 
 def _run_shape(geom, op):
-    """(input channels per group, kernel (R, S, T), W stride, W dilation, output channels per group, output
-    width) of the kernel run that computes ``op`` on ``geom`` (see ``forward``/``grad_input``/``grad_weight``)."""
+    """(input channels per group, kernel (R, S, T), H dilation, W stride, W dilation, output channels per group,
+    output width) of the kernel run that computes ``op`` on ``geom`` (see ``forward``/``grad_input``/
+    ``grad_weight``; a strided input gradient split into phases runs smaller kernels over narrower rows)."""
     g3 = geom.as_3d()
     G = g3.groups
     C, K = g3.in_channels // G, g3.out_channels // G
     if op == "forward":
-        return C, g3.kernel_size, g3.stride[2], g3.dilation[2], K, g3.output_size[2]
+        return C, g3.kernel_size, g3.dilation[1], g3.stride[2], g3.dilation[2], K, g3.output_size[2]
     if op == "grad_input":
-        return K, g3.kernel_size, 1, g3.dilation[2], C, g3.input_size[2]
-    return g3.batch, g3.output_size, g3.dilation[2], g3.stride[2], K, g3.kernel_size[2]
+        return K, g3.kernel_size, g3.dilation[1], 1, g3.dilation[2], C, g3.input_size[2]
+    return g3.batch, g3.output_size, g3.stride[1], g3.dilation[2], g3.stride[2], K, g3.kernel_size[2]
 
 
 def supports(geom, dtype, op):
-    """False when even the smallest gather buffer of one thread (one column block) would not fit in this
-    machine's memory: huge W dilations or strides, which ``toeplitz`` computes without such a buffer.
+    """False when even the smallest gather buffer of one thread would not fit in this machine's memory: huge W
+    dilations or strides, which ``toeplitz`` computes without such a buffer.
 
-    Settled by a bound for every ordinary geometry (the widest column block, 8-byte elements), counted exactly
-    (and cached) only past it."""
+    Settled by a bound for every ordinary geometry (the widest column block or the whole output row, 8-byte
+    elements), counted exactly (and cached) only past it."""
     k = geom.kernel_size
     if op == "forward":
         rows, T, sw, dw = geom.weight_shape[1] * prod(k[:-1]), k[-1], geom.stride[-1], geom.dilation[-1]
+        ow = geom.output_size[-1]
     elif op == "grad_input":
         rows, T, sw, dw = geom.weight_shape[0] // geom.groups * prod(k[:-1]), k[-1], 1, geom.dilation[-1]
+        ow = geom.input_shape[-1]
     else:
         o = geom.output_size
         rows, T, sw, dw = geom.batch * prod(o[:-1]), o[-1], geom.dilation[-1], geom.stride[-1]
-    if rows * (WIDEST_BLOCK * sw + (T - 1) * dw + 1) * 8 <= min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY):
+        rows = max(rows, geom.weight_shape[1] * prod(k[:-1]))      # the depthwise weight-gradient kernel's rows
+        ow = max(k[-1], o[-1])
+    width = (ow + WIDEST_BLOCK) * sw + (T - 1) * dw + 1 + max(sw, geom.stride[-1])     # (rows rounded to strides)
+    if rows * width * 8 <= min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY):
         return True
     return _fits(geom, np.dtype(dtype).char, op)
 
 
 @functools.lru_cache(maxsize=1024)
 def _fits(geom, dtype, op):
-    Cg, (R, S, T), sw, dw, Kg, OW = _run_shape(geom, op)
-    is_float = dtype == "f"
-    mode, kb = _choose_mode(Kg, is_float)
-    WB = _direct.block_sizes(is_float, mode, kb)[1]
-    nbytes = _buffer_bytes(Cg * R * S, T, sw if OW > 1 else 1, dw, 4 if is_float else 8, mode, WB, 1)
-    return nbytes <= min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY)
+    itemsize = 4 if dtype == "f" else 8
+    limit = min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY)
+    Cg, (R, S, T), dh, sw, dw, Kg, OW = _run_shape(geom, op)
+    if op == "grad_weight":
+        g3 = geom.as_3d()
+        G = g3.groups
+        cin, kout = g3.in_channels // G, g3.out_channels // G
+        if cin * kout <= COLUMN_WGRAD_MAX_CHANNELS:
+            # the depthwise weight-gradient kernel gathers whole input rows; an output gradient holding an inf or
+            # NaN runs the swapped convolution instead, so both must fit
+            R2, S2, T2 = g3.kernel_size
+            OW2 = g3.output_size[2]
+            sw2, dw2 = g3.stride[2], g3.dilation[2]
+            wb = -(-((max(OW2, 1) - 1) * sw2 + (T2 - 1) * dw2 + 1) // sw2) * sw2
+            if cin * R2 * _band_rows_min(S2, g3.dilation[1]) * wb * itemsize > limit:
+                return False
+    return _scratch_bytes(Cg, R, S, T, dh, sw, dw, Kg, OW, itemsize) <= limit
 
 
 def _physical_memory():
@@ -114,21 +153,65 @@ def _physical_memory():
 
 
 PHYSICAL_MEMORY = _physical_memory()
-WIDEST_BLOCK = max(_direct.block_sizes(f, 1, 1)[1] for f in (True, False))     # output columns of a block
+WIDEST_BLOCK = 64     # output columns of the widest register block of any kernel and level (and more)
+
+
+def _run_columns(x5, w5, bias, out5, geom, nthreads):
+    """The column-vectorised kernel (``_kernels/_depthwise.pyx``) for few output channels per group: tasks of
+    whole bands of output rows, the band's input rows gathered once."""
+    N, C, D, H, W = x5.shape
+    K, Cg, R, S, T = w5.shape
+    groups = geom["groups"]
+    OD, OH, OW = out5.shape[2:]
+    if OW == 1 and geom["sw"] != 1:
+        geom = dict(geom, sw=1)
+    sh, sw, dh, dw = geom["sh"], geom["sw"], geom["dh"], geom["dw"]
+    nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
+    WB = _dw.block_width(x5.itemsize, OW, K // groups)
+    RB = _dw.block_rows(x5.itemsize, OW, K // groups)
+    wb = (-(-OW // WB) * WB - 1) * sw + (T - 1) * dw + 1
+    wb = -(-wb // sw) * sw
+    row_bytes = Cg * R * wb * x5.itemsize
+    if row_bytes * ((S - 1) * dh + 1) > MAX_BUFFER_BYTES:
+        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
+                          % (row_bytes * ((S - 1) * dh + 1)))
+    # rows per task: the band fits the buffer budget, >= 4 tasks per thread, whole register blocks of rows
+    band = max(1, BUFFER_BYTES // row_bytes)
+    rows = max(1, min(OH, (band - (S - 1) * dh - 1) // sh + 1))
+    while rows > RB and N * groups * OD * ceil(OH / rows) < 4 * nthreads:
+        rows = max(RB, rows // 2)
+    if rows > RB:
+        rows = rows // RB * RB
+    b = bias if bias is not None else np.zeros(1, x5.dtype)
+    _dw.forward(x5, np.ascontiguousarray(w5), b, out5, geom, has_bias=bias is not None, rows_per_task=rows,
+                nthreads=nthreads)
 
 
 def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
-    """Run the tiled kernel on 5-D arrays with the ``Geometry`` struct ``geom`` (a dict, see
+    """Run a direct kernel on 5-D arrays with the ``Geometry`` struct ``geom`` (a dict, see
     :func:`fastconv._geometry.kernel_struct`); ``out5``'s spatial shape defines which outputs are computed.
 
     Output channels whose kernel ``w5[k]`` holds an inf or NaN are then recomputed by ``_direct.exact``, which
     multiplies zero padding only when ``pad_zeros`` (see the module docstring)."""
+    K = w5.shape[0]
+    if K // geom["groups"] < COLUMN_KERNEL_MAX_KG:
+        _run_columns(x5, w5, bias, out5, geom, nthreads)
+    else:
+        _run_channels(x5, w5, bias, out5, geom, nthreads)
+    # one pass over the kernel operand (about 1 % of a weight gradient, where it is the output gradient)
+    if not np.isfinite(w5).all():
+        bad = np.flatnonzero(~np.isfinite(w5.reshape(K, -1)).all(axis=1))
+        b = bias if bias is not None else np.zeros(1, x5.dtype)
+        _direct.exact(x5, w5, b, out5, geom, bad, has_bias=bias is not None, pad_zeros=pad_zeros,
+                      nthreads=nthreads)
+
+
+def _run_channels(x5, w5, bias, out5, geom, nthreads):
+    """The channel-vectorised kernel (``_kernels/_direct.pyx``)."""
     N, C, D, H, W = x5.shape
     K, Cg, R, S, T = w5.shape
     groups = geom["groups"]
-    is_float = x5.dtype == np.float32
-    mode, kb = _choose_mode(K // groups, is_float)
-    KB, WB = _direct.block_sizes(is_float, mode, kb)
+    KB, WB = _direct.block_sizes(x5.dtype == np.float32)
     packed = pack_weights(w5, groups, KB)
     OD, OH, OW = out5.shape[2:]
     if OW == 1 and geom["sw"] != 1:   # a single output column never applies the W stride: it only sizes a buffer
@@ -154,17 +237,13 @@ def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
             wcb = max(1, nwblk * base * kchunks // want)
     # The kernel sizes its gather buffer as below in 64-bit integers: a huge W stride or dilation (up to 2**62)
     # would wrap around there and under-allocate, so refuse it here, exactly, as the kernel's malloc would.
-    nbytes = _buffer_bytes(Cg * R * S, T, sw, dw, x5.itemsize, mode, WB, wcb)
-    if nbytes > MAX_BUFFER_BYTES:
-        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch" % nbytes)
+    wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
+    if Cg * R * S * wb * x5.itemsize > MAX_BUFFER_BYTES:
+        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
+                          % (Cg * R * S * wb * x5.itemsize))
     b = bias if bias is not None else np.zeros(1, x5.dtype)
-    _direct.forward(x5, packed, b, out5, geom, has_bias=bias is not None, mode=mode, kb=kb, kchunks=kchunks,
-                    wchunk_blocks=wcb, rows_per_task=rows, nthreads=nthreads)
-    # one pass over the kernel operand (about 1 % of a weight gradient, where it is the output gradient)
-    if not np.isfinite(w5).all():
-        bad = np.flatnonzero(~np.isfinite(w5.reshape(K, -1)).all(axis=1))
-        _direct.exact(x5, w5, b, out5, geom, bad, has_bias=bias is not None, pad_zeros=pad_zeros,
-                      nthreads=nthreads)
+    _direct.forward(x5, packed, b, out5, geom, has_bias=bias is not None, kchunks=kchunks, wchunk_blocks=wcb,
+                    rows_per_task=rows, nthreads=nthreads)
 
 
 def forward(x, w, bias, geom, out, nthreads):
@@ -180,12 +259,81 @@ def transposed_weight(w, groups):
     return np.ascontiguousarray(wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
 
 
+def _phase_taps(a, s, k, d, p):
+    """Input positions ``a + s*j`` of a strided axis read output ``o`` through tap ``r`` when
+    ``o*s + r*d - p = a + s*j``: the taps with ``r*d = a + p (mod s)``.  Returns (taps in reversed order, their
+    dilation in output positions, the low-side padding) of that stride-1 correlation over ``j``, or None."""
+    taps = [r for r in range(k) if (a + p - r * d) % s == 0]
+    if not taps:
+        return None
+    offsets = [(a + p - r * d) // s for r in taps[::-1]]          # increasing
+    dil = offsets[1] - offsets[0] if len(offsets) > 1 else 1
+    return taps[::-1], dil, -offsets[0]
+
+
+def _grad_input_phases(gy, w, geom, out, nthreads):
+    """Input gradient of a strided convolution as one stride-1 correlation per phase of the input (positions with
+    the same remainders modulo the stride), each with the taps that reach it: none of the zeros of the dilated
+    output gradient is multiplied."""
+    g3 = geom.as_3d()
+    gy5, w5, out5 = as_5d(gy), as_5d(w), as_5d(out)
+    N, C = out5.shape[:2]
+    for a in np.ndindex(*g3.stride):
+        per_axis = [_phase_taps(a[i], g3.stride[i], g3.kernel_size[i], g3.dilation[i], g3.pad_lo[i])
+                    for i in range(3)]
+        sizes = tuple(len(range(a[i], g3.input_size[i], g3.stride[i])) for i in range(3))
+        view = out5[:, :, a[0]::g3.stride[0], a[1]::g3.stride[1], a[2]::g3.stride[2]]
+        if min(sizes) == 0:
+            continue
+        if any(t is None for t in per_axis):
+            view[...] = 0
+            continue
+        wsub = w5[:, :, per_axis[0][0]][:, :, :, per_axis[1][0]][:, :, :, :, per_axis[2][0]]
+        wt = transposed_weight(wsub, geom.groups)[:, :, ::-1, ::-1, ::-1]    # undo the flip: taps are reversed
+        tmp = np.empty((N, C) + sizes, out.dtype)
+        phase = kernel_struct(wt.shape[2:], (1, 1, 1), tuple(t[1] for t in per_axis), tuple(t[2] for t in per_axis),
+                              groups=geom.groups)
+        _run(gy5, np.ascontiguousarray(wt), None, tmp, phase, nthreads, pad_zeros=False)
+        view[...] = tmp
+
+
 def grad_input(gy, w, geom, out, nthreads):
+    phases = prod(geom.stride)
+    if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
+        return _grad_input_phases(gy, w, geom, out, nthreads)
     wt = transposed_weight(w, geom.groups)
     pad = tuple(d * (k - 1) - p for d, k, p in zip(geom.dilation, geom.kernel_size, geom.pad_lo))
     adjoint = kernel_struct(geom.kernel_size, (1,) * geom.ndim, geom.dilation, pad, input_dilation=geom.stride,
                             groups=geom.groups)
     _run(as_5d(gy), as_5d(wt), None, as_5d(out), adjoint, nthreads, pad_zeros=False)
+
+
+def _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias=None):
+    """Weight gradient of a layer with few channels per group (depthwise): ``_kernels/_depthwise.pyx``, the batch
+    split into chunks that depend on the shape only, the chunks added in order; ``grad_bias`` (length K), when
+    given, receives the bias gradient from the same pass over the output gradient."""
+    g3 = geom.as_3d()
+    N, C = x5.shape[:2]
+    K = gy5.shape[1]
+    G = geom.groups
+    Cg = C // G
+    R, S, T = g3.kernel_size
+    sh, sw = g3.stride[1:]
+    dh, dw = g3.dilation[1:]
+    OW = gy5.shape[4]
+    nchunks = max(1, min(N, -(-WGRAD_TASKS // G)))
+    wb = -(-((max(OW, 1) - 1) * sw + (T - 1) * dw + 1) // sw) * sw
+    row_bytes = Cg * R * wb * x5.itemsize
+    band = max(1, BUFFER_BYTES // row_bytes)
+    rows = max(1, (band - (S - 1) * dh - 1) // sh + 1)
+    part = np.empty((nchunks, K, Cg * R * S * T), x5.dtype)
+    bpart = np.empty((nchunks, K) if grad_bias is not None else (1, 1), x5.dtype)
+    nthreads = max(1, min(nthreads, nchunks * G, int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
+    _dw.grad_weight(x5, gy5, part, bpart, geom.kernel_struct, with_bias=grad_bias is not None, nchunks=nchunks,
+                    rows_per_block=rows, nthreads=nthreads)
+    np.sum(part, axis=0, out=out.reshape(K, -1))
+    if grad_bias is not None:
+        np.sum(bpart, axis=0, out=grad_bias)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
@@ -195,6 +343,8 @@ def grad_weight(x, gy, geom, out, nthreads):
     Cg, Kg = C // G, K // G
     g3 = geom.as_3d()
     x5, gy5 = as_5d(x), as_5d(gy)
+    if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS and np.isfinite(gy5).all():
+        return _wgrad_columns(x5, gy5, geom, out, nthreads)
     # batch <-> channels: input (Cg, G*N, ...) with groups G, kernel (K, N, *out_size), stride and dilation swapped
     xt = np.ascontiguousarray(x5.reshape((N, G, Cg) + x5.shape[2:]).transpose(2, 1, 0, 3, 4, 5)
                               .reshape((Cg, G * N) + x5.shape[2:]))
@@ -205,54 +355,101 @@ def grad_weight(x, gy, geom, out, nthreads):
     out[...] = res.transpose(1, 0, 2, 3, 4).reshape(out.shape)
 
 
-def _block_efficiency(Kg, width, taps, is_float):
-    """Fraction of the register block's multiply-adds that are useful, and the loop-overhead factor."""
-    mode, kb = _choose_mode(Kg, is_float)
-    KB, WB = _direct.block_sizes(is_float, mode, kb)
-    if mode == 1:
-        return MODE1_EFFICIENCY * (Kg / (kb * ceil(Kg / kb))) * (width / (WB * ceil(width / WB)))
+def _channel_efficiency(Kg, width, taps, is_float):
+    """Useful fraction of the channel-vectorised register block (padding of the channel and column blocks)."""
+    KB, WB = _direct.block_sizes(is_float)
     eff = (Kg / (KB * ceil(Kg / KB))) * (width / (WB * ceil(width / WB)))
     return eff * (ONE_TAP_EFFICIENCY if taps == 1 else 1.0)
 
 
-def cost(geom, dtype, op):
-    """Seconds: multiply-adds at the measured per-thread rate of the register block, scaled by the fraction of
-    the block that is useful, divided over the threads that get work, plus a fixed call overhead.
+def _column_efficiency(kout, width, itemsize):
+    """Useful fraction of the column-vectorised block (channels per block, column vectors), times its rate
+    relative to the channel-vectorised block."""
+    WB = _dw.block_width(itemsize, width, kout)
+    nj = 1 if kout == 1 else 2 if kout == 2 else 4
+    return (COLUMN_EFFICIENCY * (kout / (nj * ceil(kout / nj))) * (width / (WB * ceil(width / WB))))
 
-    The constants (``RATE_PER_THREAD`` etc., below) come from ``bench/bench_conv.py`` single-thread runs.
+
+def cost_kind(geom, dtype, op):
+    """Which kernel runs ``op``: "channels" (channel-vectorised), "columns" (few channels per group), "phases"
+    (strided input gradient, one correlation per input phase), "swap" (weight gradient as a convolution with batch
+    and channels swapped) or "wcolumns" (the depthwise weight-gradient kernel).  The calibration scales each
+    separately."""
+    G = geom.groups
+    Cg, Kg = geom.in_channels // G, geom.out_channels // G
+    if op == "forward":
+        return "columns" if Kg < COLUMN_KERNEL_MAX_KG else "channels"
+    if op == "grad_input":
+        phases = prod(geom.stride)
+        if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
+            return "phases"
+        return "columns" if Cg < COLUMN_KERNEL_MAX_KG else "channels"
+    return "wcolumns" if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS else "swap"
+
+
+def cost(geom, dtype, op):
+    """Seconds: multiply-adds at the per-thread rate of the kernel that runs (see :func:`cost_kind`), scaled by
+    the fraction of its register block that is useful, divided over the threads that get work, plus copies and a
+    fixed call overhead.
+
+    The constants (below) are those of the development machine; ``fastconv calibrate`` fits a scale per kind on
+    the machine it runs on (see ``fastconv/_calibrate.py``).
     """
     from .. import _threads
-    is_float = np.dtype(dtype) == np.float32
+    itemsize = np.dtype(dtype).itemsize
+    is_float = itemsize == 4
     g3 = geom.as_3d()
     N, C = g3.input_shape[:2]
     K = g3.out_channels
     G = g3.groups
+    Cg, Kg = C // G, K // G
     taps = int(np.prod(g3.kernel_size))
     OD, OH, OW = g3.output_size
+    kind = cost_kind(geom, dtype, op)
+    extra = 0.0
+    calls = 1
     if op == "forward":
-        eff = _block_efficiency(K // G, OW, taps, is_float)
+        eff = (_column_efficiency(Kg, OW, itemsize) if kind == "columns"
+               else _channel_efficiency(Kg, OW, taps, is_float))
         tasks = N * G * OD * OH
-        extra = 0.0
     elif op == "grad_input":
-        # the output gradient dilated by the stride: (s_w - 1) of every s_w gathered columns are zeros
-        eff = _block_efficiency(C // G, g3.input_size[2], taps, is_float) / g3.stride[2]
+        width = g3.input_size[2]
+        if kind == "phases":
+            calls = prod(g3.stride)
+            width = -(-width // g3.stride[2])
+            eff = (_column_efficiency(Cg, width, itemsize) if Cg < COLUMN_KERNEL_MAX_KG
+                   else _channel_efficiency(Cg, width, max(1, taps // calls), is_float))
+            extra = np.prod(geom.input_shape) * itemsize / COPY_BYTES_PER_S
+        else:
+            # the output gradient dilated by the stride: (s_w - 1) of every s_w gathered columns are zeros
+            eff = (_column_efficiency(Cg, width, itemsize) if kind == "columns"
+                   else _channel_efficiency(Cg, width, taps, is_float)) / g3.stride[2]
         tasks = N * G * np.prod(g3.input_size[:2])
-        extra = 0.0
+    elif kind == "wcolumns":
+        eff = WCOLUMN_EFFICIENCY * OW / (16 * ceil(OW / 16))
+        tasks = G * min(N, -(-WGRAD_TASKS // G))
     else:
         # batch and channels swap roles; the output row is the kernel width, and x / gy are transposed first
-        eff = _block_efficiency(K // G, g3.kernel_size[2], taps, is_float)
-        tasks = (C // G) * g3.kernel_size[0] * g3.kernel_size[1]
-        extra = (np.prod(geom.input_shape) + np.prod(geom.output_shape)) * np.dtype(dtype).itemsize / COPY_BYTES_PER_S
+        eff = _channel_efficiency(Kg, g3.kernel_size[2], taps, is_float)
+        tasks = Cg * g3.kernel_size[0] * g3.kernel_size[1]
+        extra = (np.prod(geom.input_shape) + np.prod(geom.output_shape)) * itemsize / COPY_BYTES_PER_S
     threads = max(1, min(_threads.get_num_threads(), int(tasks),
                          int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
-    rate = RATE_PER_THREAD[is_float] * threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)
-    return geom.flops / (rate * max(eff, 1e-3)) + extra + CALL_OVERHEAD
+    rate = _rate(is_float) * threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)
+    return geom.flops / (rate * max(eff, 1e-3)) + extra + CALL_OVERHEAD * calls
 
 
-# Measured on the reference 3x3 layers (AVX2 build, one thread): GFLOP/s of the mode-0 register block.
-RATE_PER_THREAD = {True: 59e9, False: 29e9}
+def _rate(is_float):
+    """Multiply-add rate of one thread in the channel-vectorised block (flops/s) for the vector width in use."""
+    return RATE_PER_THREAD[_direct.vector_bytes()] * (1.0 if is_float else 0.5)
+
+
+# Measured on the reference 3x3 layers (one thread): flops/s of the channel-vectorised register block, float32,
+# by vector width (32 bytes: AVX2 on the development machine; 64: AVX-512 on a Xeon); float64 is half.
+RATE_PER_THREAD = {32: 59e9, 64: 90e9}
 ONE_TAP_EFFICIENCY = 0.5     # 1x1 kernels: loop overhead per input channel is not amortised over taps
-MODE1_EFFICIENCY = 0.12      # column-vectorised blocks (depthwise and few channels per group)
+COLUMN_EFFICIENCY = 0.3      # the column-vectorised block (one load per multiply-add) relative to the channel block
+WCOLUMN_EFFICIENCY = 0.25    # the depthwise weight-gradient kernel
 PARALLEL_EFFICIENCY = 0.9
 COPY_BYTES_PER_S = 4e9
 CALL_OVERHEAD = 3e-5
@@ -264,6 +461,7 @@ ALGORITHM = register(Algorithm(
     grad_input=grad_input,
     grad_weight=grad_weight,
     cost=cost,
+    cost_kind=cost_kind,
     description="cache-tiled direct convolution; no workspace beyond a per-thread row buffer",
     supports=supports,
 ))

@@ -69,7 +69,7 @@ from .._algorithms import Algorithm, register
 from .._kernels import as_5d
 from .._threads import single_threaded_blas
 
-_fft = _kernels.load("_fft")
+_fft = _kernels.module("_fft")
 
 # Workspace for the tile buffers of one chunk (tiles are processed in chunks that fit it).
 WORKSPACE_BYTES = 16 * 2 ** 20

@@ -50,7 +50,7 @@ from .._algorithms import Algorithm, register
 from .._kernels import as_5d
 from .._threads import MIN_FLOPS_PER_THREAD, single_threaded_blas
 
-_tp = _kernels.load("_toeplitz")
+_tp = _kernels.module("_toeplitz")
 
 __all__ = ["set_workspace_limit", "get_workspace_limit", "plan", "Plan", "patches", "add_patches",
            "DEFAULT_WORKSPACE_LIMIT"]
@@ -109,11 +109,13 @@ class Plan:
     gemms: int           # GEMM calls
     threads: int         # threads that run (each holding one buffer)
     buffer_bytes: int    # per-thread lowered-chunk buffer
+    bchunks: int = 1     # grad_weight: batch chunks, each accumulating a partial weight gradient
+    partial_bytes: int = 0   # their partial sums (when bchunks > 1)
 
     @property
     def workspace_bytes(self):
-        """Extra memory of the call: one buffer per thread."""
-        return self.threads * self.buffer_bytes
+        """Extra memory of the call: one buffer per thread, and the partial weight gradients of batch chunks."""
+        return self.threads * self.buffer_bytes + self.partial_bytes
 
 
 def _balanced(total, block):
@@ -150,6 +152,7 @@ def _plan(geom, item, op, nthreads, limit, tunables):
     if max(P, Cg * RST, K, prod(g3.input_size)) > INT_MAX:
         return None
     budget = min(CHUNK_BYTES, limit) // item       # elements of one lowered chunk
+    bchunks = 1
     if op == "forward":
         rows, cb, kb = Cg * RST, Cg, Kg
         if not one and rows > limit // item:
@@ -161,6 +164,17 @@ def _plan(geom, item, op, nthreads, limit, tunables):
     else:
         cb = Cg
         have = N * G if op == "grad_input" else G
+        if op == "grad_weight" and have < MIN_TASKS and N > 1:
+            # split the batch first: every chunk accumulates a whole partial weight gradient (the GEMMs keep
+            # their full size), the chunks are added in order; the partials take at most a quarter of the
+            # limit, the lowered buffers share the rest
+            bchunks = min(N, -(-MIN_TASKS // G), (limit // 4) // max(1, K * Cg * RST * item))
+            if bchunks > 1:
+                have = G * bchunks
+                limit -= bchunks * K * Cg * RST * item
+                budget = min(CHUNK_BYTES, limit) // item
+            else:
+                bchunks = 1
         if have < MIN_TASKS:
             cb = _split(Cg, Cg, have, min(Cg, -(-MIN_ROWS // RST)))
         if not one:
@@ -169,8 +183,8 @@ def _plan(geom, item, op, nthreads, limit, tunables):
             cb = _balanced(Cg, min(cb, max(1, (limit // item) // RST)))
         ncb = -(-Cg // cb)
         kb = Kg
-        if op == "grad_weight" and G * ncb < MIN_TASKS and Kg >= 2 * MIN_KBLOCK:
-            kb = _split(Kg, Kg, G * ncb, MIN_KBLOCK)
+        if op == "grad_weight" and G * ncb * bchunks < MIN_TASKS and Kg >= 2 * MIN_KBLOCK:
+            kb = _split(Kg, Kg, G * ncb * bchunks, MIN_KBLOCK)
         rows = cb * RST
         pc = P if one else _balanced(P, max(1, budget // rows))
         nch = -(-P // pc)
@@ -178,13 +192,14 @@ def _plan(geom, item, op, nthreads, limit, tunables):
             tasks = N * G * ncb
             gemms = tasks * (1 if one else nch)
         else:
-            tasks = G * ncb * -(-Kg // kb)
-            gemms = tasks * N * nch
+            tasks = G * ncb * -(-Kg // kb) * bchunks
+            gemms = tasks * -(-N // bchunks) * nch
     buffer_bytes = 0 if one else rows * pc * item
+    partial = bchunks * K * Cg * RST * item if bchunks > 1 else 0
     # waking threads for less than ~1 MFLOP each costs more than it saves (the result does not depend on it)
     threads = max(1, min(nthreads, tasks, limit // buffer_bytes if buffer_bytes else tasks,
                          geom.flops // MIN_FLOPS_PER_THREAD))
-    return Plan(op, one, pc, cb, kb, tasks, gemms, threads, buffer_bytes)
+    return Plan(op, one, pc, cb, kb, tasks, gemms, threads, buffer_bytes, bchunks, partial)
 
 
 # ----------------------------------------------------------------------------- the lowering in NumPy
@@ -238,10 +253,14 @@ def grad_input(gy, w, geom, out, nthreads):
 
 def grad_weight(x, gy, geom, out, nthreads):
     pl = _plan_or_raise(geom, x.dtype, "grad_weight", nthreads)
+    K = out.shape[0]
+    dst = out.reshape(1, K, -1) if pl.bchunks == 1 else np.empty((pl.bchunks, K, out.size // K), out.dtype)
     with single_threaded_blas():
-        return _tp.grad_weight(as_5d(x), as_5d(gy), out.reshape(out.shape[0], -1), geom.kernel_struct,
-                               pc=pl.chunk, cb=pl.cblock, kb=pl.kblock, one_by_one=pl.one_by_one,
-                               nthreads=pl.threads)
+        res = _tp.grad_weight(as_5d(x), as_5d(gy), dst, geom.kernel_struct, pc=pl.chunk, cb=pl.cblock,
+                              kb=pl.kblock, one_by_one=pl.one_by_one, nthreads=pl.threads)
+    if pl.bchunks > 1:
+        np.sum(dst, axis=0, out=out.reshape(K, -1))     # the batch chunks in order
+    return res[0], res[1] + pl.partial_bytes
 
 
 def supports(geom, dtype, op):

@@ -1,13 +1,24 @@
-"""CPU feature detection and OpenMP queries (compiled for the baseline target)."""
+"""CPU feature detection and OpenMP queries (the baseline build answers for the CPU; every build reports itself)."""
+cdef extern from "simd.h":
+    enum:
+        FC_VECTOR_BYTES
+
 cdef extern from *:
     """
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    /* __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0). */
     static int fc_has_avx2_fma(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
+    static int fc_has_avx512(void) {
+        __builtin_cpu_init();
+        return fc_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    }
     #else
     static int fc_has_avx2_fma(void) { return 0; }
+    static int fc_has_avx512(void) { return 0; }
     #endif
     #if defined(_OPENMP)
     #include <omp.h>
@@ -17,7 +28,9 @@ cdef extern from *:
     static int fc_omp_max_threads(void) { return 1; }
     static int fc_openmp(void) { return 0; }
     #endif
-    #if defined(__AVX2__) && defined(__FMA__)
+    #if defined(__AVX512F__)
+    static const char *fc_compiled_simd = "avx512";
+    #elif defined(__AVX2__) && defined(__FMA__)
     static const char *fc_compiled_simd = "avx2+fma";
     #elif defined(__SSE2__)
     static const char *fc_compiled_simd = "sse2";
@@ -26,6 +39,7 @@ cdef extern from *:
     #endif
     """
     int fc_has_avx2_fma() nogil
+    int fc_has_avx512() nogil
     int fc_omp_max_threads() nogil
     int fc_openmp() nogil
     const char *fc_compiled_simd
@@ -34,6 +48,11 @@ cdef extern from *:
 def cpu_has_avx2_fma():
     """True when the running CPU supports both AVX2 and FMA."""
     return bool(fc_has_avx2_fma())
+
+
+def cpu_has_avx512():
+    """True when the running CPU (and OS) supports AVX-512 F, VL, BW and DQ (and AVX2 + FMA)."""
+    return bool(fc_has_avx512())
 
 
 def openmp_enabled():
@@ -47,5 +66,10 @@ def omp_max_threads():
 
 
 def compiled_simd():
-    """The SIMD level this compiled module targets."""
+    """The instruction set this compiled module targets ("avx512", "avx2+fma", "sse2")."""
     return fc_compiled_simd.decode()
+
+
+def vector_bytes():
+    """The width of the GCC vector types in this build's kernels (32 or 64)."""
+    return FC_VECTOR_BYTES

@@ -5,12 +5,11 @@ Work is split into independent tasks (batch n, group g, output depth od, output 
 blocks, a chunk of output columns).  A task first gathers the input rows its outputs read into a small per-thread
 buffer, with zero padding and input dilation resolved there, so the inner loops never test bounds.  Then, for
 each block of output channels and each block of output columns, the whole reduction over input channels and
-kernel taps runs with the accumulators in registers:
-
-* ``mode 0`` (channel-vectorised): KB output channels x WB output columns; one input value is broadcast against
-  KB consecutive packed weights (vector FMA over output channels).
-* ``mode 1`` (column-vectorised, for few output channels per group, e.g. depthwise): KBN output channels x WV
-  output columns; one weight is broadcast against WV consecutive input values.
+kernel taps runs with the accumulators in registers: KB output channels (``FC_CH_VECS`` vectors) x WB output
+columns (``FC_CH_COLS``); one input value is broadcast against KB consecutive packed weights (vector FMA over
+output channels).  The block fills the register file of the build: 2 vectors x 6 columns of 16 registers with
+32-byte vectors, 2 x 12 of 32 registers with 64-byte (AVX-512) ones (see ``simd.h``).  Layers with few output
+channels per group run the column-vectorised kernel of ``_depthwise.pyx`` instead.
 
 Every output element is written by exactly one task, in a fixed summation order, so results do not depend on the
 number of threads.  The weight array arrives packed by ``fastconv._algos.direct.pack_weights``:
@@ -23,182 +22,90 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport (Geometry, VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t,
-                                       vf)
-
-
-cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Floor division for b > 0 and any sign of a (C division truncates toward zero)."""
-    if a >= 0:
-        return a // b
-    return -((-a + b - 1) // b)
-
-
-cdef inline void _gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_ssize_t Wb, Py_ssize_t iw0,
-                             Py_ssize_t lw, Py_ssize_t phase_sw, float_t* tmp) noexcept nogil:
-    """dst[i] = input position iw0 + i of a row of W values dilated by lw (zero outside and between).
-
-    With ``phase_sw > 1`` the row is stored phase-major instead: dst[p * ceil(Wb / phase_sw) + i] holds position
-    iw0 + i * phase_sw + p, so strided reads become contiguous (``tmp`` is scratch of Wb elements).
-    """
-    cdef Py_ssize_t i, p, q, q0, q1, lo, hi, Wp
-    if phase_sw > 1:
-        _gather_row(xrow, W, tmp, Wb, iw0, lw, 1, tmp)
-        Wp = (Wb + phase_sw - 1) // phase_sw
-        for p in range(phase_sw):
-            for i in range(Wp):
-                q = i * phase_sw + p
-                dst[p * Wp + i] = tmp[q] if q < Wb else 0
-        return
-    if lw == 1:
-        lo = min(max(0, -iw0), Wb)
-        hi = max(lo, min(Wb, W - iw0))
-        for i in range(lo):
-            dst[i] = 0
-        for i in range(lo, hi):
-            dst[i] = xrow[iw0 + i]
-        for i in range(hi, Wb):
-            dst[i] = 0
-        return
-    for i in range(Wb):
-        dst[i] = 0
-    q0 = max(0, -_floordiv(-iw0, lw))
-    q1 = min(W - 1, _floordiv(iw0 + Wb - 1, lw))
-    for q in range(q0, q1 + 1):
-        dst[q * lw - iw0] = xrow[q]
+from fastconv._kernels.common cimport (FC_CH_ACCS, FC_CH_COLS, FC_CH_VECS, Geometry, VECTOR_BYTES, check_scratch,
+                                       float_t, gather_row, scratch, vd, vec_t, vf)
 
 
 cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag,
                             Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
                             Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
                             Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
-    """Mode 0: res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk].
+    """res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk].
 
-    KB = two vectors of output channels, WB = 6 output columns: 12 vector accumulators (``RES_VECTORS``).
-    ``tag`` only selects the vector type matching float_t.
+    KB = FC_CH_VECS vectors of output channels, WB = FC_CH_COLS output columns: FC_CH_ACCS vector accumulators
+    (12 of 16 registers with 32-byte vectors, 24 of 32 with 64-byte ones).  ``tag`` only selects the vector
+    type matching float_t.  The summation order of an output element does not depend on the block sizes.
     """
-    cdef vec_t acc[12]
-    cdef vec_t z, w0, w1, xb
+    cdef vec_t acc[FC_CH_ACCS]
+    cdef vec_t wv[FC_CH_VECS]
+    cdef vec_t z, xb
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
-    cdef Py_ssize_t c, ir, is_, t, j, rs, RS = R * S
+    cdef Py_ssize_t c, ir, is_, t, j, q, rs, RS = R * S
     cdef const float_t* row
     cdef const float_t* wk
     cdef const float_t* row0
     cdef const float_t* wk0
     memset(&z, 0, sizeof(vec_t))
-    for j in range(12):
+    for j in range(FC_CH_ACCS):
         acc[j] = z
     for ir in range(nr):
         for is_ in range(ns):
             rs = rl[ir] * S + sl[is_]
             row0 = buf + rs * Wb + off
-            wk0 = wblk + rs * T * 2 * V
+            wk0 = wblk + rs * T * FC_CH_VECS * V
             for c in range(Cg):
                 row = row0 + c * RS * Wb
-                wk = wk0 + c * RS * T * 2 * V
+                wk = wk0 + c * RS * T * FC_CH_VECS * V
                 for t in range(T):
-                    w0 = (<const vec_t*> wk)[0]
-                    w1 = (<const vec_t*> (wk + V))[0]
-                    for j in range(6):
+                    for q in range(FC_CH_VECS):
+                        wv[q] = (<const vec_t*> (wk + q * V))[0]
+                    for j in range(FC_CH_COLS):
                         xb = row[j * sw] - z     # broadcast (x - 0 folds to x; adding 0 would not)
-                        acc[2 * j] += xb * w0
-                        acc[2 * j + 1] += xb * w1
-                    wk += 2 * V
+                        for q in range(FC_CH_VECS):
+                            acc[FC_CH_VECS * j + q] += xb * wv[q]
+                    wk += FC_CH_VECS * V
                     row += dw
-    for j in range(12):
+    for j in range(FC_CH_ACCS):
         (<vec_t*> (res + j * V))[0] = acc[j]
 
 
-cdef inline void _reduce_col(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag, int KBN,
-                             const Py_ssize_t* toff, Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
-                             Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
-                             Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
-    """Mode 1: res[kk*WV + j] = sum over c, valid taps of w[c,r,s,t,kk] * input(off + t*dw + j*sw).
-
-    KBN output channels (1, 2 or 4) x WV = 8 / KBN vectors of consecutive output columns: 8 vector
-    accumulators.  The buffer rows are stored phase-major (see _gather_row) so the columns an output vector
-    reads are contiguous for any stride; ``toff[t]`` is where tap t starts in such a row.
-    """
-    cdef vec_t acc[8]
-    cdef vec_t z, wv
-    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
-    cdef Py_ssize_t NQ = 8 // KBN
-    cdef Py_ssize_t c, ir, is_, t, q, kk, rs
-    cdef Py_ssize_t col0 = off // sw
-    cdef const float_t* row
-    cdef const float_t* src
-    cdef const float_t* wk
-    memset(&z, 0, sizeof(vec_t))
-    for q in range(8):
-        acc[q] = z
-    for c in range(Cg):
-        for ir in range(nr):
-            for is_ in range(ns):
-                rs = (c * R + rl[ir]) * S + sl[is_]
-                row = buf + rs * Wb + col0
-                wk = wblk + rs * T * KBN
-                for t in range(T):
-                    src = row + toff[t]
-                    for kk in range(KBN):
-                        wv = wk[kk] - z
-                        for q in range(NQ):
-                            acc[kk * NQ + q] += wv * (<const vec_t*> (src + q * V))[0]
-                    wk += KBN
-    for q in range(8):
-        (<vec_t*> (res + q * V))[0] = acc[q]
-
-
-cdef inline void _dispatch(int mode, int kb, const Py_ssize_t* toff, const float_t* buf, const float_t* wblk, float_t* res,
-                           Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
-                           Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
-                           Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
-    # Each call passes compile-time block sizes to an inlined reduction so the register block is unrolled.
+cdef inline void _dispatch(const float_t* buf, const float_t* wblk, float_t* res, Py_ssize_t Cg,
+                           const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl, Py_ssize_t ns, Py_ssize_t R,
+                           Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb, Py_ssize_t dw, Py_ssize_t sw,
+                           Py_ssize_t off) noexcept nogil:
+    # the vector type of float_t; unit stride as a literal, so the block's addresses fold to constants
     cdef vf* tf = NULL
     cdef vd* td = NULL
     if float_t is float:
-        if mode == 0:
+        if sw == 1:
+            _reduce_ch(buf, wblk, res, tf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, 1, off)
+        else:
             _reduce_ch(buf, wblk, res, tf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
-        elif kb == 1:
-            _reduce_col(buf, wblk, res, tf, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
-        elif kb == 2:
-            _reduce_col(buf, wblk, res, tf, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
-        else:
-            _reduce_col(buf, wblk, res, tf, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
     else:
-        if mode == 0:
-            _reduce_ch(buf, wblk, res, td, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
-        elif kb == 1:
-            _reduce_col(buf, wblk, res, td, 1, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
-        elif kb == 2:
-            _reduce_col(buf, wblk, res, td, 2, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+        if sw == 1:
+            _reduce_ch(buf, wblk, res, td, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, 1, off)
         else:
-            _reduce_col(buf, wblk, res, td, 4, toff, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_ch(buf, wblk, res, td, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
 
 
-cdef enum:
-    RES_VECTORS = 12    # accumulator vectors of the largest register block (mode 0: 2 x 6)
+def block_sizes(dtype_is_float):
+    """(channel block, column block) of the register block for float32 (True) or float64 in this build."""
+    return (FC_CH_VECS * VECTOR_BYTES // (sizeof(float) if dtype_is_float else sizeof(double)), FC_CH_COLS)
 
 
-cdef inline (int, int) _blocks(Py_ssize_t V, int mode, int kb) noexcept nogil:
-    """(channel block, column block) of a register block with V lanes per vector: mode 0 holds two vectors of
-    output channels x 6 columns, mode 1 ``kb`` channels x ``8 / kb`` vectors of columns."""
-    if mode == 0:
-        return 2 * V, 6
-    return kb, (8 // kb) * V
-
-
-def block_sizes(dtype_is_float, int mode, int kb):
-    """(channel block, column block) used by the kernel for a dtype/mode (kb: channel block of mode 1)."""
-    return _blocks(VECTOR_BYTES // (sizeof(float) if dtype_is_float else sizeof(double)), mode, kb)
+def vector_bytes():
+    """Width of the vectors this build computes with (32 or 64)."""
+    return VECTOR_BYTES
 
 
 def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float_t[::1] bias,
-            float_t[:, :, :, :, ::1] out, Geometry geom, *, bint has_bias, int mode, int kb, int kchunks,
-            int wchunk_blocks, int rows_per_task, int nthreads):
+            float_t[:, :, :, :, ::1] out, Geometry geom, *, bint has_bias, int kchunks, int wchunk_blocks,
+            int rows_per_task, int nthreads):
     """Direct convolution of x (N, C, D, H, W) into out (N, K, OD, OH, OW); see the module docstring.
 
     ``geom`` gives the kernel size, strides, dilations, low-side paddings (any sign) and input dilations;
-    ``kb`` is the packed channel block, ``kchunks`` how many tasks share the channel blocks of a group,
+    ``wp`` is packed in blocks of KB channels (``block_sizes``), ``kchunks`` how many tasks share the channel
+    blocks of a group,
     ``wchunk_blocks`` how many column blocks and ``rows_per_task`` how many output rows one task computes.
     All arguments are validated by the caller.
     """
@@ -208,8 +115,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
     cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
     cdef Py_ssize_t pd = geom.pd, ph = geom.ph, pw = geom.pw, ld = geom.ld, lh = geom.lh, lw = geom.lw
-    cdef int KB, WB
-    KB, WB = _blocks(VECTOR_BYTES // sizeof(float_t), mode, kb)
+    cdef Py_ssize_t KB = FC_CH_VECS * VECTOR_BYTES // sizeof(float_t), WB = FC_CH_COLS
     cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
     cdef Py_ssize_t nwblk = (OW + WB - 1) // WB
     cdef Py_ssize_t wcb = max(1, min(wchunk_blocks, nwblk))
@@ -220,37 +126,30 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     cdef Py_ssize_t nohc = (OH + rpt - 1) // rpt
     cdef Py_ssize_t ntask = N * G * OD * nohc * kch * nwc
     cdef Py_ssize_t Wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
-    if mode == 1:   # phase-major rows: whole phases of sw columns each
-        Wb = (Wb + sw - 1) // sw * sw
     cdef Py_ssize_t wblock_len = Cg * R * S * T * KB
     cdef Py_ssize_t buf_len = Cg * R * S * Wb
     cdef Py_ssize_t task, rem, n, g, od, oh, ohc, kc, wc, b, b0, b1, blk, ow0, ow_s, ow_e, nj, nk, k0, j, kk
     cdef Py_ssize_t c, r, s, t, pos, idd, ihh, nr, ns, rs, iw0
     cdef float_t* buf
     cdef float_t* res
-    cdef float_t* tmp
     cdef Py_ssize_t* rl
     cdef Py_ssize_t* sl
-    cdef Py_ssize_t* toff
     cdef const float_t* xrow
     cdef const float_t* wblk
     cdef float_t bval
+    cdef float_t* orow
     cdef int failed[1]
     failed[0] = 0
     if ntask == 0:
         return
     with nogil, parallel(num_threads=nthreads):
         buf = <float_t*> scratch(buf_len * sizeof(float_t), failed)
-        res = <float_t*> scratch(RES_VECTORS * VECTOR_BYTES, failed)
-        tmp = <float_t*> scratch(Wb * sizeof(float_t), failed)
+        res = <float_t*> scratch(FC_CH_ACCS * VECTOR_BYTES, failed)
         rl = <Py_ssize_t*> scratch(R * sizeof(Py_ssize_t), failed)
         sl = <Py_ssize_t*> scratch(S * sizeof(Py_ssize_t), failed)
-        toff = <Py_ssize_t*> scratch(T * sizeof(Py_ssize_t), failed)
-        if buf == NULL or tmp == NULL or res == NULL or rl == NULL or sl == NULL or toff == NULL:
+        if buf == NULL or res == NULL or rl == NULL or sl == NULL:
             failed[0] = 1
         else:
-            for t in range(T):   # phase-major row offset of tap t (mode 1)
-                toff[t] = ((t * dw) % sw) * (Wb // sw) + (t * dw) // sw
             for task in prange(ntask, schedule='static'):
                 rem = task
                 wc = rem % nwc
@@ -304,7 +203,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                                     ihh = ihh // lh
                                 rs = (c * R + rl[r]) * S + sl[s]
                                 xrow = &x[n, g * Cg + c, idd, ihh, 0]
-                                _gather_row(xrow, W, &buf[rs * Wb], Wb, iw0, lw, sw if mode == 1 else 1, tmp)
+                                gather_row(xrow, W, &buf[rs * Wb], Wb, iw0, lw, 1)
                     for b in range(b0, b1):
                         wblk = &wp[(g * nkb + b) * wblock_len]
                         k0 = g * Kg + b * KB
@@ -312,22 +211,16 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                         for blk in range((ow_e - ow_s + WB - 1) // WB):
                             ow0 = ow_s + blk * WB
                             nj = min(WB, ow_e - ow0)
-                            _dispatch(mode, kb, toff, buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw,
-                                      blk * WB * sw)
+                            _dispatch(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, blk * WB * sw)
                             for kk in range(nk):
                                 bval = bias[k0 + kk] if has_bias else 0
-                                if mode == 0:
-                                    for j in range(nj):
-                                        out[n, k0 + kk, od, oh, ow0 + j] = res[j * KB + kk] + bval
-                                else:
-                                    for j in range(nj):
-                                        out[n, k0 + kk, od, oh, ow0 + j] = res[kk * WB + j] + bval
+                                orow = &out[n, k0 + kk, od, oh, ow0]
+                                for j in range(nj):
+                                    orow[j] = res[j * KB + kk] + bval
         free(buf)
         free(res)
-        free(tmp)
         free(rl)
         free(sl)
-        free(toff)
     check_scratch(failed[0], "direct convolution", buf_len * sizeof(float_t))
 
 

@@ -16,7 +16,8 @@
   Only the few columns near the ends consult ``colmap``: their extended values are gathered into a small
   per-thread edge buffer.  No padded copy of the image is ever made.
 
-Outputs are computed in blocks of ``NB`` consecutive columns (8 vectors: 64 float / 32 double) whose accumulators
+Outputs are computed in blocks of ``NB`` consecutive columns (8 vectors: 64 float / 32 double with 32-byte
+vectors, twice that with the AVX-512 build's 64-byte ones; :func:`block_width`) whose accumulators
 stay in vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
 ``sqrt(acc + square) / scale``: the edge filters' gradient magnitude without extra passes).
 Row-tap kernels compute two output rows per block where their taps overlap, loading each source vector once.
@@ -341,6 +342,11 @@ cdef Plan _plan(Py_ssize_t L_in, Py_ssize_t L_out, Py_ssize_t T, const Py_ssize_
     pl.m_row = NULL
     pl.m_shift = NULL
     return pl
+
+
+def block_width(Py_ssize_t itemsize):
+    """Elements per register block (NB: 8 vectors) for float32 (itemsize 4) or float64 (8) in this build."""
+    return 8 * (VECTOR_BYTES // itemsize)
 
 
 def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,

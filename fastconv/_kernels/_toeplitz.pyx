@@ -264,24 +264,25 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
                                                                    buf_len * sizeof(float_t))
 
 
-def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, ::1] dw2,
+def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, :, ::1] dw3,
                 Geometry geom, *, Py_ssize_t pc, Py_ssize_t cb, Py_ssize_t kb, bint one_by_one, int nthreads):
-    """dw2 (K, Cg*R*S*T) = sum over the batch of gy[n, g] @ col(x[n, g])^T; im2col + GEMM.
+    """dw3[b] (K, Cg*R*S*T) = sum over the images of batch chunk b of gy[n, g] @ col(x[n, g])^T; im2col + GEMM.
 
-    Tasks (g, block of ``cb`` input channels, block of ``kb`` output channels) each accumulate over the batch
-    and their position chunks in order.  Returns (GEMM calls, bytes of workspace the threads allocated).
+    The batch is split into ``dw3.shape[0]`` chunks (the caller adds the partial sums in order).  Tasks (batch
+    chunk, g, block of ``cb`` input channels, block of ``kb`` output channels) each accumulate over their images
+    and position chunks in order.  Returns (GEMM calls, bytes of workspace the threads allocated).
     """
     cdef Geo geo = _geo(&x.shape[2], &gy.shape[2], &geom)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = geom.groups
-    cdef Py_ssize_t Cg = C // G, Kg = K // G, L = dw2.shape[1], RST = geo.R * geo.S * geo.T
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = geom.groups, NB = dw3.shape[0]
+    cdef Py_ssize_t Cg = C // G, Kg = K // G, L = dw3.shape[2], RST = geo.R * geo.S * geo.T
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, nkb = (Kg + kb - 1) // kb
-    cdef Py_ssize_t ntask = G * ncb * nkb
+    cdef Py_ssize_t ntask = NB * G * ncb * nkb
     cdef Py_ssize_t buf_len = 0 if one_by_one else cb * RST * pc
-    cdef Py_ssize_t task, cbi, kbi, g, n, c0, nc, k0, nk, ch, p0, p1, m
+    cdef Py_ssize_t task, bg, bc, cbi, kbi, g, n, c0, nc, k0, nk, ch, p0, p1, m
     cdef const float_t* xp = &x[0, 0, 0, 0, 0]
     cdef const float_t* gyp = &gy[0, 0, 0, 0, 0]
-    cdef float_t* dwp0 = &dw2[0, 0]
+    cdef float_t* dwp0 = &dw3[0, 0, 0]
     cdef float_t* dwp
     cdef const float_t* xc
     cdef float_t* buf
@@ -292,14 +293,19 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
         for task in prange(ntask, schedule='static'):
             if buf_len > 0 and buf == NULL:
                 continue
-            g, cbi, kbi = _task(task, ncb, nkb)
+            bg, cbi, kbi = _task(task, ncb, nkb)
+            bc = bg // G
+            g = bg % G
             c0 = cbi * cb
             nc = min(cb, Cg - c0)
             k0 = kbi * kb
             nk = min(kb, Kg - k0)
-            dwp = dwp0 + (g * Kg + k0) * L + c0 * RST
+            dwp = dwp0 + bc * K * L + (g * Kg + k0) * L + c0 * RST
             beta = 0
-            for n in range(N):
+            if bc * N // NB == (bc + 1) * N // NB:     # an empty chunk (more chunks than images)
+                for m in range(nk):
+                    memset(dwp + m * L, 0, nc * RST * sizeof(float_t))
+            for n in range(bc * N // NB, (bc + 1) * N // NB):
                 xc = xp + (n * C + g * Cg + c0) * DHW
                 for ch in range(nch):
                     p0 = ch * pc
@@ -310,4 +316,53 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                           gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
                     beta = 1
         free(buf)
-    return ntask * N * nch, _workspace_used(held, "grad_weight", buf_len * sizeof(float_t))
+    return ntask * nch * ((N + NB - 1) // NB), _workspace_used(held, "grad_weight", buf_len * sizeof(float_t))
+
+
+def matmul(const float_t[:, :] a, const float_t[:, :] b, float_t[:, ::1] c, *, bint accumulate, Py_ssize_t bm,
+           Py_ssize_t bn, int nthreads):
+    """Row-major ``c = a @ b`` (``c += a @ b`` with ``accumulate``) in blocks of ``bm`` x ``bn`` outputs, one
+    single-threaded GEMM per block, OpenMP over the blocks.
+
+    ``a`` and ``b`` must each be C- or F-contiguous (F: a transposed view); ``c`` is C-contiguous.  Every output
+    element belongs to one block whose GEMM sums over the whole of ``k``, and the blocks depend on the caller's
+    ``bm, bn`` only, so the result does not depend on ``nthreads``.  The caller keeps BLAS single-threaded while
+    this runs with ``nthreads > 1``.  Row-major ``c = a @ b`` is column-major ``c^T = b^T a^T``.
+    """
+    cdef Py_ssize_t M = c.shape[0], N = c.shape[1], K = a.shape[1]
+    cdef Py_ssize_t nbm = (M + bm - 1) // bm, nbn = (N + bn - 1) // bn
+    cdef Py_ssize_t task, m0, n0
+    cdef int mm, nn, kk = <int> K, ldc = <int> N, lda, ldb
+    cdef char ta, tb
+    cdef float_t beta = 1 if accumulate else 0
+    cdef const float_t* ap
+    cdef const float_t* bp
+    cdef float_t* cp
+    if M == 0 or N == 0:
+        return
+    if K == 0:
+        if not accumulate:
+            c[:, :] = 0
+        return
+    # b^T in column-major terms: a C-contiguous b (row stride N) is b^T with ld N ('N'); an F-contiguous b is
+    # b^T stored transposed ('T', ld K).  Likewise a.  (Leading dimensions come from the shapes: NumPy gives
+    # length-1 axes arbitrary strides.)
+    if b.shape[1] == 1 or b.strides[1] == sizeof(float_t):
+        tb, ldb = b'N', <int> N
+    else:
+        tb, ldb = b'T', <int> K
+    if a.shape[1] == 1 or a.strides[1] == sizeof(float_t):
+        ta, lda = b'N', <int> K
+    else:
+        ta, lda = b'T', <int> M
+    ap = &a[0, 0]
+    bp = &b[0, 0]
+    cp = &c[0, 0]
+    for task in prange(nbm * nbn, nogil=True, schedule='dynamic', num_threads=nthreads):
+        m0 = (task // nbn) * bm
+        n0 = (task % nbn) * bn
+        mm = <int> min(bm, M - m0)
+        nn = <int> min(bn, N - n0)
+        # column-major: C^T block (nn x mm) at c + m0*N + n0 = op(B^T) (nn x K) @ op(A^T) (K x mm)
+        _gemm(tb, ta, nn, mm, kk, bp + (n0 if tb == b'N' else n0 * ldb), ldb,
+              ap + (m0 * lda if ta == b'N' else m0), lda, beta, cp + m0 * N + n0, ldc)

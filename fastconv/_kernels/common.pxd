@@ -23,25 +23,66 @@ cdef struct Geometry:
 
 
 # ----------------------------------------------------------------------------------------------- SIMD vectors
-# GCC vector extensions of FC_VECTOR_BYTES bytes: one register on a build whose target has that width (AVX2:
-# 32), several narrower ones otherwise (baseline SSE2: two).  A build may define FC_VECTOR_BYTES to compile the
-# kernels at another width; kernels derive their block sizes from ``sizeof(vf) // sizeof(float)`` (``VECTOR_BYTES``
-# below), never from a literal.  aligned(sizeof element) makes dereferencing an unaligned pointer legal.
-cdef extern from *:
-    """
-    #ifndef FC_VECTOR_BYTES
-    #define FC_VECTOR_BYTES 32
-    #endif
-    typedef float fc_vf __attribute__((vector_size(FC_VECTOR_BYTES), aligned(4)));
-    typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
-    """
+# GCC vector extensions of FC_VECTOR_BYTES bytes, and the register-block sizes made for that width: setup.py
+# compiles every kernel once per SIMD level and passes the width (32: baseline and AVX2; 64: AVX-512 and the avx2x2
+# test build) -- see ``simd.h``.  Kernels derive their block sizes from these names, never from a literal.
+cdef extern from "simd.h":
     enum: VECTOR_BYTES "FC_VECTOR_BYTES"
     ctypedef float vf "fc_vf"
     ctypedef double vd "fc_vd"
+    enum:
+        FC_VEC_FLOATS       # floats per vector
+        FC_CH_VECS          # direct, channel-vectorised block: vectors of output channels
+        FC_CH_COLS          # ... x output columns
+        FC_CH_ACCS          # ... = accumulators
+        FC_DW_ROWS          # column-vectorised block: output rows
+        FC_DW_VECS          # ... x vectors of output columns
+        FC_DW_ACCS          # ... = accumulators
+        FC_DWG_TAPS         # depthwise weight gradient: column taps held at once
+        FC_LANE_BYTES       # ... in 64-byte lane groups (the same lanes at every level)
+        FC_LANE_VECS        # ... = vectors per lane group
+        FC_DWG_ACCS         # ... = accumulators
 
 ctypedef fused vec_t:
     vf
     vd
+
+
+# ----------------------------------------------------------------------------------------------- input rows
+from libc.string cimport memcpy, memset
+
+
+cdef inline Py_ssize_t floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Floor division for b > 0 and any sign of a (C division truncates toward zero)."""
+    if a >= 0:
+        return a // b
+    return -((-a + b - 1) // b)
+
+
+cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_ssize_t Wb, Py_ssize_t iw0,
+                            Py_ssize_t lw, Py_ssize_t sw) noexcept nogil:
+    """Positions iw0 .. iw0 + Wb - 1 of a row of W values dilated by lw (zero outside the row and between its
+    values), stored phase-major by sw: ``dst[p * (Wb // sw) + i]`` holds position ``iw0 + i * sw + p``, so the
+    columns a stride-sw output run reads are contiguous.  With ``sw > 1``, Wb must be a multiple of sw.  The direct
+    kernels gather their input rows with it, zero padding and input dilation resolved here."""
+    cdef Py_ssize_t q, q0, q1, j, lo, hi, Wp
+    if sw == 1 and lw == 1:
+        lo = min(max(0, -iw0), Wb)
+        hi = max(lo, min(Wb, W - iw0))
+        if lo > 0:
+            memset(dst, 0, lo * sizeof(float_t))
+        if hi > lo:
+            memcpy(dst + lo, xrow + iw0 + lo, (hi - lo) * sizeof(float_t))
+        if Wb > hi:
+            memset(dst + hi, 0, (Wb - hi) * sizeof(float_t))
+        return
+    Wp = Wb // sw
+    memset(dst, 0, Wb * sizeof(float_t))
+    q0 = max(0, -floordiv(-iw0, lw))
+    q1 = min(W - 1, floordiv(iw0 + Wb - 1, lw))
+    for q in range(q0, q1 + 1):
+        j = q * lw - iw0
+        dst[(j % sw) * Wp + j // sw] = xrow[q]
 
 
 # ----------------------------------------------------------------------------------------------- scratch

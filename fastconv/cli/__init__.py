@@ -1,4 +1,4 @@
-"""The ``fastconv`` command: ``bench``, ``filter``, ``train`` and ``info``, one module per command.
+"""The ``fastconv`` command: ``bench``, ``calibrate``, ``filter``, ``train`` and ``info``, one module per command.
 
 Each command module has ``HELP`` (one line for the command list), ``add_arguments(parser)`` and ``main(args)``;
 its docstring's first paragraph is the command's description.  Errors are reported as one line on stderr with
@@ -10,7 +10,7 @@ import sys
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-COMMANDS = ("bench", "filter", "train", "info")
+COMMANDS = ("bench", "calibrate", "filter", "train", "info")
 
 
 class CLIError(Exception):

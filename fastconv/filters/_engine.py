@@ -11,9 +11,10 @@ Methods
 ``fft``        the image padded with the boundary mode into an FFT-friendly shape (by the same kernel), real FFTs
                (``scipy.fft``, ``workers`` = fastconv's thread count, float32 in complex64), the spectrum product,
                and the inverse transform.
-``auto``       the cheapest of the applicable methods by :func:`estimate` (a cost model whose constants were
-               measured on the reference machine with ``bench/bench_filters.py --calibrate``), never ``fft``
-               when the image or the kernel holds an inf or NaN (see below).
+``auto``       the cheapest of the applicable methods by :func:`estimate` (a cost model whose constants are
+               measured on the machine it runs on by ``fastconv calibrate`` / the first ``auto`` choice, see
+               ``fastconv/_calibrate.py``; the built-in ones come from ``bench/bench_filters.py --calibrate``),
+               never ``fft`` when the image or the kernel holds an inf or NaN (see below).
 
 Non-finite values
 -----------------
@@ -30,7 +31,7 @@ import scipy.fft
 from .. import _kernels
 from .._algorithms import tame
 
-_filter = _kernels.load("_filter")
+_filter = _kernels.module("_filter")
 
 __all__ = ["MODES", "METHODS", "index_map", "correlate_nd", "separable", "rank1_factors", "estimate", "choose"]
 
@@ -146,7 +147,7 @@ def _chunking(R_out, L_out, T, itemsize):
     ``T`` source rows it reads fit in ``STRIP_BYTES`` of cache; otherwise rows are split only as far as needed
     for ``TASKS`` tasks.
     """
-    nb = 64 if itemsize == 4 else 32
+    nb = _filter.block_width(itemsize)
     if T > 1:
         width = max(2 * nb, STRIP_BYTES // (T * itemsize) // nb * nb)
         return max(1, min(width, L_out)), True
@@ -384,6 +385,24 @@ MAC_SECONDS = {4: 5.6e-11, 8: 1.1e-10}
 PASS_SECONDS = {4: 5.2e-10, 8: 1.0e-09}
 FFT_SECONDS = {4: 6.8e-10, 8: 1.2e-09}
 CALL_SECONDS = 5e-05
+# The constants in use: the built-in ones above, or those the machine calibration measured (fastconv._calibrate).
+_consts = {"MAC_SECONDS": MAC_SECONDS, "PASS_SECONDS": PASS_SECONDS, "FFT_SECONDS": FFT_SECONDS,
+           "CALL_SECONDS": CALL_SECONDS}
+
+
+def set_constants(measured):
+    """Use measured constants (as :func:`calibrate` returns them; a missing itemsize keeps the built-in
+    float64/float32 ratio), or the built-in ones again for ``None``."""
+    if measured is None:
+        _consts.update(MAC_SECONDS=MAC_SECONDS, PASS_SECONDS=PASS_SECONDS, FFT_SECONDS=FFT_SECONDS,
+                       CALL_SECONDS=CALL_SECONDS)
+        return
+    for name in ("MAC_SECONDS", "PASS_SECONDS", "FFT_SECONDS"):
+        base = globals()[name]
+        got = {int(k): float(v) for k, v in measured[name].items()}
+        f32 = got.get(4, base[4] * got.get(8, base[8]) / base[8])
+        _consts[name] = {4: f32, 8: got.get(8, f32 * base[8] / base[4])}
+    _consts["CALL_SECONDS"] = float(measured["CALL_SECONDS"])
 
 
 def _count_taps(w):
@@ -392,16 +411,19 @@ def _count_taps(w):
 
 def estimate(shape, weights, dtype, nthreads, factors=None):
     """Estimated seconds of each applicable method: ``{"direct": s, "separable": s (rank 1 only), "fft": s}``."""
+    from .. import _calibrate
+    _calibrate.current()            # the machine's constants (measured at first use, then cached)
     size = np.dtype(dtype).itemsize
     n = math.prod(shape)
     par = max(1, nthreads)
-    mac, mem = MAC_SECONDS[size], PASS_SECONDS[size]
-    est = {"direct": CALL_SECONDS + n * (_count_taps(weights) * mac + mem) / par}
+    c = _consts
+    mac, mem, call = c["MAC_SECONDS"][size], c["PASS_SECONDS"][size], c["CALL_SECONDS"]
+    est = {"direct": call + n * (_count_taps(weights) * mac + mem) / par}
     if factors is not None:
         taps = [_count_taps(f) for f in factors if f.shape[0] > 1 or f[0] != 1.0]
-        est["separable"] = CALL_SECONDS * len(taps) + sum(n * (t * mac + mem) for t in taps) / par
+        est["separable"] = call * len(taps) + sum(n * (t * mac + mem) for t in taps) / par
     F = math.prod(fft_shape(shape, weights.shape))
-    est["fft"] = 4 * CALL_SECONDS + F * math.log2(max(F, 2)) * FFT_SECONDS[size] / par
+    est["fft"] = 4 * call + F * math.log2(max(F, 2)) * c["FFT_SECONDS"][size] / par
     return est
 
 
@@ -413,33 +435,35 @@ def choose(shape, weights, dtype, nthreads, factors=None, fft=True):
     return min(est, key=est.get)
 
 
-def calibrate(repeats=7):
-    """Measure the cost-model constants on this machine (one thread); returns them as a dict."""
+def calibrate(repeats=7, size=1024, nthreads=1, dtypes=(np.float32, np.float64)):
+    """Measure the cost-model constants on this machine with ``nthreads`` threads on ``size`` x ``size`` images;
+    returns them per thread (the model divides by the thread count), keyed by itemsize, as a dict."""
     from .._measure import timeit
     rng = np.random.default_rng(0)
     res = {"MAC_SECONDS": {}, "PASS_SECONDS": {}, "FFT_SECONDS": {}}
+    par = max(1, nthreads)
 
     def best(fn):
         return timeit(fn, repeats=repeats, warmup=1)["min"]
 
     modes2 = ("reflect", "reflect")
-    for dtype in (np.float32, np.float64):
-        size = np.dtype(dtype).itemsize
-        img = rng.random((1024, 1024)).astype(dtype)
+    small = rng.random((8, 8))
+    call = best(lambda: correlate_nd(small, np.empty_like(small), np.ones((3, 3)), (1, 1), modes2, 0.0, nthreads))
+    for dtype in dtypes:
+        item = np.dtype(dtype).itemsize
+        img = rng.random((size, size)).astype(dtype)
         out = np.empty_like(img)
         n = img.size
-        t1 = best(lambda: correlate_nd(img, out, np.ones((1, 1)), (0, 0), modes2, 0.0, 1))
+        t1 = best(lambda: correlate_nd(img, out, np.ones((1, 1)), (0, 0), modes2, 0.0, nthreads))
         w = rng.standard_normal((9, 9))
-        t9 = best(lambda: correlate_nd(img, out, w, (4, 4), modes2, 0.0, 1))
+        t9 = best(lambda: correlate_nd(img, out, w, (4, 4), modes2, 0.0, nthreads))
         w = rng.standard_normal((31, 31))
-        tf = best(lambda: correlate_fft(img, out, w, (15, 15), modes2, 0.0, 1))
+        tf = best(lambda: correlate_fft(img, out, w, (15, 15), modes2, 0.0, nthreads))
         F = math.prod(fft_shape(img.shape, w.shape))
-        res["PASS_SECONDS"][size] = t1 / n
-        res["MAC_SECONDS"][size] = (t9 - t1) / (80 * n)
-        res["FFT_SECONDS"][size] = tf / (F * math.log2(F))
-    small = rng.random((8, 8))
-    res["CALL_SECONDS"] = best(lambda: correlate_nd(small, np.empty_like(small), np.ones((3, 3)), (1, 1), modes2,
-                                                    0.0, 1))
+        res["PASS_SECONDS"][item] = max(1e-12, t1 * par / n)
+        res["MAC_SECONDS"][item] = max(1e-13, (t9 - t1) * par / (80 * n))
+        res["FFT_SECONDS"][item] = max(1e-12, (tf - 4 * call) * par / (F * math.log2(F)))
+    res["CALL_SECONDS"] = call
     return res
 
 

@@ -9,13 +9,13 @@ forward pass).  The layers in :mod:`fastconv.nn` own parameters and call these.
 """
 import numpy as np
 
+from .. import _gemm
 from .. import _validate as V
 from .. import grad as _grad
 from .. import pooling as _pool
 from .._algos.toeplitz import add_patches, patches
 from .._geometry import ConvGeometry
 from .._prepare import pad_input, prepare_conv, prepare_conv_transpose
-from .._threads import single_threaded_blas
 from ..autograd import Tensor, as_tensor, record, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
 from .activation import (elu, gelu, hardswish, hardtanh, leaky_relu, mish, prelu, relu6, silu,  # noqa: F401
@@ -234,21 +234,10 @@ def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *, a
 
 
 # --------------------------------------------------------------------------------------------------- dense layers
-SMALL_GEMM = (1 << 18, 1 << 24)   # products with this many multiply-adds run on one BLAS thread
-
-
 def _matmul(a, b):
-    """``a @ b`` for 2-D arrays; products of :data:`SMALL_GEMM` multiply-adds use one BLAS thread.
-
-    Waking a multi-threaded OpenBLAS for a product of a few million multiply-adds saves less than it costs, and
-    its workers then keep spinning on the cores fastconv's OpenMP kernels need next (a LeNet-5 step gets several
-    times slower on two cores).  Below the lower bound OpenBLAS stays on one thread by itself.  The limit is the
-    reference-counted one the toeplitz algorithm uses, safe for concurrent callers.
-    """
-    if not SMALL_GEMM[0] <= a.shape[0] * a.shape[1] * b.shape[1] < SMALL_GEMM[1]:
-        return a @ b
-    with single_threaded_blas():
-        return a @ b
+    """``a @ b`` for 2-D arrays on fastconv's threads (:func:`fastconv.matmul`): NumPy's multi-threaded BLAS
+    would leave its workers spinning on the cores the next convolution needs."""
+    return _gemm.matmul(a, b)
 
 
 def linear(input, weight, bias=None):

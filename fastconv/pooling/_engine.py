@@ -16,7 +16,7 @@ from .._kernels import as_4d
 __all__ = ["Windows", "regular_windows", "adaptive_windows", "run_forward", "run_avg_backward", "run_scatter",
            "run_gather", "run_kmax"]
 
-_pool = _kernels.load("_pool")
+_pool = _kernels.module("_pool")
 
 # Outputs at least this large are written with non-temporal stores (they will not be read from cache soon);
 # a task then computes a block of rows of about TASK_BYTES in a per-thread buffer and streams it out.

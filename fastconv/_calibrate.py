@@ -1,0 +1,271 @@
+"""Calibrating ``algorithm="auto"`` (and the filters' ``method="auto"``) on the machine it runs on.
+
+Every registered algorithm estimates its time with a cost model whose constants were measured on the development
+machine.  Other machines differ -- in SIMD width, BLAS speed, cache sizes, thread count -- and so do the ratios
+between the algorithms.  The calibration measures a few small probe convolutions (each layer class of the
+benchmark grid, every op, every registered algorithm that supports it) and fits, for each (algorithm, op, kind),
+``time = scale * model + overhead`` (least squares on the relative error); ``kind`` is what the algorithm's
+optional ``cost_kind`` says runs (e.g. ``direct``'s channel- or column-vectorised kernel), so an algorithm with
+several kernels gets one fit per kernel.  Nothing here knows any algorithm by name: a newly registered one is
+calibrated like the others.  The filters' constants (multiply-add, pass and FFT costs) are measured too.
+
+The result is stored as JSON in the user's cache directory (``platformdirs.user_cache_dir("fastconv")``, or
+``$FASTCONV_CACHE_DIR``), one file per CPU model, SIMD level, thread count and fastconv version, and used by every
+later process on that machine.  Without a file, the first ``auto`` choice of a process runs the calibration
+(about a second, with a message on stderr); ``fastconv calibrate`` runs it explicitly.  ``FASTCONV_CALIBRATE``:
+``auto`` (default), ``off`` (the built-in constants, nothing measured or written) or ``force`` (measure again at
+first use).
+"""
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import _algorithms, _kernels, _threads
+
+__all__ = ["calibrate", "estimate", "machine_key", "cache_dir", "cache_path", "current", "reset", "PROBES",
+           "ENV_DIR", "ENV_MODE"]
+
+ENV_DIR = "FASTCONV_CACHE_DIR"
+ENV_MODE = "FASTCONV_CALIBRATE"
+FORMAT = 1
+
+# (name, input shape, weight shape, stride, padding, groups): small members of each layer class of the benchmark
+# grid (3x3, wide 3x3, 1x1, LeNet 5x5, AlexNet-like 11x11 stride 4, depthwise, a large kernel, a single-channel
+# image), a fraction of a millisecond to a few milliseconds each.
+PROBES = [
+    ("3x3", (4, 32, 28, 28), (32, 32, 3, 3), 1, 1, 1),
+    ("3x3 wide", (2, 128, 14, 14), (128, 128, 3, 3), 1, 1, 1),
+    ("1x1", (4, 128, 14, 14), (64, 128, 1, 1), 1, 0, 1),
+    ("5x5", (32, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
+    ("11x11 s4", (2, 3, 99, 99), (48, 3, 11, 11), 4, 0, 1),
+    ("depthwise", (4, 32, 28, 28), (32, 1, 3, 3), 1, 1, 32),
+    ("15x15", (1, 8, 48, 48), (8, 8, 15, 15), 1, 7, 1),
+    ("image 7x7", (1, 1, 192, 192), (1, 1, 7, 7), 1, 3, 1),
+]
+# An algorithm whose uncalibrated estimate for a probe exceeds this is not measured there (it would not win).
+SKIP_SECONDS = 0.05
+REPEATS = 3
+
+_lock = threading.Lock()
+_state = {"sig": None, "key": None, "data": None}     # sig: (threads, SIMD level) of the calibration in use
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_key(nthreads=None):
+    """What a calibration is valid for: CPU model, SIMD level, thread count, fastconv version."""
+    from ._version import __version__
+    return {"cpu": _cpu_model(), "simd": _kernels.level(),
+            "threads": _threads.get_num_threads() if nthreads is None else int(nthreads), "version": __version__}
+
+
+def cache_dir():
+    """The directory of fastconv's calibration and autotune files: ``$FASTCONV_CACHE_DIR`` or the user cache."""
+    env = os.environ.get(ENV_DIR, "").strip()
+    if env:
+        return env
+    try:
+        import platformdirs
+        return platformdirs.user_cache_dir("fastconv", appauthor=False)
+    except ImportError:  # pragma: no cover - platformdirs is a dependency
+        return os.path.join(os.path.expanduser("~"), ".cache", "fastconv")
+
+
+def cache_path(kind, key):
+    """``<cache_dir>/<kind>-<hash of key>.json``."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), "%s-%s.json" % (kind, digest))
+
+
+def _mode():
+    mode = os.environ.get(ENV_MODE, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "off", "force"):
+        raise ValueError("%s must be 'auto', 'off' or 'force', got %r" % (ENV_MODE, mode))
+    return mode
+
+
+def write_json(path, data):
+    """Write JSON atomically (a temporary file renamed into place), creating the directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _load(path, key):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+        return None
+    return data
+
+
+def current():
+    """The calibration in use for the current thread count (loaded, or measured now at first use); ``None`` when
+    ``FASTCONV_CALIBRATE=off``."""
+    sig = (_threads.get_num_threads(), _kernels.level(), os.environ.get(ENV_MODE, ""))
+    if _state["sig"] == sig:
+        return _state["data"]
+    if _mode() == "off":
+        return None
+    with _lock:
+        if _state["sig"] == sig:
+            return _state["data"]
+        key = machine_key()
+        data = None if _mode() == "force" else _load(cache_path("calibration", key), key)
+        if data is None:
+            data = calibrate(progress=True, save=True)
+        _use(sig, key, data)
+        return data
+
+
+def _use(sig, key, data):
+    _state["sig"], _state["key"], _state["data"] = sig, key, data
+    _apply_filters(data)
+    _algorithms._choice_cache.clear()
+
+
+def reset():
+    """Forget the calibration held in memory (the next ``auto`` choice loads or measures it again)."""
+    with _lock:
+        _use(None, None, None)
+
+
+def estimate(alg, geom, dtype, op):
+    """Calibrated seconds of ``op`` by ``alg``: ``scale * alg.cost(...) + overhead`` with the fit of its kind."""
+    base = alg.cost(geom, dtype, op)
+    data = current()
+    if data is None or not math.isfinite(base):
+        return base
+    fits = data["fits"]
+    kind = alg.cost_kind(geom, dtype, op)
+    fit = fits.get("%s/%s/%s" % (alg.name, op, kind)) or fits.get("%s/%s/" % (alg.name, op))
+    if fit is None:
+        return base
+    return fit[0] * base + fit[1]
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+def _time(fn, repeats):
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _fit(samples):
+    """(scale, overhead) minimising the squared relative error of ``scale * model + overhead`` over
+    ``samples = [(model, measured), ...]``; a single sample (or a degenerate set) fits the scale alone."""
+    m = np.array([s[0] for s in samples], float)
+    t = np.array([s[1] for s in samples], float)
+    a, b = m / t, 1.0 / t          # (scale * m + overhead) / t ~ 1
+    if len(samples) >= 2:
+        A = np.stack([a, b], 1)
+        sol, *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
+        scale, over = float(sol[0]), float(sol[1])
+        if scale > 0 and over >= 0:
+            return scale, over
+    scale = float(np.exp(np.median(np.log(t / m))))
+    return scale, 0.0
+
+
+def _probe_calls(spec, rng):
+    from . import conv, grad  # noqa: F401  (loads the registry)
+    from ._geometry import ConvGeometry
+    name, xs, ws, stride, padding, groups = spec
+    geom = ConvGeometry.make(xs, ws, stride, padding, 1, groups)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    gy = rng.standard_normal(geom.output_shape).astype(np.float32)
+    nt = _threads.get_num_threads()
+    out = {"forward": np.empty(geom.output_shape, np.float32), "grad_input": np.empty(geom.input_shape, np.float32),
+           "grad_weight": np.empty(geom.weight_shape, np.float32)}
+    calls = []
+    for alg in _algorithms._registry.values():
+        for op in _algorithms.OPS:
+            if not alg.implements(op) or not alg.supports(geom, np.float32, op):
+                continue
+            fn = getattr(alg, op)
+            args = {"forward": (x, w, None), "grad_input": (gy, w), "grad_weight": (x, gy)}[op]
+            calls.append((alg, op, geom, lambda fn=fn, args=args, o=out[op]: fn(*args, geom, o, nt)))
+    return calls
+
+
+def calibrate(nthreads=None, progress=True, save=True, probes=None, repeats=REPEATS):
+    """Measure the probe convolutions with every registered algorithm and op, fit the per-(algorithm, op, kind)
+    corrections and the filters' constants, and (``save``) store them in the cache directory.
+
+    Runs with ``nthreads`` threads (default: the current count) and returns the calibration dict.  Takes about
+    a second on 2 cores.
+    """
+    nthreads = _threads.effective_threads(nthreads)
+    key = machine_key(nthreads)
+    start = time.perf_counter()
+    if progress:
+        print("fastconv: calibrating algorithm choice for this machine (%s, %s, %d threads) ..."
+              % (key["cpu"], key["simd"], nthreads), end="", file=sys.stderr, flush=True)
+    rng = np.random.default_rng(0)
+    samples = {}
+    skipped = 0
+    with _threads.num_threads(nthreads):
+        for spec in (PROBES if probes is None else probes):
+            for alg, op, geom, fn in _probe_calls(spec, rng):
+                model = alg.cost(geom, np.float32, op)
+                if not math.isfinite(model) or model > SKIP_SECONDS:
+                    skipped += 1
+                    continue
+                t = _time(fn, repeats)
+                kind = alg.cost_kind(geom, np.float32, op)
+                for k in {"%s/%s/%s" % (alg.name, op, kind), "%s/%s/" % (alg.name, op)}:
+                    samples.setdefault(k, []).append((model, t))
+        filters = _measure_filters(nthreads)
+    fits = {k: _fit(v) for k, v in samples.items()}
+    data = {"format": FORMAT, "key": key, "fits": fits, "filters": filters, "samples": samples,
+            "seconds": time.perf_counter() - start, "skipped": skipped}
+    if progress:
+        print(" done in %.1f s" % data["seconds"], file=sys.stderr, flush=True)
+    if save:
+        try:
+            write_json(cache_path("calibration", key), data)
+        except OSError as exc:    # a read-only cache directory: use the calibration for this process only
+            print("fastconv: could not store the calibration in %s: %s" % (cache_dir(), exc), file=sys.stderr)
+    if _state["key"] == key:
+        _use(_state["sig"], key, data)
+    return data
+
+
+# ----------------------------------------------------------------------------------------------- filters
+def _measure_filters(nthreads):
+    """The filters' cost constants (float32, small images; see ``filters._engine.calibrate``)."""
+    from .filters import _engine as E
+    return E.calibrate(repeats=REPEATS, size=256, nthreads=nthreads, dtypes=(np.float32,))
+
+
+def _apply_filters(data):
+    from .filters import _engine as E
+    E.set_constants(None if data is None else data.get("filters"))

@@ -1,0 +1,67 @@
+/* SIMD vector width and register-block sizes of fastconv's kernels (cimported through common.pxd).
+ *
+ * The kernels are written once with GCC vector extensions.  setup.py compiles the same generated C file once per
+ * SIMD level and passes the vector width with -DFC_VECTOR_BYTES:
+ *
+ *   baseline  32 bytes, SSE2 flags:          one vector = two SSE registers (16 registers)
+ *   avx2      32 bytes, -mavx2 -mfma:        one vector = one YMM register   (16 registers)
+ *   avx512    64 bytes, -mavx512f/vl/bw/dq:  one vector = one ZMM register   (32 registers)
+ *   avx2x2    64 bytes, -mavx2 -mfma:        one vector = two YMM registers  (a test build: it runs the
+ *                                            64-byte code path, block sizes included, on any AVX2 CPU)
+ *
+ * Register blocks are sized for the register file of the level they were designed for: 16 registers for
+ * 32-byte vectors, 32 for 64-byte vectors.  The order in which every output element is summed does not depend
+ * on the block sizes, so the levels with FMA (avx2, avx512, avx2x2) give bitwise identical results; the
+ * baseline build has no FMA (a separate multiply and add round twice) and differs in the last bits.
+ *
+ * aligned(sizeof element) makes dereferencing an unaligned pointer legal.
+ */
+#ifndef FASTCONV_SIMD_H
+#define FASTCONV_SIMD_H
+
+#ifndef FC_VECTOR_BYTES
+#define FC_VECTOR_BYTES 32
+#endif
+
+typedef float fc_vf __attribute__((vector_size(FC_VECTOR_BYTES), aligned(4)));
+typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
+#define FC_VEC_FLOATS (FC_VECTOR_BYTES / 4)
+
+#if FC_VECTOR_BYTES == 64
+/* direct, channel-vectorised block: 2 vectors of output channels x 12 output columns = 24 accumulators, plus 2
+   weight vectors and a broadcast: 27 of 32 registers. */
+#define FC_CH_VECS 2
+#define FC_CH_COLS 12
+/* column-vectorised block (few channels per group): 16 accumulators, as channels x rows x column vectors. */
+#define FC_DW_ROWS 4
+#define FC_DW_VECS 4
+#elif FC_VECTOR_BYTES == 32
+/* 2 vectors of output channels x 6 output columns = 12 accumulators of 16 registers. */
+#define FC_CH_VECS 2
+#define FC_CH_COLS 6
+/* 8 accumulators of 16 registers. */
+#define FC_DW_ROWS 2
+#define FC_DW_VECS 4
+#else
+#error "FC_VECTOR_BYTES must be 32 or 64"
+#endif
+
+#define FC_CH_ACCS (FC_CH_VECS * FC_CH_COLS)
+#define FC_DW_ACCS (FC_DW_ROWS * FC_DW_VECS)
+/* depthwise weight gradient: kernel taps along W accumulated at once, each in one 64-byte lane group (one
+   64-byte vector or two 32-byte ones), so the lanes -- and the summation order -- are the same at every level */
+#define FC_DWG_TAPS 8
+#define FC_LANE_BYTES 64
+#define FC_LANE_VECS (FC_LANE_BYTES / FC_VECTOR_BYTES)
+#define FC_DWG_ACCS (FC_DWG_TAPS * FC_LANE_VECS)
+
+/* A module that defines FC_INLINE_KERNELS before this header has every Cython ``cdef inline`` function defined
+   after it inlined at each call: its register-block kernels are called with literal block sizes, and only inlined
+   copies unroll their loops and keep the accumulators in registers (GCC's heuristics stop inlining a big body
+   after a few call sites). */
+#if defined(FC_INLINE_KERNELS) && defined(__GNUC__)
+#undef CYTHON_INLINE
+#define CYTHON_INLINE inline __attribute__((always_inline))
+#endif
+
+#endif
