@@ -172,12 +172,13 @@ def _run_columns(x5, w5, bias, out5, geom, nthreads):
     wb = (-(-OW // WB) * WB - 1) * sw + (T - 1) * dw + 1
     wb = -(-wb // sw) * sw
     row_bytes = Cg * R * wb * x5.itemsize
-    if row_bytes * ((S - 1) * dh + 1) > MAX_BUFFER_BYTES:
+    if row_bytes * min((S - 1) * dh + 1, S) > MAX_BUFFER_BYTES:
         raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
-                          % (row_bytes * ((S - 1) * dh + 1)))
-    # rows per task: the band fits the buffer budget, >= 4 tasks per thread, whole register blocks of rows
+                          % (row_bytes * min((S - 1) * dh + 1, S)))
+    # rows per task: the band (see the kernel: dense, or one slot per row and tap) fits the buffer budget, >= 4
+    # tasks per thread, whole register blocks of rows
     band = max(1, BUFFER_BYTES // row_bytes)
-    rows = max(1, min(OH, (band - (S - 1) * dh - 1) // sh + 1))
+    rows = max(1, min(OH, max((band - (S - 1) * dh - 1) // sh + 1, band // S)))
     while rows > RB and N * groups * OD * ceil(OH / rows) < 4 * nthreads:
         rows = max(RB, rows // 2)
     if rows > RB:
@@ -325,7 +326,7 @@ def _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias=None):
     wb = -(-((max(OW, 1) - 1) * sw + (T - 1) * dw + 1) // sw) * sw
     row_bytes = Cg * R * wb * x5.itemsize
     band = max(1, BUFFER_BYTES // row_bytes)
-    rows = max(1, (band - (S - 1) * dh - 1) // sh + 1)
+    rows = max(1, (band - (S - 1) * dh - 1) // sh + 1, band // S)
     part = np.empty((nchunks, K, Cg * R * S * T), x5.dtype)
     bpart = np.empty((nchunks, K) if grad_bias is not None else (1, 1), x5.dtype)
     nthreads = max(1, min(nthreads, nchunks * G, int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))

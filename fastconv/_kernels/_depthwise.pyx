@@ -222,7 +222,13 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
     cdef Py_ssize_t ncb = (OW + WB - 1) // WB
     cdef Py_ssize_t rpt = max(1, min(rows_per_task, OH))
     cdef Py_ssize_t nrb = (OH + rpt - 1) // rpt
-    cdef Py_ssize_t Hb = (rpt - 1) * sh + (S - 1) * dh + 1
+    # band slots: output row r of the task reads slot r * A + s * B under row tap s.  Dense bands (A, B = the
+    # stride and dilation) share the rows that neighbouring outputs read; a band that would be mostly unused
+    # (a dilation larger than the block) keeps one slot per (row, tap) instead (A, B = S, 1).
+    cdef bint sparse = ((S > 1 and dh > rpt * S) or (rpt > 1 and sh > rpt * S)      # (no overflow below)
+                        or (rpt - 1) * sh + (S - 1) * dh + 1 > rpt * S)
+    cdef Py_ssize_t A = S if sparse else sh, B = 1 if sparse else dh
+    cdef Py_ssize_t Hb = (rpt - 1) * A + (S - 1) * B + 1
     cdef Py_ssize_t Wb = (ncb * WB - 1) * sw + (T - 1) * dw + 1
     Wb = (Wb + sw - 1) // sw * sw
     cdef Py_ssize_t buf_len = cin * R * Hb * Wb
@@ -274,7 +280,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
                     nr = nr + 1
             # the band of input rows: band row b is (dilated, padded) input row oh0 * sh + b - ph
             for b in range(Hb):
-                pos = oh0 * sh + b - ph
+                pos = (oh0 + b // S) * sh + (b % S) * dh - ph if sparse else oh0 * sh + b - ph
                 valid[b] = pos >= 0 and pos % lh == 0 and pos // lh < H
             if nr > 0:
                 for i in range(cin):
@@ -282,7 +288,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
                         idp = (od * sd + rl[ri] * dd - pd) // ld
                         for b in range(Hb):
                             if valid[b]:
-                                gather_row(&x[n, g * cin + i, idp, (oh0 * sh + b - ph) // lh, 0], W,
+                                pos = (oh0 + b // S) * sh + (b % S) * dh - ph if sparse else oh0 * sh + b - ph
+                                gather_row(&x[n, g * cin + i, idp, pos // lh, 0], W,
                                            buf + ((i * nr + ri) * Hb + b) * Wb, Wb, -pw, lw, sw)
             for j in range((kout + NJ - 1) // NJ):
                 k = g * kout + j * NJ
@@ -293,7 +300,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
                     rr = oh0 + rr0 * NR
                     for cb in range(ncb):
                         _dispatch(NJ, NV, buf, zrow, Hb, Wb, valid, &w[k, 0, 0, 0, 0], cin * R * S * T, nj, wzero,
-                                  cin, rl, nr, R, S, T, toff, rr - oh0, min(NR, oh1 - rr), sh, dh, cb * WB,
+                                  cin, rl, nr, R, S, T, toff, rr - oh0, min(NR, oh1 - rr), A, B, cb * WB,
                                   &out[n, k, od, rr, 0], OW, OD * OH * OW, bvals)
         free(buf)
         free(valid)
@@ -401,7 +408,11 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t ntl = OW - nq * L
     cdef Py_ssize_t RST = R * S * T, ntap = kout * cin * RST
     cdef Py_ssize_t rpb = max(1, min(rows_per_block, OH))
-    cdef Py_ssize_t Hb = (rpb - 1) * sh + (S - 1) * dh + 1
+    # band slots as in forward: dense (A, B = stride, dilation) unless that would be mostly unused (A, B = S, 1)
+    cdef bint sparse = ((S > 1 and dh > rpb * S) or (rpb > 1 and sh > rpb * S)      # (no overflow below)
+                        or (rpb - 1) * sh + (S - 1) * dh + 1 > rpb * S)
+    cdef Py_ssize_t A = S if sparse else sh, B = 1 if sparse else dh
+    cdef Py_ssize_t Hb = (rpb - 1) * A + (S - 1) * B + 1
     cdef Py_ssize_t Wb = (max(OW, 1) - 1) * sw + (T - 1) * dw + 1
     Wb = (Wb + sw - 1) // sw * sw
     cdef Py_ssize_t buf_len = cin * R * Hb * Wb
@@ -458,7 +469,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                         oh0 = ob * rpb
                         oh1 = min(OH, oh0 + rpb)
                         for b in range(Hb):
-                            pos = oh0 * sh + b - ph
+                            pos = (oh0 + b // S) * sh + (b % S) * dh - ph if sparse else oh0 * sh + b - ph
                             valid[b] = pos >= 0 and pos < H
                         for i in range(cin):
                             for ri in range(nr):
@@ -466,8 +477,9 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                                 for b in range(Hb):
                                     if valid[b]:
                                         xb = buf + ((i * nr + ri) * Hb + b) * Wb
-                                        gather_row(&x[n, g * cin + i, idp, oh0 * sh + b - ph, 0], W,
-                                                   <float_t*> xb, Wb, -pw, 1, sw)
+                                        pos = (oh0 + b // S) * sh + (b % S) * dh - ph if sparse else \
+                                            oh0 * sh + b - ph
+                                        gather_row(&x[n, g * cin + i, idp, pos, 0], W, <float_t*> xb, Wb, -pw, 1, sw)
                                         if tail:
                                             for tt in range(T):
                                                 for ll in range(ntl):
@@ -497,12 +509,12 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                                             if float_t is float:
                                                 _wgrad_band(buf + (i * nr + ri) * Hb * Wb,
                                                             xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                            OW, gtl, valid, oh1 - oh0, sh, s * dh, nq, tail, toff,
+                                                            OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
                                                             t0, nt, T, Wb, vacc + (tap + t0) * L, tf)
                                             else:
                                                 _wgrad_band(buf + (i * nr + ri) * Hb * Wb,
                                                             xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                            OW, gtl, valid, oh1 - oh0, sh, s * dh, nq, tail, toff,
+                                                            OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
                                                             t0, nt, T, Wb, vacc + (tap + t0) * L, td)
             for j in range(kout):
                 k = g * kout + j

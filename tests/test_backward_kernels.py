@@ -1,0 +1,137 @@
+"""The kernels behind the fast backward passes, on the paths the default sizes do not reach.
+
+direct's column-vectorised kernel (few output channels per group: depthwise, channel multipliers, the input
+gradient of layers with few input channels) with bands of several tasks and sparse bands (dilations larger than
+the band); strided input gradients as one correlation per input phase; the depthwise weight-gradient kernel with
+batch chunks, partial lane groups and the fused bias gradient; toeplitz's weight gradient split into batch chunks.
+Everything against tests/reference.py, and bitwise across thread counts.
+"""
+import zlib
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+import reference as ref
+from fastconv._algos import direct, toeplitz as tpa
+
+TOL = {np.float32: 3e-5, np.float64: 1e-12}
+CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
+GRAD_IN = {1: fc.grad.conv1d_input, 2: fc.grad.conv2d_input, 3: fc.grad.conv3d_input}
+GRAD_W = {1: fc.grad.conv1d_weight, 2: fc.grad.conv2d_weight, 3: fc.grad.conv3d_weight}
+
+# (N, C, K, groups, spatial, kernel, stride, padding, dilation)
+COLUMN_GRID = [
+    (2, 6, 6, 6, (11, 37), (3, 3), 1, 1, 1),             # depthwise
+    (3, 4, 12, 4, (9, 21), (3, 2), (2, 1), (1, 0), 1),    # multiplier 3 (a partial block of 4 channels)
+    (1, 3, 15, 3, (8, 19), (2, 3), 1, (0, 2), (2, 1)),    # multiplier 5 (a full and a partial block)
+    (2, 8, 4, 2, (7, 13), (3, 3), 1, 1, (3, 2)),          # 4 input channels per group, 2 output channels
+    (1, 2, 2, 2, (6, 9), (3, 2), 1, 5, (4, 1)),           # dilation larger than the band: sparse slots
+    (2, 3, 3, 3, (5, 6, 17), (2, 3, 3), (1, 2, 1), 1, 1),  # 3-D
+    (1, 1, 1, 1, (40,), (5,), 2, 2, 3),                   # 1-D single channel
+]
+
+
+def _case(case, dtype):
+    N, C, K, g, sp, ks, stride, padding, dilation = case
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    x = rng.standard_normal((N, C) + sp).astype(dtype)
+    w = rng.standard_normal((K, C // g) + ks).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=g)
+    gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
+    return x, w, b, gy, kw
+
+
+def _close(got, want, dtype):
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype] * max(1.0, float(np.abs(want).max())))
+
+
+def _all_ops(x, w, b, gy, kw):
+    nd = x.ndim - 2
+    return (CONV[nd](x, w, b, **kw, algorithm="direct"), GRAD_IN[nd](x.shape, w, gy, **kw, algorithm="direct"),
+            GRAD_W[nd](x, w.shape, gy, **kw, algorithm="direct"))
+
+
+@pytest.fixture
+def small_buffers(monkeypatch):
+    """Tiny per-thread buffers: bands of a few rows, so every call runs many bands and tasks."""
+    monkeypatch.setattr(direct, "BUFFER_BYTES", 512)
+    monkeypatch.setattr(direct, "PHASE_MIN_FLOPS", 0)     # strided input gradients by phases
+    monkeypatch.setattr(direct, "WGRAD_TASKS", 64)        # and weight gradients in several batch chunks
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", COLUMN_GRID, ids=[str(i) for i in range(len(COLUMN_GRID))])
+def test_column_kernels_match_the_reference(case, dtype, small_buffers):
+    x, w, b, gy, kw = _case(case, dtype)
+    y, gx, gw = _all_ops(x, w, b, gy, kw)
+    _close(y, ref.conv_nd(x, w, b, **kw), dtype)
+    _close(gx, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
+    _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+    with fc.num_threads(1):
+        one = _all_ops(x, w, b, gy, kw)
+    with fc.num_threads(3):
+        three = _all_ops(x, w, b, gy, kw)
+    for a, c in zip(one, three):
+        assert np.array_equal(a, c)
+
+
+PHASE_GRID = [
+    ((13, 11), (3, 4), (2, 3), (1, 2), (1, 1), 1, 3, 5),
+    ((15, 16), (5, 3), (3, 2), (0, 1), (2, 1), 2, 4, 6),
+    ((9,), (4,), (2,), (3,), (3,), 1, 2, 3),
+    ((5, 6, 7), (3, 2, 3), (2, 2, 3), (1, 0, 2), (1, 2, 1), 1, 2, 2),
+    ((17, 17), (11, 11), (4, 4), (2, 2), (1, 1), 1, 3, 8),     # AlexNet-like: 16 phases
+    ((8, 9), (1, 1), (2, 2), (0, 0), (1, 1), 1, 4, 4),         # phases no tap reaches: zero
+    ((10, 10), (2, 2), (4, 4), (0, 0), (1, 1), 1, 2, 3),
+    ((12, 14), (3, 3), (2, 2), (1, 1), (1, 1), 2, 16, 20),     # channel-vectorised phases
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_input_gradient_by_phases(dtype, monkeypatch):
+    monkeypatch.setattr(direct, "PHASE_MIN_FLOPS", 0)
+    rng = np.random.default_rng(5)
+    for sp, ks, st, pad, dil, g, C, K in PHASE_GRID:
+        x = rng.standard_normal((2, C) + sp).astype(dtype)
+        w = rng.standard_normal((K, C // g) + ks).astype(dtype)
+        kw = dict(stride=st, padding=pad, dilation=dil, groups=g)
+        gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
+        got = GRAD_IN[len(sp)](x.shape, w, gy, **kw, algorithm="direct")
+        _close(got, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
+        geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+        assert direct.cost_kind(geom, dtype, "grad_input") == "phases"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_weight_gradient_fuses_the_bias_gradient(dtype, small_buffers):
+    x, w, b, gy, kw = _case((20, 6, 12, 6, (9, 35), (3, 3), 1, 1, 1), dtype)   # 35 columns: a partial lane group
+    geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+    gw = np.empty(w.shape, dtype)
+    gb = np.empty(w.shape[0], dtype)
+    direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, 2, grad_bias=gb)
+    _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+    _close(gb, gy.sum(axis=(0, 2, 3)), dtype)
+    gy[0, 0, 0, 0] = np.inf
+    direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, 2, grad_bias=gb)
+    assert np.isinf(gb[0]) and np.isfinite(gb[1:]).all()
+
+
+def test_toeplitz_weight_gradient_in_batch_chunks():
+    x, w, b, gy, kw = _case((6, 8, 8, 1, (12, 11), (3, 3), 1, 1, 1), np.float32)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+    pl = tpa.plan(geom, np.float32, "grad_weight", 2)
+    assert pl.bchunks > 1 and pl.partial_bytes == pl.bchunks * w.size * 4
+    got = fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm="toeplitz")
+    _close(got, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), np.float32)
+    with fc.num_threads(1):
+        one = fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm="toeplitz")
+    assert np.array_equal(one, got)
+    fc.set_workspace_limit(4 * w.size * 4)       # room for no partial sums: channel blocks again
+    try:
+        assert tpa.plan(geom, np.float32, "grad_weight", 2).bchunks == 1
+        _close(fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm="toeplitz"),
+               ref.conv_grad_weight_nd(x, gy, w.shape, **kw), np.float32)
+    finally:
+        fc.set_workspace_limit(None)
