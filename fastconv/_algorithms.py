@@ -78,6 +78,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from . import _threads
 from . import _validate as V
 
 __all__ = ["Algorithm", "register", "get", "names", "resolve", "choose", "tame", "OPS", "NONFINITE", "TOLERANCE",
@@ -208,20 +209,24 @@ def choose(geom, dtype, op="forward", finite=True):
     if not all(geom.input_shape[:2]):     # no samples or no channels: nothing to compute, nothing to compare
         return next(a for a in _registry.values() if a.implements(op))
     from . import _autotune
-    tuned = _autotune.lookup(geom, dtype, op)
-    if tuned is not None and tuned in _registry and (finite or _registry[tuned].nonfinite == "exact"):
-        return _registry[tuned]
+    tuning = _autotune.enabled()
+    if tuning:
+        tuned = _autotune.lookup(geom, dtype, op)
+        if tuned is not None and tuned in _registry and (finite or _registry[tuned].nonfinite == "exact"):
+            return _registry[tuned]
+    key = (geom, getattr(dtype, "char", None) or np.dtype(dtype).char, op, _threads.get_num_threads(),
+           get_reduced_accuracy(), finite)
+    name = _choice_cache.get(key)
+    if name is not None and not tuning:
+        return _registry[name]
     candidates = [a for a in _registry.values() if a.implements(op) and a.supports(geom, dtype, op)
                   and accurate_enough(a, geom, dtype, op) and (finite or a.nonfinite == "exact")]
     if not candidates:
         raise ValueError("no registered algorithm can compute the %s of this convolution (input %s, weight %s, "
                          "stride %s, dilation %s): each declines it as too large for its buffers"
                          % (op, geom.input_shape, geom.weight_shape, geom.stride, geom.dilation))
-    if tuned is None and _autotune.enabled() and len(candidates) > 1:
+    if tuning and len(candidates) > 1:
         return _registry[_autotune.tune(geom, dtype, op, candidates)]
-    from . import _threads
-    key = (geom.key(), str(dtype), op, _threads.get_num_threads(), get_reduced_accuracy(), finite)
-    name = _choice_cache.get(key)
     if name is None:
         from . import _calibrate
         name = min(candidates, key=lambda a: _calibrate.estimate(a, geom, dtype, op)).name

@@ -39,6 +39,48 @@ def _as3(values, fill):
     return (fill,) * (3 - len(values)) + tuple(values)
 
 
+_MEMO_SIZE = 512
+_EXACT = (int, str, float, type(None), bool)
+
+
+def _exact_key(value):
+    """A hashable key that tells apart values Python compares equal (``1``, ``True``, ``np.int64(1)``, ``1.0``): a
+    cached geometry is returned only for arguments of exactly the types it was built from.  Raises TypeError for
+    values that are not plain ints, strings, floats, None or tuples of them (such calls are not cached)."""
+    t = type(value)
+    if t is tuple:
+        for v in value:
+            if type(v) is not int:
+                return tuple, tuple(_exact_key(v) for v in value)
+        return value                # a tuple of plain ints (shapes, strides): itself
+    if t in _EXACT:
+        return t, value
+    raise TypeError("uncacheable")
+
+
+def _memoized(make):
+    """Cache a geometry constructor on its exact arguments: a call whose geometry was seen before skips the
+    validation and normalisation (a geometry is immutable, so every caller can share it).  Arguments that raise
+    are not cached, so each such call raises again."""
+    cache = {}
+
+    def cached(cls, *args, **kwargs):
+        try:
+            key = (cls, _exact_key(args), _exact_key(tuple(sorted(kwargs.items()))))
+        except TypeError:
+            return make(cls, *args, **kwargs)
+        geom = cache.get(key)
+        if geom is None:
+            geom = make(cls, *args, **kwargs)
+            if len(cache) >= _MEMO_SIZE:
+                cache.clear()
+            cache[key] = geom
+        return geom
+    cached.__name__, cached.__qualname__, cached.__doc__ = make.__name__, make.__qualname__, make.__doc__
+    cached.__wrapped__ = make
+    return cached
+
+
 # the fields of the Geometry struct of _kernels/common.pxd, in order
 _STRUCT_FIELDS = ("groups", "kd", "kh", "kw", "sd", "sh", "sw", "dd", "dh", "dw", "pd", "ph", "pw", "ld", "lh", "lw")
 
@@ -96,6 +138,7 @@ class ConvGeometry:
 
     # ----------------------------------------------------------------- construction
     @classmethod
+    @_memoized
     def make(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, fn="conv",
              padding_mode="zeros"):
         """Validate and normalise arguments the way ``torch.nn.functional.conv*d`` accepts them.
@@ -148,6 +191,7 @@ class ConvGeometry:
         return geom
 
     @classmethod
+    @_memoized
     def for_transpose(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1,
                       dilation=1, fn="conv_transpose"):
         """The forward-convolution geometry whose input-gradient is the transposed convolution.
@@ -367,6 +411,7 @@ class PoolGeometry:
     adaptive_size: tuple = None
 
     @classmethod
+    @_memoized
     def make(cls, input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, fn="pool",
              max_padding_ratio=2):
         """Validate pooling arguments; padding must be at most ``effective_kernel / max_padding_ratio``."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _algorithms, _threads
 from . import _validate as V
-from ._geometry import PADDING_MODES, ConvGeometry
+from ._geometry import PADDING_MODES, ConvGeometry, _exact_key
 
 __all__ = ["PreparedConv", "prepare_conv", "prepare_conv_transpose", "prepare_conv_shape", "flip_kernel",
            "pad_input", "pad_adjoint", "WLAYOUT"]
@@ -181,9 +181,49 @@ def _record(fn, x, w, b, geom, dtype, flip, algorithm, transposed=False):
 
 
 # ----------------------------------------------------------------------------------------------- entry points
+# Calls seen before: the exact arguments of a call that passed validation -> its geometry.  A call made again
+# with plain C-contiguous float arrays of one dtype and the same shapes and arguments skips validation and the
+# geometry (small calls are dominated by them); any other call takes the full path.
+_SEEN_SIZE = 1024
+_seen = {}
+
+
+def _seen_key(fn, nd, x, w, b, args):
+    """The cache key of a convolution call, or None when it cannot take the fast path."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray:
+        return None
+    char = x.dtype.char
+    if char not in "fd" or w.dtype.char != char or not (x.flags.c_contiguous and w.flags.c_contiguous):
+        return None
+    if b is not None and (type(b) is not np.ndarray or b.dtype.char != char or not b.flags.c_contiguous):
+        return None
+    try:
+        return (fn, nd, x.shape, w.shape, char, None if b is None else b.shape, _exact_key(args))
+    except TypeError:
+        return None
+
+
 def prepare_conv(fn, nd, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                  padding_mode="zeros", flip=False, algorithm="auto"):
-    """Validate and normalise ``conv{nd}d(input, weight, bias, ...)``; returns its :class:`PreparedConv`."""
+    """Validate and normalise ``conv{nd}d(input, weight, bias, ...)``; returns its :class:`PreparedConv`.
+
+    A call whose arrays and arguments match one seen before (same shapes, dtype, exact argument values) is a
+    cache hit: its geometry is reused without validating again."""
+    key = _seen_key(fn, nd, input, weight, bias, (stride, padding, dilation, groups, padding_mode, flip, algorithm))
+    geom = _seen.get(key) if key is not None else None
+    if geom is not None:
+        x = pad_input(input, geom) if geom.explicit_padding else input
+        return PreparedConv(fn, x, flip_kernel(weight) if flip else weight, bias, geom, input.dtype, flip,
+                            algorithm, False, {})
+    p = _prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm)
+    if key is not None:
+        if len(_seen) >= _SEEN_SIZE:
+            _seen.clear()
+        _seen[key] = p.geom
+    return p
+
+
+def _prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm):
     x = V.batch_array(input, fn, "input", nd)
     w = V.batch_array(weight, fn, "weight", nd, layout=WLAYOUT[nd])
     b = None if bias is None else V.as_array(bias, fn, "bias")

@@ -13,7 +13,7 @@ import threading
 from . import _validate as V
 
 __all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas",
-           "MIN_FLOPS_PER_THREAD", "MAX_THREADS"]
+           "threads_for", "MIN_FLOPS_PER_THREAD", "MAX_THREADS", "GRAIN"]
 
 # Below about this much work per thread (floating point operations), waking another thread costs more than it
 # saves: the convolution algorithms use fewer threads for small problems (the result does not depend on it).
@@ -21,6 +21,16 @@ MIN_FLOPS_PER_THREAD = 1_000_000
 # The most threads one may ask for: the kernels pass the count to OpenMP as a C int, and an OpenMP runtime asked
 # for far more threads than a process can start aborts the process instead of failing a call.
 MAX_THREADS = 4096
+# Elements of element-wise-sized work (pooling windows, filter taps) a thread must get before it is worth waking:
+# like PyTorch's grain size, tiny problems run on the calling thread alone.
+GRAIN = 32768
+
+
+def threads_for(work, nthreads=None, grain=GRAIN):
+    """Threads worth using for ``work`` units (one per ``grain``), at most ``nthreads`` (default: the current
+    count).  The kernels' results never depend on it."""
+    n = get_num_threads() if nthreads is None else nthreads
+    return max(1, min(n, int(work // grain)))
 
 
 def _default_threads():

@@ -28,7 +28,7 @@ import math
 import numpy as np
 import scipy.fft
 
-from .. import _kernels
+from .. import _kernels, _threads
 from .._algorithms import tame
 
 _filter = _kernels.module("_filter")
@@ -104,18 +104,34 @@ def _interior(n_in, n_out, KW, off):
     return jlo, max(jlo, min(n_out, n_in - KW + off + 1))
 
 
-def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads, epi=0, scale=1.0):
-    """One call of the compiled kernel on 2-D views (see ``_kernels/_filter.pyx`` for the layout)."""
-    R_out, L_out = out2.shape
-    n_in, n_out, KW = src2.shape[1] // D, out2.shape[1] // D, w2.shape[1]
+def _plan(src_shape2, out_shape2, dtype, rows, w2, colmap, D, off):
+    """The kernel's arguments for 2-D views of these shapes (see ``_kernels/_filter.pyx`` for the layout):
+    ``(tables, keywords, work)``, ``work`` the multiply-adds (for the thread count)."""
+    R_out, L_out = out_shape2
+    n_in, n_out, KW = src_shape2[1] // D, out_shape2[1] // D, w2.shape[1]
     if rows.shape[0] != R_out or rows.shape[1] != w2.shape[0] or colmap.shape[0] != n_out + KW - 1:
         raise AssertionError("inconsistent filter plan")  # internal invariant; never a user error
-    t_row, t_shift, t_w = _taps(w2, off, D, out2.dtype)
+    t_row, t_shift, t_w = _taps(w2, off, D, dtype)
     jlo, jhi = _interior(n_in, n_out, KW, off)
-    chunk, chunk_major = _chunking(R_out, L_out, rows.shape[1], out2.dtype.itemsize)
-    _filter.correlate(src2, out2, rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp),
-                      *_pairing(rows, w2, off, D, out2.dtype), D=D, off=off, jlo=jlo, jhi=jhi, cval=float(cval),
-                      epi=epi, scale=float(scale), chunk=chunk, chunk_major=chunk_major, nthreads=nthreads)
+    chunk, chunk_major = _chunking(R_out, L_out, rows.shape[1], dtype.itemsize)
+    tables = (rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp)) + _pairing(rows, w2, off, D,
+                                                                                                   dtype)
+    for t in tables:
+        t.setflags(write=False)          # plans are shared by every call with the same shapes and weights
+    return tables, dict(D=D, off=off, jlo=jlo, jhi=jhi, chunk=chunk, chunk_major=chunk_major), \
+        R_out * L_out * max(1, t_w.shape[0])
+
+
+def _correlate(src2, out2, plan, cval, nthreads, epi, scale):
+    tables, kw, work = plan
+    _filter.correlate(src2, out2, *tables, cval=float(cval), epi=epi, scale=float(scale),
+                      nthreads=_threads.threads_for(work, nthreads), **kw)
+
+
+def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads, epi=0, scale=1.0):
+    """One call of the compiled kernel on 2-D views (see ``_kernels/_filter.pyx`` for the layout)."""
+    _correlate(src2, out2, _plan(src2.shape, out2.shape, out2.dtype, rows, w2, colmap, D, off), cval, nthreads,
+               epi, scale)
 
 
 def _pairing(rows, w2, off, D, dtype):
@@ -168,25 +184,40 @@ def correlate_nd(src, out, weights, offs, modes, cval, nthreads, epi=0, scale=1.
          epi, scale)
 
 
-def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0):
-    """One 1-D correlation along ``axis`` (same shape in and out), stored through epilogue ``epi``."""
-    shape = src.shape
+# Plans of 1-D passes seen before (shape, dtype, axis, weights, origin, mode): a call made again runs the kernel
+# straight away (small filters are dominated by planning).
+_PASS_PLANS_SIZE = 256
+_pass_plans = {}
+
+
+def _pass_plan(shape, dtype, axis, w1, off, mode):
     outer = math.prod(shape[:axis])
     n = shape[axis]
     inner = math.prod(shape[axis + 1:])
-    w1 = np.asarray(w1, dtype=np.float64)
     k = w1.shape[0]
     if inner >= ROW_TAP_MIN_INNER:
         # rows of `inner` contiguous elements; the taps are whole rows
         view = (outer * n, inner)
         rows = _row_table((outer, n), (outer, n), (1, k), (0, off), ("nearest", mode))
-        _run(src.reshape(view), dst.reshape(view), rows, w1.reshape(k, 1), np.arange(inner), 1, 0, cval, nthreads,
-             epi, scale)
-    else:
-        # `axis` is the column axis of (outer, n * inner) rows, element stride inner
-        view = (outer, n * inner)
-        _run(src.reshape(view), dst.reshape(view), np.arange(outer)[:, None], w1[None, :],
-             index_map(n, np.arange(n + k - 1) - off, mode), inner, off, cval, nthreads, epi, scale)
+        return view, _plan(view, view, dtype, rows, w1.reshape(k, 1), np.arange(inner), 1, 0)
+    # `axis` is the column axis of (outer, n * inner) rows, element stride inner
+    view = (outer, n * inner)
+    return view, _plan(view, view, dtype, np.ascontiguousarray(np.arange(outer)[:, None]), w1[None, :],
+                       index_map(n, np.arange(n + k - 1) - off, mode), inner, off)
+
+
+def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0):
+    """One 1-D correlation along ``axis`` (same shape in and out), stored through epilogue ``epi``."""
+    w1 = np.asarray(w1, dtype=np.float64)
+    key = (src.shape, src.dtype.char, axis, w1.tobytes(), off, mode)
+    got = _pass_plans.get(key)
+    if got is None:
+        got = _pass_plan(src.shape, src.dtype, axis, w1, off, mode)
+        if len(_pass_plans) >= _PASS_PLANS_SIZE:
+            _pass_plans.clear()
+        _pass_plans[key] = got
+    view, plan = got
+    _correlate(src.reshape(view), dst.reshape(view), plan, cval, nthreads, epi, scale)
 
 
 def separable(src, out, passes, nthreads, epi=0, scale=1.0):

@@ -6,6 +6,7 @@ Same arguments, dtype conversions, kernels and boundary handling as ``skimage.fi
 around), and a negative ``axis`` of the edge filters means the same axis as its positive equivalent (scikit-image
 also smooths along that axis).
 """
+import functools
 import math
 
 import numpy as np
@@ -41,7 +42,23 @@ def gaussian_kernel1d(sigma, radius):
 
 def _sigmas(sigma, ndim, channel, fn, arg="sigma", full_ok=True):
     """Per-axis sigmas the way scikit-image builds them: with a channel axis, a scalar or a spatial-length
-    sequence gets a 0 inserted at the channel axis; a full-length sequence is used as given (``full_ok``)."""
+    sequence gets a 0 inserted at the channel axis; a full-length sequence is used as given (``full_ok``).
+    A plain float or int seen before with the same layout is a cache hit."""
+    if type(sigma) in (float, int):
+        key = (type(sigma), sigma, ndim, channel, fn, arg, full_ok)
+        got = _sigma_cache.get(key)
+        if got is None:
+            got = _sigma_cache[key] = tuple(_sigmas_checked(sigma, ndim, channel, fn, arg, full_ok))
+            if len(_sigma_cache) > 256:
+                _sigma_cache.clear()
+        return list(got)
+    return _sigmas_checked(sigma, ndim, channel, fn, arg, full_ok)
+
+
+_sigma_cache = {}
+
+
+def _sigmas_checked(sigma, ndim, channel, fn, arg, full_ok):
     try:
         s = np.asarray(sigma, dtype=np.float64)
     except (TypeError, ValueError):
@@ -60,6 +77,11 @@ def _sigmas(sigma, ndim, channel, fn, arg="sigma", full_ok=True):
         raise ValueError("%s(): argument '%s' must be a scalar or have one value per %saxis (%d), got %r"
                          % (fn, arg, "spatial " if channel is not None else "", ndim - (channel is not None), sigma))
     return vals
+
+
+@functools.lru_cache(maxsize=256)
+def _gaussian_pass_list(sigmas, truncate, modes, cval):
+    return _gaussian_passes(sigmas, truncate, modes, cval)
 
 
 def _gaussian_passes(sigmas, truncate, modes, cval):
@@ -116,7 +138,8 @@ def gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, 
     src = np.ascontiguousarray(fimg)
     dst = V.destination(out, src.shape, src.dtype, src)
     if src.size:
-        E.separable(src, dst, _gaussian_passes(sigmas, truncate, modes, cval), _threads.get_num_threads())
+        E.separable(src, dst, _gaussian_pass_list(tuple(sigmas), truncate, tuple(modes), cval),
+                    _threads.get_num_threads())
     return V.deliver(out, dst)
 
 

@@ -5,6 +5,8 @@ taps, step), so regular, adaptive and global pooling run the same kernels (``_ke
 regular windows also reach the kernels as their ``Geometry`` struct (``PoolGeometry.kernel_struct``).  Arrays
 reaching this module are validated, C-contiguous float32/float64.
 """
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +28,7 @@ TASK_BYTES = 32 * 1024
 _UNIT = kernel_struct((1, 1, 1), (1, 1, 1), (1, 1, 1), (0, 0, 0))   # windows described by their tables alone
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Windows:
     """Per-dimension window tables over (D, H, W) (1-D/2-D problems get leading singleton dims).
 
@@ -42,6 +44,8 @@ class Windows:
     geometry: dict = None
     lo: int = 0
     hi: int = 0
+    taps: int = 1          # the most input elements a window reads (work per output, for the thread count)
+    # (compared and hashed by identity: the same cached windows are the same windows)
 
 
 def _as3(items, fill):
@@ -60,8 +64,16 @@ def _regular_axis(n, k, s, p, d, out, include_pad):
     return first, count, div
 
 
+def _frozen(*arrays):
+    for a in arrays:
+        a.setflags(write=False)     # shared by every call with the same geometry (cached below)
+    return arrays
+
+
+@functools.lru_cache(maxsize=256)
 def regular_windows(geom, fn, include_pad=True):
-    """The windows of a :class:`~fastconv.PoolGeometry` (ValueError for a window holding no input element)."""
+    """The windows of a :class:`~fastconv.PoolGeometry` (ValueError for a window holding no input element).
+    Cached per geometry: a call seen before builds no tables."""
     tabs = [_regular_axis(n, k, s, p, d, o, include_pad) for n, k, s, p, d, o in
             zip(geom.input_size, geom.kernel_size, geom.stride, geom.padding, geom.dilation, geom.output_size)]
     for i, (_, count, _) in enumerate(tabs):
@@ -75,13 +87,14 @@ def regular_windows(geom, fn, include_pad=True):
     lo = min(out, -(-p // s))                                   # first window starting at >= 0
     hi = max(lo, min(out, (n - 1 - (k - 1) * d + p) // s + 1))  # last window ending inside the input
     one = np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(1, np.int64)
-    tabs = _as3(tabs, one)
+    tabs = [_frozen(*t) for t in _as3(tabs, one)]
     return Windows(tuple(t[0] for t in tabs), tuple(t[1] for t in tabs), tuple(t[2] for t in tabs),
-                   geom.kernel_struct, lo, hi)
+                   geom.kernel_struct, lo, hi, math.prod(geom.kernel_size))
 
 
+@functools.lru_cache(maxsize=256)
 def adaptive_windows(in_size, out_size):
-    """PyTorch's adaptive bins: ``start = floor(o n / out)``, ``end = ceil((o + 1) n / out)``."""
+    """PyTorch's adaptive bins: ``start = floor(o n / out)``, ``end = ceil((o + 1) n / out)`` (cached)."""
     starts, counts = [], []
     for n, out in zip(in_size, out_size):
         o = np.arange(out, dtype=np.int64)
@@ -90,17 +103,21 @@ def adaptive_windows(in_size, out_size):
         starts.append(start)
         counts.append(end - start)
     zero, one = np.zeros(1, np.int64), np.ones(1, np.int64)
-    counts = _as3(counts, one)
-    return Windows(_as3(starts, zero), counts, counts, _UNIT)
+    counts = _frozen(*_as3(counts, one))
+    return Windows(_frozen(*_as3(starts, zero)), counts, counts, _UNIT, taps=math.prod(int(c.max()) for c in counts))
 
 
 def _plan(o4, bytes_per_output, nthreads):
     """(column chunks per row, rows per task, stream) for an output viewed as (P, OD, OH, OW)."""
-    P, OD, OH, OW = o4.shape
+    return _plan_shape(o4.shape, bytes_per_output, nthreads)
+
+
+def _plan_shape(shape4, bytes_per_output, nthreads):
+    P, OD, OH, OW = shape4
     rows, want = P * OD * OH, 4 * nthreads
     if rows < want:
         return -(-want // rows), 1, False
-    if o4.size * bytes_per_output < STREAM_BYTES:
+    if P * OD * OH * OW * bytes_per_output < STREAM_BYTES:
         return 1, 1, False
     rb = max(1, min(OH, TASK_BYTES // (OW * bytes_per_output), rows // want))
     return 1, rb, True
@@ -110,20 +127,42 @@ def _divs(win, dtype):
     return tuple(np.asarray(d, dtype) for d in win.div)
 
 
+# Kernel plans of forward calls seen before: (windows, input shape, dtype, ...) -> the kernel's arguments.
+_FORWARD_PLANS_SIZE = 512
+_forward_plans = {}
+
+
+def _forward_plan(x, win, out_shape, is_max, with_idx, divisor):
+    n = _threads.threads_for(math.prod(out_shape) * win.taps)
+    shape4 = (out_shape[0] * out_shape[1],) + (1,) * (5 - len(out_shape)) + tuple(out_shape[2:])
+    nchunks, rows, stream = _plan_shape(shape4, x.itemsize + (8 if with_idx else 0), n)
+    tables = (win.start[0], win.count[0], win.start[1], win.count[1], win.start[2], win.count[2]) + \
+        _divs(win, x.dtype)
+    kw = dict(is_max=is_max, with_idx=with_idx, divisor=divisor, lo=win.lo, hi=win.hi, nchunks=nchunks,
+              rows_per_task=rows, stream=stream, nthreads=n)
+    return tables, kw
+
+
 def run_forward(x, win, out_shape, is_max, with_idx=False, divisor=0):
     """Max (values, or (values, indices) with ``with_idx``) or mean over the windows ``win`` of x."""
-    out = np.empty(out_shape, x.dtype)
-    if out.size == 0:               # a batch of zero samples (or no channels): nothing to pool
+    if 0 in out_shape:              # a batch of zero samples (or no channels): nothing to pool
+        out = np.empty(out_shape, x.dtype)
         return (out, np.empty(out_shape, np.int64)) if with_idx else out
-    idx = np.empty(out_shape, np.int64) if with_idx else np.empty((1, 1, 1, 1), np.int64)
-    o4 = as_4d(out)
-    n = _threads.get_num_threads()
-    nchunks, rows, stream = _plan(o4, x.itemsize + (8 if with_idx else 0), n)
-    _pool.forward(as_4d(x), o4, as_4d(idx) if with_idx else idx, win.start[0], win.count[0], win.start[1],
-                  win.count[1], win.start[2], win.count[2], *_divs(win, x.dtype), win.geometry, is_max=is_max,
-                  with_idx=with_idx, divisor=divisor, lo=win.lo, hi=win.hi, nchunks=nchunks, rows_per_task=rows,
-                  stream=stream, nthreads=n)
+    key = (win, x.shape, x.dtype.char, out_shape, is_max, with_idx, divisor, _threads.get_num_threads())
+    plan = _forward_plans.get(key)
+    if plan is None:
+        plan = _forward_plan(x, win, out_shape, is_max, with_idx, divisor)
+        if len(_forward_plans) >= _FORWARD_PLANS_SIZE:
+            _forward_plans.clear()
+        _forward_plans[key] = plan
+    tables, kw = plan
+    out = np.empty(out_shape, x.dtype)
+    idx = np.empty(out_shape, np.int64) if with_idx else _NO_INDEX
+    _pool.forward(as_4d(x), as_4d(out), as_4d(idx) if with_idx else idx, *tables, win.geometry, **kw)
     return (out, idx) if with_idx else out
+
+
+_NO_INDEX = np.empty((1, 1, 1, 1), np.int64)
 
 
 def _inverse_axis(start, count, n):
@@ -142,7 +181,7 @@ def run_avg_backward(gy, win, input_shape, divisor=0):
         return gx
     g4 = as_4d(gx)
     inv = [_inverse_axis(s, c, n) for s, c, n in zip(win.start, win.count, g4.shape[1:])]
-    n = _threads.get_num_threads()
+    n = _threads.threads_for(gx.size + gy.size)
     _, rows, stream = _plan(g4, gy.itemsize, n)
     _pool.avg_backward(as_4d(gy), g4, *inv[0], *inv[1], *inv[2], *_divs(win, gy.dtype), win.geometry,
                        divisor=divisor, lo=win.lo, hi=win.hi, rows_per_task=rows, stream=stream, nthreads=n)
@@ -160,7 +199,7 @@ def run_scatter(src2, idx2, plane_size, accumulate, fn, where="a (n, c) plane"):
     out = np.empty((src2.shape[0], plane_size), src2.dtype)
     if out.size == 0:
         return out
-    bad = _pool.scatter(src2, idx2, out, accumulate, _threads.get_num_threads())
+    bad = _pool.scatter(src2, idx2, out, accumulate, _threads.threads_for(out.size + src2.size))
     _check_index_count(bad, fn, plane_size, where)
     return out
 
@@ -170,7 +209,7 @@ def run_gather(src2, idx2, fn):
     out = np.empty(idx2.shape, src2.dtype)
     if out.size == 0:
         return out
-    bad = _pool.gather(src2, idx2, out, _threads.get_num_threads())
+    bad = _pool.gather(src2, idx2, out, _threads.threads_for(out.size))
     _check_index_count(bad, fn, src2.shape[1])
     return out
 
@@ -181,5 +220,5 @@ def run_kmax(x2, k, sorted):
     idx = np.empty((x2.shape[0], k), np.int64)
     if vals.size == 0:
         return vals, idx
-    _pool.kmax(x2, vals, idx, sorted, _threads.get_num_threads())
+    _pool.kmax(x2, vals, idx, sorted, _threads.threads_for(x2.size))
     return vals, idx
