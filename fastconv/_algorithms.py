@@ -27,6 +27,8 @@ The contract of an :class:`Algorithm` entry
         is also the transposed convolution.
     ``grad_weight(x, gy, geom, out, nthreads)``
         ``out`` (``geom.weight_shape``) = the gradient of ``sum(forward(x, w) * gy)`` with respect to ``w``.
+        An entry with ``fused_bias=True`` also takes ``grad_bias=`` (None or a length-K array) and writes the
+        bias gradient (``gy`` summed over every axis but 1) there, from the same pass over ``gy``.
     ``cost(geom, dtype, op)``
         Estimated seconds of ``op`` in :data:`OPS` with the current ``fastconv.get_num_threads()``, from
         constants measured on the development machine (each module documents how): the machine calibration
@@ -107,6 +109,7 @@ class Algorithm:
     error: Optional[Callable] = None     # reduced-accuracy entries: relative error bound (see above)
     nonfinite: str = "exact"             # "exact" or "spreads" (see the non-finite contract above)
     cost_kind: Callable = field(default=lambda geom, dtype, op: "")
+    fused_bias: bool = False
 
     def implements(self, op):
         return getattr(self, op) is not None

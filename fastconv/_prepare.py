@@ -26,7 +26,7 @@ from . import _validate as V
 from ._geometry import PADDING_MODES, ConvGeometry, _exact_key
 
 __all__ = ["PreparedConv", "prepare_conv", "prepare_conv_transpose", "prepare_conv_shape", "flip_kernel",
-           "pad_input", "pad_adjoint", "WLAYOUT"]
+           "pad_input", "pad_adjoint", "bias_grad", "WLAYOUT"]
 
 # weight layouts in messages, by number of spatial dims
 WLAYOUT = {1: "C_out, C_in/groups, kL", 2: "C_out, C_in/groups, kH, kW", 3: "C_out, C_in/groups, kD, kH, kW"}
@@ -101,15 +101,26 @@ class PreparedConv(NamedTuple):
             return pad_adjoint(out, self.geom.padding, self.geom.padding_mode)
         return out
 
-    def weight_grad(self, a, g):
+    def weight_grad(self, a, g, with_bias=False):
         """The weight gradient for input ``a`` (input space, padded like ``x``) and output gradient ``g``, in the
-        user's orientation (flipped back for ``flip``)."""
+        user's orientation (flipped back for ``flip``); with ``with_bias``, ``(weight gradient, bias gradient)``,
+        the bias gradient from the same pass over ``g`` where the algorithm fuses it."""
         kg = self.geom.kernel_geometry
         if a.size == 0 or g.size == 0:      # no samples (or no channels): no product reaches the weight
-            return np.zeros(kg.weight_shape, self.dtype)
+            gw = np.zeros(kg.weight_shape, self.dtype)
+            return (gw, bias_grad(g).astype(self.dtype, copy=False)) if with_bias else gw
         gw = np.empty(kg.weight_shape, self.dtype)
-        self.algorithm_for("grad_weight", a, g).grad_weight(a, g, kg, gw, _threads.get_num_threads())
-        return flip_kernel(gw) if self.flip else gw
+        alg = self.algorithm_for("grad_weight", a, g)
+        gb = None
+        if with_bias and alg.fused_bias:
+            gb = np.empty(kg.out_channels, self.dtype)
+            alg.grad_weight(a, g, kg, gw, _threads.get_num_threads(), grad_bias=gb)
+        else:
+            alg.grad_weight(a, g, kg, gw, _threads.get_num_threads())
+            if with_bias:
+                gb = bias_grad(g)
+        gw = flip_kernel(gw) if self.flip else gw
+        return (gw, gb) if with_bias else gw
 
     def output_grad(self, g):
         """A gradient arriving from the tape as the kernels need it (C-contiguous, ``dtype``)."""
@@ -117,6 +128,11 @@ class PreparedConv(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------- arrays
+def bias_grad(g):
+    """The bias gradient: ``g`` summed over every axis but the channel axis 1."""
+    return g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+
+
 def flip_kernel(w):
     """Reverse every spatial axis of a weight array (true convolution instead of cross-correlation)."""
     nd = w.ndim - 2

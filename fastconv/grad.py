@@ -11,7 +11,7 @@ The pooling gradients (``max_pool_backward``, ``avg_pool2d_backward``, ...) take
 and return dL/d(input) of the matching function in :mod:`fastconv.pooling`.
 """
 from ._doc import CONV, filled
-from ._prepare import pad_adjoint, prepare_conv_shape
+from ._prepare import bias_grad, pad_adjoint, prepare_conv_shape
 from . import _validate as V
 from .pooling._adaptive import (adaptive_avg_pool1d_backward, adaptive_avg_pool2d_backward,
                                 adaptive_avg_pool3d_backward, global_avg_pool_backward)
@@ -135,4 +135,4 @@ def conv_bias(grad_output):
     gy = V.as_array(grad_output, "conv_bias", "grad_output")
     if gy.ndim < 2:
         raise ValueError("conv_bias(): argument 'grad_output' must have shape (N, C, ...), got %s" % (gy.shape,))
-    return gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
+    return bias_grad(gy)

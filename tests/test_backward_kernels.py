@@ -135,3 +135,21 @@ def test_toeplitz_weight_gradient_in_batch_chunks():
                ref.conv_grad_weight_nd(x, gy, w.shape, **kw), np.float32)
     finally:
         fc.set_workspace_limit(None)
+
+
+@pytest.mark.parametrize("algorithm", fc.algorithms())
+@pytest.mark.parametrize("groups", [1, 4])
+def test_tape_bias_gradient_from_the_weight_gradient_pass(algorithm, groups):
+    """The tape asks the weight gradient for the bias gradient too; algorithms that fuse it (``fused_bias``)
+    return the same sums as ``grad.conv_bias``, the others get it computed."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((4 if groups == 4 else 8, 4 // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(w.shape[0]).astype(np.float32)
+    X, W, B = (fc.Tensor(a, requires_grad=True) for a in (x, w, b))
+    y = fc.nn.functional.conv2d(X, W, B, padding=1, groups=groups, algorithm=algorithm)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(gy)
+    np.testing.assert_allclose(B.grad, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
+    _close(W.grad, ref.conv_grad_weight_nd(x, gy, w.shape, padding=1, groups=groups), np.float32)
+    _close(X.grad, ref.conv_grad_input_nd(x.shape, w, gy, padding=1, groups=groups), np.float32)

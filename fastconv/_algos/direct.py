@@ -337,7 +337,7 @@ def _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias=None):
         np.sum(bpart, axis=0, out=grad_bias)
 
 
-def grad_weight(x, gy, geom, out, nthreads):
+def grad_weight(x, gy, geom, out, nthreads, grad_bias=None):
     G = geom.groups
     N, C = x.shape[:2]
     K = gy.shape[1]
@@ -345,7 +345,9 @@ def grad_weight(x, gy, geom, out, nthreads):
     g3 = geom.as_3d()
     x5, gy5 = as_5d(x), as_5d(gy)
     if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS and np.isfinite(gy5).all():
-        return _wgrad_columns(x5, gy5, geom, out, nthreads)
+        return _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias)
+    if grad_bias is not None:   # the swapped convolution reads gy as its kernel: the sum is a pass of its own
+        grad_bias[...] = gy5.sum(axis=(0, 2, 3, 4))
     # batch <-> channels: input (Cg, G*N, ...) with groups G, kernel (K, N, *out_size), stride and dilation swapped
     xt = np.ascontiguousarray(x5.reshape((N, G, Cg) + x5.shape[2:]).transpose(2, 1, 0, 3, 4, 5)
                               .reshape((Cg, G * N) + x5.shape[2:]))
@@ -463,6 +465,7 @@ ALGORITHM = register(Algorithm(
     grad_weight=grad_weight,
     cost=cost,
     cost_kind=cost_kind,
+    fused_bias=True,
     description="cache-tiled direct convolution; no workspace beyond a per-thread row buffer",
     supports=supports,
 ))

@@ -251,15 +251,19 @@ def grad_input(gy, w, geom, out, nthreads):
                               cb=pl.cblock, one_by_one=pl.one_by_one, nthreads=pl.threads)
 
 
-def grad_weight(x, gy, geom, out, nthreads):
+def grad_weight(x, gy, geom, out, nthreads, grad_bias=None):
     pl = _plan_or_raise(geom, x.dtype, "grad_weight", nthreads)
     K = out.shape[0]
     dst = out.reshape(1, K, -1) if pl.bchunks == 1 else np.empty((pl.bchunks, K, out.size // K), out.dtype)
+    db = np.empty((pl.bchunks, K) if grad_bias is not None else (1, 1))
     with single_threaded_blas():
-        res = _tp.grad_weight(as_5d(x), as_5d(gy), dst, geom.kernel_struct, pc=pl.chunk, cb=pl.cblock,
-                              kb=pl.kblock, one_by_one=pl.one_by_one, nthreads=pl.threads)
+        res = _tp.grad_weight(as_5d(x), as_5d(gy), dst, db, geom.kernel_struct, pc=pl.chunk, cb=pl.cblock,
+                              kb=pl.kblock, one_by_one=pl.one_by_one, with_bias=grad_bias is not None,
+                              nthreads=pl.threads)
     if pl.bchunks > 1:
         np.sum(dst, axis=0, out=out.reshape(K, -1))     # the batch chunks in order
+    if grad_bias is not None:
+        grad_bias[...] = db.sum(axis=0)
     return res[0], res[1] + pl.partial_bytes
 
 
@@ -302,6 +306,7 @@ ALGORITHM = register(Algorithm(
     grad_input=grad_input,
     grad_weight=grad_weight,
     cost=cost,
+    fused_bias=True,
     description="im2col / col2im + one BLAS GEMM per chunk; workspace bounded by set_workspace_limit()",
     supports=supports,
 ))

@@ -264,13 +264,28 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
                                                                    buf_len * sizeof(float_t))
 
 
+cdef inline void _row_sums(const float_t* a, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ld,
+                           double* acc) noexcept nogil:
+    """acc[r] += sum of a[r * ld : r * ld + n] for r < rows, in order (double accumulators)."""
+    cdef Py_ssize_t r, j
+    cdef double s
+    for r in range(rows):
+        s = acc[r]
+        for j in range(n):
+            s = s + a[r * ld + j]
+        acc[r] = s
+
+
 def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, :, ::1] dw3,
-                Geometry geom, *, Py_ssize_t pc, Py_ssize_t cb, Py_ssize_t kb, bint one_by_one, int nthreads):
+                double[:, ::1] db2, Geometry geom, *, Py_ssize_t pc, Py_ssize_t cb, Py_ssize_t kb,
+                bint one_by_one, bint with_bias, int nthreads):
     """dw3[b] (K, Cg*R*S*T) = sum over the images of batch chunk b of gy[n, g] @ col(x[n, g])^T; im2col + GEMM.
 
     The batch is split into ``dw3.shape[0]`` chunks (the caller adds the partial sums in order).  Tasks (batch
     chunk, g, block of ``cb`` input channels, block of ``kb`` output channels) each accumulate over their images
-    and position chunks in order.  Returns (GEMM calls, bytes of workspace the threads allocated).
+    and position chunks in order.  With ``with_bias`` the tasks of the first channel block also sum each output
+    gradient chunk right after its GEMM read it (still in cache) into db2[b] (K; double accumulators).  Returns
+    (GEMM calls, bytes of workspace the threads allocated).
     """
     cdef Geo geo = _geo(&x.shape[2], &gy.shape[2], &geom)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = geom.groups, NB = dw3.shape[0]
@@ -305,6 +320,9 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
             if bc * N // NB == (bc + 1) * N // NB:     # an empty chunk (more chunks than images)
                 for m in range(nk):
                     memset(dwp + m * L, 0, nc * RST * sizeof(float_t))
+            if with_bias and cbi == 0:
+                for m in range(nk):
+                    db2[bc, g * Kg + k0 + m] = 0
             for n in range(bc * N // NB, (bc + 1) * N // NB):
                 xc = xp + (n * C + g * Cg + c0) * DHW
                 for ch in range(nch):
@@ -315,6 +333,8 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                           _lowered(xc, buf, nc, &geo, p0, p1, one_by_one), <int> (DHW if one_by_one else m),
                           gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
                     beta = 1
+                    if with_bias and cbi == 0:
+                        _row_sums(gyp + (n * K + g * Kg + k0) * P + p0, nk, m, P, &db2[bc, g * Kg + k0])
         free(buf)
     return ntask * nch * ((N + NB - 1) // NB), _workspace_used(held, "grad_weight", buf_len * sizeof(float_t))
 

@@ -15,7 +15,7 @@ from .. import grad as _grad
 from .. import pooling as _pool
 from .._algos.toeplitz import add_patches, patches
 from .._geometry import ConvGeometry
-from .._prepare import pad_input, prepare_conv, prepare_conv_transpose
+from .._prepare import bias_grad, pad_input, prepare_conv, prepare_conv_transpose
 from ..autograd import Tensor, as_tensor, record, log_softmax, relu, sigmoid, softmax, tanh
 from . import init as _init
 from .activation import (elu, gelu, hardswish, hardtanh, leaky_relu, mish, prelu, relu6, silu,  # noqa: F401
@@ -60,10 +60,14 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
 
     def backward(g, needs):
         g = p.output_grad(g)
-        return (p.adjoint(g) if needs[0] else None,
-                p.weight_grad(p.x, g) if needs[1] else None,
-                # an input without channels has an output without channels: the bias reaches nothing
-                (_grad.conv_bias(g) if g.shape[1] else np.zeros_like(p.b)) if needs[2] else None)
+        gx = p.adjoint(g) if needs[0] else None
+        if needs[1]:     # the bias gradient from the weight gradient's pass over g, where the algorithm fuses it
+            gw, gb = p.weight_grad(p.x, g, with_bias=True) if needs[2] else (p.weight_grad(p.x, g), None)
+        else:
+            gw, gb = None, (bias_grad(g) if needs[2] else None)
+        if gb is not None and not g.shape[1]:
+            gb = np.zeros_like(p.b)     # an input without channels has an output without channels: no bias
+        return gx, gw, gb
     return record(name, y, (x, w, b), backward, saved=(x, w))
 
 
