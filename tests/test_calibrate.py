@@ -1,0 +1,171 @@
+"""The machine calibration of ``auto`` and the filters, ``fastconv calibrate``, and the persistent autotuner.
+
+The rest of the suite runs with ``FASTCONV_CALIBRATE=off`` (see conftest.py); these tests turn it on with a
+temporary cache directory and a small probe set, so they take a fraction of a second each.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import _algorithms, _autotune, _calibrate, cli
+from fastconv.filters import _engine as FE
+
+SMALL_PROBES = [("3x3", (2, 8, 12, 12), (8, 8, 3, 3), 1, 1, 1),
+                ("depthwise", (2, 8, 12, 12), (8, 1, 3, 3), 1, 1, 8)]
+
+
+@pytest.fixture
+def calibrating(tmp_path, monkeypatch):
+    """Calibration on, in a temporary cache directory, with two small probes; restored afterwards."""
+    monkeypatch.setenv(_calibrate.ENV_DIR, str(tmp_path))
+    monkeypatch.setenv(_calibrate.ENV_MODE, "auto")
+    monkeypatch.setattr(_calibrate, "PROBES", SMALL_PROBES)
+    monkeypatch.setattr(_calibrate, "REPEATS", 1)
+    monkeypatch.setattr(FE, "calibrate", lambda **kw: {"MAC_SECONDS": {"4": 1e-10}, "PASS_SECONDS": {"4": 1e-9},
+                                                        "FFT_SECONDS": {"4": 1e-9}, "CALL_SECONDS": 1e-5})
+    _calibrate.reset()
+    yield tmp_path
+    monkeypatch.setenv(_calibrate.ENV_MODE, "off")
+    _calibrate.reset()
+
+
+def test_first_use_measures_stores_and_later_loads(calibrating, capsys):
+    geom = fc.ConvGeometry.make((2, 8, 12, 12), (8, 8, 3, 3), padding=1)
+    data = _calibrate.current()
+    assert "calibrating algorithm choice" in capsys.readouterr().err
+    key = _calibrate.machine_key()
+    assert data["key"] == key and key["threads"] == fc.get_num_threads() and key["simd"] == fc.info(False)["simd_level"]
+    path = _calibrate.cache_path("calibration", key)
+    assert os.path.dirname(path) == str(calibrating) and os.path.exists(path)
+    with open(path) as f:
+        assert json.load(f)["fits"] == json.loads(json.dumps(data["fits"]))
+    for name in fc.algorithms():     # every registered algorithm got fits for every op it runs on a probe
+        assert any(k.startswith(name + "/forward/") for k in data["fits"])
+    assert "direct/grad_weight/wcolumns" in data["fits"] and "direct/forward/channels" in data["fits"]
+    # the estimate is the fitted affine map of the model's seconds
+    alg = _algorithms.get("direct")
+    scale, over = data["fits"]["direct/forward/channels"]
+    assert _calibrate.estimate(alg, geom, np.float32, "forward") == pytest.approx(
+        scale * alg.cost(geom, np.float32, "forward") + over)
+    # a new process (a reset) loads the file instead of measuring
+    _calibrate.reset()
+    assert _calibrate.current()["seconds"] == data["seconds"]
+    assert "calibrating" not in capsys.readouterr().err
+    # another thread count is another calibration
+    with fc.num_threads(1):
+        other = _calibrate.current()
+    assert other["key"]["threads"] == 1 and _calibrate.cache_path("calibration", other["key"]) != path
+
+
+def test_off_uses_the_built_in_constants(monkeypatch):
+    monkeypatch.setenv(_calibrate.ENV_MODE, "off")
+    _calibrate.reset()
+    geom = fc.ConvGeometry.make((2, 8, 12, 12), (8, 8, 3, 3), padding=1)
+    alg = _algorithms.get("toeplitz")
+    assert _calibrate.current() is None
+    assert _calibrate.estimate(alg, geom, np.float32, "forward") == alg.cost(geom, np.float32, "forward")
+    monkeypatch.setenv(_calibrate.ENV_MODE, "sometimes")
+    _calibrate.reset()
+    with pytest.raises(ValueError, match="FASTCONV_CALIBRATE"):
+        _calibrate.current()
+
+
+def test_any_registered_algorithm_is_fitted(calibrating):
+    """A newly registered algorithm is probed and fitted like the built-in ones (nothing lists them)."""
+    direct = _algorithms.get("direct")
+    slow = _algorithms.Algorithm(name="slowdirect", forward=direct.forward, grad_input=None, grad_weight=None,
+                                 cost=lambda g, d, op: 1e-9 * g.flops, description="a test entry")
+    _algorithms.register(slow)
+    try:
+        data = _calibrate.calibrate(progress=False, save=False)
+        scale, over = data["fits"]["slowdirect/forward/"]
+        assert scale > 0 and over >= 0
+        assert not any(k.startswith("slowdirect/grad") for k in data["fits"])
+    finally:
+        del _algorithms._registry["slowdirect"]
+        _algorithms._choice_cache.clear()
+
+
+def test_the_fit_recovers_an_affine_law():
+    samples = [(m, 3.0 * m + 2e-4) for m in (1e-4, 1e-3, 1e-2, 5e-2)]
+    scale, over = _calibrate._fit(samples)
+    assert scale == pytest.approx(3.0, rel=1e-6) and over == pytest.approx(2e-4, rel=1e-4)
+    assert _calibrate._fit([(2e-3, 5e-3)]) == (pytest.approx(2.5), 0.0)
+
+
+def test_filters_use_the_measured_constants(calibrating):
+    _calibrate.current()
+    assert FE._consts["MAC_SECONDS"][4] == pytest.approx(1e-10)
+    assert FE._consts["MAC_SECONDS"][8] == pytest.approx(1e-10 * FE.MAC_SECONDS[8] / FE.MAC_SECONDS[4])
+    _calibrate.reset()
+    assert FE._consts["MAC_SECONDS"] is FE.MAC_SECONDS
+
+
+def test_calibrate_command(calibrating, capsys):
+    assert cli.main(["calibrate", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration for" in out and "direct/forward/channels" in out and "stored in" in out
+    assert cli.main(["calibrate", "--no-save", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert cli.main(["calibrate", "--threads", "0"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------- autotune
+@pytest.fixture
+def tuning(tmp_path, monkeypatch):
+    monkeypatch.setenv(_calibrate.ENV_DIR, str(tmp_path))
+    _autotune.clear_cache()
+    yield tmp_path
+    fc.autotune(False)
+    _autotune.clear_cache()
+
+
+def test_autotune_persists_in_the_cache_directory_by_default(tuning):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    fc.autotune(True)
+    path = _autotune.cache_info()["file"]
+    assert path == _autotune.default_cache_file() and os.path.dirname(path) == str(tuning)
+    y = fc.conv2d(x, w, padding=1)
+    with open(path) as f:
+        winners = json.load(f)
+    assert len(winners) == 1 and list(winners.values())[0] in fc.algorithms()
+    np.testing.assert_allclose(y, fc.conv2d(x, w, padding=1, algorithm="direct"), atol=1e-4)
+    # a later process starts tuned
+    _autotune.clear_cache()
+    fc.autotune(True)
+    assert _autotune.cache_info()["entries"] == 1
+    fc.conv2d(x, w, padding=1)
+    assert _autotune.cache_info()["misses"] == 0
+    fc.autotune(True, cache_file=False)
+    assert _autotune.cache_info()["file"] is None
+    with pytest.raises(TypeError, match="cache_file"):
+        fc.autotune(True, cache_file=3)
+
+
+def test_autotune_keeps_the_model_choice_on_a_tie(tuning, monkeypatch):
+    geom = fc.ConvGeometry.make((2, 4, 10, 10), (4, 4, 3, 3), padding=1)
+    cands = [_algorithms.get(n) for n in ("direct", "toeplitz")]
+    model = min(cands, key=lambda a: _calibrate.estimate(a, geom, np.float32, "forward")).name
+    other = next(a.name for a in cands if a.name != model)
+    # the other one is 1 % faster: within the tie margin, so the model's choice stays
+    monkeypatch.setattr(_autotune, "measure", lambda g, d, op, c: {model: [1.0] * 5, other: [0.99] * 5})
+    fc.autotune(True, cache_file=False)
+    assert _autotune.tune(geom, np.float32, "forward", cands) == model
+    # clearly faster: it wins
+    monkeypatch.setattr(_autotune, "measure", lambda g, d, op, c: {model: [1.0] * 5, other: [0.5] * 5})
+    _autotune.clear_cache()
+    assert _autotune.tune(geom, np.float32, "forward", cands) == other
+
+
+def test_autotune_measures_until_separated(monkeypatch):
+    geom = fc.ConvGeometry.make((1, 2, 8, 8), (2, 2, 3, 3), padding=1)
+    cands = [_algorithms.get(n) for n in ("direct", "toeplitz")]
+    times = _autotune.measure(geom, np.float32, "forward", cands)
+    assert set(times) == {"direct", "toeplitz"}
+    assert _autotune.MIN_ROUNDS <= len(times["direct"]) <= _autotune.MAX_ROUNDS
+    assert len(times["direct"]) == len(times["toeplitz"])
