@@ -150,7 +150,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
         if buf == NULL or res == NULL or rl == NULL or sl == NULL:
             failed[0] = 1
         else:
-            for task in prange(ntask, schedule='static'):
+            for task in prange(ntask, schedule='dynamic'):
                 rem = task
                 wc = rem % nwc
                 rem = rem // nwc

@@ -193,7 +193,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, ::1] w2, const fl
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
     with nogil, parallel(num_threads=nthreads):
         buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), &held[threadid()])
-        for task in prange(ntask, schedule='static'):
+        for task in prange(ntask, schedule='dynamic'):
             if buf_len > 0 and buf == NULL:
                 continue
             n, g, ch = _task(task, G, nch)
@@ -239,7 +239,7 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
     with nogil, parallel(num_threads=nthreads):
         buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), &held[threadid()])
-        for task in prange(ntask, schedule='static'):
+        for task in prange(ntask, schedule='dynamic'):
             if buf_len > 0 and buf == NULL:
                 continue
             n, g, cbi = _task(task, G, ncb)
@@ -305,7 +305,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
     with nogil, parallel(num_threads=nthreads):
         buf = <float_t*> _thread_buffer(buf_len * sizeof(float_t), &held[threadid()])
-        for task in prange(ntask, schedule='static'):
+        for task in prange(ntask, schedule='dynamic'):
             if buf_len > 0 and buf == NULL:
                 continue
             bg, cbi, kbi = _task(task, ncb, nkb)
