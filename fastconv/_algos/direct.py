@@ -40,6 +40,8 @@ _dw = _kernels.module("_depthwise")
 BUFFER_BYTES = 256 * 1024
 # Larger per-thread buffers are refused before the kernel runs (no machine has them; 64-bit sizes stay exact).
 MAX_BUFFER_BYTES = 2 ** 48
+# Output rows per task of the channel-vectorised kernel (they share the band of input rows it gathers).
+BAND_ROWS = 8
 # Fewer output channels per group than this run the column-vectorised kernel (depthwise, single-channel images,
 # the input gradient of layers with few input channels).
 COLUMN_KERNEL_MAX_KG = 8
@@ -221,14 +223,22 @@ def _run_channels(x5, w5, bias, out5, geom, nthreads):
     # below ~1 MFLOP per thread, waking threads costs more than it saves
     nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
     nwblk = -(-OW // WB)
-    col_bytes = max(1, Cg * R * S * x5.itemsize * sw)
-    wcb = max(1, min(nwblk, BUFFER_BYTES // (col_bytes * WB)))
     nkb = -(-(K // groups) // KB)
     want = 4 * nthreads
-    # rows per task: enough work per task (>= ~64 kFLOP) to amortise its setup, while keeping >= 4 tasks/thread
-    row_flops = 2 * nkb * KB * Cg * R * S * T * min(OW, wcb * WB)
-    rows = max(1, min(OH, -(-64000 // row_flops)))
+    # rows per task: a band of BAND_ROWS output rows shares its input rows (gathered once per task), and enough
+    # work per task (>= ~64 kFLOP) amortises its setup, while keeping >= 4 tasks per thread
+    row_flops = 2 * nkb * KB * Cg * R * S * T * OW
+    rows = max(1, min(OH, max(BAND_ROWS, -(-64000 // row_flops))))
     while rows > 1 and N * groups * OD * ceil(OH / rows) < want:
+        rows = max(1, rows // 2)
+    # columns per task: the band's rows of those columns fit the buffer budget (fewer rows if need be)
+    item = x5.itemsize
+    while True:
+        col_bytes = max(1, Cg * R * _direct.band_rows(rows, S, geom["sh"], geom["dh"]) * item * sw)
+        wcb = min(nwblk, BUFFER_BYTES // (col_bytes * WB))
+        if wcb >= 1 or rows == 1:
+            wcb = max(1, wcb)
+            break
         rows = max(1, rows // 2)
     base = N * groups * OD * ceil(OH / rows)
     kchunks = 1
@@ -239,9 +249,9 @@ def _run_channels(x5, w5, bias, out5, geom, nthreads):
     # The kernel sizes its gather buffer as below in 64-bit integers: a huge W stride or dilation (up to 2**62)
     # would wrap around there and under-allocate, so refuse it here, exactly, as the kernel's malloc would.
     wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
-    if Cg * R * S * wb * x5.itemsize > MAX_BUFFER_BYTES:
-        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
-                          % (Cg * R * S * wb * x5.itemsize))
+    band = Cg * R * _direct.band_rows(rows, S, geom["sh"], geom["dh"]) * wb * item
+    if band > MAX_BUFFER_BYTES:
+        raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch" % band)
     b = bias if bias is not None else np.zeros(1, x5.dtype)
     _direct.forward(x5, packed, b, out5, geom, has_bias=bias is not None, kchunks=kchunks, wchunk_blocks=wcb,
                     rows_per_task=rows, nthreads=nthreads)

@@ -26,11 +26,12 @@ from fastconv._kernels.common cimport (FC_CH_ACCS, FC_CH_COLS, FC_CH_VECS, Geome
                                        float_t, gather_row, scratch, vd, vec_t, vf)
 
 
-cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag,
-                            Py_ssize_t Cg, const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl,
-                            Py_ssize_t ns, Py_ssize_t R, Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb,
-                            Py_ssize_t dw, Py_ssize_t sw, Py_ssize_t off) noexcept nogil:
-    """res[j*KB + kk] = sum over c, valid taps of buf[c,r,s, off + t*dw + j*sw] * w[c,r,s,t,kk].
+cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag, Py_ssize_t Cg,
+                            const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs, Py_ssize_t cstride,
+                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dw, Py_ssize_t sw,
+                            Py_ssize_t off) noexcept nogil:
+    """res[j*KB + kk] = sum over valid taps (r, s) q < nrs, channels c and column taps t of
+    buf[roff[q] + c*cstride + off + t*dw + j*sw] * wblk[woff[q] + c*wcstride + t*KB + kk].
 
     KB = FC_CH_VECS vectors of output channels, WB = FC_CH_COLS output columns: FC_CH_ACCS vector accumulators
     (12 of 16 registers with 32-byte vectors, 24 of 32 with 64-byte ones).  ``tag`` only selects the vector
@@ -40,52 +41,66 @@ cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* re
     cdef vec_t wv[FC_CH_VECS]
     cdef vec_t z, xb
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
-    cdef Py_ssize_t c, ir, is_, t, j, q, rs, RS = R * S
+    cdef Py_ssize_t c, qr, t, j, q
     cdef const float_t* row
     cdef const float_t* wk
-    cdef const float_t* row0
-    cdef const float_t* wk0
     memset(&z, 0, sizeof(vec_t))
     for j in range(FC_CH_ACCS):
         acc[j] = z
-    for ir in range(nr):
-        for is_ in range(ns):
-            rs = rl[ir] * S + sl[is_]
-            row0 = buf + rs * Wb + off
-            wk0 = wblk + rs * T * FC_CH_VECS * V
-            for c in range(Cg):
-                row = row0 + c * RS * Wb
-                wk = wk0 + c * RS * T * FC_CH_VECS * V
-                for t in range(T):
+    for qr in range(nrs):
+        for c in range(Cg):
+            row = buf + roff[qr] + c * cstride + off
+            wk = wblk + woff[qr] + c * wcstride
+            for t in range(T):
+                for q in range(FC_CH_VECS):
+                    wv[q] = (<const vec_t*> (wk + q * V))[0]
+                for j in range(FC_CH_COLS):
+                    xb = row[j * sw] - z     # broadcast (x - 0 folds to x; adding 0 would not)
                     for q in range(FC_CH_VECS):
-                        wv[q] = (<const vec_t*> (wk + q * V))[0]
-                    for j in range(FC_CH_COLS):
-                        xb = row[j * sw] - z     # broadcast (x - 0 folds to x; adding 0 would not)
-                        for q in range(FC_CH_VECS):
-                            acc[FC_CH_VECS * j + q] += xb * wv[q]
-                    wk += FC_CH_VECS * V
-                    row += dw
+                        acc[FC_CH_VECS * j + q] += xb * wv[q]
+                wk += FC_CH_VECS * V
+                row += dw
     for j in range(FC_CH_ACCS):
         (<vec_t*> (res + j * V))[0] = acc[j]
 
 
 cdef inline void _dispatch(const float_t* buf, const float_t* wblk, float_t* res, Py_ssize_t Cg,
-                           const Py_ssize_t* rl, Py_ssize_t nr, const Py_ssize_t* sl, Py_ssize_t ns, Py_ssize_t R,
-                           Py_ssize_t S, Py_ssize_t T, Py_ssize_t Wb, Py_ssize_t dw, Py_ssize_t sw,
+                           const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs, Py_ssize_t cstride,
+                           Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dw, Py_ssize_t sw,
                            Py_ssize_t off) noexcept nogil:
     # the vector type of float_t; unit stride as a literal, so the block's addresses fold to constants
     cdef vf* tf = NULL
     cdef vd* td = NULL
     if float_t is float:
         if sw == 1:
-            _reduce_ch(buf, wblk, res, tf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, 1, off)
+            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off)
         else:
-            _reduce_ch(buf, wblk, res, tf, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off)
     else:
         if sw == 1:
-            _reduce_ch(buf, wblk, res, td, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, 1, off)
+            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off)
         else:
-            _reduce_ch(buf, wblk, res, td, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, off)
+            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off)
+
+
+def band_rows(Py_ssize_t rows, Py_ssize_t S, Py_ssize_t sh, Py_ssize_t dh):
+    """Rows of the band a task of ``rows`` output rows gathers (per channel and kernel depth tap): the input rows
+    neighbouring outputs share are gathered once (dense), or one slot per (row, tap) when a dilation would leave
+    a dense band mostly unused."""
+    cdef Py_ssize_t A, B
+    _band(rows, S, sh, dh, &A, &B)
+    return (rows - 1) * A + (S - 1) * B + 1
+
+
+cdef inline bint _band(Py_ssize_t rpt, Py_ssize_t S, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t* A,
+                       Py_ssize_t* B) noexcept nogil:
+    """Slot of output row r of a task under row tap s: r * A + s * B (dense: stride, dilation; sparse: S, 1).
+    Returns whether the band is sparse."""
+    cdef bint sparse = ((S > 1 and dh > rpt * S) or (rpt > 1 and sh > rpt * S)      # (no overflow below)
+                        or (rpt - 1) * sh + (S - 1) * dh + 1 > rpt * S)
+    A[0] = S if sparse else sh
+    B[0] = 1 if sparse else dh
+    return sparse
 
 
 def block_sizes(dtype_is_float):
@@ -127,13 +142,18 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     cdef Py_ssize_t ntask = N * G * OD * nohc * kch * nwc
     cdef Py_ssize_t Wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
     cdef Py_ssize_t wblock_len = Cg * R * S * T * KB
-    cdef Py_ssize_t buf_len = Cg * R * S * Wb
+    cdef Py_ssize_t A, B
+    cdef bint sparse = _band(rpt, S, sh, dh, &A, &B)
+    cdef Py_ssize_t Hb = (rpt - 1) * A + (S - 1) * B + 1
+    cdef Py_ssize_t buf_len = Cg * R * Hb * Wb
     cdef Py_ssize_t task, rem, n, g, od, oh, ohc, kc, wc, b, b0, b1, blk, ow0, ow_s, ow_e, nj, nk, k0, j, kk
-    cdef Py_ssize_t c, r, s, t, pos, idd, ihh, nr, ns, rs, iw0
+    cdef Py_ssize_t c, r, s, t, pos, idd, ihh, nr, ns, iw0, oh0, slot, q
     cdef float_t* buf
     cdef float_t* res
     cdef Py_ssize_t* rl
     cdef Py_ssize_t* sl
+    cdef Py_ssize_t* roff
+    cdef Py_ssize_t* woff
     cdef const float_t* xrow
     cdef const float_t* wblk
     cdef float_t bval
@@ -147,7 +167,9 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
         res = <float_t*> scratch(FC_CH_ACCS * VECTOR_BYTES, failed)
         rl = <Py_ssize_t*> scratch(R * sizeof(Py_ssize_t), failed)
         sl = <Py_ssize_t*> scratch(S * sizeof(Py_ssize_t), failed)
-        if buf == NULL or res == NULL or rl == NULL or sl == NULL:
+        roff = <Py_ssize_t*> scratch(R * S * sizeof(Py_ssize_t), failed)
+        woff = <Py_ssize_t*> scratch(R * S * sizeof(Py_ssize_t), failed)
+        if buf == NULL or res == NULL or rl == NULL or sl == NULL or roff == NULL or woff == NULL:
             failed[0] = 1
         else:
             for task in prange(ntask, schedule='dynamic'):
@@ -162,24 +184,40 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                 rem = rem // OD
                 g = rem % G
                 n = rem // G
-                for oh in range(ohc * rpt, min(OH, ohc * rpt + rpt)):
-                    # valid kernel rows along D and H (zero padding / input dilation give whole zero rows)
-                    nr = 0
-                    for r in range(R):
-                        pos = od * sd + r * dd - pd
-                        if pos >= 0 and (pos < D if ld == 1 else (pos % ld == 0 and pos // ld < D)):
-                            rl[nr] = r
-                            nr = nr + 1
+                # valid kernel rows along D (zero padding / input dilation give whole zero slices)
+                nr = 0
+                for r in range(R):
+                    pos = od * sd + r * dd - pd
+                    if pos >= 0 and (pos < D if ld == 1 else (pos % ld == 0 and pos // ld < D)):
+                        rl[nr] = r
+                        nr = nr + 1
+                ow_s = wc * wcb * WB
+                ow_e = min(OW, ow_s + wcb * WB)
+                b0 = kc * kcs
+                b1 = min(nkb, b0 + kcs)
+                oh0 = ohc * rpt
+                # gather the band of input rows this task's output rows read, padded and dilated, once:
+                # buf[c, r, slot, :] (slot = row * A + s * B; rows outside the input are never read)
+                iw0 = ow_s * sw - pw
+                for c in range(Cg):
+                    for r in range(nr):
+                        idd = od * sd + rl[r] * dd - pd
+                        if ld > 1:
+                            idd = idd // ld
+                        for slot in range(Hb):
+                            pos = (oh0 + slot // S) * sh + (slot % S) * dh - ph if sparse else oh0 * sh + slot - ph
+                            if pos >= 0 and (pos < H if lh == 1 else (pos % lh == 0 and pos // lh < H)):
+                                ihh = pos // lh if lh > 1 else pos
+                                xrow = &x[n, g * Cg + c, idd, ihh, 0]
+                                gather_row(xrow, W, &buf[((c * R + rl[r]) * Hb + slot) * Wb], Wb, iw0, lw, 1)
+                for oh in range(oh0, min(OH, oh0 + rpt)):
+                    # valid kernel rows along H for this output row
                     ns = 0
                     for s in range(S):
                         pos = oh * sh + s * dh - ph
                         if pos >= 0 and (pos < H if lh == 1 else (pos % lh == 0 and pos // lh < H)):
                             sl[ns] = s
                             ns = ns + 1
-                    ow_s = wc * wcb * WB
-                    ow_e = min(OW, ow_s + wcb * WB)
-                    b0 = kc * kcs
-                    b1 = min(nkb, b0 + kcs)
                     if nr == 0 or ns == 0:
                         # every tap reads padding: the outputs are the bias
                         for b in range(b0, b1):
@@ -190,20 +228,12 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                                 for j in range(ow_s, ow_e):
                                     out[n, k0 + kk, od, oh, j] = bval
                         continue
-                    # gather the input rows of this task, padded and dilated, into buf[c, r, s, :]
-                    iw0 = ow_s * sw - pw
-                    for c in range(Cg):
-                        for r in range(nr):
-                            idd = od * sd + rl[r] * dd - pd
-                            if ld > 1:
-                                idd = idd // ld
-                            for s in range(ns):
-                                ihh = oh * sh + sl[s] * dh - ph
-                                if lh > 1:
-                                    ihh = ihh // lh
-                                rs = (c * R + rl[r]) * S + sl[s]
-                                xrow = &x[n, g * Cg + c, idd, ihh, 0]
-                                gather_row(xrow, W, &buf[rs * Wb], Wb, iw0, lw, 1)
+                    # where each valid (r, s) tap's input row and weights start
+                    for r in range(nr):
+                        for s in range(ns):
+                            q = r * ns + s
+                            roff[q] = (rl[r] * Hb + (oh - oh0) * A + sl[s] * B) * Wb
+                            woff[q] = (rl[r] * S + sl[s]) * T * KB
                     for b in range(b0, b1):
                         wblk = &wp[(g * nkb + b) * wblock_len]
                         k0 = g * Kg + b * KB
@@ -211,7 +241,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                         for blk in range((ow_e - ow_s + WB - 1) // WB):
                             ow0 = ow_s + blk * WB
                             nj = min(WB, ow_e - ow0)
-                            _dispatch(buf, wblk, res, Cg, rl, nr, sl, ns, R, S, T, Wb, dw, sw, blk * WB * sw)
+                            _dispatch(buf, wblk, res, Cg, roff, woff, nr * ns, R * Hb * Wb, R * S * T * KB, T, dw,
+                                      sw, blk * WB * sw)
                             for kk in range(nk):
                                 bval = bias[k0 + kk] if has_bias else 0
                                 orow = &out[n, k0 + kk, od, oh, ow0]
@@ -221,6 +252,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
         free(res)
         free(rl)
         free(sl)
+        free(roff)
+        free(woff)
     check_scratch(failed[0], "direct convolution", buf_len * sizeof(float_t))
 
 
