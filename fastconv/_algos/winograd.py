@@ -51,7 +51,7 @@ from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
 from .._threads import single_threaded_blas
 
-_wk = _kernels.load("_winograd")
+_wk = _kernels.module("_winograd")
 
 def cook_toom(points, m=4, r=3):
     """(A^T, G, B^T) of the 1-D minimal correlation F(m, r) on the finite ``points`` and infinity.

@@ -29,7 +29,7 @@ from ..filters import _engine as E
 from . import _networks
 from . import _support as S
 
-_ndi = _kernels.load("_ndi")
+_ndi = _kernels.module("_ndi")
 
 __all__ = ["correlate1d", "convolve1d", "correlate", "convolve", "gaussian_filter1d", "gaussian_filter",
            "gaussian_laplace", "gaussian_gradient_magnitude", "generic_gradient_magnitude", "generic_laplace",
