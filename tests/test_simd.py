@@ -192,3 +192,54 @@ def test_unavailable_level_falls_back_with_a_warning(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _kernels._default_level() != "avx512"
+
+
+@pytest.mark.parametrize("level", OTHER)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_fft_tiles_at_every_level(level, dtype):
+    """winograd and fft_tiles (explicit vector code over tiles or images): bitwise against the default level at the
+    same vector width; at another width small-image batches are grouped into lanes of another size (other GEMM
+    blocks), so the last bits may differ there -- compared against the reference within the documented bound."""
+    rng = np.random.default_rng(4)
+    cases = [((2, 5, 13, 17), (7, 5, 3, 3), dict(padding=1)),
+             ((3, 4, 9, 10), (6, 4, 5, 5), dict(padding=2, stride=2)),
+             ((16, 3, 14, 14), (6, 3, 3, 3), {})]
+    for xs, ws, kw in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        gy = rng.standard_normal(fc.conv_output_shape(xs, ws, **kw)).astype(dtype)
+
+        def run():
+            return [f(algorithm=alg) for alg in ("winograd", "fft_tiles") for f in (
+                lambda algorithm: fc.conv2d(x, w, **kw, algorithm=algorithm),
+                lambda algorithm: fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm=algorithm),
+                lambda algorithm: fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=algorithm))]
+
+        default = run()
+        with _kernels.use_level(level):
+            got = run()
+            width = _kernels.vector_bytes()
+        same = (level in FMA_LEVELS and _kernels.level() in FMA_LEVELS and width == _kernels.vector_bytes())
+        want = [ref.conv_nd(x, w, **kw), ref.conv_grad_input_nd(x.shape, w, gy, **kw),
+                ref.conv_grad_weight_nd(x, gy, w.shape, **kw)] * 2
+        for a, d, r in zip(got, default, want):
+            if same:
+                assert np.array_equal(a, d), (level, xs)
+            scale = max(1.0, float(np.abs(r).max()))
+            np.testing.assert_allclose(a, r, rtol=0, atol=(3e-4 if dtype == np.float32 else 1e-11) * scale)
+
+
+@pytest.mark.parametrize("level", OTHER)
+def test_ndimage_at_every_level(level):
+    """fastconv.ndimage reproduces scipy.ndimage bit for bit at every level (its module is compiled without
+    contracting multiplies and adds)."""
+    from scipy import ndimage as sn
+    from fastconv import ndimage as ndi
+    img = np.random.default_rng(5).random((40, 53))
+    with _kernels.use_level(level):
+        got = (ndi.gaussian_filter(img, 2.0), ndi.uniform_filter(img, 5), ndi.median_filter(img, 3),
+               ndi.correlate(img, np.arange(12.0).reshape(3, 4) - 5, mode="wrap"))
+    want = (sn.gaussian_filter(img, 2.0), sn.uniform_filter(img, 5), sn.median_filter(img, 3),
+            sn.correlate(img, np.arange(12.0).reshape(3, 4) - 5, mode="wrap"))
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
