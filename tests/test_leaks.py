@@ -179,9 +179,10 @@ def test_failed_kernel_allocation_is_a_memory_error_and_does_not_leak():
 
         x = np.ones((1, 3, 4, 5), np.float32)
         w = np.ones((16, 3, 3, 1), np.float32)
-        # the buffer holds 3 x 3 rows of 5 strides of float32: 180 bytes per unit of W stride
+        # the buffer holds 3 x 3 rows of (block width - 1) strides of float32 (the block width of the SIMD level)
+        WB = fc._algos.direct._direct.block_sizes(True)[1]
         phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        sw = phys * 3 // 4 // 180
+        sw = phys * 3 // 4 // (3 * 3 * (WB - 1) * 4)
         huge = dict(padding=(1, sw), stride=(1, sw), algorithm="direct")
         direct = lambda: fc.conv2d(x, w, **huge)
         limit(min(3 << 30, phys // 4))
