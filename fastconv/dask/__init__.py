@@ -13,9 +13,9 @@ Every function takes and returns ``dask.array.Array`` (NumPy arrays are wrapped 
 arguments of its in-memory namesake (minus ``out=``, plus ``threads=``), and returns what the in-memory
 function returns on the whole array (float64 to rounding, integers exactly), whatever the chunking.
 
-Neighbourhood filters (:mod:`fastconv.filters`, :mod:`fastconv.filters.rank` as :mod:`fastconv.dask.rank`,
-:mod:`fastconv.ndimage` as :mod:`fastconv.dask.ndimage`)
-    Each output block is computed from its input block extended by the filter's *halo*: how far its passes
+Neighbourhood filters
+    :mod:`fastconv.filters`, :mod:`fastconv.filters.rank` as :mod:`fastconv.dask.rank`, :mod:`fastconv.ndimage`
+    as :mod:`fastconv.dask.ndimage`.  Each output block is computed from its input block extended by the filter's *halo*: how far its passes
     read on each side (``int(truncate * sigma + 0.5)`` for a Gaussian, ``k // 2 + origin`` before and the rest
     after for a kernel of length ``k``, 1 for the edge filters).  At the array's true edges the boundary mode
     is applied by the in-memory function itself; ``wrap`` reads the other end of the array.  Chunks may be
