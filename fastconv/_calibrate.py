@@ -10,9 +10,10 @@ several kernels gets one fit per kernel.  Nothing here knows any algorithm by na
 calibrated like the others.  The filters' constants (multiply-add, pass and FFT costs) are measured too.
 
 The result is stored as JSON in the user's cache directory (``platformdirs.user_cache_dir("fastconv")``, or
-``$FASTCONV_CACHE_DIR``), one file per CPU model, SIMD level, thread count and fastconv version, and used by every
-later process on that machine.  Without a file, the first ``auto`` choice of a process runs the calibration
-(about a second, with a message on stderr); ``fastconv calibrate`` runs it explicitly.  ``FASTCONV_CALIBRATE``:
+``$FASTCONV_CACHE_DIR``), one file per CPU model, SIMD level, thread count, fastconv version and set of registered
+algorithms, and used by every later process on that machine.  Without a file, the first ``auto`` choice of a
+process runs the calibration (about a second, with a message on stderr); ``fastconv calibrate`` runs it
+explicitly.  ``FASTCONV_CALIBRATE``:
 ``auto`` (default), ``off`` (the built-in constants, nothing measured or written) or ``force`` (measure again at
 first use).
 """
@@ -71,10 +72,12 @@ def _cpu_model():
 
 
 def machine_key(nthreads=None):
-    """What a calibration is valid for: CPU model, SIMD level, thread count, fastconv version."""
+    """What a calibration is valid for: CPU model, SIMD level, thread count, fastconv version and the registered
+    algorithms (a calibration made before an algorithm was registered has no fit for it: it is measured again)."""
     from ._version import __version__
     return {"cpu": _cpu_model(), "simd": _kernels.level(),
-            "threads": _threads.get_num_threads() if nthreads is None else int(nthreads), "version": __version__}
+            "threads": _threads.get_num_threads() if nthreads is None else int(nthreads), "version": __version__,
+            "algorithms": sorted(_algorithms.names())}
 
 
 def cache_dir():

@@ -60,6 +60,24 @@ def test_first_use_measures_stores_and_later_loads(calibrating, capsys):
     assert other["key"]["threads"] == 1 and _calibrate.cache_path("calibration", other["key"]) != path
 
 
+def test_a_calibration_without_a_registered_algorithm_is_measured_again(calibrating, capsys):
+    """A stored calibration made when fewer algorithms were registered has no fit for the others: the key names the
+    registered algorithms, so it is not loaded and the first auto choice measures again."""
+    data = _calibrate.current()
+    capsys.readouterr()
+    old_key = dict(data["key"], algorithms=[n for n in data["key"]["algorithms"] if n != "winograd"])
+    stale = dict(data, key=old_key, fits={k: v for k, v in data["fits"].items() if not k.startswith("winograd/")})
+    path = _calibrate.cache_path("calibration", _calibrate.machine_key())
+    with open(path, "w") as f:
+        json.dump(stale, f)
+    assert _calibrate._load(path, _calibrate.machine_key()) is None
+    _calibrate.reset()
+    fresh = _calibrate.current()
+    assert "calibrating algorithm choice" in capsys.readouterr().err
+    assert fresh["key"]["algorithms"] == sorted(fc.algorithms())
+    assert any(k.startswith("winograd/forward/") for k in fresh["fits"])
+
+
 def test_off_uses_the_built_in_constants(monkeypatch):
     monkeypatch.setenv(_calibrate.ENV_MODE, "off")
     _calibrate.reset()
