@@ -80,7 +80,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import _threads
+from . import _autotune, _threads
 from . import _validate as V
 
 __all__ = ["Algorithm", "register", "get", "names", "resolve", "choose", "tame", "OPS", "NONFINITE", "TOLERANCE",
@@ -211,7 +211,6 @@ def choose(geom, dtype, op="forward", finite=True):
     ``"spreads"``."""
     if not all(geom.input_shape[:2]):     # no samples or no channels: nothing to compute, nothing to compare
         return next(a for a in _registry.values() if a.implements(op))
-    from . import _autotune
     tuning = _autotune.enabled()
     if tuning:
         tuned = _autotune.lookup(geom, dtype, op)
