@@ -4,7 +4,7 @@ Every registered algorithm estimates its time with a cost model whose constants 
 machine.  Other machines differ -- in SIMD width, BLAS speed, cache sizes, thread count -- and so do the ratios
 between the algorithms.  The calibration measures a few small probe convolutions (each layer class of the
 benchmark grid, every op, every registered algorithm that supports it) and fits, for each (algorithm, op, kind),
-``time = scale * model + overhead`` (least squares on the relative error); ``kind`` is what the algorithm's
+``time = scale * model + overhead`` (robustly: Theil-Sen, see :func:`_fit`); ``kind`` is what the algorithm's
 optional ``cost_kind`` says runs (e.g. ``direct``'s channel- or column-vectorised kernel), so an algorithm with
 several kernels gets one fit per kernel.  Nothing here knows any algorithm by name: a newly registered one is
 calibrated like the others.  The filters' constants (multiply-add, pass and FFT costs) are measured too.
@@ -182,19 +182,21 @@ def _time(fn, repeats):
 
 
 def _fit(samples):
-    """(scale, overhead) minimising the squared relative error of ``scale * model + overhead`` over
-    ``samples = [(model, measured), ...]``; a single sample (or a degenerate set) fits the scale alone."""
+    """(scale, overhead) of ``scale * model + overhead`` through ``samples = [(model, measured), ...]``, fitted
+    robustly (Theil-Sen): the scale is the median of the slopes between every two samples, the overhead the median
+    of what the scale leaves (at least 0).  The probes are small, and the fit is used on layers far larger than
+    they are: a least-squares fit lets one or two outliers (a probe whose kernel runs unusually well, a busy
+    moment on a shared machine) trade scale for overhead and extrapolate badly.  Fewer than three samples (one
+    slope between two nearly equal models is noise), or samples without an increasing pair, fit the scale alone
+    (the median ratio)."""
     m = np.array([s[0] for s in samples], float)
     t = np.array([s[1] for s in samples], float)
-    a, b = m / t, 1.0 / t          # (scale * m + overhead) / t ~ 1
-    if len(samples) >= 2:
-        A = np.stack([a, b], 1)
-        sol, *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
-        scale, over = float(sol[0]), float(sol[1])
-        if scale > 0 and over >= 0:
-            return scale, over
-    scale = float(np.exp(np.median(np.log(t / m))))
-    return scale, 0.0
+    slopes = [(t[j] - t[i]) / (m[j] - m[i]) for i in range(len(m)) for j in range(i + 1, len(m)) if m[j] != m[i]]
+    slopes = [x for x in slopes if x > 0]
+    if len(samples) < 3 or not slopes:
+        return float(np.exp(np.median(np.log(t / m)))), 0.0
+    scale = float(np.median(slopes))
+    return scale, max(0.0, float(np.median(t - scale * m)))
 
 
 def _probe_calls(spec, rng):

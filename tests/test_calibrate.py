@@ -112,6 +112,18 @@ def test_the_fit_recovers_an_affine_law():
     scale, over = _calibrate._fit(samples)
     assert scale == pytest.approx(3.0, rel=1e-6) and over == pytest.approx(2e-4, rel=1e-4)
     assert _calibrate._fit([(2e-3, 5e-3)]) == (pytest.approx(2.5), 0.0)
+    # two probes of nearly the same model: their slope (33) is noise, the scale is their median ratio
+    assert _calibrate._fit([(1.06e-4, 1.78e-4), (1.04e-4, 1.07e-4)])[0] == pytest.approx((1.67 * 1.03) ** 0.5,
+                                                                                       rel=0.02)
+
+
+def test_the_fit_is_not_thrown_off_by_an_outlier():
+    """Two of seven probes ran three times faster than the law (a kernel that suits them, a quiet moment): the
+    fitted law still predicts a layer 20 times larger than the probes within 10 %."""
+    ms = (1e-4, 2e-4, 4e-4, 6e-4, 8e-4, 1e-3, 1.5e-3)
+    samples = [(m, (1.5 * m + 5e-5) / (3 if i in (2, 5) else 1)) for i, m in enumerate(ms)]
+    scale, over = _calibrate._fit(samples)
+    assert scale * 3e-2 + over == pytest.approx(1.5 * 3e-2 + 5e-5, rel=0.1)
 
 
 def test_filters_use_the_measured_constants(calibrating):
