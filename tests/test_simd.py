@@ -198,7 +198,7 @@ def test_unavailable_level_falls_back_with_a_warning(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_fft_tiles_at_every_level(level, dtype):
     """winograd and fft_tiles (explicit vector code over tiles or images): bitwise against the default level at the
-    same vector width; at another width small-image batches are grouped into lanes of another size (other GEMM
+    same vector width; at another width their blocks of tiles (or images) are counted in other lanes (other GEMM
     blocks), so the last bits may differ there -- compared against the reference within the documented bound."""
     rng = np.random.default_rng(4)
     cases = [((2, 5, 13, 17), (7, 5, 3, 3), dict(padding=1)),
