@@ -94,6 +94,10 @@ def test_ci_runs_the_readme_test_command_through_the_torch_extra():
         toml = f.read()
     assert re.search(r'^torch = \["torch==2\.13\.0"\]$', toml, re.M)     # exact pin: the CPU build on disk
     assert re.search(r'^dev = \[.*"Cython', toml, re.M)                # in-place builds need Cython
+    # the API pages import fastconv.dask (autosummary): the docs extra must bring dask, or sphinx-build fails
+    with open(os.path.join(ROOT, "docs", "api", "dask.rst")) as f:
+        assert "automodule:: fastconv.dask" in f.read()
+    assert re.search(r'^docs = \[.*"fastconv\[dask\]"', toml, re.M)
 
 
 def test_the_walker_reads_every_command_block():
