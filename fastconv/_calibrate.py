@@ -12,7 +12,7 @@ calibrated like the others.  The filters' constants (multiply-add, pass and FFT 
 The result is stored as JSON in the user's cache directory (``platformdirs.user_cache_dir("fastconv")``, or
 ``$FASTCONV_CACHE_DIR``), one file per CPU model, SIMD level, thread count, fastconv version and set of registered
 algorithms, and used by every later process on that machine.  Without a file, the first ``auto`` choice of a
-process runs the calibration (about a second, with a message on stderr); ``fastconv calibrate`` runs it
+process runs the calibration (about two seconds, with a message on stderr); ``fastconv calibrate`` runs it
 explicitly.  ``FASTCONV_CALIBRATE``:
 ``auto`` (default), ``off`` (the built-in constants, nothing measured or written) or ``force`` (measure again at
 first use).
@@ -40,13 +40,16 @@ FORMAT = 1
 
 # (name, input shape, weight shape, stride, padding, groups): small members of each layer class of the benchmark
 # grid (3x3, wide 3x3, 1x1, LeNet 5x5, AlexNet-like 11x11 stride 4, depthwise, a large kernel, a single-channel
-# image), a fraction of a millisecond to a few milliseconds each.
+# image), a fraction of a millisecond to a few milliseconds each.  The tile algorithms need probes with enough
+# tiles and channels to fill their blocks: with 3x3 probes of 4 x 32 x 28^2 and 2 x 128 x 14^2 and an 11x11 probe
+# of 2 x 3 x 99^2, winograd's gradients ran at 1.4-2.6x their model there but at 1.0-1.2x on the benchmark's layers,
+# and auto took toeplitz at 2.6x winograd's time for the 3x3 input gradients (Xeon, AVX-512).
 PROBES = [
-    ("3x3", (4, 32, 28, 28), (32, 32, 3, 3), 1, 1, 1),
-    ("3x3 wide", (2, 128, 14, 14), (128, 128, 3, 3), 1, 1, 1),
+    ("3x3", (8, 64, 28, 28), (64, 64, 3, 3), 1, 1, 1),
+    ("3x3 wide", (4, 128, 14, 14), (128, 128, 3, 3), 1, 1, 1),
     ("1x1", (4, 128, 14, 14), (64, 128, 1, 1), 1, 0, 1),
     ("5x5", (32, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
-    ("11x11 s4", (2, 3, 99, 99), (48, 3, 11, 11), 4, 0, 1),
+    ("11x11 s4", (4, 3, 131, 131), (48, 3, 11, 11), 4, 0, 1),
     ("depthwise", (4, 32, 28, 28), (32, 1, 3, 3), 1, 1, 32),
     ("15x15", (1, 8, 48, 48), (8, 8, 15, 15), 1, 7, 1),
     ("image 7x7", (1, 1, 192, 192), (1, 1, 7, 7), 1, 3, 1),
@@ -226,7 +229,7 @@ def calibrate(nthreads=None, progress=True, save=True, probes=None, repeats=REPE
     corrections and the filters' constants, and (``save``) store them in the cache directory.
 
     Runs with ``nthreads`` threads (default: the current count) and returns the calibration dict.  Takes about
-    a second on 2 cores.
+    two seconds on 2 cores.
     """
     nthreads = _threads.effective_threads(nthreads)
     key = machine_key(nthreads)

@@ -1,4 +1,4 @@
-"""Time small probe convolutions with every algorithm and op (about a second), fit the cost models of
+"""Time small probe convolutions with every algorithm and op (about two seconds), fit the cost models of
 algorithm='auto' and the filters to this machine, and store the result for this CPU, SIMD level, thread count and
 fastconv version in the cache directory (FASTCONV_CACHE_DIR overrides it).
 
