@@ -190,18 +190,27 @@ def names():
 def tame(dtype, *operands):
     """True when no operand holds an inf or NaN and no product of the operands' values can overflow ``dtype``
     on the way through a transform: ``prod(max|a| * a.size) * max(a.size)`` stays below its largest value (a
-    bound on every intermediate of an FFT or Winograd evaluation).  Two reductions per operand, no copies."""
+    bound on every intermediate of an FFT or Winograd evaluation).  One pass per operand on fastconv's threads
+    (a kernel for contiguous float32/float64 arrays, two NumPy reductions otherwise), no copies."""
     bound = 1.0
     size = 1
     for a in operands:
         if a.size == 0:
             return True
-        m = max(float(a.max()), -float(a.min()))
+        m = _max_abs(a)
         if not math.isfinite(m):
             return False
         bound *= m * a.size
         size = max(size, a.size)
     return bound * size < float(np.finfo(dtype).max)
+
+
+def _max_abs(a):
+    """max |a|, inf when ``a`` holds an inf or NaN."""
+    if a.dtype.char in "fd" and a.dtype.isnative and a.flags.c_contiguous:
+        from . import _kernels
+        return _kernels.module("_direct").max_abs(a.reshape(-1), _threads.threads_for(a.size))
+    return max(float(a.max()), -float(a.min()))
 
 
 def choose(geom, dtype, op="forward", finite=True):

@@ -466,3 +466,25 @@ def test_filters_auto_avoids_fft_for_nonfinite_images():
         got = F.correlate(img, w)
         assert np.isnan(got).sum() == 31 * 31
         assert np.isnan(F.correlate(img, w, method="fft")).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tame_reads_every_element(dtype):
+    """tame()'s one-pass kernel (vectors of 8 or 16 lanes, a scalar tail, chunks over threads): an inf, a NaN or
+    the largest magnitude anywhere -- first element, a vector's middle, the tail -- is seen; non-contiguous and
+    byte-swapped operands take the NumPy path with the same answers."""
+    from fastconv._algorithms import _max_abs, tame
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 16, 17, 100003, 300001):
+        a = rng.uniform(-1, 1, n).astype(dtype)
+        assert _max_abs(a) == np.abs(a).max()
+        for i in sorted({0, n // 2, n - 1}):
+            for v in (np.nan, np.inf, -np.inf):
+                b = a.copy()
+                b[i] = v
+                assert _max_abs(b) == np.inf and not tame(dtype, b)
+            b = a.copy()
+            b[i] = -7.5
+            assert _max_abs(b) == 7.5 and _max_abs(b[::-1]) == 7.5
+            assert _max_abs(b.astype(b.dtype.newbyteorder())) == 7.5
+    assert tame(dtype, np.ones(10, dtype)) and not tame(np.float32, np.full(10, 1e30, dtype), np.full(10, 1e30, dtype))
