@@ -26,24 +26,12 @@ the results discarded, the same chunks and cluster).
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import threading
 import time
 
 import numpy as np
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class PeakMemory:
@@ -255,10 +243,11 @@ def main(argv=None):
     shape, chunks = (depth, 1024, 1024), (args.chunk,) * 3
     os.makedirs(args.dir, exist_ok=True)
     src = os.path.join(args.dir, "input-%dx1024x1024-c%d.zarr" % (depth, args.chunk))
-    result = {"cpu": _cpu_model(), "load_before": os.getloadavg(), "shape": shape, "chunks": chunks,
+    result = {"cpu": cpu_model(), "load_before": os.getloadavg(), "shape": shape, "chunks": chunks,
               "gib": depth * plane * 4 / 2 ** 30, "sigma": args.sigma, "workers": args.workers,
               "memory_limit": args.memory_limit, "runs": []}
     import fastconv._kernels as K
+    from fastconv.benchmark import cpu_model
     result["simd"] = K.simd_level()
     print("cpu: %s; load average %.1f %.1f %.1f" % ((result["cpu"],) + tuple(result["load_before"])))
     with dask.config.set({"distributed.worker.daemon": False}):

@@ -27,7 +27,6 @@ the CPU model and fastconv's SIMD level.  ``OMP_WAIT_POLICY=PASSIVE`` is set unl
 """
 import argparse
 import os
-import platform
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -35,21 +34,10 @@ import numpy as np  # noqa: E402
 
 import fastconv as fc  # noqa: E402
 from fastconv import Tensor, nn  # noqa: E402
-from fastconv.benchmark import blas_threads, format_table, save_json, torch_or_none  # noqa: E402
+from fastconv.benchmark import blas_threads, cpu_model, format_table, save_json, torch_or_none  # noqa: E402
 from fastconv.examples.resnet import resnet_digits, torch_resnet  # noqa: E402
 from fastconv.nn import functional as F  # noqa: E402
 from bench_autograd import in_turns  # noqa: E402  (contenders timed in turns, as there)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return platform.processor() or "unknown"
 
 
 def step_cases(torch, batch, size, width, rng):

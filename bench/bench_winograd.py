@@ -26,9 +26,7 @@ single-threaded CPU times (robust to the load of a shared machine), in the units
 """
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -39,7 +37,7 @@ import numpy as np  # noqa: E402
 import fastconv as fc  # noqa: E402
 from fastconv import Tensor, _algorithms, _kernels  # noqa: E402
 from fastconv._algos import winograd as W  # noqa: E402
-from fastconv.benchmark import blas_threads, format_table, save_json, sgemm_gflops, torch_or_none  # noqa: E402
+from fastconv.benchmark import blas_threads, cpu_model, format_table, save_json, sgemm_gflops, torch_or_none  # noqa: E402
 from fastconv.nn import functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,17 +53,6 @@ LAYERS = [
 TARGETS = {("resnet 3x3 64", "forward"): 0.7, ("resnet 3x3 128", "forward"): 0.7,
            ("resnet 3x3 64", "forward+backward"): 0.8, ("resnet 3x3 128", "forward+backward"): 0.8,
            ("lenet 5x5", "forward"): 1.0, ("alexnet 11x11 s4", "forward"): 1.0}
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average():

@@ -17,12 +17,10 @@ explicitly.  ``FASTCONV_CALIBRATE``:
 ``auto`` (default), ``off`` (the built-in constants, nothing measured or written) or ``force`` (measure again at
 first use).
 """
-import functools
 import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import threading
 import time
@@ -30,6 +28,7 @@ import time
 import numpy as np
 
 from . import _algorithms, _kernels, _threads
+from ._measure import cpu_model
 
 __all__ = ["calibrate", "estimate", "machine_key", "cache_dir", "cache_path", "current", "reset", "PROBES",
            "ENV_DIR", "ENV_MODE"]
@@ -62,23 +61,11 @@ _lock = threading.Lock()
 _state = {"sig": None, "key": None, "data": None}     # sig: (threads, SIMD level) of the calibration in use
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_key(nthreads=None):
     """What a calibration is valid for: CPU model, SIMD level, thread count, fastconv version and the registered
     algorithms (a calibration made before an algorithm was registered has no fit for it: it is measured again)."""
     from ._version import __version__
-    return {"cpu": _cpu_model(), "simd": _kernels.level(),
+    return {"cpu": cpu_model(), "simd": _kernels.level(),
             "threads": _threads.get_num_threads() if nthreads is None else int(nthreads), "version": __version__,
             "algorithms": sorted(_algorithms.names())}
 

@@ -1,9 +1,11 @@
 """Timing and plain-text tables: the helpers that the benchmarks, the filters' cost-model calibration and the
 model summary share (re-exported by :mod:`fastconv.benchmark`).  Imports nothing of fastconv."""
+import functools
+import platform
 import statistics
 import time
 
-__all__ = ["timeit", "interleaved", "format_table"]
+__all__ = ["timeit", "interleaved", "format_table", "cpu_model"]
 
 
 def timeit(fn, repeats=5, warmup=1, min_time=0.0):
@@ -60,3 +62,16 @@ def format_table(rows, columns, floatfmt="%.3g", left=()):
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(j(c, w) for j, c, w in zip(just, row, widths)).rstrip() for row in body]
     return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from ._measure import format_table, interleaved, timeit
+from ._measure import cpu_model, format_table, interleaved, timeit
 
-__all__ = ["timeit", "interleaved", "sgemm_gflops", "blas_idle", "copy_gbps", "torch_or_none", "blas_threads",
+__all__ = ["timeit", "interleaved", "cpu_model", "sgemm_gflops", "blas_idle", "copy_gbps", "torch_or_none", "blas_threads",
            "format_table", "save_json", "machine", "REFERENCE_LAYERS"]
 
 # The reference layers every convolution benchmark measures (``fastconv bench``, ``bench/bench_conv.py``):
