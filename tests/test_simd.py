@@ -10,6 +10,7 @@ tolerance.
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -168,7 +169,10 @@ def test_pooling_fft_toeplitz_at_every_level(level):
 def _run_env(code, **env):
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
     full = dict(os.environ, PYTHONPATH=pkg_root, **env)
-    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True)
+    # not from the repository root: "python -c" puts the cwd first on sys.path, and the checkout CI runs the suite
+    # from is not built (the installed package is under test)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
 
 
 def test_environment_variable_forces_a_level():
