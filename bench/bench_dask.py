@@ -238,6 +238,9 @@ def main(argv=None):
     import dask
     from distributed import Client, LocalCluster
 
+    import fastconv._kernels as K
+    from fastconv.benchmark import cpu_model
+
     plane = 1024 * 1024
     depth = max(1, int(round(args.gib * 2 ** 30 / (4 * plane))))
     shape, chunks = (depth, 1024, 1024), (args.chunk,) * 3
@@ -246,8 +249,6 @@ def main(argv=None):
     result = {"cpu": cpu_model(), "load_before": os.getloadavg(), "shape": shape, "chunks": chunks,
               "gib": depth * plane * 4 / 2 ** 30, "sigma": args.sigma, "workers": args.workers,
               "memory_limit": args.memory_limit, "runs": []}
-    import fastconv._kernels as K
-    from fastconv.benchmark import cpu_model
     result["simd"] = K.simd_level()
     print("cpu: %s; load average %.1f %.1f %.1f" % ((result["cpu"],) + tuple(result["load_before"])))
     with dask.config.set({"distributed.worker.daemon": False}):
