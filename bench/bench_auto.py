@@ -15,15 +15,16 @@ import time
 import numpy as np
 
 import fastconv as fc
-from fastconv import _algorithms, _bench, _calibrate, grad
-from fastconv.benchmark import blas_threads, format_table, save_json
+from fastconv import _algorithms, _calibrate, grad
+from fastconv.cli._problems import GRIDS
+from fastconv.benchmark import blas_threads, format_table, interleaved, save_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = 1.15
 
 
 def _layers(grid="default"):
-    return [s for s in _bench.GRIDS[grid] if s["kind"] == "conv"]
+    return [s for s in GRIDS[grid] if s["kind"] == "conv"]
 
 
 def run(threads=2, repeats=7, budget=3.0, grid="default"):
@@ -55,17 +56,7 @@ def run(threads=2, repeats=7, budget=3.0, grid="default"):
                     else:
                         fns[alg] = lambda a=alg: (grad.conv2d_input(x.shape, w, gy, **kw, algorithm=a),
                                                   grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=a))
-                times = {k: [] for k in fns}
-                for fn in fns.values():
-                    fn()
-                start = time.perf_counter()
-                for r in range(repeats):
-                    for k, fn in fns.items():
-                        t1 = time.perf_counter()
-                        fn()
-                        times[k].append(time.perf_counter() - t1)
-                    if r >= 2 and time.perf_counter() - start > budget:
-                        break
+                times = interleaved(fns, repeats, budget=budget, raw=True)
                 med = {k: float(np.median(v)) for k, v in times.items()}
                 best = min((k for k in med if k != "auto"), key=med.get)
                 if op == "forward":
@@ -83,7 +74,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--grid", default="default", choices=sorted(_bench.GRIDS))
+    p.add_argument("--grid", default="default", choices=sorted(GRIDS))
     p.add_argument("--json", default=os.path.join(HERE, "results", "auto.json"))
     a = p.parse_args(argv)
     rows, cal, cal_seconds = run(a.threads, a.repeats, grid=a.grid)

@@ -9,13 +9,12 @@ gradient's rate over the forward rate (``gi/fwd``, ``gw/fwd``: the target is >= 
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
 import fastconv as fc
 from fastconv import _algorithms, grad
-from fastconv.benchmark import blas_threads, format_table, save_json
+from fastconv.benchmark import blas_threads, format_table, interleaved, save_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,17 +52,7 @@ def run(threads=2, repeats=7, layers=LAYERS, budget=2.0):
                     if alg != "auto" and not _algorithms.get(alg).supports(geom, np.float32, op):
                         continue
                     fns[alg] = _calls(x, w, gy, kw, alg)[op]
-                times = {k: [] for k in fns}
-                for fn in fns.values():
-                    fn()
-                start = time.perf_counter()
-                for r in range(repeats):
-                    for k, fn in fns.items():
-                        t0 = time.perf_counter()
-                        fn()
-                        times[k].append(time.perf_counter() - t0)
-                    if r >= 2 and time.perf_counter() - start > budget:
-                        break
+                times = interleaved(fns, repeats, budget=budget, raw=True)
                 chosen = _algorithms.choose(geom, np.float32, op).name
                 for k, ts in times.items():
                     med = float(np.median(ts))

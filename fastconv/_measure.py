@@ -28,17 +28,23 @@ def timeit(fn, repeats=5, warmup=1, min_time=0.0):
             "spread": (max(times) - min(times)) / med if med > 0 else 0.0, "n": len(times)}
 
 
-def interleaved(fns, repeats):
+def interleaved(fns, repeats, budget=None, raw=False):
     """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once, so that
-    load on a shared machine hits all candidates alike."""
+    load on a shared machine hits all candidates alike.  ``budget`` (seconds) ends the rounds early once it is
+    spent, after at least three; ``raw=True`` returns every round's times ({name: [seconds, ...]})."""
     times = {k: [] for k in fns}
     for fn in fns.values():
         fn()
-    for _ in range(repeats):
+    start = time.perf_counter()
+    for r in range(repeats):
         for k, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
+        if budget is not None and r >= 2 and time.perf_counter() - start > budget:
+            break
+    if raw:
+        return times
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -376,3 +376,20 @@ def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
     assert compare_runs.main([a, c]) == 0 and "real vs noise: 1" in capsys.readouterr().out
     d = run(tmp_path / "d.json", ("l1", "toeplitz", "real"))
     assert compare_runs.main([a, d]) == 1 and "CONFLICT: 1" in capsys.readouterr().out
+
+
+def test_interleaved_rounds_budget_and_raw_times():
+    """fastconv.benchmark.interleaved: one warm-up per candidate, then rounds in turn; a spent budget ends the rounds
+    after three; raw=True gives every round's time."""
+    from fastconv.benchmark import interleaved
+    calls = {"a": 0, "b": 0}
+
+    def make(k):
+        def fn():
+            calls[k] += 1
+        return fn
+    med = interleaved({"a": make("a"), "b": make("b")}, 5)
+    assert set(med) == {"a", "b"} and calls == {"a": 6, "b": 6}
+    raw = interleaved({"a": make("a"), "b": make("b")}, 50, budget=0.0, raw=True)
+    assert [len(v) for v in raw.values()] == [3, 3] and calls == {"a": 10, "b": 10}
+    assert all(t >= 0 for v in raw.values() for t in v)
