@@ -24,6 +24,7 @@ whose footprint holds it (``0 * inf`` never arises from a skipped tap).  ``fft``
 whole overlap-save tile) into every output: one inf or NaN makes all of them NaN.
 """
 import math
+import numbers
 
 import numpy as np
 import scipy.fft
@@ -33,7 +34,39 @@ from .._algorithms import tame
 
 _filter = _kernels.module("_filter")
 
-__all__ = ["MODES", "METHODS", "index_map", "correlate_nd", "separable", "rank1_factors", "estimate", "choose"]
+__all__ = ["MODES", "METHODS", "index_map", "correlate_nd", "separable", "rank1_factors", "estimate", "choose",
+           "gaussian_radius", "gaussian_kernel1d"]
+
+def gaussian_kernel1d(sigma, order, radius):
+    """scipy.ndimage's 1-D Gaussian (derivative) weights on ``x = -radius..radius``: ``phi(x) / sum(phi)``
+    times the derivative polynomial of ``order``."""
+    if order < 0:
+        raise ValueError("order must be non-negative")
+    sigma2 = sigma * sigma
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / sigma2 * x ** 2)
+    phi = phi / phi.sum()
+    if order == 0:
+        return phi
+    # q(x) phi(x): q' + q * p' with p'(x) = -x / sigma^2, as an operator on q's coefficients
+    powers = np.arange(order + 1)
+    q = np.zeros(order + 1)
+    q[0] = 1
+    step = np.diag(powers[1:], 1) + np.diag(np.ones(order) / -sigma2, -1)
+    for _ in range(order):
+        q = step.dot(q)
+    return (x[:, None] ** powers).dot(q) * phi
+
+
+def gaussian_radius(sigma, truncate, radius):
+    """The kernel radius scipy.ndimage uses: ``radius`` if given, else ``int(truncate * sigma + 0.5)``."""
+    lw = int(truncate * float(sigma) + 0.5)
+    if radius is not None:
+        lw = radius
+    if not isinstance(lw, numbers.Integral) or lw < 0:
+        raise ValueError("Radius must be a nonnegative integer.")
+    return int(lw)
+
 
 # Public mode name -> the extension it denotes for filters (scipy.ndimage: the grid-* names are aliases here).
 MODES = {"reflect": "reflect", "grid-mirror": "reflect", "constant": "constant", "grid-constant": "constant",

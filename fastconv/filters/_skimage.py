@@ -17,8 +17,7 @@ from .._doc import filled
 from . import _args as A
 from . import _engine as E
 
-__all__ = ["gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask", "unsharp_mask_range",
-           "gaussian_kernel1d"]
+__all__ = ["gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask", "unsharp_mask_range"]
 
 # 1-D factors of the edge kernels (skimage.filters.edges): derivative [1, 0, -1] along the axis, smoothing on
 # the others.  scikit-image convolves (flips), so the correlation factor of the derivative is [-1, 0, 1].
@@ -31,13 +30,6 @@ SMOOTH = {"sobel": np.array([1.0, 2.0, 1.0]) / 4,
                              0.0376593171958126])}
 # derivative factors other than EDGE (scikit-image convolves; the correlation factor is the reverse)
 EDGES = {"farid": np.array([0.109603762960254, 0.276690988455557, 0.0, -0.276690988455557, -0.109603762960254])}
-
-
-def gaussian_kernel1d(sigma, radius):
-    """scipy.ndimage's Gaussian weights ``exp(-x^2 / (2 sigma^2))`` on ``x = -radius..radius``, normalised."""
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x ** 2)
-    return phi / phi.sum()
 
 
 def _sigmas(sigma, ndim, channel, fn, arg="sigma", full_ok=True):
@@ -90,8 +82,8 @@ def _gaussian_passes(sigmas, truncate, modes, cval):
     passes = []
     for axis, (s, mode) in enumerate(zip(sigmas, modes)):
         if s > 1e-15:
-            r = int(truncate * s + 0.5)
-            passes.append((axis, gaussian_kernel1d(s, r)[::-1], r, mode, cval))
+            r = E.gaussian_radius(s, truncate, None)
+            passes.append((axis, E.gaussian_kernel1d(s, 0, r)[::-1], r, mode, cval))
     return passes
 
 

@@ -18,7 +18,6 @@ intermediate results in the output's dtype between passes, as scipy.ndimage does
 """
 import functools
 import math
-import numbers
 import operator
 import warnings
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from .. import _kernels, _threads
 from ..filters import _engine as E
+from ..filters._engine import gaussian_kernel1d, gaussian_radius
 from . import _networks
 from . import _support as S
 
@@ -295,37 +295,6 @@ def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, o
     if weights.dtype.kind == "c":
         weights = weights.conj()
     return correlate1d(input, weights, axis, output, mode, cval, origin)
-
-
-def gaussian_kernel1d(sigma, order, radius):
-    """scipy.ndimage's 1-D Gaussian (derivative) weights on ``x = -radius..radius``: ``phi(x) / sum(phi)``
-    times the derivative polynomial of ``order``."""
-    if order < 0:
-        raise ValueError("order must be non-negative")
-    sigma2 = sigma * sigma
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / sigma2 * x ** 2)
-    phi = phi / phi.sum()
-    if order == 0:
-        return phi
-    # q(x) phi(x): q' + q * p' with p'(x) = -x / sigma^2, as an operator on q's coefficients
-    powers = np.arange(order + 1)
-    q = np.zeros(order + 1)
-    q[0] = 1
-    step = np.diag(powers[1:], 1) + np.diag(np.ones(order) / -sigma2, -1)
-    for _ in range(order):
-        q = step.dot(q)
-    return (x[:, None] ** powers).dot(q) * phi
-
-
-def gaussian_radius(sigma, truncate, radius):
-    """The kernel radius scipy.ndimage uses: ``radius`` if given, else ``int(truncate * sigma + 0.5)``."""
-    lw = int(truncate * float(sigma) + 0.5)
-    if radius is not None:
-        lw = radius
-    if not isinstance(lw, numbers.Integral) or lw < 0:
-        raise ValueError("Radius must be a nonnegative integer.")
-    return int(lw)
 
 
 def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0, *,
