@@ -105,7 +105,7 @@ BUILD_AVX2 = _is_x86() and not DEBUG and not NATIVE
 BUILD_AVX512 = BUILD_AVX2 and _compiler_accepts(AVX512_FLAGS)
 # Modules written with explicit GCC vector types: only these differ between 32- and 64-byte vector builds, so
 # only these get the AVX2 build of the 64-byte code path that tests it on machines without AVX-512.
-VECTOR_MODULES = {"_cpu", "_direct", "_depthwise", "_filter", "_winograd"}
+VECTOR_MODULES = {"_cpu", "_direct", "_depthwise", "_filter", "_lanes", "_winograd"}
 # (package, compile flags, vector bytes, modules or None for all) of each SIMD variant beyond the baseline
 VARIANTS = ([("_avx2", AVX2_FLAGS, 32, None)] if BUILD_AVX2 else []) + \
     ([("_avx512", AVX512_FLAGS, 64, None), ("_avx2x2", AVX2_FLAGS, 64, VECTOR_MODULES)] if BUILD_AVX512 else [])

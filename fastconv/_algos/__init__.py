@@ -9,3 +9,4 @@ from . import toeplitz  # noqa: F401
 from . import fft  # noqa: F401
 from . import winograd  # noqa: F401
 from . import fft_tiles  # noqa: F401
+from . import lanes  # noqa: F401

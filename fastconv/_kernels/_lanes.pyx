@@ -1,0 +1,368 @@
+# cython: language_level=3
+"""Direct convolution with the images of the batch as vector lanes (the ``lanes`` algorithm).
+
+The other direct kernels vectorise over output channels or output columns, and both run short of lanes on the
+small, few-channel layers of LeNet-class networks (6 to 16 channels of 10x10 to 28x28 pixels).  Here one vector
+holds the same pixel of ``L`` images: a *lane group* of 64 bytes (16 float32 or 8 float64 values, one 64-byte
+vector on AVX-512, two 32-byte ones on AVX2 and the baseline).  Every arithmetic operation then works on ``L``
+independent convolutions, so no channel or column count can leave lanes idle; only a batch that is not a multiple
+of ``L`` pads the last group with zero images.
+
+:func:`pack` copies an (N, C, D, H, W) array into lane groups, ``(ceil(N / L), C, Dp, Hp, Wp, L)``, resolving
+zero padding (any sign: a negative pad crops) and input dilation there, so the compute kernels never test a bound:
+
+* :func:`forward` -- a task owns (lane group, group, block of KB output channels, output depth, a band of output
+  rows) and computes XB output columns at a time with KB x XB = ``LN_ACCS`` lane-group accumulators in registers
+  (KB = 4, 2 or 1 as the layer's channel count fits; half as many for KB = 1): per input channel and tap, the KB weights are broadcast and
+  each of the XB input lane groups is loaded once and multiplied by all of them.  Results (plus bias) are
+  scattered to the images of the group.  The input
+  gradient is the same kernel on the packed output gradient, dilated by the stride and padded by ``d (k - 1) - p``,
+  with the flipped, channel-transposed kernel.
+* :func:`grad_weight` -- a task owns (group, block of ``LN_WKB`` output channels, input channel, block of
+  ``LN_WTB`` kernel taps) and accumulates its weights lane-wise over every lane group, output depth, row and
+  column: one output-gradient load per channel and one input load per tap serve the whole block.  The ``L``
+  lanes of each weight are added at the end, left to right.
+
+Summation order: an output of :func:`forward` sums input channel, kernel depth, row and column tap in this order,
+then adds the bias; a weight of :func:`grad_weight` sums, per lane, lane group, output depth, row and column in
+this order, then the 64-byte lane group left to right.  Neither depends on the block sizes, the vector width or
+the number of threads (every result is written by one task).
+"""
+cdef extern from *:
+    """
+    #define FC_INLINE_KERNELS 1
+    """
+
+cdef extern from *:
+    """
+    typedef float fc_lanes_f __attribute__((vector_size(64), aligned(4)));
+    typedef double fc_lanes_d __attribute__((vector_size(64), aligned(8)));
+    #if FC_VECTOR_BYTES == 64
+    /* 32 registers of 64 bytes: 24 accumulators as 4 channels x 6 columns (or 2 x 12, 1 x 24 for fewer
+       channels), the channels' broadcast weights and one loaded lane group;
+       weight gradient: 4 channels x 5 taps = 20 accumulators, 4 output-gradient groups, 1 input group */
+    #define FC_LN_KB 4
+    #define FC_LN_ACCS 24
+    #define FC_LN_WKB 4
+    #define FC_LN_WTB 5
+    #else
+    /* 16 registers of 32 bytes, a lane group in two: 2 x 3 (or 1 x 6) accumulator groups (12 registers);
+       weight gradient 2 x 2 (8 registers) */
+    #define FC_LN_KB 2
+    #define FC_LN_ACCS 6
+    #define FC_LN_WKB 2
+    #define FC_LN_WTB 2
+    #endif
+    """
+    ctypedef float lanef "fc_lanes_f"
+    ctypedef double laned "fc_lanes_d"
+    enum:
+        LN_KB "FC_LN_KB"
+        LN_ACCS "FC_LN_ACCS"
+        LN_WKB "FC_LN_WKB"
+        LN_WTB "FC_LN_WTB"
+
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free
+from libc.string cimport memset
+
+from fastconv._kernels.common cimport Geometry, VECTOR_BYTES, check_scratch, float_t, scratch
+
+ctypedef fused lane_t:
+    lanef
+    laned
+
+LANE_BYTES = 64
+
+
+def block_sizes():
+    """The forward register blocks of this build as (output channels, output columns) pairs, and the (output
+    channels, kernel taps) of the weight-gradient block."""
+    return tuple((kb, LN_ACCS // max(kb, 2)) for kb in (LN_KB, 2, 1) if kb <= LN_KB), (LN_WKB, LN_WTB)
+
+
+def vector_bytes():
+    return VECTOR_BYTES
+
+
+# ----------------------------------------------------------------------------------------------- packing
+def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ssize_t pd, Py_ssize_t ph,
+         Py_ssize_t pw, Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw, int nthreads):
+    """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
+    division is exact and lands inside x, else 0 (padding, holes of the input dilation, images past N).  Every
+    element of ``xp`` is written."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
+    cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
+    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1
+    cdef Py_ssize_t plane = Dp * Hp * Wp * L
+    cdef float_t* dst
+    cdef float_t* drow
+    cdef const float_t* src
+    # input columns that land inside a row: 0 <= iw * lw + pw < Wp
+    w0 = 0 if pw >= 0 else (-pw + lw - 1) // lw
+    w1 = min(W, (Wp - pw + lw - 1) // lw) if Wp > pw else 0
+    with nogil:
+        # one task per (lane group, channel): a contiguous block of xp, written by one thread
+        for task in prange(NB * C, schedule='static', num_threads=nthreads):
+            c = task % C
+            b = task // C
+            dst = &xp[b, c, 0, 0, 0, 0]
+            memset(dst, 0, plane * sizeof(float_t))
+            nl = min(L, N - b * L)
+            for zd in range(Dp):
+                idd = zd - pd
+                if idd < 0 or idd % ld != 0 or idd // ld >= D:
+                    continue
+                for zh in range(Hp):
+                    ihh = zh - ph
+                    if ihh < 0 or ihh % lh != 0 or ihh // lh >= H:
+                        continue
+                    drow = dst + (zd * Hp + zh) * Wp * L + pw * L
+                    for l in range(nl):
+                        src = &x[b * L + l, c, idd // ld, ihh // lh, 0]
+                        for iw in range(w0, w1):
+                            drow[iw * lw * L + l] = src[iw]
+
+
+# ----------------------------------------------------------------------------------------------- forward
+cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
+                            Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, Py_ssize_t wcstride, Py_ssize_t T,
+                            Py_ssize_t dwL, Py_ssize_t swL, float_t* res, int KB, int XB,
+                            lane_t* tag) noexcept nogil:
+    """res[(kk * XB + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
+    wblk[c * wcstride + woff[q] + t * KB + kk] * base[c * cstride + roff[q] + x * swL + t * dwL + l].
+
+    KB x XB accumulators (at most LN_ACCS); callers pass literal block sizes (the loops unroll, the accumulators stay in
+    registers): the KB weights of a tap are broadcast once, then each of the XB input lane groups is loaded once
+    and multiplied by all of them."""
+    cdef lane_t a[LN_ACCS]
+    cdef lane_t wv[LN_ACCS]
+    cdef lane_t z, xv
+    cdef Py_ssize_t c, q, t, x, kk
+    cdef const float_t* row
+    cdef const float_t* wk
+    memset(&z, 0, sizeof(lane_t))
+    for x in range(KB * XB):
+        a[x] = z
+    for c in range(Cg):
+        for q in range(nrs):
+            row = base + c * cstride + roff[q]
+            wk = wblk + c * wcstride + woff[q]
+            for t in range(T):
+                for kk in range(KB):
+                    wv[kk] = wk[t * KB + kk] - z      # broadcast (x - 0 folds to x)
+                for x in range(XB):
+                    xv = (<const lane_t*> (row + x * swL + t * dwL))[0]
+                    for kk in range(KB):
+                        a[kk * XB + x] += wv[kk] * xv
+    for x in range(KB * XB):
+        (<lane_t*> res)[x] = a[x]
+
+
+cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
+                               Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, Py_ssize_t wcstride,
+                               Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res, int KB) noexcept nogil:
+    # literal block sizes for the inlined block: KB * XB = LN_ACCS accumulators, or half as many for one channel
+    # (GCC does not unroll a loop of 24, and a block of 12 columns already hides the latency of the FMA chain)
+    cdef lanef* tf = NULL
+    cdef laned* td = NULL
+    if float_t is float:
+        if KB >= 4:     # only with LN_KB = 4
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 4, LN_ACCS // 4, tf)
+        elif KB == 2:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 2, LN_ACCS // 2, tf)
+        else:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 1, LN_ACCS // 2, tf)
+    else:
+        if KB >= 4:     # only with LN_KB = 4
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 4, LN_ACCS // 4, td)
+        elif KB == 2:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 2, LN_ACCS // 2, td)
+        else:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 1, LN_ACCS // 2, td)
+
+
+def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[::1] wp, const float_t[::1] bias,
+            float_t[:, :, :, :, ::1] out, const unsigned char[::1] dvalid, const unsigned char[::1] hvalid,
+            Geometry geom, *, bint has_bias, int block_channels, int rows_per_task, int nthreads):
+    """out (N, K, OD, OH, OW) = the valid correlation of the packed input ``xp`` (see :func:`pack`) with the
+    weights ``wp`` (``direct.pack_weights`` layout in blocks of ``LN_KB`` channels) at the strides and dilations of
+    ``geom`` (its paddings are already in ``xp``), plus ``bias``, in register blocks of ``block_channels`` (one of
+    :func:`block_sizes`; ``wp`` is packed in blocks of as many).  Kernel taps (r, s) that read a packed row whose
+    ``dvalid`` (by depth) or ``hvalid`` (by row) flag is 0 -- rows of zeros the caller does not want multiplied --
+    are skipped.  A task computes ``rows_per_task`` output rows of one lane
+    group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache line but at
+    the edges).  ``xp`` must be wide enough for whole blocks of XB columns; all arguments are validated
+    by the caller."""
+    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
+    cdef Py_ssize_t NB = xp.shape[0], C = xp.shape[1], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4]
+    cdef Py_ssize_t L = xp.shape[5]
+    cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G
+    cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
+    cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
+    cdef int KB = LN_KB if block_channels >= LN_KB else (2 if block_channels == 2 else 1)
+    cdef Py_ssize_t XB = LN_ACCS // max(KB, 2)
+    cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
+    cdef Py_ssize_t wlen = Cg * R * S * T * KB
+    cdef Py_ssize_t cstride = Dp * Hp * Wp * L
+    cdef Py_ssize_t rpt = max(1, min(rows_per_task, OH))
+    cdef Py_ssize_t nbands = (OH + rpt - 1) // rpt
+    cdef Py_ssize_t ntask = NB * G * nkb * OD * nbands
+    cdef Py_ssize_t res_len = LN_ACCS * L
+    cdef Py_ssize_t lstride = K * OD * OH * OW
+    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, nx, kk, x, l, xblk
+    cdef float_t* res
+    cdef float_t* dst
+    cdef Py_ssize_t* roff
+    cdef Py_ssize_t* woff
+    cdef Py_ssize_t r, s, nq
+    cdef const float_t* base
+    cdef const float_t* src
+    cdef float_t bval
+    cdef int failed[1]
+    failed[0] = 0
+    if ntask == 0:
+        return
+    with nogil, parallel(num_threads=nthreads):
+        res = <float_t*> scratch(res_len * sizeof(float_t), failed)
+        roff = <Py_ssize_t*> scratch(2 * R * S * sizeof(Py_ssize_t), failed)     # per thread
+        woff = roff + R * S if roff != NULL else NULL
+        for task in prange(ntask, schedule='dynamic'):
+            if res != NULL and roff != NULL:
+                band = task % nbands
+                od = (task // nbands) % OD
+                kb = (task // (nbands * OD)) % nkb
+                g = (task // (nbands * OD * nkb)) % G
+                b = task // (nbands * OD * nkb * G)
+                n0 = b * L
+                nl = min(L, N - n0)
+                k0 = g * Kg + kb * KB
+                nk = min(KB, Kg - kb * KB)
+                for oh in range(band * rpt, min(OH, band * rpt + rpt)):
+                    base = &xp[b, g * Cg, od * sd, oh * sh, 0, 0]
+                    # the (r, s) taps of this output row that read rows to multiply
+                    nq = 0
+                    for r in range(R):
+                        if dvalid[od * sd + r * dd]:
+                            for s in range(S):
+                                if hvalid[oh * sh + s * dh]:
+                                    roff[nq] = (r * dd * Hp + s * dh) * Wp * L
+                                    woff[nq] = (r * S + s) * T * KB
+                                    nq = nq + 1
+                    for xblk in range((OW + XB - 1) // XB):
+                        ox0 = xblk * XB
+                        _fwd_dispatch(base + ox0 * sw * L, roff, woff, nq, Cg, cstride, &wp[(g * nkb + kb) * wlen],
+                                      R * S * T * KB, T, dw * L, sw * L, res, KB)
+                        nx = min(XB, OW - ox0)
+                        for kk in range(nk):
+                            bval = bias[k0 + kk] if has_bias else 0
+                            dst = &out[n0, k0 + kk, od, oh, ox0]
+                            for l in range(nl):
+                                src = res + kk * XB * L + l
+                                for x in range(nx):
+                                    dst[l * lstride + x] = src[x * L] + bval
+        free(res)
+        free(roff)
+    check_scratch(failed[0], "lanes convolution", res_len * sizeof(float_t))
+
+
+# ----------------------------------------------------------------------------------------------- weight gradient
+cdef inline void _wgrad_block(const float_t* xb, const float_t* gb, Py_ssize_t NB, Py_ssize_t xnb, Py_ssize_t gnb,
+                              Py_ssize_t OD, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t xds, Py_ssize_t xhs,
+                              Py_ssize_t swL, Py_ssize_t L, const Py_ssize_t* kofs, const Py_ssize_t* toff,
+                              float_t* res, lane_t* tag) noexcept nogil:
+    """res[(kk * LN_WTB + tt) * L + l] = sum over lane groups b, output positions (od, oh, ow) of
+    gb[b * gnb + kofs[kk] + ((od * OH + oh) * OW + ow) * L + l] * xb[b * xnb + od * xds + oh * xhs + toff[tt]
+    + ow * swL + l]."""
+    cdef lane_t a[LN_WKB * LN_WTB]
+    cdef lane_t gv[LN_WKB]
+    cdef lane_t z, xv
+    cdef Py_ssize_t b, od, oh, ow, kk, tt
+    cdef const float_t* xr
+    cdef const float_t* gr
+    memset(&z, 0, sizeof(lane_t))
+    for tt in range(LN_WKB * LN_WTB):
+        a[tt] = z
+    for b in range(NB):
+        for od in range(OD):
+            for oh in range(OH):
+                xr = xb + b * xnb + od * xds + oh * xhs
+                gr = gb + b * gnb + (od * OH + oh) * OW * L
+                for ow in range(OW):
+                    for kk in range(LN_WKB):
+                        gv[kk] = (<const lane_t*> (gr + kofs[kk] + ow * L))[0]
+                    for tt in range(LN_WTB):
+                        xv = (<const lane_t*> (xr + toff[tt] + ow * swL))[0]
+                        for kk in range(LN_WKB):
+                            a[kk * LN_WTB + tt] += gv[kk] * xv
+    for tt in range(LN_WKB * LN_WTB):
+        (<lane_t*> res)[tt] = a[tt]
+
+
+def grad_weight(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, :, ::1] gyp,
+                float_t[:, :, :, :, ::1] out, const Py_ssize_t[::1] toff, Geometry geom, int nthreads):
+    """out (K, Cg, R, S, T) = the weight gradient from the packed input ``xp`` (padding resolved, see
+    :func:`pack`) and the packed output gradient ``gyp`` (NB, K, OD, OH, OW, L), at the strides and dilations of
+    ``geom``.  ``toff[(r * S + s) * T + t]`` is the offset of tap (r, s, t) in ``xp``'s (D, H, W) volume, in
+    elements.  All arguments are validated by the caller."""
+    cdef Py_ssize_t K = out.shape[0], Cg = out.shape[1], R = out.shape[2], S = out.shape[3], T = out.shape[4]
+    cdef Py_ssize_t NB = xp.shape[0], C = xp.shape[1], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4]
+    cdef Py_ssize_t L = xp.shape[5]
+    cdef Py_ssize_t OD = gyp.shape[2], OH = gyp.shape[3], OW = gyp.shape[4]
+    cdef Py_ssize_t G = geom.groups, Kg = K // G
+    cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw
+    cdef Py_ssize_t taps = R * S * T
+    cdef Py_ssize_t nkb = (Kg + LN_WKB - 1) // LN_WKB
+    cdef Py_ssize_t ntb = (taps + LN_WTB - 1) // LN_WTB
+    cdef Py_ssize_t ntask = G * nkb * Cg * ntb
+    cdef Py_ssize_t res_len = LN_WKB * LN_WTB * L
+    cdef Py_ssize_t xnb = C * Dp * Hp * Wp * L, gnb = K * OD * OH * OW * L, gks = OD * OH * OW * L
+    cdef Py_ssize_t task, g, kb, c, tb, k0, nk, q0, nq, kk, tt, l, q
+    cdef Py_ssize_t* kofs
+    cdef Py_ssize_t* tof
+    cdef float_t* res
+    cdef float_t v
+    cdef int failed[1]
+    cdef lanef* tf = NULL
+    cdef laned* td = NULL
+    failed[0] = 0
+    if ntask == 0:
+        return
+    with nogil, parallel(num_threads=nthreads):
+        res = <float_t*> scratch(res_len * sizeof(float_t), failed)
+        kofs = <Py_ssize_t*> scratch((LN_WKB + LN_WTB) * sizeof(Py_ssize_t), failed)    # per thread
+        tof = kofs + LN_WKB if kofs != NULL else NULL
+        for task in prange(ntask, schedule='dynamic'):
+            if res != NULL and kofs != NULL:
+                tb = task % ntb
+                c = (task // ntb) % Cg
+                kb = (task // (ntb * Cg)) % nkb
+                g = task // (ntb * Cg * nkb)
+                k0 = g * Kg + kb * LN_WKB
+                nk = min(LN_WKB, Kg - kb * LN_WKB)
+                q0 = tb * LN_WTB
+                nq = min(LN_WTB, taps - q0)
+                # channels and taps past the block's real ones repeat its last real one; their sums are dropped
+                for kk in range(LN_WKB):
+                    kofs[kk] = (k0 + min(kk, nk - 1)) * gks
+                for tt in range(LN_WTB):
+                    tof[tt] = toff[q0 + min(tt, nq - 1)]
+                if NB > 0:
+                    if float_t is float:
+                        _wgrad_block(&xp[0, g * Cg + c, 0, 0, 0, 0], &gyp[0, 0, 0, 0, 0, 0], NB, xnb, gnb, OD, OH,
+                                     OW, sd * Hp * Wp * L, sh * Wp * L, sw * L, L, kofs, tof, res, tf)
+                    else:
+                        _wgrad_block(&xp[0, g * Cg + c, 0, 0, 0, 0], &gyp[0, 0, 0, 0, 0, 0], NB, xnb, gnb, OD, OH,
+                                     OW, sd * Hp * Wp * L, sh * Wp * L, sw * L, L, kofs, tof, res, td)
+                else:
+                    memset(res, 0, res_len * sizeof(float_t))
+                for kk in range(nk):
+                    for tt in range(nq):
+                        v = res[(kk * LN_WTB + tt) * L]
+                        for l in range(1, L):
+                            v = v + res[(kk * LN_WTB + tt) * L + l]
+                        q = q0 + tt
+                        out[k0 + kk, c, q // (S * T), (q // T) % S, q % T] = v
+        free(res)
+        free(kofs)
+    check_scratch(failed[0], "lanes weight gradient", res_len * sizeof(float_t))

@@ -1,0 +1,171 @@
+"""The ``lanes`` algorithm (images of the batch as vector lanes): against the naive reference and PyTorch on
+batches around the lane-group size, at every SIMD level, and its packing of padding, stride holes and the images
+past the batch.
+
+The generic suites (test_conv, test_grad, test_conv_transpose, test_nonfinite, test_determinism, ...) run it like
+every registered algorithm; these tests cover what is particular to it: batches that are not a multiple of the
+16 (float32) or 8 (float64) lanes of a group, the register blocks' tails (channels past a block of 4, columns past
+a block of 6, taps past a block of 5), the rows of padding and holes its input gradient skips, and its claim that
+a lane group -- and so every sum -- is the same at every level.
+"""
+import numpy as np
+import pytest
+
+import fastconv as fc
+import reference as ref
+from fastconv import _kernels
+from fastconv._algos import lanes as LA
+from fastconv._kernels import as_5d
+
+CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
+GRAD_IN = {1: fc.grad.conv1d_input, 2: fc.grad.conv2d_input, 3: fc.grad.conv3d_input}
+GRAD_W = {1: fc.grad.conv1d_weight, 2: fc.grad.conv2d_weight, 3: fc.grad.conv3d_weight}
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+# (N, C, K, spatial, kernel, stride, padding, dilation, groups)
+GRID = [
+    (64, 6, 16, (14, 14), (5, 5), 1, 0, 1, 1),              # LeNet's second layer
+    (33, 1, 6, (28, 27), (5, 5), 1, 2, 1, 1),               # LeNet's first, a batch one past two lane groups
+    (15, 3, 5, (9, 11), (3, 2), 2, 1, 1, 1),                # fewer images than lanes, stride
+    (17, 4, 6, (10, 7), (3, 3), (2, 1), (1, 2), (2, 1), 2),  # groups, mixed stride and dilation
+    (8, 2, 3, (5, 5), (1, 1), 1, 0, 1, 1),                  # 1x1, one float64 group
+    (20, 2, 4, (8,), (3,), 3, 2, 2, 1),                     # 1-D, stride 3 (holes in the input gradient)
+    (18, 2, 4, (5, 6, 7), (2, 3, 3), (1, 2, 1), 1, (2, 1, 1), 1),
+    (1, 5, 9, (7, 13), (2, 7), 1, (0, 3), 1, 1),            # one image, a kernel wider than a tap block
+]
+
+
+def _case(case, dtype, seed=0):
+    N, C, K, sp, ks, stride, padding, dilation, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C) + sp).astype(dtype)
+    w = rng.standard_normal((K, C // g) + ks).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=g)
+    y = ref.conv_nd(x, w, b, **kw)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    return x, w, b, gy, kw, y
+
+
+def _three(x, w, b, gy, kw, algorithm="lanes"):
+    nd = x.ndim - 2
+    return (CONV[nd](x, w, b, **kw, algorithm=algorithm), GRAD_IN[nd](x.shape, w, gy, **kw, algorithm=algorithm),
+            GRAD_W[nd](x, w.shape, gy, **kw, algorithm=algorithm))
+
+
+def _close(got, want, dtype):
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GRID, ids=[str(c[:5]) for c in GRID])
+def test_against_the_reference(case, dtype):
+    x, w, b, gy, kw, y = _case(case, dtype)
+    got = _three(x, w, b, gy, kw)
+    want = (y, ref.conv_grad_input_nd(x.shape, w, gy, **kw), ref.conv_grad_weight_nd(x, gy, w.shape, **kw))
+    for g, r in zip(got, want):
+        assert g.dtype == dtype and g.shape == r.shape
+        _close(g, r, dtype)
+
+
+@pytest.mark.parametrize("case", GRID[:4], ids=[str(c[:5]) for c in GRID[:4]])
+def test_against_torch(case):
+    torch = pytest.importorskip("torch")
+    x, w, b, gy, kw, _ = _case(case, np.float64, seed=3)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    wt = torch.from_numpy(w).requires_grad_(True)
+    yt = torch.nn.functional.conv2d(xt, wt, torch.from_numpy(b), **kw)
+    yt.backward(torch.from_numpy(gy))
+    got = _three(x, w, b, gy, kw)
+    for g, r in zip(got, (yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy())):
+        _close(g, r, np.float64)
+
+
+def test_pack_resolves_padding_holes_and_missing_images():
+    """pack(): every element written -- input values where the dilated, padded input has them, zeros elsewhere,
+    including the lanes past the batch (the buffer starts as garbage)."""
+    rng = np.random.default_rng(0)
+    for dtype, L in ((np.float32, 16), (np.float64, 8)):
+        x = rng.standard_normal((L + 3, 2, 3, 4, 5)).astype(dtype)
+        pad, dil, ext = (1, -1, 2), (2, 1, 3), (7, 4, 17)
+        xp = np.full((2, 2) + ext + (L,), np.nan, dtype)
+        _kernels.module("_lanes").pack(x, xp, *pad, *dil, 1)
+        want = np.zeros((2 * L, 2) + ext, dtype)
+        for zd, zh, zw in np.ndindex(*ext):
+            src = [(z - p) // d if z - p >= 0 and (z - p) % d == 0 and (z - p) // d < n else None
+                   for z, p, d, n in zip((zd, zh, zw), pad, dil, x.shape[2:])]
+            if None not in src:
+                want[:x.shape[0], :, zd, zh, zw] = x[:, :, src[0], src[1], src[2]]
+        got = xp.transpose(0, 5, 1, 2, 3, 4).reshape((2 * L, 2) + ext)
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("level", [lv for lv in _kernels.cpu_levels() if lv != _kernels.level()])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_level_gives_the_same_bits(level, dtype):
+    """A lane group is 64 bytes at every level, so the levels with FMA sum every output and weight in the same
+    order: bitwise identical results; the baseline (no FMA) within rounding."""
+    for case in (GRID[1], GRID[3], GRID[6]):
+        x, w, b, gy, kw, y = _case(case, dtype)
+        default = _three(x, w, b, gy, kw)
+        with _kernels.use_level(level):
+            got = _three(x, w, b, gy, kw)
+            fma = _kernels.level() != "baseline"
+        for g, d in zip(got, default):
+            if fma and _kernels.level() != "baseline":
+                assert np.array_equal(g, d), (level, case)
+            else:
+                _close(g, d, dtype)
+
+
+def test_input_gradient_skips_rows_of_padding_and_holes():
+    """The input gradient never multiplies a padding row or a stride-hole row (the forward pass does multiply its
+    padding, as PyTorch): an inf weight gives inf next to the holes along H, where multiplying them would give NaN
+    (along W the block spans the holes: that is why the entry declares ``"spreads"``)."""
+    x_shape = (16, 1, 7, 1)
+    w = np.array([[[[1.0], [np.inf], [1.0]]]])
+    gy = np.ones((16, 1, 4, 1))
+    got = fc.grad.conv2d_input(x_shape, w, gy, stride=(2, 1), padding=(1, 0), algorithm="lanes")
+    want = fc.grad.conv2d_input(x_shape, w, gy, stride=(2, 1), padding=(1, 0), algorithm="direct")
+    assert np.isinf(want).any() and not np.isnan(want).any()
+    assert np.array_equal(got, want)
+    assert LA.ALGORITHM.nonfinite == "spreads"
+
+
+def test_auto_prefers_it_only_where_the_batch_fills_the_lanes():
+    """The cost model charges the empty lanes of a partial group: with one image the same layer costs (nearly) as
+    much as with 16, so it is 16 times dearer per image."""
+    one = fc.ConvGeometry.make((1, 6, 14, 14), (16, 6, 5, 5))
+    full = fc.ConvGeometry.make((16, 6, 14, 14), (16, 6, 5, 5))
+    for op in ("forward", "grad_input", "grad_weight"):
+        assert LA.cost(one, np.float32, op) > 0.8 * LA.cost(full, np.float32, op)
+
+
+def test_supports_declines_copies_that_cannot_exist():
+    huge = fc.ConvGeometry.make((16, 1, 2 ** 31), (1, 1, 3), stride=1)
+    assert not LA.supports(huge, np.float32, "forward")
+    assert LA.supports(fc.ConvGeometry.make((16, 6, 14, 14), (16, 6, 5, 5)), np.float32, "forward")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_register_block(dtype):
+    """Each forward register block of the build (4, 2 and 1 output channels) on channel counts and widths that
+    leave tails in every block, against the reference; and ``block`` takes the narrow blocks for 1 and 2 channels."""
+    rng = np.random.default_rng(5)
+    blocks, _ = _kernels.module("_lanes").block_sizes()
+    for K, width in ((1, 13), (3, 27), (6, 7)):
+        x = rng.standard_normal((19, 3, 6, width)).astype(dtype)
+        w = rng.standard_normal((K, 3, 3, 4)).astype(dtype)
+        b = rng.standard_normal(K).astype(dtype)
+        geom = fc.ConvGeometry.make(x.shape, w.shape, 1, 1)
+        g3 = geom.as_3d()
+        want = ref.conv_nd(x, w, b, padding=1)
+        for kb in blocks:
+            ext = LA._extent(g3.output_size, g3.kernel_size, g3.stride, g3.dilation, kb[1])
+            xp = LA._pack(as_5d(x), g3.pad_lo, (1, 1, 1), ext, 2)
+            out = np.full(geom.output_shape, np.nan, dtype)
+            LA._correlate(xp, as_5d(w), b, as_5d(out), g3.kernel_size, g3.stride, g3.dilation, 1, 2, geom.flops,
+                          kb=kb)
+            _close(out, want, dtype)
+    assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == min(2, blocks[0][0]) and LA.block(16, 10) == blocks[0]
