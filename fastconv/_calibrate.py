@@ -52,9 +52,14 @@ PROBES = [
     ("depthwise", (4, 32, 28, 28), (32, 1, 3, 3), 1, 1, 32),
     ("15x15", (1, 8, 48, 48), (8, 8, 15, 15), 1, 7, 1),
     ("image 7x7", (1, 1, 192, 192), (1, 1, 7, 7), 1, 3, 1),
+    ("5x5 one channel", (32, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),
 ]
-# An algorithm whose uncalibrated estimate for a probe exceeds this is not measured there (it would not win).
+# An algorithm whose uncalibrated estimate for a probe exceeds this, or exceeds SKIP_RATIO times the smallest
+# estimate for the same probe and op (and SKIP_FLOOR seconds), is not measured there: it would not win, and the fit
+# should follow the probes where it competes.
 SKIP_SECONDS = 0.05
+SKIP_RATIO = 4.0
+SKIP_FLOOR = 0.002
 REPEATS = 3
 
 _lock = threading.Lock()
@@ -229,9 +234,14 @@ def calibrate(nthreads=None, progress=True, save=True, probes=None, repeats=REPE
     skipped = 0
     with _threads.num_threads(nthreads):
         for spec in (PROBES if probes is None else probes):
-            for alg, op, geom, fn in _probe_calls(spec, rng):
-                model = alg.cost(geom, np.float32, op)
-                if not math.isfinite(model) or model > SKIP_SECONDS:
+            calls = [(alg, op, geom, fn, alg.cost(geom, np.float32, op)) for alg, op, geom, fn in
+                     _probe_calls(spec, rng)]
+            best = {}
+            for alg, op, geom, fn, model in calls:
+                best[op] = min(best.get(op, math.inf), model)
+            for alg, op, geom, fn, model in calls:
+                if (not math.isfinite(model) or model > SKIP_SECONDS
+                        or model > max(SKIP_RATIO * best[op], SKIP_FLOOR)):
                     skipped += 1
                     continue
                 t = _time(fn, repeats)
