@@ -259,10 +259,15 @@ def calibrate(nthreads=None, progress=True, save=True, probes=None, repeats=REPE
 
 
 # ----------------------------------------------------------------------------------------------- filters
+# Side of the filters' probe images: large enough that the FFT path's fixed costs do not pass for its per-element
+# cost (see ``filters._engine.fit_constants``), about 0.1 s for all three probes on 2 cores.
+FILTER_SIZE = 1024
+
+
 def _measure_filters(nthreads):
-    """The filters' cost constants (float32, small images; see ``filters._engine.calibrate``)."""
+    """The filters' cost constants (float32; see ``filters._engine.calibrate``)."""
     from .filters import _engine as E
-    return E.calibrate(repeats=REPEATS, size=256, nthreads=nthreads, dtypes=(np.float32,))
+    return E.calibrate(repeats=REPEATS, size=FILTER_SIZE, nthreads=nthreads, dtypes=(np.float32,))
 
 
 def _apply_filters(data):
