@@ -1,10 +1,12 @@
-"""``auto`` against the fastest algorithm on every conv layer of ``fastconv bench``'s default grid, in one run.
+"""``auto`` against the fastest algorithm on every conv layer and single-channel image of ``fastconv bench``'s
+default grid, in one run.
 
-For each layer and op (forward; backward = input gradient + weight gradient, as ``fastconv bench`` times it) every
-registered algorithm and ``auto`` are timed with interleaved repeats (medians), ``auto`` as a user calls it: with
-the machine calibration (measured at its first use, or loaded from the cache directory).  The target is
-``auto / fastest <= 1.15`` everywhere.  The calibration is reported (its file and how long it took, when it ran
-in this process).
+For each layer and op (forward; backward = input gradient + weight gradient, as ``fastconv bench`` times it; for
+the images forward, input gradient and weight gradient apart) every registered algorithm and ``auto`` are timed
+with interleaved repeats (medians; calls under a millisecond repeated within each timing), ``auto`` as a user
+calls it: with the machine calibration (measured at its first use, or loaded from the cache directory).  The
+target is ``auto / fastest <= 1.15`` everywhere.  The calibration is reported (its file and how long it took,
+when it ran in this process).
 
     python bench/bench_auto.py [--threads 2] [--repeats 7] [--json bench/results/auto.json]
 """
@@ -24,7 +26,27 @@ TARGET = 1.15
 
 
 def _layers(grid="default"):
-    return [s for s in GRIDS[grid] if s["kind"] == "conv"]
+    return [s for s in GRIDS[grid] if s["kind"] in ("conv", "image")]
+
+
+def _repeated(fns, least=1e-3):
+    """``fns`` with each call repeated so that a timing of the fastest lasts at least ``least`` seconds (at most
+    50 calls; the same count for all, so each round still hits every candidate alike), and that count."""
+    import math
+    t = []
+    for fn in fns.values():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        t.append(time.perf_counter() - t0)
+    n = min(50, max(1, math.ceil(least / max(min(t), 1e-7))))
+
+    def loop(fn):
+        def run():
+            for _ in range(n):
+                fn()
+        return run
+    return {k: loop(fn) for k, fn in fns.items()}, n
 
 
 def run(threads=2, repeats=7, budget=3.0, grid="default"):
@@ -40,27 +62,35 @@ def run(threads=2, repeats=7, budget=3.0, grid="default"):
             kw = dict(stride=spec["stride"], padding=spec["padding"], groups=spec["groups"])
             geom = fc.ConvGeometry.make(x.shape, w.shape, kw["stride"], kw["padding"], 1, kw["groups"])
             gy = rng.standard_normal(geom.output_shape).astype(np.float32)
-            ops = ["forward"] + (["backward"] if spec["backward"] else [])
+            if spec["kind"] == "image":
+                ops = ["forward", "grad_input", "grad_weight"]
+            else:
+                ops = ["forward"] + (["backward"] if spec["backward"] else [])
             for op in ops:
                 fns = {}
                 for alg in _algorithms.names() + ("auto",):
                     if alg != "auto":
                         a = _algorithms.get(alg)
-                        need = ("forward",) if op == "forward" else ("grad_input", "grad_weight")
+                        need = ("grad_input", "grad_weight") if op == "backward" else (op,)
                         if not all(a.implements(o) and a.supports(geom, np.float32, o) for o in need):
                             continue
                         if sum(a.cost(geom, np.float32, o) for o in need) > 2.0:
                             continue     # seconds per call by its own model: far from the fastest
                     if op == "forward":
                         fns[alg] = lambda a=alg: fc.conv2d(x, w, **kw, algorithm=a)
+                    elif op == "grad_input":
+                        fns[alg] = lambda a=alg: grad.conv2d_input(x.shape, w, gy, **kw, algorithm=a)
+                    elif op == "grad_weight":
+                        fns[alg] = lambda a=alg: grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=a)
                     else:
                         fns[alg] = lambda a=alg: (grad.conv2d_input(x.shape, w, gy, **kw, algorithm=a),
                                                   grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=a))
+                fns, calls = _repeated(fns)
                 times = interleaved(fns, repeats, budget=budget, raw=True)
-                med = {k: float(np.median(v)) for k, v in times.items()}
+                med = {k: float(np.median(v)) / calls for k, v in times.items()}
                 best = min((k for k in med if k != "auto"), key=med.get)
-                if op == "forward":
-                    chosen = _algorithms.choose(geom, np.float32, "forward").name
+                if op != "backward":
+                    chosen = _algorithms.choose(geom, np.float32, op).name
                 else:
                     chosen = "%s+%s" % (_algorithms.choose(geom, np.float32, "grad_input").name,
                                         _algorithms.choose(geom, np.float32, "grad_weight").name)

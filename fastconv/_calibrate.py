@@ -42,7 +42,11 @@ FORMAT = 1
 # image), a fraction of a millisecond to a few milliseconds each.  The tile algorithms need probes with enough
 # tiles and channels to fill their blocks: with 3x3 probes of 4 x 32 x 28^2 and 2 x 128 x 14^2 and an 11x11 probe
 # of 2 x 3 x 99^2, winograd's gradients ran at 1.4-2.6x their model there but at 1.0-1.2x on the benchmark's layers,
-# and auto took toeplitz at 2.6x winograd's time for the 3x3 input gradients (Xeon, AVX-512).
+# and auto took toeplitz at 2.6x winograd's time for the 3x3 input gradients (Xeon, AVX-512).  The single-channel
+# image is large enough that the transforms dominate fft's time and direct's column kernel runs well past the
+# size where it starts its second thread: a 192^2 7x7 probe sat right there (0.09 ms with one thread for 5x5,
+# 0.2 ms with two for 7x7 on a busy machine), made direct's column kernel look 1.5x slower on every image and
+# left auto taking fft at 2.1x direct's time for a 512^2 15x15 image.
 PROBES = [
     ("3x3", (8, 64, 40, 40), (64, 64, 3, 3), 1, 1, 1),
     ("3x3 wide", (4, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1),
@@ -51,7 +55,7 @@ PROBES = [
     ("11x11 s4", (8, 3, 163, 163), (48, 3, 11, 11), 4, 0, 1),
     ("depthwise", (4, 32, 28, 28), (32, 1, 3, 3), 1, 1, 32),
     ("15x15", (1, 8, 48, 48), (8, 8, 15, 15), 1, 7, 1),
-    ("image 7x7", (1, 1, 192, 192), (1, 1, 7, 7), 1, 3, 1),
+    ("image 15x15", (1, 1, 480, 480), (1, 1, 15, 15), 1, 7, 1),
     ("5x5 one channel", (32, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),
 ]
 # An algorithm whose uncalibrated estimate for a probe exceeds this, or exceeds SKIP_RATIO times the smallest
@@ -265,10 +269,15 @@ def calibrate(nthreads=None, progress=True, save=True, probes=None, repeats=REPE
 
 
 # ----------------------------------------------------------------------------------------------- filters
+# Side of the filters' probe images: large enough that the FFT path's fixed costs do not pass for its per-element
+# cost (see ``filters._engine.fit_constants``), about 0.1 s for all three probes on 2 cores.
+FILTER_SIZE = 1024
+
+
 def _measure_filters(nthreads):
-    """The filters' cost constants (float32, small images; see ``filters._engine.calibrate``)."""
+    """The filters' cost constants (float32; see ``filters._engine.calibrate``)."""
     from .filters import _engine as E
-    return E.calibrate(repeats=REPEATS, size=256, nthreads=nthreads, dtypes=(np.float32,))
+    return E.calibrate(repeats=REPEATS, size=FILTER_SIZE, nthreads=nthreads, dtypes=(np.float32,))
 
 
 def _apply_filters(data):

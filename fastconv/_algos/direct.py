@@ -375,12 +375,15 @@ def _channel_efficiency(Kg, width, taps, is_float):
     return eff * (ONE_TAP_EFFICIENCY if taps == 1 else 1.0)
 
 
-def _column_efficiency(kout, width, itemsize):
+def _column_efficiency(kout, width, itemsize, taps_w):
     """Useful fraction of the column-vectorised block (channels per block, column vectors), times its rate
-    relative to the channel-vectorised block."""
+    relative to the channel-vectorised block.  Every kernel row costs the block the work of about
+    COLUMN_ROW_TAPS column taps besides its ``taps_w`` taps (row pointers, the band row brought in from cache),
+    so wide kernels run the block near its peak and narrow ones far below it."""
     WB = _dw.block_width(itemsize, width, kout)
     nj = 1 if kout == 1 else 2 if kout == 2 else 4
-    return (COLUMN_EFFICIENCY * (kout / (nj * ceil(kout / nj))) * (width / (WB * ceil(width / WB))))
+    return (COLUMN_EFFICIENCY * taps_w / (taps_w + COLUMN_ROW_TAPS) * (kout / (nj * ceil(kout / nj)))
+            * (width / (WB * ceil(width / WB))))
 
 
 def cost_kind(geom, dtype, op):
@@ -422,7 +425,7 @@ def cost(geom, dtype, op):
     extra = 0.0
     calls = 1
     if op == "forward":
-        eff = (_column_efficiency(Kg, OW, itemsize) if kind == "columns"
+        eff = (_column_efficiency(Kg, OW, itemsize, g3.kernel_size[2]) if kind == "columns"
                else _channel_efficiency(Kg, OW, taps, is_float))
         tasks = N * G * OD * OH
     elif op == "grad_input":
@@ -430,12 +433,13 @@ def cost(geom, dtype, op):
         if kind == "phases":
             calls = prod(g3.stride)
             width = -(-width // g3.stride[2])
-            eff = (_column_efficiency(Cg, width, itemsize) if Cg < COLUMN_KERNEL_MAX_KG
+            eff = (_column_efficiency(Cg, width, itemsize, -(-g3.kernel_size[2] // g3.stride[2]))
+                   if Cg < COLUMN_KERNEL_MAX_KG
                    else _channel_efficiency(Cg, width, max(1, taps // calls), is_float))
             extra = np.prod(geom.input_shape) * itemsize / COPY_BYTES_PER_S
         else:
             # the output gradient dilated by the stride: (s_w - 1) of every s_w gathered columns are zeros
-            eff = (_column_efficiency(Cg, width, itemsize) if kind == "columns"
+            eff = (_column_efficiency(Cg, width, itemsize, g3.kernel_size[2]) if kind == "columns"
                    else _channel_efficiency(Cg, width, taps, is_float)) / g3.stride[2]
         tasks = N * G * np.prod(g3.input_size[:2])
     elif kind == "wcolumns":
@@ -461,7 +465,12 @@ def _rate(is_float):
 # by vector width (32 bytes: AVX2 on the development machine; 64: AVX-512 on a Xeon); float64 is half.
 RATE_PER_THREAD = {32: 59e9, 64: 90e9}
 ONE_TAP_EFFICIENCY = 0.5     # 1x1 kernels: loop overhead per input channel is not amortised over taps
-COLUMN_EFFICIENCY = 0.3      # the column-vectorised block (one load per multiply-add) relative to the channel block
+# The column-vectorised block (one load per multiply-add) relative to the channel block, at its peak, and the
+# per-kernel-row cost in column taps: single-channel 512^2 images, 2 threads, Xeon (AVX-512), time per output and
+# kernel row grew as 0.19 ns + 0.0108 ns per column tap from 7x7 to 63x63 kernels (0.3 of the channel block's
+# rate at 7x7, 0.9 at 63x63); a constant 0.3 made a 15x15 kernel look 2x and a 63x63 one 3x slower than it ran.
+COLUMN_EFFICIENCY = 1.1
+COLUMN_ROW_TAPS = 18
 WCOLUMN_EFFICIENCY = 0.25    # the depthwise weight-gradient kernel
 PARALLEL_EFFICIENCY = 0.9
 COPY_BYTES_PER_S = 4e9

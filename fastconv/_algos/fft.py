@@ -570,6 +570,15 @@ def cost(geom, dtype, op):
     return _plan(geom, op, np.dtype(dtype).itemsize).cost
 
 
+def cost_kind(geom, dtype, op):
+    """The channel-sum path of the plan: "gemm" (per-frequency GEMMs) or "loop" (streaming).  The calibration
+    scales each separately: the model's GEMM terms dominate layers with many channels and its transform terms
+    single-channel images, and their errors on a machine differ (on a Xeon with AVX-512 the GEMM path ran at 0.3x
+    its model, the transforms of a single 512^2 image at 0.55x; one fit over both made those 1.3-2x slower
+    than their estimate, and auto took fft at 2.5x direct's time for a 15x15 kernel)."""
+    return "gemm" if _plan(geom, op, np.dtype(dtype).itemsize).gemm else "loop"
+
+
 # Cost-model constants, keyed by "is float32", fitted by ``python bench/bench_fft.py --calibrate`` on the 2-core
 # reference machine: single-threaded CPU times of 17 geometries x 3 ops x both channel-sum paths, expressed in the
 # units of direct's model (seconds at the default 2 threads).  Per transformed element; per 1-D transform
@@ -599,6 +608,7 @@ ALGORITHM = register(Algorithm(
     grad_input=grad_input,
     grad_weight=grad_weight,
     cost=cost,
+    cost_kind=cost_kind,
     description="real FFTs (scipy.fft), frequency-domain channel sum (per-frequency GEMM), overlap-save tiles",
     supports=supports,
     nonfinite="spreads",

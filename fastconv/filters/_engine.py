@@ -501,33 +501,53 @@ def choose(shape, weights, dtype, nthreads, factors=None, fft=True):
 
 def calibrate(repeats=7, size=1024, nthreads=1, dtypes=(np.float32, np.float64)):
     """Measure the cost-model constants on this machine with ``nthreads`` threads on ``size`` x ``size`` images;
-    returns them per thread (the model divides by the thread count), keyed by itemsize, as a dict."""
-    from .._measure import timeit
+    returns them per thread (the model divides by the thread count), keyed by itemsize, as a dict.
+
+    The three probes of a dtype (a 1x1 pass, a 9x9 direct correlation and a 31x31 FFT correlation) are timed in
+    interleaved rounds (the best of each), so that load on a shared machine hits them alike; see
+    :func:`fit_constants` for what is made of the times."""
+    from .._measure import interleaved, timeit
     rng = np.random.default_rng(0)
-    res = {"MAC_SECONDS": {}, "PASS_SECONDS": {}, "FFT_SECONDS": {}}
-    par = max(1, nthreads)
-
-    def best(fn):
-        return timeit(fn, repeats=repeats, warmup=1)["min"]
-
     modes2 = ("reflect", "reflect")
     small = rng.random((8, 8))
-    call = best(lambda: correlate_nd(small, np.empty_like(small), np.ones((3, 3)), (1, 1), modes2, 0.0, nthreads))
+    times = {"call": timeit(lambda: correlate_nd(small, np.empty_like(small), np.ones((3, 3)), (1, 1), modes2, 0.0,
+                                                 nthreads), repeats=repeats, warmup=1)["min"]}
     for dtype in dtypes:
-        item = np.dtype(dtype).itemsize
         img = rng.random((size, size)).astype(dtype)
         out = np.empty_like(img)
-        n = img.size
-        t1 = best(lambda: correlate_nd(img, out, np.ones((1, 1)), (0, 0), modes2, 0.0, nthreads))
-        w = rng.standard_normal((9, 9))
-        t9 = best(lambda: correlate_nd(img, out, w, (4, 4), modes2, 0.0, nthreads))
-        w = rng.standard_normal((31, 31))
-        tf = best(lambda: correlate_fft(img, out, w, (15, 15), modes2, 0.0, nthreads))
-        F = math.prod(fft_shape(img.shape, w.shape))
-        res["PASS_SECONDS"][item] = max(1e-12, t1 * par / n)
-        res["MAC_SECONDS"][item] = max(1e-13, (t9 - t1) * par / (80 * n))
-        res["FFT_SECONDS"][item] = max(1e-12, (tf - 4 * call) * par / (F * math.log2(F)))
-    res["CALL_SECONDS"] = call
+        w9 = rng.standard_normal((9, 9))
+        w31 = rng.standard_normal((31, 31))
+        got = interleaved({
+            "pass": lambda: correlate_nd(img, out, np.ones((1, 1)), (0, 0), modes2, 0.0, nthreads),
+            "mac": lambda: correlate_nd(img, out, w9, (4, 4), modes2, 0.0, nthreads),
+            "fft": lambda: correlate_fft(img, out, w31, (15, 15), modes2, 0.0, nthreads)}, repeats, raw=True)
+        times[np.dtype(dtype).itemsize] = {k: min(v) for k, v in got.items()}
+    return fit_constants(times, size, nthreads)
+
+
+def fit_constants(times, size, nthreads):
+    """The constants from the probe times of :func:`calibrate` (``{"call": s, itemsize: {"pass": s, "mac": s,
+    "fft": s}}``, on ``size`` x ``size`` images with ``nthreads`` threads): per element of a pass (the call
+    overhead taken off), per multiply-add (the 9x9 correlation less the pass, over its 80 extra taps), per
+    ``F log2 F`` of the 31x31 FFT path (less the four calls the model counts).
+
+    The probes are as large as they are because the FFT path's fixed costs (padding, transposes, thread joins)
+    are a large part of it on small images: measured on 256^2 images a 2-core Xeon's constants put the
+    direct/FFT crossover on 2048^2 images anywhere from 13x13 to 41x41 from one process to the next on a busy
+    machine (k = 15 and 31 took either path), on 1024^2 images at 17x17 to 19x19.
+    """
+    par = max(1, nthreads)
+    n = size * size
+    call = float(times["call"])
+    F = math.prod(fft_shape((size, size), (31, 31)))
+    res = {"MAC_SECONDS": {}, "PASS_SECONDS": {}, "FFT_SECONDS": {}, "CALL_SECONDS": call}
+    for item, t in times.items():
+        if item == "call":
+            continue
+        item = int(item)
+        res["PASS_SECONDS"][item] = max(1e-12, (t["pass"] - call) * par / n)
+        res["MAC_SECONDS"][item] = max(1e-13, (t["mac"] - t["pass"]) * par / (80 * n))
+        res["FFT_SECONDS"][item] = max(1e-12, (t["fft"] - 4 * call) * par / (F * math.log2(F)))
     return res
 
 
