@@ -15,7 +15,6 @@ import fastconv as fc
 import reference as ref
 from fastconv import _kernels
 from fastconv._algos import lanes as LA
-from fastconv._kernels import as_5d
 
 CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
 GRAD_IN = {1: fc.grad.conv1d_input, 2: fc.grad.conv2d_input, 3: fc.grad.conv3d_input}
@@ -150,8 +149,9 @@ def test_supports_declines_copies_that_cannot_exist():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_register_block(dtype):
-    """Each forward register block of the build (4, 2 and 1 output channels) on channel counts and widths that
-    leave tails in every block, against the reference; and ``block`` takes the narrow blocks for 1 and 2 channels."""
+    """Each register block of the build (4, 2 and 1 output channels) on channel counts and widths that leave tails
+    in every block, forward and input gradient, against the reference; and ``block`` takes the narrow blocks for 1
+    and 2 channels."""
     rng = np.random.default_rng(5)
     blocks, _ = _kernels.module("_lanes").block_sizes()
     for K, width in ((1, 13), (3, 27), (6, 7)):
@@ -159,13 +159,14 @@ def test_every_register_block(dtype):
         w = rng.standard_normal((K, 3, 3, 4)).astype(dtype)
         b = rng.standard_normal(K).astype(dtype)
         geom = fc.ConvGeometry.make(x.shape, w.shape, 1, 1)
-        g3 = geom.as_3d()
         want = ref.conv_nd(x, w, b, padding=1)
+        gy = rng.standard_normal(geom.output_shape).astype(dtype)
+        want_gx = ref.conv_grad_input_nd(x.shape, w, gy, padding=1)
         for kb in blocks:
-            ext = LA._extent(g3.output_size, g3.kernel_size, g3.stride, g3.dilation, kb[1])
-            xp = LA._pack(as_5d(x), g3.pad_lo, (1, 1, 1), ext, 2)
             out = np.full(geom.output_shape, np.nan, dtype)
-            LA._correlate(xp, as_5d(w), b, as_5d(out), g3.kernel_size, g3.stride, g3.dilation, 1, 2, geom.flops,
-                          kb=kb)
+            LA.forward(x, w, b, geom, out, 2, plan=LA._Plan(geom, x.itemsize, "forward", 2, kb=kb))
             _close(out, want, dtype)
-    assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == min(2, blocks[0][0]) and LA.block(16, 10) == blocks[0]
+            gx = np.full(x.shape, np.nan, dtype)
+            LA.grad_input(gy, w, geom, gx, 2, plan=LA._Plan(geom, x.itemsize, "grad_input", 2, kb=kb))
+            _close(gx, want_gx, dtype)
+    assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == min(2, blocks[0][0]) and LA.block(16, 12) == blocks[0]

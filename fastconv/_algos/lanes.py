@@ -24,6 +24,8 @@ the contract in :mod:`fastconv._algorithms` never multiplies in an input gradien
 gives NaN where PyTorch gives inf -- so the entry is declared ``"spreads"`` and ``auto`` avoids it for operands
 holding an inf or NaN.
 """
+import functools
+import threading
 from math import ceil, prod
 
 import numpy as np
@@ -32,7 +34,7 @@ from .. import _kernels
 from .._algorithms import Algorithm, register
 from .._kernels import as_5d
 from .._threads import MIN_FLOPS_PER_THREAD
-from .direct import PHYSICAL_MEMORY, pack_weights, transposed_weight
+from .direct import PHYSICAL_MEMORY, transposed_weight
 
 _lanes = _kernels.module("_lanes")
 
@@ -45,27 +47,66 @@ def _lanes_of(itemsize):
     return LANE_BYTES // itemsize
 
 
-def _empty_aligned(shape, dtype):
+# Each Python thread keeps its packed copies up to this size between calls (two per dtype: the weight gradient packs
+# two operands): a fresh allocation of that size comes from the OS as untouched pages, and faulting them in took as
+# long as packing them (LeNet's layers, Xeon).
+REUSE_BYTES = 64 << 20
+_reuse = threading.local()
+
+
+def _empty_aligned(shape, dtype, slot=0):
     """An uninitialised C-contiguous array whose data starts on a 64-byte boundary, so no lane group straddles two
-    cache lines (NumPy guarantees 16 bytes; a split load costs two, which halves the kernels' speed)."""
+    cache lines (NumPy guarantees 16 bytes; a split load costs two, which halves the kernels' speed).  Arrays up
+    to ``REUSE_BYTES`` reuse this thread's buffer ``slot`` (the previous array of the slot is overwritten)."""
     dtype = np.dtype(dtype)
     n = prod(shape)
-    raw = np.empty(n + LANE_BYTES // dtype.itemsize, dtype)
+    need = n + LANE_BYTES // dtype.itemsize
+    if need * dtype.itemsize > REUSE_BYTES:
+        raw = np.empty(need, dtype)
+    else:
+        bufs = _reuse.__dict__.setdefault("bufs", {})
+        raw = bufs.get((dtype.char, slot))
+        if raw is None or raw.size < need:
+            raw = bufs[(dtype.char, slot)] = np.empty(need, dtype)
     start = (-raw.ctypes.data % LANE_BYTES) // dtype.itemsize
     return raw[start:start + n].reshape(shape)
 
 
-def _pack(a5, pad, dil, extent, nthreads):
+def _pack(a5, pad, dil, extent, nthreads, slot=0):
     """(N, C, D, H, W) -> (ceil(N / L), C, *extent, L): lane groups with padding ``pad`` (low side, any sign) and
-    input dilation ``dil`` applied (``_lanes.pack``), 64-byte aligned."""
+    input dilation ``dil`` applied (``_lanes.pack``), 64-byte aligned, in this thread's buffer ``slot``."""
     L = _lanes_of(a5.itemsize)
-    packed = _empty_aligned((-(-a5.shape[0] // L), a5.shape[1]) + tuple(extent) + (L,), a5.dtype)
+    packed = _empty_aligned((-(-a5.shape[0] // L), a5.shape[1]) + tuple(extent) + (L,), a5.dtype, slot)
     _lanes.pack(a5, packed, *pad, *dil, nthreads)
     return packed
 
 
-def _threads(flops, nthreads):
-    return max(1, min(nthreads, int(flops // MIN_FLOPS_PER_THREAD) or 1))
+def _block_rate(b, kout, width):
+    """Useful multiply-adds per cycle of register block ``b`` on ``kout`` channels and rows of ``width`` outputs,
+    relative to the widest channel block."""
+    widest = _lanes.block_sizes()[0][0][0]
+    return (BLOCK_RATE.get(widest // b[0], 1.0) * kout / (b[0] * ceil(kout / b[0]))
+            * width / (b[1] * ceil(width / b[1])))
+
+
+def block(kout, width):
+    """(channels, columns) of the forward register block that runs ``kout`` output channels per group on rows of
+    ``width`` outputs fastest (ties: the first of ``_lanes.block_sizes()``), in the SIMD level in use."""
+    return _block(kout, width, _kernels.level())
+
+
+@functools.lru_cache(maxsize=64)
+def _block(kout, width, level):
+    blocks, _ = _lanes.block_sizes()
+    return max(blocks, key=lambda b: (_block_rate(b, kout, width), -blocks.index(b)))
+
+
+def _extent(out_size, kernel, stride, dilation, width_block):
+    """Packed (D, H, W) extent that ``out_size`` outputs read, W rounded up to whole blocks of outputs."""
+    ext = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(out_size, kernel, stride, dilation)]
+    ow = -(-out_size[2] // width_block) * width_block
+    ext[2] = (ow - 1) * stride[2] + (kernel[2] - 1) * dilation[2] + 1
+    return tuple(ext)
 
 
 def _rows(extent, size, pad, dil):
@@ -74,96 +115,104 @@ def _rows(extent, size, pad, dil):
     return np.ascontiguousarray((z >= 0) & (z % dil == 0) & (z // dil < size), np.uint8)
 
 
-def _correlate(xp, w5, bias, out5, kernel, stride, dilation, groups, nthreads, flops, valid=None, kb=None):
-    """out5 = the valid correlation of the packed ``xp`` with ``w5`` (K, Cg, R, S, T) (+ bias); ``valid`` =
-    (depth flags, row flags) of the packed rows to multiply (default: all); ``kb`` forces a register block."""
-    Dp, Hp = xp.shape[2:4]
-    R, S, T = kernel
-    if valid is None:
-        valid = (np.ones(Dp, np.uint8), np.ones(Hp, np.uint8))
-    geom = dict(groups=groups, kd=R, kh=S, kw=T, sd=stride[0], sh=stride[1], sw=stride[2], dd=dilation[0],
-                dh=dilation[1], dw=dilation[2], pd=0, ph=0, pw=0, ld=1, lh=1, lw=1)
-    b = bias if bias is not None else np.zeros(1, xp.dtype)
-    nthreads = _threads(flops, nthreads)
-    N, K, OD, OH, OW = out5.shape
-    KB, XB = block(K // groups, OW) if kb is None else kb
-    tasks = xp.shape[0] * K // groups // KB * OD          # (lane group, channel block, depth) before any split
-    rows = OH
-    while rows > 1 and tasks * -(-OH // rows) < 4 * nthreads:
-        rows = -(-rows // 2)
-    _lanes.forward(xp, pack_weights(w5, groups, KB), b, out5, valid[0], valid[1], geom, has_bias=bias is not None,
-                   block_channels=KB, rows_per_task=rows, nthreads=nthreads)
+# Packing a copy smaller than this runs on one thread (waking a second costs more than it saves).
+PACK_PARALLEL_BYTES = 1 << 20
 
 
-def _block_rate(b, kout, width):
-    """Useful multiply-adds per cycle of register block ``b`` on ``kout`` channels and rows of ``width`` outputs,
-    relative to the full channel block."""
-    return (BLOCK_RATE.get(b[0], 1.0) * kout / (b[0] * ceil(kout / b[0])) * width / (b[1] * ceil(width / b[1])))
+class _Plan:
+    """What a call of ``op`` on one geometry needs beyond its arrays, computed once (``_plan`` caches it): the
+    packed extents, paddings and input dilations, the register block, the kernel's geometry dict, the row flags,
+    the rows per task and the thread counts."""
+
+    def __init__(self, geom, itemsize, op, nthreads, kb=None):
+        g3 = geom.as_3d()
+        G = geom.groups
+        L = _lanes_of(itemsize)
+        self.threads = max(1, min(nthreads, int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
+        R, S, T = g3.kernel_size
+        if op == "grad_weight":
+            self.ext = _extent(g3.output_size, g3.kernel_size, g3.stride, g3.dilation, 1)
+            self.pad, self.dil = g3.pad_lo, (1, 1, 1)
+            Dp, Hp, Wp = self.ext
+            dd, dh, dw = g3.dilation
+            self.toff = np.array([((r * dd * Hp + s * dh) * Wp + t * dw) * L for r in range(R) for s in range(S)
+                                  for t in range(T)], np.intp)
+            self.kernel = geom.kernel_struct
+            nbytes = (prod(self.ext) * g3.in_channels + prod(g3.output_size) * g3.out_channels) * L * itemsize
+        else:
+            if op == "forward":
+                kout, out_size, stride = g3.out_channels // G, g3.output_size, g3.stride
+                self.pad, self.dil = g3.pad_lo, (1, 1, 1)
+                cin = g3.in_channels
+            else:
+                kout, out_size, stride = g3.in_channels // G, g3.input_size, (1, 1, 1)
+                self.pad = tuple(d * (k - 1) - p for d, k, p in zip(g3.dilation, g3.kernel_size, g3.pad_lo))
+                self.dil = g3.stride
+                cin = g3.out_channels
+            self.block = block(kout, out_size[2]) if kb is None else kb
+            self.ext = _extent(out_size, g3.kernel_size, stride, g3.dilation, self.block[1])
+            if op == "forward":        # the forward pass multiplies its zero padding (the non-finite contract)
+                self.valid = (np.ones(self.ext[0], np.uint8), np.ones(self.ext[1], np.uint8))
+            else:                      # rows of padding and stride holes are skipped (columns are not)
+                self.valid = tuple(_rows(self.ext[i], g3.output_size[i], self.pad[i], self.dil[i]) for i in (0, 1))
+            self.kernel = dict(groups=G, kd=R, kh=S, kw=T, sd=stride[0], sh=stride[1], sw=stride[2],
+                               dd=g3.dilation[0], dh=g3.dilation[1], dw=g3.dilation[2], pd=0, ph=0, pw=0, ld=1,
+                               lh=1, lw=1)
+            tasks = -(-g3.batch // L) * G * -(-kout // self.block[0]) * out_size[0]
+            rows = out_size[1]
+            while rows > 1 and tasks * -(-out_size[1] // rows) < 4 * self.threads:
+                rows = -(-rows // 2)
+            self.rows = rows
+            nbytes = prod(self.ext) * cin * L * itemsize
+        self.pack_threads = self.threads if nbytes * -(-g3.batch // L) >= PACK_PARALLEL_BYTES else 1
 
 
-def block(kout, width):
-    """(channels, columns) of the forward register block that runs ``kout`` output channels per group on rows of
-    ``width`` outputs fastest."""
-    blocks, _ = _lanes.block_sizes()
-    return max(blocks, key=lambda b: (_block_rate(b, kout, width), b[0]))
+def _plan(geom, itemsize, op, nthreads):
+    return _cached_plan(geom, itemsize, op, nthreads, _kernels.level())
 
 
-def _extent(out_size, kernel, stride, dilation, width_block):
-    """Packed (D, H, W) extent that ``out_size`` outputs read, W rounded up to whole blocks of outputs."""
-    ext = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(out_size, kernel, stride, dilation)]
-    ow = -(-out_size[2] // width_block) * width_block
-    ext[2] = (ow - 1) * stride[2] + (kernel[2] - 1) * dilation[2] + 1
-    return ext
+@functools.lru_cache(maxsize=256)
+def _cached_plan(geom, itemsize, op, nthreads, level):
+    return _Plan(geom, itemsize, op, nthreads)
 
 
-def forward(x, w, bias, geom, out, nthreads):
-    g3 = geom.as_3d()
+def _correlate(xp, w5, bias, out5, plan):
+    """out5 = the valid correlation of the packed ``xp`` with ``w5`` (K, Cg, R, S, T) (+ bias)."""
+    b = bias if bias is not None else w5[:1, 0, 0, 0, 0]
+    _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.kernel, has_bias=bias is not None,
+                   block=_lanes.block_sizes()[0].index(plan.block), rows_per_task=plan.rows, nthreads=plan.threads)
+
+
+def forward(x, w, bias, geom, out, nthreads, plan=None):
     x5, w5, out5 = as_5d(x), as_5d(w), as_5d(out)
     if x5.shape[1] == 0 or min(out5.shape) == 0:
         out5[...] = 0 if bias is None else bias.reshape(-1, 1, 1, 1)
         return
-    _, XB = block(g3.out_channels // geom.groups, g3.output_size[2])
-    ext = _extent(g3.output_size, g3.kernel_size, g3.stride, g3.dilation, XB)
-    xp = _pack(x5, g3.pad_lo, (1, 1, 1), ext, nthreads)
-    _correlate(xp, w5, bias, out5, g3.kernel_size, g3.stride, g3.dilation, geom.groups, nthreads, geom.flops)
+    plan = plan or _plan(geom, x.itemsize, "forward", nthreads)
+    _correlate(_pack(x5, plan.pad, plan.dil, plan.ext, plan.pack_threads), w5, bias, out5, plan)
 
 
-def grad_input(gy, w, geom, out, nthreads):
-    g3 = geom.as_3d()
+def grad_input(gy, w, geom, out, nthreads, plan=None):
     gy5, out5 = as_5d(gy), as_5d(out)
     if gy5.shape[1] == 0 or min(out5.shape) == 0:
         out5[...] = 0
         return
-    _, XB = block(g3.in_channels // geom.groups, g3.input_size[2])
-    one = (1, 1, 1)
-    ext = _extent(g3.input_size, g3.kernel_size, one, g3.dilation, XB)
-    pad = tuple(d * (k - 1) - p for d, k, p in zip(g3.dilation, g3.kernel_size, g3.pad_lo))
-    gyp = _pack(gy5, pad, g3.stride, ext, nthreads)
-    wt = as_5d(transposed_weight(w, geom.groups))
-    # rows of padding and stride holes are not multiplied (columns are: a register block spans them)
-    valid = tuple(_rows(ext[i], g3.output_size[i], pad[i], g3.stride[i]) for i in (0, 1))
-    _correlate(gyp, wt, None, out5, g3.kernel_size, one, g3.dilation, geom.groups, nthreads,
-               geom.flops * prod(g3.stride), valid)
+    plan = plan or _plan(geom, gy.itemsize, "grad_input", nthreads)
+    gyp = _pack(gy5, plan.pad, plan.dil, plan.ext, plan.pack_threads)
+    _correlate(gyp, as_5d(transposed_weight(w, geom.groups)), None, out5, plan)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
-    g3 = geom.as_3d()
     x5, gy5, out5 = as_5d(x), as_5d(gy), as_5d(out)
     if min(out5.shape) == 0:
         return
     if min(gy5.shape) == 0:
         out5[...] = 0
         return
-    ext = _extent(g3.output_size, g3.kernel_size, g3.stride, g3.dilation, 1)
-    xp = _pack(x5, g3.pad_lo, (1, 1, 1), ext, nthreads)
-    gyp = _pack(gy5, (0, 0, 0), (1, 1, 1), g3.output_size, nthreads)
-    Dp, Hp, Wp, L = xp.shape[2:]
-    R, S, T = g3.kernel_size
-    dd, dh, dw = g3.dilation
-    toff = np.array([((r * dd * Hp + s * dh) * Wp + t * dw) * L for r in range(R) for s in range(S)
-                     for t in range(T)], np.intp)
-    geom5 = dict(geom.kernel_struct)
-    _lanes.grad_weight(xp, gyp, out5, toff, geom5, _threads(geom.flops, nthreads))
+    plan = _plan(geom, x.itemsize, "grad_weight", nthreads)
+    xp = _pack(x5, plan.pad, plan.dil, plan.ext, plan.pack_threads)
+    gyp = _pack(gy5, (0, 0, 0), (1, 1, 1), geom.as_3d().output_size, plan.pack_threads, slot=1)
+    _lanes.grad_weight(xp, gyp, out5, plan.toff, plan.kernel, plan.threads)
 
 
 def _packed_bytes(geom, itemsize, op):
@@ -231,9 +280,9 @@ def cost(geom, dtype, op):
 # by vector width (32: AVX2 build; 64: AVX-512 on a Xeon); float64 is half.
 RATE_PER_THREAD = {32: 40e9, 64: 80e9}
 WGRAD_EFFICIENCY = 0.8
-# Multiply-add rate of the narrower forward blocks relative to the 4-channel one (which loads one input lane group
-# per 4 multiply-adds; these per 2 or 1), measured on LeNet's layers (Xeon, AVX-512).
-BLOCK_RATE = {2: 0.75, 1: 0.5}
+# Multiply-add rate of the forward blocks with a half or a quarter of the widest block's channels (one input lane
+# group loaded per 2 or 1 multiply-adds instead of 4), measured on LeNet's layers (Xeon, AVX-512).
+BLOCK_RATE = {2: 0.75, 4: 0.5}
 PARALLEL_EFFICIENCY = 0.9
 COPY_BYTES_PER_S = 4e9
 CALL_OVERHEAD = 3e-5

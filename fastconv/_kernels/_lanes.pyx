@@ -12,8 +12,8 @@ of ``L`` pads the last group with zero images.
 zero padding (any sign: a negative pad crops) and input dilation there, so the compute kernels never test a bound:
 
 * :func:`forward` -- a task owns (lane group, group, block of KB output channels, output depth, a band of output
-  rows) and computes XB output columns at a time with KB x XB = ``LN_ACCS`` lane-group accumulators in registers
-  (KB = 4, 2 or 1 as the layer's channel count fits; half as many for KB = 1): per input channel and tap, the KB weights are broadcast and
+  rows) and computes XB output columns at a time with KB x XB (at most ``LN_ACCS``) lane-group accumulators in registers
+  (4 x 6, 4 x 5, 2 x 12 or 1 x 12 at 64 bytes, as the layer's channels and width fit best): per input channel and tap, the KB weights are broadcast and
   each of the XB input lane groups is loaded once and multiplied by all of them.  Results (plus bias) are
   scattered to the images of the group.  The input
   gradient is the same kernel on the packed output gradient, dilated by the stride and padded by ``d (k - 1) - p``,
@@ -43,13 +43,29 @@ cdef extern from *:
        weight gradient: 4 channels x 5 taps = 20 accumulators, 4 output-gradient groups, 1 input group */
     #define FC_LN_KB 4
     #define FC_LN_ACCS 24
+    #define FC_LN_B0K 4
+    #define FC_LN_B0X 6
+    #define FC_LN_B1K 4
+    #define FC_LN_B1X 5
+    #define FC_LN_B2K 2
+    #define FC_LN_B2X 12
+    #define FC_LN_B3K 1
+    #define FC_LN_B3X 12
     #define FC_LN_WKB 4
     #define FC_LN_WTB 5
     #else
-    /* 16 registers of 32 bytes, a lane group in two: 2 x 3 (or 1 x 6) accumulator groups (12 registers);
+    /* 16 registers of 32 bytes, a lane group in two: 2 x 3, 2 x 2, 1 x 6, 1 x 4 accumulator groups;
        weight gradient 2 x 2 (8 registers) */
     #define FC_LN_KB 2
     #define FC_LN_ACCS 6
+    #define FC_LN_B0K 2
+    #define FC_LN_B0X 3
+    #define FC_LN_B1K 2
+    #define FC_LN_B1X 2
+    #define FC_LN_B2K 1
+    #define FC_LN_B2X 6
+    #define FC_LN_B3K 1
+    #define FC_LN_B3X 4
     #define FC_LN_WKB 2
     #define FC_LN_WTB 2
     #endif
@@ -59,6 +75,14 @@ cdef extern from *:
     enum:
         LN_KB "FC_LN_KB"
         LN_ACCS "FC_LN_ACCS"
+        LN_B0K "FC_LN_B0K"
+        LN_B0X "FC_LN_B0X"
+        LN_B1K "FC_LN_B1K"
+        LN_B1X "FC_LN_B1X"
+        LN_B2K "FC_LN_B2K"
+        LN_B2X "FC_LN_B2X"
+        LN_B3K "FC_LN_B3K"
+        LN_B3X "FC_LN_B3X"
         LN_WKB "FC_LN_WKB"
         LN_WTB "FC_LN_WTB"
 
@@ -76,9 +100,9 @@ LANE_BYTES = 64
 
 
 def block_sizes():
-    """The forward register blocks of this build as (output channels, output columns) pairs, and the (output
-    channels, kernel taps) of the weight-gradient block."""
-    return tuple((kb, LN_ACCS // max(kb, 2)) for kb in (LN_KB, 2, 1) if kb <= LN_KB), (LN_WKB, LN_WTB)
+    """The forward register blocks of this build as (output channels, output columns) pairs (their index is the
+    ``block`` argument of :func:`forward`), and the (output channels, kernel taps) of the weight-gradient block."""
+    return ((LN_B0K, LN_B0X), (LN_B1K, LN_B1X), (LN_B2K, LN_B2X), (LN_B3K, LN_B3X)), (LN_WKB, LN_WTB)
 
 
 def vector_bytes():
@@ -126,11 +150,11 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
 
 # ----------------------------------------------------------------------------------------------- forward
 cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
-                            Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, Py_ssize_t wcstride, Py_ssize_t T,
-                            Py_ssize_t dwL, Py_ssize_t swL, float_t* res, int KB, int XB,
-                            lane_t* tag) noexcept nogil:
+                            Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
+                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res, int KB,
+                            int XB, lane_t* tag) noexcept nogil:
     """res[(kk * XB + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
-    wblk[c * wcstride + woff[q] + t * KB + kk] * base[c * cstride + roff[q] + x * swL + t * dwL + l].
+    wblk[kofs[kk] + c * wcstride + woff[q] + t] * base[c * cstride + roff[q] + x * swL + t * dwL + l].
 
     KB x XB accumulators (at most LN_ACCS); callers pass literal block sizes (the loops unroll, the accumulators stay in
     registers): the KB weights of a tap are broadcast once, then each of the XB input lane groups is loaded once
@@ -150,7 +174,7 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
             wk = wblk + c * wcstride + woff[q]
             for t in range(T):
                 for kk in range(KB):
-                    wv[kk] = wk[t * KB + kk] - z      # broadcast (x - 0 folds to x)
+                    wv[kk] = wk[kofs[kk] + t] - z      # broadcast (x - 0 folds to x)
                 for x in range(XB):
                     xv = (<const lane_t*> (row + x * swL + t * dwL))[0]
                     for kk in range(KB):
@@ -160,35 +184,41 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
 
 
 cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
-                               Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, Py_ssize_t wcstride,
-                               Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res, int KB) noexcept nogil:
-    # literal block sizes for the inlined block: KB * XB = LN_ACCS accumulators, or half as many for one channel
-    # (GCC does not unroll a loop of 24, and a block of 12 columns already hides the latency of the FMA chain)
+                               Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
+                               Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
+                               int blk) noexcept nogil:
+    # literal block sizes for the inlined block (its loops unroll and its accumulators stay in registers); a
+    # single channel takes half the accumulators (GCC does not unroll a loop of 24, and 12 columns already hide
+    # the latency of the FMA chain)
     cdef lanef* tf = NULL
     cdef laned* td = NULL
     if float_t is float:
-        if KB >= 4:     # only with LN_KB = 4
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 4, LN_ACCS // 4, tf)
-        elif KB == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 2, LN_ACCS // 2, tf)
+        if blk == 0:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B0K, LN_B0X, tf)
+        elif blk == 1:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B1K, LN_B1X, tf)
+        elif blk == 2:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B2K, LN_B2X, tf)
         else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 1, LN_ACCS // 2, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B3K, LN_B3X, tf)
     else:
-        if KB >= 4:     # only with LN_KB = 4
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 4, LN_ACCS // 4, td)
-        elif KB == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 2, LN_ACCS // 2, td)
+        if blk == 0:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B0K, LN_B0X, td)
+        elif blk == 1:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B1K, LN_B1X, td)
+        elif blk == 2:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B2K, LN_B2X, td)
         else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, 1, LN_ACCS // 2, td)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B3K, LN_B3X, td)
 
 
-def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[::1] wp, const float_t[::1] bias,
+def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
             float_t[:, :, :, :, ::1] out, const unsigned char[::1] dvalid, const unsigned char[::1] hvalid,
-            Geometry geom, *, bint has_bias, int block_channels, int rows_per_task, int nthreads):
+            Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads):
     """out (N, K, OD, OH, OW) = the valid correlation of the packed input ``xp`` (see :func:`pack`) with the
-    weights ``wp`` (``direct.pack_weights`` layout in blocks of ``LN_KB`` channels) at the strides and dilations of
-    ``geom`` (its paddings are already in ``xp``), plus ``bias``, in register blocks of ``block_channels`` (one of
-    :func:`block_sizes`; ``wp`` is packed in blocks of as many).  Kernel taps (r, s) that read a packed row whose
+    weights ``w`` (K, Cg, R, S, T) at the strides and dilations of ``geom`` (its paddings are already in ``xp``),
+    plus ``bias``, in the register block ``block`` (an index into :func:`block_sizes`; a block's channels past K
+    repeat its last one, and their sums are dropped).  Kernel taps (r, s) that read a packed row whose
     ``dvalid`` (by depth) or ``hvalid`` (by row) flag is 0 -- rows of zeros the caller does not want multiplied --
     are skipped.  A task computes ``rows_per_task`` output rows of one lane
     group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache line but at
@@ -200,21 +230,23 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[::1] wp, const f
     cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G
     cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
     cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
-    cdef int KB = LN_KB if block_channels >= LN_KB else (2 if block_channels == 2 else 1)
-    cdef Py_ssize_t XB = LN_ACCS // max(KB, 2)
+    cdef int blk = min(max(block, 0), 3)
+    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K)[blk]
+    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X)[blk]
     cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
-    cdef Py_ssize_t wlen = Cg * R * S * T * KB
+    cdef Py_ssize_t wkstride = Cg * R * S * T
     cdef Py_ssize_t cstride = Dp * Hp * Wp * L
     cdef Py_ssize_t rpt = max(1, min(rows_per_task, OH))
     cdef Py_ssize_t nbands = (OH + rpt - 1) // rpt
     cdef Py_ssize_t ntask = NB * G * nkb * OD * nbands
-    cdef Py_ssize_t res_len = LN_ACCS * L
+    cdef Py_ssize_t res_len = KB * XB * L
     cdef Py_ssize_t lstride = K * OD * OH * OW
     cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, nx, kk, x, l, xblk
     cdef float_t* res
     cdef float_t* dst
     cdef Py_ssize_t* roff
     cdef Py_ssize_t* woff
+    cdef Py_ssize_t* kofs
     cdef Py_ssize_t r, s, nq
     cdef const float_t* base
     cdef const float_t* src
@@ -225,8 +257,9 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[::1] wp, const f
         return
     with nogil, parallel(num_threads=nthreads):
         res = <float_t*> scratch(res_len * sizeof(float_t), failed)
-        roff = <Py_ssize_t*> scratch(2 * R * S * sizeof(Py_ssize_t), failed)     # per thread
+        roff = <Py_ssize_t*> scratch((2 * R * S + LN_KB) * sizeof(Py_ssize_t), failed)     # per thread
         woff = roff + R * S if roff != NULL else NULL
+        kofs = roff + 2 * R * S if roff != NULL else NULL
         for task in prange(ntask, schedule='dynamic'):
             if res != NULL and roff != NULL:
                 band = task % nbands
@@ -238,6 +271,8 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[::1] wp, const f
                 nl = min(L, N - n0)
                 k0 = g * Kg + kb * KB
                 nk = min(KB, Kg - kb * KB)
+                for kk in range(KB):
+                    kofs[kk] = min(kk, nk - 1) * wkstride
                 for oh in range(band * rpt, min(OH, band * rpt + rpt)):
                     base = &xp[b, g * Cg, od * sd, oh * sh, 0, 0]
                     # the (r, s) taps of this output row that read rows to multiply
@@ -247,12 +282,12 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[::1] wp, const f
                             for s in range(S):
                                 if hvalid[oh * sh + s * dh]:
                                     roff[nq] = (r * dd * Hp + s * dh) * Wp * L
-                                    woff[nq] = (r * S + s) * T * KB
+                                    woff[nq] = (r * S + s) * T
                                     nq = nq + 1
                     for xblk in range((OW + XB - 1) // XB):
                         ox0 = xblk * XB
-                        _fwd_dispatch(base + ox0 * sw * L, roff, woff, nq, Cg, cstride, &wp[(g * nkb + kb) * wlen],
-                                      R * S * T * KB, T, dw * L, sw * L, res, KB)
+                        _fwd_dispatch(base + ox0 * sw * L, roff, woff, nq, Cg, cstride, &w[k0, 0, 0, 0, 0], kofs,
+                                      R * S * T, T, dw * L, sw * L, res, blk)
                         nx = min(XB, OW - ox0)
                         for kk in range(nk):
                             bval = bias[k0 + kk] if has_bias else 0
