@@ -31,7 +31,7 @@ import weakref
 import numpy as np
 from scipy import special
 
-from . import _gemm
+from . import _gemm, _kernels, _threads
 from . import _validate as V
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
@@ -221,6 +221,25 @@ def _backward(root, grad, retain_graph):
 
 
 # --------------------------------------------------------------------------------------------------- Tensor
+def _relu(x):
+    """np.maximum(x, 0), on fastconv's threads for large contiguous float arrays (one pass, no temporaries)."""
+    if x.size < _threads.GRAIN or x.dtype.char not in "fd" or not x.flags.c_contiguous:
+        return np.maximum(x, 0)
+    out = np.empty_like(x)
+    _kernels.module("_direct").relu(x.reshape(-1), out.reshape(-1), _threads.threads_for(x.size))
+    return out
+
+
+def _relu_grad(g, x):
+    """g * (x > 0), in one threaded pass where it can (same dtype, contiguous, large)."""
+    if (x.size < _threads.GRAIN or x.dtype.char not in "fd" or g.dtype != x.dtype or g.shape != x.shape
+            or not (x.flags.c_contiguous and g.flags.c_contiguous)):
+        return g * (x > 0)
+    out = np.empty_like(x)
+    _kernels.module("_direct").relu_grad(g.reshape(-1), x.reshape(-1), out.reshape(-1), _threads.threads_for(x.size))
+    return out
+
+
 def _check_float(arr, what):
     if arr.dtype.kind != "f":
         raise TypeError("%s: only floating point tensors can require gradients, got dtype %s" % (what, arr.dtype))
@@ -612,7 +631,7 @@ class Tensor:
 
     def relu(self):
         x = self.data
-        return record("relu", np.maximum(x, 0), (self,), lambda g, n: (g * (x > 0),))
+        return record("relu", _relu(x), (self,), lambda g, n: (_relu_grad(g, x),))
 
     def sigmoid(self):
         y = special.expit(self.data)

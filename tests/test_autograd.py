@@ -322,3 +322,22 @@ def test_composite_gradients_equal_torch():
     np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fa.grad, ta.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fb.grad, tb.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernel_matches_numpy_on_large_arrays(dtype):
+    """Large contiguous arrays take the threaded ReLU kernels: the same values as NumPy's maximum and product,
+    bit for bit, with NaN, +-inf and -0.0 in the input and inf/NaN in the gradient."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6, 40, 40)).astype(dtype)
+    x.flat[:5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g.flat[3:9] = [np.inf, np.nan, -np.inf, np.inf, np.nan, -np.inf]
+    t = Tensor(x, requires_grad=True)
+    y = t.relu()
+    y.backward(g)
+    want_y, want_g = np.maximum(x, 0), g * (x > 0)
+    assert np.array_equal(y.data, want_y, equal_nan=True)
+    assert np.array_equal(np.signbit(y.data), np.signbit(want_y))
+    assert np.array_equal(t.grad, want_g, equal_nan=True)
+    assert x.flags.writeable and np.isnan(x.flat[0])          # the input is not modified

@@ -386,3 +386,25 @@ def max_abs(const float_t[::1] a, int nthreads):
         if best[part] > m:
             m = best[part]
     return m
+
+
+# ----------------------------------------------------------------------------------------------- ReLU
+def relu(const float_t[::1] x, float_t[::1] out, int nthreads):
+    """out = np.maximum(x, 0) over contiguous vectors, on up to ``nthreads`` threads: NaN stays NaN, -0.0 gives
+    +0.0 (as NumPy's maximum does)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef float_t v
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=max(1, nthreads)):
+            v = x[i]
+            out[i] = v if (v > 0 or v != v) else 0
+
+
+def relu_grad(const float_t[::1] g, const float_t[::1] x, float_t[::1] out, int nthreads):
+    """out = g * (x > 0) over contiguous vectors (a product, as NumPy computes it: an inf or NaN gradient over a
+    non-positive input gives NaN)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef float_t one = 1, zero = 0
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=max(1, nthreads)):
+            out[i] = g[i] * (one if x[i] > 0 else zero)
