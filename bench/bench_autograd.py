@@ -7,10 +7,9 @@ Cases (float32, ratios are fastconv time / torch time measured in the same run w
 * one LeNet-5 training step (forward, cross-entropy, backward, Adam update), batch 64 of 1x32x32, same weights.
 
 The contenders of a case are timed in turns (one call of each per round, median over the rounds), so a change in
-the machine's load during the run affects them alike.  Unless set already, ``OMP_WAIT_POLICY=PASSIVE`` is set
-before fastconv and torch load their OpenMP runtimes: on a shared two-core machine, workers that spin between
-parallel regions take the cores from the other thread pools (BLAS, the other runtime, other processes) and turn
-millisecond steps into tens of milliseconds, for both libraries.  The policy in effect is printed and saved.
+the machine's load during the run affects them alike.  Both libraries run on the one OpenMP runtime they share
+(``libgomp.so.1``) with fastconv's default wait policy, a short spin (``GOMP_SPINCOUNT=10000``, see
+docs/guide/threads.rst) unless the environment sets one; the policy in effect is printed and saved.
 
     python bench/bench_autograd.py [--threads 2] [--repeats 15] [--json bench/results/autograd.json]
 """
@@ -19,13 +18,11 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np  # noqa: E402
 
 import fastconv as fc  # noqa: E402
 from fastconv import Tensor, nn  # noqa: E402
-from fastconv.benchmark import blas_threads, format_table, save_json, torch_or_none  # noqa: E402
+from fastconv.benchmark import blas_threads, format_table, omp_wait_policy, save_json, torch_or_none  # noqa: E402
 from fastconv.examples.digits import lenet5  # noqa: E402
 from fastconv.nn import functional as F  # noqa: E402
 
@@ -147,8 +144,8 @@ def main(argv=None):
     p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "autograd.json"))
     a = p.parse_args(argv)
     rows = run(a.threads, a.repeats, a.batch)
-    policy = os.environ.get("OMP_WAIT_POLICY")
-    print("forward + backward, float32, %d threads, OMP_WAIT_POLICY=%s; vs_torch = median time / torch's median "
+    policy = omp_wait_policy()
+    print("forward + backward, float32, %d threads, %s; vs_torch = median time / torch's median "
           "time, timed in turns in the same run" % (a.threads, policy))
     print(format_table(rows, ["case", "impl", "ms", "min_ms", "spread", "vs_torch", "gflops"]))
     save_json(a.json, rows, threads=a.threads, batch=a.batch, omp_wait_policy=policy,

@@ -12,7 +12,7 @@ Inference: the same network in eval mode under ``no_grad``, as trained and with 
 convolution before it (``nn.utils.fuse_modules`` with ``ResNet.fuse_groups()``), against torch's eval forward.
 
 The step is timed again with one thread each (with two, torch wakes its pool for every small op, which the
-machine's load and ``OMP_WAIT_POLICY`` affect far more than fastconv's few large parallel kernels; the
+machine's load and the OpenMP wait policy affect far more than fastconv's few large parallel kernels; the
 one-thread ratio shows the work per step without that).
 
 Then the ops fastconv implements with NumPy, forward + backward, each against torch's: batch norm (train mode) on
@@ -20,21 +20,19 @@ every activation shape of the network, ReLU, the residual add and ``cat``.
 
 Every case is timed in turns (one call of each contender per round, median over the rounds), so a change in the
 machine's load hits all alike; the load average before and after is printed and saved (``os.getloadavg``), with
-the CPU model and fastconv's SIMD level.  ``OMP_WAIT_POLICY=PASSIVE`` is set unless already set (see
-``bench_autograd.py``).
+the CPU model, fastconv's SIMD level and the OpenMP wait policy both libraries share (fastconv's default, a short
+spin, unless the environment sets one; see ``bench_autograd.py``).
 
     python bench/bench_resnet.py [--threads 2] [--repeats 30] [--json bench/results/resnet.json]
 """
 import argparse
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np  # noqa: E402
 
 import fastconv as fc  # noqa: E402
 from fastconv import Tensor, nn  # noqa: E402
-from fastconv.benchmark import blas_threads, cpu_model, format_table, save_json, torch_or_none  # noqa: E402
+from fastconv.benchmark import blas_threads, cpu_model, format_table, omp_wait_policy, save_json, torch_or_none  # noqa: E402
 from fastconv.examples.resnet import resnet_digits, torch_resnet  # noqa: E402
 from fastconv.nn import functional as F  # noqa: E402
 from bench_autograd import in_turns  # noqa: E402  (contenders timed in turns, as there)
@@ -184,8 +182,8 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="write the results here as JSON")
     args = p.parse_args(argv)
     rows, before, after = run(args.threads, args.repeats, args.batch)
-    print("CPU %s, SIMD %s, %d threads, OMP_WAIT_POLICY=%s; load average before %s, after %s"
-          % (cpu_model(), fc.info(print_=False)["simd"], args.threads, os.environ.get("OMP_WAIT_POLICY"),
+    print("CPU %s, SIMD %s, %d threads, %s; load average before %s, after %s"
+          % (cpu_model(), fc.info(print_=False)["simd"], args.threads, omp_wait_policy(),
              "/".join("%.2f" % v for v in before), "/".join("%.2f" % v for v in after)))
     print(format_table(rows, [("case", "case"), ("impl", "impl"), ("ms", "median ms"), ("min_ms", "min ms"),
                               ("spread", "spread"), ("vs_torch", "x torch")]))
@@ -199,7 +197,7 @@ def main(argv=None):
     if args.json:
         save_json(args.json, rows, threads=args.threads, batch=args.batch, cpu=cpu_model(),
                   simd=fc.info(print_=False)["simd"], load_before=list(before), load_after=list(after),
-                  omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), target={"ResNet step": 1.0})
+                  omp_wait_policy=omp_wait_policy(), target={"ResNet step": 1.0})
     return 0
 
 

@@ -30,8 +30,6 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np  # noqa: E402
 
 import fastconv as fc  # noqa: E402

@@ -14,7 +14,7 @@ import numpy as np
 from ._measure import cpu_model, format_table, interleaved, timeit
 
 __all__ = ["timeit", "interleaved", "cpu_model", "sgemm_gflops", "blas_idle", "copy_gbps", "torch_or_none", "blas_threads",
-           "format_table", "save_json", "machine", "REFERENCE_LAYERS"]
+           "format_table", "save_json", "machine", "omp_wait_policy", "REFERENCE_LAYERS"]
 
 # The reference layers every convolution benchmark measures (``fastconv bench``, ``bench/bench_conv.py``):
 # (name, input shape, weight shape, stride, padding).
@@ -83,6 +83,16 @@ def torch_or_none(threads=None):
     if threads is not None:
         torch.set_num_threads(int(threads))
     return torch
+
+
+def omp_wait_policy():
+    """How idle OpenMP threads wait in this process, as the environment told libgomp when it loaded (fastconv's
+    default, a short spin, unless the user set a policy): ``"OMP_WAIT_POLICY=..."`` or ``"GOMP_SPINCOUNT=..."``.
+    PyTorch shares the runtime, so the policy holds for both sides of a comparison."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy:
+        return "OMP_WAIT_POLICY=" + policy
+    return "GOMP_SPINCOUNT=" + os.environ.get("GOMP_SPINCOUNT", "300000 (libgomp's default)")
 
 
 def machine():

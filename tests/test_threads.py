@@ -11,9 +11,10 @@ import fastconv as fc
 
 
 def run_python(code, tmp_path, **env):
-    """Run code in a fresh interpreter that imports the same fastconv as this test process."""
+    """Run code in a fresh interpreter that imports the same fastconv as this test process (``env``: variables to
+    set, or with None to unset)."""
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
-    full_env = dict(os.environ, PYTHONPATH=pkg_root, **env)
+    full_env = {k: v for k, v in dict(os.environ, PYTHONPATH=pkg_root, **env).items() if v is not None}
     res = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=tmp_path, capture_output=True, text=True,
                          check=True)
     return res.stdout
@@ -79,3 +80,15 @@ def test_info_reports_build():
     assert d["version"] == fc.__version__
     assert d["simd"] in ("avx512", "avx2+fma", "sse2", "generic")
     assert "direct" in d["algorithms"]
+
+
+def test_default_wait_policy_is_a_short_spin(tmp_path):
+    """Unless the environment sets a policy, fastconv gives libgomp GOMP_SPINCOUNT=10000 before it loads (idle
+    threads spin briefly, then sleep); a policy or spin count the user set is left alone."""
+    code = ("import os; import fastconv, fastconv.benchmark as b; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), b.omp_wait_policy())")
+    clean = {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None}
+    assert run_python(code, tmp_path, **clean).split() == ["10000", "None", "GOMP_SPINCOUNT=10000"]
+    assert run_python(code, tmp_path, **dict(clean, OMP_WAIT_POLICY="PASSIVE")).split() == [
+        "None", "PASSIVE", "OMP_WAIT_POLICY=PASSIVE"]
+    assert run_python(code, tmp_path, **dict(clean, GOMP_SPINCOUNT="5")).split()[0] == "5"

@@ -25,10 +25,15 @@ import importlib
 import os
 import warnings
 
-# Idle OpenMP threads sleep instead of spinning (unless the user chose otherwise): fastconv alternates OpenMP
-# regions with BLAS and FFT calls that need the same cores, and spinning threads would take them away.  Set before
-# the first kernel module loads libgomp, which reads it once.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+SPINCOUNT = "10000"
+
+# Idle OpenMP threads spin briefly, then sleep (unless the user chose a policy): GOMP_SPINCOUNT=10000 is a few
+# tenths of a millisecond, long enough to bridge the Python between two kernel calls of a training step (waking a
+# sleeping thread costs 0.1-0.2 ms on a virtual machine, more than a small kernel's whole run), short enough to
+# leave the cores to the BLAS and FFT calls and the other processes that follow (libgomp's default, 300000,
+# spins for tens of milliseconds).  Set before the first kernel module loads libgomp, which reads it once.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
 
 
 def _not_built_message():
