@@ -52,6 +52,9 @@ The contract of an :class:`Algorithm` entry
         tile or transform non-finite (FFT, Winograd: a transform mixes every input of a tile into every output).
         A spreading entry must still make every output the contract calls non-finite non-finite.
         ``tests/test_nonfinite.py`` checks every registered entry against what it declares.
+    ``spreading_ops``
+        The ops a ``"spreads"`` entry spreads in (default: all of :data:`OPS`); the others meet the contract
+        exactly, and ``auto`` checks the operands only for these (:meth:`Algorithm.spreads`).
 
     Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does).  Errors the user can cause
     are caught before (``fastconv._validate``, ``ConvGeometry``); an entry may still raise ``MemoryError``.
@@ -110,9 +113,14 @@ class Algorithm:
     nonfinite: str = "exact"             # "exact" or "spreads" (see the non-finite contract above)
     cost_kind: Callable = field(default=lambda geom, dtype, op: "")
     fused_bias: bool = False
+    spreading_ops: tuple = OPS           # the ops a "spreads" entry spreads in
 
     def implements(self, op):
         return getattr(self, op) is not None
+
+    def spreads(self, op):
+        """True when ``op`` may spread non-finite values beyond the contract (see ``nonfinite``)."""
+        return self.nonfinite == "spreads" and op in self.spreading_ops
 
     @property
     def exact(self):
@@ -173,6 +181,8 @@ def register(alg):
         raise TypeError("register() expects an Algorithm, got %r" % type(alg).__name__)
     if alg.nonfinite not in NONFINITE:
         raise ValueError("register(): Algorithm.nonfinite must be one of %s, got %r" % (NONFINITE, alg.nonfinite))
+    if not set(alg.spreading_ops) <= set(OPS):
+        raise ValueError("register(): Algorithm.spreading_ops must name ops of %s, got %r" % (OPS, alg.spreading_ops))
     _registry[alg.name] = alg
     _choice_cache.clear()
     return alg
@@ -216,14 +226,14 @@ def _max_abs(a):
 def choose(geom, dtype, op="forward", finite=True):
     """The algorithm with the lowest estimated cost for ``op`` on ``geom`` (the ``"auto"`` choice).
 
-    ``finite=False`` (operands that are not :func:`tame`) leaves out the entries whose ``nonfinite`` is
-    ``"spreads"``."""
+    ``finite=False`` (operands that are not :func:`tame`) leaves out the entries that spread non-finite values in
+    ``op`` (:meth:`Algorithm.spreads`)."""
     if not all(geom.input_shape[:2]):     # no samples or no channels: nothing to compute, nothing to compare
         return next(a for a in _registry.values() if a.implements(op))
     tuning = _autotune.enabled()
     if tuning:
         tuned = _autotune.lookup(geom, dtype, op)
-        if tuned is not None and tuned in _registry and (finite or _registry[tuned].nonfinite == "exact"):
+        if tuned is not None and tuned in _registry and (finite or not _registry[tuned].spreads(op)):
             return _registry[tuned]
     key = (geom, getattr(dtype, "char", None) or np.dtype(dtype).char, op, _threads.get_num_threads(),
            get_reduced_accuracy(), finite)
@@ -231,7 +241,7 @@ def choose(geom, dtype, op="forward", finite=True):
     if name is not None and not tuning:
         return _registry[name]
     candidates = [a for a in _registry.values() if a.implements(op) and a.supports(geom, dtype, op)
-                  and accurate_enough(a, geom, dtype, op) and (finite or a.nonfinite == "exact")]
+                  and accurate_enough(a, geom, dtype, op) and (finite or not a.spreads(op))]
     if not candidates:
         raise ValueError("no registered algorithm can compute the %s of this convolution (input %s, weight %s, "
                          "stride %s, dilation %s): each declines it as too large for its buffers"

@@ -67,7 +67,7 @@ class PreparedConv(NamedTuple):
         if alg is None:
             alg = self.algorithms[op] = _algorithms.resolve(self.algorithm, self.geom.kernel_geometry, self.dtype,
                                                             op, self.fn)
-        if alg.nonfinite != "exact" and self.algorithm == "auto" and not _algorithms.tame(self.dtype, *operands):
+        if alg.spreads(op) and self.algorithm == "auto" and not _algorithms.tame(self.dtype, *operands):
             key = op + ":nonfinite"
             alg = self.algorithms.get(key)
             if alg is None:

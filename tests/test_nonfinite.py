@@ -177,8 +177,9 @@ def _torch_transpose(torch, nd, x, w, b, gy, kw):
     return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
 
 
-def _how(alg):
-    return "exact" if alg == "auto" else _algorithms.get(alg).nonfinite
+def _how(alg, op="forward"):
+    """What ``alg`` declares for ``op``: "exact" or "spreads" (auto: exact)."""
+    return "spreads" if alg != "auto" and _algorithms.get(alg).spreads(op) else "exact"
 
 
 def _supported(fn, *args, **kwargs):
@@ -225,14 +226,13 @@ def _check_conv(rng, torch, nd, x, w, b, kw, mode):
     conv = getattr(fc, "conv%dd" % nd)
     gin, gwt = getattr(G, "conv%dd_input" % nd), getattr(G, "conv%dd_weight" % nd)
     for alg in ALGORITHMS + ("auto",):
-        how = _how(alg)
         tag = "%s %s %dd %s mode=%s %s" % (alg, x.dtype, nd, x.shape, mode, kw)
         for got, ref_value, what in (
                 (_supported(conv, x, w, b, padding_mode=mode, algorithm=alg, **kw), want[0], "forward"),
                 (_supported(gin, x.shape, w, gy, padding_mode=mode, algorithm=alg, **kw), want[1], "grad_input"),
                 (_supported(gwt, x, w.shape, gy, padding_mode=mode, algorithm=alg, **kw), want[2], "grad_weight")):
             if got is not None:
-                expect(got, ref_value, how, "%s: %s" % (what, tag))
+                expect(got, ref_value, _how(alg, what), "%s: %s" % (what, tag))
 
 
 def _check_transpose(rng, torch, nd, x, w, b, kw, pairs):
@@ -247,21 +247,20 @@ def _check_transpose(rng, torch, nd, x, w, b, kw, pairs):
                                                                                    "grad_weight")):
             assert np.array_equal(classes(t), classes(r)), "the contract's transposed %s is not PyTorch's" % what
     for alg in ALGORITHMS + ("auto",):
-        how = _how(alg)
         tag = "%s %s conv_transpose%dd %s %s" % (alg, x.dtype, nd, x.shape, kw)
         X, W = fc.Tensor(x, requires_grad=True), fc.Tensor(w, requires_grad=True)
         B = None if b is None else fc.Tensor(b, requires_grad=True)
         out = _supported(getattr(nn.functional, "conv_transpose%dd" % nd), X, W, B, algorithm=alg, **kw)
         if out is None:
             continue
-        expect(out.data, want[0], how, "forward: " + tag)
+        expect(out.data, want[0], _how(alg, "grad_input"), "forward: " + tag)     # the adjoint runs it
         try:
             out.backward(gy)
         except ValueError as exc:      # an algorithm may decline one of the gradient geometries only
             assert "does not implement" in str(exc)
             continue
-        expect(X.grad, want[1], how, "grad_input: " + tag)
-        expect(W.grad, want[2], how, "grad_weight: " + tag)
+        expect(X.grad, want[1], _how(alg, "forward"), "grad_input: " + tag)
+        expect(W.grad, want[2], _how(alg, "grad_weight"), "grad_weight: " + tag)
         if B is not None:
             expect(B.grad, gy.astype(np.float64).sum(axis=(0,) + tuple(range(2, gy.ndim))), "exact",
                    "grad_bias: " + tag)
@@ -275,13 +274,13 @@ def test_transposed_convolution_does_not_multiply_its_holes(alg):
     w = np.array([[[1.0, np.inf, 1.0]]])
     got = fc.conv_transpose1d(np.ones((1, 1, 8)), w, algorithm=alg)
     want = np.array([[[1.0] + [np.inf] * 8 + [1.0]]])
-    if _how(alg) == "exact":
+    if _how(alg, "grad_input") == "exact":
         np.testing.assert_array_equal(got, want)
     else:
         assert not np.isfinite(got[..., 1:-1]).any()
     # stride holes too: with stride 2 every other output reads an inf weight only through a hole of the input
     got = fc.conv_transpose1d(np.ones((1, 1, 4)), np.array([[[1.0, np.inf]]]), stride=3, algorithm=alg)
-    if _how(alg) == "exact":
+    if _how(alg, "grad_input") == "exact":
         np.testing.assert_array_equal(got, [[[1, np.inf, 0, 1, np.inf, 0, 1, np.inf, 0, 1, np.inf]]])
 
 
@@ -291,8 +290,8 @@ def test_input_gradient_does_not_multiply_padding(alg):
     w = np.array([[[np.inf, 1.0, 1.0]]])
     got = G.conv1d_input((1, 1, 6), w, np.ones((1, 1, 6)), padding=1, algorithm=alg)
     want = ref.conv_grad_input_nd((1, 1, 6), w, np.ones((1, 1, 6)), padding=1)
-    expect(got, want, _how(alg), alg)
-    assert _how(alg) != "exact" or np.isfinite(got[..., -1]).all()
+    expect(got, want, _how(alg, "grad_input"), alg)
+    assert _how(alg, "grad_input") != "exact" or np.isfinite(got[..., -1]).all()
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
@@ -364,7 +363,14 @@ def test_every_algorithm_declares_its_nonfinite_behaviour():
     alg = _algorithms.get("direct")
     with pytest.raises(ValueError, match="nonfinite"):
         _algorithms.register(_algorithms.Algorithm("bad", alg.forward, None, None, alg.cost, nonfinite="maybe"))
+    with pytest.raises(ValueError, match="spreading_ops"):
+        _algorithms.register(_algorithms.Algorithm("bad", alg.forward, None, None, alg.cost, nonfinite="spreads",
+                                                   spreading_ops=("backward",)))
     assert "bad" not in fc.algorithms()
+    # an entry may spread in some ops only: lanes' input gradient multiplies the holes along W, the rest is exact
+    lanes = _algorithms.get("lanes")
+    assert [lanes.spreads(op) for op in _algorithms.OPS] == [False, True, False]
+    assert [_algorithms.get("fft").spreads(op) for op in _algorithms.OPS] == [True] * 3
 
 
 def test_registry_exposes_the_contract_to_new_entries():

@@ -19,10 +19,11 @@ It pays where the batch fills the lanes (N >= 16 float32 images, or a multiple c
 too small or too narrow for the channel blocks of ``direct`` or the GEMMs of ``toeplitz``; ``auto`` finds those
 layers through the cost model below.
 
-Non-finite values: the copies multiply the zeros of the padding and (input gradient) of the stride holes, which
-the contract in :mod:`fastconv._algorithms` never multiplies in an input gradient -- an inf weight next to a hole
-gives NaN where PyTorch gives inf -- so the entry is declared ``"spreads"`` and ``auto`` avoids it for operands
-holding an inf or NaN.
+Non-finite values: the forward pass and the weight gradient form exactly the products of the contract in
+:mod:`fastconv._algorithms` (zero padding included; the lanes past the batch are zero in both operands).  The
+input gradient skips rows of padding and stride holes but multiplies those along W, which the contract never
+multiplies there -- an inf weight next to a hole gives NaN where PyTorch gives inf -- so the entry spreads in
+``grad_input`` only (``spreading_ops``), and ``auto`` checks the operands for that op alone.
 """
 import functools
 import threading
@@ -296,5 +297,6 @@ ALGORITHM = register(Algorithm(
     cost=cost,
     description="direct convolution with the batch's images as vector lanes (LeNet-class layers)",
     supports=supports,
-    nonfinite="spreads",     # the input gradient multiplies the stride holes and padding it copies
+    nonfinite="spreads",     # the input gradient multiplies the padding and stride holes it copies along W
+    spreading_ops=("grad_input",),
 ))
