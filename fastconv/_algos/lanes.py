@@ -221,13 +221,13 @@ def _packed_bytes(geom, itemsize, op):
     g3 = geom.as_3d()
     L = _lanes_of(itemsize)
     groups = -(-g3.batch // L) * L
+    G = g3.groups
     if op == "grad_input":
-        size, stride = g3.input_size, (1, 1, 1)
-        channels = g3.out_channels
+        size, stride, channels, kout = g3.input_size, (1, 1, 1), g3.out_channels, g3.in_channels // G
     else:
-        size, stride = g3.output_size, g3.stride
-        channels = g3.in_channels
-    ext = _extent(size, g3.kernel_size, stride, g3.dilation, 24)
+        size, stride, channels, kout = g3.output_size, g3.stride, g3.in_channels, g3.out_channels // G
+    width_block = 1 if op == "grad_weight" else block(max(kout, 1), max(size[2], 1))[1]
+    ext = _extent(size, g3.kernel_size, stride, g3.dilation, width_block)
     total = groups * channels * prod(max(e, 0) for e in ext)
     if op == "grad_weight":
         total += groups * g3.out_channels * prod(g3.output_size)
@@ -285,7 +285,7 @@ WGRAD_EFFICIENCY = 0.8
 # group loaded per 2 or 1 multiply-adds instead of 4), measured on LeNet's layers (Xeon, AVX-512).
 BLOCK_RATE = {2: 0.75, 4: 0.5}
 PARALLEL_EFFICIENCY = 0.9
-COPY_BYTES_PER_S = 4e9
+COPY_BYTES_PER_S = 8e9     # packing LeNet's activations, one thread (Xeon)
 CALL_OVERHEAD = 3e-5
 
 
