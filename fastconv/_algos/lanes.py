@@ -236,7 +236,12 @@ def _packed_bytes(geom, itemsize, op):
 
 def supports(geom, dtype, op):
     """False when the packed copies would not fit (huge strides, dilations or batches)."""
-    return _packed_bytes(geom, np.dtype(dtype).itemsize, op) <= MAX_PACKED_BYTES
+    return _supports(geom, np.dtype(dtype).itemsize, op, _kernels.level())
+
+
+@functools.lru_cache(maxsize=1024)
+def _supports(geom, itemsize, op, level):
+    return _packed_bytes(geom, itemsize, op) <= MAX_PACKED_BYTES
 
 
 def cost(geom, dtype, op):
