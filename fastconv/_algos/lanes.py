@@ -117,7 +117,7 @@ def _rows(extent, size, pad, dil):
 
 
 # Packing a copy smaller than this runs on one thread (waking a second costs more than it saves).
-PACK_PARALLEL_BYTES = 1 << 20
+PACK_PARALLEL_BYTES = 256 << 10
 
 
 class _Plan:

@@ -117,8 +117,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     element of ``xp`` is written."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
-    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1
-    cdef Py_ssize_t plane = Dp * Hp * Wp * L
+    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi
     cdef float_t* dst
     cdef float_t* drow
     cdef const float_t* src
@@ -126,22 +125,32 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     w0 = 0 if pw >= 0 else (-pw + lw - 1) // lw
     w1 = min(W, (Wp - pw + lw - 1) // lw) if Wp > pw else 0
     with nogil:
-        # one task per (lane group, channel): a contiguous block of xp, written by one thread
+        # one task per (lane group, channel): a contiguous block of xp, written by one thread; a row is zeroed
+        # only where the copy does not write it (padding, holes, missing images)
         for task in prange(NB * C, schedule='static', num_threads=nthreads):
             c = task % C
             b = task // C
             dst = &xp[b, c, 0, 0, 0, 0]
-            memset(dst, 0, plane * sizeof(float_t))
             nl = min(L, N - b * L)
             for zd in range(Dp):
                 idd = zd - pd
-                if idd < 0 or idd % ld != 0 or idd // ld >= D:
-                    continue
                 for zh in range(Hp):
                     ihh = zh - ph
-                    if ihh < 0 or ihh % lh != 0 or ihh // lh >= H:
+                    drow = dst + (zd * Hp + zh) * Wp * L
+                    if (idd < 0 or idd % ld != 0 or idd // ld >= D or ihh < 0 or ihh % lh != 0
+                            or ihh // lh >= H or w1 <= w0):
+                        memset(drow, 0, Wp * L * sizeof(float_t))
                         continue
-                    drow = dst + (zd * Hp + zh) * Wp * L + pw * L
+                    if lw == 1 and nl == L:
+                        lo = (pw + w0) * L
+                        hi = (pw + w1) * L
+                        if lo > 0:
+                            memset(drow, 0, lo * sizeof(float_t))
+                        if hi < Wp * L:
+                            memset(drow + hi, 0, (Wp * L - hi) * sizeof(float_t))
+                    else:
+                        memset(drow, 0, Wp * L * sizeof(float_t))
+                    drow = drow + pw * L
                     for l in range(nl):
                         src = &x[b * L + l, c, idd // ld, ihh // lh, 0]
                         for iw in range(w0, w1):
