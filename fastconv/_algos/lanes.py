@@ -234,6 +234,19 @@ def _packed_bytes(geom, itemsize, op):
     return total * itemsize
 
 
+def cost_kind(geom, dtype, op):
+    """The register block that runs ``op`` ("k4", "k2", "k1": its output channels; "" for the weight gradient),
+    so the calibration fits the blocks separately: the narrow ones load an input lane group per one or two
+    multiply-adds instead of four."""
+    if op == "grad_weight":
+        return ""
+    g3 = geom.as_3d()
+    G = g3.groups
+    kout, width = ((g3.out_channels // G, g3.output_size[2]) if op == "forward"
+                   else (g3.in_channels // G, g3.input_size[2]))
+    return "k%d" % block(max(kout, 1), max(width, 1))[0]
+
+
 def supports(geom, dtype, op):
     """False when the packed copies would not fit (huge strides, dilations or batches)."""
     return _supports(geom, np.dtype(dtype).itemsize, op, _kernels.level())
@@ -300,6 +313,7 @@ ALGORITHM = register(Algorithm(
     grad_input=grad_input,
     grad_weight=grad_weight,
     cost=cost,
+    cost_kind=cost_kind,
     description="direct convolution with the batch's images as vector lanes (LeNet-class layers)",
     supports=supports,
     nonfinite="spreads",     # the input gradient multiplies the padding and stride holes it copies along W
