@@ -116,6 +116,9 @@ def _rows(extent, size, pad, dil):
     return np.ascontiguousarray((z >= 0) & (z % dil == 0) & (z // dil < size), np.uint8)
 
 
+# The results of one forward task (its rows, its block's channels) are held in a per-thread buffer of at most this
+# size before they are transposed into the images.
+TASK_BYTES = 256 << 10
 # Packing a copy smaller than this runs on one thread (waking a second costs more than it saves).
 PACK_PARALLEL_BYTES = 256 << 10
 
@@ -160,7 +163,9 @@ class _Plan:
                                dd=g3.dilation[0], dh=g3.dilation[1], dw=g3.dilation[2], pd=0, ph=0, pw=0, ld=1,
                                lh=1, lw=1)
             tasks = -(-g3.batch // L) * G * -(-kout // self.block[0]) * out_size[0]
-            rows = out_size[1]
+            # a task's rows of results (lane groups of its block's channels) stay within TASK_BYTES
+            rows = max(1, min(out_size[1], (TASK_BYTES // (self.block[0] * L * itemsize) - self.block[1])
+                              // max(out_size[2], 1)))
             while rows > 1 and tasks * -(-out_size[1] // rows) < 4 * self.threads:
                 rows = -(-rows // 2)
             self.rows = rows

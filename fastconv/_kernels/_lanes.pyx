@@ -86,6 +86,45 @@ cdef extern from *:
         LN_WKB "FC_LN_WKB"
         LN_WTB "FC_LN_WTB"
 
+cdef extern from *:
+    """
+    /* Transpose of a lane-group tile into image rows: src holds n lane groups (n = 16 float32 or 8 float64
+       values each) of consecutive output positions; image j's n consecutive positions (plus bias) are stored at
+       dst[j] (j < nl).  Butterfly transpose: at each scale s the off-diagonal s x s blocks of every pair of rows
+       (i, i + s) swap, with two-input shuffles of constant masks (one permute instruction each on AVX-512). */
+    typedef int fc_mask_f __attribute__((vector_size(64)));
+    typedef long long fc_mask_d __attribute__((vector_size(64)));
+    #define FC_STAGE_F(S, LO, HI) \
+        for (int i = 0; i < 16; i++) if (!(i & S)) { fc_lanes_f a = r[i], b = r[i + S]; \
+            r[i] = __builtin_shuffle(a, b, (fc_mask_f) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_f) HI); }
+    static inline void fc_tile_f(const float* src, float** dst, int nl, float bias) {
+        fc_lanes_f r[16];
+        __builtin_memcpy(r, src, sizeof r);
+        FC_STAGE_F(8, ((fc_mask_f){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}),
+                      ((fc_mask_f){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31}))
+        FC_STAGE_F(4, ((fc_mask_f){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}),
+                      ((fc_mask_f){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31}))
+        FC_STAGE_F(2, ((fc_mask_f){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}),
+                      ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31}))
+        FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}),
+                      ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
+        for (int j = 0; j < nl; j++) { fc_lanes_f v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
+    }
+    #define FC_STAGE_D(S, LO, HI) \
+        for (int i = 0; i < 8; i++) if (!(i & S)) { fc_lanes_d a = r[i], b = r[i + S]; \
+            r[i] = __builtin_shuffle(a, b, (fc_mask_d) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_d) HI); }
+    static inline void fc_tile_d(const double* src, double** dst, int nl, double bias) {
+        fc_lanes_d r[8];
+        __builtin_memcpy(r, src, sizeof r);
+        FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15}))
+        FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15}))
+        FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
+        for (int j = 0; j < nl; j++) { fc_lanes_d v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
+    }
+    """
+    void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
+    void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
+
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
@@ -160,9 +199,9 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
 # ----------------------------------------------------------------------------------------------- forward
 cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
                             Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
-                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res, int KB,
-                            int XB, lane_t* tag) noexcept nogil:
-    """res[(kk * XB + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
+                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
+                            Py_ssize_t kstride, int KB, int XB, lane_t* tag) noexcept nogil:
+    """res[(kk * kstride + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
     wblk[kofs[kk] + c * wcstride + woff[q] + t] * base[c * cstride + roff[q] + x * swL + t * dwL + l].
 
     KB x XB accumulators (at most LN_ACCS); callers pass literal block sizes (the loops unroll, the accumulators stay in
@@ -188,14 +227,15 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
                     xv = (<const lane_t*> (row + x * swL + t * dwL))[0]
                     for kk in range(KB):
                         a[kk * XB + x] += wv[kk] * xv
-    for x in range(KB * XB):
-        (<lane_t*> res)[x] = a[x]
+    for kk in range(KB):
+        for x in range(XB):
+            (<lane_t*> res)[kk * kstride + x] = a[kk * XB + x]
 
 
 cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
                                Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
                                Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                               int blk) noexcept nogil:
+                               Py_ssize_t kstride, int blk) noexcept nogil:
     # literal block sizes for the inlined block (its loops unroll and its accumulators stay in registers); a
     # single channel takes half the accumulators (GCC does not unroll a loop of 24, and 12 columns already hide
     # the latency of the FMA chain)
@@ -203,22 +243,22 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
     cdef laned* td = NULL
     if float_t is float:
         if blk == 0:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B0K, LN_B0X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B0K, LN_B0X, tf)
         elif blk == 1:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B1K, LN_B1X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B1K, LN_B1X, tf)
         elif blk == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B2K, LN_B2X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B2K, LN_B2X, tf)
         else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B3K, LN_B3X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B3K, LN_B3X, tf)
     else:
         if blk == 0:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B0K, LN_B0X, td)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B0K, LN_B0X, td)
         elif blk == 1:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B1K, LN_B1X, td)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B1K, LN_B1X, td)
         elif blk == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B2K, LN_B2X, td)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B2K, LN_B2X, td)
         else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, LN_B3K, LN_B3X, td)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B3K, LN_B3X, td)
 
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
@@ -248,11 +288,12 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t rpt = max(1, min(rows_per_task, OH))
     cdef Py_ssize_t nbands = (OH + rpt - 1) // rpt
     cdef Py_ssize_t ntask = NB * G * nkb * OD * nbands
-    cdef Py_ssize_t res_len = KB * XB * L
+    cdef Py_ssize_t plen = rpt * OW + XB          # output positions of a task's rows, and a block's overrun
+    cdef Py_ssize_t res_len = KB * plen * L
     cdef Py_ssize_t lstride = K * OD * OH * OW
-    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, nx, kk, x, l, xblk
+    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, kk, x, l, xblk, oh0, oh1, npos, p0
     cdef float_t* res
-    cdef float_t* dst
+    cdef float_t** dsts
     cdef Py_ssize_t* roff
     cdef Py_ssize_t* woff
     cdef Py_ssize_t* kofs
@@ -269,8 +310,9 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
         roff = <Py_ssize_t*> scratch((2 * R * S + LN_KB) * sizeof(Py_ssize_t), failed)     # per thread
         woff = roff + R * S if roff != NULL else NULL
         kofs = roff + 2 * R * S if roff != NULL else NULL
+        dsts = <float_t**> scratch(L * sizeof(float_t*), failed)
         for task in prange(ntask, schedule='dynamic'):
-            if res != NULL and roff != NULL:
+            if res != NULL and roff != NULL and dsts != NULL:
                 band = task % nbands
                 od = (task // nbands) % OD
                 kb = (task // (nbands * OD)) % nkb
@@ -280,9 +322,13 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                 nl = min(L, N - n0)
                 k0 = g * Kg + kb * KB
                 nk = min(KB, Kg - kb * KB)
+                oh0 = band * rpt
+                oh1 = min(OH, oh0 + rpt)
                 for kk in range(KB):
                     kofs[kk] = min(kk, nk - 1) * wkstride
-                for oh in range(band * rpt, min(OH, band * rpt + rpt)):
+                # the task's rows into res, lane groups by channel and output position (row-major); a block's
+                # columns past the row are overwritten by the next row's first block, or land in the slack
+                for oh in range(oh0, oh1):
                     base = &xp[b, g * Cg, od * sd, oh * sh, 0, 0]
                     # the (r, s) taps of this output row that read rows to multiply
                     nq = 0
@@ -296,17 +342,30 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                     for xblk in range((OW + XB - 1) // XB):
                         ox0 = xblk * XB
                         _fwd_dispatch(base + ox0 * sw * L, roff, woff, nq, Cg, cstride, &w[k0, 0, 0, 0, 0], kofs,
-                                      R * S * T, T, dw * L, sw * L, res, blk)
-                        nx = min(XB, OW - ox0)
-                        for kk in range(nk):
-                            bval = bias[k0 + kk] if has_bias else 0
-                            dst = &out[n0, k0 + kk, od, oh, ox0]
-                            for l in range(nl):
-                                src = res + kk * XB * L + l
-                                for x in range(nx):
-                                    dst[l * lstride + x] = src[x * L] + bval
+                                      R * S * T, T, dw * L, sw * L, res + ((oh - oh0) * OW + ox0) * L, plen, blk)
+                # then to the images: the rows oh0 .. oh1 - 1 of one (image, channel) are contiguous in out, so
+                # tiles of L positions x L lanes are transposed in registers and stored as image rows
+                npos = (oh1 - oh0) * OW
+                for kk in range(nk):
+                    bval = bias[k0 + kk] if has_bias else 0
+                    for l in range(nl):
+                        dsts[l] = &out[n0 + l, k0 + kk, od, oh0, 0]
+                    p0 = 0
+                    while p0 + L <= npos:
+                        if float_t is float:
+                            fc_tile_f(res + (kk * plen + p0) * L, dsts, <int> nl, bval)
+                        else:
+                            fc_tile_d(res + (kk * plen + p0) * L, dsts, <int> nl, bval)
+                        for l in range(nl):
+                            dsts[l] = dsts[l] + L
+                        p0 = p0 + L
+                    for l in range(nl):
+                        src = res + (kk * plen + p0) * L + l
+                        for x in range(npos - p0):
+                            dsts[l][x] = src[x * L] + bval
         free(res)
         free(roff)
+        free(dsts)
     check_scratch(failed[0], "lanes convolution", res_len * sizeof(float_t))
 
 
