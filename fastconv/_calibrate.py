@@ -17,6 +17,7 @@ explicitly.  ``FASTCONV_CALIBRATE``:
 ``auto`` (default), ``off`` (the built-in constants, nothing measured or written) or ``force`` (measure again at
 first use).
 """
+import functools
 import hashlib
 import json
 import math
@@ -71,12 +72,31 @@ _state = {"sig": None, "key": None, "data": None}     # sig: (threads, SIMD leve
 
 
 def machine_key(nthreads=None):
-    """What a calibration is valid for: CPU model, SIMD level, thread count, fastconv version and the registered
-    algorithms (a calibration made before an algorithm was registered has no fit for it: it is measured again)."""
+    """What a calibration is valid for: CPU model, SIMD level, thread count, fastconv version, the registered
+    algorithms (a calibration made before an algorithm was registered has no fit for it: it is measured again) and
+    their cost models and probes (a fit scales a model: once the model changes, the old scale is wrong)."""
     from ._version import __version__
     return {"cpu": cpu_model(), "simd": _kernels.level(),
             "threads": _threads.get_num_threads() if nthreads is None else int(nthreads), "version": __version__,
-            "algorithms": sorted(_algorithms.names())}
+            "algorithms": sorted(_algorithms.names()), "models": _models_digest()}
+
+
+@functools.lru_cache(maxsize=1)
+def _models_digest():
+    """A digest of the source of every module that defines a registered algorithm's cost model, and of this one
+    (the probes), so that a calibration is measured again after any of them changes."""
+    h = hashlib.sha256()
+    names = sorted({_algorithms.get(n).cost.__module__ for n in _algorithms.names()} | {__name__})
+    for name in names:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        h.update(name.encode())
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    h.update(f.read())
+            except OSError:
+                pass
+    return h.hexdigest()[:16]
 
 
 def cache_dir():

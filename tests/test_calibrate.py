@@ -199,3 +199,14 @@ def test_autotune_measures_until_separated(monkeypatch):
     assert set(times) == {"direct", "toeplitz"}
     assert _autotune.MIN_ROUNDS <= len(times["direct"]) <= _autotune.MAX_ROUNDS
     assert len(times["direct"]) == len(times["toeplitz"])
+
+
+def test_a_changed_cost_model_is_calibrated_again(monkeypatch):
+    """The key names a digest of the cost models' source: a calibration stored for other models (a fastconv
+    whose cost functions or probes changed) is not used."""
+    key = _calibrate.machine_key()
+    assert len(key["models"]) == 16
+    _calibrate._models_digest.cache_clear()
+    monkeypatch.setattr(_calibrate, "_models_digest", lambda: "0" * 16)
+    other = _calibrate.machine_key()
+    assert other != key and _calibrate.cache_path("calibration", other) != _calibrate.cache_path("calibration", key)
