@@ -356,3 +356,27 @@ def test_filter_halo_is_the_footprint_of_an_impulse(name, ndim, args, kw):
         return
     assert any(nz[ax].size and (c[ax] - nz[ax].min() == halo[ax][1] or nz[ax].max() - c[ax] == halo[ax][0])
                for ax in range(ndim) if halo[ax] != (0, 0)) or all(h == (0, 0) for h in halo)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest", "wrap", "constant", "grid-wrap", "grid-constant"])
+def test_float32_box_over_two_axes_in_one_sweep(mode):
+    """A float32 uniform_filter over the last two axes runs in one sweep (_ndi.box2d): bitwise the values of the
+    two separate passes, for every mode, origin, odd and even sizes, planes and bands of rows, in place too; and
+    close to scipy (which sums in float64)."""
+    from fastconv.ndimage import _filters as F
+    rng = np.random.default_rng(7)
+    for shape, size, origin, axes in [((61, 45), 15, 0, None), ((37, 53), (4, 7), (1, -2), None),
+                                      ((3, 17, 29), (5, 2), (-2, 0), (1, 2)), ((2, 3), 3, 0, None)]:
+        img = rng.random(shape).astype(np.float32)
+        got = fndi.uniform_filter(img, size, mode=mode, cval=0.5, origin=origin, axes=axes)
+        sz = (size,) * 2 if np.isscalar(size) else size
+        og = (origin,) * 2 if np.isscalar(origin) else origin
+        passes = [("uniform", img.ndim - 2 + i, sz[i], mode, og[i]) for i in range(2)]
+        want = F._run_passes(img, np.empty_like(img), passes, 0.5)
+        assert np.array_equal(got, want), (shape, size, mode)
+        np.testing.assert_allclose(got, sndi.uniform_filter(img, size, mode=mode, cval=0.5, origin=origin,
+                                                            axes=axes), rtol=0, atol=2e-6)
+        inplace = img.copy()
+        assert fndi.uniform_filter(inplace, size, mode=mode, cval=0.5, origin=origin, axes=axes,
+                                   output=inplace) is inplace
+        assert np.array_equal(inplace, want)

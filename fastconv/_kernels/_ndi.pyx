@@ -517,6 +517,77 @@ def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t si
         raise MemoryError("ndimage: could not allocate running-sum buffers")
 
 
+def box2d(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size_h, const Py_ssize_t[::1] elo_h,
+          const Py_ssize_t[::1] ehi_h, Py_ssize_t size_w, const Py_ssize_t[::1] elo_w, const Py_ssize_t[::1] ehi_w,
+          float cval, Py_ssize_t band, int nthreads):
+    """float32 box mean over ``size_h`` rows and ``size_w`` columns of every plane of ``(outer, n, m)`` in one
+    sweep: the running sum of :func:`rows_uniform` down the rows (float64, rounded to float32 per row) and the
+    doubling of :func:`line_boxmean` along each result row, which stays in cache -- the same arithmetic as the
+    two passes (bitwise), with one read of ``src`` and one write of ``dst`` instead of two each.  Bands of
+    ``band`` output rows are the tasks; ``src`` and ``dst`` must not overlap."""
+    cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], m = src.shape[2]
+    cdef Py_ssize_t lo = elo_h.shape[0], lw = elo_w.shape[0], hw = ehi_w.shape[0]
+    cdef Py_ssize_t nbd = (n + band - 1) // band, M = m + lw + hw
+    cdef Py_ssize_t task, o, bd, l, p, r0, r1, f, e
+    cdef double* acc
+    cdef float* cvrow
+    cdef float* ext
+    cdef const float* a
+    cdef const float* b
+    cdef float* row
+    cdef double inv = 1.0 / size_h
+    cdef float invw = <float> (1.0 / size_w)
+    cdef int failed[1]
+    failed[0] = 0
+    if outer == 0 or n == 0 or m == 0:
+        return
+    cdef const Py_ssize_t* elo = &elo_h[0] if lo > 0 else NULL
+    cdef const Py_ssize_t* ehi = &ehi_h[0] if ehi_h.shape[0] > 0 else NULL
+    with nogil, parallel(num_threads=nthreads):
+        acc = <double*> scratch(m * sizeof(double), failed)
+        cvrow = <float*> scratch(m * sizeof(float), failed)
+        ext = <float*> scratch(M * sizeof(float), failed)
+        if cvrow != NULL:
+            for f in range(m):
+                cvrow[f] = cval
+        for task in prange(outer * nbd, schedule='dynamic'):
+            if acc == NULL or cvrow == NULL or ext == NULL:
+                failed[0] = 1
+                continue
+            o = task // nbd
+            bd = task % nbd
+            r0 = bd * band
+            r1 = min(n, r0 + band)
+            for l in range(m):
+                acc[l] = 0.0
+            for p in range(r0 - lo, r0 - lo + size_h):
+                a = _row_at(&src[0, 0, 0], o, p, n, m, 0, elo, lo, ehi, cvrow)
+                for l in range(m):
+                    acc[l] += a[l]
+            for p in range(r0, r1):
+                if p > r0:
+                    a = _row_at(&src[0, 0, 0], o, p - lo + size_h - 1, n, m, 0, elo, lo, ehi, cvrow)
+                    b = _row_at(&src[0, 0, 0], o, p - lo - 1, n, m, 0, elo, lo, ehi, cvrow)
+                    for l in range(m):
+                        acc[l] += <double> a[l] - <double> b[l]
+                # the row of vertical means, extended along W by the mode, then the horizontal box
+                row = ext + lw
+                for l in range(m):
+                    row[l] = <float> (acc[l] * inv)
+                for l in range(lw):
+                    e = elo_w[l]
+                    ext[l] = row[e] if e >= 0 else cval
+                for l in range(hw):
+                    e = ehi_w[l]
+                    ext[lw + m + l] = row[e] if e >= 0 else cval
+                _boxmean_line(ext, &dst[o, p, 0], m, M, size_w, invw)
+        free(acc)
+        free(cvrow)
+        free(ext)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate running-sum buffers")
+
+
 # ------------------------------------------------------------------------------------------- footprint passes
 cdef struct RowCache:
     # extended source rows a thread read last: slot s holds source row ids[s] (-1: the cval row), L + KW - 1 long

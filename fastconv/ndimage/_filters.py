@@ -661,7 +661,27 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     for axis, s, o, m in todo:
         _size_origin_check(s, o)
         S.mode_name(m)
+    if (len(todo) == 2 and [t[0] for t in todo] == [input.ndim - 2, input.ndim - 1] and input.size
+            and input.shape[-1] > 1 and _fast(input, output)):    # (one column: the passes take other kernels)
+        return _box2d(input, output, todo, _real_cval(cval))
     return _run_passes(input, output, [("uniform", axis, s, m, o) for axis, s, o, m in todo], _real_cval(cval))
+
+
+def _box2d(input, output, todo, cval):
+    """A float32 box mean over the last two axes in one sweep (``_ndi.box2d``): the same values as the two passes
+    of :func:`_oop_passes`, with half their memory traffic."""
+    src = np.ascontiguousarray(input)
+    final = output if output.flags.c_contiguous and not np.may_share_memory(output, src) else np.empty(
+        input.shape, np.float32)
+    (ah, sh, oh, mh), (aw, sw, ow, mw) = todo
+    nh, nw = input.shape[-2:]
+    ehl, ehh = _emaps(nh, sh // 2 + oh, sh - sh // 2 - 1 - oh, S.mode_name(mh))
+    ewl, ewh = _emaps(nw, sw // 2 + ow, sw - sw // 2 - 1 - ow, S.mode_name(mw))
+    outer = input.size // (nh * nw)
+    _, band = _strip_band(outer, nh, nw, 1, 8)
+    _ndi.box2d(src.reshape(outer, nh, nw), final.reshape(outer, nh, nw), sh, ehl, ehh, sw, ewl, ewh, float(cval),
+               band, _nthreads())
+    return S.finish(output, final)
 
 
 # ------------------------------------------------------------------------------------------ min / max filters
