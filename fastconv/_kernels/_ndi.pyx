@@ -459,6 +459,28 @@ def rows_minmax(const num_t[:, :, ::1] src, num_t[:, :, ::1] dst, Py_ssize_t siz
         raise MemoryError("ndimage: could not allocate van Herk buffers")
 
 
+cdef inline void _window_sum(double* acc, const float* src, Py_ssize_t o, Py_ssize_t p, Py_ssize_t r0, Py_ssize_t n,
+                             Py_ssize_t inner, Py_ssize_t c0, Py_ssize_t W, Py_ssize_t size, const Py_ssize_t* elo,
+                             Py_ssize_t lo, const Py_ssize_t* ehi, const float* cvrow) noexcept nogil:
+    """acc[0 .. W) = the float64 sum of the ``size`` (mode-extended) rows of output row ``p``'s window, strip
+    ``c0 ..``: from scratch at the first row ``r0`` of a band, else a running sum (the next row in, the first out)."""
+    cdef Py_ssize_t l, q
+    cdef const float* a
+    cdef const float* b
+    if p == r0:
+        for l in range(W):
+            acc[l] = 0.0
+        for q in range(r0 - lo, r0 - lo + size):
+            a = _row_at(src, o, q, n, inner, c0, elo, lo, ehi, cvrow)
+            for l in range(W):
+                acc[l] += a[l]
+        return
+    a = _row_at(src, o, p - lo + size - 1, n, inner, c0, elo, lo, ehi, cvrow)
+    b = _row_at(src, o, p - lo - 1, n, inner, c0, elo, lo, ehi, cvrow)
+    for l in range(W):
+        acc[l] += <double> a[l] - <double> b[l]
+
+
 def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size, const Py_ssize_t[::1] emap_lo,
                  const Py_ssize_t[::1] emap_hi, float cval, Py_ssize_t strip, Py_ssize_t band, int nthreads):
     """float32 box mean over ``size`` positions along the middle axis of ``(outer, n, inner)``: a running sum of
@@ -469,8 +491,6 @@ def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t si
     cdef Py_ssize_t task, o, st, bd, c0, W, l, p, r0, r1, f
     cdef double* acc
     cdef float* cvrow
-    cdef const float* a
-    cdef const float* b
     cdef float* d
     cdef double inv = 1.0 / size
     cdef int failed[1]
@@ -496,18 +516,8 @@ def rows_uniform(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t si
             W = min(strip, inner - c0)
             r0 = bd * band
             r1 = min(n, r0 + band)
-            for l in range(W):
-                acc[l] = 0.0
-            for p in range(r0 - lo, r0 - lo + size):
-                a = _row_at(&src[0, 0, 0], o, p, n, inner, c0, elo, lo, ehi, cvrow)
-                for l in range(W):
-                    acc[l] += a[l]
             for p in range(r0, r1):
-                if p > r0:
-                    a = _row_at(&src[0, 0, 0], o, p - lo + size - 1, n, inner, c0, elo, lo, ehi, cvrow)
-                    b = _row_at(&src[0, 0, 0], o, p - lo - 1, n, inner, c0, elo, lo, ehi, cvrow)
-                    for l in range(W):
-                        acc[l] += <double> a[l] - <double> b[l]
+                _window_sum(acc, &src[0, 0, 0], o, p, r0, n, inner, c0, W, size, elo, lo, ehi, cvrow)
                 d = &dst[o, p, c0]
                 for l in range(W):
                     d[l] = <float> (acc[l] * inv)
@@ -532,8 +542,6 @@ def box2d(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size_h, c
     cdef double* acc
     cdef float* cvrow
     cdef float* ext
-    cdef const float* a
-    cdef const float* b
     cdef float* row
     cdef double inv = 1.0 / size_h
     cdef float invw = <float> (1.0 / size_w)
@@ -558,18 +566,8 @@ def box2d(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size_h, c
             bd = task % nbd
             r0 = bd * band
             r1 = min(n, r0 + band)
-            for l in range(m):
-                acc[l] = 0.0
-            for p in range(r0 - lo, r0 - lo + size_h):
-                a = _row_at(&src[0, 0, 0], o, p, n, m, 0, elo, lo, ehi, cvrow)
-                for l in range(m):
-                    acc[l] += a[l]
             for p in range(r0, r1):
-                if p > r0:
-                    a = _row_at(&src[0, 0, 0], o, p - lo + size_h - 1, n, m, 0, elo, lo, ehi, cvrow)
-                    b = _row_at(&src[0, 0, 0], o, p - lo - 1, n, m, 0, elo, lo, ehi, cvrow)
-                    for l in range(m):
-                        acc[l] += <double> a[l] - <double> b[l]
+                _window_sum(acc, &src[0, 0, 0], o, p, r0, n, m, 0, m, size_h, elo, lo, ehi, cvrow)
                 # the row of vertical means, extended along W by the mode, then the horizontal box
                 row = ext + lw
                 for l in range(m):
