@@ -296,6 +296,12 @@ class ConvGeometry:
         return tuple(p[1] for p in self.padding)
 
     @property
+    def adjoint_pad_lo(self):
+        """Low-side padding of the input gradient computed as a stride-1 correlation of the output gradient
+        dilated by the stride, with the flipped kernel: ``d (k - 1) - p`` per axis (negative: a crop)."""
+        return tuple(d * (k - 1) - p for d, k, p in zip(self.dilation, self.kernel_size, self.pad_lo))
+
+    @property
     def symmetric_padding(self):
         return all(lo == hi for lo, hi in self.padding)
 

@@ -313,9 +313,8 @@ def grad_input(gy, w, geom, out, nthreads):
     if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
         return _grad_input_phases(gy, w, geom, out, nthreads)
     wt = transposed_weight(w, geom.groups)
-    pad = tuple(d * (k - 1) - p for d, k, p in zip(geom.dilation, geom.kernel_size, geom.pad_lo))
-    adjoint = kernel_struct(geom.kernel_size, (1,) * geom.ndim, geom.dilation, pad, input_dilation=geom.stride,
-                            groups=geom.groups)
+    adjoint = kernel_struct(geom.kernel_size, (1,) * geom.ndim, geom.dilation, geom.adjoint_pad_lo,
+                            input_dilation=geom.stride, groups=geom.groups)
     _run(as_5d(gy), as_5d(wt), None, as_5d(out), adjoint, nthreads, pad_zeros=False)
 
 

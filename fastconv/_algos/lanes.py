@@ -31,15 +31,16 @@ from math import ceil, prod
 
 import numpy as np
 
-from .. import _kernels
+from .. import _kernels, _threads
 from .._algorithms import Algorithm, register
+from .._geometry import kernel_struct
 from .._kernels import as_5d
 from .._threads import MIN_FLOPS_PER_THREAD
 from .direct import PHYSICAL_MEMORY, transposed_weight
 
 _lanes = _kernels.module("_lanes")
 
-LANE_BYTES = 64
+LANE_BYTES = _lanes.LANE_BYTES      # the kernel's lane group: 64 bytes at every SIMD level
 # Packed copies larger than this are refused (supports() is False): the algorithm would not win there anyway.
 MAX_PACKED_BYTES = min(2 ** 40, PHYSICAL_MEMORY // 4)
 
@@ -102,12 +103,23 @@ def _block(kout, width, level):
     return max(blocks, key=lambda b: (_block_rate(b, kout, width), -blocks.index(b)))
 
 
-def _extent(out_size, kernel, stride, dilation, width_block):
-    """Packed (D, H, W) extent that ``out_size`` outputs read, W rounded up to whole blocks of outputs."""
-    ext = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(out_size, kernel, stride, dilation)]
+def _extent(out_size, span, stride, width_block):
+    """Packed (D, H, W) extent that ``out_size`` outputs read with a kernel spanning ``span`` input positions
+    (``ConvGeometry.effective_kernel``) at ``stride``, W rounded up to whole blocks of outputs."""
     ow = -(-out_size[2] // width_block) * width_block
-    ext[2] = (ow - 1) * stride[2] + (kernel[2] - 1) * dilation[2] + 1
-    return tuple(ext)
+    return tuple((o - 1) * s + e for o, s, e in zip(out_size[:2] + (ow,), stride, span))
+
+
+def _correlation(geom, op):
+    """The valid correlation that computes ``op`` on packed data: (output channels per group, output size,
+    stride, channels packed, low-side padding and input dilation of the packed copy).  The forward pass reads
+    the input; the input gradient reads the output gradient dilated by the stride and padded by
+    ``geom.adjoint_pad_lo``, at stride 1; the weight gradient packs the input as the forward pass does."""
+    g3 = geom.as_3d()
+    G = g3.groups
+    if op == "grad_input":
+        return g3.in_channels // G, g3.input_size, (1, 1, 1), g3.out_channels, g3.adjoint_pad_lo, g3.stride
+    return g3.out_channels // G, g3.output_size, g3.stride, g3.in_channels, g3.pad_lo, (1, 1, 1)
 
 
 def _rows(extent, size, pad, dil):
@@ -130,47 +142,33 @@ class _Plan:
 
     def __init__(self, geom, itemsize, op, nthreads, kb=None):
         g3 = geom.as_3d()
-        G = geom.groups
         L = _lanes_of(itemsize)
-        self.threads = max(1, min(nthreads, int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
-        R, S, T = g3.kernel_size
+        self.threads = _threads.threads_for(geom.flops, nthreads, MIN_FLOPS_PER_THREAD)
+        kout, out_size, stride, _, self.pad, self.dil = _correlation(geom, op)
         if op == "grad_weight":
-            self.ext = _extent(g3.output_size, g3.kernel_size, g3.stride, g3.dilation, 1)
-            self.pad, self.dil = g3.pad_lo, (1, 1, 1)
+            self.ext = _extent(out_size, g3.effective_kernel, stride, 1)
             Dp, Hp, Wp = self.ext
+            R, S, T = g3.kernel_size
             dd, dh, dw = g3.dilation
             self.toff = np.array([((r * dd * Hp + s * dh) * Wp + t * dw) * L for r in range(R) for s in range(S)
                                   for t in range(T)], np.intp)
             self.kernel = geom.kernel_struct
-            nbytes = (prod(self.ext) * g3.in_channels + prod(g3.output_size) * g3.out_channels) * L * itemsize
         else:
-            if op == "forward":
-                kout, out_size, stride = g3.out_channels // G, g3.output_size, g3.stride
-                self.pad, self.dil = g3.pad_lo, (1, 1, 1)
-                cin = g3.in_channels
-            else:
-                kout, out_size, stride = g3.in_channels // G, g3.input_size, (1, 1, 1)
-                self.pad = tuple(d * (k - 1) - p for d, k, p in zip(g3.dilation, g3.kernel_size, g3.pad_lo))
-                self.dil = g3.stride
-                cin = g3.out_channels
             self.block = block(kout, out_size[2]) if kb is None else kb
-            self.ext = _extent(out_size, g3.kernel_size, stride, g3.dilation, self.block[1])
+            self.ext = _extent(out_size, g3.effective_kernel, stride, self.block[1])
             if op == "forward":        # the forward pass multiplies its zero padding (the non-finite contract)
                 self.valid = (np.ones(self.ext[0], np.uint8), np.ones(self.ext[1], np.uint8))
             else:                      # rows of padding and stride holes are skipped (columns are not)
                 self.valid = tuple(_rows(self.ext[i], g3.output_size[i], self.pad[i], self.dil[i]) for i in (0, 1))
-            self.kernel = dict(groups=G, kd=R, kh=S, kw=T, sd=stride[0], sh=stride[1], sw=stride[2],
-                               dd=g3.dilation[0], dh=g3.dilation[1], dw=g3.dilation[2], pd=0, ph=0, pw=0, ld=1,
-                               lh=1, lw=1)
-            tasks = -(-g3.batch // L) * G * -(-kout // self.block[0]) * out_size[0]
+            self.kernel = kernel_struct(g3.kernel_size, stride, g3.dilation, (0, 0, 0), groups=g3.groups)
+            tasks = -(-g3.batch // L) * g3.groups * -(-kout // self.block[0]) * out_size[0]
             # a task's rows of results (lane groups of its block's channels) stay within TASK_BYTES
             rows = max(1, min(out_size[1], (TASK_BYTES // (self.block[0] * L * itemsize) - self.block[1])
                               // max(out_size[2], 1)))
             while rows > 1 and tasks * -(-out_size[1] // rows) < 4 * self.threads:
                 rows = -(-rows // 2)
             self.rows = rows
-            nbytes = prod(self.ext) * cin * L * itemsize
-        self.pack_threads = self.threads if nbytes * -(-g3.batch // L) >= PACK_PARALLEL_BYTES else 1
+        self.pack_threads = self.threads if _packed_bytes(geom, itemsize, op) >= PACK_PARALLEL_BYTES else 1
 
 
 def _plan(geom, itemsize, op, nthreads):
@@ -217,7 +215,7 @@ def grad_weight(x, gy, geom, out, nthreads):
         return
     plan = _plan(geom, x.itemsize, "grad_weight", nthreads)
     xp = _pack(x5, plan.pad, plan.dil, plan.ext, plan.pack_threads)
-    gyp = _pack(gy5, (0, 0, 0), (1, 1, 1), geom.as_3d().output_size, plan.pack_threads, slot=1)
+    gyp = _pack(gy5, (0, 0, 0), (1, 1, 1), geom.as_3d().output_size, plan.pack_threads, slot=1)   # unpadded
     _lanes.grad_weight(xp, gyp, out5, plan.toff, plan.kernel, plan.threads)
 
 
@@ -225,17 +223,12 @@ def _packed_bytes(geom, itemsize, op):
     """Bytes of the packed copies ``op`` makes (Python integers: no overflow)."""
     g3 = geom.as_3d()
     L = _lanes_of(itemsize)
-    groups = -(-g3.batch // L) * L
-    G = g3.groups
-    if op == "grad_input":
-        size, stride, channels, kout = g3.input_size, (1, 1, 1), g3.out_channels, g3.in_channels // G
-    else:
-        size, stride, channels, kout = g3.output_size, g3.stride, g3.in_channels, g3.out_channels // G
-    width_block = 1 if op == "grad_weight" else block(max(kout, 1), max(size[2], 1))[1]
-    ext = _extent(size, g3.kernel_size, stride, g3.dilation, width_block)
-    total = groups * channels * prod(max(e, 0) for e in ext)
+    images = -(-g3.batch // L) * L
+    kout, out_size, stride, channels, _, _ = _correlation(geom, op)
+    width_block = 1 if op == "grad_weight" else block(max(kout, 1), max(out_size[2], 1))[1]
+    total = images * channels * prod(max(e, 0) for e in _extent(out_size, g3.effective_kernel, stride, width_block))
     if op == "grad_weight":
-        total += groups * g3.out_channels * prod(g3.output_size)
+        total += images * g3.out_channels * prod(g3.output_size)
     return total * itemsize
 
 
@@ -245,11 +238,8 @@ def cost_kind(geom, dtype, op):
     multiply-adds instead of four."""
     if op == "grad_weight":
         return ""
-    g3 = geom.as_3d()
-    G = g3.groups
-    kout, width = ((g3.out_channels // G, g3.output_size[2]) if op == "forward"
-                   else (g3.in_channels // G, g3.input_size[2]))
-    return "k%d" % block(max(kout, 1), max(width, 1))[0]
+    kout, out_size = _correlation(geom, op)[:2]
+    return "k%d" % block(max(kout, 1), max(out_size[2], 1))[0]
 
 
 def supports(geom, dtype, op):
@@ -267,7 +257,6 @@ def cost(geom, dtype, op):
     lanes (images past the batch), of the channel block and of the column (forward, input gradient) or tap
     (weight gradient) block -- the input gradient also multiplies the padding and holes along W -- plus the packed copies and
     a fixed call overhead.  Constants of the development machine; ``fastconv calibrate`` fits them."""
-    from .. import _threads
     itemsize = np.dtype(dtype).itemsize
     g3 = geom.as_3d()
     L = _lanes_of(itemsize)
@@ -283,16 +272,14 @@ def cost(geom, dtype, op):
         eff = lanes * Kg / (WKB * ceil(Kg / WKB)) * taps / (WTB * ceil(taps / WTB)) * WGRAD_EFFICIENCY
         tasks = G * ceil(Kg / WKB) * Cg * ceil(taps / WTB)
     else:
-        if op == "forward":
-            kout, width, rows, useful = Kg, g3.output_size[2], prod(g3.output_size[:2]), g3.output_size[2]
-        else:
-            # rows of padding and holes are skipped; along W every column of the block runs (the output gradient's
-            # OW columns hold the useful products)
-            kout, width, rows, useful = Cg, g3.input_size[2], prod(g3.input_size[:2]), g3.output_size[2]
+        # rows of padding and holes are skipped; along W every column of the block runs, and the output
+        # gradient's OW columns of an input gradient hold the useful products
+        kout, out_size = _correlation(geom, op)[:2]
+        width = out_size[2]
         b = block(kout, width)
-        eff = lanes * _block_rate(b, kout, width) * min(1.0, useful / width)
-        tasks = ceil(N / L) * G * ceil(kout / b[0]) * rows
-    threads = max(1, min(_threads.get_num_threads(), int(tasks), int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
+        eff = lanes * _block_rate(b, kout, width) * min(1.0, g3.output_size[2] / width)
+        tasks = ceil(N / L) * G * ceil(kout / b[0]) * prod(out_size[:2])
+    threads = min(_threads.threads_for(geom.flops, None, MIN_FLOPS_PER_THREAD), max(1, int(tasks)))
     rate = RATE_PER_THREAD[_lanes.vector_bytes()] * (1.0 if itemsize == 4 else 0.5) * threads
     if threads > 1:
         rate *= PARALLEL_EFFICIENCY

@@ -135,7 +135,7 @@ ctypedef fused lane_t:
     lanef
     laned
 
-LANE_BYTES = 64
+LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 
 
 def block_sizes():
