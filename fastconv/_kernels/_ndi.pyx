@@ -538,7 +538,7 @@ def box2d(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size_h, c
     cdef Py_ssize_t outer = src.shape[0], n = src.shape[1], m = src.shape[2]
     cdef Py_ssize_t lo = elo_h.shape[0], lw = elo_w.shape[0], hw = ehi_w.shape[0]
     cdef Py_ssize_t nbd = (n + band - 1) // band, M = m + lw + hw
-    cdef Py_ssize_t task, o, bd, l, p, r0, r1, f, e
+    cdef Py_ssize_t task, o, bd, l, p, r0, r1, f
     cdef double* acc
     cdef float* cvrow
     cdef float* ext
@@ -551,15 +551,19 @@ def box2d(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size_h, c
         return
     cdef const Py_ssize_t* elo = &elo_h[0] if lo > 0 else NULL
     cdef const Py_ssize_t* ehi = &ehi_h[0] if ehi_h.shape[0] > 0 else NULL
+    cdef const Py_ssize_t* ewl = &elo_w[0] if lw > 0 else NULL
+    cdef const Py_ssize_t* ewh = &ehi_w[0] if hw > 0 else NULL
+    cdef float cv = cval
     with nogil, parallel(num_threads=nthreads):
         acc = <double*> scratch(m * sizeof(double), failed)
         cvrow = <float*> scratch(m * sizeof(float), failed)
         ext = <float*> scratch(M * sizeof(float), failed)
+        row = <float*> scratch(m * sizeof(float), failed)
         if cvrow != NULL:
             for f in range(m):
                 cvrow[f] = cval
         for task in prange(outer * nbd, schedule='dynamic'):
-            if acc == NULL or cvrow == NULL or ext == NULL:
+            if acc == NULL or cvrow == NULL or ext == NULL or row == NULL:
                 failed[0] = 1
                 continue
             o = task // nbd
@@ -568,20 +572,16 @@ def box2d(const float[:, :, ::1] src, float[:, :, ::1] dst, Py_ssize_t size_h, c
             r1 = min(n, r0 + band)
             for p in range(r0, r1):
                 _window_sum(acc, &src[0, 0, 0], o, p, r0, n, m, 0, m, size_h, elo, lo, ehi, cvrow)
-                # the row of vertical means, extended along W by the mode, then the horizontal box
-                row = ext + lw
+                # the row of vertical means, extended along W by the mode as line_boxmean extends its lines, then
+                # the horizontal box
                 for l in range(m):
                     row[l] = <float> (acc[l] * inv)
-                for l in range(lw):
-                    e = elo_w[l]
-                    ext[l] = row[e] if e >= 0 else cval
-                for l in range(hw):
-                    e = ehi_w[l]
-                    ext[lw + m + l] = row[e] if e >= 0 else cval
+                _fill_ext(<const char*> row, 0, 0, 1, m, 1, 4, ewl, lw, ewh, hw, <const char*> &cv, <char*> ext)
                 _boxmean_line(ext, &dst[o, p, 0], m, M, size_w, invw)
         free(acc)
         free(cvrow)
         free(ext)
+        free(row)
     if failed[0]:
         raise MemoryError("ndimage: could not allocate running-sum buffers")
 

@@ -113,9 +113,7 @@ def _oop_pass(kind, src, dst, axis, mode, cval, origin, arg):
     work dtype).  ``dst`` may be ``src`` itself where :func:`_in_place` allows."""
     n = src.shape[axis]
     size = arg
-    size1 = size // 2
-    lo, hi = size1 + origin, size - size1 - 1 - origin
-    elo, ehi = _emaps(n, lo, hi, mode)
+    elo, ehi = _emaps(n, *_window_halo(size, origin), mode)
     outer, _, inner = _view3(src, axis).shape
     if kind == "uniform":
         if inner == 1:
@@ -138,6 +136,27 @@ def _oop_pass(kind, src, dst, axis, mode, cval, origin, arg):
                          _nthreads())
 
 
+def _box_over_last_two_axes(passes, shape):
+    """Two float32 box passes over the last two axes (rows of more than one element: a single column's passes
+    take the line kernel along the rows as well) run as one sweep (:func:`_box2d`)."""
+    return (len(passes) == 2 and all(p[0] == "uniform" for p in passes)
+            and [p[1] for p in passes] == [len(shape) - 2, len(shape) - 1] and shape[-1] > 1)
+
+
+def _box2d(src, dst, passes, cval):
+    """Both box passes of :func:`_box_over_last_two_axes` in one sweep (``_ndi.box2d``): the running sum down the
+    rows and the doubling along each result row while it is in cache -- the same values as the two passes, half
+    their memory traffic."""
+    (_, _, sh, mh, oh), (_, _, sw, mw, ow) = passes
+    nh, nw = src.shape[-2:]
+    outer = src.size // (nh * nw)
+    ehl, ehh = _emaps(nh, *_window_halo(sh, oh), S.mode_name(mh))
+    ewl, ewh = _emaps(nw, *_window_halo(sw, ow), S.mode_name(mw))
+    _, band = _strip_band(outer, nh, nw, 1, 8)
+    _ndi.box2d(src.reshape(outer, nh, nw), dst.reshape(outer, nh, nw), sh, ehl, ehh, sw, ewl, ewh, float(cval), band,
+               _nthreads())
+
+
 def _in_place(kind, shape, axis):
     """Whether a pass may write over its own input: min/max along contiguous lines (each task buffers its line),
     or along a strided axis when at least 16 independent (outer x strip) tasks own whole lines."""
@@ -154,6 +173,9 @@ def _oop_passes(input, output, passes, cval):
     src = np.ascontiguousarray(input).astype(work, casting="unsafe", copy=False)
     final = output if (output.dtype == work and output.flags.c_contiguous
                        and not np.may_share_memory(output, src)) else np.empty(input.shape, work)
+    if _box_over_last_two_axes(passes, input.shape):
+        _box2d(src, final, passes, cval)
+        return S.finish(output, final)
     k = len(passes)
     # plan the buffers backwards from the last pass (which must land in `final`)
     targets = [None] * k
@@ -661,27 +683,7 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     for axis, s, o, m in todo:
         _size_origin_check(s, o)
         S.mode_name(m)
-    if (len(todo) == 2 and [t[0] for t in todo] == [input.ndim - 2, input.ndim - 1] and input.size
-            and input.shape[-1] > 1 and _fast(input, output)):    # (one column: the passes take other kernels)
-        return _box2d(input, output, todo, _real_cval(cval))
     return _run_passes(input, output, [("uniform", axis, s, m, o) for axis, s, o, m in todo], _real_cval(cval))
-
-
-def _box2d(input, output, todo, cval):
-    """A float32 box mean over the last two axes in one sweep (``_ndi.box2d``): the same values as the two passes
-    of :func:`_oop_passes`, with half their memory traffic."""
-    src = np.ascontiguousarray(input)
-    final = output if output.flags.c_contiguous and not np.may_share_memory(output, src) else np.empty(
-        input.shape, np.float32)
-    (ah, sh, oh, mh), (aw, sw, ow, mw) = todo
-    nh, nw = input.shape[-2:]
-    ehl, ehh = _emaps(nh, sh // 2 + oh, sh - sh // 2 - 1 - oh, S.mode_name(mh))
-    ewl, ewh = _emaps(nw, sw // 2 + ow, sw - sw // 2 - 1 - ow, S.mode_name(mw))
-    outer = input.size // (nh * nw)
-    _, band = _strip_band(outer, nh, nw, 1, 8)
-    _ndi.box2d(src.reshape(outer, nh, nw), final.reshape(outer, nh, nw), sh, ehl, ehh, sw, ewl, ewh, float(cval),
-               band, _nthreads())
-    return S.finish(output, final)
 
 
 # ------------------------------------------------------------------------------------------ min / max filters
