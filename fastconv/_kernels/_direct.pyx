@@ -319,7 +319,6 @@ def exact(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, co
                 out[n, k, od, oh, ow] = acc + (bias[k] if has_bias else 0)
 
 
-
 cdef extern from *:
     """
     #include <string.h>

@@ -37,6 +37,7 @@ _filter = _kernels.module("_filter")
 __all__ = ["MODES", "METHODS", "index_map", "correlate_nd", "separable", "rank1_factors", "estimate", "choose",
            "gaussian_radius", "gaussian_kernel1d"]
 
+
 def gaussian_kernel1d(sigma, order, radius):
     """scipy.ndimage's 1-D Gaussian (derivative) weights on ``x = -radius..radius``: ``phi(x) / sum(phi)``
     times the derivative polynomial of ``order``."""
