@@ -155,6 +155,7 @@ class _Plan:
             self.kernel = geom.kernel_struct
         else:
             self.block = block(kout, out_size[2]) if kb is None else kb
+            self.block_index = _lanes.block_sizes()[0].index(self.block)     # the kernel's name for it
             self.ext = _extent(out_size, g3.effective_kernel, stride, self.block[1])
             if op == "forward":        # the forward pass multiplies its zero padding (the non-finite contract)
                 self.valid = (np.ones(self.ext[0], np.uint8), np.ones(self.ext[1], np.uint8))
@@ -184,7 +185,7 @@ def _correlate(xp, w5, bias, out5, plan):
     """out5 = the valid correlation of the packed ``xp`` with ``w5`` (K, Cg, R, S, T) (+ bias)."""
     b = bias if bias is not None else w5[:1, 0, 0, 0, 0]
     _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.kernel, has_bias=bias is not None,
-                   block=_lanes.block_sizes()[0].index(plan.block), rows_per_task=plan.rows, nthreads=plan.threads)
+                   block=plan.block_index, rows_per_task=plan.rows, nthreads=plan.threads)
 
 
 def forward(x, w, bias, geom, out, nthreads, plan=None):
