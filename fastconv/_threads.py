@@ -9,6 +9,7 @@ import contextlib
 import contextvars
 import os
 import threading
+import warnings
 
 from . import _validate as V
 
@@ -29,8 +30,42 @@ GRAIN = 32768
 def threads_for(work, nthreads=None, grain=GRAIN):
     """Threads worth using for ``work`` units (one per ``grain``), at most ``nthreads`` (default: the current
     count).  The kernels' results never depend on it."""
-    n = get_num_threads() if nthreads is None else nthreads
+    n = get_num_threads() if nthreads is None else _forked_cap(nthreads)
     return max(1, min(n, int(work // grain)))
+
+
+# GNU OpenMP's worker threads do not survive fork(): in a child forked after the parent's OpenMP threads started,
+# a region of more than one thread waits forever for threads that no longer exist (so does PyTorch's).  A child
+# of a process that handed out more than one thread therefore runs every kernel on its calling thread.
+_state = {"handed_out": False, "forked": False, "warned": False}
+
+
+def _after_fork_in_child():
+    if _state["handed_out"]:
+        _state["forked"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked():
+    """True in a process forked after its parent's OpenMP threads may have started: fastconv uses one thread."""
+    return _state["forked"]
+
+
+def _forked_cap(n, explicit=False):
+    if n > 1:
+        if _state["forked"]:
+            if explicit and not _state["warned"]:
+                _state["warned"] = True
+                warnings.warn("fastconv runs on one thread in this process: it was started with fork() after "
+                              "OpenMP threads ran in its parent, and OpenMP cannot start threads in such a child. "
+                              "Use multiprocessing's 'spawn' or 'forkserver' start method for multi-threaded "
+                              "child processes.", RuntimeWarning, stacklevel=3)
+            return 1
+        _state["handed_out"] = True
+    return n
 
 
 def _default_threads():
@@ -55,11 +90,11 @@ _local = contextvars.ContextVar("fastconv_num_threads", default=None)
 def _normalise(n, fn):
     n = V.int_tuple(n, 1, fn, "n")[0]
     if n == -1 or n == 0:
-        return _default_threads()
+        return _forked_cap(_default_threads(), explicit=True)
     if n < -1 or n > MAX_THREADS:
         raise ValueError("%s(): argument 'n' must be a positive int up to %d, or -1/0 for all CPUs, got %d"
                          % (fn, MAX_THREADS, n))
-    return n
+    return _forked_cap(n, explicit=True)
 
 
 def set_num_threads(n):
@@ -71,7 +106,7 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads the next fastconv call in this thread will use."""
     local = _local.get()
-    return _global if local is None else local
+    return _forked_cap(_global if local is None else local)
 
 
 def effective_threads(n=None):

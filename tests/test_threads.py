@@ -10,13 +10,13 @@ import pytest
 import fastconv as fc
 
 
-def run_python(code, tmp_path, **env):
+def run_python(code, tmp_path, timeout=300, **env):
     """Run code in a fresh interpreter that imports the same fastconv as this test process (``env``: variables to
-    set, or with None to unset)."""
+    set, or with None to unset); a run longer than ``timeout`` seconds fails."""
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
     full_env = {k: v for k, v in dict(os.environ, PYTHONPATH=pkg_root, **env).items() if v is not None}
     res = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=tmp_path, capture_output=True, text=True,
-                         check=True)
+                         check=True, timeout=timeout)
     return res.stdout
 
 
@@ -92,3 +92,58 @@ def test_default_wait_policy_is_a_short_spin(tmp_path):
     assert run_python(code, tmp_path, **dict(clean, OMP_WAIT_POLICY="PASSIVE")).split() == [
         "None", "PASSIVE", "OMP_WAIT_POLICY=PASSIVE"]
     assert run_python(code, tmp_path, **dict(clean, GOMP_SPINCOUNT="5")).split()[0] == "5"
+
+
+FORK_SCRIPT = """
+import os, sys, warnings
+import numpy as np
+import fastconv as fc
+fc.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 16, 40, 40)).astype(np.float32)
+w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+img = rng.random((300, 300))
+def work():
+    return (fc.conv2d(x, w, padding=1), fc.max_pool2d(x, 2), fc.filters.gaussian(img, 2),
+            fc.grad.conv2d_weight(x, w.shape, x[:, :, 1:-1, 1:-1]))
+expected = work()                     # the parent's OpenMP threads are running now
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(100)                 # a hung child must not outlive the test
+    code = 1
+    try:
+        got = work()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fc.set_num_threads(2)
+            with fc.num_threads(2):
+                again = work()
+        ok = (all(np.array_equal(a, b) for a, b in zip(expected, got))
+              and all(np.array_equal(a, b) for a, b in zip(expected, again))
+              and fc.get_num_threads() == 1 and fc.info(print_=False)["num_threads"] == 1
+              and len(caught) == 1 and "spawn" in str(caught[0].message))
+        code = 0 if ok else 3
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), fc.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_runs_on_one_thread_instead_of_hanging(tmp_path):
+    """GNU OpenMP's threads do not survive fork(): a multi-threaded region in the child of a process whose threads
+    had started waits forever.  fastconv's child computes the same results on one thread (an explicit request for
+    more warns once and is capped) and the parent keeps its threads."""
+    assert run_python(FORK_SCRIPT, tmp_path, timeout=120, OMP_NUM_THREADS="2").split() == ["0", "2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_before_any_threads_ran_keeps_its_threads(tmp_path):
+    code = ("import os, fastconv as fc\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(fc.get_num_threads())\n"
+            "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    assert run_python(code, tmp_path, timeout=120, OMP_NUM_THREADS="3").strip() == "3"
