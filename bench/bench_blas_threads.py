@@ -5,15 +5,19 @@ default 2**28, about 0.1 s) on the cores fastconv's OpenMP threads need next.  F
 measures, in one process and with interleaved repeats, the 3x3 layer (8 x 128 x 28^2 -> 128, pad 1) alone (after
 an idle pause) and right after a 1536^2 ``a @ a``, and the cost of the mechanism on NumPy's own BLAS calls:
 
-``default``           NumPy imported before fastconv, nothing set (OpenBLAS keeps its 0.1 s spin)
+``OpenBLAS threads``   NumPy imported before fastconv, ``FASTCONV_SHARE_BLAS_THREADS=0``: OpenBLAS runs its own
+                      worker threads, which keep their 0.1 s spin (fastconv's default before it shared them)
+``default``           NumPy imported before fastconv, nothing set: OpenBLAS's parallel work runs on fastconv's
+                      OpenMP threads (``fastconv.share_blas_threads``)
+and, each with OpenBLAS's own threads (``FASTCONV_SHARE_BLAS_THREADS=0``), the other remedies:
 ``fastconv first``    fastconv imported before NumPy: it sets OPENBLAS_THREAD_TIMEOUT (its default) first
 ``timeout=K``         the user sets OPENBLAS_THREAD_TIMEOUT=K before starting Python
 ``threadpoolctl 1``   the matmul runs under ``threadpool_limits(1)`` (no worker wakes; the matmul is slower)
 ``fastconv.matmul``   the product runs on fastconv's threads (single-threaded BLAS inside OpenMP)
 
 Columns: conv alone (ms), conv after the product (ms), their ratio, the product's time relative to NumPy's
-multi-threaded ``a @ a`` with OpenBLAS's default spin (``matmul_cost``), and a burst of 200 back-to-back 384^2
-products relative to the same burst with the default spin (``burst_cost``).
+multi-threaded ``a @ a`` on OpenBLAS's own threads with their default spin (``matmul_cost``), and a burst of 200
+back-to-back 384^2 products relative to the same burst there (``burst_cost``).
 
     python bench/bench_blas_threads.py [--threads 2] [--repeats 15] [--json bench/results/blas_threads.json]
 """
@@ -89,20 +93,23 @@ print(json.dumps(dict(alone_ms=med(alone) * 1e3, after_ms=med(after) * 1e3, rati
                       simd=fc.info(print_=False)["simd_level"], blas_timeout=timeouts)))
 '''
 
+OWN = {"FASTCONV_SHARE_BLAS_THREADS": "0"}
 MECHANISMS = [
-    # (name, import order, extra environment, product mode)
+    # (name, import order, extra environment, product mode); the first row is the reference of the costs
+    ("OpenBLAS threads", "numpy", OWN, "numpy"),
     ("default", "numpy", {}, "numpy"),
-    ("fastconv first", "fastconv", {}, "numpy"),
-    ("timeout=4", "numpy", {"OPENBLAS_THREAD_TIMEOUT": "4"}, "numpy"),
-    ("timeout=20", "numpy", {"OPENBLAS_THREAD_TIMEOUT": "20"}, "numpy"),
-    ("threadpoolctl 1", "numpy", {}, "threadpoolctl"),
-    ("fastconv.matmul", "numpy", {}, "fastconv"),
+    ("fastconv first", "fastconv", OWN, "numpy"),
+    ("timeout=4", "numpy", dict(OWN, OPENBLAS_THREAD_TIMEOUT="4"), "numpy"),
+    ("timeout=20", "numpy", dict(OWN, OPENBLAS_THREAD_TIMEOUT="20"), "numpy"),
+    ("threadpoolctl 1", "numpy", OWN, "threadpoolctl"),
+    ("fastconv.matmul", "numpy", OWN, "fastconv"),
 ]
 
 
 def run(threads=2, repeats=15, algorithm="direct"):
     rows = []
-    env0 = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    env0 = {k: v for k, v in os.environ.items()
+            if k not in ("OPENBLAS_THREAD_TIMEOUT", "FASTCONV_SHARE_BLAS_THREADS")}
     env0["PYTHONPATH"] = ROOT + os.pathsep + env0.get("PYTHONPATH", "")
     env0["BENCH_ALG"] = algorithm
     for name, order, extra, mode in MECHANISMS:

@@ -19,7 +19,7 @@ from ._autotune import autotune
 from ._gemm import matmul
 from ._geometry import ConvGeometry, PoolGeometry, conv_output_shape
 from ._info import info
-from ._threads import get_num_threads, num_threads, set_num_threads
+from ._threads import get_num_threads, num_threads, set_num_threads, share_blas_threads
 from .autograd import Tensor, gradcheck, no_grad
 from .ops import (abs, cat, chunk, clamp, clip, concat, flatten, max, min, pad, split, sqrt, squeeze,  # noqa: A004
                   stack, unsqueeze, where)
@@ -32,10 +32,14 @@ from .serialization import load, save
 from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_workspace_limit,
                        toeplitz_matrix)
 
+# NumPy's and SciPy's OpenBLAS run their parallel work on fastconv's OpenMP threads (see share_blas_threads).
+if _os.environ.get("FASTCONV_SHARE_BLAS_THREADS", "1").strip() != "0":
+    share_blas_threads()
+
 __all__ = [
     "__version__", "grad", "algorithms", "autotune", "set_reduced_accuracy", "get_reduced_accuracy",
     "reduced_accuracy", "ConvGeometry", "PoolGeometry", "conv_output_shape", "info",
-    "get_num_threads", "num_threads", "set_num_threads", "matmul",
+    "get_num_threads", "num_threads", "set_num_threads", "share_blas_threads", "matmul",
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
     "lp_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",

@@ -70,6 +70,7 @@ def info(print_=True):
         "debug_build": bool(getattr(cfg, "DEBUG", False)),
         "blas": _blas_info(),
         "blas_thread_timeout": blas_thread_timeout(),
+        "blas_on_fastconv_threads": _threads.blas_shared(),
         "algorithms": list(_algorithms.names()),
         "numpy": np.__version__,
         "scipy": scipy.__version__,

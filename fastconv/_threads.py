@@ -7,6 +7,7 @@ Every kernel receives the count explicitly and releases the GIL while it runs.
 """
 import contextlib
 import contextvars
+import ctypes
 import os
 import threading
 import warnings
@@ -14,7 +15,7 @@ import warnings
 from . import _validate as V
 
 __all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas",
-           "threads_for", "MIN_FLOPS_PER_THREAD", "MAX_THREADS", "GRAIN"]
+           "share_blas_threads", "threads_for", "MIN_FLOPS_PER_THREAD", "MAX_THREADS", "GRAIN"]
 
 # Below about this much work per thread (floating point operations), waking another thread costs more than it
 # saves: the convolution algorithms use fewer threads for small problems (the result does not depend on it).
@@ -43,6 +44,7 @@ _state = {"handed_out": False, "forked": False, "warned": False}
 def _after_fork_in_child():
     if _state["handed_out"]:
         _state["forked"] = True
+    _set_blas_callbacks(_blas_shared, None)     # OpenBLAS restarts its own threads in a child
 
 
 if hasattr(os, "register_at_fork"):
@@ -168,3 +170,66 @@ def single_threaded_blas():
                 for lib, n in zip(_blas["libraries"], _blas["saved"]):
                     if n != 1:
                         _set_blas_threads(lib, n)
+
+
+# OpenBLAS's worker threads spin after every multi-threaded call (2**28 cycles by default), on the cores the next
+# fastconv kernel needs.  OpenBLAS 0.3.27+ can hand its parallel work to a callback instead: fastconv's runs it on
+# an OpenMP team -- the threads its own kernels use -- so NumPy's and SciPy's BLAS calls leave nothing spinning
+# behind them and the cores have one owner.  The jobs and their split are OpenBLAS's, so results do not change.
+_CALLBACK_SETTERS = tuple(prefix + "set_threads_callback_function" + suffix
+                          for prefix in ("scipy_openblas_", "openblas_") for suffix in ("64_", "_64", ""))
+_blas_shared = {}          # library file -> its callback setter, for the libraries that run on fastconv's threads
+
+
+def _openblas_setters():
+    """{library file: callback setter} of the loaded OpenBLAS libraries with their own (pthreads) thread server
+    and a callback setter."""
+    from threadpoolctl import threadpool_info
+    setters = {}
+    for d in threadpool_info():
+        if d.get("internal_api") != "openblas" or d.get("threading_layer") != "pthreads":
+            continue
+        try:
+            lib = ctypes.CDLL(d["filepath"])
+        except OSError:
+            continue
+        for name in _CALLBACK_SETTERS:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes, fn.restype = [ctypes.c_void_p], None
+                setters[d["filepath"]] = fn
+                break
+    return setters
+
+
+def _set_blas_callbacks(setters, address):
+    for fn in setters.values():
+        fn(address)
+
+
+def blas_shared():
+    """The OpenBLAS library files whose parallel work runs on fastconv's threads."""
+    return sorted(_blas_shared)
+
+
+def share_blas_threads(enable=True):
+    """Run the parallel work of the loaded OpenBLAS libraries (NumPy's and SciPy's) on fastconv's OpenMP threads
+    (``enable=True``, done at import unless ``FASTCONV_SHARE_BLAS_THREADS=0``), or on OpenBLAS's own threads again
+    (``False``).  Returns the library files now running on fastconv's threads.
+
+    OpenBLAS's own worker threads keep spinning after each call, on the cores fastconv's kernels need next; on
+    fastconv's threads a matrix product costs the next convolution nothing.  The results are identical either
+    way.  OpenBLAS libraries loaded later are included by calling this again; OpenBLAS older than 0.3.27 (no
+    callback) keeps its own threads.
+    """
+    from . import _kernels
+    if not isinstance(enable, (bool, int)):
+        raise TypeError("share_blas_threads(): argument 'enable' must be a bool, got %s" % type(enable).__name__)
+    if enable:
+        setters = _openblas_setters()
+        _set_blas_callbacks(setters, _kernels._cpu.blas_threads_callback())
+        _blas_shared.update(setters)
+    else:
+        _set_blas_callbacks(_blas_shared, None)
+        _blas_shared.clear()
+    return blas_shared()

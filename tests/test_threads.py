@@ -103,9 +103,10 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((8, 16, 40, 40)).astype(np.float32)
 w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
 img = rng.random((300, 300))
+a = rng.standard_normal((700, 700))
 def work():
     return (fc.conv2d(x, w, padding=1), fc.max_pool2d(x, 2), fc.filters.gaussian(img, 2),
-            fc.grad.conv2d_weight(x, w.shape, x[:, :, 1:-1, 1:-1]))
+            fc.grad.conv2d_weight(x, w.shape, x[:, :, 1:-1, 1:-1]), a @ a)
 expected = work()                     # the parent's OpenMP threads are running now
 pid = os.fork()
 if pid == 0:
@@ -135,7 +136,8 @@ print(os.waitstatus_to_exitcode(status), fc.get_num_threads())
 def test_a_forked_child_runs_on_one_thread_instead_of_hanging(tmp_path):
     """GNU OpenMP's threads do not survive fork(): a multi-threaded region in the child of a process whose threads
     had started waits forever.  fastconv's child computes the same results on one thread (an explicit request for
-    more warns once and is capped) and the parent keeps its threads."""
+    more warns once and is capped) and the parent keeps its threads; NumPy's products, which ran on fastconv's
+    threads in the parent, run on OpenBLAS's own again in the child."""
     assert run_python(FORK_SCRIPT, tmp_path, timeout=120, OMP_NUM_THREADS="2").split() == ["0", "2"]
 
 
@@ -147,3 +149,89 @@ def test_a_child_forked_before_any_threads_ran_keeps_its_threads(tmp_path):
             "    os._exit(fc.get_num_threads())\n"
             "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
     assert run_python(code, tmp_path, timeout=120, OMP_NUM_THREADS="3").strip() == "3"
+
+
+
+def _blas_sharing_available():
+    return bool(fc.share_blas_threads())
+
+
+@pytest.fixture
+def shared_blas():
+    if not _blas_sharing_available():
+        pytest.skip("no OpenBLAS >= 0.3.27 with its own thread server is loaded")
+    yield
+    fc.share_blas_threads(True)
+
+
+def test_numpy_blas_runs_on_fastconv_threads_with_the_same_results(shared_blas):
+    """NumPy's and SciPy's OpenBLAS hand their parallel jobs to fastconv's OpenMP team (at import, unless
+    FASTCONV_SHARE_BLAS_THREADS=0): the jobs and their split are OpenBLAS's, so every result is bitwise the same."""
+    from threadpoolctl import threadpool_limits
+    import scipy.linalg
+    from fastconv._kernels import _cpu
+    rng = np.random.default_rng(1)
+
+    def products():
+        out = []
+        for dtype in (np.float32, np.float64):
+            a = rng.standard_normal((613, 701)).astype(dtype)
+            b = rng.standard_normal((701, 389)).astype(dtype)
+            out += [a @ b, a.T @ a, scipy.linalg.blas.dgemm(1.0, a, b) if dtype == np.float64 else
+                    scipy.linalg.blas.sgemm(1.0, a, b), np.linalg.solve(a[:, :613].astype(np.float64), a)]
+        return out
+
+    assert any("numpy" in f for f in fc.info(print_=False)["blas_on_fastconv_threads"])
+    with threadpool_limits(2, user_api="blas"):
+        seed = rng.bit_generator.state
+        before = _cpu.blas_callback_calls()
+        shared = products()
+        assert _cpu.blas_callback_calls() > before
+        assert fc.share_blas_threads(False) == []
+        rng.bit_generator.state = seed
+        before = _cpu.blas_callback_calls()
+        own = products()
+        assert _cpu.blas_callback_calls() == before
+    for p, q in zip(shared, own):
+        assert np.array_equal(p, q)
+
+
+def test_concurrent_blas_calls_on_fastconv_threads(shared_blas):
+    """Products from several Python threads at once (each call's jobs on their own team, one call at a time)."""
+    from threadpoolctl import threadpool_limits
+    rng = np.random.default_rng(2)
+    mats = [rng.standard_normal((500, 500)).astype(np.float32) for _ in range(6)]
+    with threadpool_limits(2, user_api="blas"):
+        expected = [m @ m for m in mats]
+        results = [None] * len(mats)
+
+        def run(i):
+            for _ in range(3):
+                results[i] = mats[i] @ mats[i]
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(mats))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert all(np.array_equal(r, e) for r, e in zip(results, expected))
+
+
+def test_blas_sharing_can_be_switched_off(tmp_path):
+    code = "import fastconv; print(len(fastconv.info(print_=False)['blas_on_fastconv_threads']))"
+    assert run_python(code, tmp_path, FASTCONV_SHARE_BLAS_THREADS="0").strip() == "0"
+    with pytest.raises(TypeError, match="enable"):
+        fc.share_blas_threads("yes")
+
+
+def test_blas_jobs_run_on_started_threads_where_no_team_is_guaranteed(tmp_path, shared_blas):
+    """With OMP_DYNAMIC the OpenMP runtime may give a region fewer threads than asked, and OpenBLAS's jobs wait
+    for each other: they then run on POSIX threads started for the call (as inside an OpenMP region)."""
+    code = ("import numpy as np, fastconv as fc\n"
+            "from fastconv._kernels import _cpu\n"
+            "from threadpoolctl import threadpool_limits\n"
+            "a = np.random.default_rng(0).standard_normal((900, 900))\n"
+            "with threadpool_limits(2, user_api='blas'):\n"
+            "    n = _cpu.blas_callback_calls(); shared = a @ a; calls = _cpu.blas_callback_calls() - n\n"
+            "    fc.share_blas_threads(False); own = a @ a\n"
+            "print(_cpu.blas_team_possible(2), calls, np.array_equal(shared, own))\n")
+    assert run_python(code, tmp_path, timeout=120, OMP_DYNAMIC="true").split() == ["False", "1", "True"]

@@ -1,4 +1,5 @@
-"""CPU feature detection and OpenMP queries (the baseline build answers for the CPU; every build reports itself)."""
+"""CPU feature detection, OpenMP queries and the OpenMP team OpenBLAS's parallel work can run on (the baseline
+build answers for the CPU; every build reports itself)."""
 cdef extern from "simd.h":
     enum:
         FC_VECTOR_BYTES
@@ -45,6 +46,91 @@ cdef extern from *:
     const char *fc_compiled_simd
 
 
+cdef extern from *:
+    """
+    /* OpenBLAS (0.3.27+) hands its parallel work to a callback when one is set (openblas_set_threads_callback_
+       function): numjobs jobs that must run concurrently -- a level-3 job waits for the panels the others pack --
+       each on a distinct thread number (OpenBLAS indexes per-thread buffers with it).  fc_blas_threads runs them
+       on an OpenMP team, the threads fastconv's kernels use, so a BLAS call leaves no spinning worker threads
+       behind on the cores the next kernel needs.  Calls are serialised (OpenBLAS's own thread server serialises
+       them too).  Inside an OpenMP region, or wherever a team of numjobs threads is not guaranteed, the jobs run
+       on POSIX threads started for the call. */
+    #include <pthread.h>
+    #include <stddef.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    typedef void (*fc_dojob_t)(int thread_num, void *jobdata, int dojob_data);
+    static pthread_mutex_t fc_blas_mutex = PTHREAD_MUTEX_INITIALIZER;
+    static long long fc_blas_calls = 0;      /* parallel BLAS calls run here (under the mutex) */
+    typedef struct { fc_dojob_t dojob; char *data; int i; int dojob_data; } fc_blas_job;
+
+    static void *fc_blas_job_thread(void *arg) {
+        fc_blas_job *j = (fc_blas_job *)arg;
+        j->dojob(j->i, j->data, j->dojob_data);
+        return NULL;
+    }
+
+    static int fc_blas_team_possible(int numjobs) {
+    #if defined(_OPENMP)
+        return !omp_in_parallel() && !omp_get_dynamic() && omp_get_active_level() < omp_get_max_active_levels()
+               && numjobs <= omp_get_thread_limit();
+    #else
+        return 0;
+    #endif
+    }
+
+    static void fc_blas_threads(int sync, fc_dojob_t dojob, int numjobs, size_t elsize, void *jobdata,
+                                int dojob_data) {
+        char *data = (char *)jobdata;
+        int i, started = 0;
+        (void)sync;                    /* every call completes before it returns */
+        if (numjobs <= 0) return;
+        if (numjobs == 1) { dojob(0, data, dojob_data); return; }
+        pthread_mutex_lock(&fc_blas_mutex);
+        fc_blas_calls++;
+        if (fc_blas_team_possible(numjobs)) {
+    #if defined(_OPENMP)
+            #pragma omp parallel num_threads(numjobs)
+            {
+                int t = omp_get_thread_num();
+                dojob(t, data + (size_t)t * elsize, dojob_data);
+            }
+    #endif
+        } else {
+            pthread_t th[numjobs];
+            fc_blas_job jobs[numjobs];
+            for (i = 0; i < numjobs; i++) {
+                jobs[i].dojob = dojob; jobs[i].data = data + (size_t)i * elsize;
+                jobs[i].i = i; jobs[i].dojob_data = dojob_data;
+            }
+            for (i = 1; i < numjobs; i++) {
+                if (pthread_create(&th[i], NULL, fc_blas_job_thread, &jobs[i]) != 0) break;
+                started = i;
+            }
+            if (started != numjobs - 1) {  /* the jobs wait for each other: they cannot run one after another */
+                fputs("fastconv: could not start threads for a BLAS call\\n", stderr);
+                abort();
+            }
+            dojob(0, data, dojob_data);
+            for (i = 1; i <= started; i++) pthread_join(th[i], NULL);
+        }
+        pthread_mutex_unlock(&fc_blas_mutex);
+    }
+    static size_t fc_blas_threads_address(void) { return (size_t)&fc_blas_threads; }
+    static int fc_blas_team_ok(int numjobs) { return fc_blas_team_possible(numjobs); }
+    static long long fc_blas_call_count(void) {
+        long long n;
+        pthread_mutex_lock(&fc_blas_mutex);
+        n = fc_blas_calls;
+        pthread_mutex_unlock(&fc_blas_mutex);
+        return n;
+    }
+    """
+    size_t fc_blas_threads_address() nogil
+    int fc_blas_team_ok(int numjobs) nogil
+    long long fc_blas_call_count() nogil
+
+
 def cpu_has_avx2_fma():
     """True when the running CPU supports both AVX2 and FMA."""
     return bool(fc_has_avx2_fma())
@@ -73,3 +159,20 @@ def compiled_simd():
 def vector_bytes():
     """The width of the GCC vector types in this build's kernels (32 or 64)."""
     return FC_VECTOR_BYTES
+
+
+def blas_threads_callback():
+    """The address of a function for OpenBLAS's ``openblas_set_threads_callback_function``: it runs OpenBLAS's
+    parallel jobs on an OpenMP team (see fastconv._threads.share_blas_threads)."""
+    return fc_blas_threads_address()
+
+
+def blas_team_possible(int numjobs):
+    """Whether a BLAS call made here would run its ``numjobs`` jobs on an OpenMP team (False inside an OpenMP
+    region, where they run on threads started for the call)."""
+    return bool(fc_blas_team_ok(numjobs))
+
+
+def blas_callback_calls():
+    """How many parallel BLAS calls have run on fastconv's threads in this process."""
+    return fc_blas_call_count()

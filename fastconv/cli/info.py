@@ -19,6 +19,8 @@ EPILOG = """fields:
   avx2_variant_built   whether the build includes the AVX2 variant
   debug_build          whether bounds checks are compiled in (FASTCONV_DEBUG=1 at build time)
   blas                 the BLAS library (through threadpoolctl) and its thread count
+  blas_thread_timeout  per OpenBLAS, the k of the 2**k cycles its idle workers spin
+  blas_on_fastconv_threads  the OpenBLAS libraries whose parallel jobs run on fastconv's threads
   algorithms           registered convolution algorithms
   numpy, scipy         versions"""
 
