@@ -178,14 +178,25 @@ def single_threaded_blas():
 # behind them and the cores have one owner.  The jobs and their split are OpenBLAS's, so results do not change.
 _CALLBACK_SETTERS = tuple(prefix + "set_threads_callback_function" + suffix
                           for prefix in ("scipy_openblas_", "openblas_") for suffix in ("64_", "_64", ""))
-_blas_shared = {}          # library file -> its callback setter, for the libraries that run on fastconv's threads
+_CONFIG_GETTERS = tuple(prefix + "get_config" + suffix
+                        for prefix in ("scipy_openblas_", "openblas_") for suffix in ("64_", "_64", ""))
+_blas_shared = {}          # library file -> (its callback setter, its MAX_THREADS), for those on fastconv's threads
+
+
+def _symbol(lib, names, argtypes, restype):
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.argtypes, fn.restype = argtypes, restype
+            return fn
+    return None
 
 
 def _openblas_setters():
-    """{library file: callback setter} of the loaded OpenBLAS libraries with their own (pthreads) thread server
-    and a callback setter."""
+    """{library file: (callback setter, MAX_THREADS)} of the loaded OpenBLAS libraries with their own (pthreads)
+    thread server, a callback setter and a configuration string that gives MAX_THREADS."""
     from threadpoolctl import threadpool_info
-    setters = {}
+    found = {}
     for d in threadpool_info():
         if d.get("internal_api") != "openblas" or d.get("threading_layer") != "pthreads":
             continue
@@ -193,18 +204,19 @@ def _openblas_setters():
             lib = ctypes.CDLL(d["filepath"])
         except OSError:
             continue
-        for name in _CALLBACK_SETTERS:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_void_p], None
-                setters[d["filepath"]] = fn
-                break
-    return setters
+        setter = _symbol(lib, _CALLBACK_SETTERS, [ctypes.c_void_p], None)
+        config = _symbol(lib, _CONFIG_GETTERS, [], ctypes.c_char_p)
+        if setter is None or config is None:
+            continue
+        words = [w for w in (config() or b"").decode(errors="replace").split() if w.startswith("MAX_THREADS=")]
+        if words and words[0][12:].isdigit() and int(words[0][12:]) > 0:
+            found[d["filepath"]] = (setter, int(words[0][12:]))
+    return found
 
 
-def _set_blas_callbacks(setters, address):
-    for fn in setters.values():
-        fn(address)
+def _set_blas_callbacks(libraries, address):
+    for setter, _ in libraries.values():
+        setter(address)
 
 
 def blas_shared():
@@ -219,16 +231,19 @@ def share_blas_threads(enable=True):
 
     OpenBLAS's own worker threads keep spinning after each call, on the cores fastconv's kernels need next; on
     fastconv's threads a matrix product costs the next convolution nothing.  The results are identical either
-    way.  OpenBLAS libraries loaded later are included by calling this again; OpenBLAS older than 0.3.27 (no
-    callback) keeps its own threads.
+    way.  OpenBLAS's LU factorisation (behind ``numpy.linalg.solve``, ``inv``, ``det``) queues its jobs on
+    OpenBLAS's own threads directly and keeps them.  OpenBLAS libraries loaded later are included by calling this
+    again; OpenBLAS older than 0.3.27 (no callback) keeps its own threads.
     """
     from . import _kernels
     if not isinstance(enable, (bool, int)):
         raise TypeError("share_blas_threads(): argument 'enable' must be a bool, got %s" % type(enable).__name__)
     if enable:
-        setters = _openblas_setters()
-        _set_blas_callbacks(setters, _kernels._cpu.blas_threads_callback())
-        _blas_shared.update(setters)
+        libraries = {**_blas_shared, **_openblas_setters()}
+        if libraries:
+            top = min(max_threads for _, max_threads in libraries.values())
+            _set_blas_callbacks(libraries, _kernels._cpu.blas_threads_callback(top))
+        _blas_shared.update(libraries)
     else:
         _set_blas_callbacks(_blas_shared, None)
         _blas_shared.clear()

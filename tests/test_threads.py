@@ -197,22 +197,26 @@ def test_numpy_blas_runs_on_fastconv_threads_with_the_same_results(shared_blas):
 
 
 def test_concurrent_blas_calls_on_fastconv_threads(shared_blas):
-    """Products from several Python threads at once (each call's jobs on their own team, one call at a time)."""
+    """Products from several Python threads at once (one call's jobs at a time on fastconv's threads), next to LU
+    solves, whose jobs OpenBLAS queues on its own threads: neither disturbs the other's per-thread state."""
     from threadpoolctl import threadpool_limits
     rng = np.random.default_rng(2)
-    mats = [rng.standard_normal((500, 500)).astype(np.float32) for _ in range(6)]
+    mats = [rng.standard_normal((500, 500)).astype(np.float32 if i % 2 else np.float64) for i in range(6)]
+    systems = [rng.standard_normal((700, 700)) for _ in range(2)]
     with threadpool_limits(2, user_api="blas"):
-        expected = [m @ m for m in mats]
-        results = [None] * len(mats)
+        expected = [m @ m for m in mats] + [np.linalg.solve(a, a[:, :50]) for a in systems]
+        jobs = [lambda m=m: m @ m for m in mats] + [lambda a=a: np.linalg.solve(a, a[:, :50]) for a in systems]
+        results = [None] * len(jobs)
 
         def run(i):
-            for _ in range(3):
-                results[i] = mats[i] @ mats[i]
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(mats))]
+            for _ in range(4):
+                results[i] = jobs[i]()
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
     assert all(np.array_equal(r, e) for r, e in zip(results, expected))
 
 

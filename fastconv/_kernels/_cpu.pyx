@@ -50,11 +50,14 @@ cdef extern from *:
     """
     /* OpenBLAS (0.3.27+) hands its parallel work to a callback when one is set (openblas_set_threads_callback_
        function): numjobs jobs that must run concurrently -- a level-3 job waits for the panels the others pack --
-       each on a distinct thread number (OpenBLAS indexes per-thread buffers with it).  fc_blas_threads runs them
-       on an OpenMP team, the threads fastconv's kernels use, so a BLAS call leaves no spinning worker threads
-       behind on the cores the next kernel needs.  Calls are serialised (OpenBLAS's own thread server serialises
-       them too).  Inside an OpenMP region, or wherever a team of numjobs threads is not guaranteed, the jobs run
-       on POSIX threads started for the call. */
+       each with a thread number, which OpenBLAS uses to index its per-thread state (a work buffer and a status
+       word, arrays of MAX_THREADS entries).  fc_blas_threads runs them on an OpenMP team, the threads fastconv's
+       kernels use, so a BLAS call leaves no spinning worker threads behind on the cores the next kernel needs.
+       The thread numbers are taken from the top of OpenBLAS's arrays (fc_blas_top = its MAX_THREADS): the
+       bottom entries belong to OpenBLAS's own workers, which still run the LU factorisation (getrf queues its
+       jobs on them directly), possibly at the same time from another thread.  Calls are serialised (OpenBLAS's
+       own thread server serialises them too).  Inside an OpenMP region, or wherever a team of numjobs threads is
+       not guaranteed, the jobs run on POSIX threads started for the call. */
     #include <pthread.h>
     #include <stddef.h>
     #include <stdio.h>
@@ -62,11 +65,12 @@ cdef extern from *:
     typedef void (*fc_dojob_t)(int thread_num, void *jobdata, int dojob_data);
     static pthread_mutex_t fc_blas_mutex = PTHREAD_MUTEX_INITIALIZER;
     static long long fc_blas_calls = 0;      /* parallel BLAS calls run here (under the mutex) */
-    typedef struct { fc_dojob_t dojob; char *data; int i; int dojob_data; } fc_blas_job;
+    static int fc_blas_top = 0;              /* the smallest MAX_THREADS of the libraries using the callback */
+    typedef struct { fc_dojob_t dojob; char *data; int thread_num; int dojob_data; } fc_blas_job;
 
     static void *fc_blas_job_thread(void *arg) {
         fc_blas_job *j = (fc_blas_job *)arg;
-        j->dojob(j->i, j->data, j->dojob_data);
+        j->dojob(j->thread_num, j->data, j->dojob_data);
         return NULL;
     }
 
@@ -82,18 +86,20 @@ cdef extern from *:
     static void fc_blas_threads(int sync, fc_dojob_t dojob, int numjobs, size_t elsize, void *jobdata,
                                 int dojob_data) {
         char *data = (char *)jobdata;
-        int i, started = 0;
+        int i, base, started = 0;
         (void)sync;                    /* every call completes before it returns */
         if (numjobs <= 0) return;
-        if (numjobs == 1) { dojob(0, data, dojob_data); return; }
         pthread_mutex_lock(&fc_blas_mutex);
+        /* thread numbers base .. base + numjobs - 1, above any worker of OpenBLAS's own (there are at most
+           MAX_THREADS - numjobs of them while numjobs threads are in use, unless the thread count changed) */
+        base = fc_blas_top >= 2 * numjobs ? fc_blas_top - numjobs : 0;
         fc_blas_calls++;
         if (fc_blas_team_possible(numjobs)) {
     #if defined(_OPENMP)
             #pragma omp parallel num_threads(numjobs)
             {
                 int t = omp_get_thread_num();
-                dojob(t, data + (size_t)t * elsize, dojob_data);
+                dojob(base + t, data + (size_t)t * elsize, dojob_data);
             }
     #endif
         } else {
@@ -101,7 +107,7 @@ cdef extern from *:
             fc_blas_job jobs[numjobs];
             for (i = 0; i < numjobs; i++) {
                 jobs[i].dojob = dojob; jobs[i].data = data + (size_t)i * elsize;
-                jobs[i].i = i; jobs[i].dojob_data = dojob_data;
+                jobs[i].thread_num = base + i; jobs[i].dojob_data = dojob_data;
             }
             for (i = 1; i < numjobs; i++) {
                 if (pthread_create(&th[i], NULL, fc_blas_job_thread, &jobs[i]) != 0) break;
@@ -111,12 +117,17 @@ cdef extern from *:
                 fputs("fastconv: could not start threads for a BLAS call\\n", stderr);
                 abort();
             }
-            dojob(0, data, dojob_data);
+            dojob(base, data, dojob_data);
             for (i = 1; i <= started; i++) pthread_join(th[i], NULL);
         }
         pthread_mutex_unlock(&fc_blas_mutex);
     }
-    static size_t fc_blas_threads_address(void) { return (size_t)&fc_blas_threads; }
+    static size_t fc_blas_threads_address(int top) {
+        pthread_mutex_lock(&fc_blas_mutex);
+        fc_blas_top = top;
+        pthread_mutex_unlock(&fc_blas_mutex);
+        return (size_t)&fc_blas_threads;
+    }
     static int fc_blas_team_ok(int numjobs) { return fc_blas_team_possible(numjobs); }
     static long long fc_blas_call_count(void) {
         long long n;
@@ -126,7 +137,7 @@ cdef extern from *:
         return n;
     }
     """
-    size_t fc_blas_threads_address() nogil
+    size_t fc_blas_threads_address(int top) nogil
     int fc_blas_team_ok(int numjobs) nogil
     long long fc_blas_call_count() nogil
 
@@ -161,10 +172,13 @@ def vector_bytes():
     return FC_VECTOR_BYTES
 
 
-def blas_threads_callback():
+def blas_threads_callback(int max_threads):
     """The address of a function for OpenBLAS's ``openblas_set_threads_callback_function``: it runs OpenBLAS's
-    parallel jobs on an OpenMP team (see fastconv._threads.share_blas_threads)."""
-    return fc_blas_threads_address()
+    parallel jobs on an OpenMP team (see fastconv._threads.share_blas_threads), numbered from the top of arrays of
+    ``max_threads`` entries (the smallest MAX_THREADS of the libraries it serves)."""
+    if max_threads < 1:
+        raise ValueError("max_threads must be positive")
+    return fc_blas_threads_address(max_threads)
 
 
 def blas_team_possible(int numjobs):
