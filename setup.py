@@ -106,6 +106,8 @@ BUILD_AVX512 = BUILD_AVX2 and _compiler_accepts(AVX512_FLAGS)
 # Modules written with explicit GCC vector types: only these differ between 32- and 64-byte vector builds, so
 # only these get the AVX2 build of the 64-byte code path that tests it on machines without AVX-512.
 VECTOR_MODULES = {"_cpu", "_direct", "_depthwise", "_filter", "_lanes", "_winograd"}
+# Modules without numerical kernels (the NumPy memory handler): built once, at the baseline level.
+BASE_ONLY = {"_memory"}
 # (package, compile flags, vector bytes, modules or None for all) of each SIMD variant beyond the baseline
 VARIANTS = ([("_avx2", AVX2_FLAGS, 32, None)] if BUILD_AVX2 else []) + \
     ([("_avx512", AVX512_FLAGS, 64, None), ("_avx2x2", AVX2_FLAGS, 64, VECTOR_MODULES)] if BUILD_AVX512 else [])
@@ -156,7 +158,7 @@ def _extensions():
     for package, flags, vec_bytes, modules in VARIANTS:
         for ext in base:
             stem = ext.name.rsplit(".", 1)[1]
-            if modules is not None and stem not in modules:
+            if stem in BASE_ONLY or (modules is not None and stem not in modules):
                 continue
             c_src = (HERE / ext.sources[0]).resolve()
             wrapper = wrap_dir / (stem + package + ".c")

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import special
 
 from . import _gemm, _kernels, _threads
+from ._kernels import _memory
 from . import _validate as V
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
@@ -415,7 +416,8 @@ class Tensor:
         if self._record is None:
             self._accumulate(grad)
             return
-        _backward(self, grad, retain_graph)
+        with _memory.caching():        # gradients of a training step reuse the last step's blocks
+            _backward(self, grad, retain_graph)
 
     # ------------------------------------------------------------------ array-like
     @property

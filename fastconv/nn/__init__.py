@@ -15,12 +15,13 @@ from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, In
 from .spatial import (CircularPad2d, ConstantPad2d, Dropout1d, Dropout2d, Dropout3d, PixelShuffle, PixelUnshuffle,
                       ReflectionPad2d, ReplicationPad2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
                       ZeroPad2d)
+from .memory import cache_info, empty_cache, set_cache_limit
 from .module import Module, Parameter, Sequential
 from .optim import SGD, Adam, AdamW, RMSprop
 from .summary import ModelSummary, summary
 
 __all__ = ["functional", "init", "optim", "utils", "manual_seed", "Module", "Parameter", "Sequential", "SGD", "Adam",
-           "AdamW", "RMSprop",
+           "AdamW", "RMSprop", "empty_cache", "set_cache_limit", "cache_info",
            "summary", "ModelSummary",
            "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU", "Hardswish", "Hardtanh", "ReLU6", "PReLU",
            "Softplus", "Mish",

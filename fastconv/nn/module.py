@@ -3,7 +3,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..autograd import Tensor
+from .._kernels import _memory
+from ..autograd import Tensor, is_grad_enabled
 
 __all__ = ["Parameter", "Module", "Sequential", "IncompatibleKeys"]
 
@@ -250,7 +251,11 @@ class Module:
         raise NotImplementedError("%s must implement forward()" % type(self).__name__)
 
     def __call__(self, *args, **kwargs):
-        out = self.forward(*args, **kwargs)
+        if self.training and is_grad_enabled():
+            with _memory.caching():      # a training step: reuse the last step's blocks (fastconv.nn.memory)
+                out = self.forward(*args, **kwargs)
+        else:
+            out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             hook(self, args, out)
         return out
