@@ -45,6 +45,7 @@ def _after_fork_in_child():
     if _state["handed_out"]:
         _state["forked"] = True
     _set_blas_callbacks(_blas_shared, None)     # OpenBLAS restarts its own threads in a child
+    _blas_shared.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -123,6 +123,7 @@ if pid == 0:
         ok = (all(np.array_equal(a, b) for a, b in zip(expected, got))
               and all(np.array_equal(a, b) for a, b in zip(expected, again))
               and fc.get_num_threads() == 1 and fc.info(print_=False)["num_threads"] == 1
+              and fc.info(print_=False)["blas_on_fastconv_threads"] == []
               and len(caught) == 1 and "spawn" in str(caught[0].message))
         code = 0 if ok else 3
     finally:

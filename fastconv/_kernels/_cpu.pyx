@@ -122,7 +122,11 @@ cdef extern from *:
         }
         pthread_mutex_unlock(&fc_blas_mutex);
     }
+    /* a fork() while another thread held the lock must not leave the child's BLAS calls locked for good */
+    static void fc_blas_after_fork_child(void) { pthread_mutex_init(&fc_blas_mutex, NULL); }
     static size_t fc_blas_threads_address(int top) {
+        static int atfork = 0;
+        if (!atfork) atfork = pthread_atfork(NULL, NULL, fc_blas_after_fork_child) == 0;
         pthread_mutex_lock(&fc_blas_mutex);
         fc_blas_top = top;
         pthread_mutex_unlock(&fc_blas_mutex);

@@ -99,6 +99,9 @@ cdef extern from *:
         return 0;
     }
     static PyObject *fc_capsule(void) { return PyCapsule_New(&fc_handler, "mem_handler", NULL); }
+    /* a fork() while another thread held the lock must not leave the child's allocator locked for good */
+    static void fc_mem_after_fork_child(void) { pthread_mutex_init(&fc_mem_mutex, NULL); }
+    static int fc_mem_atfork(void) { return pthread_atfork(NULL, NULL, fc_mem_after_fork_child); }
     static void fc_stats(size_t *cached, size_t *limit, long long *hits, long long *misses) {
         pthread_mutex_lock(&fc_mem_mutex);
         *cached = fc_cached; *limit = fc_limit; *hits = fc_hits; *misses = fc_misses;
@@ -110,6 +113,7 @@ cdef extern from *:
     int FC_SLOTS
     int fc_init(object numpy_handler) except -1
     object fc_capsule()
+    int fc_mem_atfork()
     void fc_set_limit(size_t limit) nogil
     void fc_stats(size_t *cached, size_t *limit, long long *hits, long long *misses) nogil
 
@@ -124,6 +128,7 @@ DEFAULT_LIMIT = FC_DEFAULT_LIMIT
 _default = PyDataMem_GetHandler()
 fc_init(_default)
 _handler = fc_capsule()
+fc_mem_atfork()
 
 
 cdef class caching:
