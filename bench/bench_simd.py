@@ -2,7 +2,7 @@
 
 The issue's targets: on an AVX-512 machine ``direct`` reaches >= 0.6 of the sgemm rate on both 3x3 layers
 (8 x 64 x 56^2 -> 64 and 8 x 128 x 28^2 -> 128, padding 1), on an AVX2 machine >= 0.55.  One run, interleaved
-repeats: each round times the sgemm reference (1536^2, OpenBLAS's own threads), lets the BLAS workers go idle,
+repeats: each round times the sgemm reference (1536^2, multi-threaded BLAS), lets the BLAS workers go idle,
 then each layer at each level (``fastconv._kernels.use_level``); medians.  GFLOP/s are
 2 N K C/g kh kw H_out W_out / time; ``frac_sgemm`` is that over the sgemm rate of the same run.
 
