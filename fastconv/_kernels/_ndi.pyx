@@ -86,54 +86,82 @@ cdef inline bint _has_box_median(num_t* typed, Py_ssize_t T, Py_ssize_t KW) noex
     return False
 
 
-cdef inline void _box_median(Py_ssize_t T, Py_ssize_t KW, const num_t** srows, const num_t* cvrow, Py_ssize_t L,
-                             const Py_ssize_t* colmap, Py_ssize_t xa, Py_ssize_t xb, Py_ssize_t off, num_t cv,
-                             num_t* E, num_t* S, num_t** Srows, num_t* out) noexcept nogil:
-    """The straight-line median of a T x KW box (``_has_box_median``) for one output row of ``L`` outputs, in
-    chunks of at most MEDIAN_CHUNK_BYTES of outputs so that the sorted columns stay in L1.
-
-    ``srows[t]`` is the source row of row-tap t (NULL: a row of ``cval``, ``cvrow``); output x reads extended
-    columns x .. x + KW - 1, extended column y being source column y - off.  Outputs in [xa, xb) read only
-    source columns, so their chunks read the source rows in place; only the few outputs outside it read
-    columns extended by ``colmap`` (-1 = ``cval``), copied per chunk into ``E`` (T rows of CH + KW - 1).
-    ``S`` holds T rows of CH + KW - 1 sorted columns, ``Srows`` has room for 2 T pointers."""
-    cdef Py_ssize_t CH = MEDIAN_CHUNK_BYTES // sizeof(num_t), EW = CH + KW - 1
-    cdef Py_ssize_t t, x0, x1, y, e
+cdef inline void _box_median_part(Py_ssize_t T, Py_ssize_t KW, const num_t** srows, const num_t* cvrow,
+                                  const Py_ssize_t* colmap, Py_ssize_t x0, Py_ssize_t x1, bint inside,
+                                  Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off, num_t cv, num_t* E,
+                                  Py_ssize_t EW, num_t** Srows, num_t* out) noexcept nogil:
+    """Outputs x0 .. x1 - 1 of a row (x1 - x0 <= EW - KW + 1) by the straight-line kernel: ``inside``, straight
+    from the source rows, else from columns extended into ``E`` (source columns [ylo, yhi) copied, the others by
+    ``colmap``, -1 = ``cval``)."""
+    cdef Py_ssize_t t, y, e, n = x1 - x0 + KW - 1
+    cdef Py_ssize_t c0 = min(max(ylo, x0), x0 + n), c1 = max(c0, min(yhi, x0 + n))
     cdef const num_t** lines = <const num_t**> (Srows + T)
     cdef const num_t* srow
     cdef num_t* ext
-    cdef bint inside
+    for t in range(T):
+        srow = srows[t]
+        if srow == NULL:
+            lines[t] = cvrow
+        elif inside:
+            lines[t] = srow + (x0 - off)
+        else:
+            ext = E + t * EW
+            for y in range(c0 - x0):
+                e = colmap[x0 + y]
+                ext[y] = cv if e < 0 else srow[e]
+            memcpy(ext + (c0 - x0), srow + (c0 - off), (c1 - c0) * sizeof(num_t))
+            for y in range(c1 - x0, n):
+                e = colmap[x0 + y]
+                ext[y] = cv if e < 0 else srow[e]
+            lines[t] = ext
+    _box_median_chunk(T, KW, <const char**> lines, Srows, out + x0, x1 - x0)
+
+
+cdef inline void _box_median(Py_ssize_t T, Py_ssize_t KW, const num_t** srows, const num_t* cvrow, Py_ssize_t L,
+                             const Py_ssize_t* colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off, num_t cv,
+                             num_t* E, num_t* S, num_t** Srows, num_t* out) noexcept nogil:
+    """The straight-line median of a T x KW box (``_has_box_median``) for one output row of ``L`` outputs, in
+    parts of at most MEDIAN_CHUNK_BYTES of outputs so that the sorted columns stay in L1.
+
+    ``srows[t]`` is the source row of row-tap t (NULL: a row of ``cval``, ``cvrow``); output x reads extended
+    columns x .. x + KW - 1, extended column y being source column y - off for y in [ylo, yhi).  Outputs in
+    [xa, xb) read only those, so their parts read the source rows in place; the parts at the row's ends get their
+    columns extended into ``E`` (T rows of CH + KW - 1).  Every part but in rows shorter than MEDIAN_VEC_BYTES
+    holds a whole number of MEDIAN_VEC_BYTES of outputs, so that the kernels' loops have no scalar remainder:
+    the last part ends at L and overlaps the one before it (the overlapped outputs are computed twice, the same
+    way).  ``S`` holds T rows of CH + KW - 1 sorted columns, ``Srows`` has room for 2 T pointers."""
+    cdef Py_ssize_t CH = MEDIAN_CHUNK_BYTES // sizeof(num_t), EW = CH + KW - 1
+    cdef Py_ssize_t M = MEDIAN_VEC_BYTES // sizeof(num_t)
+    cdef Py_ssize_t t, x0, a, b
+    cdef Py_ssize_t xa = min(ylo, L)
+    cdef Py_ssize_t xb = max(xa, min(L, yhi - KW + 1))
     for t in range(T):
         Srows[t] = S + t * EW
-    x0 = 0
-    while x0 < L:
-        if x0 < xa:
-            x1 = min(xa, x0 + CH)
-        elif x0 < xb:
-            x1 = min(xb, x0 + CH)
-        else:
-            x1 = min(L, x0 + CH)
-        inside = xa <= x0 < xb
-        for t in range(T):
-            srow = srows[t]
-            if srow == NULL:
-                lines[t] = cvrow
-            elif inside:
-                lines[t] = srow + (x0 - off)
-            else:
-                ext = E + t * EW
-                for y in range(x1 - x0 + KW - 1):
-                    e = colmap[x0 + y]
-                    ext[y] = cv if e < 0 else srow[e]
-                lines[t] = ext
-        _box_median_chunk(T, KW, <const char**> lines, Srows, out + x0, x1 - x0)
-        x0 = x1
+    if xb - xa < M:
+        # a short row (or a window as wide as it): every output from extended columns
+        x0 = 0
+        while x0 < L:
+            _box_median_part(T, KW, srows, cvrow, colmap, x0, min(L, x0 + CH), False, ylo, yhi, off, cv, E, EW, Srows, out)
+            x0 += CH
+        return
+    a = (xa + M - 1) // M * M                   # xa <= a <= xb
+    b = a + (xb - a) // M * M
+    if a > 0:
+        _box_median_part(T, KW, srows, cvrow, colmap, 0, a, False, ylo, yhi, off, cv, E, EW, Srows, out)
+    x0 = a
+    while x0 < b:
+        _box_median_part(T, KW, srows, cvrow, colmap, x0, min(b, x0 + CH), True, ylo, yhi, off, cv, E, EW, Srows, out)
+        x0 += CH
+    if b < L:
+        x0 = L - (L - b + M - 1) // M * M       # >= 0: L >= xb - xa >= M
+        _box_median_part(T, KW, srows, cvrow, colmap, x0, L, False, ylo, yhi, off, cv, E, EW, Srows, out)
 
 
 cdef enum:
     CHUNK_BYTES = 128      # inner elements per line-pass task (per lane group)
     RANK_BYTES = 512       # bytes of outputs selected at once by a comparator network (per slot)
     MEDIAN_CHUNK_BYTES = 2048   # bytes of outputs per call of a generated box median
+    MEDIAN_VEC_BYTES = 64       # the box medians' parts hold whole multiples of this many bytes of outputs
 
 
 # ------------------------------------------------------------------------------------------------ line passes
@@ -860,9 +888,6 @@ cdef int _box_median_rows(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_s
     cdef Py_ssize_t R = out.shape[0], L = out.shape[1], Lin = src.shape[1], T = rows.shape[1]
     cdef Py_ssize_t item = sizeof(num_t), EW = MEDIAN_CHUNK_BYTES // sizeof(num_t) + KW - 1
     cdef Py_ssize_t RB = 8, nblk = (R + RB - 1) // RB, blk, r, t, s, y
-    # outputs [xa, xb) read source columns only
-    cdef Py_ssize_t xa = min(ylo, L)
-    cdef Py_ssize_t xb = max(xa, min(L, yhi - KW + 1))
     cdef const num_t* src0 = &src[0, 0]
     cdef const Py_ssize_t* cmap = &colmap[0]
     cdef const num_t** srows
@@ -892,7 +917,7 @@ cdef int _box_median_rows(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_s
                         srows[t] = src0 + s * Lin
                     else:
                         srows[t] = NULL
-                _box_median(T, KW, srows, cvrow, L, cmap, xa, xb, off, cv, E, S, Srows, &out[r, 0])
+                _box_median(T, KW, srows, cvrow, L, cmap, ylo, yhi, off, cv, E, S, Srows, &out[r, 0])
         free(srows)
         free(Srows)
         free(S)
