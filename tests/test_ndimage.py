@@ -17,6 +17,7 @@ import scipy.ndimage as sndi
 
 import fastconv
 from fastconv import ndimage as fndi
+from fastconv.ndimage import _filters as ndi_filters
 from fastconv.ndimage import _networks
 
 skdata = pytest.importorskip("skimage.data")
@@ -196,13 +197,17 @@ def test_non_finite_values_propagate_as_in_scipy():
         check(name, y.astype(np.float32), *args)
 
 
-def test_results_do_not_depend_on_thread_count():
+def test_results_do_not_depend_on_thread_count(monkeypatch):
+    monkeypatch.setattr(ndi_filters, "FOOTPRINT_GRAIN", 1)      # these small calls would run on one thread
     vol = volume().astype(np.float32)
+    img = (vol.reshape(-1, 71) * 20).astype(np.uint8)
     outs = []
     for n in (1, 2, 3):
         with fastconv.num_threads(n):
             outs.append([fndi.median_filter(vol, 3), fndi.maximum_filter(vol, (2, 3, 9)),
-                         fndi.uniform_filter(vol, 4), fndi.gaussian_filter(vol.astype(np.float64), 1.0)])
+                         fndi.uniform_filter(vol, 4), fndi.gaussian_filter(vol.astype(np.float64), 1.0),
+                         fndi.median_filter(vol[0], 3, mode="constant", cval=0.5, origin=(1, -1)),
+                         fndi.median_filter(img, 5, mode="wrap"), fndi.rank_filter(vol, 4, (3, 1, 3))])
     for o in outs[1:]:
         for a, b in zip(outs[0], o):
             np.testing.assert_array_equal(a, b)

@@ -61,6 +61,7 @@ cdef extern from "_ndi_networks.h" nogil:
     int fc_box_median_f32(Py_ssize_t T, Py_ssize_t KW, const float** lines, float** S, float* out, Py_ssize_t L)
     int fc_box_median_f64(Py_ssize_t T, Py_ssize_t KW, const double** lines, double** S, double* out,
                           Py_ssize_t L)
+    int fc_has_box_median(Py_ssize_t T, Py_ssize_t KW)
 
 
 cdef inline int _box_median_chunk(Py_ssize_t T, Py_ssize_t KW, const char** lines, num_t** Srows, num_t* out,
@@ -78,30 +79,89 @@ cdef inline int _box_median_chunk(Py_ssize_t T, Py_ssize_t KW, const char** line
     return 0
 
 
-cdef inline int _box_median(Py_ssize_t T, Py_ssize_t KW, char** lines, num_t* S, num_t** Srows, num_t* out,
-                            Py_ssize_t L) noexcept nogil:
-    """The specialised straight-line median of a T x KW box for one output row, if there is one (returns 0
-    otherwise), in chunks of MEDIAN_CHUNK_BYTES of outputs so that the sorted columns stay in L1.  ``Srows``
-    has room for 2 T pointers."""
-    cdef Py_ssize_t t, x0, nb, CH = MEDIAN_CHUNK_BYTES // sizeof(num_t)
-    cdef const char** shifted = <const char**> (Srows + T)
+cdef inline bint _has_box_median(num_t* typed, Py_ssize_t T, Py_ssize_t KW) noexcept nogil:
+    """True when ``_ndi_networks.h`` has a straight-line median of a T x KW box for this element type."""
+    if num_t is u8_t or num_t is u16_t or num_t is i16_t or num_t is float or num_t is double:
+        return fc_has_box_median(T, KW) != 0
+    return False
+
+
+cdef inline void _box_median_part(Py_ssize_t T, Py_ssize_t KW, const num_t** srows, const num_t* cvrow,
+                                  const Py_ssize_t* colmap, Py_ssize_t x0, Py_ssize_t x1, bint inside,
+                                  Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off, num_t cv, num_t* E,
+                                  Py_ssize_t EW, num_t** Srows, num_t* out) noexcept nogil:
+    """Outputs x0 .. x1 - 1 of a row (x1 - x0 <= EW - KW + 1) by the straight-line kernel: ``inside``, straight
+    from the source rows, else from columns extended into ``E`` (source columns [ylo, yhi) copied, the others by
+    ``colmap``, -1 = ``cval``)."""
+    cdef Py_ssize_t t, y, e, n = x1 - x0 + KW - 1
+    cdef Py_ssize_t c0 = min(max(ylo, x0), x0 + n), c1 = max(c0, min(yhi, x0 + n))
+    cdef const num_t** lines = <const num_t**> (Srows + T)
+    cdef const num_t* srow
+    cdef num_t* ext
     for t in range(T):
-        Srows[t] = S + t * (CH + KW - 1)
-    x0 = 0
-    while x0 < L:
-        nb = min(CH, L - x0)
-        for t in range(T):
-            shifted[t] = lines[t] + x0 * sizeof(num_t)
-        if not _box_median_chunk(T, KW, shifted, Srows, out + x0, nb):
-            return 0
+        srow = srows[t]
+        if srow == NULL:
+            lines[t] = cvrow
+        elif inside:
+            lines[t] = srow + (x0 - off)
+        else:
+            ext = E + t * EW
+            for y in range(c0 - x0):
+                e = colmap[x0 + y]
+                ext[y] = cv if e < 0 else srow[e]
+            memcpy(ext + (c0 - x0), srow + (c0 - off), (c1 - c0) * sizeof(num_t))
+            for y in range(c1 - x0, n):
+                e = colmap[x0 + y]
+                ext[y] = cv if e < 0 else srow[e]
+            lines[t] = ext
+    _box_median_chunk(T, KW, <const char**> lines, Srows, out + x0, x1 - x0)
+
+
+cdef inline void _box_median(Py_ssize_t T, Py_ssize_t KW, const num_t** srows, const num_t* cvrow, Py_ssize_t L,
+                             const Py_ssize_t* colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off, num_t cv,
+                             num_t* E, num_t* S, num_t** Srows, num_t* out) noexcept nogil:
+    """The straight-line median of a T x KW box (``_has_box_median``) for one output row of ``L`` outputs, in
+    parts of at most MEDIAN_CHUNK_BYTES of outputs so that the sorted columns stay in L1.
+
+    ``srows[t]`` is the source row of row-tap t (NULL: a row of ``cval``, ``cvrow``); output x reads extended
+    columns x .. x + KW - 1, extended column y being source column y - off for y in [ylo, yhi).  Outputs in
+    [xa, xb) read only those, so their parts read the source rows in place; the parts at the row's ends get their
+    columns extended into ``E`` (T rows of CH + KW - 1).  Every part but in rows shorter than MEDIAN_VEC_BYTES
+    holds a whole number of MEDIAN_VEC_BYTES of outputs, so that the kernels' loops have no scalar remainder:
+    the last part ends at L and overlaps the one before it (the overlapped outputs are computed twice, the same
+    way).  ``S`` holds T rows of CH + KW - 1 sorted columns, ``Srows`` has room for 2 T pointers."""
+    cdef Py_ssize_t CH = MEDIAN_CHUNK_BYTES // sizeof(num_t), EW = CH + KW - 1
+    cdef Py_ssize_t M = MEDIAN_VEC_BYTES // sizeof(num_t)
+    cdef Py_ssize_t t, x0, a, b
+    cdef Py_ssize_t xa = min(ylo, L)
+    cdef Py_ssize_t xb = max(xa, min(L, yhi - KW + 1))
+    for t in range(T):
+        Srows[t] = S + t * EW
+    if xb - xa < M:
+        # a short row (or a window as wide as it): every output from extended columns
+        x0 = 0
+        while x0 < L:
+            _box_median_part(T, KW, srows, cvrow, colmap, x0, min(L, x0 + CH), False, ylo, yhi, off, cv, E, EW, Srows, out)
+            x0 += CH
+        return
+    a = (xa + M - 1) // M * M                   # xa <= a <= xb
+    b = a + (xb - a) // M * M
+    if a > 0:
+        _box_median_part(T, KW, srows, cvrow, colmap, 0, a, False, ylo, yhi, off, cv, E, EW, Srows, out)
+    x0 = a
+    while x0 < b:
+        _box_median_part(T, KW, srows, cvrow, colmap, x0, min(b, x0 + CH), True, ylo, yhi, off, cv, E, EW, Srows, out)
         x0 += CH
-    return 1
+    if b < L:
+        x0 = L - (L - b + M - 1) // M * M       # >= 0: L >= xb - xa >= M
+        _box_median_part(T, KW, srows, cvrow, colmap, x0, L, False, ylo, yhi, off, cv, E, EW, Srows, out)
 
 
 cdef enum:
     CHUNK_BYTES = 128      # inner elements per line-pass task (per lane group)
     RANK_BYTES = 512       # bytes of outputs selected at once by a comparator network (per slot)
     MEDIAN_CHUNK_BYTES = 2048   # bytes of outputs per call of a generated box median
+    MEDIAN_VEC_BYTES = 64       # the box medians' parts hold whole multiples of this many bytes of outputs
 
 
 # ------------------------------------------------------------------------------------------------ line passes
@@ -820,6 +880,54 @@ cdef inline void _fp_row(num_t* orow, char** lines, Py_ssize_t L, const Py_ssize
         orow[x] = _select(work, ntaps, rank)
 
 
+cdef int _box_median_rows(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
+                          const Py_ssize_t[::1] colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
+                          Py_ssize_t KW, num_t cv, int nthreads) except -1:
+    """nd_filter's median of a box with a straight-line kernel (``_box_median``), output rows in blocks of RB
+    over the threads; source rows are read in place (no extended copies, no row cache)."""
+    cdef Py_ssize_t R = out.shape[0], L = out.shape[1], Lin = src.shape[1], T = rows.shape[1]
+    cdef Py_ssize_t item = sizeof(num_t), EW = MEDIAN_CHUNK_BYTES // sizeof(num_t) + KW - 1
+    cdef Py_ssize_t RB = 8, nblk = (R + RB - 1) // RB, blk, r, t, s, y
+    cdef const num_t* src0 = &src[0, 0]
+    cdef const Py_ssize_t* cmap = &colmap[0]
+    cdef const num_t** srows
+    cdef num_t** Srows
+    cdef num_t* S
+    cdef num_t* E
+    cdef num_t* cvrow
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        srows = <const num_t**> scratch(T * sizeof(num_t*), failed)
+        Srows = <num_t**> scratch(2 * T * sizeof(num_t*), failed)
+        S = <num_t*> scratch(T * EW * item, failed)
+        E = <num_t*> scratch(T * EW * item, failed)
+        cvrow = <num_t*> scratch(EW * item, failed)
+        if cvrow != NULL:
+            for y in range(EW):
+                cvrow[y] = cv
+        for blk in prange(nblk, schedule='dynamic'):
+            if srows == NULL or Srows == NULL or S == NULL or E == NULL or cvrow == NULL:
+                failed[0] = 1
+                continue
+            for r in range(blk * RB, min(R, blk * RB + RB)):
+                for t in range(T):
+                    s = rows[r, t]
+                    if s >= 0:
+                        srows[t] = src0 + s * Lin
+                    else:
+                        srows[t] = NULL
+                _box_median(T, KW, srows, cvrow, L, cmap, ylo, yhi, off, cv, E, S, Srows, &out[r, 0])
+        free(srows)
+        free(Srows)
+        free(S)
+        free(E)
+        free(cvrow)
+    if failed[0]:
+        raise MemoryError("ndimage: could not allocate row buffers")
+    return 0
+
+
 def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
               const Py_ssize_t[::1] colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
               const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_dx, num_t cval, int op, Py_ssize_t rank,
@@ -829,7 +937,8 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
     tap, then ``v < res``), 2 rank by the selection network ``net`` (result in slot ``rank``), 3 rank ``rank``
     by selection, 4 rank of a box footprint (all T x KW taps): columns sorted by ``colnet`` (rank t in slot
     ``colperm[t]``), then merged by ``net`` (result in slot ``rank``; run stride ``stride``), 5 the same for the
-    median, by the straight-line kernels of ``_ndi_networks.h`` where one exists for the box."""
+    median, by the straight-line kernels of ``_ndi_networks.h`` where one exists for the box and type
+    (``_box_median_rows``: source rows read in place, only the border outputs' columns extended)."""
     cdef Py_ssize_t R = out.shape[0], L = out.shape[1], Lin = src.shape[1], T = rows.shape[1]
     cdef Py_ssize_t width = colmap.shape[0], ntaps = tap_row.shape[0], ncmp = net.shape[0]
     cdef Py_ssize_t item = sizeof(num_t)
@@ -849,12 +958,12 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
     cdef const Py_ssize_t* permp = &colperm[0] if colperm.shape[0] > 0 else NULL
     cdef Py_ssize_t wsize = ntaps
     cdef Py_ssize_t csize = 0, ssize = 0, q
-    cdef bint median = False
-    cdef num_t** Srows
     cdef Py_ssize_t B = RANK_BYTES // item
+    if op == OP_BOX_MEDIAN and _has_box_median(<num_t*> NULL, T, KW):
+        _box_median_rows(src, out, rows, colmap, ylo, yhi, off, KW, cv, nthreads)
+        return
     if op == OP_BOX_MEDIAN:
         op = OP_RANK_BOX
-        median = True
     if op == OP_RANK_NET:
         q = 1
         while q < ntaps:
@@ -869,7 +978,7 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         while q < T:
             q *= 2
         csize = q * B
-        ssize = T * max(width, MEDIAN_CHUNK_BYTES // item + KW - 1)
+        ssize = T * width
     cdef num_t* cw
     cdef num_t* S
     with nogil, parallel(num_threads=nthreads):
@@ -877,19 +986,16 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         work = <num_t*> scratch(wsize * item, failed)
         cw = <num_t*> scratch(csize * item + 64, failed)
         S = <num_t*> scratch(ssize * item + 64, failed)
-        Srows = <num_t**> scratch(2 * T * sizeof(num_t*), failed)
         rc = _cache_new(2 * T + 1, width, item)
         for blk in prange(nblk, schedule='dynamic'):
-            if lines == NULL or work == NULL or cw == NULL or S == NULL or Srows == NULL or rc.data == NULL:
+            if lines == NULL or work == NULL or cw == NULL or S == NULL or rc.data == NULL:
                 failed[0] = 1
                 continue
             for r in range(blk * RB, min(R, blk * RB + RB)):
                 for t in range(T):
                     lines[t] = _cache_row(&rc, rows[r, t], <const char*> &src[0, 0], Lin, item, &colmap[0], ylo,
                                           yhi, off, <const char*> &cv)
-                if op == OP_RANK_BOX and median and _box_median(T, KW, lines, S, Srows, &out[r, 0], L):
-                    pass
-                elif op == OP_RANK_BOX:
+                if op == OP_RANK_BOX:
                     _box_rank_row(&out[r, 0], lines, L, T, KW, colp, ncol, permp, netp, ncmp, rank, stride, work,
                                   cw, S)
                 else:
@@ -899,7 +1005,6 @@ def nd_filter(const num_t[:, ::1] src, num_t[:, ::1] out, const Py_ssize_t[:, ::
         free(work)
         free(cw)
         free(S)
-        free(Srows)
     if failed[0]:
         raise MemoryError("ndimage: could not allocate row buffers")
 

@@ -647,6 +647,11 @@ static __attribute__((noinline)) void NAME(const FCT* const* sorted, FCT* restri
     } \
 }
 
+/* 1 when a T x KW box has a straight-line median below (for the types of fc_box_median_*) */
+static int fc_has_box_median(ptrdiff_t T, ptrdiff_t KW) {
+    return (T == 3 && KW == 3) || (T == 5 && KW == 5) || (T == 7 && KW == 7) || (T == 9 && KW == 3);
+}
+
 #define FCT unsigned char
 #define FC_CE0 FC_CE0_INT
 #define FC_CE1 FC_CE1_INT

@@ -108,6 +108,9 @@ def generate():
                      "    %s ptrdiff_t x; \\\n"
                      "    _Pragma(\"GCC ivdep\") for (x = 0; x < L; x++) { \\\n        %s \\\n    } \\\n}\n"
                      % (T, KW, ptrs, _join(body, 8)))
+    cases = " || ".join("(T == %d && KW == %d)" % box for box in BOXES)
+    parts.append("/* 1 when a T x KW box has a straight-line median below (for the types of fc_box_median_*) */\n"
+                 "static int fc_has_box_median(ptrdiff_t T, ptrdiff_t KW) {\n    return %s;\n}\n" % cases)
     for ctype, suf in TYPES:
         kind = "FLT" if ctype in ("float", "double") else "INT"
         parts.append("#define FCT %s" % ctype)
