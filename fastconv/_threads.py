@@ -52,11 +52,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def forked():
-    """True in a process forked after its parent's OpenMP threads may have started: fastconv uses one thread."""
-    return _state["forked"]
-
-
 def _forked_cap(n, explicit=False):
     if n > 1:
         if _state["forked"]:

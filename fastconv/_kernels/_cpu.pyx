@@ -90,8 +90,8 @@ cdef extern from *:
         (void)sync;                    /* every call completes before it returns */
         if (numjobs <= 0) return;
         pthread_mutex_lock(&fc_blas_mutex);
-        /* thread numbers base .. base + numjobs - 1, above any worker of OpenBLAS's own (there are at most
-           MAX_THREADS - numjobs of them while numjobs threads are in use, unless the thread count changed) */
+        /* thread numbers base .. base + numjobs - 1: OpenBLAS's own workers use the numbers below its thread
+           count minus one, below base as long as that count is at most MAX_THREADS - numjobs + 1 */
         base = fc_blas_top >= 2 * numjobs ? fc_blas_top - numjobs : 0;
         fc_blas_calls++;
         if (fc_blas_team_possible(numjobs)) {
