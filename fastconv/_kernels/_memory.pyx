@@ -4,8 +4,9 @@ A training step allocates the same activations and gradients every time, and fre
 Large blocks come from ``mmap``, so every step touches fresh pages, and each first touch is a page fault (on a
 virtual machine about 2 µs each: a LeNet-5 step at batch 64 took some 550 of them).  Inside :func:`caching`, NumPy
 arrays of at least ``MIN_BYTES`` are taken from, and returned to, a small cache of freed blocks of exactly the
-same size (at most ``SLOTS`` blocks and the limit of :func:`set_limit`, ``DEFAULT_LIMIT`` at first); everything else goes to NumPy's own allocator.  The
-handler stays with each array, so a cached array freed later anywhere still returns its block to the cache.
+same size (at most ``SLOTS`` blocks and the limit of :func:`set_limit`, ``DEFAULT_LIMIT`` at first); everything
+else goes to NumPy's own allocator.  The handler stays with each array, so a cached array freed later anywhere
+still returns its block to the cache.
 """
 cimport numpy as cnp
 
@@ -18,9 +19,9 @@ cdef extern from *:
     #include <string.h>
     #define FC_SLOTS 64
     #define FC_MIN_BYTES ((size_t)256 * 1024)
+    #define FC_DEFAULT_LIMIT ((size_t)256 << 20)
     typedef struct { size_t size; void *ptr; } fc_slot;
     static fc_slot fc_slots[FC_SLOTS];
-    #define FC_DEFAULT_LIMIT ((size_t)256 << 20)
     static size_t fc_cached = 0, fc_limit = FC_DEFAULT_LIMIT;
     static long long fc_hits = 0, fc_misses = 0;
     static pthread_mutex_t fc_mem_mutex = PTHREAD_MUTEX_INITIALIZER;
