@@ -110,10 +110,14 @@ def make_volume(path, shape, chunks, client):
 
 
 def _out_array(path, shape, chunks):
+    """The output array of a run.  Its chunks are dense: zarr is told to write them without first comparing
+    every value with the fill value (``write_empty_chunks``), a full pass over each chunk that both filters
+    would pay."""
     import zarr
     if os.path.exists(path):
         shutil.rmtree(path)
-    return zarr.create_array(store=path, shape=shape, chunks=chunks, dtype="float32", compressors=None)
+    return zarr.create_array(store=path, shape=shape, chunks=chunks, dtype="float32", compressors=None,
+                             config={"write_empty_chunks": True})
 
 
 class Discard:
