@@ -197,6 +197,55 @@ def scratch(slot, shape, dtype):
     return buf[:n].view(dtype).reshape(shape)
 
 
+class _Recycled:
+    """The owner of a pooled buffer seen as one array (``__array_interface__``): every array made from it, and
+    every view of those, keeps this object alive; when the last one goes, the buffer returns to the pool."""
+
+    def __init__(self, buf, shape, dtype):
+        self.buf = buf
+        self.__array_interface__ = {"shape": tuple(shape), "typestr": np.dtype(dtype).str, "version": 3,
+                                    "data": (buf.ctypes.data, False)}
+
+    def __del__(self):
+        _results.give(self.buf)
+
+
+class _ResultPool:
+    """Buffers of block results that nothing references any more, kept for the next results (at most
+    ``limit`` bytes): a block's result handed to a store and dropped lends its memory, already mapped, to the
+    next block, instead of each result costing fresh memory (a page fault per 4 KiB, with the page zeroed)."""
+
+    def __init__(self, limit):
+        self.limit, self.free, self.lock = limit, [], threading.Lock()
+
+    def take(self, n):
+        with self.lock:
+            fits = [b for b in self.free if n <= b.nbytes <= 2 * n]
+            if fits:
+                buf = min(fits, key=lambda b: b.nbytes)
+                self.free.remove(buf)
+                return buf
+        return np.empty(n, np.uint8)
+
+    def give(self, buf):
+        with self.lock:
+            self.free.append(buf)
+            while sum(b.nbytes for b in self.free) > self.limit:
+                self.free.remove(min(self.free, key=lambda b: b.nbytes))
+
+
+_results = _ResultPool(2 * SCRATCH_BYTES)
+
+
+def result_array(shape, dtype):
+    """A new, uninitialised array for a block's result, in memory recycled from results no longer referenced
+    (see :class:`_ResultPool`); arrays of less than a MiB are plain ``np.empty``."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if n < 2 ** 20:
+        return np.empty(shape, dtype)
+    return np.asarray(_Recycled(_results.take(n), shape, dtype))
+
+
 # ------------------------------------------------------------------------------------------- the task graph
 def _select(blk, sel):
     """``blk`` indexed per axis by slices (one view) and then index arrays (``np.take``)."""
@@ -246,7 +295,11 @@ def _block_task(func, crop, threads, ntasks, specs, *parts):
 def _cropped(a, crop):
     """``a[crop]``, copied when it is a strict part of ``a`` (a view would keep the whole slab alive)."""
     part = a[crop]
-    return part if part.size == a.size else np.ascontiguousarray(part)
+    if part.size == a.size:
+        return part
+    out = result_array(part.shape, part.dtype)
+    np.copyto(out, part)
+    return out
 
 
 def _layout(axes_pieces):
