@@ -71,9 +71,10 @@ def _pid():
 
 
 def _spilled(dask_worker):
-    """Bytes this worker has spilled to disk so far."""
-    st = getattr(dask_worker.data, "spilled_total", None)
-    return int(getattr(st, "disk", 0) or 0) if st is not None else 0
+    """Bytes this worker has written to its spill directory so far (cumulative: what is spilled at a given
+    moment is released again by the end of a run)."""
+    metrics = getattr(dask_worker.data, "cumulative_metrics", None)
+    return int(metrics.get(("disk-write", "bytes"), 0)) if metrics is not None else 0
 
 
 def cluster_pids(client):
