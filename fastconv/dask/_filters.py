@@ -17,7 +17,7 @@ from ..filters import _engine as E
 from ..filters import _skimage as S
 from ..filters._named import _kernel
 from ..ndimage._filters import _window_halo
-from ._overlap import axis_plan, check_known_chunks, overlap_array, result_array, scratch
+from ._overlap import axis_plan, check_known_chunks, overlap_array, result_array, scratch, slab_slot
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask",
            "apply_kernel", "neighbourhood", "as_dask"]
@@ -112,8 +112,9 @@ class _GaussianBlock:
     """:func:`fastconv.filters.gaussian` of a slab, pass by pass, each pass computing only the part of its axis
     that the block keeps: a pass reads only along its own axis, so later passes need only the kept part of it
     (the last pass writes the block's result directly).  The same 1-D sums, in the same order and precision, as
-    the in-memory function.  Intermediate volumes live in two buffers that each task thread reuses from block
-    to block (fresh memory costs a page fault per 4 KiB)."""
+    the in-memory function.  Intermediate volumes alternate between a buffer that each task thread reuses from
+    block to block (fresh memory costs a page fault per 4 KiB) and the thread's slab buffer, free once the
+    first pass has read it."""
 
     crops = True
 
@@ -135,7 +136,7 @@ class _GaussianBlock:
             if direct and i == len(self.passes) - 1:
                 dst = result_array(shape, cur.dtype)            # the block's result: a new array
             else:
-                dst = scratch(i % 2, shape, cur.dtype)
+                dst = scratch(slab_slot(0) if i % 2 else "gaussian", shape, cur.dtype)
             if dst.size:
                 E._pass(cur, dst, axis, w1, off, mode, cval, nthreads, start=start)
             cur = dst

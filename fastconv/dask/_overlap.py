@@ -246,6 +246,11 @@ def result_array(shape, dtype):
     return np.asarray(_Recycled(_results.take(n), shape, dtype))
 
 
+def slab_slot(i):
+    """The :func:`scratch` slot in which a task of a cropping function assembles the slab of source ``i``."""
+    return ("slab", i)
+
+
 # ------------------------------------------------------------------------------------------- the task graph
 def _select(blk, sel):
     """``blk`` indexed per axis by slices (one view) and then index arrays (``np.take``)."""
@@ -275,12 +280,13 @@ def _block_task(func, crop, threads, ntasks, specs, *parts):
     ``func`` on them (and on the values of the dependencies that follow in ``parts``) under
     :func:`task_threads` threads and return the crop (of each result, for a tuple).  A ``func`` with a true
     attribute ``crops`` takes ``crop=``, returns the cropped result itself as a new array and keeps no
-    reference to its slabs: they are assembled in buffers the thread reuses."""
+    reference to its slabs: they are assembled in the thread's :func:`scratch` buffers ``slab_slot(i)``, which
+    the function may use for its own temporaries once it has read its slabs."""
     crops = getattr(func, "crops", False)
     slabs, k = [], 0
     for i, (layout, holes, shape, dtype, fill, count) in enumerate(specs):
         slabs.append(_assemble(layout, holes, shape, dtype, fill, parts[k:k + count],
-                               ("slab", i) if crops else None))
+                               slab_slot(i) if crops else None))
         k += count
     if crop is not None and crops:                              # computes only what the crop keeps
         return run_threaded(threads, ntasks, func, *slabs, *parts[k:], crop=crop)
