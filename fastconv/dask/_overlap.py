@@ -207,43 +207,44 @@ class _Recycled:
                                     "data": (buf.ctypes.data, False)}
 
     def __del__(self):
-        _results.give(self.buf)
+        _pool.give(self.buf)
 
 
-class _ResultPool:
-    """Buffers of block results that nothing references any more, kept for the next results (at most
-    ``limit`` bytes): a block's result handed to a store and dropped lends its memory, already mapped, to the
-    next block, instead of each result costing fresh memory (a page fault per 4 KiB, with the page zeroed)."""
+class _Pool:
+    """Buffers of arrays that nothing references any more, kept for the next ones (at most ``limit`` bytes): a
+    block's result handed to a store and dropped, or a halo piece once read, lends its memory, already mapped,
+    to the next block's, instead of each costing fresh memory (a page fault per 4 KiB, the page zeroed)."""
 
     def __init__(self, limit):
         self.limit, self.free, self.lock = limit, [], threading.Lock()
 
     def take(self, n):
+        """A buffer of at least ``n`` bytes (at most twice that, else a new one)."""
         with self.lock:
-            fits = [b for b in self.free if n <= b.nbytes <= 2 * n]
+            fits = [i for i, b in enumerate(self.free) if n <= b.nbytes <= 2 * n]
             if fits:
-                buf = min(fits, key=lambda b: b.nbytes)
-                self.free.remove(buf)
-                return buf
+                return self.free.pop(min(fits, key=lambda i: self.free[i].nbytes))
         return np.empty(n, np.uint8)
 
     def give(self, buf):
+        """Keep ``buf``, dropping the smallest buffers while the pool holds more than its limit."""
         with self.lock:
             self.free.append(buf)
+            self.free.sort(key=lambda b: -b.nbytes)
             while sum(b.nbytes for b in self.free) > self.limit:
-                self.free.remove(min(self.free, key=lambda b: b.nbytes))
+                self.free.pop()
 
 
-_results = _ResultPool(2 * SCRATCH_BYTES)
+_pool = _Pool(2 * SCRATCH_BYTES)
 
 
-def result_array(shape, dtype):
-    """A new, uninitialised array for a block's result, in memory recycled from results no longer referenced
-    (see :class:`_ResultPool`); arrays of less than a MiB are plain ``np.empty``."""
+def recycled(shape, dtype):
+    """A new, uninitialised array (a block's result, a halo piece), in memory recycled from arrays no longer
+    referenced (see :class:`_Pool`); arrays of less than a MiB are plain ``np.empty``."""
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if n < 2 ** 20:
         return np.empty(shape, dtype)
-    return np.asarray(_Recycled(_results.take(n), shape, dtype))
+    return np.asarray(_Recycled(_pool.take(n), shape, dtype))
 
 
 def slab_slot(i):
@@ -303,7 +304,7 @@ def _cropped(a, crop):
     part = a[crop]
     if part.size == a.size:
         return part
-    out = result_array(part.shape, part.dtype)
+    out = recycled(part.shape, part.dtype)
     np.copyto(out, part)
     return out
 
@@ -337,9 +338,13 @@ def _whole(sel, length):
 
 
 def _piece(blk, sel):
-    """A source block's piece as its own (contiguous) array: only it travels to the task that needs it, and the
-    block can be released as soon as its pieces are cut."""
-    return np.ascontiguousarray(_select(blk, sel))
+    """A copy of a source block's piece: only it travels to the task that needs it, and the block can be
+    released as soon as its pieces are cut (a view, as a strip along the first axis would be, keeps the whole
+    block alive while dask counts only the strip)."""
+    part = _select(blk, sel)
+    out = recycled(part.shape, part.dtype)
+    np.copyto(out, part)
+    return out
 
 
 def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None, fill=0.0, deps=(),
