@@ -197,56 +197,6 @@ def scratch(slot, shape, dtype):
     return buf[:n].view(dtype).reshape(shape)
 
 
-class _Recycled:
-    """The owner of a pooled buffer seen as one array (``__array_interface__``): every array made from it, and
-    every view of those, keeps this object alive; when the last one goes, the buffer returns to the pool."""
-
-    def __init__(self, buf, shape, dtype):
-        self.buf = buf
-        self.__array_interface__ = {"shape": tuple(shape), "typestr": np.dtype(dtype).str, "version": 3,
-                                    "data": (buf.ctypes.data, False)}
-
-    def __del__(self):
-        _pool.give(self.buf)
-
-
-class _Pool:
-    """Buffers of arrays that nothing references any more, kept for the next ones (at most ``limit`` bytes): a
-    block's result handed to a store and dropped, or a halo piece once read, lends its memory, already mapped,
-    to the next block's, instead of each costing fresh memory (a page fault per 4 KiB, the page zeroed)."""
-
-    def __init__(self, limit):
-        self.limit, self.free, self.lock = limit, [], threading.Lock()
-
-    def take(self, n):
-        """A buffer of at least ``n`` bytes (at most twice that, else a new one)."""
-        with self.lock:
-            fits = [i for i, b in enumerate(self.free) if n <= b.nbytes <= 2 * n]
-            if fits:
-                return self.free.pop(min(fits, key=lambda i: self.free[i].nbytes))
-        return np.empty(n, np.uint8)
-
-    def give(self, buf):
-        """Keep ``buf``, dropping the smallest buffers while the pool holds more than its limit."""
-        with self.lock:
-            self.free.append(buf)
-            self.free.sort(key=lambda b: -b.nbytes)
-            while sum(b.nbytes for b in self.free) > self.limit:
-                self.free.pop()
-
-
-_pool = _Pool(2 * SCRATCH_BYTES)
-
-
-def recycled(shape, dtype):
-    """A new, uninitialised array (a block's result, a halo piece), in memory recycled from arrays no longer
-    referenced (see :class:`_Pool`); arrays of less than a MiB are plain ``np.empty``."""
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if n < 2 ** 20:
-        return np.empty(shape, dtype)
-    return np.asarray(_Recycled(_pool.take(n), shape, dtype))
-
-
 def slab_slot(i):
     """The :func:`scratch` slot in which a task of a cropping function assembles the slab of source ``i``."""
     return ("slab", i)
@@ -302,11 +252,7 @@ def _block_task(func, crop, threads, ntasks, specs, *parts):
 def _cropped(a, crop):
     """``a[crop]``, copied when it is a strict part of ``a`` (a view would keep the whole slab alive)."""
     part = a[crop]
-    if part.size == a.size:
-        return part
-    out = recycled(part.shape, part.dtype)
-    np.copyto(out, part)
-    return out
+    return part if part.size == a.size else np.ascontiguousarray(part)
 
 
 def _layout(axes_pieces):
@@ -341,10 +287,7 @@ def _piece(blk, sel):
     """A copy of a source block's piece: only it travels to the task that needs it, and the block can be
     released as soon as its pieces are cut (a view, as a strip along the first axis would be, keeps the whole
     block alive while dask counts only the strip)."""
-    part = _select(blk, sel)
-    out = recycled(part.shape, part.dtype)
-    np.copyto(out, part)
-    return out
+    return np.array(_select(blk, sel), order="C")
 
 
 def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None, fill=0.0, deps=(),
