@@ -7,8 +7,8 @@
    thread per worker.  Reported per run: wall time, the peak of the summed resident memory of the cluster's
    processes (workers and nannies, sampled every 50 ms; the scheduler lives in this process, whose peak is
    shown apart) and the bytes the workers spilled to disk; then the ratio fastconv / dask-image and the largest
-   difference between the two outputs (sampled blocks, relative to the largest value).  The acceptance run: an 8 GiB volume, sigma 4, 2 workers of 2 GiB:
-   ratio <= 0.3, peak cluster memory < 6 GiB.
+   difference between the two outputs (sampled blocks, relative to the largest value).  The acceptance run:
+   an 8 GiB volume, sigma 4, 2 workers of 2 GiB: ratio <= 0.3, peak cluster memory < 6 GiB.
 2. ``fastconv.dask.predict`` of LeNet-5 over ``--images`` digit-sized (16x16) images on the same cluster,
    checked against the in-memory model output (float32: <= 1e-5 relative, same classes).
 
