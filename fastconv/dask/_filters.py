@@ -7,7 +7,6 @@ output block with :func:`~fastconv.dask._overlap.overlap_array`.  ``method="auto
 array's shape (as the in-memory call on the whole array would), so every block runs the same algorithm.
 """
 import functools
-import threading
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from ..filters import _engine as E
 from ..filters import _skimage as S
 from ..filters._named import _kernel
 from ..ndimage._filters import _window_halo
-from ._overlap import axis_plan, check_known_chunks, overlap_array
+from ._overlap import axis_plan, check_known_chunks, overlap_array, scratch, slab_slot
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask",
            "apply_kernel", "neighbourhood", "as_dask"]
@@ -110,11 +109,12 @@ def gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, 
 
 
 class _GaussianBlock:
-    """:func:`fastconv.filters.gaussian` of a slab, pass by pass, each pass followed by the crop along its axis:
-    a pass reads only along its own axis, so later passes need only the kept part of that axis (about a fifth
-    less work than filtering the whole slab for 256^3 blocks with a halo of 16).  The same 1-D passes, in the
-    same order and precision, as the in-memory function.  Intermediate volumes live in buffers that each task
-    thread reuses from block to block (fresh memory costs a page fault per 4 KiB)."""
+    """:func:`fastconv.filters.gaussian` of a slab, pass by pass, each pass computing only the part of its axis
+    that the block keeps: a pass reads only along its own axis, so later passes need only the kept part of it
+    (the last pass writes the block's result directly).  The same 1-D sums, in the same order and precision, as
+    the in-memory function.  Intermediate volumes alternate between a buffer that each task thread reuses from
+    block to block (fresh memory costs a page fault per 4 KiB) and the thread's slab buffer, free once the
+    first pass has read it."""
 
     crops = True
 
@@ -126,45 +126,21 @@ class _GaussianBlock:
                                                  self.preserve_range))
         nthreads = _threads.get_num_threads()
         crop = crop if crop is not None else (slice(None),) * cur.ndim
-        done = [False] * cur.ndim
-        for i, p in enumerate(self.passes):
-            last = i == len(self.passes) - 1
-            dst = _scratch(i % 2, cur.shape, cur.dtype)
-            if cur.size:
-                E.separable(cur, dst, [p], nthreads)
-            done[p[0]] = True
-            sel = tuple(crop[a] if a == p[0] else slice(None) for a in range(cur.ndim))
-            part = dst[sel]
-            if last:
-                rest = tuple(slice(None) if d else c for d, c in zip(done, crop))
-                return np.array(part[rest])                     # the block's result: a fresh array
-            if part.flags.c_contiguous:
-                cur = part
+        keep = [c.indices(n)[:2] for c, n in zip(crop, cur.shape)]
+        # axes without a pass (sigma 0, channels) are cropped at the end
+        rest = tuple(slice(None) if any(p[0] == a for p in self.passes) else c for a, c in enumerate(crop))
+        direct = all(r == slice(None) for r in rest)
+        for i, (axis, w1, off, mode, cval) in enumerate(self.passes):
+            start, stop = keep[axis]
+            shape = cur.shape[:axis] + (stop - start,) + cur.shape[axis + 1:]
+            if direct and i == len(self.passes) - 1:
+                dst = np.empty(shape, cur.dtype)                # the block's result: a new array
             else:
-                cur = _scratch(2, part.shape, part.dtype)
-                np.copyto(cur, part)
-        return np.array(cur[crop])
-
-
-_local = threading.local()
-
-
-# Buffers above this size are not kept between blocks (a thread keeps at most three of them).
-SCRATCH_BYTES = 128 * 2 ** 20
-
-
-def _scratch(slot, shape, dtype):
-    """A reusable array of ``shape`` and ``dtype`` for this thread (``slot``: one of three at once)."""
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if n > SCRATCH_BYTES:
-        return np.empty(shape, dtype)
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = {}
-    buf = pool.get(slot)
-    if buf is None or buf.nbytes < n:
-        buf = pool[slot] = np.empty(max(n, 1), np.uint8)
-    return buf[:n].view(dtype).reshape(shape)
+                dst = scratch(slab_slot(0) if i % 2 else "gaussian", shape, cur.dtype)
+            if dst.size:
+                E._pass(cur, dst, axis, w1, off, mode, cval, nthreads, start=start)
+            cur = dst
+        return cur if direct and self.passes else np.array(cur[rest])
 
 
 def _edge(fn, image, mask, axis, mode, cval, threads):

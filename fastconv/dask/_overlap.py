@@ -23,6 +23,7 @@ rechunking), and the output keeps the source's chunks.  Each task copies its pie
 function under :func:`task_threads` threads and returns the crop.
 """
 import itertools
+import threading
 
 import numpy as np
 
@@ -173,6 +174,34 @@ def run_threaded(threads, ntasks, func, *args, **kwargs):
         return func(*args, **kwargs)
 
 
+# ---------------------------------------------------------------------------------------- reusable buffers
+_local = threading.local()
+
+# Buffers above this size are not kept between blocks.
+SCRATCH_BYTES = 128 * 2 ** 20
+
+
+def scratch(slot, shape, dtype):
+    """A reusable array of ``shape`` and ``dtype`` for this thread, in ``slot`` (any hashable: the arrays of
+    different slots are in use at the same time).  A thread keeps one buffer per slot, reused from block to
+    block: fresh memory costs a page fault per 4 KiB."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if n > SCRATCH_BYTES:
+        return np.empty(shape, dtype)
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    buf = pool.get(slot)
+    if buf is None or buf.nbytes < n:
+        buf = pool[slot] = np.empty(max(n, 1), np.uint8)
+    return buf[:n].view(dtype).reshape(shape)
+
+
+def slab_slot(i):
+    """The :func:`scratch` slot in which a task of a cropping function assembles the slab of source ``i``."""
+    return ("slab", i)
+
+
 # ------------------------------------------------------------------------------------------- the task graph
 def _select(blk, sel):
     """``blk`` indexed per axis by slices (one view) and then index arrays (``np.take``)."""
@@ -183,12 +212,13 @@ def _select(blk, sel):
     return piece
 
 
-def _assemble(layout, holes, shape, dtype, fill, parts):
-    """One slab: ``parts[i]`` (a whole block, or a piece its own task cut) goes to ``layout[i]``'s place."""
+def _assemble(layout, holes, shape, dtype, fill, parts, slot=None):
+    """One slab: ``parts[i]`` (a whole block, or a piece its own task cut) goes to ``layout[i]``'s place; into
+    this thread's :func:`scratch` buffer ``slot`` if given (for a function that keeps no reference to it)."""
     pieces = parts
     if len(pieces) == 1 and not holes:
         return pieces[0]
-    slab = np.empty(shape, dtype)
+    slab = np.empty(shape, dtype) if slot is None else scratch(slot, shape, dtype)
     for (_, dst), piece in zip(layout, pieces):
         slab[dst] = piece
     for dst in holes:
@@ -200,12 +230,16 @@ def _block_task(func, crop, threads, ntasks, specs, *parts):
     """Assemble the slab of every source (``specs``: layout, holes, shape, dtype, fill, part count), run
     ``func`` on them (and on the values of the dependencies that follow in ``parts``) under
     :func:`task_threads` threads and return the crop (of each result, for a tuple).  A ``func`` with a true
-    attribute ``crops`` takes ``crop=`` and returns the cropped result itself."""
+    attribute ``crops`` takes ``crop=``, returns the cropped result itself as a new array and keeps no
+    reference to its slabs: they are assembled in the thread's :func:`scratch` buffers ``slab_slot(i)``, which
+    the function may use for its own temporaries once it has read its slabs."""
+    crops = getattr(func, "crops", False)
     slabs, k = [], 0
-    for layout, holes, shape, dtype, fill, count in specs:
-        slabs.append(_assemble(layout, holes, shape, dtype, fill, parts[k:k + count]))
+    for i, (layout, holes, shape, dtype, fill, count) in enumerate(specs):
+        slabs.append(_assemble(layout, holes, shape, dtype, fill, parts[k:k + count],
+                               slab_slot(i) if crops else None))
         k += count
-    if crop is not None and getattr(func, "crops", False):     # computes only what the crop keeps
+    if crop is not None and crops:                              # computes only what the crop keeps
         return run_threaded(threads, ntasks, func, *slabs, *parts[k:], crop=crop)
     res = run_threaded(threads, ntasks, func, *slabs, *parts[k:])
     if crop is None:
@@ -250,9 +284,10 @@ def _whole(sel, length):
 
 
 def _piece(blk, sel):
-    """A source block's piece as its own (contiguous) array: only it travels to the task that needs it, and the
-    block can be released as soon as its pieces are cut."""
-    return np.ascontiguousarray(_select(blk, sel))
+    """A copy of a source block's piece: only it travels to the task that needs it, and the block can be
+    released as soon as its pieces are cut (a view, as a strip along the first axis would be, keeps the whole
+    block alive while dask counts only the strip)."""
+    return np.array(_select(blk, sel), order="C")
 
 
 def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None, fill=0.0, deps=(),

@@ -224,34 +224,40 @@ _PASS_PLANS_SIZE = 256
 _pass_plans = {}
 
 
-def _pass_plan(shape, dtype, axis, w1, off, mode):
+def _pass_plan(shape, dtype, axis, w1, off, mode, start, n_out):
+    """Views and plan of a pass along ``axis`` of an array of ``shape`` that computes the ``n_out`` outputs from
+    position ``start`` of the axis (output ``i`` reads positions ``start + i + k - off``)."""
     outer = math.prod(shape[:axis])
     n = shape[axis]
     inner = math.prod(shape[axis + 1:])
     k = w1.shape[0]
+    off -= start
     if inner >= ROW_TAP_MIN_INNER:
         # rows of `inner` contiguous elements; the taps are whole rows
-        view = (outer * n, inner)
-        rows = _row_table((outer, n), (outer, n), (1, k), (0, off), ("nearest", mode))
-        return view, _plan(view, view, dtype, rows, w1.reshape(k, 1), np.arange(inner), 1, 0)
+        view, out_view = (outer * n, inner), (outer * n_out, inner)
+        rows = _row_table((outer, n), (outer, n_out), (1, k), (0, off), ("nearest", mode))
+        return view, out_view, _plan(view, out_view, dtype, rows, w1.reshape(k, 1), np.arange(inner), 1, 0)
     # `axis` is the column axis of (outer, n * inner) rows, element stride inner
-    view = (outer, n * inner)
-    return view, _plan(view, view, dtype, np.ascontiguousarray(np.arange(outer)[:, None]), w1[None, :],
-                       index_map(n, np.arange(n + k - 1) - off, mode), inner, off)
+    view, out_view = (outer, n * inner), (outer, n_out * inner)
+    return view, out_view, _plan(view, out_view, dtype, np.ascontiguousarray(np.arange(outer)[:, None]),
+                                 w1[None, :], index_map(n, np.arange(n_out + k - 1) - off, mode), inner, off)
 
 
-def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0):
-    """One 1-D correlation along ``axis`` (same shape in and out), stored through epilogue ``epi``."""
+def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0, start=0):
+    """One 1-D correlation along ``axis``, stored through epilogue ``epi``: ``dst`` has ``src``'s shape, or a
+    shorter ``axis`` that receives the outputs from position ``start`` of ``src``'s (a crop computed without
+    the rest: each output is the same sum of the same taps as in the full pass)."""
     w1 = np.asarray(w1, dtype=np.float64)
-    key = (src.shape, src.dtype.char, axis, w1.tobytes(), off, mode)
+    n_out = dst.shape[axis]
+    key = (src.shape, src.dtype.char, axis, w1.tobytes(), off, mode, start, n_out)
     got = _pass_plans.get(key)
     if got is None:
-        got = _pass_plan(src.shape, src.dtype, axis, w1, off, mode)
+        got = _pass_plan(src.shape, src.dtype, axis, w1, off, mode, start, n_out)
         if len(_pass_plans) >= _PASS_PLANS_SIZE:
             _pass_plans.clear()
         _pass_plans[key] = got
-    view, plan = got
-    _correlate(src.reshape(view), dst.reshape(view), plan, cval, nthreads, epi, scale)
+    view, out_view, plan = got
+    _correlate(src.reshape(view), dst.reshape(out_view), plan, cval, nthreads, epi, scale)
 
 
 def separable(src, out, passes, nthreads, epi=0, scale=1.0):
