@@ -30,14 +30,19 @@ def timeit(fn, repeats=5, warmup=1, min_time=0.0):
 
 def interleaved(fns, repeats, budget=None, raw=False):
     """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once, so that
-    load on a shared machine hits all candidates alike.  ``budget`` (seconds) ends the rounds early once it is
-    spent, after at least three; ``raw=True`` returns every round's times ({name: [seconds, ...]})."""
+    load on a shared machine hits all candidates alike.  Each round starts one candidate further along, so that
+    every candidate follows each of the others equally often (what ran just before -- the caches it filled, the
+    threads it left spinning -- otherwise always favours or slows the same one).  ``budget`` (seconds) ends the
+    rounds early once it is spent, after at least three; ``raw=True`` returns every round's times ({name:
+    [seconds, ...]})."""
     times = {k: [] for k in fns}
     for fn in fns.values():
         fn()
+    order = list(fns.items())
     start = time.perf_counter()
     for r in range(repeats):
-        for k, fn in fns.items():
+        shift = r % len(order) if order else 0
+        for k, fn in order[shift:] + order[:shift]:
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
