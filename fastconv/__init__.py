@@ -34,7 +34,11 @@ from .toeplitz import (conv_as_dense, dense_as_conv, get_workspace_limit, set_wo
 
 # NumPy's and SciPy's OpenBLAS run their parallel work on fastconv's OpenMP threads (see share_blas_threads).
 if _os.environ.get("FASTCONV_SHARE_BLAS_THREADS", "1").strip() != "0":
-    share_blas_threads()
+    try:
+        share_blas_threads()
+    except Exception as _exc:  # noqa: BLE001 - a BLAS fastconv cannot inspect keeps its own threads
+        import warnings as _warnings
+        _warnings.warn("fastconv: BLAS keeps its own threads (%s: %s)" % (type(_exc).__name__, _exc), RuntimeWarning)
 
 __all__ = [
     "__version__", "grad", "algorithms", "autotune", "set_reduced_accuracy", "get_reduced_accuracy",

@@ -240,3 +240,18 @@ def test_blas_jobs_run_on_started_threads_where_no_team_is_guaranteed(tmp_path, 
             "    fc.share_blas_threads(False); own = a @ a\n"
             "print(_cpu.blas_team_possible(2), calls, np.array_equal(shared, own))\n")
     assert run_python(code, tmp_path, timeout=120, OMP_DYNAMIC="true").split() == ["False", "1", "True"]
+
+
+def test_import_survives_a_blas_it_cannot_inspect(tmp_path):
+    """If the loaded BLAS libraries cannot be inspected, import still works: BLAS keeps its own threads (a
+    warning says why)."""
+    code = ("import warnings, threadpoolctl\n"
+            "def broken():\n"
+            "    raise OSError('no library information')\n"
+            "threadpoolctl.threadpool_info = broken\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import fastconv\n"
+            "print(fastconv._threads.blas_shared(), "
+            "any('keeps its own threads' in str(w.message) for w in caught))\n")
+    assert run_python(code, tmp_path, timeout=120).split() == ["[]", "True"]
