@@ -93,11 +93,9 @@ cdef inline void _box_median_part(Py_ssize_t T, Py_ssize_t KW, const num_t** sro
     """Outputs x0 .. x1 - 1 of a row (x1 - x0 <= EW - KW + 1) by the straight-line kernel: ``inside``, straight
     from the source rows, else from columns extended into ``E`` (source columns [ylo, yhi) copied, the others by
     ``colmap``, -1 = ``cval``)."""
-    cdef Py_ssize_t t, y, e, n = x1 - x0 + KW - 1
-    cdef Py_ssize_t c0 = min(max(ylo, x0), x0 + n), c1 = max(c0, min(yhi, x0 + n))
+    cdef Py_ssize_t t
     cdef const num_t** lines = <const num_t**> (Srows + T)
     cdef const num_t* srow
-    cdef num_t* ext
     for t in range(T):
         srow = srows[t]
         if srow == NULL:
@@ -105,15 +103,9 @@ cdef inline void _box_median_part(Py_ssize_t T, Py_ssize_t KW, const num_t** sro
         elif inside:
             lines[t] = srow + (x0 - off)
         else:
-            ext = E + t * EW
-            for y in range(c0 - x0):
-                e = colmap[x0 + y]
-                ext[y] = cv if e < 0 else srow[e]
-            memcpy(ext + (c0 - x0), srow + (c0 - off), (c1 - c0) * sizeof(num_t))
-            for y in range(c1 - x0, n):
-                e = colmap[x0 + y]
-                ext[y] = cv if e < 0 else srow[e]
-            lines[t] = ext
+            _extend_cols(<char*> (E + t * EW), <const char*> srow, x0, x1 + KW - 1, colmap, ylo, yhi, off,
+                         sizeof(num_t), <const char*> &cv)
+            lines[t] = E + t * EW
     _box_median_chunk(T, KW, <const char**> lines, Srows, out + x0, x1 - x0)
 
 
@@ -191,6 +183,22 @@ cdef inline void _fill_ext(const char* src, Py_ssize_t o, Py_ssize_t c0, Py_ssiz
                 memcpy(ext + ((lo + n + p) * cw + lane) * item, cval, item)
         else:
             memcpy(ext + (lo + n + p) * row, ext + (s + lo) * row, row)
+
+
+cdef inline void _extend_cols(char* dst, const char* srow, Py_ssize_t y0, Py_ssize_t y1, const Py_ssize_t* colmap,
+                              Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off, Py_ssize_t item,
+                              const char* cval) noexcept nogil:
+    """dst[y - y0] = extended column y of source row ``srow`` for y in [y0, y1): source column y - off for y in
+    [ylo, yhi) (one copy), the others by ``colmap`` (-1: ``cval``)."""
+    cdef Py_ssize_t c0 = min(max(ylo, y0), y1), c1 = max(c0, min(yhi, y1)), y, e
+    if c1 > c0:
+        memcpy(dst + (c0 - y0) * item, srow + (c0 - off) * item, (c1 - c0) * item)
+    for y in range(y0, c0):
+        e = colmap[y]
+        memcpy(dst + (y - y0) * item, cval if e < 0 else srow + e * item, item)
+    for y in range(c1, y1):
+        e = colmap[y]
+        memcpy(dst + (y - y0) * item, cval if e < 0 else srow + e * item, item)
 
 
 cdef inline void _store_lines(char* dst, Py_ssize_t o, Py_ssize_t c0, Py_ssize_t cw, Py_ssize_t n, Py_ssize_t inner,
@@ -688,9 +696,8 @@ cdef inline char* _cache_row(RowCache* rc, Py_ssize_t row, const char* src, Py_s
                              const Py_ssize_t* colmap, Py_ssize_t ylo, Py_ssize_t yhi, Py_ssize_t off,
                              const char* cval) noexcept nogil:
     """The extended source row ``row`` (filled on a miss into the least recently used slot)."""
-    cdef Py_ssize_t s, best = 0, y, e
+    cdef Py_ssize_t s, best = 0, y
     cdef char* line
-    cdef const char* srow
     rc.clock += 1
     for s in range(rc.nslots):
         if rc.ids[s] == row:
@@ -705,21 +712,7 @@ cdef inline char* _cache_row(RowCache* rc, Py_ssize_t row, const char* src, Py_s
         for y in range(rc.width):
             memcpy(line + y * item, cval, item)
         return line
-    srow = src + row * L * item
-    if yhi > ylo:
-        memcpy(line + ylo * item, srow + (ylo - off) * item, (yhi - ylo) * item)
-    for y in range(min(ylo, rc.width)):
-        e = colmap[y]
-        if e < 0:
-            memcpy(line + y * item, cval, item)
-        else:
-            memcpy(line + y * item, srow + e * item, item)
-    for y in range(max(yhi, ylo), rc.width):
-        e = colmap[y]
-        if e < 0:
-            memcpy(line + y * item, cval, item)
-        else:
-            memcpy(line + y * item, srow + e * item, item)
+    _extend_cols(line, src + row * L * item, 0, rc.width, colmap, ylo, yhi, off, item, cval)
     return line
 
 
