@@ -56,6 +56,12 @@ The contract of an :class:`Algorithm` entry
         The ops a ``"spreads"`` entry spreads in (default: all of :data:`OPS`); the others meet the contract
         exactly, and ``auto`` checks the operands only for these (:meth:`Algorithm.spreads`).
 
+    ``plan(op, geom, dtype, nthreads)``
+        Optional: a callable ``run(x, w, bias, out)`` that computes ``op`` (only ``"forward"`` is asked for) on
+        arrays of ``geom``'s shapes with everything that depends only on the geometry, dtype and thread budget
+        worked out once, or ``None``.  A call repeated with the same shapes and arguments then goes straight to
+        ``run`` (small calls are dominated by Python-side planning).  Default: ``None`` (no plan).
+
     Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does).  Errors the user can cause
     are caught before (``fastconv._validate``, ``ConvGeometry``); an entry may still raise ``MemoryError``.
 
@@ -114,6 +120,7 @@ class Algorithm:
     cost_kind: Callable = field(default=lambda geom, dtype, op: "")
     fused_bias: bool = False
     spreading_ops: tuple = OPS           # the ops a "spreads" entry spreads in
+    plan: Optional[Callable] = None      # plans for repeated calls (see above)
 
     def implements(self, op):
         return getattr(self, op) is not None
@@ -173,6 +180,14 @@ def accurate_enough(alg, geom, dtype, op):
 
 _registry = {}
 _choice_cache = {}   # (geometry key, dtype, op, threads, reduced accuracy) -> name; cleared on register()
+_generation = [0]    # bumped whenever choices made so far may no longer hold (see invalidate)
+
+
+def invalidate():
+    """Forget every ``auto`` choice made so far (an algorithm was registered, a calibration loaded or reset):
+    the choice cache is cleared and plans made before (``Algorithm.plan``) are no longer used."""
+    _choice_cache.clear()
+    _generation[0] += 1
 
 
 def register(alg):
@@ -184,7 +199,7 @@ def register(alg):
     if not set(alg.spreading_ops) <= set(OPS):
         raise ValueError("register(): Algorithm.spreading_ops must name ops of %s, got %r" % (OPS, alg.spreading_ops))
     _registry[alg.name] = alg
-    _choice_cache.clear()
+    invalidate()
     return alg
 
 

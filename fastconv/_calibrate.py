@@ -166,7 +166,7 @@ def current():
 def _use(sig, key, data):
     _state["sig"], _state["key"], _state["data"] = sig, key, data
     _apply_filters(data)
-    _algorithms._choice_cache.clear()
+    _algorithms.invalidate()
 
 
 def reset():

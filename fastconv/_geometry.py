@@ -58,6 +58,17 @@ def _exact_key(value):
     raise TypeError("uncacheable")
 
 
+_EXACT_SET = frozenset(_EXACT)
+
+
+def exact_args_key(args):
+    """:func:`_exact_key` of a tuple of arguments, faster for the common case of no nested tuples."""
+    types = tuple(map(type, args))
+    if _EXACT_SET.issuperset(types):
+        return types, args
+    return _exact_key(args)
+
+
 def _memoized(make):
     """Cache a geometry constructor on its exact arguments: a call whose geometry was seen before skips the
     validation and normalisation (a geometry is immutable, so every caller can share it).  Arguments that raise

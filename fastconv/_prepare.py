@@ -21,9 +21,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _algorithms, _threads
+from . import _algorithms, _autotune, _kernels, _threads
 from . import _validate as V
-from ._geometry import PADDING_MODES, ConvGeometry, _exact_key
+from ._geometry import PADDING_MODES, ConvGeometry, exact_args_key
 
 __all__ = ["PreparedConv", "prepare_conv", "prepare_conv_transpose", "prepare_conv_shape", "flip_kernel",
            "pad_input", "pad_adjoint", "bias_grad", "WLAYOUT"]
@@ -208,13 +208,14 @@ def _seen_key(fn, nd, x, w, b, args):
     """The cache key of a convolution call, or None when it cannot take the fast path."""
     if type(x) is not np.ndarray or type(w) is not np.ndarray:
         return None
-    char = x.dtype.char
-    if char not in "fd" or w.dtype.char != char or not (x.flags.c_contiguous and w.flags.c_contiguous):
+    dt = x.dtype
+    if dt.char not in "fd" or not dt.isnative or w.dtype != dt or not (x.flags.c_contiguous and w.flags.c_contiguous):
         return None
-    if b is not None and (type(b) is not np.ndarray or b.dtype.char != char or not b.flags.c_contiguous):
+    if b is not None and (type(b) is not np.ndarray or b.dtype != dt or not b.flags.c_contiguous):
         return None
+    char = dt.char
     try:
-        return (fn, nd, x.shape, w.shape, char, None if b is None else b.shape, _exact_key(args))
+        return (fn, nd, x.shape, w.shape, char, None if b is None else b.shape, exact_args_key(args))
     except TypeError:
         return None
 
@@ -226,6 +227,12 @@ def prepare_conv(fn, nd, input, weight, bias=None, stride=1, padding=0, dilation
     A call whose arrays and arguments match one seen before (same shapes, dtype, exact argument values) is a
     cache hit: its geometry is reused without validating again."""
     key = _seen_key(fn, nd, input, weight, bias, (stride, padding, dilation, groups, padding_mode, flip, algorithm))
+    return _prepare_seen(key, fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                         algorithm)
+
+
+def _prepare_seen(key, fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                  algorithm):
     geom = _seen.get(key) if key is not None else None
     if geom is not None:
         x = pad_input(input, geom) if geom.explicit_padding else input
@@ -237,6 +244,47 @@ def prepare_conv(fn, nd, input, weight, bias=None, stride=1, padding=0, dilation
             _seen.clear()
         _seen[key] = p.geom
     return p
+
+
+# Planned calls: the key of a call seen before -> (state stamp, output shape, run) when its algorithm offers a plan
+# (``Algorithm.plan``).  A plan holds while the stamp does: the same thread budget, reduced-accuracy setting and
+# SIMD level, and no algorithm registered or calibration loaded since (``_algorithms.invalidate``).
+_plans = {}
+
+
+def _stamp():
+    return (_algorithms._generation[0], _kernels._state["level"], _threads.get_num_threads(),
+            _algorithms.get_reduced_accuracy())
+
+
+def conv_forward(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm,
+                 out):
+    """The whole ``conv{nd}d(...)`` call: the output (``out`` if given).  A call repeated with the same shapes,
+    dtype and arguments runs its plan: no validation, geometry or choice again."""
+    key = _seen_key(fn, nd, input, weight, bias, (stride, padding, dilation, groups, padding_mode, flip, algorithm))
+    if key is not None and out is None:
+        hit = _plans.get(key)
+        if hit is not None and hit[0] == _stamp():
+            y = np.empty(hit[1], input.dtype)
+            hit[2](input, weight, bias, y)
+            return y
+    p = _prepare_seen(key, fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                      algorithm)
+    if out is not None:
+        p.algorithm_for("forward")   # a bad algorithm= is reported before a bad out=
+        V.check_out(out, p.kernel_geometry.output_shape, p.dtype, (input, weight, bias, p.x, p.w, p.b), fn)
+        return p.conv(p.x, out)
+    y = p.conv(p.x)
+    if key is not None and not flip and not p.geom.explicit_padding and y.size and not _autotune.enabled():
+        alg = p.algorithms.get("forward")
+        if alg is not None and alg.plan is not None and not alg.spreads("forward"):
+            stamp = _stamp()
+            run = alg.plan("forward", p.geom, p.dtype, stamp[2])
+            if run is not None:
+                if len(_plans) >= _SEEN_SIZE:
+                    _plans.clear()
+                _plans[key] = (stamp, y.shape, run)
+    return y
 
 
 def _prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm):

@@ -224,7 +224,7 @@ def _backward(root, grad, retain_graph):
 # --------------------------------------------------------------------------------------------------- Tensor
 def _relu(x):
     """np.maximum(x, 0), on fastconv's threads for large contiguous float arrays (one pass, no temporaries)."""
-    if x.size < _threads.GRAIN or x.dtype.char not in "fd" or not x.flags.c_contiguous:
+    if x.size < _threads.GRAIN or x.dtype.char not in "fd" or not x.dtype.isnative or not x.flags.c_contiguous:
         return np.maximum(x, 0)
     out = np.empty_like(x)
     _kernels.module("_direct").relu(x.reshape(-1), out.reshape(-1), _threads.threads_for(x.size))
@@ -233,7 +233,8 @@ def _relu(x):
 
 def _relu_grad(g, x):
     """g * (x > 0), in one threaded pass where it can (same dtype, contiguous, large)."""
-    if (x.size < _threads.GRAIN or x.dtype.char not in "fd" or g.dtype != x.dtype or g.shape != x.shape
+    if (x.size < _threads.GRAIN or x.dtype.char not in "fd" or not x.dtype.isnative or g.dtype != x.dtype
+            or g.shape != x.shape
             or not (x.flags.c_contiguous and g.flags.c_contiguous)):
         return g * (x > 0)
     out = np.empty_like(x)

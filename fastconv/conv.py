@@ -4,20 +4,18 @@ Data path of every call::
 
     public function -> prepare_conv (_validate: arrays, dtype; ConvGeometry with padding_mode; explicit padding,
                        flip) -> PreparedConv -> choose algorithm (registry) -> kernel(out=...) -> result
+    the same call again (same shapes, dtype, arguments) -> the algorithm's plan (``Algorithm.plan``) -> result
 """
 from . import _validate as V
 from ._doc import CONV, filled
-from ._prepare import prepare_conv, prepare_conv_transpose
+from ._prepare import conv_forward, prepare_conv_transpose
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
 
 def _conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip, out):
-    p = prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm)
-    if out is not None:
-        p.algorithm_for("forward")   # a bad algorithm= is reported before a bad out=
-        V.check_out(out, p.kernel_geometry.output_shape, p.dtype, (input, weight, bias, p.x, p.w, p.b), fn)
-    return p.conv(p.x, out)
+    return conv_forward(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                        algorithm, out)
 
 
 def _conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,

@@ -222,6 +222,7 @@ def test_every_registered_algorithm_gets_rows_and_its_error_bound(monkeypatch):
                                                                                                    error=bound))
     monkeypatch.setitem(fc._algorithms._registry, "approx", approx)
     monkeypatch.setattr(fc._algorithms, "_choice_cache", {})
+    fc._algorithms.invalidate()
     spec = _bench.parse_layer("1,3,9,9,4,3,3")
     res = _bench.run(None, threads=1, repeats=1, budget=0, peers=(), progress=False, layers=[spec], gemm_size=128)
     rows = [r for r in res["results"] if r["impl"] == "approx"]

@@ -104,7 +104,7 @@ def test_any_registered_algorithm_is_fitted(calibrating):
         assert not any(k.startswith("slowdirect/grad") for k in data["fits"])
     finally:
         del _algorithms._registry["slowdirect"]
-        _algorithms._choice_cache.clear()
+        _algorithms.invalidate()
 
 
 def test_the_fit_recovers_an_affine_law():

@@ -447,6 +447,7 @@ def test_auto_does_not_pick_an_algorithm_that_cannot_allocate(monkeypatch):
     fc.set_workspace_limit(8)                  # toeplitz declines too: a clear error, not a crash
     monkeypatch.setattr(_algorithms, "_registry", {n: _algorithms.get(n) for n in ("direct", "toeplitz", "fft")})
     monkeypatch.setattr(_algorithms, "_choice_cache", {})
+    _algorithms.invalidate()
     try:
         with pytest.raises(ValueError, match="no registered algorithm can compute the forward"):
             fc.conv1d(np.ones((1, 1, 5)), np.ones((1, 1, 2)), dilation=2 ** 40, padding=2 ** 40, stride=2 ** 40)

@@ -391,7 +391,7 @@ def test_registry_exposes_the_contract_to_new_entries():
         assert np.isinf(y).sum() == 1 and np.isfinite(y.ravel()[1:]).all()
     finally:
         _algorithms._registry.pop("cheap_spreader")
-        _algorithms._choice_cache.clear()
+        _algorithms.invalidate()
 
 
 # ----------------------------------------------------------------------------------------------- filters

@@ -292,12 +292,12 @@ def test_auto_declines_winograd_beyond_the_tolerance(monkeypatch):
     alg = _algorithms.get("winograd")
     assert _algorithms.accurate_enough(alg, LAYER, np.float32, "forward")
     monkeypatch.setitem(_algorithms.TOLERANCE, np.dtype(np.float32), 1e-9)
-    _algorithms._choice_cache.clear()
+    _algorithms.invalidate()
     try:
         assert not _algorithms.accurate_enough(alg, LAYER, np.float32, "forward")
         assert _algorithms.choose(LAYER, np.float32).name != "winograd"
     finally:
-        _algorithms._choice_cache.clear()
+        _algorithms.invalidate()
 
 
 def test_autotune_keeps_separate_winners_without_reduced_accuracy(tmp_path):

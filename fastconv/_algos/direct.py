@@ -158,22 +158,23 @@ PHYSICAL_MEMORY = _physical_memory()
 WIDEST_BLOCK = 64     # output columns of the widest register block of any kernel and level (and more)
 
 
-def _run_columns(x5, w5, bias, out5, geom, nthreads):
+def _columns_plan(x_shape, w_shape, out_shape, itemsize, geom, nthreads):
     """The column-vectorised kernel (``_kernels/_depthwise.pyx``) for few output channels per group: tasks of
-    whole bands of output rows, the band's input rows gathered once."""
-    N, C, D, H, W = x5.shape
-    K, Cg, R, S, T = w5.shape
+    whole bands of output rows, the band's input rows gathered once.  Returns ``(geom, keyword arguments)`` of
+    its call on 5-D arrays of these shapes."""
+    N, C, D, H, W = x_shape
+    K, Cg, R, S, T = w_shape
     groups = geom["groups"]
-    OD, OH, OW = out5.shape[2:]
+    OD, OH, OW = out_shape[2:]
     if OW == 1 and geom["sw"] != 1:
         geom = dict(geom, sw=1)
     sh, sw, dh, dw = geom["sh"], geom["sw"], geom["dh"], geom["dw"]
-    nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
-    WB = _dw.block_width(x5.itemsize, OW, K // groups)
-    RB = _dw.block_rows(x5.itemsize, OW, K // groups)
+    nthreads = max(1, min(nthreads, int(2 * prod(out_shape) * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
+    WB = _dw.block_width(itemsize, OW, K // groups)
+    RB = _dw.block_rows(itemsize, OW, K // groups)
     wb = (-(-OW // WB) * WB - 1) * sw + (T - 1) * dw + 1
     wb = -(-wb // sw) * sw
-    row_bytes = Cg * R * wb * x5.itemsize
+    row_bytes = Cg * R * wb * itemsize
     if row_bytes * min((S - 1) * dh + 1, S) > MAX_BUFFER_BYTES:
         raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch"
                           % (row_bytes * min((S - 1) * dh + 1, S)))
@@ -185,43 +186,22 @@ def _run_columns(x5, w5, bias, out5, geom, nthreads):
         rows = max(RB, rows // 2)
     if rows > RB:
         rows = rows // RB * RB
-    b = bias if bias is not None else np.zeros(1, x5.dtype)
-    _dw.forward(x5, np.ascontiguousarray(w5), b, out5, geom, has_bias=bias is not None, rows_per_task=rows,
-                nthreads=nthreads)
+    return geom, dict(rows_per_task=rows, nthreads=nthreads)
 
 
-def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
-    """Run a direct kernel on 5-D arrays with the ``Geometry`` struct ``geom`` (a dict, see
-    :func:`fastconv._geometry.kernel_struct`); ``out5``'s spatial shape defines which outputs are computed.
-
-    Output channels whose kernel ``w5[k]`` holds an inf or NaN are then recomputed by ``_direct.exact``, which
-    multiplies zero padding only when ``pad_zeros`` (see the module docstring)."""
-    K = w5.shape[0]
-    if K // geom["groups"] < COLUMN_KERNEL_MAX_KG:
-        _run_columns(x5, w5, bias, out5, geom, nthreads)
-    else:
-        _run_channels(x5, w5, bias, out5, geom, nthreads)
-    # one pass over the kernel operand (about 1 % of a weight gradient, where it is the output gradient)
-    if not np.isfinite(w5).all():
-        bad = np.flatnonzero(~np.isfinite(w5.reshape(K, -1)).all(axis=1))
-        b = bias if bias is not None else np.zeros(1, x5.dtype)
-        _direct.exact(x5, w5, b, out5, geom, bad, has_bias=bias is not None, pad_zeros=pad_zeros,
-                      nthreads=nthreads)
-
-
-def _run_channels(x5, w5, bias, out5, geom, nthreads):
-    """The channel-vectorised kernel (``_kernels/_direct.pyx``)."""
-    N, C, D, H, W = x5.shape
-    K, Cg, R, S, T = w5.shape
+def _channels_plan(x_shape, w_shape, out_shape, itemsize, geom, nthreads):
+    """The channel-vectorised kernel (``_kernels/_direct.pyx``).  Returns ``(geom, output channels per packed
+    block, keyword arguments)`` of its call on 5-D arrays of these shapes."""
+    N, C, D, H, W = x_shape
+    K, Cg, R, S, T = w_shape
     groups = geom["groups"]
-    KB, WB = _direct.block_sizes(x5.dtype == np.float32)
-    packed = pack_weights(w5, groups, KB)
-    OD, OH, OW = out5.shape[2:]
+    KB, WB = _direct.block_sizes(itemsize == 4)
+    OD, OH, OW = out_shape[2:]
     if OW == 1 and geom["sw"] != 1:   # a single output column never applies the W stride: it only sizes a buffer
         geom = dict(geom, sw=1)
     sw, dw = geom["sw"], geom["dw"]
     # below ~1 MFLOP per thread, waking threads costs more than it saves
-    nthreads = max(1, min(nthreads, int(2 * out5.size * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
+    nthreads = max(1, min(nthreads, int(2 * prod(out_shape) * Cg * R * S * T // MIN_FLOPS_PER_THREAD)))
     nwblk = -(-OW // WB)
     nkb = -(-(K // groups) // KB)
     want = 4 * nthreads
@@ -232,9 +212,8 @@ def _run_channels(x5, w5, bias, out5, geom, nthreads):
     while rows > 1 and N * groups * OD * ceil(OH / rows) < want:
         rows = max(1, rows // 2)
     # columns per task: the band's rows of those columns fit the buffer budget (fewer rows if need be)
-    item = x5.itemsize
     while True:
-        col_bytes = max(1, Cg * R * _direct.band_rows(rows, S, geom["sh"], geom["dh"]) * item * sw)
+        col_bytes = max(1, Cg * R * _direct.band_rows(rows, S, geom["sh"], geom["dh"]) * itemsize * sw)
         wcb = min(nwblk, BUFFER_BYTES // (col_bytes * WB))
         if wcb >= 1 or rows == 1:
             wcb = max(1, wcb)
@@ -249,16 +228,76 @@ def _run_channels(x5, w5, bias, out5, geom, nthreads):
     # The kernel sizes its gather buffer as below in 64-bit integers: a huge W stride or dilation (up to 2**62)
     # would wrap around there and under-allocate, so refuse it here, exactly, as the kernel's malloc would.
     wb = (wcb * WB - 1) * sw + (T - 1) * dw + 1
-    band = Cg * R * _direct.band_rows(rows, S, geom["sh"], geom["dh"]) * wb * item
+    band = Cg * R * _direct.band_rows(rows, S, geom["sh"], geom["dh"]) * wb * itemsize
     if band > MAX_BUFFER_BYTES:
         raise MemoryError("direct convolution: could not allocate %d bytes of per-thread scratch" % band)
-    b = bias if bias is not None else np.zeros(1, x5.dtype)
-    _direct.forward(x5, packed, b, out5, geom, has_bias=bias is not None, kchunks=kchunks, wchunk_blocks=wcb,
-                    rows_per_task=rows, nthreads=nthreads)
+    return geom, KB, dict(kchunks=kchunks, wchunk_blocks=wcb, rows_per_task=rows, nthreads=nthreads)
+
+
+INF = float("inf")
+
+
+def _runner(x_shape, w_shape, out_shape, itemsize, geom, nthreads, pad_zeros):
+    """``run(x5, w5, bias, out5)``: a direct kernel on 5-D arrays of these shapes with the ``Geometry`` struct
+    ``geom`` (a dict, see :func:`fastconv._geometry.kernel_struct`), its parameters worked out once;
+    ``out5``'s spatial shape defines which outputs are computed.
+
+    Output channels whose kernel ``w5[k]`` holds an inf or NaN are then recomputed by ``_direct.exact``, which
+    multiplies zero padding only when ``pad_zeros`` (see the module docstring)."""
+    groups = geom["groups"]
+    columns = w_shape[0] // groups < COLUMN_KERNEL_MAX_KG
+    if columns:
+        g, kw = _columns_plan(x_shape, w_shape, out_shape, itemsize, geom, nthreads)
+        kernel, KB = _dw.forward, None
+    else:
+        g, KB, kw = _channels_plan(x_shape, w_shape, out_shape, itemsize, geom, nthreads)
+        kernel = _direct.forward
+    exact, max_abs = _direct.exact, _direct.max_abs
+    zero = np.zeros(1, np.float32 if itemsize == 4 else np.float64)
+    size = prod(w_shape)
+    rows, nt = kw["rows_per_task"], kw["nthreads"]
+    if KB is not None:
+        kchunks, wcb = kw["kchunks"], kw["wchunk_blocks"]
+
+    def run(x5, w5, bias, out5):
+        b = zero if bias is None else bias
+        if KB is None:
+            kernel(x5, np.ascontiguousarray(w5), b, out5, g, has_bias=bias is not None, rows_per_task=rows,
+                   nthreads=nt)
+        else:
+            kernel(x5, pack_weights(w5, groups, KB), b, out5, g, has_bias=bias is not None, kchunks=kchunks,
+                   wchunk_blocks=wcb, rows_per_task=rows, nthreads=nt)
+        # one pass over the kernel operand (about 1 % of a weight gradient, where it is the output gradient)
+        if size and not max_abs(w5.reshape(-1), nthreads) < INF:
+            K = w5.shape[0]
+            bad = np.flatnonzero(~np.isfinite(w5.reshape(K, -1)).all(axis=1))
+            exact(x5, w5, b, out5, geom, bad, has_bias=bias is not None, pad_zeros=pad_zeros, nthreads=nthreads)
+    return run
+
+
+def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
+    """Run a direct kernel on 5-D arrays (see :func:`_runner`)."""
+    _runner(x5.shape, w5.shape, out5.shape, x5.itemsize, geom, nthreads, pad_zeros)(x5, w5, bias, out5)
 
 
 def forward(x, w, bias, geom, out, nthreads):
     _run(as_5d(x), as_5d(w), bias, as_5d(out), geom.kernel_struct, nthreads, pad_zeros=True)
+
+
+def _shape5(shape):
+    return shape[:2] + (1,) * (5 - len(shape)) + shape[2:]
+
+
+def plan(op, geom, dtype, nthreads):
+    """``run(x, w, bias, out)``: the forward pass of ``geom`` with the kernel's parameters worked out once."""
+    if op != "forward":
+        return None
+    x5s, w5s, o5s = _shape5(geom.input_shape), _shape5(geom.weight_shape), _shape5(geom.output_shape)
+    run5 = _runner(x5s, w5s, o5s, np.dtype(dtype).itemsize, geom.kernel_struct, nthreads, pad_zeros=True)
+
+    def run(x, w, bias, out):
+        run5(x.reshape(x5s), w.reshape(w5s), bias, out.reshape(o5s))
+    return run
 
 
 def transposed_weight(w, groups):
@@ -486,4 +525,5 @@ ALGORITHM = register(Algorithm(
     fused_bias=True,
     description="cache-tiled direct convolution; no workspace beyond a per-thread row buffer",
     supports=supports,
+    plan=plan,
 ))

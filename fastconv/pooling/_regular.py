@@ -54,7 +54,8 @@ _seen = {}
 
 def _max_pool(fn, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     key = None
-    if type(input) is np.ndarray and input.dtype.char in "fd" and input.flags.c_contiguous:
+    if (type(input) is np.ndarray and input.dtype.char in "fd" and input.dtype.isnative
+            and input.flags.c_contiguous):
         try:
             key = (fn, input.shape, input.dtype.char,
                    _exact_key((kernel_size, stride, padding, dilation, ceil_mode, return_indices)))

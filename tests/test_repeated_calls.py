@@ -1,0 +1,131 @@
+"""A call repeated with the same shapes and arguments skips validation and planning (the seen-call caches and the
+algorithms' plans): it must give exactly what the first call gave, follow every setting that changes the choice
+(threads, SIMD level, reduced accuracy, a newly registered algorithm), and treat new values (non-finite weights)
+as a first call would."""
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import _algorithms, _kernels, _prepare
+from fastconv import autograd
+
+import reference as ref
+
+SHAPES = [((1, 1, 4, 4), (1, 1, 3, 3), dict(padding=1)),                 # tiny: column kernel
+          ((2, 3, 9, 7), (16, 3, 2, 3), dict(stride=(2, 1), dilation=(1, 2))),   # channel kernel
+          ((2, 4, 8, 8), (4, 1, 3, 3), dict(groups=4, padding=(0, 2))),    # depthwise
+          ((0, 2, 5, 5), (3, 2, 3, 3), {})]                                # empty batch
+
+
+def _planned(fn, *args, **kw):
+    """Run ``fn`` until its call has a plan; returns the results of the first (planning) and the planned call."""
+    first = fn(*args, **kw)
+    second = fn(*args, **kw)
+    return first, second
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,kw", SHAPES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_repeated_calls_match_the_first_and_the_reference(dtype, xs, ws, kw, bias):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    first, second = _planned(fc.conv2d, x, w, b, **kw)
+    third = fc.conv2d(x, w, b, **kw)
+    assert first.dtype == second.dtype == dtype and first.shape == second.shape
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, third)
+    y = ref.conv_nd(x.astype(np.float64), w.astype(np.float64), b, kw.get("stride", 1), kw.get("padding", 0),
+                    kw.get("dilation", 1), kw.get("groups", 1))
+    np.testing.assert_allclose(second, y, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    assert second is not first and not np.shares_memory(second, third)
+
+
+def test_a_planned_call_sees_new_non_finite_weights():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    _planned(fc.conv2d, x, w, padding=1)
+    w2 = w.copy()
+    w2[0, 0, 0, 0] = np.inf            # over the zero padding: NaN at the border, as torch
+    y = fc.conv2d(x, w2, padding=1)
+    t = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w2), padding=1).numpy()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(t))
+    assert np.isnan(y).any()
+    np.testing.assert_allclose(y[np.isfinite(t)], t[np.isfinite(t)], rtol=1e-5, atol=1e-6)
+
+
+def test_a_planned_call_follows_the_thread_count_the_level_and_the_registry(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1, 6, 6))
+    w = rng.standard_normal((1, 1, 3, 3))
+    y = _planned(fc.conv2d, x, w)[1]
+    key = _prepare._seen_key("conv2d", 2, x, w, None, (1, 0, 1, 1, "zeros", False, "auto"))
+    stamp = _prepare._plans[key][0]
+    with fc.num_threads(1):
+        np.testing.assert_array_equal(fc.conv2d(x, w), y)
+        assert _prepare._plans[key][0] != stamp       # re-planned for one thread
+    for level in _kernels.cpu_levels():
+        with _kernels.use_level(level):
+            fc.conv2d(x, w)
+            assert _prepare._plans[key][0][1] == level
+    with fc.reduced_accuracy(False):
+        fc.conv2d(x, w)
+        assert _prepare._plans[key][0][3] is False
+    # a new algorithm that auto prefers takes over from the next call on
+    calls = []
+    base = _algorithms.get("direct")
+
+    def forward(x_, w_, b_, geom, out, nthreads):
+        calls.append(geom.input_shape)
+        base.forward(x_, w_, b_, geom, out, nthreads)
+    import dataclasses
+    cheap = dataclasses.replace(base, name="cheap", forward=forward, cost=lambda g, d, op: 0.0, plan=None)
+    try:
+        _algorithms.register(cheap)
+        np.testing.assert_array_equal(fc.conv2d(x, w), y)
+        np.testing.assert_array_equal(fc.conv2d(x, w), y)
+        assert calls == [x.shape, x.shape]
+    finally:
+        _algorithms._registry.pop("cheap")
+        _algorithms.invalidate()
+
+
+def test_explicit_out_flip_and_padding_modes_take_the_full_path():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+    for kw in (dict(flip=True), dict(padding=1, padding_mode="reflect"), dict(padding=1, padding_mode="circular")):
+        a, b = _planned(fc.conv2d, x, w, **kw)
+        np.testing.assert_array_equal(a, b)
+    out = np.empty((1, 3, 3, 3))
+    y = fc.conv2d(x, w)
+    r = fc.conv2d(x, w, out=out)
+    assert r is out
+    np.testing.assert_array_equal(out, y)
+    with pytest.raises(ValueError):
+        fc.conv2d(x, w, out=np.empty((1, 3, 4, 4)))
+
+
+@pytest.mark.parametrize("order", [">", "<"])
+def test_repeated_calls_on_either_byte_order(order):
+    """Arrays of the other byte order are converted on every call, the repeated ones included (they used to reach
+    the kernels unconverted on the second call and fail there)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(order + "f4")
+    w = rng.standard_normal((3, 2, 3, 3)).astype(order + "f4")
+    xn, wn = x.astype(np.float32), w.astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(fc.conv2d(x, w, padding=1), fc.conv2d(xn, wn, padding=1))
+        np.testing.assert_array_equal(fc.max_pool2d(x, 2), fc.max_pool2d(xn, 2))
+    big = rng.standard_normal(300_000).astype(order + "f4")
+    np.testing.assert_array_equal(autograd._relu(big), np.maximum(big, 0))
+    g = np.ones_like(big)
+    np.testing.assert_array_equal(autograd._relu_grad(g, big), g * (big > 0))
+    t = fc.Tensor(big.reshape(600, 500), requires_grad=True)
+    t.relu().sum().backward()
+    np.testing.assert_array_equal(t.grad, (big > 0).reshape(600, 500))
