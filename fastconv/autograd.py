@@ -108,10 +108,11 @@ class _Record:
     """One operation on the tape: inputs, which of them need gradients, the backward closure, and the versions
     of the tensors the closure reads."""
 
-    __slots__ = ("index", "name", "inputs", "needs", "backward", "output", "saved", "__weakref__")
+    __slots__ = ("index", "name", "inputs", "needs", "backward", "output", "saved", "fresh", "__weakref__")
 
-    def __init__(self, name, inputs, needs, backward, saved):
+    def __init__(self, name, inputs, needs, backward, saved, fresh=False):
         self.index = next(_sequence)
+        self.fresh = fresh
         self.name = name
         self.inputs = inputs
         self.needs = needs
@@ -137,7 +138,7 @@ class _Record:
         return "<%s #%d>" % (self.name, self.index)
 
 
-def record(name, data, inputs, backward, saved=None):
+def record(name, data, inputs, backward, saved=None, fresh=False):
     """Wrap ``data`` in a Tensor and, when any input needs a gradient, put the operation on the tape (the one
     way an operation enters the tape: Tensor methods, :class:`Function` and :mod:`fastconv.nn.functional` use it).
 
@@ -146,11 +147,13 @@ def record(name, data, inputs, backward, saved=None):
     ``backward`` reads (default: every input); backward raises if one of them is modified in place before it
     runs (see the version counter above).  Operations whose gradient does not depend on an input's values (sums,
     reshapes, additions, the bias of a convolution) leave that input out, so changing it in between is fine.
+    ``fresh=True`` promises that every gradient ``backward`` returns is an array it allocated for that call, held
+    nowhere else and returned once: a leaf's first gradient then becomes its ``.grad`` without a copy.
     """
     needs = tuple(t is not None and t.requires_grad for t in inputs)
     out = Tensor._wrap(data)
     if any(needs) and _grad_enabled.get():
-        rec = _Record(name, inputs, needs, backward, inputs if saved is None else saved)
+        rec = _Record(name, inputs, needs, backward, inputs if saved is None else saved, fresh)
         rec.output = weakref.ref(out)
         out._record = rec
         out._requires_grad = True
@@ -212,7 +215,10 @@ def _backward(root, grad, retain_graph):
             if gi.dtype != t.dtype:
                 gi = gi.astype(t.dtype)
             if t._record is None:
-                t._accumulate(gi)
+                if rec.fresh and t.grad is None and gi is not g and not t._retains_grad:
+                    t.grad = gi         # the op's own new array (see record): adopted, not copied
+                else:
+                    t._accumulate(gi)
             else:
                 key = id(t._record)
                 prev = grads.get(key)

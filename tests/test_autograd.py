@@ -341,3 +341,35 @@ def test_relu_kernel_matches_numpy_on_large_arrays(dtype):
     assert np.array_equal(np.signbit(y.data), np.signbit(want_y))
     assert np.array_equal(t.grad, want_g, equal_nan=True)
     assert x.flags.writeable and np.isnan(x.flat[0])          # the input is not modified
+
+
+def test_adopted_gradients_stay_separate_and_accumulate():
+    """A convolution's and a linear layer's gradients become a leaf's .grad without a copy (they are the ops' own
+    new arrays): the caller's arrays stay untouched, a second backward adds, and one tensor used as both input
+    and weight gets both contributions."""
+    rng = np.random.default_rng(7)
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+    gy = rng.standard_normal((2, 4, 4, 4))
+    gy0 = gy.copy()
+    y = fastconv.nn.functional.conv2d(x, w, b)
+    y.backward(gy, retain_graph=True)
+    first = [t.grad.copy() for t in (x, w, b)]
+    assert not any(np.shares_memory(t.grad, gy) for t in (x, w, b))
+    y.backward(gy)
+    np.testing.assert_array_equal(gy, gy0)
+    for t, g in zip((x, w, b), first):
+        np.testing.assert_allclose(t.grad, 2 * g, rtol=1e-12)
+    np.testing.assert_allclose(first[2], gy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    # one tensor as input and weight: the sum of both gradients
+    t = Tensor(rng.standard_normal((1, 1, 3, 3)), requires_grad=True)
+    g1 = rng.standard_normal((1, 1, 1, 1))
+    fastconv.nn.functional.conv2d(t, t).backward(g1)
+    np.testing.assert_allclose(t.grad, 2 * t.data * g1[0, 0, 0, 0], rtol=1e-12)
+    # linear: the weight gradient is adopted; the input's gradient of a second use adds to it
+    a = Tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    lw = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    (fastconv.nn.functional.linear(a, lw).sum() + fastconv.nn.functional.linear(a, lw).sum()).backward()
+    np.testing.assert_allclose(lw.grad, 2 * np.ones((5, 2)).T @ a.data, rtol=1e-12)
+    np.testing.assert_allclose(a.grad, 2 * np.ones((5, 2)) @ lw.data, rtol=1e-12)

@@ -68,7 +68,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
         if gb is not None and not g.shape[1]:
             gb = np.zeros_like(p.b)     # an input without channels has an output without channels: no bias
         return gx, gw, gb
-    return record(name, y, (x, w, b), backward, saved=(x, w))
+    return record(name, y, (x, w, b), backward, saved=(x, w), fresh=True)
 
 
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
@@ -264,7 +264,8 @@ def linear(input, weight, bias=None):
         return (_matmul(g2, wd).reshape(xd.shape) if needs[0] else None,
                 _matmul(g2.T, x2) if needs[1] else None,
                 g2.sum(axis=0) if needs[2] else None)
-    return record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward, saved=(x, w))
+    return record(fn, y.reshape(xd.shape[:-1] + (wd.shape[0],)), (x, w, b), backward, saved=(x, w),
+                  fresh=True)
 
 
 def dropout(input, p=0.5, training=True, *, generator=None):
