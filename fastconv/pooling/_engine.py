@@ -117,10 +117,10 @@ def _plan_shape(shape4, bytes_per_output, nthreads):
     rows, want = P * OD * OH, 4 * nthreads
     if rows < want:
         return -(-want // rows), 1, False
-    if P * OD * OH * OW * bytes_per_output < STREAM_BYTES:
-        return 1, 1, False
+    # tasks of whole blocks of rows (up to TASK_BYTES of output, >= `want` tasks): a task per row spent a
+    # quarter of a LeNet pooling's time decoding its task number
     rb = max(1, min(OH, TASK_BYTES // (OW * bytes_per_output), rows // want))
-    return 1, rb, True
+    return 1, rb, P * OD * OH * OW * bytes_per_output >= STREAM_BYTES
 
 
 def _divs(win, dtype):
