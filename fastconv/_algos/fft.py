@@ -105,6 +105,7 @@ class _Axis:
     span: int        # phase-domain positions covered by tiles (O, or the input's for the adjoint)
     L: int           # transform length
     B: int           # valid outputs per tile
+    q0: int = 0      # first phase-domain position covered (the adjoint's: below it lies only padding)
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,11 @@ def _plan(geom, op, itemsize):
     for n, k, s, d, (p, _), o in zip(g3.input_size, g3.kernel_size, g3.stride, g3.dilation, g3.padding,
                                      g3.output_size):
         taps, residues, Q = _axis_geometry(k, s, d)
-        # the adjoint tiles the phase positions of the input it writes (at most the full-convolution length)
-        span = min((n - 1 + p) // s + 1, o + Q - 1) if op == "grad_input" else o
-        axes0.append((n, o, p, s, taps, residues, Q, span))
+        # the adjoint tiles the phase positions of the input it writes, from the first one past the low padding
+        # to the last (or the end of the full convolution): tiles over the padding would compute nothing kept
+        q0 = min(p // s, o + Q - 2) if op == "grad_input" else 0
+        span = max(1, min((n - 1 + p) // s + 1, o + Q - 1) - q0) if op == "grad_input" else o
+        axes0.append((n, o, p, s, taps, residues, Q, span, q0))
     R = prod(len(a[5]) for a in axes0)
     spans = [a[7] for a in axes0]
     Qs = [a[6] for a in axes0]
@@ -248,8 +251,8 @@ def _plan(geom, op, itemsize):
             if best is None or sec < best[0]:
                 best = (sec, chunk, gemm, Ls, terms)
     sec, chunk, gemm, Ls, terms = best
-    axes = tuple(_Axis(n, o, p, s, taps, res, Q, span, L, L - Q + 1)
-                 for (n, o, p, s, taps, res, Q, span), L in zip(axes0, Ls))
+    axes = tuple(_Axis(n, o, p, s, taps, res, Q, span, L, L - Q + 1, q0)
+                 for (n, o, p, s, taps, res, Q, span, q0), L in zip(axes0, Ls))
     return _Plan(op, geom.ndim, axes, N, C, K, geom.groups, R, chunk, gemm, sec, tuple(sorted(terms.items())))
 
 
@@ -283,11 +286,12 @@ def _output_map(ax, T, adjoint):
         q, r = ip // ax.stride, ip % ax.stride
         lookup = np.full(ax.stride, -1)
         lookup[list(ax.residues)] = np.arange(len(ax.residues))
-        ri = np.where(q < ax.span, lookup[r], -1)
+        q = q - ax.q0
+        ri = np.where((q >= 0) & (q < ax.span), lookup[r], -1)
     else:
         q = np.arange(ax.out)
         ri = np.zeros_like(q)
-    t = np.minimum(q // ax.B, T - 1)
+    t = np.clip(q // ax.B, 0, T - 1)
     l = np.where(ri >= 0, q - t * ax.B, 0)
     tiles = np.arange(T)
     rng = np.stack([np.searchsorted(t, tiles, "left"), np.searchsorted(t, tiles, "right")], axis=1)
@@ -302,7 +306,7 @@ def _tables(plan):
     if plan.op == "forward":
         return x_tab, tuple(_output_map(a, t, False) for a, t in zip(plan.axes, T))
     if plan.op == "grad_input":
-        gy_tab = tuple(_input_table(a, t, a.L, False, a.Q - 1) for a, t in zip(plan.axes, T))
+        gy_tab = tuple(_input_table(a, t, a.L, False, a.Q - 1 - a.q0) for a, t in zip(plan.axes, T))
         return gy_tab, tuple(_output_map(a, t, True) for a, t in zip(plan.axes, T))
     gy_tab = tuple(_input_table(a, t, a.B, False, 0, valid=a.B) for a, t in zip(plan.axes, T))
     return x_tab, gy_tab
