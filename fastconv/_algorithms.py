@@ -265,7 +265,8 @@ def choose(geom, dtype, op="forward", finite=True):
         return _registry[_autotune.tune(geom, dtype, op, candidates)]
     if name is None:
         from . import _calibrate
-        name = min(candidates, key=lambda a: _calibrate.estimate(a, geom, dtype, op)).name
+        est = {a.name: _calibrate.estimate(a, geom, dtype, op) for a in candidates}
+        name = _autotune.settle(geom, dtype, op, candidates, est) if finite else min(est, key=est.get)
         if len(_choice_cache) > 4096:
             _choice_cache.clear()
         _choice_cache[key] = name

@@ -14,6 +14,7 @@ The winners persist across processes by default: they are stored as JSON in fast
 in memory only.
 """
 import json
+import math
 import os
 import statistics
 import threading
@@ -24,7 +25,7 @@ import numpy as np
 from . import _threads
 from . import _validate as V
 
-__all__ = ["autotune", "enabled", "lookup", "tune", "clear_cache", "cache_info", "default_cache_file"]
+__all__ = ["autotune", "enabled", "lookup", "tune", "settle", "clear_cache", "cache_info", "default_cache_file"]
 
 # Rounds of interleaved timings (after one warm-up call each) and the time budget of one tuning.
 MIN_ROUNDS = 3
@@ -35,10 +36,21 @@ TIE = 0.03
 # Candidates whose calibrated estimate exceeds the best estimate this many times are not timed.
 SKIP_FACTOR = 8.0
 
+# Close calls of plain ``auto`` (autotune off): where other candidates' calibrated estimates are within SETTLE
+# times the best one, the cost model cannot tell them apart -- its error on a layer it was not calibrated on
+# reaches 1.5x (measured on the Xeon: toeplitz's LeNet input gradient at 1.0 ms against an estimate of 0.59) --
+# so the first call of that geometry times those candidates (within SETTLE_BUDGET seconds) and keeps the fastest,
+# ties to the model.  Calls estimated below SETTLE_MIN_SECONDS, or with operands above SETTLE_MAX_BYTES, keep
+# the model's choice; so does ``FASTCONV_CALIBRATE=off``.  SETTLE = 0 turns this off.
+SETTLE = 1.5
+SETTLE_MIN_SECONDS = 2e-4
+SETTLE_MAX_BYTES = 256 * 2 ** 20
+SETTLE_BUDGET = 0.25
+
 _state = {"enabled": False, "file": None}
 _cache = {}
 _lock = threading.Lock()
-_stats = {"hits": 0, "misses": 0}
+_stats = {"hits": 0, "misses": 0, "settled": 0}
 
 
 def _key(geom, dtype, op):
@@ -105,9 +117,8 @@ def lookup(geom, dtype, op):
 
 def _random_args(geom, dtype, op):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(geom.input_shape).astype(dtype)
-    w = rng.standard_normal(geom.weight_shape).astype(dtype)
-    gy = rng.standard_normal(geom.output_shape).astype(dtype)
+    x, w, gy = (rng.random(shape, np.float32).astype(dtype, copy=False) - 0.5
+                for shape in (geom.input_shape, geom.weight_shape, geom.output_shape))
     if op == "forward":
         return (x, w, None, geom, np.empty(geom.output_shape, dtype))
     if op == "grad_input":
@@ -120,8 +131,9 @@ def _quartiles(ts):
     return q[0], q[2]
 
 
-def measure(geom, dtype, op, candidates):
+def measure(geom, dtype, op, candidates, budget=None):
     """``{name: [seconds, ...]}`` of interleaved timing rounds of the candidates (see the module docstring)."""
+    budget = BUDGET_SECONDS if budget is None else budget
     args = _random_args(geom, dtype, op)
     nthreads = _threads.get_num_threads()
     fns = {alg.name: (lambda fn=getattr(alg, op): fn(*args, nthreads)) for alg in candidates}
@@ -139,9 +151,38 @@ def measure(geom, dtype, op, candidates):
         order = sorted(times, key=lambda k: statistics.median(times[k]))
         if _quartiles(times[order[0]])[1] < _quartiles(times[order[1]])[0]:
             break
-        if time.perf_counter() - start > BUDGET_SECONDS:
+        if time.perf_counter() - start > budget:
             break
     return times
+
+
+def _winner(times, est):
+    """The fastest by median time; among those within TIE of it, the one the cost model prefers."""
+    med = {k: statistics.median(v) for k, v in times.items()}
+    order = sorted(med, key=med.get)
+    best = order[0]
+    if len(order) > 1 and med[order[1]] <= med[best] * (1 + TIE):
+        tied = [k for k in order if med[k] <= med[best] * (1 + TIE)]
+        best = min(tied, key=est.get)
+    return best
+
+
+def _operand_bytes(geom, dtype):
+    return sum(math.prod(s) for s in (geom.input_shape, geom.weight_shape, geom.output_shape)) * \
+        np.dtype(dtype).itemsize
+
+
+def settle(geom, dtype, op, candidates, est):
+    """Plain ``auto``'s choice among ``candidates`` (Algorithms) given their estimates ``est`` (name -> seconds):
+    the close ones timed when the call is worth it (see SETTLE), else the best estimate.  Returns a name."""
+    from . import _calibrate
+    best = min(candidates, key=lambda a: est[a.name]).name
+    close = [a for a in candidates if est[a.name] <= SETTLE * est[best]]
+    if (len(close) < 2 or est[best] < SETTLE_MIN_SECONDS or _calibrate._mode() == "off"
+            or _operand_bytes(geom, dtype) > SETTLE_MAX_BYTES):
+        return best
+    _stats["settled"] += 1
+    return _winner(measure(geom, dtype, op, close, budget=SETTLE_BUDGET), est)
 
 
 def tune(geom, dtype, op, candidates):
@@ -151,13 +192,7 @@ def tune(geom, dtype, op, candidates):
     est = {a.name: _calibrate.estimate(a, geom, dtype, op) for a in candidates}
     best_est = min(est.values())
     timed = [a for a in candidates if est[a.name] <= SKIP_FACTOR * best_est] or list(candidates)
-    times = measure(geom, dtype, op, timed)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    order = sorted(med, key=med.get)
-    best = order[0]
-    if len(order) > 1 and med[order[1]] <= med[best] * (1 + TIE):
-        tied = [k for k in order if med[k] <= med[best] * (1 + TIE)]
-        best = min(tied, key=est.get)
+    best = _winner(measure(geom, dtype, op, timed), est)
     with _lock:
         _cache[_key(geom, dtype, op)] = best
         if _state["file"]:
@@ -174,9 +209,11 @@ def clear_cache():
     """Forget every tuned choice held in memory (the cache file is left alone)."""
     with _lock:
         _cache.clear()
-        _stats["hits"] = _stats["misses"] = 0
+        _stats["hits"] = _stats["misses"] = _stats["settled"] = 0
 
 
 def cache_info():
-    """``{"entries": n, "hits": h, "misses": m, "file": path or None}`` for the in-memory cache."""
-    return {"entries": len(_cache), "hits": _stats["hits"], "misses": _stats["misses"], "file": _state["file"]}
+    """``{"entries": n, "hits": h, "misses": m, "settled": s, "file": path or None}`` for the in-memory cache
+    (``settled``: close calls of plain ``auto`` that were timed, see SETTLE)."""
+    return {"entries": len(_cache), "hits": _stats["hits"], "misses": _stats["misses"],
+            "settled": _stats["settled"], "file": _state["file"]}

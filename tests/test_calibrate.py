@@ -198,17 +198,60 @@ def test_autotune_persists_in_the_cache_directory_by_default(tuning):
         fc.autotune(True, cache_file=3)
 
 
+def _close_pair(monkeypatch, cost_slow, cost_fast, sleep=0.004, base=_algorithms.get("direct")):
+    """A registry of two algorithms: "close_slow" (the model's pick: lower estimate, but it sleeps) and
+    "close_fast"."""
+    import dataclasses
+    import time
+
+    def slow_forward(x, w, b, geom, out, nthreads):
+        time.sleep(sleep)
+        base.forward(x, w, b, geom, out, nthreads)
+    slow = dataclasses.replace(base, name="close_slow", forward=slow_forward, plan=None,
+                               cost=lambda g, d, op: cost_slow)
+    fast = dataclasses.replace(base, name="close_fast", plan=None, cost=lambda g, d, op: cost_fast)
+    monkeypatch.setattr(_algorithms, "_registry", {"close_slow": slow, "close_fast": fast})
+    monkeypatch.setattr(_algorithms, "_choice_cache", {})
+    monkeypatch.setattr(_calibrate, "current", lambda: None)      # the estimates are the models above
+    monkeypatch.setenv(_calibrate.ENV_MODE, "auto")               # (the suite runs with calibration off)
+    _algorithms.invalidate()
+
+
+def test_plain_auto_times_close_calls(monkeypatch):
+    """Estimates within SETTLE of each other: the first choice times them and keeps the faster; far apart, small,
+    or with calibration off, the model decides and nothing is timed."""
+    geom = fc.ConvGeometry.make((1, 2, 9, 9), (3, 2, 3, 3), padding=1)
+    try:
+        _close_pair(monkeypatch, 1.0e-3, 1.2e-3)
+        before = _autotune.cache_info()["settled"]
+        assert _algorithms.choose(geom, np.float32, "forward").name == "close_fast"
+        assert _autotune.cache_info()["settled"] == before + 1
+        assert _algorithms.choose(geom, np.float32, "forward").name == "close_fast"     # remembered
+        assert _autotune.cache_info()["settled"] == before + 1
+        x = np.ones((1, 2, 9, 9), np.float32)
+        np.testing.assert_allclose(fc.conv2d(x, np.ones((3, 2, 3, 3), np.float32), padding=1)[0, 0, 4, 4], 18.0)
+        for slow_cost, fast_cost, env in ((1.0e-3, 2.0e-3, None), (1.0e-5, 1.2e-5, None), (1.0e-3, 1.2e-3, "off")):
+            _close_pair(monkeypatch, slow_cost, fast_cost)
+            if env:
+                monkeypatch.setenv(_calibrate.ENV_MODE, env)
+            assert _algorithms.choose(geom, np.float32, "forward").name == "close_slow"
+            assert _autotune.cache_info()["settled"] == before + 1
+    finally:
+        monkeypatch.undo()
+        _algorithms.invalidate()
+
+
 def test_autotune_keeps_the_model_choice_on_a_tie(tuning, monkeypatch):
     geom = fc.ConvGeometry.make((2, 4, 10, 10), (4, 4, 3, 3), padding=1)
     cands = [_algorithms.get(n) for n in ("direct", "toeplitz")]
     model = min(cands, key=lambda a: _calibrate.estimate(a, geom, np.float32, "forward")).name
     other = next(a.name for a in cands if a.name != model)
     # the other one is 1 % faster: within the tie margin, so the model's choice stays
-    monkeypatch.setattr(_autotune, "measure", lambda g, d, op, c: {model: [1.0] * 5, other: [0.99] * 5})
+    monkeypatch.setattr(_autotune, "measure", lambda g, d, op, c, budget=None: {model: [1.0] * 5, other: [0.99] * 5})
     fc.autotune(True, cache_file=False)
     assert _autotune.tune(geom, np.float32, "forward", cands) == model
     # clearly faster: it wins
-    monkeypatch.setattr(_autotune, "measure", lambda g, d, op, c: {model: [1.0] * 5, other: [0.5] * 5})
+    monkeypatch.setattr(_autotune, "measure", lambda g, d, op, c, budget=None: {model: [1.0] * 5, other: [0.5] * 5})
     _autotune.clear_cache()
     assert _autotune.tune(geom, np.float32, "forward", cands) == other
 
