@@ -22,6 +22,7 @@ import numpy as np
 
 import fastconv as fc
 from fastconv.benchmark import blas_threads, format_table, save_json, torch_or_none
+from fastconv._measure import balanced_orders
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,8 +33,11 @@ def _interleaved(fns, rounds, calls):
         fn()
         fn()
     times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
+    items = list(fns.items())
+    orders = balanced_orders(len(items))       # every candidate behind every other equally often
+    for r in range(rounds):
+        for i in orders[r % len(orders)]:
+            k, fn = items[i]
             t0 = time.perf_counter()
             for _ in range(calls):
                 fn()

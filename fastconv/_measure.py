@@ -5,7 +5,7 @@ import platform
 import statistics
 import time
 
-__all__ = ["timeit", "interleaved", "format_table", "cpu_model"]
+__all__ = ["timeit", "interleaved", "balanced_orders", "format_table", "cpu_model"]
 
 
 def timeit(fn, repeats=5, warmup=1, min_time=0.0):
@@ -28,21 +28,42 @@ def timeit(fn, repeats=5, warmup=1, min_time=0.0):
             "spread": (max(times) - min(times)) / med if med > 0 else 0.0, "n": len(times)}
 
 
+def balanced_orders(n):
+    """Orders of ``range(n)`` in which every candidate directly follows every other equally often (a Williams
+    design: ``n`` orders for even ``n``, ``2n`` for odd).  Rotating one order does not do this: it keeps each
+    candidate behind the same neighbour in every round."""
+    if n < 2:
+        return [list(range(n))]
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    orders = [[(v + i) % n for v in first] for i in range(n)]
+    if n % 2:
+        orders += [order[::-1] for order in orders]
+    return orders
+
+
 def interleaved(fns, repeats, budget=None, raw=False):
     """{name: median seconds}: one warm-up each, then ``repeats`` rounds calling every candidate once, so that
-    load on a shared machine hits all candidates alike.  Each round starts one candidate further along, so that
-    every candidate follows each of the others equally often (what ran just before -- the caches it filled, the
-    threads it left spinning -- otherwise always favours or slows the same one).  ``budget`` (seconds) ends the
-    rounds early once it is spent, after at least three; ``raw=True`` returns every round's times ({name:
-    [seconds, ...]})."""
+    load on a shared machine hits all candidates alike.  Successive rounds take the orders of
+    :func:`balanced_orders`, so that every candidate follows each of the others equally often (what ran just
+    before -- the caches it filled, the threads it left spinning -- otherwise always favours or slows the same
+    one: a candidate right behind another that runs the same algorithm finds its data in the caches).
+    ``budget`` (seconds) ends the rounds early once it is spent, after at least three; ``raw=True`` returns every
+    round's times ({name: [seconds, ...]})."""
     times = {k: [] for k in fns}
     for fn in fns.values():
         fn()
-    order = list(fns.items())
+    items = list(fns.items())
+    orders = balanced_orders(len(items))
     start = time.perf_counter()
     for r in range(repeats):
-        shift = r % len(order) if order else 0
-        for k, fn in order[shift:] + order[:shift]:
+        for i in orders[r % len(orders)]:
+            k, fn = items[i]
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)

@@ -379,6 +379,19 @@ def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
     assert compare_runs.main([a, d]) == 1 and "CONFLICT: 1" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8])
+def test_balanced_orders_put_every_candidate_behind_every_other_equally_often(n):
+    from fastconv._measure import balanced_orders
+    orders = balanced_orders(n)
+    assert all(sorted(o) == list(range(n)) for o in orders)
+    follows = {}
+    for o in orders:
+        for a, b in zip(o, o[1:]):
+            follows[a, b] = follows.get((a, b), 0) + 1
+    if n > 1:
+        assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1
+
+
 def test_interleaved_rounds_budget_and_raw_times():
     """fastconv.benchmark.interleaved: one warm-up per candidate, then rounds in turn; a spent budget ends the rounds
     after three; raw=True gives every round's time."""
