@@ -146,7 +146,7 @@ def run(cases, repeats, slow):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--slow", type=float, default=1.0, help="peers slower than this (s) run in 2 rounds")
     ap.add_argument("--only", default="opencv,scipy,coverage")
     ap.add_argument("--json", default=None)

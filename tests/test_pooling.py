@@ -642,3 +642,25 @@ def test_bad_indices_and_backward_arguments():
     raises(ValueError, G.kmax_pool_backward, v, i, (1, 2, 5, 6), match="grad_output")
     raises(ValueError, G.kmax_pool_backward, v, i + 6, x.shape, match="indices")
     raises(ValueError, G.kmax_pool_backward, v, i, x.shape, dim=-5, match="dim")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_2x2_stride_2_windows_match_torch_at_every_level(dtype):
+    """The 2x2 stride-2 windows (a branch-free select per tap) against torch at every SIMD level: ties, several
+    NaNs and infs in one window, odd and wide rows, padding and ceil_mode."""
+    torch = pytest.importorskip("torch")
+    from fastconv import _kernels
+    rng = np.random.default_rng(11)
+    for shape in [(3, 2, 9, 13), (2, 3, 8, 70), (1, 1, 2, 2)]:
+        x = rng.integers(-3, 4, shape).astype(dtype)          # many ties
+        flat = x.reshape(-1)
+        flat[rng.choice(flat.size, flat.size // 7, replace=False)] = np.nan
+        flat[rng.choice(flat.size, flat.size // 11, replace=False)] = np.inf
+        flat[rng.choice(flat.size, flat.size // 13, replace=False)] = -np.inf
+        for kw in (dict(), dict(padding=1), dict(ceil_mode=True)):
+            ty, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True, **kw)
+            for level in _kernels.cpu_levels():
+                with _kernels.use_level(level):
+                    y, i = fastconv.max_pool2d(x, 2, return_indices=True, **kw)
+                np.testing.assert_array_equal(y, ty.numpy())
+                np.testing.assert_array_equal(i, ti.numpy())

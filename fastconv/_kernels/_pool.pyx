@@ -31,6 +31,45 @@ from fastconv._kernels.common cimport Geometry, check_scratch, float_t, scratch
 
 cdef extern from *:
     """
+    #include <stddef.h>
+    #include <stdint.h>
+    #include <string.h>
+    /* 2x2 windows at stride 2 (the pooling of most networks): output columns [lo, hi) of one output row whose
+       window rows start at plane offsets b0 and b1, column 2*ow + off.  Taps in row-major order; a tap replaces
+       the running maximum when it is larger or NaN, as in the general loops.  The replacement is a select on the
+       bits (a mask from the comparison), not a branch: on real data the comparisons are unpredictable, and the
+       general loops' branches cost more than the loads on LeNet-sized planes. */
+    #define FC_SEL(T, U, v, u, m) do { U vb_, ub_; memcpy(&vb_, &(v), sizeof(T)); memcpy(&ub_, &(u), sizeof(T)); \
+                                       vb_ = (ub_ & (U)(m)) | (vb_ & ~(U)(m)); memcpy(&(v), &vb_, sizeof(T)); } while (0)
+    #define FC_MAX2X2(NAME, T, U)                                                                           \
+    static void NAME(const T *plane, int64_t b0, int64_t b1, T *restrict vals, int64_t *restrict ids,      \
+                     ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t off) {                                           \
+        const T *r0 = plane + b0 + off, *r1 = plane + b1 + off;                                             \
+        for (ptrdiff_t ow = lo; ow < hi; ow++) {                                                            \
+            ptrdiff_t c = 2 * ow;                                                                           \
+            T v = r0[c], u;                                                                                 \
+            int64_t ix = b0 + off + c, m;                                                                   \
+            u = r0[c + 1]; m = -(int64_t)((u > v) | (u != u)); FC_SEL(T, U, v, u, m);                       \
+            ix = ((b0 + off + c + 1) & m) | (ix & ~m);                                                      \
+            u = r1[c];     m = -(int64_t)((u > v) | (u != u)); FC_SEL(T, U, v, u, m);                       \
+            ix = ((b1 + off + c) & m) | (ix & ~m);                                                          \
+            u = r1[c + 1]; m = -(int64_t)((u > v) | (u != u)); FC_SEL(T, U, v, u, m);                       \
+            ix = ((b1 + off + c + 1) & m) | (ix & ~m);                                                      \
+            vals[ow] = v;                                                                                   \
+            ids[ow] = ix;                                                                                   \
+        }                                                                                                   \
+    }
+    FC_MAX2X2(fc_max2x2_f, float, uint32_t)
+    FC_MAX2X2(fc_max2x2_d, double, uint64_t)
+    """
+    void fc_max2x2_f(const float* plane, int64_t b0, int64_t b1, float* vals, int64_t* ids, Py_ssize_t lo,
+                     Py_ssize_t hi, Py_ssize_t off) noexcept nogil
+    void fc_max2x2_d(const double* plane, int64_t b0, int64_t b1, double* vals, int64_t* ids, Py_ssize_t lo,
+                     Py_ssize_t hi, Py_ssize_t off) noexcept nogil
+
+
+cdef extern from *:
+    """
     #include <string.h>
     #include <stdint.h>
     #if defined(__SSE2__)
@@ -282,7 +321,12 @@ cdef inline void _out_row(bint is_max, const float_t* plane, Py_ssize_t H, Py_ss
             _table(is_max, plane + rowbase, rowbase, vals, ids, c0, a, ws, wc, dw, first)
             _table(is_max, plane + rowbase, rowbase, vals, ids, b, c1, ws, wc, dw, first)
             first = False
-    if kind == 1:
+    if kind == 1 and is_max:
+        if float_t is float:
+            fc_max2x2_f(plane, base[0], base[1], vals, ids, a, b, -pw)
+        else:
+            fc_max2x2_d(plane, base[0], base[1], vals, ids, a, b, -pw)
+    elif kind == 1:
         _window(is_max, plane, base[0], base[1], 0, vals, ids, a, b, -pw, 2, 2, 2)
     elif kind == 2:
         _window(is_max, plane, base[0], base[1], base[2], vals, ids, a, b, -pw, 3, 3, 2)
