@@ -81,15 +81,23 @@ def test_against_torch(case):
         _close(g, r, np.float64)
 
 
-def test_pack_resolves_padding_holes_and_missing_images():
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
+@pytest.mark.parametrize("shape,pad,dil,ext", [
+    ((3, 4, 5), (1, -1, 2), (2, 1, 3), (7, 4, 17)),        # dilated columns: element by element
+    ((2, 3, 37), (0, 1, 2), (1, 2, 1), (2, 8, 42)),        # rows of two register tiles and a tail
+    ((1, 2, 40), (0, 0, -3), (1, 1, 1), (1, 2, 35)),       # negative padding: columns start inside the row
+    ((1, 2, 16), (0, 0, 0), (1, 1, 1), (1, 2, 16)),        # exactly one tile
+])
+def test_pack_resolves_padding_holes_and_missing_images(level, shape, pad, dil, ext):
     """pack(): every element written -- input values where the dilated, padded input has them, zeros elsewhere,
-    including the lanes past the batch (the buffer starts as garbage)."""
+    including the lanes past the batch (the buffer starts as garbage); rows without column dilation go through
+    register tiles, full or partial lane groups, at every level."""
     rng = np.random.default_rng(0)
     for dtype, L in ((np.float32, 16), (np.float64, 8)):
-        x = rng.standard_normal((L + 3, 2, 3, 4, 5)).astype(dtype)
-        pad, dil, ext = (1, -1, 2), (2, 1, 3), (7, 4, 17)
+        x = rng.standard_normal((L + 3, 2) + shape).astype(dtype)
         xp = np.full((2, 2) + ext + (L,), np.nan, dtype)
-        _kernels.module("_lanes").pack(x, xp, *pad, *dil, 1)
+        with _kernels.use_level(level):
+            _kernels.module("_lanes").pack(x, xp, *pad, *dil, 2)
         want = np.zeros((2 * L, 2) + ext, dtype)
         for zd, zh, zw in np.ndindex(*ext):
             src = [(z - p) // d if z - p >= 0 and (z - p) % d == 0 and (z - p) // d < n else None

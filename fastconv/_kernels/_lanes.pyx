@@ -121,9 +121,39 @@ cdef extern from *:
         FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
         for (int j = 0; j < nl; j++) { fc_lanes_d v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
     }
+    /* The other way (packing): image j's n consecutive positions at src[j] (j < nl; zeros for the lanes of
+       missing images) become n lane groups stored contiguously at dst -- the same butterfly, a transpose being its
+       own inverse. */
+    static inline void fc_untile_f(const float* const* src, float* dst, int nl) {
+        fc_lanes_f r[16];
+        for (int j = 0; j < 16; j++) {
+            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (fc_lanes_f){0};
+        }
+        FC_STAGE_F(8, ((fc_mask_f){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}),
+                      ((fc_mask_f){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31}))
+        FC_STAGE_F(4, ((fc_mask_f){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}),
+                      ((fc_mask_f){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31}))
+        FC_STAGE_F(2, ((fc_mask_f){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}),
+                      ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31}))
+        FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}),
+                      ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
+        __builtin_memcpy(dst, r, sizeof r);
+    }
+    static inline void fc_untile_d(const double* const* src, double* dst, int nl) {
+        fc_lanes_d r[8];
+        for (int j = 0; j < 8; j++) {
+            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (fc_lanes_d){0};
+        }
+        FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15}))
+        FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15}))
+        FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
+        __builtin_memcpy(dst, r, sizeof r);
+    }
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
+    void fc_untile_f(const float** src, float* dst, int nl) noexcept nogil
+    void fc_untile_d(const double** src, double* dst, int nl) noexcept nogil
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
@@ -153,20 +183,29 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
          Py_ssize_t pw, Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw, int nthreads):
     """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
     division is exact and lands inside x, else 0 (padding, holes of the input dilation, images past N).  Every
-    element of ``xp`` is written."""
+    element of ``xp`` is written.  Without input dilation along W, L consecutive columns of the L images of a
+    lane group are transposed in registers (one tile of L lane groups); the rest goes element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
     cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi
     cdef float_t* dst
     cdef float_t* drow
     cdef const float_t* src
+    cdef const float_t** srcs
+    cdef int failed[1]
+    failed[0] = 0
     # input columns that land inside a row: 0 <= iw * lw + pw < Wp
     w0 = 0 if pw >= 0 else (-pw + lw - 1) // lw
     w1 = min(W, (Wp - pw + lw - 1) // lw) if Wp > pw else 0
-    with nogil:
+    if NB * C == 0:
+        return
+    with nogil, parallel(num_threads=nthreads):
+        srcs = <const float_t**> scratch(L * sizeof(float_t*), failed)
         # one task per (lane group, channel): a contiguous block of xp, written by one thread; a row is zeroed
         # only where the copy does not write it (padding, holes, missing images)
-        for task in prange(NB * C, schedule='static', num_threads=nthreads):
+        for task in prange(NB * C, schedule='static'):
+            if srcs == NULL:
+                continue
             c = task % C
             b = task // C
             dst = &xp[b, c, 0, 0, 0, 0]
@@ -180,20 +219,40 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                             or ihh // lh >= H or w1 <= w0):
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         continue
-                    if lw == 1 and nl == L:
+                    if lw == 1:
                         lo = (pw + w0) * L
                         hi = (pw + w1) * L
                         if lo > 0:
                             memset(drow, 0, lo * sizeof(float_t))
                         if hi < Wp * L:
                             memset(drow + hi, 0, (Wp * L - hi) * sizeof(float_t))
+                        drow = drow + pw * L
+                        for l in range(nl):
+                            srcs[l] = &x[b * L + l, c, idd // ld, ihh // lh, w0]
+                        iw = w0
+                        while iw + L <= w1:
+                            if float_t is float:
+                                fc_untile_f(<const float**> srcs, <float*> (drow + iw * L), <int> nl)
+                            else:
+                                fc_untile_d(<const double**> srcs, <double*> (drow + iw * L), <int> nl)
+                            for l in range(nl):
+                                srcs[l] = srcs[l] + L
+                            iw = iw + L
+                        if iw < w1:
+                            if nl < L:
+                                memset(drow + iw * L, 0, (w1 - iw) * L * sizeof(float_t))
+                            for l in range(nl):
+                                for lo in range(iw, w1):
+                                    drow[lo * L + l] = srcs[l][lo - iw]
                     else:
                         memset(drow, 0, Wp * L * sizeof(float_t))
-                    drow = drow + pw * L
-                    for l in range(nl):
-                        src = &x[b * L + l, c, idd // ld, ihh // lh, 0]
-                        for iw in range(w0, w1):
-                            drow[iw * lw * L + l] = src[iw]
+                        drow = drow + pw * L
+                        for l in range(nl):
+                            src = &x[b * L + l, c, idd // ld, ihh // lh, 0]
+                            for iw in range(w0, w1):
+                                drow[iw * lw * L + l] = src[iw]
+        free(srcs)
+    check_scratch(failed[0], "lanes packing", L * sizeof(float_t*))
 
 
 # ----------------------------------------------------------------------------------------------- forward
