@@ -97,28 +97,32 @@ cdef extern from *:
     #define FC_STAGE_F(S, LO, HI) \
         for (int i = 0; i < 16; i++) if (!(i & S)) { fc_lanes_f a = r[i], b = r[i + S]; \
             r[i] = __builtin_shuffle(a, b, (fc_mask_f) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_f) HI); }
+    #define FC_TRANSPOSE_F \
+        FC_STAGE_F(8, ((fc_mask_f){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}), \
+                      ((fc_mask_f){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31})) \
+        FC_STAGE_F(4, ((fc_mask_f){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}), \
+                      ((fc_mask_f){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31})) \
+        FC_STAGE_F(2, ((fc_mask_f){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}), \
+                      ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31})) \
+        FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}), \
+                      ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
     static inline void fc_tile_f(const float* src, float** dst, int nl, float bias) {
         fc_lanes_f r[16];
         __builtin_memcpy(r, src, sizeof r);
-        FC_STAGE_F(8, ((fc_mask_f){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}),
-                      ((fc_mask_f){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31}))
-        FC_STAGE_F(4, ((fc_mask_f){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}),
-                      ((fc_mask_f){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31}))
-        FC_STAGE_F(2, ((fc_mask_f){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}),
-                      ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31}))
-        FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}),
-                      ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
+        FC_TRANSPOSE_F
         for (int j = 0; j < nl; j++) { fc_lanes_f v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
     }
     #define FC_STAGE_D(S, LO, HI) \
         for (int i = 0; i < 8; i++) if (!(i & S)) { fc_lanes_d a = r[i], b = r[i + S]; \
             r[i] = __builtin_shuffle(a, b, (fc_mask_d) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_d) HI); }
+    #define FC_TRANSPOSE_D \
+        FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15})) \
+        FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15})) \
+        FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
     static inline void fc_tile_d(const double* src, double** dst, int nl, double bias) {
         fc_lanes_d r[8];
         __builtin_memcpy(r, src, sizeof r);
-        FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15}))
-        FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15}))
-        FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
+        FC_TRANSPOSE_D
         for (int j = 0; j < nl; j++) { fc_lanes_d v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
     }
     /* The other way (packing): image j's n consecutive positions at src[j] (j < nl; zeros for the lanes of
@@ -129,14 +133,7 @@ cdef extern from *:
         for (int j = 0; j < 16; j++) {
             if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (fc_lanes_f){0};
         }
-        FC_STAGE_F(8, ((fc_mask_f){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}),
-                      ((fc_mask_f){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31}))
-        FC_STAGE_F(4, ((fc_mask_f){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}),
-                      ((fc_mask_f){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31}))
-        FC_STAGE_F(2, ((fc_mask_f){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}),
-                      ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31}))
-        FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}),
-                      ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
+        FC_TRANSPOSE_F
         __builtin_memcpy(dst, r, sizeof r);
     }
     static inline void fc_untile_d(const double* const* src, double* dst, int nl) {
@@ -144,9 +141,7 @@ cdef extern from *:
         for (int j = 0; j < 8; j++) {
             if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (fc_lanes_d){0};
         }
-        FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15}))
-        FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15}))
-        FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
+        FC_TRANSPOSE_D
         __builtin_memcpy(dst, r, sizeof r);
     }
     """
