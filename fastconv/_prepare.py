@@ -247,14 +247,14 @@ def _prepare_seen(key, fn, nd, input, weight, bias, stride, padding, dilation, g
 
 
 # Planned calls: the key of a call seen before -> (state stamp, output shape, run) when its algorithm offers a plan
-# (``Algorithm.plan``).  A plan holds while the stamp does: the same thread budget, reduced-accuracy setting and
-# SIMD level, and no algorithm registered or calibration loaded since (``_algorithms.invalidate``).
+# (``Algorithm.plan``).  A plan holds while the stamp does: the same thread budget, reduced-accuracy setting, SIMD
+# level and autotune switch, and no algorithm registered or calibration loaded since (``_algorithms.invalidate``).
 _plans = {}
 
 
 def _stamp():
     return (_algorithms._generation[0], _kernels._state["level"], _threads.get_num_threads(),
-            _algorithms.get_reduced_accuracy())
+            _algorithms.get_reduced_accuracy(), _autotune.enabled())
 
 
 def conv_forward(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm,

@@ -76,6 +76,16 @@ def test_a_planned_call_follows_the_thread_count_the_level_and_the_registry(monk
     with fc.reduced_accuracy(False):
         fc.conv2d(x, w)
         assert _prepare._plans[key][0][3] is False
+    # autotune turned on after the plan was made: the call is tuned, not planned
+    fc.autotune(True, cache_file=False)
+    try:
+        from fastconv import _autotune
+        misses = _autotune.cache_info()["misses"]
+        np.testing.assert_allclose(fc.conv2d(x, w), y, rtol=1e-12, atol=1e-12)
+        assert _autotune.cache_info()["misses"] == misses + 1
+    finally:
+        fc.autotune(False)
+        _autotune.clear_cache()
     # a new algorithm that auto prefers takes over from the next call on
     calls = []
     base = _algorithms.get("direct")
