@@ -77,6 +77,8 @@ def test_a_planned_call_follows_the_thread_count_the_level_and_the_registry(monk
         fc.conv2d(x, w)
         assert _prepare._plans[key][0][3] is False
     # autotune turned on after the plan was made: the call is tuned, not planned
+    fc.conv2d(x, w)
+    assert _prepare._plans[key][0] == _prepare._stamp()
     fc.autotune(True, cache_file=False)
     try:
         from fastconv import _autotune
