@@ -320,20 +320,18 @@ def _tile_block(NP, tiles, chans, item, lanes=MIN_TB):
     return -(-tb // lanes) * lanes
 
 
-# Weight gradient: each lane gets at least this many blocks (the lanes run as tasks: fewer, larger blocks leave a
-# thread idle at the end).
-GW_BLOCKS_PER_LANE = 3
+# Weight gradient: tiles per block.  Its GEMMs sum over a block's tiles, so long blocks pay: measured on the Xeon
+# (AVX-512, 2 threads, interleaved), 64-tile blocks were the fastest or within noise of it on every layer of the
+# grid -- 8 x 256 x 28^2 3x3 26 ms against 41 with 16-tile blocks, 8 x 256 x 14^2 11.6 against 15.3, 8 x 128 x
+# 28^2 6.0 against 6.5 (32), LeNet's 0.87 against 0.99 (32) -- even where the working set outgrows the L2 cache.
+GW_TILE_BLOCK = 64
 
 
-def _weight_grad_tile_block(NP, tiles, chans, item, unit):
-    """Tiles per block of the weight gradient: its GEMMs sum over the block's tiles, so the block is as long as
-    the working set NP * chans * TB in BLOCK_BYTES and GW_BLOCKS_PER_LANE blocks per lane allow (rounded down to
-    a multiple of ``unit``).  Measured on the Xeon (AVX-512, 2 threads, interleaved), against the forward pass's
-    rule (at least 8 blocks per lane): 8 x 128 x 28^2 3x3 7.1 ms (32-tile blocks) against 8.1 (16); 8 x 16 x 28^2
-    0.54 against 0.90 ms; 8 x 64 x 28^2 3.3 against 4.0 ms, which loses again with blocks past 32."""
-    tb = min(BLOCK_BYTES // max(1, NP * chans * item), -(-tiles // (LANES * GW_BLOCKS_PER_LANE)))
-    tb = max(MIN_TB, min(MAX_TB, tb))
-    return max(unit, tb // unit * unit)
+def _weight_grad_tile_block(tiles, unit):
+    """Tiles per block of the weight gradient: GW_TILE_BLOCK, or all of them when there are fewer (a multiple of
+    ``unit``)."""
+    tb = max(MIN_TB, min(MAX_TB, GW_TILE_BLOCK, tiles))
+    return -(-tb // unit) * unit
 
 
 def _use_batch(N, T, mts):
@@ -372,7 +370,7 @@ def _plan(geom, op, item, family=WINOGRAD, L=0):
     tiles = Np * prod(T)
     unit = lanes if batch else MIN_TB
     if op == "grad_weight":
-        TB = _weight_grad_tile_block(NP, tiles, Cvg + Kvg, item, unit)
+        TB = _weight_grad_tile_block(tiles, unit)
         KB, kchunk = Kvg, Kvg
     else:
         KB = min(Kvg, GEMM_KB)
