@@ -34,8 +34,9 @@ standard-normal data (``max|y - y64| / max|y64|``; ``bench/bench_winograd.py --a
 (``fastconv/_algos/fft_tiles.py``): tiles of 8, 16 or 32 points per axis, phase kernels of up to half a tile in
 one block; :func:`fft_plan` picks the tile length by the cost model.
 
-**Blocks and threads.**  Tiles are processed in blocks of ``TB`` (a multiple of the vector width) whose
-transformed input and GEMM results stay in the per-core L2 cache; OpenMP runs blocks (forward, input gradient)
+**Blocks and threads.**  Tiles are processed in blocks of ``TB`` (a multiple of the vector width; for the forward
+pass and the input gradient sized for the per-core L2 cache, for the weight gradient, whose GEMMs sum over a
+block's tiles, 64 tiles); OpenMP runs blocks (forward, input gradient)
 or (lane, group, channel chunk) tasks (weight gradient), each calling single-threaded BLAS.  Block sizes do not
 depend on the thread count, so results are bitwise identical for any number of threads.  For 16 or more small
 images (rows of at most 16 outputs) the images are the vector lanes instead ("batch mode").
@@ -106,13 +107,23 @@ ALPHA, MT, TAPS = 6, 4, 3
 WINOGRAD, FFT = 0, 1                 # the two tile families of the kernel
 FFT_LENGTHS = (8, 16, 32)            # small-tile FFT lengths the kernel has codelets for
 
-# Per-block working set (transformed input + GEMM results of one block) in the 2 MiB per-core L2 cache, and the
-# output channels per GEMM block (measured on the 3x3 reference layers: TB 64-96 and KB 64 are the fastest).
+# Per-block working set (transformed input + GEMM results of one block) near the 2 MiB per-core L2 cache, and the
+# output channels per GEMM block (measured on the 3x3 reference layers: KB 64 is the fastest).
 BLOCK_BYTES = 1536 * 1024
 GEMM_KB = 64
 MIN_TB, MAX_TB = 16, 512
-# At least this many blocks when the problem has the tiles (independent of the thread count).
-MIN_BLOCKS = 8
+# Forward and input gradient: blocks of at most FORWARD_TILE_BLOCK tiles whose working set NP * chans * TB stays
+# near BLOCK_BYTES (rounded up to the unit), and at least FORWARD_BLOCKS blocks (the blocks are the tasks the
+# threads share).  Measured on the Xeon (AVX-512, 2 threads, interleaved) against the earlier rule (L2 budget, 8
+# blocks): 8 x 64 x 56^2 3x3 4.25 ms against 4.50 (64 tiles, not 96), 8 x 256 x 14^2 7.2 against 9.1 (32, not
+# 16), AlexNet's 11x11 3.9 against 4.3; 8 x 256 x 28^2 keeps its 48 (64 lost 17 % there).
+FORWARD_TILE_BLOCK = 64
+FORWARD_BLOCKS = 4
+# Weight gradient: tiles per block.  Its GEMMs sum over a block's tiles, so long blocks pay: 64-tile blocks were the
+# fastest or within noise of it on every layer of the grid -- 8 x 256 x 28^2 3x3 21 ms against 26 with 16-tile
+# blocks, 8 x 256 x 14^2 10.1 against 13.4, 8 x 128 x 28^2 6.6 against 7.1 (32), 8 x 16 x 28^2 0.32 against 0.40
+# -- even where the working set outgrows the L2 cache.
+GW_TILE_BLOCK = 64
 # Channel products with fewer virtual input channels per group than this use a vector loop instead of BLAS.
 SMALL_CHANNELS = 4
 # Weight gradient: blocks are dealt to this many lanes (each with its own accumulator, summed in order).
@@ -311,20 +322,11 @@ class _Plan:
         return partner
 
 
-def _tile_block(NP, tiles, chans, item, lanes=MIN_TB):
-    """Tiles per block: the working set NP * chans * TB in BLOCK_BYTES, at least MIN_BLOCKS blocks if possible; a
-    multiple of ``lanes``."""
-    tb = BLOCK_BYTES // max(1, NP * chans * item)
-    tb = min(tb, -(-tiles // MIN_BLOCKS))
-    tb = max(MIN_TB, min(MAX_TB, tb))
-    return -(-tb // lanes) * lanes
-
-
-# Weight gradient: tiles per block.  Its GEMMs sum over a block's tiles, so long blocks pay: measured on the Xeon
-# (AVX-512, 2 threads, interleaved), 64-tile blocks were the fastest or within noise of it on every layer of the
-# grid -- 8 x 256 x 28^2 3x3 26 ms against 41 with 16-tile blocks, 8 x 256 x 14^2 11.6 against 15.3, 8 x 128 x
-# 28^2 6.0 against 6.5 (32), LeNet's 0.87 against 0.99 (32) -- even where the working set outgrows the L2 cache.
-GW_TILE_BLOCK = 64
+def _forward_tile_block(NP, tiles, chans, item, unit):
+    """Tiles per block of the forward pass and the input gradient (a multiple of ``unit``)."""
+    budget = -(-(BLOCK_BYTES // max(1, NP * chans * item)) // unit) * unit
+    tb = max(MIN_TB, min(MAX_TB, FORWARD_TILE_BLOCK, budget, -(-tiles // FORWARD_BLOCKS)))
+    return -(-tb // unit) * unit
 
 
 def _weight_grad_tile_block(tiles, unit):
@@ -374,7 +376,7 @@ def _plan(geom, op, item, family=WINOGRAD, L=0):
         KB, kchunk = Kvg, Kvg
     else:
         KB = min(Kvg, GEMM_KB)
-        TB = _tile_block(NP, tiles, Cv + KB, item, unit)
+        TB = _forward_tile_block(NP, tiles, Cv + KB, item, unit)
         kchunk = Kvg
     return _Plan(op, item, family, L, axes, N, C, K, G, T, m0, TB, KB, kchunk, Cvg < SMALL_CHANNELS, batch, Np, Cv,
                  Kv)
