@@ -427,8 +427,10 @@ def _column_efficiency(kout, width, itemsize, taps_w):
 def cost_kind(geom, dtype, op):
     """Which kernel runs ``op``: "channels" (channel-vectorised), "columns" (few channels per group), "phases"
     (strided input gradient, one correlation per input phase), "swap" (weight gradient as a convolution with batch
-    and channels swapped) or "wcolumns" (the depthwise weight-gradient kernel).  The calibration scales each
-    separately."""
+    and channels swapped) or "wcolumns" / "wimage" (the depthwise weight-gradient kernel, on many groups or on
+    images of one channel: against its model it ran 1.5x on the depthwise probe and 0.5x on the image probe, so one
+    fit made 512^2 15x15 image weight gradients look 2.4x slower than they ran, and auto took fft at 1.27x).  The
+    calibration scales each separately."""
     G = geom.groups
     Cg, Kg = geom.in_channels // G, geom.out_channels // G
     if op == "forward":
@@ -438,7 +440,9 @@ def cost_kind(geom, dtype, op):
         if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
             return "phases"
         return "columns" if Cg < COLUMN_KERNEL_MAX_KG else "channels"
-    return "wcolumns" if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS else "swap"
+    if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS:
+        return "wcolumns" if G > 1 else "wimage"
+    return "swap"
 
 
 def cost(geom, dtype, op):
@@ -480,7 +484,7 @@ def cost(geom, dtype, op):
             eff = (_column_efficiency(Cg, width, itemsize, g3.kernel_size[2]) if kind == "columns"
                    else _channel_efficiency(Cg, width, taps, is_float)) / g3.stride[2]
         tasks = N * G * np.prod(g3.input_size[:2])
-    elif kind == "wcolumns":
+    elif kind in ("wcolumns", "wimage"):
         eff = WCOLUMN_EFFICIENCY * OW / (16 * ceil(OW / 16))
         tasks = G * min(N, -(-WGRAD_TASKS // G))
     else:
