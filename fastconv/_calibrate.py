@@ -58,6 +58,10 @@ PROBES = [
     ("15x15", (1, 8, 48, 48), (8, 8, 15, 15), 1, 7, 1),
     ("image 15x15", (1, 1, 480, 480), (1, 1, 15, 15), 1, 7, 1),
     ("5x5 one channel", (32, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),
+    # tiny calls: the fixed cost of a call, which the other probes leave to their fits' intercepts (tens of
+    # microseconds of noise there made lanes look cheaper than direct on a 4x4 image, where it takes 3x as long)
+    ("tiny", (1, 2, 8, 8), (2, 2, 3, 3), 1, 1, 1),
+    ("tiny one channel", (1, 1, 6, 6), (1, 1, 3, 3), 1, 1, 1),
 ]
 # An algorithm whose uncalibrated estimate for a probe exceeds this, or exceeds SKIP_RATIO times the smallest
 # estimate for the same probe and op (and SKIP_FLOOR seconds), is not measured there: it would not win, and the fit

@@ -241,6 +241,31 @@ def test_plain_auto_times_close_calls(monkeypatch):
         _algorithms.invalidate()
 
 
+def test_small_forward_calls_prefer_an_algorithm_with_a_plan(monkeypatch):
+    """Below SETTLE_MIN_SECONDS the model's constants cannot see the Python work a plan skips: an algorithm with a
+    plan wins while within PLAN_FAVOUR of the cheapest, and nothing is timed; beyond that, or for gradients, the
+    cheapest estimate stays."""
+    import dataclasses
+    geom = fc.ConvGeometry.make((1, 1, 4, 4), (1, 1, 3, 3), padding=1)
+    base = _algorithms.get("direct")
+    try:
+        for planned_cost, op, want in ((1.8e-5, "forward", "planned"), (2.5e-5, "forward", "cheap"),
+                                       (1.8e-5, "grad_input", "cheap")):
+            cheap = dataclasses.replace(base, name="cheap", plan=None, cost=lambda g, d, o: 1.0e-5)
+            planned = dataclasses.replace(base, name="planned", cost=lambda g, d, o, c=planned_cost: c)
+            monkeypatch.setattr(_algorithms, "_registry", {"cheap": cheap, "planned": planned})
+            monkeypatch.setattr(_algorithms, "_choice_cache", {})
+            _algorithms.invalidate()
+            settled = _autotune.cache_info()["settled"]
+            assert _algorithms.choose(geom, np.float32, op).name == want
+            assert _autotune.cache_info()["settled"] == settled
+    finally:
+        monkeypatch.undo()
+        _algorithms.invalidate()
+    # the real registry: the tiny convolution takes direct (its plan)
+    assert _algorithms.choose(geom, np.float32, "forward").name == "direct"
+
+
 def test_autotune_keeps_the_model_choice_on_a_tie(tuning, monkeypatch):
     geom = fc.ConvGeometry.make((2, 4, 10, 10), (4, 4, 3, 3), padding=1)
     cands = [_algorithms.get(n) for n in ("direct", "toeplitz")]
