@@ -44,13 +44,13 @@ SKIP_FACTOR = 8.0
 # the model's choice; so does ``FASTCONV_CALIBRATE=off``.  SETTLE = 0 turns this off.
 SETTLE = 1.5
 SETTLE_MIN_SECONDS = 2e-4
+SETTLE_MAX_BYTES = 256 * 2 ** 20
+SETTLE_BUDGET = 0.25
 # Calls estimated below SETTLE_MIN_SECONDS are dominated by Python-side work, which an algorithm with a plan
 # (``Algorithm.plan``) skips on every repeated call -- a 1x1x4x4 3x3 conv: direct 7-11 us planned, lanes 30 us --
 # and which the models' per-call constants (and the noise in their calibrated intercepts) do not capture: such an
 # algorithm is preferred while its estimate is within PLAN_FAVOUR times the cheapest.
 PLAN_FAVOUR = 2.0
-SETTLE_MAX_BYTES = 256 * 2 ** 20
-SETTLE_BUDGET = 0.25
 
 _state = {"enabled": False, "file": None}
 _cache = {}
@@ -182,13 +182,12 @@ def settle(geom, dtype, op, candidates, est):
     the close ones timed when the call is worth it (see SETTLE), else the best estimate.  Returns a name."""
     from . import _calibrate
     best = min(candidates, key=lambda a: est[a.name]).name
-    if est[best] < SETTLE_MIN_SECONDS and op == "forward":
-        planned = [a.name for a in candidates if a.plan is not None and est[a.name] <= PLAN_FAVOUR * est[best]]
-        if planned:
-            return min(planned, key=est.get)
+    if est[best] < SETTLE_MIN_SECONDS:          # small: never timed
+        planned = [a.name for a in candidates if op == "forward" and a.plan is not None
+                   and est[a.name] <= PLAN_FAVOUR * est[best]]
+        return min(planned, key=est.get) if planned else best
     close = [a for a in candidates if est[a.name] <= SETTLE * est[best]]
-    if (len(close) < 2 or est[best] < SETTLE_MIN_SECONDS or _calibrate._mode() == "off"
-            or _operand_bytes(geom, dtype) > SETTLE_MAX_BYTES):
+    if len(close) < 2 or _calibrate._mode() == "off" or _operand_bytes(geom, dtype) > SETTLE_MAX_BYTES:
         return best
     _stats["settled"] += 1
     return _winner(measure(geom, dtype, op, close, budget=SETTLE_BUDGET), est)

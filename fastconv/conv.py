@@ -13,11 +13,6 @@ from ._prepare import conv_forward, prepare_conv_transpose
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
 
-def _conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, flip, out):
-    return conv_forward(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
-                        algorithm, out)
-
-
 def _conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
                     out):
     p = prepare_conv_transpose(fn, nd, input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -36,8 +31,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     %(conv_doc)s
     """
-    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
-                 flip, out)
+    return conv_forward("conv1d", 1, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                        algorithm, out)
 
 
 @filled(CONV)
@@ -48,8 +43,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     %(conv_doc)s
     """
-    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
-                 flip, out)
+    return conv_forward("conv2d", 2, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                        algorithm, out)
 
 
 @filled(CONV)
@@ -60,8 +55,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     %(conv_doc)s
     """
-    return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
-                 flip, out)
+    return conv_forward("conv3d", 3, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
+                        algorithm, out)
 
 
 @filled(CONV)

@@ -30,7 +30,7 @@ import numpy as np
 from .. import _kernels
 from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
-from .._kernels import as_5d
+from .._kernels import as_5d, shape_5d
 from .._threads import MIN_FLOPS_PER_THREAD
 
 _direct = _kernels.module("_direct")
@@ -284,15 +284,11 @@ def forward(x, w, bias, geom, out, nthreads):
     _run(as_5d(x), as_5d(w), bias, as_5d(out), geom.kernel_struct, nthreads, pad_zeros=True)
 
 
-def _shape5(shape):
-    return shape[:2] + (1,) * (5 - len(shape)) + shape[2:]
-
-
 def plan(op, geom, dtype, nthreads):
     """``run(x, w, bias, out)``: the forward pass of ``geom`` with the kernel's parameters worked out once."""
     if op != "forward":
         return None
-    x5s, w5s, o5s = _shape5(geom.input_shape), _shape5(geom.weight_shape), _shape5(geom.output_shape)
+    x5s, w5s, o5s = shape_5d(geom.input_shape), shape_5d(geom.weight_shape), shape_5d(geom.output_shape)
     run5 = _runner(x5s, w5s, o5s, np.dtype(dtype).itemsize, geom.kernel_struct, nthreads, pad_zeros=True)
 
     def run(x, w, bias, out):

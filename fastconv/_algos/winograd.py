@@ -50,6 +50,7 @@ import numpy as np
 from .. import _kernels
 from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
+from .._kernels import as_5d
 from .._threads import single_threaded_blas
 
 _wk = _kernels.module("_winograd")
@@ -466,10 +467,6 @@ def _weight_from_grad(dU, plan, wshape, nthreads):
 
 
 # ------------------------------------------------------------------------------------------ running a plan
-def _as5(a):
-    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
-
-
 def _to_batch(a5, layout, Np, nthreads):
     """(N, C, D, H, W) -> zero-padded (C, D', H', W', Np): position x of axis i at x - lo_i."""
     out = np.empty((a5.shape[1],) + tuple(n for _, n in layout) + (Np,), a5.dtype)
@@ -501,7 +498,7 @@ def _run(plan, src, w, bias, dst, nthreads):
     out_chan, out_off = plan.out_tables
     s_in, s_out = (plan.strides, (1, 1, 1)) if plan.op == "forward" else ((1, 1, 1), plan.strides)
     b = bias if bias is not None else np.zeros(1, src.dtype)
-    src5, dst5 = _as5(src), _as5(dst)
+    src5, dst5 = as_5d(src), as_5d(dst)
     if plan.batch:
         lin, lout = plan.batch_layout
         src5 = _to_batch(src5, lin, plan.Np, nthreads)
@@ -521,7 +518,7 @@ def _run(plan, src, w, bias, dst, nthreads):
 def _run_weight_grad(plan, x, gy, out, nthreads):
     dU = np.zeros((LANES, plan.NP, plan.K, plan.Cv // plan.groups), x.dtype)
     chan, off = plan.in_tables
-    x5, gy5 = _as5(x), _as5(gy)
+    x5, gy5 = as_5d(x), as_5d(gy)
     if plan.batch:
         lin, _ = plan.batch_layout
         x5 = _to_batch(x5, lin, plan.Np, nthreads)

@@ -187,9 +187,14 @@ def use_level(level_):
         _current.clear()
 
 
+def shape_5d(shape):
+    """The (N, C, D, H, W) shape of an (N, C, *spatial) shape with 1-3 spatial dims."""
+    return tuple(shape[:2]) + (1,) * (5 - len(shape)) + tuple(shape[2:])
+
+
 def as_5d(a):
     """View an (N, C, *spatial) array with 1-3 spatial dims as (N, C, D, H, W)."""
-    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
+    return a.reshape(shape_5d(a.shape))
 
 
 def as_4d(a):

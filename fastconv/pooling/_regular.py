@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import _validate as V
 from .._doc import POOL, filled
-from .._geometry import PoolGeometry, _exact_key
+from .._geometry import PoolGeometry, exact_args_key
 from ._engine import regular_windows, run_avg_backward, run_forward
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
@@ -58,7 +58,7 @@ def _max_pool(fn, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
             and input.flags.c_contiguous):
         try:
             key = (fn, input.shape, input.dtype.char,
-                   _exact_key((kernel_size, stride, padding, dilation, ceil_mode, return_indices)))
+                   exact_args_key((kernel_size, stride, padding, dilation, ceil_mode, return_indices)))
         except TypeError:
             key = None
         hit = _seen.get(key) if key is not None else None
