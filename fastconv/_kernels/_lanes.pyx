@@ -128,22 +128,17 @@ cdef extern from *:
     /* The other way (packing): image j's n consecutive positions at src[j] (j < nl; zeros for the lanes of
        missing images) become n lane groups stored contiguously at dst -- the same butterfly, a transpose being its
        own inverse. */
-    static inline void fc_untile_f(const float* const* src, float* dst, int nl) {
-        fc_lanes_f r[16];
-        for (int j = 0; j < 16; j++) {
-            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (fc_lanes_f){0};
-        }
-        FC_TRANSPOSE_F
-        __builtin_memcpy(dst, r, sizeof r);
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* dst, int nl) { \
+        VT r[N]; \
+        for (int j = 0; j < N; j++) { \
+            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (VT){0}; \
+        } \
+        TRANSPOSE \
+        __builtin_memcpy(dst, r, sizeof r); \
     }
-    static inline void fc_untile_d(const double* const* src, double* dst, int nl) {
-        fc_lanes_d r[8];
-        for (int j = 0; j < 8; j++) {
-            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (fc_lanes_d){0};
-        }
-        FC_TRANSPOSE_D
-        __builtin_memcpy(dst, r, sizeof r);
-    }
+    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F)
+    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_D)
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
@@ -182,7 +177,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     lane group are transposed in registers (one tile of L lane groups); the rest goes element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
-    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi
+    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi, zw
     cdef float_t* dst
     cdef float_t* drow
     cdef const float_t* src
@@ -233,12 +228,12 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                             for l in range(nl):
                                 srcs[l] = srcs[l] + L
                             iw = iw + L
-                        if iw < w1:
+                        if iw < w1:         # the last columns, fewer than a tile
                             if nl < L:
                                 memset(drow + iw * L, 0, (w1 - iw) * L * sizeof(float_t))
                             for l in range(nl):
-                                for lo in range(iw, w1):
-                                    drow[lo * L + l] = srcs[l][lo - iw]
+                                for zw in range(w1 - iw):
+                                    drow[(iw + zw) * L + l] = srcs[l][zw]
                     else:
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         drow = drow + pw * L
