@@ -538,3 +538,41 @@ def test_skimage_filters_of_the_second_wave():
         want = getattr(ff.rank, kind)(u8, fp, mask=mask, shift_x=1, shift_y=-1)
         got = compute(getattr(fd.rank, kind)(xu, fp, mask=m, shift_x=1, shift_y=-1))
         assert np.array_equal(got, want)
+
+
+def test_result_array_memory_returns_only_when_every_view_is_gone():
+    import gc
+    _overlap._results.clear()
+    a = _overlap.result_array((6, 7), np.float64)
+    assert a.shape == (6, 7) and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable
+    a[...] = 3.0
+    views = [a[1:].T[::2], a.reshape(-1)[5:]]
+    addr = a.__array_interface__["data"][0]
+    del a
+    gc.collect()
+    assert not _overlap._results.get(6 * 7 * 8)          # the views still read it
+    b = _overlap.result_array((6, 7), np.float64)
+    assert b.__array_interface__["data"][0] != addr      # so a new result gets other memory
+    assert np.all(views[0] == 3.0) and np.all(views[1] == 3.0)
+    del views
+    gc.collect()
+    assert len(_overlap._results[6 * 7 * 8]) == 1
+    c = _overlap.result_array((42,), np.float64)           # same size: the freed memory again
+    assert c.__array_interface__["data"][0] == addr and c.shape == (42,)
+    assert _overlap.result_array((0, 3), np.float32).shape == (0, 3)
+    del b, c
+    gc.collect()
+    assert len(_overlap._results[6 * 7 * 8]) <= _overlap.RESULTS_KEPT
+
+
+def test_gaussian_blocks_equal_in_memory_with_reused_results():
+    """Blocks computed one after another reuse freed results; every block must still hold its own values."""
+    rng = np.random.default_rng(5)
+    img = rng.random((40, 33, 29)).astype(np.float32)
+    x = da.from_array(img, chunks=(16, 11, 29))
+    want = ff.gaussian(img, 2.0, preserve_range=True)
+    with dask.config.set(scheduler="synchronous"):
+        blocks = [fd.gaussian(x, 2.0, preserve_range=True).blocks[i].compute() for i in range(3)]
+        whole = fd.gaussian(x, 2.0, preserve_range=True).compute()
+    np.testing.assert_array_equal(whole, want)
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=0), want)

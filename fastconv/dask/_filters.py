@@ -17,7 +17,7 @@ from ..filters import _engine as E
 from ..filters import _skimage as S
 from ..filters._named import _kernel
 from ..ndimage._filters import _window_halo
-from ._overlap import axis_plan, check_known_chunks, overlap_array, scratch, slab_slot
+from ._overlap import axis_plan, check_known_chunks, overlap_array, result_array, scratch, slab_slot
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "prewitt", "scharr", "laplace", "unsharp_mask",
            "apply_kernel", "neighbourhood", "as_dask"]
@@ -134,7 +134,7 @@ class _GaussianBlock:
             start, stop = keep[axis]
             shape = cur.shape[:axis] + (stop - start,) + cur.shape[axis + 1:]
             if direct and i == len(self.passes) - 1:
-                dst = np.empty(shape, cur.dtype)                # the block's result: a new array
+                dst = result_array(shape, cur.dtype)            # the block's result: a new array
             else:
                 dst = scratch(slab_slot(0) if i % 2 else "gaussian", shape, cur.dtype)
             if dst.size:
