@@ -104,3 +104,46 @@ def test_butterworth():
         close(ff.butterworth(ast, 0.02, channel_axis=-1), skf.butterworth(ast, 0.02, channel_axis=-1))
     with pytest.raises(ValueError):
         ff.butterworth(cam, 0.7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["reflect", "constant", "wrap"])
+def test_row_blocks_equal_row_by_row(dtype, mode):
+    """Row-tap passes computed in blocks of output rows (each source row loaded once) give the bits of the
+    row-by-row kernel, non-finite values included, on blocks that are regular and blocks the boundary breaks."""
+    from fastconv.filters import _engine as E
+    rng = np.random.default_rng(11)
+    src = rng.standard_normal((45, 19, 70)).astype(dtype)
+    src[7, 3, 5], src[30, 0, 69], src[12, 18, 0] = np.nan, np.inf, -np.inf
+    cases = [(0, 8, 0, 45), (1, 8, 0, 19), (0, 4, 0, 45), (0, 12, 12, 21), (1, 3, 2, 15)]
+    old = E.ROW_BLOCKS
+    assert E.ROW_BLOCKS and E._filter.row_block_rows() == 8
+    try:
+        for axis, r, start, n_out in cases:
+            w = rng.random(2 * r + 1) + 0.1
+            shape = src.shape[:axis] + (n_out,) + src.shape[axis + 1:]
+            got = {}
+            for blocks in (True, False):
+                E.ROW_BLOCKS = blocks
+                E._pass_plans.clear()
+                out = np.empty(shape, dtype)
+                E._pass(src, out, axis, w, r, mode, 0.5, 2, start=start)
+                got[blocks] = out
+            np.testing.assert_array_equal(got[True], got[False])
+            assert np.isnan(got[True]).any() or r < 4
+    finally:
+        E.ROW_BLOCKS = old
+        E._pass_plans.clear()
+
+
+def test_row_blocks_only_where_rows_are_consecutive():
+    from fastconv.filters import _engine as E
+    nb = E._filter.row_block_rows()
+    rows = E._row_table((40,), (40,), (9,), (4,), ("reflect",))
+    ok = E._row_blocks(rows, np.ones((9, 1)), np.ones(9))
+    assert ok.shape == (-(-40 // nb),)
+    assert list(ok) == [0, 1, 1, 1, 0]                   # the first and last blocks reach past the edges
+    assert E._row_blocks(rows, np.ones((9, 2)), np.ones(18)).size == 0     # two column taps
+    assert E._row_blocks(rows, np.ones((9, 1)), np.ones(8)).size == 0      # a zero weight dropped from the taps
+    short = E._row_table((40,), (40,), (5,), (2,), ("reflect",))
+    assert E._row_blocks(short, np.ones((5, 1)), np.ones(5)).size == 0    # fewer row taps than a block's rows

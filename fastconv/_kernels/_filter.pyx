@@ -20,7 +20,10 @@ Outputs are computed in blocks of ``NB`` consecutive columns (8 vectors: 64 floa
 vectors, twice that with the AVX-512 build's 64-byte ones; :func:`block_width`) whose accumulators
 stay in vector registers while every tap is added, and stored through an epilogue (plain, square, add square, or
 ``sqrt(acc + square) / scale``: the edge filters' gradient magnitude without extra passes).
-Row-tap kernels compute two output rows per block where their taps overlap, loading each source vector once.
+Row-tap kernels compute two output rows per block where their taps overlap, loading each source vector once; a
+pass with one column tap and at least ``FC_RB_ROWS`` row taps (a separable filter's pass along any axis but the
+last) computes ``FC_RB_ROWS`` output rows per block instead, each source row loaded once for all of them.  Every
+path adds an output's taps in the same order.
 
 Work is split into tasks (output row, chunk of columns) whose chunking the caller derives from the shape only;
 every output element is written by exactly one task with a fixed summation order, so results do not depend on
@@ -33,7 +36,7 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t, vf
+from fastconv._kernels.common cimport FC_PAIR_VECS, FC_RB_ROWS, FC_RB_VECS, VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t, vf
 
 cdef enum:
     BLOCK_FLOATS = 2 * VECTOR_BYTES     # the largest block of outputs: 8 vectors of float
@@ -110,15 +113,54 @@ cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize
     _store(dst, acc, 8, epi, scale)
 
 
+cdef inline void _block_vectors(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
+                                const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
+                                Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, Py_ssize_t nv, int epi,
+                                float_t scale, vec_t* tag) noexcept nogil:
+    """:func:`_block_full` for ``nv`` (< 8) vectors of outputs: the whole vectors of a segment's tail."""
+    cdef vec_t acc[8]
+    cdef vec_t z, wv
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t q, k, ri
+    cdef const float_t* p
+    memset(&z, 0, sizeof(vec_t))
+    for q in range(nv):
+        acc[q] = z
+    for k in range(ntaps):
+        ri = rows_r[tap_row[k]]
+        if ri < 0:
+            wv = z + tap_w[k] * cval
+            for q in range(nv):
+                acc[q] += wv
+        else:
+            wv = z + tap_w[k]
+            p = src + ri * L_in + x0 + tap_shift[k]
+            for q in range(nv):
+                acc[q] += wv * (<const vec_t*> (p + q * V))[0]
+    _store(dst, acc, <int> nv, epi, scale)
+
+
 cdef inline void _block_tail(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
                              const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
                              Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, Py_ssize_t nb, int epi,
                              float_t scale) noexcept nogil:
-    """The same sum for the last ``nb`` (< NB) interior outputs of a segment."""
+    """The same sum for the last ``nb`` (< NB) interior outputs of a segment: its whole vectors, then the rest
+    one element at a time."""
     cdef float_t acc[BLOCK_FLOATS]
-    cdef Py_ssize_t i, k, ri
+    cdef Py_ssize_t V = VECTOR_BYTES // sizeof(float_t)
+    cdef Py_ssize_t i, k, ri, nv = nb // V
     cdef float_t wv
     cdef const float_t* p
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
+    if nv > 0:
+        if float_t is float:
+            _block_vectors(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x0, dst, nv, epi, scale, tf)
+        else:
+            _block_vectors(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x0, dst, nv, epi, scale, td)
+        x0 += nv * V
+        dst += nv * V
+        nb -= nv * V
     for i in range(nb):
         acc[i] = 0
     for k in range(ntaps):
@@ -152,6 +194,7 @@ cdef struct Plan:
     Py_ssize_t nm             # merged taps of a row pair (0: no pairing), see _pair_block
     const Py_ssize_t* m_row
     const Py_ssize_t* m_shift
+    const Py_ssize_t* kind    # per merged tap: 1 first row only, 2 second row only, 3 both (NULL: no pairing)
 
 
 cdef enum:
@@ -288,15 +331,126 @@ cdef inline void _pair_block(const float_t* src, Py_ssize_t L_in, const Py_ssize
     _store(dst1, a1, 4, pl.epi, scale)
 
 
+cdef inline void _pair_fast(const float_t* base, const Py_ssize_t* moff, const Py_ssize_t* kind,
+                            const float_t* m_w0, const float_t* m_w1, Py_ssize_t nm, float_t* dst0, float_t* dst1,
+                            int epi, float_t scale, vec_t* tag) noexcept nogil:
+    """:func:`_pair_block` where no row tap of the pair lies in the cval region, on ``FC_PAIR_VECS`` vectors per
+    row: merged tap ``m`` reads ``base + moff[m]`` and feeds row r (``kind[m]`` 1), row r + 1 (2) or both (3).
+    The same sums in the same order."""
+    cdef vec_t a0[FC_PAIR_VECS]
+    cdef vec_t a1[FC_PAIR_VECS]
+    cdef vec_t z, w0, w1, v
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t q, m, kd
+    cdef const float_t* p
+    memset(&z, 0, sizeof(vec_t))
+    for q in range(FC_PAIR_VECS):
+        a0[q] = z
+        a1[q] = z
+    for m in range(nm):
+        p = base + moff[m]
+        kd = kind[m]
+        if kd == 3:
+            w0 = z + m_w0[m]
+            w1 = z + m_w1[m]
+            for q in range(FC_PAIR_VECS):
+                v = (<const vec_t*> (p + q * V))[0]
+                a0[q] += w0 * v
+                a1[q] += w1 * v
+        elif kd == 1:
+            w0 = z + m_w0[m]
+            for q in range(FC_PAIR_VECS):
+                a0[q] += w0 * (<const vec_t*> (p + q * V))[0]
+        else:
+            w1 = z + m_w1[m]
+            for q in range(FC_PAIR_VECS):
+                a1[q] += w1 * (<const vec_t*> (p + q * V))[0]
+    _store(dst0, a0, FC_PAIR_VECS, epi, scale)
+    _store(dst1, a1, FC_PAIR_VECS, epi, scale)
+
+
+cdef inline void _rows_block(const float_t* p0, Py_ssize_t L_in, const float_t* w, Py_ssize_t T, float_t* dst,
+                             Py_ssize_t L_out, int epi, float_t scale, vec_t* tag) noexcept nogil:
+    """``FC_RB_ROWS`` consecutive output rows of a row-tap pass (one column tap, ``T >= FC_RB_ROWS`` non-zero row
+    taps ``w``) on ``FC_RB_VECS`` vectors of columns: output row ``j`` is ``sum_t w[t] * row(j + t)``, the rows
+    read from ``p0`` on.  Each source row is loaded once and added to every output row it belongs to, so a
+    source vector feeds up to ``FC_RB_ROWS`` multiply-adds instead of one or two.  Per output the taps are added
+    in the same order as :func:`_block_full`, so the results are identical."""
+    cdef vec_t acc[FC_RB_ROWS * FC_RB_VECS]
+    cdef vec_t v[FC_RB_VECS]
+    cdef vec_t z, wv
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t q, i, j
+    cdef const float_t* p
+    memset(&z, 0, sizeof(vec_t))
+    for q in range(FC_RB_ROWS * FC_RB_VECS):
+        acc[q] = z
+    for i in range(FC_RB_ROWS - 1):                     # rows that start the block: outputs j <= i
+        p = p0 + i * L_in
+        for q in range(FC_RB_VECS):
+            v[q] = (<const vec_t*> (p + q * V))[0]
+        for j in range(FC_RB_ROWS):
+            if j <= i:
+                wv = z + w[i - j]
+                for q in range(FC_RB_VECS):
+                    acc[j * FC_RB_VECS + q] += wv * v[q]
+    for i in range(FC_RB_ROWS - 1, T):                  # every output row takes this row
+        p = p0 + i * L_in
+        for q in range(FC_RB_VECS):
+            v[q] = (<const vec_t*> (p + q * V))[0]
+        for j in range(FC_RB_ROWS):
+            wv = z + w[i - j]
+            for q in range(FC_RB_VECS):
+                acc[j * FC_RB_VECS + q] += wv * v[q]
+    for i in range(T, T + FC_RB_ROWS - 1):              # rows that end it: outputs j > i - T
+        p = p0 + i * L_in
+        for q in range(FC_RB_VECS):
+            v[q] = (<const vec_t*> (p + q * V))[0]
+        for j in range(FC_RB_ROWS):
+            if j > i - T:
+                wv = z + w[i - j]
+                for q in range(FC_RB_VECS):
+                    acc[j * FC_RB_VECS + q] += wv * v[q]
+    for j in range(FC_RB_ROWS):
+        _store(dst + j * L_out, acc + j * FC_RB_VECS, FC_RB_VECS, epi, scale)
+
+
+cdef inline void _segment_rows(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, const float_t* tap_w,
+                               float_t cval, float_t scale, float_t* orow, Py_ssize_t L_out, Py_ssize_t xs,
+                               Py_ssize_t xe) noexcept nogil:
+    """Columns [xs, xe) of the ``FC_RB_ROWS`` output rows from ``rows_r``'s, a block whose row taps are
+    consecutive source rows (a pass with one column tap: no edge columns): :func:`_rows_block`, then the last
+    columns row by row."""
+    cdef Py_ssize_t NBR = FC_RB_VECS * (VECTOR_BYTES // sizeof(float_t))
+    cdef Py_ssize_t x = xs, j
+    cdef const float_t* p0 = src + rows_r[0] * pl.L_in + pl.tap_shift[0]
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
+    while x + NBR <= xe:
+        if float_t is float:
+            _rows_block(p0 + x, pl.L_in, tap_w, pl.T, orow + x, L_out, pl.epi, scale, tf)
+        else:
+            _rows_block(p0 + x, pl.L_in, tap_w, pl.T, orow + x, L_out, pl.epi, scale, td)
+        x += NBR
+    if x < xe:
+        for j in range(FC_RB_ROWS):
+            _block_tail(src, pl.L_in, rows_r + j * pl.T, pl.tap_row, pl.tap_shift, tap_w, pl.ntaps, cval, x,
+                        orow + j * L_out + x, xe - x, pl.epi, scale)
+
+
 cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssize_t* rows_r, Py_ssize_t* rows_u,
                                const float_t* tap_w, const float_t* m_w0, const float_t* m_w1, float_t cval,
                                float_t scale, float_t* orow, Py_ssize_t L_out, Py_ssize_t xs, Py_ssize_t xe,
                                float_t* ext, Py_ssize_t* rows_ext) noexcept nogil:
     """Columns [xs, xe) of output rows r and r + 1 (``rows_r`` points at row r of the table): edges row by row,
-    the interior in row pairs."""
+    the interior in row pairs (:func:`_pair_fast` where no row is in the cval region; its tap offsets go to
+    ``moff``, after the T + 1 entries of ``rows_u``)."""
     cdef Py_ssize_t NB2 = 4 * (VECTOR_BYTES // sizeof(float_t))
-    cdef Py_ssize_t T = pl.T, x, a, b, t
+    cdef Py_ssize_t NBF = FC_PAIR_VECS * (VECTOR_BYTES // sizeof(float_t))
+    cdef Py_ssize_t T = pl.T, x, a, b, t, m
     cdef const Py_ssize_t* rows_r1 = rows_r + T
+    cdef Py_ssize_t* moff = rows_u + T + 1
+    cdef bint fast = pl.kind != NULL
     cdef vf* tf = NULL
     cdef vd* td = NULL
     _interior_range(pl, xs, xe, &a, &b)
@@ -305,7 +459,19 @@ cdef inline void _segment_pair(const float_t* src, const Plan* pl, const Py_ssiz
     for t in range(T):
         rows_u[t] = rows_r[t]
     rows_u[T] = rows_r1[T - 1]
+    for t in range(T + 1):
+        if rows_u[t] < 0:
+            fast = False
     x = a
+    if fast and x + NBF <= b:
+        for m in range(pl.nm):
+            moff[m] = rows_u[pl.m_row[m]] * pl.L_in + pl.m_shift[m]
+        while x + NBF <= b:
+            if float_t is float:
+                _pair_fast(src + x, moff, pl.kind, m_w0, m_w1, pl.nm, orow + x, orow + L_out + x, pl.epi, scale, tf)
+            else:
+                _pair_fast(src + x, moff, pl.kind, m_w0, m_w1, pl.nm, orow + x, orow + L_out + x, pl.epi, scale, td)
+            x += NBF
     while x + NB2 <= b:
         if float_t is float:
             _pair_block(src, pl.L_in, rows_u, pl, m_w0, m_w1, cval, x, orow + x, orow + L_out + x, scale, tf)
@@ -341,6 +507,7 @@ cdef Plan _plan(Py_ssize_t L_in, Py_ssize_t L_out, Py_ssize_t T, const Py_ssize_
     pl.nm = 0
     pl.m_row = NULL
     pl.m_shift = NULL
+    pl.kind = NULL
     return pl
 
 
@@ -349,24 +516,35 @@ def block_width(Py_ssize_t itemsize):
     return 8 * (VECTOR_BYTES // itemsize)
 
 
+def row_block_rows():
+    """Output rows of :func:`_rows_block`'s blocks in this build."""
+    return FC_RB_ROWS
+
+
 def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:, ::1] rows,
               const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_shift, const float_t[::1] tap_w,
               const Py_ssize_t[::1] colmap, const Py_ssize_t[::1] pair_ok, const Py_ssize_t[::1] m_row,
-              const Py_ssize_t[::1] m_shift, const float_t[::1] m_w0, const float_t[::1] m_w1, *, Py_ssize_t D,
+              const Py_ssize_t[::1] m_shift, const float_t[::1] m_w0, const float_t[::1] m_w1,
+              const Py_ssize_t[::1] rb_ok, *, Py_ssize_t D,
               Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi, double cval, int epi, double scale, Py_ssize_t chunk,
               bint chunk_major, int nthreads):
     """out[r, j*D + c] = sum_k tap_w[k] * S(rows[r, tap_row[k]], colmap[j + dx_k], c), stored through the
     epilogue ``epi`` (see ``_finish``); ``tap_shift[k] = (dx_k - off) * D``.  See the module doc.
 
     With ``pair_ok`` non-empty, output rows go in pairs (2i, 2i + 1); where ``pair_ok[i]`` the interior uses the
-    merged taps ``m_*`` (see ``_pair_block``).  Tasks are (row or row pair, chunk of ``chunk`` columns), ordered
+    merged taps ``m_*`` (see ``_pair_block``).  With ``rb_ok`` non-empty (a pass with one column tap and at least
+    ``row_block_rows()`` non-zero row taps), output rows go in blocks of ``row_block_rows()`` instead, and
+    ``rb_ok[i]`` says that block ``i``'s row taps are consecutive source rows (see ``_rows_block``).  Tasks are (row or row pair, chunk of ``chunk`` columns), ordered
     row by row, or chunk by chunk with ``chunk_major`` so that a thread walks down a column strip and the rows its
     taps read stay in cache.  Everything is validated by the caller: bounds checks are off.
     """
     cdef Py_ssize_t R_out = out.shape[0], L_out = out.shape[1], T = rows.shape[1]
     cdef Py_ssize_t nchunks = (L_out + chunk - 1) // chunk
-    cdef bint pairs = pair_ok.shape[0] > 0
+    cdef bint rblocks = rb_ok.shape[0] > 0
+    cdef bint pairs = pair_ok.shape[0] > 0 and not rblocks
     cdef Py_ssize_t units = (R_out + 1) // 2 if pairs else R_out
+    if rblocks:
+        units = (R_out + FC_RB_ROWS - 1) // FC_RB_ROWS
     cdef Py_ssize_t task, u, r, xs, xe
     cdef float_t cv = <float_t> cval, sc = <float_t> scale
     cdef Plan pl
@@ -378,22 +556,31 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
     if R_out == 0 or L_out == 0:
         return
     pl = _plan(src.shape[1], L_out, T, tap_row, tap_shift, tap_w.shape[0], colmap, D, off, jlo, jhi, epi)
+    cdef Py_ssize_t m
+    cdef Py_ssize_t[::1] kind
     if pairs:
         pl.nm = m_row.shape[0]
         pl.m_row = &m_row[0] if pl.nm > 0 else NULL
         pl.m_shift = &m_shift[0] if pl.nm > 0 else NULL
+        if pl.nm > 0:
+            kind = np.empty(pl.nm, dtype=np.intp)
+            for m in range(pl.nm):
+                kind[m] = (m_w0[m] != 0) + 2 * (m_w1[m] != 0)
+            pl.kind = &kind[0]
     edges = pl.xi0 > 0 or pl.xi1 < L_out
     cdef const float_t* sp = &src[0, 0]
     cdef float_t* op = &out[0, 0]
     cdef const Py_ssize_t* rp = &rows[0, 0]
     cdef const Py_ssize_t* okp = &pair_ok[0] if pairs else NULL
+    cdef const Py_ssize_t* rbp = &rb_ok[0] if rblocks else NULL
     cdef const float_t* tw = &tap_w[0] if pl.ntaps > 0 else NULL
     cdef const float_t* w0p = &m_w0[0] if pl.nm > 0 else NULL
     cdef const float_t* w1p = &m_w1[0] if pl.nm > 0 else NULL
     with nogil, parallel(num_threads=nthreads):
-        # per thread: the edge buffer (one line per row tap) with its row index, and a row pair's T + 1 rows
+        # per thread: the edge buffer (one line per row tap) with its row index, and a row pair's T + 1 rows and
+        # merged-tap offsets
         ext = <float_t*> scratch(T * pl.Lb * sizeof(float_t), failed) if edges else NULL
-        rows_ext = <Py_ssize_t*> scratch((2 * T + 1) * sizeof(Py_ssize_t), failed)
+        rows_ext = <Py_ssize_t*> scratch((2 * T + 1 + pl.nm) * sizeof(Py_ssize_t), failed)
         for task in prange(units * nchunks, schedule='static'):
             if (edges and ext == NULL) or rows_ext == NULL:
                 continue      # every thread must reach the work-sharing loop; the error is raised below
@@ -404,6 +591,14 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
                 u = task // nchunks
                 xs = (task % nchunks) * chunk
             xe = min(xs + chunk, L_out)
+            if rblocks:
+                r = u * FC_RB_ROWS
+                if rbp[u]:
+                    _segment_rows(sp, &pl, rp + r * T, tw, cv, sc, op + r * L_out, L_out, xs, xe)
+                else:
+                    for r in range(u * FC_RB_ROWS, min(R_out, (u + 1) * FC_RB_ROWS)):
+                        _segment(sp, &pl, rp + r * T, tw, cv, sc, op + r * L_out, xs, xe, ext, rows_ext)
+                continue
             if not pairs:
                 _segment(sp, &pl, rp + u * T, tw, cv, sc, op + u * L_out, xs, xe, ext, rows_ext)
                 continue

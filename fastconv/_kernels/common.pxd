@@ -38,6 +38,9 @@ cdef extern from "simd.h":
         FC_DW_ROWS          # column-vectorised block: output rows
         FC_DW_VECS          # ... x vectors of output columns
         FC_DW_ACCS          # ... = accumulators
+        FC_PAIR_VECS        # filters, row pair: column vectors per row
+        FC_RB_ROWS          # filters, row block: output rows
+        FC_RB_VECS          # ... x column vectors
         FC_DWG_TAPS         # depthwise weight gradient: column taps held at once
         FC_LANE_BYTES       # ... in 64-byte lane groups (the same lanes at every level)
         FC_LANE_VECS        # ... = vectors per lane group

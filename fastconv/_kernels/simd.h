@@ -35,6 +35,11 @@ typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
 /* column-vectorised block (few channels per group): 16 accumulators, as channels x rows x column vectors. */
 #define FC_DW_ROWS 4
 #define FC_DW_VECS 4
+/* filters, row pair: 2 rows x 8 column vectors = 16 accumulators, 2 weights and the source vector: 19 of 32. */
+#define FC_PAIR_VECS 8
+/* filters, row block: 8 output rows x 2 column vectors = 16 accumulators, 2 source vectors, a broadcast weight. */
+#define FC_RB_ROWS 8
+#define FC_RB_VECS 2
 #elif FC_VECTOR_BYTES == 32
 /* 2 vectors of output channels x 6 output columns = 12 accumulators of 16 registers. */
 #define FC_CH_VECS 2
@@ -42,6 +47,12 @@ typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
 /* 8 accumulators of 16 registers. */
 #define FC_DW_ROWS 2
 #define FC_DW_VECS 4
+/* 2 rows x 4 column vectors = 8 accumulators, 2 weights and the source vector: 11 of 16. */
+#define FC_PAIR_VECS 4
+/* 8 output rows x 1 column vector = 8 accumulators, the source vector, a broadcast weight: 10 of 16.  (The rows
+   of a block are the same at every level: the engine's plans, which say which blocks are regular, are shared.) */
+#define FC_RB_ROWS 8
+#define FC_RB_VECS 1
 #else
 #error "FC_VECTOR_BYTES must be 32 or 64"
 #endif

@@ -86,6 +86,8 @@ ROW_TAP_MIN_INNER = 64
 STRIP_BYTES = 128 * 1024
 # Row-tap kernels compute two output rows per block where their taps overlap (half the loads).
 PAIR_ROWS = True
+# Passes with one column tap and many row taps compute blocks of output rows from each source row loaded once.
+ROW_BLOCKS = True
 
 
 def index_map(n, pos, mode):
@@ -148,8 +150,8 @@ def _plan(src_shape2, out_shape2, dtype, rows, w2, colmap, D, off):
     t_row, t_shift, t_w = _taps(w2, off, D, dtype)
     jlo, jhi = _interior(n_in, n_out, KW, off)
     chunk, chunk_major = _chunking(R_out, L_out, rows.shape[1], dtype.itemsize)
-    tables = (rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp)) + _pairing(rows, w2, off, D,
-                                                                                                   dtype)
+    tables = (rows, t_row, t_shift, t_w, np.ascontiguousarray(colmap, dtype=np.intp)) \
+        + _pairing(rows, w2, off, D, dtype) + (_row_blocks(rows, w2, t_w),)
     for t in tables:
         t.setflags(write=False)          # plans are shared by every call with the same shapes and weights
     return tables, dict(D=D, off=off, jlo=jlo, jhi=jhi, chunk=chunk, chunk_major=chunk_major), \
@@ -188,6 +190,22 @@ def _pairing(rows, w2, off, D, dtype):
     m_row, m_dx = np.nonzero((W0 != 0) | (W1 != 0))
     return (np.ascontiguousarray(ok), m_row.astype(np.intp), (m_dx.astype(np.intp) - off) * D,
             np.ascontiguousarray(W0[m_row, m_dx], dtype=dtype), np.ascontiguousarray(W1[m_row, m_dx], dtype=dtype))
+
+
+def _row_blocks(rows, w2, t_w):
+    """rb_ok for the kernel's row blocks (see ``_rows_block`` in ``_kernels/_filter.pyx``), or an empty array for
+    none: a pass with one column tap whose row taps are all non-zero and at least a block long; per block of
+    ``row_block_rows()`` output rows, whether its row taps read consecutive source rows (as inside the image,
+    where no boundary mode applies)."""
+    R, T = rows.shape
+    nb_rows = _filter.row_block_rows()
+    if not ROW_BLOCKS or w2.shape[1] != 1 or T < nb_rows or R < nb_rows or t_w.shape[0] != T:
+        return np.zeros(0, np.intp)
+    nb = R // nb_rows
+    blk = rows[:nb * nb_rows].reshape(nb, nb_rows, T)
+    want = blk[:, :1, :1] + np.arange(nb_rows)[None, :, None] + np.arange(T)[None, None, :]
+    ok = np.all(blk == want, axis=(1, 2)) & (blk[:, 0, 0] >= 0)
+    return np.ascontiguousarray(np.concatenate([ok, np.zeros(-(-R // nb_rows) - nb, bool)]).astype(np.intp))
 
 
 def _chunking(R_out, L_out, T, itemsize):
