@@ -87,10 +87,15 @@ def machine_key(nthreads=None):
 
 @functools.lru_cache(maxsize=1)
 def _models_digest():
-    """A digest of the source of every module that defines a registered algorithm's cost model, and of this one
-    (the probes), so that a calibration is measured again after any of them changes."""
+    """A digest of the source of every module that defines a registered algorithm's cost model, of this one (the
+    probes) and of the filters' engine (its cost model and probes), and the name, size and modification time of
+    every compiled kernel, so that a calibration is measured again after any of them changes: a rebuilt kernel
+    may run at another speed (a stale fit once priced the filters' direct path at 2x its cost and sent 15x15
+    correlations to the FFT path at 2.2x direct's time)."""
+    from .filters import _engine  # noqa: F401  (the engine's module must be loaded to be digested)
     h = hashlib.sha256()
-    names = sorted({_algorithms.get(n).cost.__module__ for n in _algorithms.names()} | {__name__})
+    names = sorted({_algorithms.get(n).cost.__module__ for n in _algorithms.names()}
+                   | {__name__, "fastconv.filters._engine"})
     for name in names:
         path = getattr(sys.modules.get(name), "__file__", None)
         h.update(name.encode())
@@ -100,6 +105,16 @@ def _models_digest():
                     h.update(f.read())
             except OSError:
                 pass
+    kdir = os.path.dirname(_kernels.__file__)
+    for root, dirs, files in sorted(os.walk(kdir)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith((".so", ".pyd")):
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                h.update(("%s/%s %d %d" % (os.path.relpath(root, kdir), name, st.st_size, st.st_mtime_ns)).encode())
     return h.hexdigest()[:16]
 
 

@@ -299,3 +299,28 @@ def test_a_changed_cost_model_is_calibrated_again(monkeypatch):
     monkeypatch.setattr(_calibrate, "_models_digest", lambda: "0" * 16)
     other = _calibrate.machine_key()
     assert other != key and _calibrate.cache_path("calibration", other) != _calibrate.cache_path("calibration", key)
+
+
+def test_a_rebuilt_kernel_is_calibrated_again(monkeypatch, tmp_path):
+    """The digest names every compiled kernel's size and modification time: a rebuilt kernel, which may run at
+    another speed, does not reuse the old fits."""
+    import types
+    (tmp_path / "_avx2").mkdir()
+    so = tmp_path / "_avx2" / "_filter.so"
+    so.write_bytes(b"\0" * 10)
+    (tmp_path / "_filter.pyx").write_text("not a kernel")
+    monkeypatch.setattr(_calibrate, "_kernels", types.SimpleNamespace(__file__=str(tmp_path / "__init__.py")))
+    try:
+        _calibrate._models_digest.cache_clear()
+        first = _calibrate._models_digest()
+        _calibrate._models_digest.cache_clear()
+        assert _calibrate._models_digest() == first                # nothing changed
+        (tmp_path / "_filter.pyx").write_text("a source, not a kernel")
+        _calibrate._models_digest.cache_clear()
+        assert _calibrate._models_digest() == first
+        st = os.stat(so)
+        os.utime(so, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+        _calibrate._models_digest.cache_clear()
+        assert _calibrate._models_digest() != first
+    finally:
+        _calibrate._models_digest.cache_clear()
