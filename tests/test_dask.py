@@ -576,3 +576,35 @@ def test_gaussian_blocks_equal_in_memory_with_reused_results():
         whole = fd.gaussian(x, 2.0, preserve_range=True).compute()
     np.testing.assert_array_equal(whole, want)
     np.testing.assert_array_equal(np.concatenate(blocks, axis=0), want)
+
+
+def test_halos_of_a_zarr_source_come_from_a_second_read(tmp_path):
+    """Blocks read from storage are read again for their halos (so a block is held only until its own output
+    task, not until its neighbours'); a computed source is never computed twice."""
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(3)
+    img = rng.random((30, 26, 21)).astype(np.float32)
+    z = zarr.create_array(store=str(tmp_path / "v.zarr"), shape=img.shape, chunks=(8, 13, 21), dtype="float32")
+    z[...] = img
+    x = da.from_zarr(str(tmp_path / "v.zarr"))
+    assert _overlap._getter_reads(x) is not None
+    second = _overlap.halo_source(x)
+    assert second.name != x.name and second.chunks == x.chunks
+    computed = x + 1
+    assert _overlap._getter_reads(computed) is None and _overlap.halo_source(computed) is computed
+    assert _overlap._getter_reads(da.ones((4, 4), chunks=2)) is None
+
+    got = fd.gaussian(x, 1.5, mode="reflect", preserve_range=True)
+    reads = [n for n in got.dask.layers if n.startswith("from-zarr")]
+    assert len(reads) == 2                                   # the blocks' own reads and the halos' reads
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(got.compute(), ff.gaussian(img, 1.5, mode="reflect", preserve_range=True))
+        calls = []
+
+        def counted(a):
+            calls.append(a.shape)
+            return a + 1
+        lazy = x.map_blocks(counted, dtype=x.dtype)
+        res = fd.gaussian(lazy, 1.5, mode="reflect", preserve_range=True).compute()
+    np.testing.assert_array_equal(res, ff.gaussian(img + 1, 1.5, mode="reflect", preserve_range=True))
+    assert len([c for c in calls if 0 not in c]) == x.npartitions     # each computed block once (and dask's meta probe)

@@ -329,6 +329,62 @@ def _piece(blk, sel):
     return np.array(_select(blk, sel), order="C")
 
 
+def _getter_reads(x):
+    """``(array key, {block index: slices}, array)`` when every block of ``x`` is dask's ``getter`` reading
+    basic slices of one array-like that is data in the graph (``da.from_zarr``, ``da.from_array``); else None."""
+    from dask.array.core import getter, getter_inline, getter_nofancy
+    try:
+        from dask._task_spec import DataNode, GraphNode, TaskRef
+    except ImportError:                                 # an older dask: read as dask reads
+        return None
+    layers = getattr(x.__dask_graph__(), "layers", None)
+    if layers is None or x.name not in layers:
+        return None
+    arr_key, slices = None, {}
+    for key in layers[x.name]:
+        node = layers[x.name][key]
+        args = getattr(node, "args", ())
+        if getattr(node, "func", None) not in (getter, getter_inline, getter_nofancy) or len(args) != 2 \
+                or getattr(node, "kwargs", None) or not isinstance(args[0], TaskRef):
+            return None
+        sel = args[1].value if isinstance(args[1], DataNode) else args[1]
+        if not (isinstance(sel, tuple) and all(isinstance(s, slice) and s.step in (None, 1) for s in sel)):
+            return None
+        if arr_key is None:
+            arr_key = args[0].key
+        elif args[0].key != arr_key:
+            return None
+        slices[key[1:]] = sel
+    array = None
+    for lname, layer in layers.items():
+        if lname == x.name:
+            continue
+        for key in layer:
+            node = layer[key]
+            if isinstance(node, GraphNode) and not isinstance(node, DataNode):
+                return None                             # a computation, not data
+            if key == arr_key:
+                array = node.value if isinstance(node, DataNode) else node
+    if array is None or len(slices) != int(np.prod(x.numblocks)):
+        return None
+    return arr_key, slices, array
+
+
+def halo_source(x):
+    """The collection whose blocks halo pieces are cut from: a second read of ``x`` when its blocks are reads
+    from storage (:func:`_getter_reads`), else ``x`` itself.
+
+    A block that is both read whole by its own output task and cut into halos for its neighbours must stay in
+    memory until the later of the two; in a sweep over a 3-D grid that is a plane of blocks or more, which
+    spills on workers with little memory.  Reading the block a second time for the halos lets each read go as
+    soon as its one consumer has run: only the halo strips wait for their neighbours.  (In the 8 GiB Gaussian
+    benchmark, 2 workers of 2 GiB spilled 0.4-0.7 GiB instead of 4.5-6 GiB, in the same time.)"""
+    if _getter_reads(x) is None:
+        return x
+    from dask.graph_manipulation import clone
+    return clone(x, seed="fastconv-halo")
+
+
 def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None, fill=0.0, deps=(),
                   source_plans=None):
     """The lazy array whose block ``b`` is ``func(*slabs)[crop]``.
@@ -344,7 +400,8 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
 
     A piece that is a whole source block is passed as the block's key; a strict part of a block (a halo) is cut
     by its own task, which dask runs where the block is: only the halo travels, and the block can be released
-    once its pieces are cut.
+    once its pieces are cut.  Halos of a source read from storage are cut from a second read
+    (:func:`halo_source`).
     """
     import operator
 
@@ -374,6 +431,7 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
                                      dep_keys))
     ntasks = int(np.prod([len(c) for c in out_chunks]))
     dsk, pieces, pname = {}, {}, base + "-halo"
+    cut_from = {}                      # source name -> the collection its halos are cut from
     for block in itertools.product(*[range(len(c)) for c in out_chunks]):
         specs, args, crop = [], [], None
         for src, plan in zip(sources, src_plans):
@@ -388,7 +446,9 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
                     continue
                 ident = (src_key, tokenize(sel))
                 if ident not in pieces:
-                    pieces[ident] = ((pname, len(pieces)), (_piece, src_key, sel))
+                    if src.name not in cut_from:
+                        cut_from[src.name] = halo_source(src)
+                    pieces[ident] = ((pname, len(pieces)), (_piece, (cut_from[src.name].name,) + k, sel))
                 args.append(pieces[ident][0])
             specs.append((entries, holes, shape, src.dtype, fill, len(keys)))
         dsk[(base,) + block] = (_block_task, func, crop, threads, ntasks, tuple(specs)) + tuple(args) \
@@ -399,10 +459,11 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
         graph = HighLevelGraph.from_collections(name, layer, dependencies=list(sources) + list(deps))
         if not piece_dsk:
             return graph
-        halo = HighLevelGraph.from_collections(pname, piece_dsk, dependencies=list(sources))
+        halo = HighLevelGraph.from_collections(pname, piece_dsk, dependencies=list(cut_from.values()))
         layers, depends = dict(graph.layers), {k: set(v) for k, v in graph.dependencies.items()}
-        layers[pname] = halo.layers[pname]
-        depends[pname] = set(halo.dependencies[pname])
+        for lname, lay in halo.layers.items():          # the halo layer and the second reads it cuts from
+            layers.setdefault(lname, lay)
+            depends.setdefault(lname, set(halo.dependencies[lname]))
         depends[name] |= {pname}
         return HighLevelGraph(layers, depends)
 
