@@ -147,3 +147,29 @@ def test_row_blocks_only_where_rows_are_consecutive():
     assert E._row_blocks(rows, np.ones((9, 1)), np.ones(8)).size == 0      # a zero weight dropped from the taps
     short = E._row_table((40,), (40,), (5,), (2,), ("reflect",))
     assert E._row_blocks(short, np.ones((5, 1)), np.ones(5)).size == 0    # fewer row taps than a block's rows
+
+
+def test_direct_plans_and_rank1_answers_are_reused_not_shared_wrongly():
+    """A correlation seen before reuses its plan and its rank-1 answer; another kernel, shape, origin or mode
+    gets its own, and the cached factors cannot be written through."""
+    from fastconv.filters import _engine as E
+    rng = np.random.default_rng(4)
+    img = rng.random((33, 40)).astype(np.float32)
+    w1 = rng.random((3, 3))
+    w2 = rng.random((3, 3))
+    E._nd_plans.clear()
+    a = ff.correlate(img, w1, method="direct")
+    n = len(E._nd_plans)
+    assert n >= 1
+    np.testing.assert_array_equal(ff.correlate(img, w1, method="direct"), a)
+    assert len(E._nd_plans) == n
+    for other in (ff.correlate(img, w2, method="direct"), ff.correlate(img[:, :39], w1, method="direct"),
+                  ff.correlate(img, w1, method="direct", mode="wrap"), ff.correlate(img, w1, origin=1,
+                                                                                     method="direct")):
+        assert not np.array_equal(other[:, :39], a[:, :39])
+    assert len(E._nd_plans) == n + 4
+    sep = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])
+    f = E.rank1_factors(sep, np.float32)
+    assert f is E.rank1_factors(sep.copy(), np.float32) and not f[0].flags.writeable
+    np.testing.assert_allclose(np.outer(f[0], f[1]), sep)
+    assert E.rank1_factors(w1, np.float32) is None

@@ -228,18 +228,26 @@ def correlate_nd(src, out, weights, offs, modes, cval, nthreads, epi=0, scale=1.
     """Direct correlation: ``out[i] = sum_k weights[k] * ext(src)[i + k - offs]`` (same shapes as scipy),
     stored through epilogue ``epi`` (0: plain; see ``_kernels/_filter.pyx``)."""
     shape, ks = src.shape, weights.shape
-    rows = _row_table(shape[:-1], out.shape[:-1], ks[:-1], offs[:-1], modes[:-1])
-    n_out = out.shape[-1]
-    colmap = index_map(shape[-1], np.arange(n_out + ks[-1] - 1) - offs[-1], modes[-1])
-    w2 = np.asarray(weights, dtype=np.float64).reshape(-1, ks[-1])
-    _run(src.reshape(-1, shape[-1]), out.reshape(-1, n_out), rows, w2, colmap, 1, offs[-1], cval, nthreads,
-         epi, scale)
+    w = np.asarray(weights, dtype=np.float64)
+    key = (shape, out.shape, out.dtype.char, ks, w.tobytes(), tuple(offs), tuple(modes))
+    plan = _nd_plans.get(key)
+    if plan is None:
+        rows = _row_table(shape[:-1], out.shape[:-1], ks[:-1], offs[:-1], modes[:-1])
+        colmap = index_map(shape[-1], np.arange(out.shape[-1] + ks[-1] - 1) - offs[-1], modes[-1])
+        plan = _plan((math.prod(shape[:-1]), shape[-1]), (math.prod(out.shape[:-1]), out.shape[-1]), out.dtype,
+                     rows, w.reshape(-1, ks[-1]), colmap, 1, offs[-1])
+        if len(_nd_plans) >= _PASS_PLANS_SIZE:
+            _nd_plans.clear()
+        _nd_plans[key] = plan
+    _correlate(src.reshape(-1, shape[-1]), out.reshape(-1, out.shape[-1]), plan, cval, nthreads, epi, scale)
 
 
 # Plans of 1-D passes seen before (shape, dtype, axis, weights, origin, mode): a call made again runs the kernel
 # straight away (small filters are dominated by planning).
 _PASS_PLANS_SIZE = 256
 _pass_plans = {}
+# The same for N-d direct correlations (shapes, dtype, weights, origins, modes).
+_nd_plans = {}
 
 
 def _pass_plan(shape, dtype, axis, w1, off, mode, start, n_out):
@@ -328,16 +336,35 @@ def _exact_rank1(m):
     return m[:, j].copy(), m[i, :] / m[i, j]
 
 
+_rank1_seen = {}
+
+
 def rank1_factors(weights, dtype):
     """Per-axis 1-D factors of a rank-1 N-d kernel, or None.
 
     A 1-D kernel is its own factor.  Detection by SVD of each unfolding (the second singular value negligible
     against the first), factors by :func:`_exact_rank1`; the outer product of the factors must reproduce the
-    kernel to a few ulps of ``dtype``.
+    kernel to a few ulps of ``dtype``.  Kernels seen before are answered from a small cache (the factors are
+    read-only arrays).
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 1:
         return [w]
+    key = (w.shape, w.tobytes(), np.dtype(dtype).char)
+    if key in _rank1_seen:
+        return _rank1_seen[key]
+    got = _rank1_factors(w, dtype)
+    if got is not None:
+        got = [np.array(f) for f in got]
+        for f in got:
+            f.setflags(write=False)
+    if len(_rank1_seen) >= _PASS_PLANS_SIZE:
+        _rank1_seen.clear()
+    _rank1_seen[key] = got
+    return got
+
+
+def _rank1_factors(w, dtype):
     if not np.any(w):
         return None
     tol = 8 * np.finfo(dtype).eps
