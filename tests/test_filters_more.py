@@ -173,3 +173,41 @@ def test_direct_plans_and_rank1_answers_are_reused_not_shared_wrongly():
     assert f is E.rank1_factors(sep.copy(), np.float32) and not f[0].flags.writeable
     np.testing.assert_allclose(np.outer(f[0], f[1]), sep)
     assert E.rank1_factors(w1, np.float32) is None
+
+
+def test_separable_temporaries_are_reused_per_thread_and_never_shared():
+    """Multi-pass filters keep their intermediate arrays per thread between calls; results stay those of fresh
+    temporaries, also with several threads filtering at once and with images above the kept size."""
+    import threading
+    from fastconv.filters import _engine as E
+    rng = np.random.default_rng(9)
+    imgs = [rng.random((64 + i, 80)).astype(np.float32) for i in range(4)]
+    want = [ff.gaussian(im, 1.5, preserve_range=True) for im in imgs]
+    ff.gaussian(imgs[0], 1.5, preserve_range=True)
+    buf = E._temps.pool[0]
+    for im, w in zip(imgs, want):
+        np.testing.assert_array_equal(ff.gaussian(im, 1.5, preserve_range=True), w)
+    assert E._temps.pool[0] is buf or E._temps.pool[0].nbytes > buf.nbytes
+    got, errors = {}, []
+
+    def worker(k):
+        try:
+            for _ in range(20):
+                for i, im in enumerate(imgs):
+                    got[(k, i)] = ff.gaussian(im, 1.5, preserve_range=True)
+                    if not np.array_equal(got[(k, i)], want[i]):
+                        errors.append((k, i))
+        except Exception as e:          # pragma: no cover - reported below
+            errors.append(e)
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    old = E.TEMP_KEEP_BYTES
+    try:
+        E.TEMP_KEEP_BYTES = 16
+        np.testing.assert_array_equal(ff.gaussian(imgs[1], 1.5, preserve_range=True), want[1])
+    finally:
+        E.TEMP_KEEP_BYTES = old
