@@ -287,16 +287,18 @@ def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0, start
     _correlate(src.reshape(view), dst.reshape(out_view), plan, cval, nthreads, epi, scale)
 
 
-# Intermediate arrays of separable filters up to this size are kept per thread and reused from call to call: a
-# fresh array's pages are faulted in and zeroed by the kernel as the first pass writes them, which took longer than
-# the pass itself (2048^2 float32 Gaussian, sigma 1: 7 ms a call with a fresh temporary, 3 ms with a reused one).
+# Intermediate arrays of separable filters and of the FFT path up to this size are kept per thread and reused from
+# call to call: a fresh array's pages are faulted in and zeroed by the kernel as the first pass writes them, which
+# took longer than the pass itself (2048^2 float32 Gaussian, sigma 1: 7 ms a call with a fresh temporary, 3 ms
+# with a reused one).  A thread keeps at most five (two for passes, three for the FFT path's padded image,
+# transposed spectrum and inverse rows).
 TEMP_KEEP_BYTES = 64 * 2 ** 20
 _temps = threading.local()
 
 
 def _temp_like(a, slot):
     """An uninitialised array like ``a`` (C order) for intermediate results: this thread's buffer ``slot``
-    (``0`` or ``1``) when ``a`` is at most :data:`TEMP_KEEP_BYTES`, reused by later calls; else a new array.  Its
+    (``0`` or ``1`` for passes; the FFT path names its own) when ``a`` is at most :data:`TEMP_KEEP_BYTES`, reused by later calls; else a new array.  Its
     contents are valid only until this thread's next call that uses the slot: a temporary never leaves the
     function that took it."""
     return _temp(a.shape, a.dtype, slot)
@@ -482,12 +484,12 @@ def correlate_fft(src, out, weights, offs, modes, cval, nthreads, tiles=None):
         H = F[-1] // 2 + 1
         rest = F[1:-1]                              # complex-transformed axes besides axis 0
         P = (nt - 1) * V + L                        # padded rows the tiles read
-        padded = np.empty((P,) + F[1:], dtype=src.dtype)
+        padded = _temp((P,) + F[1:], src.dtype, "fft-padded")
         correlate_nd(src, padded, np.ones((1,) * nd), offs, modes, cval, nthreads)
         A = math.prod(padded.shape[:-1])
         rows = scipy.fft.rfft(padded.reshape(A, F[-1]), axis=-1, workers=workers)
         del padded
-        spec_t = np.empty((H, P) + rest, dtype=rows.dtype)
+        spec_t = _temp((H, P) + rest, rows.dtype, "fft-spectrum")
         _transpose(rows, spec_t.reshape(H, A), nthreads)
         del rows
         # tiles: overlapping windows of L rows every V rows -> (H, nt, L, *rest)
@@ -506,7 +508,7 @@ def correlate_fft(src, out, weights, offs, modes, cval, nthreads, tiles=None):
         spec = scipy.fft.ifftn(spec, axes=axes, workers=workers, overwrite_x=True)
         inner = tuple(slice(k - 1, k - 1 + n) for n, k in zip(shape[1:-1], ks[1:-1]))
         per_row = math.prod(shape[1:-1])
-        back = np.empty((shape[0] * per_row, H), dtype=spec.dtype)
+        back = _temp((shape[0] * per_row, H), spec.dtype, "fft-back")
         for t in range(nt):
             v = min(V, shape[0] - t * V)
             region = spec[(slice(None), t, slice(ks[0] - 1, ks[0] - 1 + v)) + inner]
