@@ -211,3 +211,26 @@ def test_separable_temporaries_are_reused_per_thread_and_never_shared():
         np.testing.assert_array_equal(ff.gaussian(imgs[1], 1.5, preserve_range=True), want[1])
     finally:
         E.TEMP_KEEP_BYTES = old
+
+
+def test_fft_path_temporaries_in_concurrent_threads():
+    import threading
+    rng = np.random.default_rng(12)
+    imgs = [rng.random((70 + 3 * i, 90 - i)).astype(np.float32) for i in range(3)]
+    w = rng.random((9, 7)).astype(np.float32)
+    want = [ff.correlate(im, w, method="fft") for im in imgs]
+    for im, x in zip(imgs, want):
+        np.testing.assert_allclose(x, ff.correlate(im, w, method="direct"), rtol=1e-4, atol=1e-4)
+    errors = []
+
+    def worker():
+        for _ in range(10):
+            for im, x in zip(imgs, want):
+                if not np.array_equal(ff.correlate(im, w, method="fft"), x):
+                    errors.append(im.shape)
+    ts = [threading.Thread(target=worker) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
