@@ -8,14 +8,17 @@ Every kernel receives the count explicitly and releases the GIL while it runs.
 import contextlib
 import contextvars
 import ctypes
+import math
 import os
 import threading
 import warnings
 
+import numpy as np
+
 from . import _validate as V
 
 __all__ = ["set_num_threads", "get_num_threads", "num_threads", "effective_threads", "single_threaded_blas",
-           "share_blas_threads", "threads_for", "MIN_FLOPS_PER_THREAD", "MAX_THREADS", "GRAIN"]
+           "share_blas_threads", "threads_for", "thread_buffer", "MIN_FLOPS_PER_THREAD", "MAX_THREADS", "GRAIN"]
 
 # Below about this much work per thread (floating point operations), waking another thread costs more than it
 # saves: the convolution algorithms use fewer threads for small problems (the result does not depend on it).
@@ -244,3 +247,22 @@ def share_blas_threads(enable=True):
         _set_blas_callbacks(_blas_shared, None)
         _blas_shared.clear()
     return blas_shared()
+
+
+def thread_buffer(local, slot, shape, dtype, limit):
+    """An uninitialised C-order array of ``shape`` and ``dtype`` from the calling thread's buffer ``slot`` in
+    ``local`` (a ``threading.local``), kept and reused by later calls of the same thread when it is at most
+    ``limit`` bytes (a new array otherwise).  Fresh memory is faulted in and zeroed by the kernel page by page as
+    it is first written, which costs more than many filters' passes; a reused buffer is already mapped.  The array
+    is valid until the thread's next request for the same slot."""
+    dtype = np.dtype(dtype)
+    n = math.prod(shape) * dtype.itemsize
+    if n > limit:
+        return np.empty(shape, dtype)
+    pool = getattr(local, "pool", None)
+    if pool is None:
+        pool = local.pool = {}
+    buf = pool.get(slot)
+    if buf is None or buf.nbytes < n:
+        buf = pool[slot] = np.empty(max(n, 1), np.uint8)
+    return buf[:n].view(dtype).reshape(shape)

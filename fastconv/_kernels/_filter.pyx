@@ -84,40 +84,12 @@ cdef inline void _store(float_t* dst, const vec_t* acc, int nv, int epi, float_t
         _finish(dst, tmp, nv * V, epi, scale)
 
 
-cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
-                             const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
-                             Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, int epi, float_t scale,
-                             vec_t* tag) noexcept nogil:
-    """dst[0:NB] = sum over taps of w * src[row, x0 + i + shift]: 8 vectors (NB = 64 float / 32 double with
-    32-byte vectors) of consecutive outputs stay in registers while every tap is added.  ``tag`` only selects
-    the vector type."""
-    cdef vec_t acc[8]
-    cdef vec_t z, wv
-    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
-    cdef Py_ssize_t q, k, ri
-    cdef const float_t* p
-    memset(&z, 0, sizeof(vec_t))
-    for q in range(8):
-        acc[q] = z
-    for k in range(ntaps):
-        ri = rows_r[tap_row[k]]
-        if ri < 0:
-            wv = z + tap_w[k] * cval
-            for q in range(8):
-                acc[q] += wv
-        else:
-            wv = z + tap_w[k]
-            p = src + ri * L_in + x0 + tap_shift[k]
-            for q in range(8):
-                acc[q] += wv * (<const vec_t*> (p + q * V))[0]
-    _store(dst, acc, 8, epi, scale)
-
-
 cdef inline void _block_vectors(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
                                 const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
                                 Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, Py_ssize_t nv, int epi,
                                 float_t scale, vec_t* tag) noexcept nogil:
-    """:func:`_block_full` for ``nv`` (< 8) vectors of outputs: the whole vectors of a segment's tail."""
+    """The sums of :func:`_block_full` on ``nv`` (<= 8) vectors of outputs: 8 for a full block (a literal, so
+    that the inlined copy keeps its accumulators in registers), fewer for the whole vectors of a segment's tail."""
     cdef vec_t acc[8]
     cdef vec_t z, wv
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
@@ -138,6 +110,21 @@ cdef inline void _block_vectors(const float_t* src, Py_ssize_t L_in, const Py_ss
             for q in range(nv):
                 acc[q] += wv * (<const vec_t*> (p + q * V))[0]
     _store(dst, acc, <int> nv, epi, scale)
+
+
+cdef inline void _block_full(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
+                             const Py_ssize_t* tap_row, const Py_ssize_t* tap_shift, const float_t* tap_w,
+                             Py_ssize_t ntaps, float_t cval, Py_ssize_t x0, float_t* dst, int epi, float_t scale,
+                             vec_t* tag) noexcept nogil:
+    """dst[0:NB] = sum over taps of w * src[row, x0 + i + shift]: 8 vectors (NB = 64 float / 32 double with
+    32-byte vectors) of consecutive outputs stay in registers while every tap is added.  ``tag`` only selects
+    the vector type."""
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
+    if float_t is float:
+        _block_vectors(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x0, dst, 8, epi, scale, tf)
+    else:
+        _block_vectors(src, L_in, rows_r, tap_row, tap_shift, tap_w, ntaps, cval, x0, dst, 8, epi, scale, td)
 
 
 cdef inline void _block_tail(const float_t* src, Py_ssize_t L_in, const Py_ssize_t* rows_r,
@@ -340,13 +327,11 @@ cdef inline void _pair_fast(const float_t* base, const Py_ssize_t* moff, const P
     cdef vec_t a0[FC_PAIR_VECS]
     cdef vec_t a1[FC_PAIR_VECS]
     cdef vec_t z, w0, w1, v
-    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
-    cdef Py_ssize_t q, m, kd
+    cdef Py_ssize_t q, m, kd, V = sizeof(vec_t) // sizeof(float_t)
     cdef const float_t* p
     memset(&z, 0, sizeof(vec_t))
-    for q in range(FC_PAIR_VECS):
-        a0[q] = z
-        a1[q] = z
+    memset(a0, 0, sizeof(a0))                           # +0.0 in every lane, as z
+    memset(a1, 0, sizeof(a1))
     for m in range(nm):
         p = base + moff[m]
         kd = kind[m]

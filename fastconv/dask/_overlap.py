@@ -186,16 +186,7 @@ def scratch(slot, shape, dtype):
     """A reusable array of ``shape`` and ``dtype`` for this thread, in ``slot`` (any hashable: the arrays of
     different slots are in use at the same time).  A thread keeps one buffer per slot, reused from block to
     block: fresh memory costs a page fault per 4 KiB."""
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if n > SCRATCH_BYTES:
-        return np.empty(shape, dtype)
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = {}
-    buf = pool.get(slot)
-    if buf is None or buf.nbytes < n:
-        buf = pool[slot] = np.empty(max(n, 1), np.uint8)
-    return buf[:n].view(dtype).reshape(shape)
+    return _threads.thread_buffer(_local, slot, tuple(int(v) for v in shape), dtype, SCRATCH_BYTES)
 
 
 # Freed block results kept for reuse, per byte size (see result_array).

@@ -298,25 +298,15 @@ _temps = threading.local()
 
 def _temp_like(a, slot):
     """An uninitialised array like ``a`` (C order) for intermediate results: this thread's buffer ``slot``
-    (``0`` or ``1`` for passes; the FFT path names its own) when ``a`` is at most :data:`TEMP_KEEP_BYTES`, reused by later calls; else a new array.  Its
-    contents are valid only until this thread's next call that uses the slot: a temporary never leaves the
-    function that took it."""
+    (``0`` or ``1`` for passes; the FFT path names its own) when ``a`` is at most :data:`TEMP_KEEP_BYTES`,
+    reused by later calls; else a new array.  Its contents are valid only until this thread's next call that uses
+    the slot: a temporary never leaves the function that took it."""
     return _temp(a.shape, a.dtype, slot)
 
 
 def _temp(shape, dtype, slot):
     """:func:`_temp_like` for a shape and dtype."""
-    dtype = np.dtype(dtype)
-    n = math.prod(shape) * dtype.itemsize
-    if n > TEMP_KEEP_BYTES:
-        return np.empty(shape, dtype)
-    pool = getattr(_temps, "pool", None)
-    if pool is None:
-        pool = _temps.pool = {}
-    buf = pool.get(slot)
-    if buf is None or buf.nbytes < n:
-        buf = pool[slot] = np.empty(max(n, 1), np.uint8)
-    return buf[:n].view(dtype).reshape(shape)
+    return _threads.thread_buffer(_temps, slot, shape, dtype, TEMP_KEEP_BYTES)
 
 
 def separable(src, out, passes, nthreads, epi=0, scale=1.0):
