@@ -36,7 +36,8 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport FC_PAIR_VECS, FC_RB_ROWS, FC_RB_VECS, VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t, vf
+from fastconv._kernels.common cimport (FC_PAIR_VECS, FC_RB_ROWS, FC_RB_VECS, VECTOR_BYTES, check_scratch, float_t,
+                                       scratch, vd, vec_t, vf)
 
 cdef enum:
     BLOCK_FLOATS = 2 * VECTOR_BYTES     # the largest block of outputs: 8 vectors of float
@@ -519,9 +520,10 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
     With ``pair_ok`` non-empty, output rows go in pairs (2i, 2i + 1); where ``pair_ok[i]`` the interior uses the
     merged taps ``m_*`` (see ``_pair_block``).  With ``rb_ok`` non-empty (a pass with one column tap and at least
     ``row_block_rows()`` non-zero row taps), output rows go in blocks of ``row_block_rows()`` instead, and
-    ``rb_ok[i]`` says that block ``i``'s row taps are consecutive source rows (see ``_rows_block``).  Tasks are (row or row pair, chunk of ``chunk`` columns), ordered
-    row by row, or chunk by chunk with ``chunk_major`` so that a thread walks down a column strip and the rows its
-    taps read stay in cache.  Everything is validated by the caller: bounds checks are off.
+    ``rb_ok[i]`` says that block ``i``'s row taps are consecutive source rows (see ``_rows_block``).  Tasks are
+    (row, row pair or row block, chunk of ``chunk`` columns), ordered row by row, or chunk by chunk with
+    ``chunk_major`` so that a thread walks down a column strip and the rows its taps read stay in cache.
+    Everything is validated by the caller: bounds checks are off.
     """
     cdef Py_ssize_t R_out = out.shape[0], L_out = out.shape[1], T = rows.shape[1]
     cdef Py_ssize_t nchunks = (L_out + chunk - 1) // chunk

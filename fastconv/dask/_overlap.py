@@ -208,8 +208,9 @@ def result_array(shape, dtype):
 
     A block's result usually lives only until the next task has stored it (``da.store``, ``to_zarr``), and a
     fresh array's pages are faulted in and zeroed by the kernel on first write (in the 8 GiB Gaussian benchmark,
-    zeroing pages took a quarter of the workers' time, a third of it for results).  The memory goes back to a small per-process pool (:data:`RESULTS_KEPT` per size)
-    when the array and every view of it are gone, never while anything can still read it."""
+    zeroing pages took a quarter of the workers' time, a third of it for results).  The memory goes back to a
+    small per-process pool (:data:`RESULTS_KEPT` per size) when the array and every view of it are gone, never
+    while anything can still read it."""
     import weakref
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     n = max(1, nbytes)

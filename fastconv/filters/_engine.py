@@ -290,8 +290,8 @@ def _pass(src, dst, axis, w1, off, mode, cval, nthreads, epi=0, scale=1.0, start
 # Intermediate arrays of separable filters and of the FFT path up to this size are kept per thread and reused from
 # call to call: a fresh array's pages are faulted in and zeroed by the kernel as the first pass writes them, which
 # took longer than the pass itself (2048^2 float32 Gaussian, sigma 1: 7 ms a call with a fresh temporary, 3 ms
-# with a reused one).  A thread keeps at most five (two for passes, three for the FFT path's padded image,
-# transposed spectrum and inverse rows).
+# with a reused one).  A thread keeps at most six (two for passes, three for the FFT path's padded image,
+# transposed spectrum and inverse rows, one for fastconv.ndimage's min/max/box passes).
 TEMP_KEEP_BYTES = 64 * 2 ** 20
 _temps = threading.local()
 

@@ -193,7 +193,7 @@ def _oop_passes(input, output, passes, cval):
         kind, axis = passes[i][0], passes[i][1]
         if i > 0 and not _in_place(kind, input.shape, axis):
             nxt = "tmp" if nxt is final else final
-    tmp = E._temp(input.shape, work, 0) if any(t == "tmp" for t in targets if isinstance(t, str)) else None
+    tmp = E._temp(input.shape, work, "ndimage-pass") if any(t == "tmp" for t in targets if isinstance(t, str)) else None
     cur = src
     for i, (kind, axis, arg, mode, origin) in enumerate(passes):
         dst = tmp if isinstance(targets[i], str) else targets[i]
