@@ -511,14 +511,15 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
               const Py_ssize_t[::1] tap_row, const Py_ssize_t[::1] tap_shift, const float_t[::1] tap_w,
               const Py_ssize_t[::1] colmap, const Py_ssize_t[::1] pair_ok, const Py_ssize_t[::1] m_row,
               const Py_ssize_t[::1] m_shift, const float_t[::1] m_w0, const float_t[::1] m_w1,
-              const Py_ssize_t[::1] rb_ok, *, Py_ssize_t D,
+              const Py_ssize_t[::1] m_kind, const Py_ssize_t[::1] rb_ok, *, Py_ssize_t D,
               Py_ssize_t off, Py_ssize_t jlo, Py_ssize_t jhi, double cval, int epi, double scale, Py_ssize_t chunk,
               bint chunk_major, int nthreads):
     """out[r, j*D + c] = sum_k tap_w[k] * S(rows[r, tap_row[k]], colmap[j + dx_k], c), stored through the
     epilogue ``epi`` (see ``_finish``); ``tap_shift[k] = (dx_k - off) * D``.  See the module doc.
 
     With ``pair_ok`` non-empty, output rows go in pairs (2i, 2i + 1); where ``pair_ok[i]`` the interior uses the
-    merged taps ``m_*`` (see ``_pair_block``).  With ``rb_ok`` non-empty (a pass with one column tap and at least
+    merged taps ``m_*`` (see ``_pair_block``; ``m_kind``: 1, 2 or 3 as a merged tap feeds the first row, the second
+    or both).  With ``rb_ok`` non-empty (a pass with one column tap and at least
     ``row_block_rows()`` non-zero row taps), output rows go in blocks of ``row_block_rows()`` instead, and
     ``rb_ok[i]`` says that block ``i``'s row taps are consecutive source rows (see ``_rows_block``).  Tasks are
     (row, row pair or row block, chunk of ``chunk`` columns), ordered row by row, or chunk by chunk with
@@ -543,17 +544,11 @@ def correlate(const float_t[:, ::1] src, float_t[:, ::1] out, const Py_ssize_t[:
     if R_out == 0 or L_out == 0:
         return
     pl = _plan(src.shape[1], L_out, T, tap_row, tap_shift, tap_w.shape[0], colmap, D, off, jlo, jhi, epi)
-    cdef Py_ssize_t m
-    cdef Py_ssize_t[::1] kind
     if pairs:
         pl.nm = m_row.shape[0]
         pl.m_row = &m_row[0] if pl.nm > 0 else NULL
         pl.m_shift = &m_shift[0] if pl.nm > 0 else NULL
-        if pl.nm > 0:
-            kind = np.empty(pl.nm, dtype=np.intp)
-            for m in range(pl.nm):
-                kind[m] = (m_w0[m] != 0) + 2 * (m_w1[m] != 0)
-            pl.kind = &kind[0]
+        pl.kind = &m_kind[0] if pl.nm > 0 else NULL
     edges = pl.xi0 > 0 or pl.xi1 < L_out
     cdef const float_t* sp = &src[0, 0]
     cdef float_t* op = &out[0, 0]

@@ -24,6 +24,7 @@ function under :func:`task_threads` threads and returns the crop.
 """
 import itertools
 import threading
+import weakref
 
 import numpy as np
 
@@ -211,7 +212,6 @@ def result_array(shape, dtype):
     zeroing pages took a quarter of the workers' time, a third of it for results).  The memory goes back to a
     small per-process pool (:data:`RESULTS_KEPT` per size) when the array and every view of it are gone, never
     while anything can still read it."""
-    import weakref
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     n = max(1, nbytes)
     mem = None
@@ -322,8 +322,9 @@ def _piece(blk, sel):
 
 
 def _getter_reads(x):
-    """``(array key, {block index: slices}, array)`` when every block of ``x`` is dask's ``getter`` reading
-    basic slices of one array-like that is data in the graph (``da.from_zarr``, ``da.from_array``); else None."""
+    """The key of the data every block of ``x`` reads when each block is dask's ``getter`` on basic slices of one
+    array-like that is data in the graph (``da.from_zarr``, ``da.from_array`` of an on-disk array), else None:
+    such a block costs only its read to make again."""
     from dask.array.core import getter, getter_inline, getter_nofancy
     try:
         from dask._task_spec import DataNode, GraphNode, TaskRef
@@ -332,34 +333,22 @@ def _getter_reads(x):
     layers = getattr(x.__dask_graph__(), "layers", None)
     if layers is None or x.name not in layers:
         return None
-    arr_key, slices = None, {}
-    for key in layers[x.name]:
-        node = layers[x.name][key]
+    keys = set()
+    for node in layers[x.name].values():
         args = getattr(node, "args", ())
         if getattr(node, "func", None) not in (getter, getter_inline, getter_nofancy) or len(args) != 2 \
                 or getattr(node, "kwargs", None) or not isinstance(args[0], TaskRef):
             return None
-        sel = args[1].value if isinstance(args[1], DataNode) else args[1]
-        if not (isinstance(sel, tuple) and all(isinstance(s, slice) and s.step in (None, 1) for s in sel)):
-            return None
-        if arr_key is None:
-            arr_key = args[0].key
-        elif args[0].key != arr_key:
-            return None
-        slices[key[1:]] = sel
-    array = None
+        keys.add(args[0].key)
+    found = False
     for lname, layer in layers.items():
         if lname == x.name:
             continue
-        for key in layer:
-            node = layer[key]
+        for key, node in layer.items():
             if isinstance(node, GraphNode) and not isinstance(node, DataNode):
                 return None                             # a computation, not data
-            if key == arr_key:
-                array = node.value if isinstance(node, DataNode) else node
-    if array is None or len(slices) != int(np.prod(x.numblocks)):
-        return None
-    return arr_key, slices, array
+            found = found or key in keys
+    return keys.pop() if len(keys) == 1 and found else None
 
 
 def halo_source(x):

@@ -172,15 +172,17 @@ def _run(src2, out2, rows, w2, colmap, D, off, cval, nthreads, epi=0, scale=1.0)
 
 
 def _pairing(rows, w2, off, D, dtype):
-    """(pair_ok, m_row, m_shift, m_w0, m_w1) for the kernel's row pairs, or empty arrays for none.
+    """(pair_ok, m_row, m_shift, m_w0, m_w1, m_kind) for the kernel's row pairs, or empty arrays for none.
 
     Output rows 2i and 2i + 1 pair up where the second reads the first's row taps shifted by one; merged tap m
-    then reads pair row u (t for the first row, t + 1 for the second) with weights (w[u], w[u - 1]).
+    then reads pair row u (t for the first row, t + 1 for the second) with weights (w[u], w[u - 1]).  Its kind
+    says which rows it feeds: 1 the first, 2 the second, 3 both (by the weights in ``dtype``, as the kernel sees
+    them).
     """
     R, T = rows.shape
     if not PAIR_ROWS or T < 2 or R < 2:
         none = np.zeros(0, np.intp)
-        return none, none, none, np.zeros(0, dtype), np.zeros(0, dtype)
+        return none, none, none, np.zeros(0, dtype), np.zeros(0, dtype), none
     even = rows[0:R - 1:2]
     ok = np.all(rows[1::2][:even.shape[0], :-1] == even[:, 1:], axis=1).astype(np.intp)
     w = np.where(np.abs(w2) > WEIGHT_EPS, w2, 0.0)
@@ -189,8 +191,11 @@ def _pairing(rows, w2, off, D, dtype):
     W0[:T] = w
     W1[1:] = w
     m_row, m_dx = np.nonzero((W0 != 0) | (W1 != 0))
-    return (np.ascontiguousarray(ok), m_row.astype(np.intp), (m_dx.astype(np.intp) - off) * D,
-            np.ascontiguousarray(W0[m_row, m_dx], dtype=dtype), np.ascontiguousarray(W1[m_row, m_dx], dtype=dtype))
+    m_w0 = np.ascontiguousarray(W0[m_row, m_dx], dtype=dtype)
+    m_w1 = np.ascontiguousarray(W1[m_row, m_dx], dtype=dtype)
+    m_kind = ((m_w0 != 0) + 2 * (m_w1 != 0)).astype(np.intp)
+    return (np.ascontiguousarray(ok), m_row.astype(np.intp), (m_dx.astype(np.intp) - off) * D, m_w0, m_w1,
+            m_kind)
 
 
 def _row_blocks(rows, w2, t_w):
@@ -296,16 +301,11 @@ TEMP_KEEP_BYTES = 64 * 2 ** 20
 _temps = threading.local()
 
 
-def _temp_like(a, slot):
-    """An uninitialised array like ``a`` (C order) for intermediate results: this thread's buffer ``slot``
-    (``0`` or ``1`` for passes; the FFT path names its own) when ``a`` is at most :data:`TEMP_KEEP_BYTES`,
-    reused by later calls; else a new array.  Its contents are valid only until this thread's next call that uses
-    the slot: a temporary never leaves the function that took it."""
-    return _temp(a.shape, a.dtype, slot)
-
-
 def _temp(shape, dtype, slot):
-    """:func:`_temp_like` for a shape and dtype."""
+    """An uninitialised C-order array for intermediate results: this thread's buffer ``slot`` (``0`` or ``1`` for
+    passes; the FFT path and fastconv.ndimage name their own) when it is at most :data:`TEMP_KEEP_BYTES`, reused
+    by later calls; else a new array.  Its contents are valid only until this thread's next call that uses the
+    slot: a temporary never leaves the function that took it."""
     return _threads.thread_buffer(_temps, slot, shape, dtype, TEMP_KEEP_BYTES)
 
 
@@ -323,9 +323,9 @@ def separable(src, out, passes, nthreads, epi=0, scale=1.0):
         return out
     n = len(passes)
     if epi >= 2:                                 # the last pass reads out: intermediates stay elsewhere
-        pool = [_temp_like(out, i) for i in range(min(2, n - 1))]
+        pool = [_temp(out.shape, out.dtype, i) for i in range(min(2, n - 1))]
     else:                                        # alternate with out so that the last pass lands in it
-        tmp = _temp_like(out, 0) if n > 1 else None
+        tmp = _temp(out.shape, out.dtype, 0) if n > 1 else None
         pool = [tmp, out] if n % 2 == 0 else [out, tmp]
     cur = src
     for i, (axis, w1, off, mode, cval) in enumerate(passes):
