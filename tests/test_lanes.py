@@ -4,9 +4,10 @@ past the batch.
 
 The generic suites (test_conv, test_grad, test_conv_transpose, test_nonfinite, test_determinism, ...) run it like
 every registered algorithm; these tests cover what is particular to it: batches that are not a multiple of the
-16 (float32) or 8 (float64) lanes of a group, the register blocks' tails (channels past a block of 4, columns past
-a block of 6, taps past a block of 5), the rows of padding and holes its input gradient skips, and its claim that
-a lane group -- and so every sum -- is the same at every level.
+16 (float32) or 8 (float64) lanes of a group, the register blocks' tails (channels past a block of 4 or 6, columns
+past a block of 6 or 4, taps past a block of 5), the rows of padding and holes its input gradient skips and the
+column taps of zeros its blocks leave out, and its claim that a lane group -- and so every sum -- is the same at
+every level.
 """
 import numpy as np
 import pytest
@@ -157,7 +158,7 @@ def test_supports_declines_copies_that_cannot_exist():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_register_block(dtype):
-    """Each register block of the build (4, 2 and 1 output channels) on channel counts and widths that leave tails
+    """Each register block of the build (6, 4, 2 and 1 output channels) on channel counts and widths that leave tails
     in every block, forward and input gradient, against the reference; and ``block`` takes the narrow blocks for 1
     and 2 channels."""
     rng = np.random.default_rng(5)
@@ -177,4 +178,39 @@ def test_every_register_block(dtype):
             gx = np.full(x.shape, np.nan, dtype)
             LA.grad_input(gy, w, geom, gx, 2, plan=LA._Plan(geom, x.itemsize, "grad_input", 2, kb=kb))
             _close(gx, want_gx, dtype)
-    assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == min(2, blocks[0][0]) and LA.block(16, 12) == blocks[0]
+    for level in _kernels.cpu_levels():
+        with _kernels.use_level(level):
+            wide = {64: (4, 6), 32: (3, 2)}[_kernels.module("_lanes").vector_bytes()]
+            assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == 2 and LA.block(16, 12) == wide
+            assert LA.block(6, 28) == {(4, 6): (6, 4), (3, 2): (3, 2)}[wide]        # LeNet's first layer
+
+
+# (output width, block columns, kernel taps, column stride, tap dilation, data columns (pad, dilation, size))
+@pytest.mark.parametrize("case", [(14, 4, 5, 1, 1, (4, 1, 10)),        # LeNet's input gradient
+                                  (9, 2, 3, 1, 2, (2, 3, 2)),          # stride holes wider than a block, dilated taps
+                                  (30, 6, 2, 1, 3, (1, 2, 12)),
+                                  (5, 12, 3, 1, 1, (9, 1, 5)),         # one block, and it reads no data
+                                  (40, 4, 7, 2, 1, None)])             # forward: every tap
+def test_column_taps_leave_out_only_taps_of_zeros(case):
+    """A block of the input gradient runs the taps from its first to its last that read a data column for one of
+    its output columns (checked against a direct count), and counts the products it forms and those that read
+    data."""
+    width, xb, kw, sw, dw, cols = case
+    taps, useful, computed = LA._column_taps(width, xb, kw, sw, dw, cols)
+    nblk = -(-width // xb)
+    assert taps.shape == (2 * nblk,)
+
+    def data(z):
+        return cols is None or (z >= cols[0] and (z - cols[0]) % cols[1] == 0 and (z - cols[0]) // cols[1] < cols[2])
+    want_useful = 0
+    for j in range(nblk):
+        hits = [t for t in range(kw) if any(data(x * sw + t * dw) for x in range(j * xb, min(width, j * xb + xb)))]
+        want_useful += sum(data(x * sw + t * dw) for x in range(j * xb, min(width, j * xb + xb)) for t in range(kw))
+        t0, nt = taps[2 * j], taps[2 * j + 1]
+        if hits:
+            assert (t0, nt) == (hits[0], hits[-1] - hits[0] + 1), (j, hits)
+        else:
+            assert nt == 0
+    assert useful == want_useful and computed == xb * int(taps[1::2].sum())
+    if cols is None:
+        assert useful == width * kw and computed == nblk * xb * kw

@@ -7,11 +7,13 @@ With the images as lanes every multiply-add works on 16 float32 (8 float64) imag
 counts and sizes: the input and output gradient are first copied into 64-byte lane groups (zero padding, stride
 holes and the lanes past the batch resolved in the copy), then
 
-* forward: per output row, 4 output channels x 6 output columns of lane groups accumulate in registers (2 x 12 or
-  1 x 12 for layers with fewer channels; 2 x 3 or 1 x 3 with 32-byte vectors): the block's weights are broadcast
-  once per tap, each loaded input lane group serves all of them;
+* forward: per output row, 4 output channels x 6 output columns of lane groups accumulate in registers (6 x 4 for
+  6 channels, 2 x 12 or 1 x 12 for fewer; 3 x 2, 2 x 3, ... with 32-byte vectors, a lane group being two of
+  them): the block's weights are broadcast once per tap, each loaded input lane group serves all of them;
 * input gradient / transposed convolution: the same kernel on the output gradient dilated by the stride and padded
-  by ``d (k - 1) - p``, with the kernel flipped in space and transposed in channels;
+  by ``d (k - 1) - p``, with the kernel flipped in space and transposed in channels; rows of that padding and of
+  the holes are skipped, and each block of output columns leaves out the leading and trailing column taps that
+  read only zeros for all of its columns (LeNet's 6 -> 16 input gradient: 64 products per row instead of 75);
 * weight gradient: per (block of output channels, input channel, block of kernel taps) the products are summed
   lane-wise over every image, output row and column, and the 16 (8) lanes are added at the end.
 
@@ -21,9 +23,10 @@ layers through the cost model below.
 
 Non-finite values: the forward pass and the weight gradient form exactly the products of the contract in
 :mod:`fastconv._algorithms` (zero padding included; the lanes past the batch are zero in both operands).  The
-input gradient skips rows of padding and stride holes but multiplies those along W, which the contract never
-multiplies there -- an inf weight next to a hole gives NaN where PyTorch gives inf -- so the entry spreads in
-``grad_input`` only (``spreading_ops``), and ``auto`` checks the operands for that op alone.
+input gradient skips rows of padding and stride holes, but along W a block still multiplies the zeros its other
+columns' taps read, which the contract never multiplies there -- an inf weight next to a hole gives NaN where
+PyTorch gives inf -- so the entry spreads in ``grad_input`` only (``spreading_ops``), and ``auto`` checks the
+operands for that op alone.
 """
 import functools
 import threading
@@ -83,24 +86,65 @@ def _pack(a5, pad, dil, extent, nthreads, slot=0):
     return packed
 
 
-def _block_rate(b, kout, width):
-    """Useful multiply-adds per cycle of register block ``b`` on ``kout`` channels and rows of ``width`` outputs,
-    relative to the widest channel block."""
-    widest = _lanes.block_sizes()[0][0][0]
-    return (BLOCK_RATE.get(widest // b[0], 1.0) * kout / (b[0] * ceil(kout / b[0]))
-            * width / (b[1] * ceil(width / b[1])))
+# Rows of more column products than this (taps x output columns) keep every tap in the input gradient's blocks.
+TRIM_PRODUCTS = 1 << 22
 
 
-def block(kout, width):
+@functools.lru_cache(maxsize=256)
+def _column_taps(width, xb, kw, sw, dw, cols):
+    """The column taps each block of ``xb`` output columns runs, on rows of ``width`` outputs, a kernel of ``kw``
+    column taps at column stride ``sw`` and dilation ``dw``: ``(taps, useful, computed)``, where ``taps`` holds
+    (first tap, number of taps) per block (the kernel's ``taps`` argument), ``computed`` counts the column
+    products the blocks form per row and channel pair and ``useful`` those that read a column holding data.
+
+    ``cols`` is None when every packed column counts (the forward pass multiplies its zero padding, as the
+    non-finite contract says), else ``(pad, dil, size)``: packed column ``z`` holds data when ``z - pad`` is a
+    multiple of ``dil`` below ``size * dil`` (the input gradient's output gradient, padded and dilated by the
+    stride); a block then leaves out its leading and trailing taps that read only zeros for all of its output
+    columns.  Rows wider than ``TRIM_PRODUCTS`` column products keep every tap (the table would cost more to
+    build than it saves)."""
+    nblk = -(-width // xb)
+    taps = np.zeros((nblk, 2), np.intp)
+    taps[:, 1] = kw
+    if cols is None or width * kw > TRIM_PRODUCTS:
+        taps.flags.writeable = False    # cached
+        useful = width * kw if cols is None else min(width, cols[2]) * kw
+        return taps.ravel(), useful, nblk * xb * kw
+    pad, dil, size = cols
+    x = np.arange(nblk * xb)
+    z = x[None, :] * sw + np.arange(kw)[:, None] * dw - pad           # (tap, output column)
+    data = (z >= 0) & (z % dil == 0) & (z // dil < size) & (x < width)[None, :]
+    hit = data.reshape(kw, nblk, xb).any(axis=2)                        # (tap, block)
+    any_tap = hit.any(axis=0)
+    first = np.argmax(hit, axis=0)
+    last = kw - 1 - np.argmax(hit[::-1], axis=0)
+    taps[:, 0] = np.where(any_tap, first, 0)
+    taps[:, 1] = np.where(any_tap, last - first + 1, 0)
+    taps.flags.writeable = False        # cached
+    return taps.ravel(), int(data.sum()), int(xb * taps[:, 1].sum())
+
+
+def _block_rate(b, kout, useful, computed):
+    """Useful multiply-adds per cycle of register block ``b`` on ``kout`` channels, relative to the fastest block
+    (``BLOCK_RATE``), when a row's ``useful`` column products take ``computed`` (``_column_taps``)."""
+    rate = BLOCK_RATE[_lanes.vector_bytes()].get(tuple(b), 0.5)
+    return rate * kout / (b[0] * ceil(kout / b[0])) * useful / max(computed, 1)
+
+
+def block(kout, width, kw=1, sw=1, dw=1, cols=None):
     """(channels, columns) of the forward register block that runs ``kout`` output channels per group on rows of
-    ``width`` outputs fastest (ties: the first of ``_lanes.block_sizes()``), in the SIMD level in use."""
-    return _block(kout, width, _kernels.level())
+    ``width`` outputs fastest (ties: the first of ``_lanes.block_sizes()``), in the SIMD level in use; the
+    column arguments are those of :func:`_column_taps` (the input gradient trims its blocks' taps)."""
+    return _block(kout, width, kw, sw, dw, cols, _kernels.level())
 
 
-@functools.lru_cache(maxsize=64)
-def _block(kout, width, level):
+@functools.lru_cache(maxsize=256)
+def _block(kout, width, kw, sw, dw, cols, level):
     blocks, _ = _lanes.block_sizes()
-    return max(blocks, key=lambda b: (_block_rate(b, kout, width), -blocks.index(b)))
+
+    def rate(b):
+        return _block_rate(b, kout, *_column_taps(width, b[1], kw, sw, dw, cols)[1:])
+    return max(blocks, key=lambda b: (rate(b), -blocks.index(b)))
 
 
 def _extent(out_size, span, stride, width_block):
@@ -120,6 +164,22 @@ def _correlation(geom, op):
     if op == "grad_input":
         return g3.in_channels // G, g3.input_size, (1, 1, 1), g3.out_channels, g3.adjoint_pad_lo, g3.stride
     return g3.out_channels // G, g3.output_size, g3.stride, g3.in_channels, g3.pad_lo, (1, 1, 1)
+
+
+def _columns(geom, op):
+    """The column arguments of :func:`_column_taps` for ``op`` (forward or input gradient): kernel width, column
+    stride and dilation of the correlation, and the data columns of the packed copy (None: all count)."""
+    g3 = geom.as_3d()
+    if op == "grad_input":
+        return (g3.kernel_size[2], 1, g3.dilation[2],
+                (g3.adjoint_pad_lo[2], g3.stride[2], g3.output_size[2]))
+    return g3.kernel_size[2], g3.stride[2], g3.dilation[2], None
+
+
+def _block_of(geom, op):
+    """The register block that runs ``op`` (forward or input gradient) on ``geom``."""
+    kout, out_size = _correlation(geom, op)[:2]
+    return block(max(kout, 1), max(out_size[2], 1), *_columns(geom, op))
 
 
 def _rows(extent, size, pad, dil):
@@ -154,12 +214,13 @@ class _Plan:
                                   for t in range(T)], np.intp)
             self.kernel = geom.kernel_struct
         else:
-            self.block = block(kout, out_size[2]) if kb is None else kb
+            self.block = _block_of(geom, op) if kb is None else kb
             self.block_index = _lanes.block_sizes()[0].index(self.block)     # the kernel's name for it
             self.ext = _extent(out_size, g3.effective_kernel, stride, self.block[1])
+            self.taps = _column_taps(out_size[2], self.block[1], *_columns(geom, op))[0]
             if op == "forward":        # the forward pass multiplies its zero padding (the non-finite contract)
                 self.valid = (np.ones(self.ext[0], np.uint8), np.ones(self.ext[1], np.uint8))
-            else:                      # rows of padding and stride holes are skipped (columns are not)
+            else:                      # rows of padding and stride holes are skipped (columns: self.taps)
                 self.valid = tuple(_rows(self.ext[i], g3.output_size[i], self.pad[i], self.dil[i]) for i in (0, 1))
             self.kernel = kernel_struct(g3.kernel_size, stride, g3.dilation, (0, 0, 0), groups=g3.groups)
             tasks = -(-g3.batch // L) * g3.groups * -(-kout // self.block[0]) * out_size[0]
@@ -184,7 +245,7 @@ def _cached_plan(geom, itemsize, op, nthreads, level):
 def _correlate(xp, w5, bias, out5, plan):
     """out5 = the valid correlation of the packed ``xp`` with ``w5`` (K, Cg, R, S, T) (+ bias)."""
     b = bias if bias is not None else w5[:1, 0, 0, 0, 0]
-    _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.kernel, has_bias=bias is not None,
+    _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.taps, plan.kernel, has_bias=bias is not None,
                    block=plan.block_index, rows_per_task=plan.rows, nthreads=plan.threads)
 
 
@@ -226,7 +287,7 @@ def _packed_bytes(geom, itemsize, op):
     L = _lanes_of(itemsize)
     images = -(-g3.batch // L) * L
     kout, out_size, stride, channels, _, _ = _correlation(geom, op)
-    width_block = 1 if op == "grad_weight" else block(max(kout, 1), max(out_size[2], 1))[1]
+    width_block = 1 if op == "grad_weight" else _block_of(geom, op)[1]
     total = images * channels * prod(max(e, 0) for e in _extent(out_size, g3.effective_kernel, stride, width_block))
     if op == "grad_weight":
         total += images * g3.out_channels * prod(g3.output_size)
@@ -239,8 +300,7 @@ def cost_kind(geom, dtype, op):
     multiply-adds instead of four."""
     if op == "grad_weight":
         return ""
-    kout, out_size = _correlation(geom, op)[:2]
-    return "k%d" % block(max(kout, 1), max(out_size[2], 1))[0]
+    return "k%d" % _block_of(geom, op)[0]
 
 
 def supports(geom, dtype, op):
@@ -255,9 +315,8 @@ def _supports(geom, itemsize, op, level):
 
 def cost(geom, dtype, op):
     """Seconds: multiply-adds at the per-thread rate of the register block, scaled by the useful fraction of the
-    lanes (images past the batch), of the channel block and of the column (forward, input gradient) or tap
-    (weight gradient) block -- the input gradient also multiplies the padding and holes along W -- plus the packed copies and
-    a fixed call overhead.  Constants of the development machine; ``fastconv calibrate`` fits them."""
+    lanes (images past the batch), of the channel block and of the column products (forward, input gradient:
+    ``_column_taps``) or tap block (weight gradient), plus the packed copies and a fixed call overhead.  Constants of the development machine; ``fastconv calibrate`` fits them."""
     itemsize = np.dtype(dtype).itemsize
     g3 = geom.as_3d()
     L = _lanes_of(itemsize)
@@ -273,12 +332,11 @@ def cost(geom, dtype, op):
         eff = lanes * Kg / (WKB * ceil(Kg / WKB)) * taps / (WTB * ceil(taps / WTB)) * WGRAD_EFFICIENCY
         tasks = G * ceil(Kg / WKB) * Cg * ceil(taps / WTB)
     else:
-        # rows of padding and holes are skipped; along W every column of the block runs, and the output
-        # gradient's OW columns of an input gradient hold the useful products
+        # rows of padding and holes are skipped; along W each column block runs its taps (an input gradient's
+        # blocks leave out the taps that read only zeros) for all of its columns
         kout, out_size = _correlation(geom, op)[:2]
-        width = out_size[2]
-        b = block(kout, width)
-        eff = lanes * _block_rate(b, kout, width) * min(1.0, g3.output_size[2] / width)
+        b = _block_of(geom, op)
+        eff = lanes * _block_rate(b, kout, *_column_taps(out_size[2], b[1], *_columns(geom, op))[1:])
         tasks = ceil(N / L) * G * ceil(kout / b[0]) * prod(out_size[:2])
     threads = min(_threads.threads_for(geom.flops, None, MIN_FLOPS_PER_THREAD), max(1, int(tasks)))
     rate = RATE_PER_THREAD[_lanes.vector_bytes()] * (1.0 if itemsize == 4 else 0.5) * threads
@@ -292,9 +350,10 @@ def cost(geom, dtype, op):
 # by vector width (32: AVX2 build; 64: AVX-512 on a Xeon); float64 is half.
 RATE_PER_THREAD = {32: 40e9, 64: 80e9}
 WGRAD_EFFICIENCY = 0.8
-# Multiply-add rate of the forward blocks with a half or a quarter of the widest block's channels (one input lane
-# group loaded per 2 or 1 multiply-adds instead of 4), measured on LeNet's layers (Xeon, AVX-512).
-BLOCK_RATE = {2: 0.75, 4: 0.5}
+# Multiply-add rate of each forward block relative to the fastest, by vector width, measured on LeNet's layers
+# (Xeon; AVX-512 and the AVX2 build): with fewer channels a loaded input lane group serves fewer multiply-adds.
+BLOCK_RATE = {64: {(4, 6): 1.0, (4, 5): 1.0, (6, 4): 1.0, (2, 12): 0.75, (1, 12): 0.5},
+              32: {(3, 2): 1.0, (2, 2): 0.85, (1, 4): 0.8, (2, 3): 0.75, (1, 6): 0.75}}
 PARALLEL_EFFICIENCY = 0.9
 COPY_BYTES_PER_S = 8e9     # packing LeNet's activations, one thread (Xeon)
 CALL_OVERHEAD = 3e-5

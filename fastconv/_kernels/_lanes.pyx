@@ -12,12 +12,13 @@ of ``L`` pads the last group with zero images.
 zero padding (any sign: a negative pad crops) and input dilation there, so the compute kernels never test a bound:
 
 * :func:`forward` -- a task owns (lane group, group, block of KB output channels, output depth, a band of output
-  rows) and computes XB output columns at a time with KB x XB (at most ``LN_ACCS``) lane-group accumulators in registers
-  (4 x 6, 4 x 5, 2 x 12 or 1 x 12 at 64 bytes, as the layer's channels and width fit best): per input channel and tap, the KB weights are broadcast and
-  each of the XB input lane groups is loaded once and multiplied by all of them.  Results (plus bias) are
-  scattered to the images of the group.  The input
-  gradient is the same kernel on the packed output gradient, dilated by the stride and padded by ``d (k - 1) - p``,
-  with the flipped, channel-transposed kernel.
+  rows) and computes XB output columns at a time with KB x XB (at most ``LN_ACCS``) lane-group accumulators in
+  registers (4 x 6, 4 x 5, 6 x 4, 2 x 12 or 1 x 12 at 64 bytes, as the layer's channels and width fit best): per
+  input channel and tap, the KB weights are broadcast and each of the XB input lane groups is loaded once and
+  multiplied by all of them.  Results (plus bias) are scattered to the images of the group.  The input gradient is
+  the same kernel on the packed output gradient, dilated by the stride and padded by ``d (k - 1) - p``, with the
+  flipped, channel-transposed kernel; its caller says which rows and, per block of columns, which column taps
+  read only zeros (they are skipped).
 * :func:`grad_weight` -- a task owns (group, block of ``LN_WKB`` output channels, input channel, block of
   ``LN_WTB`` kernel taps) and accumulates its weights lane-wise over every lane group, output depth, row and
   column: one output-gradient load per channel and one input load per tap serve the whole block.  The ``L``
@@ -38,10 +39,10 @@ cdef extern from *:
     typedef float fc_lanes_f __attribute__((vector_size(64), aligned(4)));
     typedef double fc_lanes_d __attribute__((vector_size(64), aligned(8)));
     #if FC_VECTOR_BYTES == 64
-    /* 32 registers of 64 bytes: 24 accumulators as 4 channels x 6 columns (or 2 x 12, 1 x 24 for fewer
-       channels), the channels' broadcast weights and one loaded lane group;
+    /* 32 registers of 64 bytes: 24 accumulators as 4 channels x 6 columns (or 4 x 5, 6 x 4 for 6 channels,
+       2 x 12, 1 x 12 for fewer), the channels' broadcast weights and one loaded lane group;
        weight gradient: 4 channels x 5 taps = 20 accumulators, 4 output-gradient groups, 1 input group */
-    #define FC_LN_KB 4
+    #define FC_LN_KB 6
     #define FC_LN_ACCS 24
     #define FC_LN_B0K 4
     #define FC_LN_B0X 6
@@ -51,12 +52,14 @@ cdef extern from *:
     #define FC_LN_B2X 12
     #define FC_LN_B3K 1
     #define FC_LN_B3X 12
+    #define FC_LN_B4K 6
+    #define FC_LN_B4X 4
     #define FC_LN_WKB 4
     #define FC_LN_WTB 5
     #else
-    /* 16 registers of 32 bytes, a lane group in two: 2 x 3, 2 x 2, 1 x 6, 1 x 4 accumulator groups;
+    /* 16 registers of 32 bytes, a lane group in two: 2 x 3, 2 x 2, 1 x 6, 1 x 4, 3 x 2 accumulator groups;
        weight gradient 2 x 2 (8 registers) */
-    #define FC_LN_KB 2
+    #define FC_LN_KB 3
     #define FC_LN_ACCS 6
     #define FC_LN_B0K 2
     #define FC_LN_B0X 3
@@ -66,12 +69,12 @@ cdef extern from *:
     #define FC_LN_B2X 6
     #define FC_LN_B3K 1
     #define FC_LN_B3X 4
+    #define FC_LN_B4K 3
+    #define FC_LN_B4X 2
     #define FC_LN_WKB 2
     #define FC_LN_WTB 2
     #endif
     """
-    ctypedef float lanef "fc_lanes_f"
-    ctypedef double laned "fc_lanes_d"
     enum:
         LN_KB "FC_LN_KB"
         LN_ACCS "FC_LN_ACCS"
@@ -83,6 +86,8 @@ cdef extern from *:
         LN_B2X "FC_LN_B2X"
         LN_B3K "FC_LN_B3K"
         LN_B3X "FC_LN_B3X"
+        LN_B4K "FC_LN_B4K"
+        LN_B4X "FC_LN_B4X"
         LN_WKB "FC_LN_WKB"
         LN_WTB "FC_LN_WTB"
 
@@ -91,7 +96,11 @@ cdef extern from *:
     /* Transpose of a lane-group tile into image rows: src holds n lane groups (n = 16 float32 or 8 float64
        values each) of consecutive output positions; image j's n consecutive positions (plus bias) are stored at
        dst[j] (j < nl).  Butterfly transpose: at each scale s the off-diagonal s x s blocks of every pair of rows
-       (i, i + s) swap, with two-input shuffles of constant masks (one permute instruction each on AVX-512). */
+       (i, i + s) swap, with two-input shuffles of constant masks (one permute instruction each on AVX-512).
+       The other way (packing, fc_untile_*): image j's n consecutive positions at src[j] (j < nl; zeros for the
+       lanes of missing images) become n lane groups stored contiguously at dst -- the same butterfly, a
+       transpose being its own inverse. */
+    #if FC_VECTOR_BYTES == 64
     typedef int fc_mask_f __attribute__((vector_size(64)));
     typedef long long fc_mask_d __attribute__((vector_size(64)));
     #define FC_STAGE_F(S, LO, HI) \
@@ -106,12 +115,6 @@ cdef extern from *:
                       ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31})) \
         FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}), \
                       ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
-    static inline void fc_tile_f(const float* src, float** dst, int nl, float bias) {
-        fc_lanes_f r[16];
-        __builtin_memcpy(r, src, sizeof r);
-        FC_TRANSPOSE_F
-        for (int j = 0; j < nl; j++) { fc_lanes_f v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
-    }
     #define FC_STAGE_D(S, LO, HI) \
         for (int i = 0; i < 8; i++) if (!(i & S)) { fc_lanes_d a = r[i], b = r[i + S]; \
             r[i] = __builtin_shuffle(a, b, (fc_mask_d) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_d) HI); }
@@ -119,15 +122,13 @@ cdef extern from *:
         FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15})) \
         FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15})) \
         FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
-    static inline void fc_tile_d(const double* src, double** dst, int nl, double bias) {
-        fc_lanes_d r[8];
-        __builtin_memcpy(r, src, sizeof r);
-        FC_TRANSPOSE_D
-        for (int j = 0; j < nl; j++) { fc_lanes_d v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); }
+    #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* src, T** dst, int nl, T bias) { \
+        VT r[N]; \
+        __builtin_memcpy(r, src, sizeof r); \
+        TRANSPOSE \
+        for (int j = 0; j < nl; j++) { VT v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); } \
     }
-    /* The other way (packing): image j's n consecutive positions at src[j] (j < nl; zeros for the lanes of
-       missing images) become n lane groups stored contiguously at dst -- the same butterfly, a transpose being its
-       own inverse. */
     #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
     static inline void NAME(const T* const* src, T* dst, int nl) { \
         VT r[N]; \
@@ -137,8 +138,57 @@ cdef extern from *:
         TRANSPOSE \
         __builtin_memcpy(dst, r, sizeof r); \
     }
+    FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F)
+    FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_D)
     FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F)
     FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_D)
+    #else
+    /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed by the same
+       butterfly (GCC lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
+    typedef float fc_half_f __attribute__((vector_size(32), aligned(4)));
+    typedef double fc_half_d __attribute__((vector_size(32), aligned(8)));
+    typedef int fc_hmask_f __attribute__((vector_size(32)));
+    typedef long long fc_hmask_d __attribute__((vector_size(32)));
+    #define FC_HSTAGE(VT, MT, H, S, LO, HI) \
+        for (int i = 0; i < H; i++) if (!(i & S)) { VT a = r[i], b = r[i + S]; \
+            r[i] = __builtin_shuffle(a, b, (MT) LO); r[i + S] = __builtin_shuffle(a, b, (MT) HI); }
+    #define FC_TRANSPOSE_F \
+        FC_HSTAGE(fc_half_f, fc_hmask_f, 8, 4, ((fc_hmask_f){0,1,2,3,8,9,10,11}), ((fc_hmask_f){4,5,6,7,12,13,14,15})) \
+        FC_HSTAGE(fc_half_f, fc_hmask_f, 8, 2, ((fc_hmask_f){0,1,8,9,4,5,12,13}), ((fc_hmask_f){2,3,10,11,6,7,14,15})) \
+        FC_HSTAGE(fc_half_f, fc_hmask_f, 8, 1, ((fc_hmask_f){0,8,2,10,4,12,6,14}), ((fc_hmask_f){1,9,3,11,5,13,7,15}))
+    #define FC_TRANSPOSE_D \
+        FC_HSTAGE(fc_half_d, fc_hmask_d, 4, 2, ((fc_hmask_d){0,1,4,5}), ((fc_hmask_d){2,3,6,7})) \
+        FC_HSTAGE(fc_half_d, fc_hmask_d, 4, 1, ((fc_hmask_d){0,4,2,6}), ((fc_hmask_d){1,5,3,7}))
+    /* quadrant (ph, lh): positions ph * H .. ph * H + H - 1 of lanes lh * H .. lh * H + H - 1 */
+    #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* src, T** dst, int nl, T bias) { \
+        enum { H = N / 2 }; \
+        VT r[H]; \
+        for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
+            for (int i = 0; i < H; i++) __builtin_memcpy(&r[i], src + (ph * H + i) * N + lh * H, sizeof r[i]); \
+            TRANSPOSE \
+            for (int j = 0; j < H && lh * H + j < nl; j++) { \
+                VT v = r[j] + bias; __builtin_memcpy(dst[lh * H + j] + ph * H, &v, sizeof v); } \
+        } \
+    }
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* dst, int nl) { \
+        enum { H = N / 2 }; \
+        VT r[H]; \
+        for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
+            for (int i = 0; i < H; i++) { \
+                if (lh * H + i < nl) __builtin_memcpy(&r[i], src[lh * H + i] + ph * H, sizeof r[i]); \
+                else r[i] = (VT){0}; \
+            } \
+            TRANSPOSE \
+            for (int j = 0; j < H; j++) __builtin_memcpy(dst + (ph * H + j) * N + lh * H, &r[j], sizeof r[j]); \
+        } \
+    }
+    FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F)
+    FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_D)
+    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F)
+    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_D)
+    #endif
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
@@ -149,11 +199,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport Geometry, VECTOR_BYTES, check_scratch, float_t, scratch
-
-ctypedef fused lane_t:
-    lanef
-    laned
+from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t,
+                                       vf)
 
 LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 
@@ -161,7 +208,8 @@ LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 def block_sizes():
     """The forward register blocks of this build as (output channels, output columns) pairs (their index is the
     ``block`` argument of :func:`forward`), and the (output channels, kernel taps) of the weight-gradient block."""
-    return ((LN_B0K, LN_B0X), (LN_B1K, LN_B1X), (LN_B2K, LN_B2X), (LN_B3K, LN_B3X)), (LN_WKB, LN_WTB)
+    return (((LN_B0K, LN_B0X), (LN_B1K, LN_B1X), (LN_B2K, LN_B2X), (LN_B3K, LN_B3X), (LN_B4K, LN_B4X)),
+            (LN_WKB, LN_WTB))
 
 
 def vector_bytes():
@@ -249,21 +297,22 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
 cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
                             Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
                             Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                            Py_ssize_t kstride, int KB, int XB, lane_t* tag) noexcept nogil:
+                            Py_ssize_t kstride, int KB, int XB, vec_t* tag) noexcept nogil:
     """res[(kk * kstride + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
     wblk[kofs[kk] + c * wcstride + woff[q] + t] * base[c * cstride + roff[q] + x * swL + t * dwL + l].
 
-    KB x XB accumulators (at most LN_ACCS); callers pass literal block sizes (the loops unroll, the accumulators stay in
-    registers): the KB weights of a tap are broadcast once, then each of the XB input lane groups is loaded once
-    and multiplied by all of them."""
-    cdef lane_t a[LN_ACCS]
-    cdef lane_t wv[LN_ACCS]
-    cdef lane_t z, xv
-    cdef Py_ssize_t c, q, t, x, kk
+    KB x XB lane-group accumulators (at most LN_ACCS), each FC_LANE_VECS native vectors (a 64-byte lane group is
+    two registers below AVX-512: as one 64-byte GCC vector in an array, GCC kept the accumulators in memory);
+    callers pass literal block sizes (the loops unroll, the accumulators stay in registers): the KB weights of a
+    tap are broadcast once, then each of the XB input lane groups is loaded once and multiplied by all of them."""
+    cdef vec_t a[LN_ACCS * FC_LANE_VECS]
+    cdef vec_t wv[LN_KB]
+    cdef vec_t z, xv
+    cdef Py_ssize_t c, q, t, x, kk, h
     cdef const float_t* row
     cdef const float_t* wk
-    memset(&z, 0, sizeof(lane_t))
-    for x in range(KB * XB):
+    memset(&z, 0, sizeof(vec_t))
+    for x in range(KB * XB * FC_LANE_VECS):
         a[x] = z
     for c in range(Cg):
         for q in range(nrs):
@@ -273,12 +322,14 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
                 for kk in range(KB):
                     wv[kk] = wk[kofs[kk] + t] - z      # broadcast (x - 0 folds to x)
                 for x in range(XB):
-                    xv = (<const lane_t*> (row + x * swL + t * dwL))[0]
-                    for kk in range(KB):
-                        a[kk * XB + x] += wv[kk] * xv
+                    for h in range(FC_LANE_VECS):
+                        xv = (<const vec_t*> (row + x * swL + t * dwL))[h]
+                        for kk in range(KB):
+                            a[(kk * XB + x) * FC_LANE_VECS + h] += wv[kk] * xv
     for kk in range(KB):
         for x in range(XB):
-            (<lane_t*> res)[kk * kstride + x] = a[kk * XB + x]
+            for h in range(FC_LANE_VECS):
+                (<vec_t*> res)[(kk * kstride + x) * FC_LANE_VECS + h] = a[(kk * XB + x) * FC_LANE_VECS + h]
 
 
 cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
@@ -288,8 +339,8 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
     # literal block sizes for the inlined block (its loops unroll and its accumulators stay in registers); a
     # single channel takes half the accumulators (GCC does not unroll a loop of 24, and 12 columns already hide
     # the latency of the FMA chain)
-    cdef lanef* tf = NULL
-    cdef laned* td = NULL
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
     if float_t is float:
         if blk == 0:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B0K, LN_B0X, tf)
@@ -297,8 +348,10 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B1K, LN_B1X, tf)
         elif blk == 2:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B2K, LN_B2X, tf)
-        else:
+        elif blk == 3:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B3K, LN_B3X, tf)
+        else:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B4K, LN_B4X, tf)
     else:
         if blk == 0:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B0K, LN_B0X, td)
@@ -306,31 +359,35 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B1K, LN_B1X, td)
         elif blk == 2:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B2K, LN_B2X, td)
-        else:
+        elif blk == 3:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B3K, LN_B3X, td)
+        else:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B4K, LN_B4X, td)
 
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
             float_t[:, :, :, :, ::1] out, const unsigned char[::1] dvalid, const unsigned char[::1] hvalid,
-            Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads):
+            const Py_ssize_t[::1] taps, Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads):
     """out (N, K, OD, OH, OW) = the valid correlation of the packed input ``xp`` (see :func:`pack`) with the
     weights ``w`` (K, Cg, R, S, T) at the strides and dilations of ``geom`` (its paddings are already in ``xp``),
     plus ``bias``, in the register block ``block`` (an index into :func:`block_sizes`; a block's channels past K
     repeat its last one, and their sums are dropped).  Kernel taps (r, s) that read a packed row whose
     ``dvalid`` (by depth) or ``hvalid`` (by row) flag is 0 -- rows of zeros the caller does not want multiplied --
-    are skipped.  A task computes ``rows_per_task`` output rows of one lane
-    group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache line but at
-    the edges).  ``xp`` must be wide enough for whole blocks of XB columns; all arguments are validated
-    by the caller."""
+    are skipped, and the column block ``j`` (output columns ``j * XB`` to ``j * XB + XB - 1``) runs only the
+    column taps ``taps[2 * j]`` to ``taps[2 * j] + taps[2 * j + 1] - 1`` (the caller leaves out those that read
+    only columns of zeros for every output column of the block).  A task computes ``rows_per_task`` output rows
+    of one lane group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache
+    line but at the edges).  ``xp`` must be wide enough for whole blocks of XB columns, ``taps`` hold two entries per block
+    within ``[0, T]``; all arguments are validated by the caller."""
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], C = xp.shape[1], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4]
     cdef Py_ssize_t L = xp.shape[5]
     cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G
     cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
     cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
-    cdef int blk = min(max(block, 0), 3)
-    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K)[blk]
-    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X)[blk]
+    cdef int blk = min(max(block, 0), 4)
+    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K, LN_B4K)[blk]
+    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X, LN_B4X)[blk]
     cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
     cdef Py_ssize_t wkstride = Cg * R * S * T
     cdef Py_ssize_t cstride = Dp * Hp * Wp * L
@@ -340,7 +397,7 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t plen = rpt * OW + XB          # output positions of a task's rows, and a block's overrun
     cdef Py_ssize_t res_len = KB * plen * L
     cdef Py_ssize_t lstride = K * OD * OH * OW
-    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, kk, x, l, xblk, oh0, oh1, npos, p0
+    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, kk, x, l, xblk, oh0, oh1, npos, p0, t0
     cdef float_t* res
     cdef float_t** dsts
     cdef Py_ssize_t* roff
@@ -390,8 +447,10 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                                     nq = nq + 1
                     for xblk in range((OW + XB - 1) // XB):
                         ox0 = xblk * XB
-                        _fwd_dispatch(base + ox0 * sw * L, roff, woff, nq, Cg, cstride, &w[k0, 0, 0, 0, 0], kofs,
-                                      R * S * T, T, dw * L, sw * L, res + ((oh - oh0) * OW + ox0) * L, plen, blk)
+                        t0 = taps[2 * xblk]
+                        _fwd_dispatch(base + (ox0 * sw + t0 * dw) * L, roff, woff, nq, Cg, cstride,
+                                      &w[k0, 0, 0, 0, 0] + t0, kofs, R * S * T, taps[2 * xblk + 1], dw * L, sw * L,
+                                      res + ((oh - oh0) * OW + ox0) * L, plen, blk)
                 # then to the images: the rows oh0 .. oh1 - 1 of one (image, channel) are contiguous in out, so
                 # tiles of L positions x L lanes are transposed in registers and stored as image rows
                 npos = (oh1 - oh0) * OW
@@ -422,18 +481,18 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
 cdef inline void _wgrad_block(const float_t* xb, const float_t* gb, Py_ssize_t NB, Py_ssize_t xnb, Py_ssize_t gnb,
                               Py_ssize_t OD, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t xds, Py_ssize_t xhs,
                               Py_ssize_t swL, Py_ssize_t L, const Py_ssize_t* kofs, const Py_ssize_t* toff,
-                              float_t* res, lane_t* tag) noexcept nogil:
+                              float_t* res, vec_t* tag) noexcept nogil:
     """res[(kk * LN_WTB + tt) * L + l] = sum over lane groups b, output positions (od, oh, ow) of
     gb[b * gnb + kofs[kk] + ((od * OH + oh) * OW + ow) * L + l] * xb[b * xnb + od * xds + oh * xhs + toff[tt]
-    + ow * swL + l]."""
-    cdef lane_t a[LN_WKB * LN_WTB]
-    cdef lane_t gv[LN_WKB]
-    cdef lane_t z, xv
-    cdef Py_ssize_t b, od, oh, ow, kk, tt
+    + ow * swL + l], in lane groups of FC_LANE_VECS native vectors (see :func:`_fwd_block`)."""
+    cdef vec_t a[LN_WKB * LN_WTB * FC_LANE_VECS]
+    cdef vec_t gv[LN_WKB * FC_LANE_VECS]
+    cdef vec_t z, xv
+    cdef Py_ssize_t b, od, oh, ow, kk, tt, h
     cdef const float_t* xr
     cdef const float_t* gr
-    memset(&z, 0, sizeof(lane_t))
-    for tt in range(LN_WKB * LN_WTB):
+    memset(&z, 0, sizeof(vec_t))
+    for tt in range(LN_WKB * LN_WTB * FC_LANE_VECS):
         a[tt] = z
     for b in range(NB):
         for od in range(OD):
@@ -442,13 +501,15 @@ cdef inline void _wgrad_block(const float_t* xb, const float_t* gb, Py_ssize_t N
                 gr = gb + b * gnb + (od * OH + oh) * OW * L
                 for ow in range(OW):
                     for kk in range(LN_WKB):
-                        gv[kk] = (<const lane_t*> (gr + kofs[kk] + ow * L))[0]
+                        for h in range(FC_LANE_VECS):
+                            gv[kk * FC_LANE_VECS + h] = (<const vec_t*> (gr + kofs[kk] + ow * L))[h]
                     for tt in range(LN_WTB):
-                        xv = (<const lane_t*> (xr + toff[tt] + ow * swL))[0]
-                        for kk in range(LN_WKB):
-                            a[kk * LN_WTB + tt] += gv[kk] * xv
-    for tt in range(LN_WKB * LN_WTB):
-        (<lane_t*> res)[tt] = a[tt]
+                        for h in range(FC_LANE_VECS):
+                            xv = (<const vec_t*> (xr + toff[tt] + ow * swL))[h]
+                            for kk in range(LN_WKB):
+                                a[(kk * LN_WTB + tt) * FC_LANE_VECS + h] += gv[kk * FC_LANE_VECS + h] * xv
+    for tt in range(LN_WKB * LN_WTB * FC_LANE_VECS):
+        (<vec_t*> res)[tt] = a[tt]
 
 
 def grad_weight(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, :, ::1] gyp,
@@ -475,8 +536,8 @@ def grad_weight(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, 
     cdef float_t* res
     cdef float_t v
     cdef int failed[1]
-    cdef lanef* tf = NULL
-    cdef laned* td = NULL
+    cdef vf* tf = NULL
+    cdef vd* td = NULL
     failed[0] = 0
     if ntask == 0:
         return
