@@ -189,11 +189,27 @@ cdef extern from *:
     FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F)
     FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_D)
     #endif
+    /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
+       transpose; only n lane groups are stored. */
+    #define FC_UNTILE_PART(NAME, FULL, T, N) \
+    static inline void NAME(const T* const* src, T* dst, int nl, int n) { \
+        T rows[N][N] __attribute__((aligned(64))); \
+        T tile[N * N] __attribute__((aligned(64))); \
+        const T* ptrs[N]; \
+        __builtin_memset(rows, 0, sizeof rows); \
+        for (int j = 0; j < nl; j++) { __builtin_memcpy(rows[j], src[j], n * sizeof(T)); ptrs[j] = rows[j]; } \
+        FULL(ptrs, tile, nl); \
+        __builtin_memcpy(dst, tile, n * N * sizeof(T)); \
+    }
+    FC_UNTILE_PART(fc_untile_part_f, fc_untile_f, float, 16)
+    FC_UNTILE_PART(fc_untile_part_d, fc_untile_d, double, 8)
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
     void fc_untile_f(const float** src, float* dst, int nl) noexcept nogil
     void fc_untile_d(const double** src, double* dst, int nl) noexcept nogil
+    void fc_untile_part_f(const float** src, float* dst, int nl, int n) noexcept nogil
+    void fc_untile_part_d(const double** src, double* dst, int nl, int n) noexcept nogil
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
@@ -222,10 +238,11 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
     division is exact and lands inside x, else 0 (padding, holes of the input dilation, images past N).  Every
     element of ``xp`` is written.  Without input dilation along W, L consecutive columns of the L images of a
-    lane group are transposed in registers (one tile of L lane groups); the rest goes element by element."""
+    lane group are transposed in registers (one tile of L lane groups; the last columns of a row through a
+    zero-padded tile); with input dilation along W, element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
-    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi, zw
+    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi
     cdef float_t* dst
     cdef float_t* drow
     cdef const float_t* src
@@ -277,11 +294,12 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                                 srcs[l] = srcs[l] + L
                             iw = iw + L
                         if iw < w1:         # the last columns, fewer than a tile
-                            if nl < L:
-                                memset(drow + iw * L, 0, (w1 - iw) * L * sizeof(float_t))
-                            for l in range(nl):
-                                for zw in range(w1 - iw):
-                                    drow[(iw + zw) * L + l] = srcs[l][zw]
+                            if float_t is float:
+                                fc_untile_part_f(<const float**> srcs, <float*> (drow + iw * L), <int> nl,
+                                                 <int> (w1 - iw))
+                            else:
+                                fc_untile_part_d(<const double**> srcs, <double*> (drow + iw * L), <int> nl,
+                                                 <int> (w1 - iw))
                     else:
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         drow = drow + pw * L
