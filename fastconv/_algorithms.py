@@ -77,9 +77,11 @@ The non-finite contract (PyTorch's, on its reference CPU path)
     * weight gradient: ``x_pad[n, c, o*s + t*d - p] * gy[n, k, o]``, zero padding included.
 
     The same holds for a transposed convolution's gradients (its input gradient is the forward convolution of
-    the output gradient, its weight gradient the weight gradient with input and output swapped).  ``auto``
-    never chooses a ``"spreads"`` entry for operands that hold an inf or NaN or whose products could overflow
-    (:func:`tame`); an explicit ``algorithm=`` runs the named entry.
+    the output gradient, its weight gradient the weight gradient with input and output swapped).  When ``auto``
+    runs a ``"spreads"`` entry and its result holds an inf or NaN (an inf or NaN operand, or products that
+    overflow), it runs the op again with the best exact entry (``PreparedConv._run``), so ``auto``'s result is
+    always the contract's; an explicit ``algorithm=`` runs the named entry.  :func:`tame` (operands free of inf
+    and NaN whose products cannot overflow) guards the filters' FFT path the same way, before it runs.
 """
 import contextlib
 import contextvars
@@ -230,6 +232,11 @@ def tame(dtype, *operands):
     return bound * size < float(np.finfo(dtype).max)
 
 
+def finite(a):
+    """True when ``a`` holds no inf or NaN (one pass on fastconv's threads, as :func:`tame`)."""
+    return a.size == 0 or math.isfinite(_max_abs(a))
+
+
 def _max_abs(a):
     """max |a|, inf when ``a`` holds an inf or NaN."""
     if a.dtype.char in "fd" and a.dtype.isnative and a.flags.c_contiguous:
@@ -241,8 +248,8 @@ def _max_abs(a):
 def choose(geom, dtype, op="forward", finite=True):
     """The algorithm with the lowest estimated cost for ``op`` on ``geom`` (the ``"auto"`` choice).
 
-    ``finite=False`` (operands that are not :func:`tame`) leaves out the entries that spread non-finite values in
-    ``op`` (:meth:`Algorithm.spreads`)."""
+    ``finite=False`` (for a run whose first result held an inf or NaN) leaves out the entries that spread
+    non-finite values in ``op`` (:meth:`Algorithm.spreads`)."""
     if not all(geom.input_shape[:2]):     # no samples or no channels: nothing to compute, nothing to compare
         return next(a for a in _registry.values() if a.implements(op))
     tuning = _autotune.enabled()

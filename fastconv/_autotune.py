@@ -3,10 +3,10 @@
 With ``fastconv.autotune(True)`` the first ``algorithm="auto"`` call for a given (geometry, dtype, op, threads)
 times the registered algorithms on random data of that shape and remembers the fastest.  Each candidate is run
 once to warm up, then the candidates are timed in interleaved rounds (so that load on a shared machine hits them
-alike) until the fastest is separated from the runner-up -- its upper quartile below the runner-up's lower
-quartile -- or the rounds or the time budget run out; when the two are within ``TIE`` of each other the calibrated
-cost model's choice among them is kept, so noise does not decide.  Candidates the cost model puts far behind are
-not timed.
+alike; the order changes from round to round, so that none always runs right after the same other one) until the
+fastest is separated from the runner-up -- its upper quartile below the runner-up's lower quartile -- or the
+rounds or the time budget run out; when the two are within ``TIE`` of each other the calibrated cost model's
+choice among them is kept, so noise does not decide.  Candidates the cost model puts far behind are not timed.
 
 The winners persist across processes by default: they are stored as JSON in fastconv's cache directory (see
 :func:`fastconv._calibrate.cache_dir`), one file per CPU model, SIMD level and fastconv version.
@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _threads
 from . import _validate as V
+from ._measure import balanced_orders
 
 __all__ = ["autotune", "enabled", "lookup", "tune", "settle", "clear_cache", "cache_info", "default_cache_file"]
 
@@ -145,9 +146,12 @@ def measure(geom, dtype, op, candidates, budget=None):
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
+    items = list(fns.items())
+    orders = balanced_orders(len(items))     # each candidate follows each other one equally often
     start = time.perf_counter()
     for r in range(MAX_ROUNDS):
-        for k, fn in fns.items():
+        for i in orders[r % len(orders)]:
+            k, fn = items[i]
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)

@@ -58,22 +58,35 @@ class PreparedConv(NamedTuple):
         """The zero-padding geometry the kernels run (``geom`` itself unless the input was padded here)."""
         return self.geom.kernel_geometry
 
-    def algorithm_for(self, op, *operands):
+    def algorithm_for(self, op, finite=True):
         """The algorithm that runs ``op`` ("forward", "grad_input", "grad_weight"), resolved once.
 
-        For ``algorithm="auto"``, a choice that spreads non-finite values (``Algorithm.nonfinite``) is replaced by
-        the best exact one when the ``operands`` of this run are not :func:`~fastconv._algorithms.tame`."""
-        alg = self.algorithms.get(op)
+        ``finite=False``: for ``algorithm="auto"``, the best one that does not spread non-finite values
+        (``Algorithm.nonfinite``), which the runs below take when the first choice spreads and its result holds
+        an inf or NaN."""
+        key = op if finite else op + ":nonfinite"
+        alg = self.algorithms.get(key)
         if alg is None:
-            alg = self.algorithms[op] = _algorithms.resolve(self.algorithm, self.geom.kernel_geometry, self.dtype,
-                                                            op, self.fn)
-        if alg.spreads(op) and self.algorithm == "auto" and not _algorithms.tame(self.dtype, *operands):
-            key = op + ":nonfinite"
-            alg = self.algorithms.get(key)
-            if alg is None:
-                alg = self.algorithms[key] = _algorithms.choose(self.geom.kernel_geometry, self.dtype, op,
-                                                                finite=False)
+            if finite:
+                alg = _algorithms.resolve(self.algorithm, self.geom.kernel_geometry, self.dtype, op, self.fn)
+            elif self.algorithm == "auto" and self.algorithm_for(op).spreads(op):
+                alg = _algorithms.choose(self.geom.kernel_geometry, self.dtype, op, finite=False)
+            else:
+                alg = self.algorithm_for(op)
+            self.algorithms[key] = alg
         return alg
+
+    def _run(self, op, result, run):
+        """``run(algorithm)`` with the algorithm for ``op``; when ``auto`` chose one that spreads non-finite values
+        (FFT, Winograd) and ``result`` then holds an inf or NaN -- an inf or NaN operand, or products that
+        overflow -- ``run`` again with the best exact algorithm, whose result is the contract's.  A finite result
+        is the contract's already: a spreading algorithm gives a finite result only from finite operands whose
+        products do not overflow.  Checking the result costs one pass over it (the weight gradient's is small);
+        checking the operands instead cost a pass over each of them before every call."""
+        alg = self.algorithm_for(op)
+        run(alg)
+        if alg.spreads(op) and self.algorithm == "auto" and not _algorithms.finite(result):
+            run(self.algorithm_for(op, finite=False))
 
     def conv(self, a, out=None):
         """The convolution of ``a`` (input space, padded like ``x``) with ``w`` (+ ``b`` unless transposed)."""
@@ -82,8 +95,8 @@ class PreparedConv(NamedTuple):
             out = np.empty(kg.output_shape, self.dtype)
         if out.size == 0:       # a batch of zero samples, or no input channels: nothing to compute
             return out
-        self.algorithm_for("forward", a, self.w).forward(a, self.w, None if self.transposed else self.b, kg, out,
-                                                         _threads.get_num_threads())
+        self._run("forward", out, lambda alg: alg.forward(a, self.w, None if self.transposed else self.b, kg, out,
+                                                          _threads.get_num_threads()))
         return out
 
     def adjoint(self, g, out=None):
@@ -94,7 +107,7 @@ class PreparedConv(NamedTuple):
             out = np.empty(kg.input_shape, self.dtype)
         if out.size == 0:       # a batch of zero samples, or no input channels
             return np.empty(self.geom.input_shape, self.dtype) if self.geom.explicit_padding else out
-        self.algorithm_for("grad_input", g, self.w).grad_input(g, self.w, kg, out, _threads.get_num_threads())
+        self._run("grad_input", out, lambda alg: alg.grad_input(g, self.w, kg, out, _threads.get_num_threads()))
         if self.transposed and self.b is not None:
             out += self.b.reshape((1, -1) + (1,) * kg.ndim)
         if self.geom.explicit_padding:
@@ -110,15 +123,16 @@ class PreparedConv(NamedTuple):
             gw = np.zeros(kg.weight_shape, self.dtype)
             return (gw, bias_grad(g).astype(self.dtype, copy=False)) if with_bias else gw
         gw = np.empty(kg.weight_shape, self.dtype)
-        alg = self.algorithm_for("grad_weight", a, g)
-        gb = None
-        if with_bias and alg.fused_bias:
-            gb = np.empty(kg.out_channels, self.dtype)
-            alg.grad_weight(a, g, kg, gw, _threads.get_num_threads(), grad_bias=gb)
-        else:
-            alg.grad_weight(a, g, kg, gw, _threads.get_num_threads())
-            if with_bias:
-                gb = bias_grad(g)
+        gb = np.empty(kg.out_channels, self.dtype) if with_bias else None
+
+        def run(alg):
+            if with_bias and alg.fused_bias:
+                alg.grad_weight(a, g, kg, gw, _threads.get_num_threads(), grad_bias=gb)
+            else:
+                alg.grad_weight(a, g, kg, gw, _threads.get_num_threads())
+                if with_bias:
+                    gb[...] = bias_grad(g)
+        self._run("grad_weight", gw, run)
         gw = flip_kernel(gw) if self.flip else gw
         return (gw, gb) if with_bias else gw
 

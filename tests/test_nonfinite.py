@@ -320,10 +320,10 @@ def test_auto_avoids_fft_for_nonfinite_operands(dtype):
     from fastconv._prepare import prepare_conv
     with fc.num_threads(2):
         p = prepare_conv("conv2d", 2, x, w)
-        chosen = p.algorithm_for("forward", p.x, p.w)
+        chosen = p.algorithm_for("forward")
         assert chosen.nonfinite == "spreads"       # the premise: auto's choice for finite data spreads (fft here)
+        assert p.algorithm_for("forward", finite=False).nonfinite == "exact"     # what auto runs it again with
         x[0, 0, 100, 100] = np.nan
-        assert p.algorithm_for("forward", x, p.w).nonfinite == "exact"
         y = fc.conv2d(x, w)
         assert np.isnan(y).sum() == 4 * 21 * 21
         assert np.isnan(y[:, :, 80:101, 80:101]).all()
@@ -374,21 +374,45 @@ def test_every_algorithm_declares_its_nonfinite_behaviour():
 
 
 def test_registry_exposes_the_contract_to_new_entries():
-    """A new spreading entry that auto would prefer is still avoided for non-finite operands."""
+    """A new spreading entry that auto would prefer runs once on finite operands; when its result holds an inf
+    or NaN, auto runs the op again with the best exact entry -- forward, input gradient and weight gradient, and
+    through the tape."""
     fft = _algorithms.get("fft")
-    cheap = _algorithms.Algorithm("cheap_spreader", fft.forward, fft.grad_input, fft.grad_weight,
+    calls = []
+
+    def counted(fn, op):
+        def run(*args, **kw):
+            calls.append(op)
+            return fn(*args, **kw)
+        return run
+    cheap = _algorithms.Algorithm("cheap_spreader", counted(fft.forward, "forward"),
+                                  counted(fft.grad_input, "grad_input"), counted(fft.grad_weight, "grad_weight"),
                                   lambda geom, dtype, op: 0.0, supports=fft.supports, nonfinite="spreads")
     _algorithms.register(cheap)
     try:
         x = np.ones((1, 1, 12, 12))
         w = np.ones((1, 1, 3, 3))
+        gy = np.ones((1, 1, 10, 10))
         from fastconv._prepare import prepare_conv
         p = prepare_conv("conv2d", 2, x, w)
-        assert p.algorithm_for("forward", p.x, p.w).name == "cheap_spreader"
+        assert p.algorithm_for("forward").name == "cheap_spreader"
+        assert p.algorithm_for("forward", finite=False).nonfinite == "exact"
+        assert np.isfinite(fc.conv2d(x, w)).all() and calls == ["forward"]
         x[0, 0, 0, 0] = np.inf
-        assert p.algorithm_for("forward", x, p.w).nonfinite == "exact"
         y = fc.conv2d(x, w)
+        assert calls == ["forward"] * 2         # ran, gave NaN, and the exact entry ran again
         assert np.isinf(y).sum() == 1 and np.isfinite(y.ravel()[1:]).all()
+        gw = fc.grad.conv2d_weight(x, w.shape, gy)
+        np.testing.assert_array_equal(gw, fc.grad.conv2d_weight(x, w.shape, gy, algorithm="direct"))
+        assert np.isinf(gw).sum() == 1
+        w[0, 0, 1, 1] = np.inf
+        gx = fc.grad.conv2d_input(x.shape, w, gy)
+        np.testing.assert_array_equal(gx, fc.grad.conv2d_input(x.shape, w, gy, algorithm="direct"))
+        assert not np.isnan(gx).any()           # inf, never 0 * inf: the contract's products only
+        X, W = fc.Tensor(x, requires_grad=True), fc.Tensor(w, requires_grad=True)
+        fc.nn.functional.conv2d(X, W).sum().backward()
+        np.testing.assert_array_equal(W.grad, fc.grad.conv2d_weight(x, w.shape, np.ones_like(gy), algorithm="direct"))
+        assert calls.count("grad_input") == 2 and calls.count("grad_weight") == 2
     finally:
         _algorithms._registry.pop("cheap_spreader")
         _algorithms.invalidate()

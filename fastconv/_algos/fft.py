@@ -50,8 +50,8 @@ frequency: one inf or NaN makes NaN every output computed through a transform th
 its tile (forward and input gradient) for an input value, every output of the channels it feeds for a weight
 value, and the weight gradient of every channel pair it meets (accumulated in the frequency domain).  Products that overflow give NaN where the direct sum
 gives inf.  Every output the contract (:mod:`fastconv._algorithms`) calls non-finite is non-finite, often NaN
-instead of +-inf.  ``algorithm="auto"`` therefore never runs fft on operands that are not
-:func:`~fastconv._algorithms.tame`.
+instead of +-inf.  ``algorithm="auto"`` therefore runs the op again with an exact algorithm when an fft result
+holds an inf or NaN (``PreparedConv._run``).
 """
 import contextlib
 import functools
