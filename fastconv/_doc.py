@@ -59,8 +59,8 @@ CONV = {
     "conv_algorithm": """algorithm : {"auto", "direct", "toeplitz", "fft", ...}
         See ``fastconv.algorithms()``.  ``"direct"`` and ``"toeplitz"`` put an inf or NaN of the operands
         exactly where PyTorch does; ``"fft"``, ``"winograd"`` and ``"fft_tiles"`` spread one over its tile
-        (NaN), so ``"auto"`` never picks an algorithm that spreads for operands holding one (the guide's
-        "Non-finite values").""",
+        (NaN), so when such a result of ``"auto"`` holds an inf or NaN the call runs again with an exact
+        algorithm (the guide's "Non-finite values").""",
     "conv_flip": """flip : bool
         True computes true convolution (the kernel flipped along every spatial axis).""",
     "conv_out": """out : ndarray, optional
