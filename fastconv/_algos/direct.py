@@ -28,7 +28,7 @@ from math import ceil, prod
 import numpy as np
 
 from .. import _kernels
-from .._algorithms import Algorithm, register
+from .._algorithms import Algorithm, finite, register
 from .._geometry import kernel_struct
 from .._kernels import as_5d, shape_5d
 from .._threads import MIN_FLOPS_PER_THREAD
@@ -388,7 +388,7 @@ def grad_weight(x, gy, geom, out, nthreads, grad_bias=None):
     Cg, Kg = C // G, K // G
     g3 = geom.as_3d()
     x5, gy5 = as_5d(x), as_5d(gy)
-    if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS and np.isfinite(gy5).all():
+    if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS and finite(gy5):
         return _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias)
     if grad_bias is not None:   # the swapped convolution reads gy as its kernel: the sum is a pass of its own
         grad_bias[...] = gy5.sum(axis=(0, 2, 3, 4))
