@@ -234,3 +234,27 @@ def test_fft_path_temporaries_in_concurrent_threads():
     for t in ts:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_fft_path_transpose_moves_every_bit(dtype):
+    """The FFT path's transpose (register blocks of 8-byte complex64 numbers, element by element at the tiles'
+    edges and for complex128) at every SIMD level, on strided rows and shapes that leave partial blocks and tiles:
+    bit-for-bit the transposed array, NaN payloads and signed zeros included."""
+    from fastconv import _kernels
+    real = np.float32 if dtype == np.complex64 else np.float64
+    rng = np.random.default_rng(3)
+    for level in _kernels.cpu_levels():
+        with _kernels.use_level(level):
+            f = _kernels.module("_filter")
+            for R, C in ((1, 1), (3, 5), (8, 8), (32, 32), (33, 70), (100, 9), (257, 131)):
+                a = rng.standard_normal((R, C + 3, 2)).astype(real)
+                a.reshape(-1)[::7] = -0.0
+                a.view(np.uint32 if real == np.float32 else np.uint64).reshape(-1)[::11] |= \
+                    (0x7fc00001 if real == np.float32 else 0x7ff8000000000001)
+                src = a[:, 1:C + 1]                   # strided rows
+                dst = np.empty((C, R, 2), real)
+                f.transpose_pairs(src, dst, 2)
+                bits = np.uint32 if real == np.float32 else np.uint64
+                assert np.array_equal(dst.view(bits), np.ascontiguousarray(src.transpose(1, 0, 2)).view(bits)), \
+                    (level, R, C)

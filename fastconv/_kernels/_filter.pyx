@@ -637,14 +637,49 @@ def unsharp_combine(const float_t[::1] image, float_t[::1] blurred, double amoun
             blurred[i] = v
 
 
+cdef extern from *:
+    """
+    /* An N x N block of 8-byte elements (complex64 numbers, moved as doubles: bit-exact) transposed in registers,
+       N = the vector's 8-byte lanes: the butterfly swaps the off-diagonal s x s blocks of rows i and i + s. */
+    #if FC_VECTOR_BYTES == 64
+    typedef double fc_tp_v __attribute__((vector_size(64), aligned(4)));
+    typedef long long fc_tp_m __attribute__((vector_size(64)));
+    #define FC_TP_N 8
+    #else
+    typedef double fc_tp_v __attribute__((vector_size(32), aligned(4)));
+    typedef long long fc_tp_m __attribute__((vector_size(32)));
+    #define FC_TP_N 4
+    #endif
+    #define FC_TP_STAGE(S, LO, HI) \
+        for (int i = 0; i < FC_TP_N; i++) if (!(i & S)) { fc_tp_v a = r[i], b = r[i + S]; \
+            r[i] = __builtin_shuffle(a, b, (fc_tp_m) LO); r[i + S] = __builtin_shuffle(a, b, (fc_tp_m) HI); }
+    static inline void fc_tp_block(const float* src, Py_ssize_t sstride, float* dst, Py_ssize_t dstride) {
+        fc_tp_v r[FC_TP_N];
+        for (int i = 0; i < FC_TP_N; i++) __builtin_memcpy(&r[i], src + i * sstride, sizeof r[i]);
+    #if FC_VECTOR_BYTES == 64
+        FC_TP_STAGE(4, ((fc_tp_m){0,1,2,3,8,9,10,11}), ((fc_tp_m){4,5,6,7,12,13,14,15}))
+        FC_TP_STAGE(2, ((fc_tp_m){0,1,8,9,4,5,12,13}), ((fc_tp_m){2,3,10,11,6,7,14,15}))
+        FC_TP_STAGE(1, ((fc_tp_m){0,8,2,10,4,12,6,14}), ((fc_tp_m){1,9,3,11,5,13,7,15}))
+    #else
+        FC_TP_STAGE(2, ((fc_tp_m){0,1,4,5}), ((fc_tp_m){2,3,6,7}))
+        FC_TP_STAGE(1, ((fc_tp_m){0,4,2,6}), ((fc_tp_m){1,5,3,7}))
+    #endif
+        for (int j = 0; j < FC_TP_N; j++) __builtin_memcpy(dst + j * dstride, &r[j], sizeof r[j]);
+    }
+    """
+    enum: FC_TP_N
+    void fc_tp_block(const float* src, Py_ssize_t sstride, float* dst, Py_ssize_t dstride) noexcept nogil
+
+
 def transpose_pairs(const float_t[:, :, :] src, float_t[:, :, ::1] dst, int nthreads):
     """dst[j, i, :] = src[i, j, :] for (R, C) complex numbers stored as (re, im) pairs (``src`` rows may be
     strided, each row contiguous), in 32 x 32 tiles (the FFT path keeps its complex transforms on contiguous rows
-    by transposing between them)."""
+    by transposing between them).  float32 pairs move as 8-byte elements in blocks of FC_TP_N x FC_TP_N
+    transposed in registers; the tiles' edges and float64 pairs element by element."""
     cdef Py_ssize_t R = src.shape[0], C = src.shape[1]
     cdef Py_ssize_t rs = src.strides[0] // sizeof(float_t)      # src row stride in elements
     cdef Py_ssize_t nbc = (C + 31) // 32, nbr = (R + 31) // 32
-    cdef Py_ssize_t t, i, j, i0, j0, i1, j1
+    cdef Py_ssize_t t, i, j, i0, j0, i1, j1, ib, jb, ie, je
     cdef const float_t* s0
     cdef const float_t* sr
     cdef float_t* d0
@@ -658,8 +693,22 @@ def transpose_pairs(const float_t[:, :, :] src, float_t[:, :, ::1] dst, int nthr
             j0 = (t // nbr) * 32
             i1 = min(i0 + 32, R)
             j1 = min(j0 + 32, C)
+            ie = i0
+            je = j0
+            if float_t is float:
+                # whole register blocks, then the rest of the tile's rows and columns element by element
+                ie = i0 + (i1 - i0) // FC_TP_N * FC_TP_N
+                je = j0 + (j1 - j0) // FC_TP_N * FC_TP_N
+                ib = i0
+                while ib < ie:
+                    jb = j0
+                    while jb < je:
+                        fc_tp_block(<const float*> (s0 + ib * rs + 2 * jb), rs, <float*> (d0 + 2 * (jb * R + ib)),
+                                    2 * R)
+                        jb = jb + FC_TP_N
+                    ib = ib + FC_TP_N
             for i in range(i0, i1):
                 sr = s0 + i * rs
-                for j in range(j0, j1):
+                for j in range(je if i < ie else j0, j1):
                     d0[2 * (j * R + i)] = sr[2 * j]
                     d0[2 * (j * R + i) + 1] = sr[2 * j + 1]
