@@ -107,7 +107,8 @@ def run(threads=2, repeats=7, budget=3.0, grid="default"):
                                         _algorithms.choose(geom, np.float32, "grad_weight").name)
                 rows.append(dict(layer=spec["name"], op=op, fastest=best, best_ms=med[best] * 1e3,
                                  auto=chosen, auto_ms=med["auto"] * 1e3, auto_over_best=med["auto"] / med[best],
-                                 n=len(times["auto"]), contenders=len(close) - 1, **{"%s_ms" % k: v * 1e3 for k, v in med.items() if k != "auto"}))
+                                 n=len(times["auto"]), contenders=len(close) - 1,
+                                 **{"%s_ms" % k: v * 1e3 for k, v in med.items() if k != "auto"}))
     return rows, cal, cal_seconds
 
 

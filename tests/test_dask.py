@@ -608,3 +608,45 @@ def test_halos_of_a_zarr_source_come_from_a_second_read(tmp_path):
         res = fd.gaussian(lazy, 1.5, mode="reflect", preserve_range=True).compute()
     np.testing.assert_array_equal(res, ff.gaussian(img + 1, 1.5, mode="reflect", preserve_range=True))
     assert len([c for c in calls if 0 not in c]) == x.npartitions     # each computed block once (and dask's meta probe)
+
+
+def test_uncompressed_zarr_chunks_are_memory_mapped(tmp_path):
+    """The chunks of an uncompressed Zarr array in a local directory are files of raw values: their reads are
+    memory maps (read-only, a few milliseconds where a read into fresh memory took 60-250 ms), for the blocks and
+    for the halos' second reads; chunks never written (the fill value), selections across chunks and compressed
+    arrays go through zarr.  Results equal the in-memory filter whatever the chunking."""
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(4)
+    img = rng.random((30, 26, 21)).astype(np.float32)
+    path = str(tmp_path / "raw.zarr")
+    z = zarr.create_array(store=path, shape=img.shape, chunks=(8, 13, 9), dtype="float32", compressors=None,
+                          fill_value=0.5)
+    z[:24] = img[:24]                                    # the last chunks along axis 0 are never written
+    want_img = img.copy()
+    want_img[24:] = 0.5
+    x = da.from_zarr(path)
+    assert _overlap._chunk_files(z) is not None and _overlap._chunk_files(x.dask[_overlap._getter_reads(x)])
+    packed = zarr.create_array(store=str(tmp_path / "zstd.zarr"), shape=img.shape, chunks=(8, 13, 9),
+                               dtype="float32")
+    assert _overlap._chunk_files(packed) is None and _overlap._chunk_files(img) is None
+
+    block = _overlap._read_mapped(z, (slice(8, 16), slice(13, 26), slice(9, 18)))
+    np.testing.assert_array_equal(block, img[8:16, 13:26, 9:18])
+    assert type(block) is np.ndarray and not block.flags.writeable
+    across = _overlap._read_mapped(z, (slice(4, 12), slice(0, 13), slice(0, 9)))     # two chunks: zarr reads
+    np.testing.assert_array_equal(across, img[4:12, :13, :9])
+    np.testing.assert_array_equal(_overlap._read_mapped(z, (slice(24, 30), slice(0, 13), slice(0, 9))),
+                                  want_img[24:30, :13, :9])                          # no file: the fill value
+
+    mapped = _overlap.mapped_source(x)
+    assert mapped.name.startswith("mapped-") and _overlap._getter_reads(mapped) is not None
+    halo = _overlap.halo_source(mapped)
+    assert halo.name.startswith("mapped-") and halo.name != mapped.name
+    for chunks in ((8, 13, 9), (5, 7, 21), (30, 4, 4)):
+        src = da.from_zarr(path) if chunks == (8, 13, 9) else da.from_zarr(path).rechunk(chunks)
+        got = fd.gaussian(src, 1.5, mode="mirror", preserve_range=True)
+        with dask.config.set(scheduler="threads"):
+            np.testing.assert_array_equal(got.compute(), ff.gaussian(want_img, 1.5, mode="mirror",
+                                                                     preserve_range=True))
+    reads = [n for n in fd.gaussian(x, 1.5).dask.layers if n.startswith(("mapped-", "from-zarr"))]
+    assert len(reads) == 2 and all(n.startswith("mapped-") for n in reads)
