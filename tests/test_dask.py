@@ -650,3 +650,11 @@ def test_uncompressed_zarr_chunks_are_memory_mapped(tmp_path):
                                                                      preserve_range=True))
     reads = [n for n in fd.gaussian(x, 1.5).dask.layers if n.startswith(("mapped-", "from-zarr"))]
     assert len(reads) == 2 and all(n.startswith("mapped-") for n in reads)
+    # one chunk and a filter that reads no neighbour: the block is the slab, copied (never a read-only result)
+    one = zarr.create_array(store=str(tmp_path / "one.zarr"), shape=(6, 5), chunks=(6, 5), dtype="float64",
+                            compressors=None)
+    one[...] = img[0, :6, :5]
+    with dask.config.set(scheduler="synchronous"):
+        res = fd.ndimage.uniform_filter(da.from_zarr(str(tmp_path / "one.zarr")), size=1).compute()
+    np.testing.assert_array_equal(res, img[0, :6, :5])
+    assert res.flags.writeable

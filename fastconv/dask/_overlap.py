@@ -250,8 +250,9 @@ def _assemble(layout, holes, shape, dtype, fill, parts, slot=None):
     """One slab: ``parts[i]`` (a whole block, or a piece its own task cut) goes to ``layout[i]``'s place; into
     this thread's :func:`scratch` buffer ``slot`` if given (for a function that keeps no reference to it)."""
     pieces = parts
-    if len(pieces) == 1 and not holes:
-        return pieces[0]
+    if len(pieces) == 1 and not holes and getattr(pieces[0], "flags", None) is not None \
+            and pieces[0].flags.writeable:
+        return pieces[0]                    # (a read-only block, a memory-mapped chunk, is copied)
     slab = np.empty(shape, dtype) if slot is None else scratch(slot, shape, dtype)
     for (_, dst), piece in zip(layout, pieces):
         slab[dst] = piece
