@@ -29,13 +29,14 @@ from fastconv._kernels.common cimport (FC_CH_ACCS, FC_CH_COLS, FC_CH_VECS, Geome
 cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag, Py_ssize_t Cg,
                             const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs, Py_ssize_t cstride,
                             Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dw, Py_ssize_t sw,
-                            Py_ssize_t off) noexcept nogil:
+                            Py_ssize_t off, int NC) noexcept nogil:
     """res[j*KB + kk] = sum over valid taps (r, s) q < nrs, channels c and column taps t of
-    buf[roff[q] + c*cstride + off + t*dw + j*sw] * wblk[woff[q] + c*wcstride + t*KB + kk].
+    buf[roff[q] + c*cstride + off + t*dw + j*sw] * wblk[woff[q] + c*wcstride + t*KB + kk], for j < NC.
 
-    KB = FC_CH_VECS vectors of output channels, WB = FC_CH_COLS output columns: FC_CH_ACCS vector accumulators
-    (12 of 16 registers with 32-byte vectors, 24 of 32 with 64-byte ones).  ``tag`` only selects the vector
-    type matching float_t.  The summation order of an output element does not depend on the block sizes.
+    KB = FC_CH_VECS vectors of output channels, NC <= WB = FC_CH_COLS output columns (a literal: FC_CH_COLS, or
+    the narrower blocks of a row's last columns): up to FC_CH_ACCS vector accumulators (12 of 16 registers with
+    32-byte vectors, 24 of 32 with 64-byte ones).  ``tag`` only selects the vector type matching float_t.  The
+    summation order of an output element does not depend on the block sizes.
     """
     cdef vec_t acc[FC_CH_ACCS]
     cdef vec_t wv[FC_CH_VECS]
@@ -54,33 +55,45 @@ cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* re
             for t in range(T):
                 for q in range(FC_CH_VECS):
                     wv[q] = (<const vec_t*> (wk + q * V))[0]
-                for j in range(FC_CH_COLS):
+                for j in range(NC):
                     xb = row[j * sw] - z     # broadcast (x - 0 folds to x; adding 0 would not)
                     for q in range(FC_CH_VECS):
                         acc[FC_CH_VECS * j + q] += xb * wv[q]
                 wk += FC_CH_VECS * V
                 row += dw
-    for j in range(FC_CH_ACCS):
+    for j in range(FC_CH_VECS * NC):
         (<vec_t*> (res + j * V))[0] = acc[j]
 
 
 cdef inline void _dispatch(const float_t* buf, const float_t* wblk, float_t* res, Py_ssize_t Cg,
                            const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs, Py_ssize_t cstride,
                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dw, Py_ssize_t sw,
-                           Py_ssize_t off) noexcept nogil:
-    # the vector type of float_t; unit stride as a literal, so the block's addresses fold to constants
+                           Py_ssize_t off, Py_ssize_t nj) noexcept nogil:
+    # the vector type of float_t; unit stride as a literal, so the block's addresses fold to constants; the
+    # last nj < FC_CH_COLS columns of a unit-stride row run a block of a third or two thirds of the columns
+    # (a 28-wide row: 12 + 12 + 4 columns instead of 3 x 12)
     cdef vf* tf = NULL
     cdef vd* td = NULL
     if float_t is float:
-        if sw == 1:
-            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off)
+        if sw != 1:
+            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off, FC_CH_COLS)
+        elif nj * 3 <= FC_CH_COLS:
+            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS // 3)
+        elif nj * 3 <= 2 * FC_CH_COLS:
+            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off,
+                       2 * FC_CH_COLS // 3)
         else:
-            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off)
+            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS)
     else:
-        if sw == 1:
-            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off)
+        if sw != 1:
+            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off, FC_CH_COLS)
+        elif nj * 3 <= FC_CH_COLS:
+            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS // 3)
+        elif nj * 3 <= 2 * FC_CH_COLS:
+            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off,
+                       2 * FC_CH_COLS // 3)
         else:
-            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off)
+            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS)
 
 
 def band_rows(Py_ssize_t rows, Py_ssize_t S, Py_ssize_t sh, Py_ssize_t dh):
@@ -242,7 +255,7 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                             ow0 = ow_s + blk * WB
                             nj = min(WB, ow_e - ow0)
                             _dispatch(buf, wblk, res, Cg, roff, woff, nr * ns, R * Hb * Wb, R * S * T * KB, T, dw,
-                                      sw, blk * WB * sw)
+                                      sw, blk * WB * sw, nj)
                             for kk in range(nk):
                                 bval = bias[k0 + kk] if has_bias else 0
                                 orow = &out[n, k0 + kk, od, oh, ow0]
