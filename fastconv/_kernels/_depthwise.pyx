@@ -361,27 +361,17 @@ cdef inline void _wgrad_band(const float_t* xband, const float_t* xtl, const flo
 cdef inline void _wgrad_taps(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
                              const float_t* gtl, const unsigned char* valid, Py_ssize_t nrows, Py_ssize_t sh,
                              Py_ssize_t soff, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
-                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc) noexcept nogil:
+                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, vec_t* tag) noexcept nogil:
     """:func:`_wgrad_band` with a literal tap count for the common ones (3 taps: 3 x 3 kernels; a full block),
     so that its tap loops unroll without a test per tap."""
-    cdef vf* tf = NULL
-    cdef vd* td = NULL
-    if float_t is float:
+    if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
         if nt == 3:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, 3, T, Wb, lacc, tf)
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, 3, T, Wb, lacc, tag)
         elif nt == FC_DWG_TAPS:
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, FC_DWG_TAPS, T, Wb,
-                        lacc, tf)
+                        lacc, tag)
         else:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, nt, T, Wb, lacc, tf)
-    else:
-        if nt == 3:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, 3, T, Wb, lacc, td)
-        elif nt == FC_DWG_TAPS:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, FC_DWG_TAPS, T, Wb,
-                        lacc, td)
-        else:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, nt, T, Wb, lacc, td)
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, nt, T, Wb, lacc, tag)
 
 
 cdef inline void _bias_band(const float_t* gy0, Py_ssize_t OW, const float_t* gtl, Py_ssize_t nrows,
@@ -532,10 +522,16 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                                         for tb in range((T + FC_DWG_TAPS - 1) // FC_DWG_TAPS):
                                             t0 = tb * FC_DWG_TAPS
                                             nt = min(FC_DWG_TAPS, T - t0)
-                                            _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
-                                                        xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                        OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
-                                                        t0, nt, T, Wb, vacc + (tap + t0) * L)
+                                            if float_t is float:
+                                                _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
+                                                            xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
+                                                            OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
+                                                            t0, nt, T, Wb, vacc + (tap + t0) * L, tf)
+                                            else:
+                                                _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
+                                                            xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
+                                                            OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
+                                                            t0, nt, T, Wb, vacc + (tap + t0) * L, td)
             for j in range(kout):
                 k = g * kout + j
                 for tap in range(cin * RST):

@@ -65,35 +65,23 @@ cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* re
         (<vec_t*> (res + j * V))[0] = acc[j]
 
 
-cdef inline void _dispatch(const float_t* buf, const float_t* wblk, float_t* res, Py_ssize_t Cg,
+cdef inline void _dispatch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag, Py_ssize_t Cg,
                            const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs, Py_ssize_t cstride,
                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dw, Py_ssize_t sw,
                            Py_ssize_t off, Py_ssize_t nj) noexcept nogil:
-    # the vector type of float_t; unit stride as a literal, so the block's addresses fold to constants; the
-    # last nj < FC_CH_COLS columns of a unit-stride row run a block of a third or two thirds of the columns
+    # ``tag``: the vector type of float_t; unit stride as a literal, so the block's addresses fold to constants;
+    # the last nj < FC_CH_COLS columns of a unit-stride row run a block of a third or two thirds of the columns
     # (a 28-wide row: 12 + 12 + 4 columns instead of 3 x 12)
-    cdef vf* tf = NULL
-    cdef vd* td = NULL
-    if float_t is float:
+    if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
         if sw != 1:
-            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off, FC_CH_COLS)
+            _reduce_ch(buf, wblk, res, tag, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off, FC_CH_COLS)
         elif nj * 3 <= FC_CH_COLS:
-            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS // 3)
+            _reduce_ch(buf, wblk, res, tag, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS // 3)
         elif nj * 3 <= 2 * FC_CH_COLS:
-            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off,
+            _reduce_ch(buf, wblk, res, tag, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off,
                        2 * FC_CH_COLS // 3)
         else:
-            _reduce_ch(buf, wblk, res, tf, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS)
-    else:
-        if sw != 1:
-            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, sw, off, FC_CH_COLS)
-        elif nj * 3 <= FC_CH_COLS:
-            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS // 3)
-        elif nj * 3 <= 2 * FC_CH_COLS:
-            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off,
-                       2 * FC_CH_COLS // 3)
-        else:
-            _reduce_ch(buf, wblk, res, td, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS)
+            _reduce_ch(buf, wblk, res, tag, Cg, roff, woff, nrs, cstride, wcstride, T, dw, 1, off, FC_CH_COLS)
 
 
 def band_rows(Py_ssize_t rows, Py_ssize_t S, Py_ssize_t sh, Py_ssize_t dh):
@@ -171,6 +159,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
     cdef const float_t* wblk
     cdef float_t bval
     cdef float_t* orow
+    cdef vf* tf = NULL      # the vector type of float_t, for _dispatch
+    cdef vd* td = NULL
     cdef int failed[1]
     failed[0] = 0
     if ntask == 0:
@@ -254,8 +244,12 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[::1] wp, const float
                         for blk in range((ow_e - ow_s + WB - 1) // WB):
                             ow0 = ow_s + blk * WB
                             nj = min(WB, ow_e - ow0)
-                            _dispatch(buf, wblk, res, Cg, roff, woff, nr * ns, R * Hb * Wb, R * S * T * KB, T, dw,
-                                      sw, blk * WB * sw, nj)
+                            if float_t is float:
+                                _dispatch(buf, wblk, res, tf, Cg, roff, woff, nr * ns, R * Hb * Wb, R * S * T * KB, T,
+                                          dw, sw, blk * WB * sw, nj)
+                            else:
+                                _dispatch(buf, wblk, res, td, Cg, roff, woff, nr * ns, R * Hb * Wb, R * S * T * KB, T,
+                                          dw, sw, blk * WB * sw, nj)
                             for kk in range(nk):
                                 bval = bias[k0 + kk] if has_bias else 0
                                 orow = &out[n, k0 + kk, od, oh, ow0]
