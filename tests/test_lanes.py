@@ -151,8 +151,19 @@ def test_auto_prefers_it_only_where_the_batch_fills_the_lanes():
 
 
 def test_supports_declines_copies_that_cannot_exist():
+    """... without allocating anything as long as the rows: the block choice and the cost count the column
+    products of 2^31-wide rows from their lengths (an array per block of them took 6 GB each)."""
+    import tracemalloc
     huge = fc.ConvGeometry.make((16, 1, 2 ** 31), (1, 1, 3), stride=1)
-    assert not LA.supports(huge, np.float32, "forward")
+    tracemalloc.start()
+    try:
+        assert not LA.supports(huge, np.float32, "forward")
+        assert not LA.supports(huge, np.float32, "grad_input")
+        LA.cost(huge, np.float32, "grad_input")
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+    assert LA._column_taps(2 ** 31, 6, 3, 1, 1, None)[0] is None
     assert LA.supports(fc.ConvGeometry.make((16, 6, 14, 14), (16, 6, 5, 5)), np.float32, "forward")
 
 
@@ -196,7 +207,8 @@ def test_column_taps_leave_out_only_taps_of_zeros(case):
     its output columns (checked against a direct count), and counts the products it forms and those that read
     data."""
     width, xb, kw, sw, dw, cols = case
-    taps, useful, computed = LA._column_taps(width, xb, kw, sw, dw, cols)
+    _, useful, computed = LA._column_taps(width, xb, kw, sw, dw, cols)
+    taps = LA._taps_table(width, xb, kw, sw, dw, cols)
     nblk = -(-width // xb)
     assert taps.shape == (2 * nblk,)
 

@@ -86,16 +86,25 @@ def _pack(a5, pad, dil, extent, nthreads, slot=0):
     return packed
 
 
-# Rows of more column products than this (taps x output columns) keep every tap in the input gradient's blocks.
-TRIM_PRODUCTS = 1 << 22
+def _taps_table(width, xb, kw, sw, dw, cols):
+    """The kernel's ``taps`` argument for a call (:func:`_column_taps`, with the table of a call whose blocks run
+    every tap made here: it is as long as the packed rows are, over the block width)."""
+    taps = _column_taps(width, xb, kw, sw, dw, cols)[0]
+    return taps if taps is not None else np.tile(np.array([0, kw], np.intp), -(-width // xb))
+
+
+# Rows of more column products than this (taps x output columns) keep every tap in the input gradient's blocks
+# (the trimming table's temporaries stay below a megabyte; trimming pays on short rows).
+TRIM_PRODUCTS = 1 << 16
 
 
 @functools.lru_cache(maxsize=256)
 def _column_taps(width, xb, kw, sw, dw, cols):
     """The column taps each block of ``xb`` output columns runs, on rows of ``width`` outputs, a kernel of ``kw``
     column taps at column stride ``sw`` and dilation ``dw``: ``(taps, useful, computed)``, where ``taps`` holds
-    (first tap, number of taps) per block (the kernel's ``taps`` argument), ``computed`` counts the column
-    products the blocks form per row and channel pair and ``useful`` those that read a column holding data.
+    (first tap, number of taps) per block (the kernel's ``taps`` argument; None when every block runs every tap,
+    see :func:`_taps_table`), ``computed`` counts the column products the blocks form per row and channel pair and
+    ``useful`` those that read a column holding data.
 
     ``cols`` is None when every packed column counts (the forward pass multiplies its zero padding, as the
     non-finite contract says), else ``(pad, dil, size)``: packed column ``z`` holds data when ``z - pad`` is a
@@ -104,12 +113,10 @@ def _column_taps(width, xb, kw, sw, dw, cols):
     columns.  Rows wider than ``TRIM_PRODUCTS`` column products keep every tap (the table would cost more to
     build than it saves)."""
     nblk = -(-width // xb)
-    taps = np.zeros((nblk, 2), np.intp)
-    taps[:, 1] = kw
-    if cols is None or width * kw > TRIM_PRODUCTS:
-        taps.flags.writeable = False    # cached
+    if cols is None or width * kw > TRIM_PRODUCTS:     # every tap: no table (None) -- rows can be 2^31 long
         useful = width * kw if cols is None else min(width, cols[2]) * kw
-        return taps.ravel(), useful, nblk * xb * kw
+        return None, useful, nblk * xb * kw
+    taps = np.zeros((nblk, 2), np.intp)
     pad, dil, size = cols
     x = np.arange(nblk * xb)
     z = x[None, :] * sw + np.arange(kw)[:, None] * dw - pad           # (tap, output column)
@@ -217,7 +224,7 @@ class _Plan:
             self.block = _block_of(geom, op) if kb is None else kb
             self.block_index = _lanes.block_sizes()[0].index(self.block)     # the kernel's name for it
             self.ext = _extent(out_size, g3.effective_kernel, stride, self.block[1])
-            self.taps = _column_taps(out_size[2], self.block[1], *_columns(geom, op))[0]
+            self.taps = _taps_table(out_size[2], self.block[1], *_columns(geom, op))
             if op == "forward":        # the forward pass multiplies its zero padding (the non-finite contract)
                 self.valid = (np.ones(self.ext[0], np.uint8), np.ones(self.ext[1], np.uint8))
             else:                      # rows of padding and stride holes are skipped (columns: self.taps)
@@ -316,7 +323,8 @@ def _supports(geom, itemsize, op, level):
 def cost(geom, dtype, op):
     """Seconds: multiply-adds at the per-thread rate of the register block, scaled by the useful fraction of the
     lanes (images past the batch), of the channel block and of the column products (forward, input gradient:
-    ``_column_taps``) or tap block (weight gradient), plus the packed copies and a fixed call overhead.  Constants of the development machine; ``fastconv calibrate`` fits them."""
+    ``_column_taps``) or tap block (weight gradient), plus the packed copies and a fixed call overhead.  Constants
+    of the development machine; ``fastconv calibrate`` fits them."""
     itemsize = np.dtype(dtype).itemsize
     g3 = geom.as_3d()
     L = _lanes_of(itemsize)
