@@ -481,7 +481,8 @@ def overlap_array(func, sources, plans, out_chunks, dtype, *, name, threads=None
     A piece that is a whole source block is passed as the block's key; a strict part of a block (a halo) is cut
     by its own task, which dask runs where the block is: only the halo travels, and the block can be released
     once its pieces are cut.  Halos of a source read from storage are cut from a second read
-    (:func:`halo_source`).
+    (:func:`halo_source`); the reads of an uncompressed Zarr array in a local directory are memory maps of its
+    chunk files (:func:`mapped_source`).
     """
     import operator
 
