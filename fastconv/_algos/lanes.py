@@ -25,8 +25,8 @@ Non-finite values: the forward pass and the weight gradient form exactly the pro
 :mod:`fastconv._algorithms` (zero padding included; the lanes past the batch are zero in both operands).  The
 input gradient skips rows of padding and stride holes, but along W a block still multiplies the zeros its other
 columns' taps read, which the contract never multiplies there -- an inf weight next to a hole gives NaN where
-PyTorch gives inf -- so the entry spreads in ``grad_input`` only (``spreading_ops``), and ``auto`` checks the
-operands for that op alone.
+PyTorch gives inf -- so the entry spreads in ``grad_input`` only (``spreading_ops``): ``auto`` runs that op again
+exactly when its result holds an inf or NaN, and the other two never.
 """
 import functools
 import threading

@@ -640,30 +640,20 @@ def unsharp_combine(const float_t[::1] image, float_t[::1] blurred, double amoun
 cdef extern from *:
     """
     /* An N x N block of 8-byte elements (complex64 numbers, moved as doubles: bit-exact) transposed in registers,
-       N = the vector's 8-byte lanes: the butterfly swaps the off-diagonal s x s blocks of rows i and i + s. */
+       N = the vector's 8-byte lanes (simd.h's butterfly transposes). */
     #if FC_VECTOR_BYTES == 64
     typedef double fc_tp_v __attribute__((vector_size(64), aligned(4)));
-    typedef long long fc_tp_m __attribute__((vector_size(64)));
     #define FC_TP_N 8
+    #define FC_TP_TRANSPOSE FC_TRANSPOSE_Q8
     #else
     typedef double fc_tp_v __attribute__((vector_size(32), aligned(4)));
-    typedef long long fc_tp_m __attribute__((vector_size(32)));
     #define FC_TP_N 4
+    #define FC_TP_TRANSPOSE FC_TRANSPOSE_Q4
     #endif
-    #define FC_TP_STAGE(S, LO, HI) \
-        for (int i = 0; i < FC_TP_N; i++) if (!(i & S)) { fc_tp_v a = r[i], b = r[i + S]; \
-            r[i] = __builtin_shuffle(a, b, (fc_tp_m) LO); r[i + S] = __builtin_shuffle(a, b, (fc_tp_m) HI); }
     static inline void fc_tp_block(const float* src, Py_ssize_t sstride, float* dst, Py_ssize_t dstride) {
         fc_tp_v r[FC_TP_N];
         for (int i = 0; i < FC_TP_N; i++) __builtin_memcpy(&r[i], src + i * sstride, sizeof r[i]);
-    #if FC_VECTOR_BYTES == 64
-        FC_TP_STAGE(4, ((fc_tp_m){0,1,2,3,8,9,10,11}), ((fc_tp_m){4,5,6,7,12,13,14,15}))
-        FC_TP_STAGE(2, ((fc_tp_m){0,1,8,9,4,5,12,13}), ((fc_tp_m){2,3,10,11,6,7,14,15}))
-        FC_TP_STAGE(1, ((fc_tp_m){0,8,2,10,4,12,6,14}), ((fc_tp_m){1,9,3,11,5,13,7,15}))
-    #else
-        FC_TP_STAGE(2, ((fc_tp_m){0,1,4,5}), ((fc_tp_m){2,3,6,7}))
-        FC_TP_STAGE(1, ((fc_tp_m){0,4,2,6}), ((fc_tp_m){1,5,3,7}))
-    #endif
+        FC_TP_TRANSPOSE(r)
         for (int j = 0; j < FC_TP_N; j++) __builtin_memcpy(dst + j * dstride, &r[j], sizeof r[j]);
     }
     """

@@ -93,40 +93,18 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    #include "simd.h"     /* the butterfly transposes (this block comes before Cython's own includes) */
     /* Transpose of a lane-group tile into image rows: src holds n lane groups (n = 16 float32 or 8 float64
        values each) of consecutive output positions; image j's n consecutive positions (plus bias) are stored at
-       dst[j] (j < nl).  Butterfly transpose: at each scale s the off-diagonal s x s blocks of every pair of rows
-       (i, i + s) swap, with two-input shuffles of constant masks (one permute instruction each on AVX-512).
-       The other way (packing, fc_untile_*): image j's n consecutive positions at src[j] (j < nl; zeros for the
-       lanes of missing images) become n lane groups stored contiguously at dst -- the same butterfly, a
-       transpose being its own inverse. */
+       dst[j] (j < nl), by the butterfly transposes of simd.h.  The other way (packing, fc_untile_*): image j's n
+       consecutive positions at src[j] (j < nl; zeros for the lanes of missing images) become n lane groups
+       stored contiguously at dst -- the same transpose, being its own inverse. */
     #if FC_VECTOR_BYTES == 64
-    typedef int fc_mask_f __attribute__((vector_size(64)));
-    typedef long long fc_mask_d __attribute__((vector_size(64)));
-    #define FC_STAGE_F(S, LO, HI) \
-        for (int i = 0; i < 16; i++) if (!(i & S)) { fc_lanes_f a = r[i], b = r[i + S]; \
-            r[i] = __builtin_shuffle(a, b, (fc_mask_f) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_f) HI); }
-    #define FC_TRANSPOSE_F \
-        FC_STAGE_F(8, ((fc_mask_f){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}), \
-                      ((fc_mask_f){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31})) \
-        FC_STAGE_F(4, ((fc_mask_f){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}), \
-                      ((fc_mask_f){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31})) \
-        FC_STAGE_F(2, ((fc_mask_f){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}), \
-                      ((fc_mask_f){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31})) \
-        FC_STAGE_F(1, ((fc_mask_f){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}), \
-                      ((fc_mask_f){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
-    #define FC_STAGE_D(S, LO, HI) \
-        for (int i = 0; i < 8; i++) if (!(i & S)) { fc_lanes_d a = r[i], b = r[i + S]; \
-            r[i] = __builtin_shuffle(a, b, (fc_mask_d) LO); r[i + S] = __builtin_shuffle(a, b, (fc_mask_d) HI); }
-    #define FC_TRANSPOSE_D \
-        FC_STAGE_D(4, ((fc_mask_d){0,1,2,3,8,9,10,11}), ((fc_mask_d){4,5,6,7,12,13,14,15})) \
-        FC_STAGE_D(2, ((fc_mask_d){0,1,8,9,4,5,12,13}), ((fc_mask_d){2,3,10,11,6,7,14,15})) \
-        FC_STAGE_D(1, ((fc_mask_d){0,8,2,10,4,12,6,14}), ((fc_mask_d){1,9,3,11,5,13,7,15}))
     #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
     static inline void NAME(const T* src, T** dst, int nl, T bias) { \
         VT r[N]; \
         __builtin_memcpy(r, src, sizeof r); \
-        TRANSPOSE \
+        TRANSPOSE(r) \
         for (int j = 0; j < nl; j++) { VT v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); } \
     }
     #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
@@ -135,30 +113,18 @@ cdef extern from *:
         for (int j = 0; j < N; j++) { \
             if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (VT){0}; \
         } \
-        TRANSPOSE \
+        TRANSPOSE(r) \
         __builtin_memcpy(dst, r, sizeof r); \
     }
-    FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F)
-    FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_D)
-    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F)
-    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_D)
+    FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
+    FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
+    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
+    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
     #else
-    /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed by the same
-       butterfly (GCC lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
+    /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed alone (GCC
+       lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
     typedef float fc_half_f __attribute__((vector_size(32), aligned(4)));
     typedef double fc_half_d __attribute__((vector_size(32), aligned(8)));
-    typedef int fc_hmask_f __attribute__((vector_size(32)));
-    typedef long long fc_hmask_d __attribute__((vector_size(32)));
-    #define FC_HSTAGE(VT, MT, H, S, LO, HI) \
-        for (int i = 0; i < H; i++) if (!(i & S)) { VT a = r[i], b = r[i + S]; \
-            r[i] = __builtin_shuffle(a, b, (MT) LO); r[i + S] = __builtin_shuffle(a, b, (MT) HI); }
-    #define FC_TRANSPOSE_F \
-        FC_HSTAGE(fc_half_f, fc_hmask_f, 8, 4, ((fc_hmask_f){0,1,2,3,8,9,10,11}), ((fc_hmask_f){4,5,6,7,12,13,14,15})) \
-        FC_HSTAGE(fc_half_f, fc_hmask_f, 8, 2, ((fc_hmask_f){0,1,8,9,4,5,12,13}), ((fc_hmask_f){2,3,10,11,6,7,14,15})) \
-        FC_HSTAGE(fc_half_f, fc_hmask_f, 8, 1, ((fc_hmask_f){0,8,2,10,4,12,6,14}), ((fc_hmask_f){1,9,3,11,5,13,7,15}))
-    #define FC_TRANSPOSE_D \
-        FC_HSTAGE(fc_half_d, fc_hmask_d, 4, 2, ((fc_hmask_d){0,1,4,5}), ((fc_hmask_d){2,3,6,7})) \
-        FC_HSTAGE(fc_half_d, fc_hmask_d, 4, 1, ((fc_hmask_d){0,4,2,6}), ((fc_hmask_d){1,5,3,7}))
     /* quadrant (ph, lh): positions ph * H .. ph * H + H - 1 of lanes lh * H .. lh * H + H - 1 */
     #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
     static inline void NAME(const T* src, T** dst, int nl, T bias) { \
@@ -166,7 +132,7 @@ cdef extern from *:
         VT r[H]; \
         for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
             for (int i = 0; i < H; i++) __builtin_memcpy(&r[i], src + (ph * H + i) * N + lh * H, sizeof r[i]); \
-            TRANSPOSE \
+            TRANSPOSE(r) \
             for (int j = 0; j < H && lh * H + j < nl; j++) { \
                 VT v = r[j] + bias; __builtin_memcpy(dst[lh * H + j] + ph * H, &v, sizeof v); } \
         } \
@@ -180,14 +146,14 @@ cdef extern from *:
                 if (lh * H + i < nl) __builtin_memcpy(&r[i], src[lh * H + i] + ph * H, sizeof r[i]); \
                 else r[i] = (VT){0}; \
             } \
-            TRANSPOSE \
+            TRANSPOSE(r) \
             for (int j = 0; j < H; j++) __builtin_memcpy(dst + (ph * H + j) * N + lh * H, &r[j], sizeof r[j]); \
         } \
     }
-    FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F)
-    FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_D)
-    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F)
-    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_D)
+    FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
+    FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
+    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
+    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
     #endif
     /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
        transpose; only n lane groups are stored. */
@@ -353,34 +319,26 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
 cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
                                Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
                                Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                               Py_ssize_t kstride, int blk) noexcept nogil:
+                               Py_ssize_t kstride, int blk, vec_t* tag) noexcept nogil:
     # literal block sizes for the inlined block (its loops unroll and its accumulators stay in registers); a
     # single channel takes half the accumulators (GCC does not unroll a loop of 24, and 12 columns already hide
-    # the latency of the FMA chain)
-    cdef vf* tf = NULL
-    cdef vd* td = NULL
-    if float_t is float:
+    # the latency of the FMA chain); ``tag``: the vector type of float_t
+    if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
         if blk == 0:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B0K, LN_B0X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
+                       LN_B0K, LN_B0X, tag)
         elif blk == 1:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B1K, LN_B1X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
+                       LN_B1K, LN_B1X, tag)
         elif blk == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B2K, LN_B2X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
+                       LN_B2K, LN_B2X, tag)
         elif blk == 3:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B3K, LN_B3X, tf)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
+                       LN_B3K, LN_B3X, tag)
         else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B4K, LN_B4X, tf)
-    else:
-        if blk == 0:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B0K, LN_B0X, td)
-        elif blk == 1:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B1K, LN_B1X, td)
-        elif blk == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B2K, LN_B2X, td)
-        elif blk == 3:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B3K, LN_B3X, td)
-        else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride, LN_B4K, LN_B4X, td)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
+                       LN_B4K, LN_B4X, tag)
 
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
@@ -395,8 +353,8 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     column taps ``taps[2 * j]`` to ``taps[2 * j] + taps[2 * j + 1] - 1`` (the caller leaves out those that read
     only columns of zeros for every output column of the block).  A task computes ``rows_per_task`` output rows
     of one lane group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache
-    line but at the edges).  ``xp`` must be wide enough for whole blocks of XB columns, ``taps`` hold two entries per block
-    within ``[0, T]``; all arguments are validated by the caller."""
+    line but at the edges).  ``xp`` must be wide enough for whole blocks of XB columns, ``taps`` hold two entries
+    per block within ``[0, T]``; all arguments are validated by the caller."""
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], C = xp.shape[1], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4]
     cdef Py_ssize_t L = xp.shape[5]
@@ -425,6 +383,8 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef const float_t* base
     cdef const float_t* src
     cdef float_t bval
+    cdef vf* tf = NULL      # the vector type of float_t, for _fwd_dispatch
+    cdef vd* td = NULL
     cdef int failed[1]
     failed[0] = 0
     if ntask == 0:
@@ -466,9 +426,14 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                     for xblk in range((OW + XB - 1) // XB):
                         ox0 = xblk * XB
                         t0 = taps[2 * xblk]
-                        _fwd_dispatch(base + (ox0 * sw + t0 * dw) * L, roff, woff, nq, Cg, cstride,
-                                      &w[k0, 0, 0, 0, 0] + t0, kofs, R * S * T, taps[2 * xblk + 1], dw * L, sw * L,
-                                      res + ((oh - oh0) * OW + ox0) * L, plen, blk)
+                        if float_t is float:
+                            _fwd_dispatch(base + (ox0 * sw + t0 * dw) * L, roff, woff, nq, Cg, cstride,
+                                          &w[k0, 0, 0, 0, 0] + t0, kofs, R * S * T, taps[2 * xblk + 1], dw * L,
+                                          sw * L, res + ((oh - oh0) * OW + ox0) * L, plen, blk, tf)
+                        else:
+                            _fwd_dispatch(base + (ox0 * sw + t0 * dw) * L, roff, woff, nq, Cg, cstride,
+                                          &w[k0, 0, 0, 0, 0] + t0, kofs, R * S * T, taps[2 * xblk + 1], dw * L,
+                                          sw * L, res + ((oh - oh0) * OW + ox0) * L, plen, blk, td)
                 # then to the images: the rows oh0 .. oh1 - 1 of one (image, channel) are contiguous in out, so
                 # tiles of L positions x L lanes are transposed in registers and stored as image rows
                 npos = (oh1 - oh0) * OW

@@ -66,6 +66,39 @@ typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
 #define FC_LANE_VECS (FC_LANE_BYTES / FC_VECTOR_BYTES)
 #define FC_DWG_ACCS (FC_DWG_TAPS * FC_LANE_VECS)
 
+/* Butterfly transposes of n x n blocks held in registers, r[0..n) one row per vector: at each scale s the
+   off-diagonal s x s blocks of rows i and i + s swap, with two-input shuffles of constant masks (one permute
+   instruction each on AVX-512).  A transpose is its own inverse.  F16 / F8: rows of 16 / 8 4-byte elements
+   (64- / 32-byte vectors); Q8 / Q4: rows of 8 / 4 8-byte elements.  Any vector type of that shape works (the
+   elements only move). */
+typedef int fc_mask_f16 __attribute__((vector_size(64)));
+typedef int fc_mask_f8 __attribute__((vector_size(32)));
+typedef long long fc_mask_q8 __attribute__((vector_size(64)));
+typedef long long fc_mask_q4 __attribute__((vector_size(32)));
+#define FC_BUTTERFLY(r, n, S, LO, HI) \
+    for (int i_ = 0; i_ < (n); i_++) if (!(i_ & (S))) { __typeof__(r[0]) a_ = r[i_], b_ = r[i_ + (S)]; \
+        r[i_] = __builtin_shuffle(a_, b_, LO); r[i_ + (S)] = __builtin_shuffle(a_, b_, HI); }
+#define FC_TRANSPOSE_F16(r) \
+    FC_BUTTERFLY(r, 16, 8, ((fc_mask_f16){0,1,2,3,4,5,6,7,16,17,18,19,20,21,22,23}), \
+                           ((fc_mask_f16){8,9,10,11,12,13,14,15,24,25,26,27,28,29,30,31})) \
+    FC_BUTTERFLY(r, 16, 4, ((fc_mask_f16){0,1,2,3,16,17,18,19,8,9,10,11,24,25,26,27}), \
+                           ((fc_mask_f16){4,5,6,7,20,21,22,23,12,13,14,15,28,29,30,31})) \
+    FC_BUTTERFLY(r, 16, 2, ((fc_mask_f16){0,1,16,17,4,5,20,21,8,9,24,25,12,13,28,29}), \
+                           ((fc_mask_f16){2,3,18,19,6,7,22,23,10,11,26,27,14,15,30,31})) \
+    FC_BUTTERFLY(r, 16, 1, ((fc_mask_f16){0,16,2,18,4,20,6,22,8,24,10,26,12,28,14,30}), \
+                           ((fc_mask_f16){1,17,3,19,5,21,7,23,9,25,11,27,13,29,15,31}))
+#define FC_TRANSPOSE_F8(r) \
+    FC_BUTTERFLY(r, 8, 4, ((fc_mask_f8){0,1,2,3,8,9,10,11}), ((fc_mask_f8){4,5,6,7,12,13,14,15})) \
+    FC_BUTTERFLY(r, 8, 2, ((fc_mask_f8){0,1,8,9,4,5,12,13}), ((fc_mask_f8){2,3,10,11,6,7,14,15})) \
+    FC_BUTTERFLY(r, 8, 1, ((fc_mask_f8){0,8,2,10,4,12,6,14}), ((fc_mask_f8){1,9,3,11,5,13,7,15}))
+#define FC_TRANSPOSE_Q8(r) \
+    FC_BUTTERFLY(r, 8, 4, ((fc_mask_q8){0,1,2,3,8,9,10,11}), ((fc_mask_q8){4,5,6,7,12,13,14,15})) \
+    FC_BUTTERFLY(r, 8, 2, ((fc_mask_q8){0,1,8,9,4,5,12,13}), ((fc_mask_q8){2,3,10,11,6,7,14,15})) \
+    FC_BUTTERFLY(r, 8, 1, ((fc_mask_q8){0,8,2,10,4,12,6,14}), ((fc_mask_q8){1,9,3,11,5,13,7,15}))
+#define FC_TRANSPOSE_Q4(r) \
+    FC_BUTTERFLY(r, 4, 2, ((fc_mask_q4){0,1,4,5}), ((fc_mask_q4){2,3,6,7})) \
+    FC_BUTTERFLY(r, 4, 1, ((fc_mask_q4){0,4,2,6}), ((fc_mask_q4){1,5,3,7}))
+
 /* A module that defines FC_INLINE_KERNELS before this header has every Cython ``cdef inline`` function defined
    after it inlined at each call: its register-block kernels are called with literal block sizes, and only inlined
    copies unroll their loops and keep the accumulators in registers (GCC's heuristics stop inlining a big body
