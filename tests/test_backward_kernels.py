@@ -153,3 +153,29 @@ def test_tape_bias_gradient_from_the_weight_gradient_pass(algorithm, groups):
     np.testing.assert_allclose(B.grad, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
     _close(W.grad, ref.conv_grad_weight_nd(x, gy, w.shape, padding=1, groups=groups), np.float32)
     _close(X.grad, ref.conv_grad_input_nd(x.shape, w, gy, padding=1, groups=groups), np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [(1, 5), (3, 1), (37, 41), (28, 28)])
+def test_toeplitz_fused_bias_gradient_row_sums(dtype, size):
+    """toeplitz sums each output-gradient row into the bias gradient as its GEMM reads it: eight partial sums
+    and a tail (rows shorter than, not a multiple of, and a multiple of eight), against a float64 sum, and
+    bitwise across thread counts (1x1 layers read whole rows; 3x3 layers read chunks of positions)."""
+    rng = np.random.default_rng(sum(size))
+    for ks, pad in (((1, 1), 0), ((3, 3), 1)):
+        x = rng.standard_normal((5, 6) + size).astype(dtype)
+        w = rng.standard_normal((7, 6) + ks).astype(dtype)
+        X, W = fc.Tensor(x, requires_grad=True), fc.Tensor(w, requires_grad=True)
+        grads = []
+        for threads in (1, 2, 3):
+            B = fc.Tensor(rng.standard_normal(7).astype(dtype) * 0, requires_grad=True)
+            y = fc.nn.functional.conv2d(X, W, B, padding=pad, algorithm="toeplitz")
+            gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype) * 3 + 1
+            with fc.num_threads(threads):
+                y.backward(gy)
+            grads.append(B.grad)
+        exact = gy.astype(np.float64).sum(axis=(0, 2, 3))
+        np.testing.assert_allclose(grads[0], exact, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-5)
+        assert grads[0].dtype == dtype
+        for g in grads[1:]:
+            np.testing.assert_array_equal(g, grads[0])

@@ -266,14 +266,26 @@ def grad_input(const float_t[:, :, :, :, ::1] gy, const float_t[:, ::1] w2, floa
 
 cdef inline void _row_sums(const float_t* a, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ld,
                            double* acc) noexcept nogil:
-    """acc[r] += sum of a[r * ld : r * ld + n] for r < rows, in order (double accumulators)."""
-    cdef Py_ssize_t r, j
-    cdef double s
+    """acc[r] += sum of a[r * ld : r * ld + n] for r < rows (double accumulators).
+
+    Eight partial sums take the elements j = l (mod 8) in order, are combined pairwise and the tail added last:
+    the order is fixed (no dependence on threads or SIMD level), and the eight independent chains vectorise,
+    where one chain waited an add latency per element."""
+    cdef Py_ssize_t r, j, l, n8 = n - n % 8
+    cdef double s[8]
+    cdef double t
+    cdef const float_t* row
     for r in range(rows):
-        s = acc[r]
-        for j in range(n):
-            s = s + a[r * ld + j]
-        acc[r] = s
+        row = a + r * ld
+        for l in range(8):
+            s[l] = 0
+        for j in range(0, n8, 8):
+            for l in range(8):
+                s[l] = s[l] + row[j + l]
+        t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+        for j in range(n8, n):
+            t = t + row[j]
+        acc[r] = acc[r] + t
 
 
 def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] gy, float_t[:, :, ::1] dw3,
