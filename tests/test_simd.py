@@ -98,6 +98,32 @@ def test_use_level_rejects_unknown_levels():
         _kernels.load("_direct", "sse9")
 
 
+# depthwise weight gradients of kernels three taps wide, 1 to 5 rows: the kernel rows accumulated at once come
+# in groups of 3 (64-byte vectors) or 2 (32-byte), so these heights make every split (3 + 1, 3 + 2, 2 + 2 + 1);
+# padding 2 makes band rows of zeros at the top and bottom, widths 21 and 37 partial lane groups
+ROWS_GRID = [(2, 3, 3, 3, (9, 21), (kh, 3), 1, (2, 1), 1) for kh in (1, 2, 3, 4, 5)] + [
+    (1, 2, 2, 2, (11, 37), (4, 3), (2, 1), 2, (2, 1)),
+    (2, 2, 4, 2, (8, 19), (5, 3), 1, (1, 0), 1),           # 2 output channels per group
+]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_weight_gradient_rows_at_every_level(level, dtype):
+    """The depthwise weight gradient's several-kernel-row accumulation, against the reference and bitwise across
+    the levels with FMA (the same products summed in the same order at every level)."""
+    for case in ROWS_GRID:
+        x, w, _, kw = _case(case, dtype)
+        gy = np.random.default_rng(2).standard_normal(fc.ConvGeometry.make(
+            x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"], kw["groups"]).output_shape).astype(dtype)
+        default = GRAD_W[2](x, w.shape, gy, **kw, algorithm="direct")
+        with _kernels.use_level(level):
+            got = GRAD_W[2](x, w.shape, gy, **kw, algorithm="direct")
+        if level in FMA_LEVELS and _kernels.level() in FMA_LEVELS:
+            assert np.array_equal(got, default), (level, case)
+        _close(got, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+
+
 @pytest.mark.parametrize("level", OTHER)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_direct_at_every_level(level, dtype):

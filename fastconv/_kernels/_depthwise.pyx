@@ -32,8 +32,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport (FC_DW_ACCS, FC_DW_ROWS, FC_DW_VECS, FC_DWG_ACCS, FC_DWG_TAPS, FC_LANE_BYTES,
-                                       FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES, check_scratch, float_t,
+from fastconv._kernels.common cimport (FC_DW_ACCS, FC_DW_ROWS, FC_DW_VECS, FC_DWG_ACCS, FC_DWG_SROWS, FC_DWG_TAPS,
+                                       FC_LANE_BYTES, FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES, check_scratch, float_t,
                                        gather_row, scratch, vd, vec_t, vf)
 
 
@@ -374,6 +374,83 @@ cdef inline void _wgrad_taps(const float_t* xband, const float_t* xtl, const flo
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, nt, T, Wb, lacc, tag)
 
 
+cdef inline void _wgrad_rows3(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
+                              const float_t* gtl, const unsigned char* valid, const float_t* zrow,
+                              const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
+                              Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t Wb,
+                              float_t* lacc, vec_t* tag) noexcept nogil:
+    """:func:`_wgrad_band` of a kernel 3 taps wide, for its kernel rows s0 .. s0 + ns - 1 (ns <= FC_DWG_SROWS) at
+    once: each output-gradient vector is loaded once and feeds ns x 3 accumulators (one kernel row's 3 had waited
+    on their own FMA latency).  Tap (s0 + si, tt) accumulates at lacc[si * 3 + tt].  A band row that is not valid
+    (padding) reads the zero row ``zrow`` (and zero tail ``ztl``): the output gradient is finite on this path and
+    the accumulators start at +0, so adding its zero products leaves every sum's bits as skipping the row did, and
+    each tap still sums the same products in the same order."""
+    cdef vec_t acc[FC_DWG_SROWS * 3 * FC_LANE_VECS]
+    cdef vec_t gv[FC_LANE_VECS]
+    cdef const float_t* xr[FC_DWG_SROWS]
+    cdef const float_t* xt[FC_DWG_SROWS]
+    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
+    cdef Py_ssize_t L = FC_LANE_BYTES // sizeof(float_t)
+    cdef Py_ssize_t q, si, tt, u, oh, b
+    cdef Py_ssize_t t0 = toff[0], t1 = toff[1], t2 = toff[2]
+    cdef const float_t* gyrow
+    for si in range(FC_DWG_SROWS):
+        if si < ns:
+            for tt in range(3):
+                for u in range(FC_LANE_VECS):
+                    acc[(si * 3 + tt) * FC_LANE_VECS + u] = (<vec_t*> (lacc + (si * 3 + tt) * L + u * V))[0]
+    for oh in range(nrows):
+        for si in range(FC_DWG_SROWS):
+            if si < ns:
+                b = oh * sh + (s0 + si) * B
+                xr[si] = xband + b * Wb if valid[b] else zrow
+                xt[si] = xtl + b * 3 * L if valid[b] else ztl
+        gyrow = gy0 + oh * OW
+        for q in range(nq):
+            for u in range(FC_LANE_VECS):
+                gv[u] = (<const vec_t*> (gyrow + q * L + u * V))[0]
+            for si in range(FC_DWG_SROWS):
+                if si < ns:
+                    for u in range(FC_LANE_VECS):
+                        acc[(si * 3) * FC_LANE_VECS + u] += gv[u] * (<const vec_t*> (xr[si] + t0 + q * L + u * V))[0]
+                        acc[(si * 3 + 1) * FC_LANE_VECS + u] += \
+                            gv[u] * (<const vec_t*> (xr[si] + t1 + q * L + u * V))[0]
+                        acc[(si * 3 + 2) * FC_LANE_VECS + u] += \
+                            gv[u] * (<const vec_t*> (xr[si] + t2 + q * L + u * V))[0]
+        if tail:
+            for u in range(FC_LANE_VECS):
+                gv[u] = (<const vec_t*> (gtl + oh * L + u * V))[0]
+            for si in range(FC_DWG_SROWS):
+                if si < ns:
+                    for tt in range(3):
+                        for u in range(FC_LANE_VECS):
+                            acc[(si * 3 + tt) * FC_LANE_VECS + u] += \
+                                gv[u] * (<const vec_t*> (xt[si] + tt * L + u * V))[0]
+    for si in range(FC_DWG_SROWS):
+        if si < ns:
+            for tt in range(3):
+                for u in range(FC_LANE_VECS):
+                    (<vec_t*> (lacc + (si * 3 + tt) * L + u * V))[0] = acc[(si * 3 + tt) * FC_LANE_VECS + u]
+
+
+cdef inline void _wgrad_rows(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
+                             const float_t* gtl, const unsigned char* valid, const float_t* zrow,
+                             const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
+                             Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t Wb,
+                             float_t* lacc, vec_t* tag) noexcept nogil:
+    """:func:`_wgrad_rows3` with a literal row count (the unrolled loops keep the accumulators in registers)."""
+    if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
+        if ns == FC_DWG_SROWS:
+            _wgrad_rows3(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, FC_DWG_SROWS, B, nq, tail,
+                         toff, Wb, lacc, tag)
+        elif ns == 1:
+            _wgrad_rows3(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, Wb,
+                         lacc, tag)
+        else:
+            _wgrad_rows3(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, ns, B, nq, tail, toff, Wb,
+                         lacc, tag)
+
+
 cdef inline void _bias_band(const float_t* gy0, Py_ssize_t OW, const float_t* gtl, Py_ssize_t nrows,
                             Py_ssize_t nq, bint tail, float_t* lacc, vec_t* tag) noexcept nogil:
     """lacc (one lane group) += every full lane group of the band's nrows output-gradient rows, and their
@@ -439,6 +516,10 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef float_t* buf
     cdef float_t* xtl        # per band row and tap: its last ntl columns, zero-padded to one lane group
     cdef float_t* gtl        # per output row of the band: the last ntl output-gradient columns, zero-padded
+    cdef float_t* zrow       # a band row of zeros (and its zero tails), read in place of rows of padding
+    cdef float_t* ztl
+    cdef bint rows3 = T == 3 and FC_DWG_SROWS > 1     # 3-tap-wide kernels: several kernel rows at once
+    cdef Py_ssize_t s1, sg
     cdef unsigned char* valid
     cdef Py_ssize_t* rl
     cdef Py_ssize_t* toff
@@ -451,9 +532,11 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     if ntask == 0 or K == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> scratch((buf_len + xtl_len + rpb * L) * sizeof(float_t), failed)
+        buf = <float_t*> scratch((buf_len + xtl_len + rpb * L + Wb + T * L) * sizeof(float_t), failed)
         xtl = buf + buf_len
         gtl = xtl + xtl_len
+        zrow = gtl + rpb * L
+        ztl = zrow + Wb
         valid = <unsigned char*> scratch(Hb, failed)
         rl = <Py_ssize_t*> scratch(R * sizeof(Py_ssize_t), failed)
         toff = <Py_ssize_t*> scratch(T * sizeof(Py_ssize_t), failed)
@@ -463,7 +546,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
         else:
             for t in range(T):
                 toff[t] = ((t * dw) % sw) * (Wb // sw) + (t * dw) // sw
-            for l in range(xtl_len + rpb * L):
+            for l in range(xtl_len + rpb * L + Wb + T * L):
                 xtl[l] = 0
         for task in prange(ntask, schedule='dynamic'):
             if failed[0]:
@@ -517,6 +600,23 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                             for i in range(cin):
                                 for ri in range(nr):
                                     r = rl[ri]
+                                    if rows3:
+                                        tap = ((j * cin + i) * R + r) * S * T
+                                        for sg in range((S + FC_DWG_SROWS - 1) // FC_DWG_SROWS):
+                                            s1 = sg * FC_DWG_SROWS
+                                            if float_t is float:
+                                                _wgrad_rows(buf + (i * nr + ri) * Hb * Wb,
+                                                            xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
+                                                            OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
+                                                            min(FC_DWG_SROWS, S - s1), B, nq, tail, toff, Wb,
+                                                            vacc + (tap + s1 * T) * L, tf)
+                                            else:
+                                                _wgrad_rows(buf + (i * nr + ri) * Hb * Wb,
+                                                            xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
+                                                            OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
+                                                            min(FC_DWG_SROWS, S - s1), B, nq, tail, toff, Wb,
+                                                            vacc + (tap + s1 * T) * L, td)
+                                        continue
                                     for s in range(S):
                                         tap = ((j * cin + i) * R + r) * S * T + s * T
                                         for tb in range((T + FC_DWG_TAPS - 1) // FC_DWG_TAPS):
