@@ -169,6 +169,25 @@ def test_bitwise_across_threads_on_many_blocks():
         assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm=alg))
 
 
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize("limit", [0, 2 ** 62], ids=["as-stored", "transposed"])
+def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypatch):
+    """The weight gradient's products read each block's transformed input as stored (transposed operand) or
+    transposed first (GW_TRANSPOSE_MAX decides by size): both match the reference on the grid (odd channel and tile
+    counts leave edges to the register transposes' element-by-element path), and bitwise across thread counts."""
+    monkeypatch.setattr(W, "GW_TRANSPOSE_MAX", limit)
+    for case in GRID:
+        x, w, b, gy, kw, geom = _data(case, np.float32)
+        plan = W._plan(geom, "grad_weight", 4)
+        assert W._transposes(plan) == (limit > 0)
+        nd = x.ndim - 2
+        gw = GRAD_W[nd](x, w.shape, gy, **kw, algorithm=alg)
+        assert _rel(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **dict(kw, padding=geom.padding))) < TOL[alg,
+                                                                                                          np.float32]
+    x, w, b, gy, kw, geom = _data((4, 20, 24, 1, (40, 37), (3, 3), 1, 1, 1), np.float32)
+    assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=alg))
+
+
 # ----------------------------------------------------------------------------------------------- accuracy
 def test_float32_error_of_f4x4_3x3_is_within_5e5_up_to_512_channels():
     """The issue's bound: max|y - y64| / max|y64| <= 5e-5 on standard-normal data, C = 512."""

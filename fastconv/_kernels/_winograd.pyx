@@ -59,6 +59,33 @@ cdef extern from *:
         return p;
     }
 
+    /* dst[j * dn + i] = src[i * sn + j] for i < rows, j < cols: square blocks of one vector per row transposed
+       in registers (simd.h's butterfly transposes), the edges element by element.  Elements only move. */
+    #if FC_VECTOR_BYTES == 64
+    #define FC_WINO_TF FC_TRANSPOSE_F16
+    #define FC_WINO_TD FC_TRANSPOSE_Q8
+    #else
+    #define FC_WINO_TF FC_TRANSPOSE_F8
+    #define FC_WINO_TD FC_TRANSPOSE_Q4
+    #endif
+    #define FC_WINO_TRANSPOSE(NAME, T, V, TR) \
+    static void NAME(const T* src, Py_ssize_t sn, T* dst, Py_ssize_t dn, Py_ssize_t rows, Py_ssize_t cols) { \
+        enum { N = sizeof(V) / sizeof(T) }; \
+        Py_ssize_t re = rows - rows % N, ce = cols - cols % N, i, j; \
+        for (i = 0; i < re; i += N) \
+            for (j = 0; j < ce; j += N) { \
+                V r[N]; \
+                for (int a = 0; a < N; a++) memcpy(&r[a], src + (i + a) * sn + j, sizeof r[a]); \
+                TR(r) \
+                for (int b = 0; b < N; b++) memcpy(dst + (j + b) * dn + i, &r[b], sizeof r[b]); \
+            } \
+        for (i = 0; i < rows; i++) \
+            for (j = (i < re ? ce : 0); j < cols; j++) \
+                dst[j * dn + i] = src[i * sn + j]; \
+    }
+    FC_WINO_TRANSPOSE(fc_wino_transpose_f, float, fc_vf, FC_WINO_TF)
+    FC_WINO_TRANSPOSE(fc_wino_transpose_d, double, fc_vd, FC_WINO_TD)
+
     /* Lane permutations of two vectors a, b of L lanes (index i < L picks a[i], L + i picks b[i]):
        EVEN/ODD unzip (a0 a2 a4 ... b0 b2 ... / a1 a3 ... b1 b3 ...), ZLO/ZHI zip the low/high halves
        (a0 b0 a1 b1 ... / a[L/2] b[L/2] ...). */
@@ -378,6 +405,10 @@ cdef extern from *:
     static const Py_ssize_t fc_wino_lanes_d = sizeof(fc_vd) / sizeof(double);
     """
     void* fc_wino_alloc(size_t nbytes) nogil
+    void fc_wino_transpose_f(const float* src, Py_ssize_t sn, float* dst, Py_ssize_t dn, Py_ssize_t rows,
+                             Py_ssize_t cols) nogil
+    void fc_wino_transpose_d(const double* src, Py_ssize_t sn, double* dst, Py_ssize_t dn, Py_ssize_t rows,
+                             Py_ssize_t cols) nogil
     void fc_wino_prefetch(const void* p) nogil
     void fc_wino_mov_f(float* d, const float* s, float b) nogil
     void fc_wino_mov_d(double* d, const double* s, double b) nogil
@@ -1022,26 +1053,44 @@ cdef void _product(const float_t* V, Py_ssize_t vstride, const float_t* U, Py_ss
                 _axpy(u[c], V + q * vstride + c * TBP, M + q * mstride + kk * TBP, ntv, 0)
 
 
-cdef void _wg_product(const float_t* V, const float_t* Z, float_t* acc, Py_ssize_t astride, Py_ssize_t Cvg,
-                      Py_ssize_t kb, Py_ssize_t KB, Py_ssize_t ntv, Py_ssize_t TBP, Py_ssize_t NP,
+cdef void _wg_product(const float_t* V, bint vt, const float_t* Z, float_t* acc, Py_ssize_t astride,
+                      Py_ssize_t Cvg, Py_ssize_t kb, Py_ssize_t KB, Py_ssize_t ntv, Py_ssize_t TBP, Py_ssize_t NP,
                       const Py_ssize_t* partner) noexcept nogil:
-    """acc[p] (kb x Cvg, point stride astride) += Z[p] V[p]^T over the lanes; for a complex pair p < q:
+    """acc[p] (kb x Cvg, point stride astride) += Z[p] V[p]^T over the lanes, V[p] stored as Cvg rows of TBP or,
+    with ``vt``, transposed (ntv rows of Cvg, see :func:`_transpose_points`); for a complex pair p < q:
     acc_p += Z_p V_p^T + Z_q V_q^T, acc_q += Z_q V_p^T - Z_p V_q^T (the adjoint of the complex product)."""
     cdef Py_ssize_t p, q
+    cdef char ta = c'N' if vt else c'T'
+    cdef int lda = <int> (Cvg if vt else TBP)
     for p in range(NP):
         q = partner[p] if partner != NULL else -1
         if q >= 0 and q < p:
             continue
         # acc^T (Cvg x kb, column-major) += V^T (Cvg x ntv) Z (ntv x kb)
-        _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + p * Cvg * TBP, <int> TBP, Z + p * KB * TBP, <int> TBP,
+        _gemm(ta, <int> Cvg, <int> kb, <int> ntv, V + p * Cvg * TBP, lda, Z + p * KB * TBP, <int> TBP,
               1, 1, acc + p * astride, <int> Cvg)
         if q >= 0:
-            _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + q * Cvg * TBP, <int> TBP, Z + q * KB * TBP,
+            _gemm(ta, <int> Cvg, <int> kb, <int> ntv, V + q * Cvg * TBP, lda, Z + q * KB * TBP,
                   <int> TBP, 1, 1, acc + p * astride, <int> Cvg)
-            _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + p * Cvg * TBP, <int> TBP, Z + q * KB * TBP,
+            _gemm(ta, <int> Cvg, <int> kb, <int> ntv, V + p * Cvg * TBP, lda, Z + q * KB * TBP,
                   <int> TBP, 1, 1, acc + q * astride, <int> Cvg)
-            _gemm(c'T', <int> Cvg, <int> kb, <int> ntv, V + q * Cvg * TBP, <int> TBP, Z + p * KB * TBP,
+            _gemm(ta, <int> Cvg, <int> kb, <int> ntv, V + q * Cvg * TBP, lda, Z + p * KB * TBP,
                   <int> TBP, -1, 1, acc + q * astride, <int> Cvg)
+
+
+cdef void _transpose_points(const float_t* V, float_t* Vt, Py_ssize_t Cvg, Py_ssize_t ntv, Py_ssize_t TBP,
+                            Py_ssize_t NP) noexcept nogil:
+    """Vt[p] (ntv rows of Cvg) = V[p]^T (Cvg rows of TBP, the first ntv used) for every point: the weight
+    gradient's GEMMs then read both operands untransposed.  OpenBLAS runs small untransposed products without
+    packing them; with the transposed operand it packs (64 x 64 x 64, one thread: 8-9 us against 5 us).  Products
+    of 2^20 multiply-adds and more run alike either way, and skip the transpose (the caller decides:
+    ``winograd.GW_TRANSPOSE_MAX``)."""
+    cdef Py_ssize_t p
+    for p in range(NP):
+        if float_t is float:
+            fc_wino_transpose_f(V + p * Cvg * TBP, TBP, Vt + p * Cvg * TBP, Cvg, Cvg, ntv)
+        else:
+            fc_wino_transpose_d(V + p * Cvg * TBP, TBP, Vt + p * Cvg * TBP, Cvg, Cvg, ntv)
 
 
 cdef Grid _grid(tuple tile, tuple T, tuple m0, Py_ssize_t N, Py_ssize_t TB, Py_ssize_t L, bint batch):
@@ -1209,11 +1258,12 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
 def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::1] gy, float_t[:, :, :, ::1] dU,
                 Geometry geom, *, const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off,
                 tuple tile, tuple T, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk, bint batch,
-                const Py_ssize_t[::1] partner, int nthreads):
+                const Py_ssize_t[::1] partner, bint vt, int nthreads):
     """dU[lane, p, k, c] = sum over the lane's blocks of Z[p][k] . V[p][c] (Z = A dY A^T of the output gradient,
     V = B^T d B of the virtual input channel c of k's group; ``geom`` as in :func:`forward`).  Lane ``l`` takes
     blocks l, l + lanes, ... in order; tasks are (lane, group, chunk of ``kchunk`` output channels).  Batch mode as
-    in :func:`forward` (``gy`` then covers every tile, zero beyond the output)."""
+    in :func:`forward` (``gy`` then covers every tile, zero beyond the output).  With ``vt`` each block's V is
+    transposed before its products (see :func:`_transpose_points`)."""
     cdef Py_ssize_t groups = geom.groups
     cdef tuple in_stride = (geom.sd, geom.sh, geom.sw)
     cdef Py_ssize_t LANES = dU.shape[0]
@@ -1249,6 +1299,7 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
     cdef Py_ssize_t NP = g.NP, TBP = g.TBP, task, lane, gi, ch, blk, v, k0, k1, kb, kk, k, p, kbi, bi
     cdef size_t vbytes = NP * Cvg * TBP * sizeof(float_t), zbytes = NP * KB * TBP * sizeof(float_t)
     cdef float_t* V
+    cdef float_t* Vt
     cdef float_t* Z
     cdef float_t* acc
     cdef Block B
@@ -1257,9 +1308,10 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         V = <float_t*> fc_wino_alloc(vbytes)
+        Vt = <float_t*> fc_wino_alloc(vbytes) if vt else V
         Z = <float_t*> fc_wino_alloc(zbytes)
         B = _block_new(&g, sizeof(float_t))
-        ok = _block_ok(&B) and V != NULL and Z != NULL
+        ok = _block_ok(&B) and V != NULL and Vt != NULL and Z != NULL
         if not ok:
             failed[0] = 1
         for task in prange(ntasks, schedule="dynamic"):
@@ -1279,6 +1331,8 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                             _input_channel(BT, sp + ich[gi * Cvg + v] * sc, sdims, sC, istr,
                                            ioff + 3 * (gi * Cvg + v), V + v * TBP, Cvg * TBP,
                                            sc if v + 1 < Cvg else 0, &g, &B)
+                    if vt:
+                        _transpose_points(V, Vt, Cvg, B.ntv, TBP, NP)
                     k1 = min(Kg, (ch + 1) * kchunk)
                     for kbi in range((k1 - ch * kchunk + KB - 1) // KB):
                         k0 = ch * kchunk + kbi * KB
@@ -1291,12 +1345,14 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                             else:
                                 _input_channel(AA, gp + k * gc, gdims, gC, one, zero, Z + kk * TBP, KB * TBP,
                                                gc if kk + 1 < kb else 0, &g, &B)
-                        _wg_product(V, Z, acc + (gi * Kg + k0) * Cvg, K * Cvg, Cvg, kb, KB, B.ntv, TBP, NP,
-                                    pp)
+                        _wg_product(Vt if vt else V, vt, Z, acc + (gi * Kg + k0) * Cvg, K * Cvg, Cvg, kb, KB,
+                                    B.ntv, TBP, NP, pp)
         free(V)
+        if vt:
+            free(Vt)
         free(Z)
         _block_free(&B)
-    check_scratch(failed[0], "winograd", vbytes)
+    check_scratch(failed[0], "winograd", (2 if vt else 1) * vbytes)
 
 
 cdef void _gpass(const double* G, bint adjoint, const double* s, double* d, Py_ssize_t* ext, int axis,
