@@ -54,7 +54,11 @@ The contract of an :class:`Algorithm` entry
         ``tests/test_nonfinite.py`` checks every registered entry against what it declares.
     ``spreading_ops``
         The ops a ``"spreads"`` entry spreads in (default: all of :data:`OPS`); the others meet the contract
-        exactly, and ``auto`` checks the operands only for these (:meth:`Algorithm.spreads`).
+        exactly, and ``auto`` checks the result only for these (:meth:`Algorithm.spreads`).
+    ``reports_finite``
+        The ops whose callables return True when every element of ``out`` is finite and False otherwise (a
+        kernel can check its outputs while it writes them); for these ``auto`` takes that answer instead of a
+        pass of its own over ``out``.  Default: ``()``.
 
     ``plan(op, geom, dtype, nthreads)``
         Optional: a callable ``run(x, w, bias, out)`` that computes ``op`` (only ``"forward"`` is asked for) on
@@ -62,7 +66,8 @@ The contract of an :class:`Algorithm` entry
         worked out once, or ``None``.  A call repeated with the same shapes and arguments then goes straight to
         ``run`` (small calls are dominated by Python-side planning).  Default: ``None`` (no plan).
 
-    Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does).  Errors the user can cause
+    Return values are ignored (an entry may return diagnostics, as ``toeplitz`` does), except for the ops in
+    ``reports_finite``.  Errors the user can cause
     are caught before (``fastconv._validate``, ``ConvGeometry``); an entry may still raise ``MemoryError``.
 
 The non-finite contract (PyTorch's, on its reference CPU path)
@@ -122,6 +127,7 @@ class Algorithm:
     cost_kind: Callable = field(default=lambda geom, dtype, op: "")
     fused_bias: bool = False
     spreading_ops: tuple = OPS           # the ops a "spreads" entry spreads in
+    reports_finite: tuple = ()           # the ops whose callables return whether ``out`` is all finite
     plan: Optional[Callable] = None      # plans for repeated calls (see above)
 
     def implements(self, op):

@@ -81,12 +81,15 @@ class PreparedConv(NamedTuple):
         (FFT, Winograd) and ``result`` then holds an inf or NaN -- an inf or NaN operand, or products that
         overflow -- ``run`` again with the best exact algorithm, whose result is the contract's.  A finite result
         is the contract's already: a spreading algorithm gives a finite result only from finite operands whose
-        products do not overflow.  Checking the result costs one pass over it (the weight gradient's is small);
-        checking the operands instead cost a pass over each of them before every call."""
+        products do not overflow.  Checking the result costs one pass over it (the weight gradient's is small),
+        or nothing where the algorithm reports it (``Algorithm.reports_finite``: its kernel checks the outputs
+        it writes, while they are in its threads' caches); checking the operands instead cost a pass over each
+        of them before every call."""
         alg = self.algorithm_for(op)
-        run(alg)
-        if alg.spreads(op) and self.algorithm == "auto" and not _algorithms.finite(result):
-            run(self.algorithm_for(op, finite=False))
+        ok = run(alg)
+        if alg.spreads(op) and self.algorithm == "auto":
+            if not (ok if op in alg.reports_finite else _algorithms.finite(result)):
+                run(self.algorithm_for(op, finite=False))
 
     def conv(self, a, out=None):
         """The convolution of ``a`` (input space, padded like ``x``) with ``w`` (+ ``b`` unless transposed)."""

@@ -418,6 +418,63 @@ def test_registry_exposes_the_contract_to_new_entries():
         _algorithms.invalidate()
 
 
+@pytest.mark.parametrize("name", ["winograd", "fft_tiles"])
+@pytest.mark.parametrize("op", ["forward", "grad_input"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_kernels_report_whether_their_output_is_finite(name, op, dtype, monkeypatch):
+    """winograd and fft_tiles check the outputs they write (``reports_finite``): the answer equals
+    ``np.isfinite(out).all()`` in row and batch mode, for an inf or NaN operand, an inf bias and overflowing
+    products; ``auto`` then makes no pass of its own over the result."""
+    alg = _algorithms.get(name)
+    assert op in alg.reports_finite
+    rng = np.random.default_rng(3)
+    big = 1e200 if dtype == np.float64 else 1e30
+    for N, size, k in ((2, (13, 11), (3, 3)), (20, (9, 8), (3, 3)), (2, (15, 17), (5, 5))):
+        geom = fc.ConvGeometry.make((N, 3) + size, (4, 3) + k, 1, 1)
+        for case in ("finite", "inf x", "nan w", "inf bias", "overflow"):
+            x = rng.standard_normal(geom.input_shape if op == "forward" else geom.output_shape).astype(dtype)
+            w = rng.standard_normal(geom.weight_shape).astype(dtype)
+            b = rng.standard_normal(4).astype(dtype) if op == "forward" else None
+            if case == "inf x":
+                x[1, 2, 3, 4] = np.inf
+            elif case == "nan w":
+                w[0, 1, 1, 1] = np.nan
+            elif case == "inf bias" and b is not None:
+                b[2] = -np.inf
+            elif case == "overflow":
+                x[0, 0, 4, 4] = big
+                w[...] = big
+            if op == "forward":
+                out = np.empty(geom.output_shape, dtype)
+                ok = alg.forward(x, w, b, geom, out, 2)
+            else:
+                out = np.empty(geom.input_shape, dtype)
+                ok = alg.grad_input(x, w, geom, out, 2)
+            assert ok is (bool(np.isfinite(out).all())), (N, k, case)
+            if case == "finite":
+                assert ok
+    # auto takes the kernel's answer: no pass over the result, finite or not
+    passes = []
+    real = _algorithms.finite
+    monkeypatch.setattr(_algorithms, "finite", lambda a: passes.append(a.shape) or real(a))
+    x = rng.standard_normal((8, 16, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    monkeypatch.setattr(_algorithms, "choose", lambda geom, dtype, op="forward", finite=True:
+                        alg if finite else _algorithms.get("direct"))
+    _algorithms.invalidate()
+    try:
+        from fastconv._prepare import prepare_conv
+        assert prepare_conv("conv2d", 2, x, w, None, 1, 1).algorithm_for("forward") is alg
+        fc.conv2d(x, w, padding=1)
+        x[0, 0, 5, 5] = np.nan
+        y = fc.conv2d(x, w, padding=1)
+        np.testing.assert_array_equal(y, fc.conv2d(x, w, padding=1, algorithm="direct"))
+        assert passes == []
+    finally:
+        monkeypatch.undo()
+        _algorithms.invalidate()
+
+
 # ----------------------------------------------------------------------------------------------- filters
 def _filter_cases(rng):
     """(name, fastconv call, peer call) on a random 2-D or 3-D image with non-finite values."""

@@ -34,11 +34,11 @@ def _plan(geom, dtype, op):
 
 
 def forward(x, w, bias, geom, out, nthreads):
-    _engine.fft_forward(_plan(geom, x.dtype, "forward"), x, w, bias, out, nthreads)
+    return _engine.fft_forward(_plan(geom, x.dtype, "forward"), x, w, bias, out, nthreads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
-    _engine.fft_grad_input(_plan(geom, gy.dtype, "grad_input"), gy, w, out, nthreads)
+    return _engine.fft_grad_input(_plan(geom, gy.dtype, "grad_input"), gy, w, out, nthreads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
@@ -64,4 +64,5 @@ ALGORITHM = register(Algorithm(
     description="small-tile FFTs (8, 16 or 32 points) vectorised over tiles, channel sums as GEMMs per frequency",
     supports=supports,
     nonfinite="spreads",     # a tile's transform mixes every input of the tile into every output of it
+    reports_finite=("forward", "grad_input"),
 ))

@@ -495,7 +495,8 @@ def _shifted(off, layout):
 
 
 def _run(plan, src, w, bias, dst, nthreads):
-    """Forward or input gradient: ``src`` (N, C, ...) correlated with the plan's filters into ``dst``."""
+    """Forward or input gradient: ``src`` (N, C, ...) correlated with the plan's filters into ``dst``; True when
+    every value written is finite (the kernel checks what it writes)."""
     U = _filters(w, plan, src.dtype, nthreads)
     if plan.op == "grad_input" and not plan.batch and any(len(a.residues) < a.stride for a in plan.axes):
         dst[...] = 0        # input positions no tap reads get no gradient
@@ -512,12 +513,13 @@ def _run(plan, src, w, bias, dst, nthreads):
     else:
         res = dst5
     with single_threaded_blas():
-        _wk.forward(src5, U, b, res, _struct(plan, s_in, s_out), has_bias=bias is not None, in_chan=in_chan,
-                    in_off=in_off, out_chan=out_chan, out_off=out_off, tile=plan.tile, T=plan.T, m0=plan.m0,
-                    TB=plan.TB, KB=plan.KB, small=plan.small, batch=plan.batch, partner=plan.partner,
-                    nthreads=nthreads)
+        ok = _wk.forward(src5, U, b, res, _struct(plan, s_in, s_out), has_bias=bias is not None, in_chan=in_chan,
+                         in_off=in_off, out_chan=out_chan, out_off=out_off, tile=plan.tile, T=plan.T, m0=plan.m0,
+                         TB=plan.TB, KB=plan.KB, small=plan.small, batch=plan.batch, partner=plan.partner,
+                         nthreads=nthreads)
     if plan.batch:
         _from_batch(res, lout, dst5, nthreads)
+    return ok
 
 
 def _run_weight_grad(plan, x, gy, out, nthreads):
@@ -543,11 +545,11 @@ def _transposes(plan):
 
 
 def forward(x, w, bias, geom, out, nthreads):
-    _run(_plan(geom, "forward", x.itemsize), x, w, bias, out, nthreads)
+    return _run(_plan(geom, "forward", x.itemsize), x, w, bias, out, nthreads)
 
 
 def grad_input(gy, w, geom, out, nthreads):
-    _run(_plan(geom, "grad_input", gy.itemsize), gy, w, None, out, nthreads)
+    return _run(_plan(geom, "grad_input", gy.itemsize), gy, w, None, out, nthreads)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
@@ -577,11 +579,11 @@ def _fft_plan(geom, op, item):
 
 
 def fft_forward(plan, x, w, bias, out, nthreads):
-    _run(plan, x, w, bias, out, nthreads)
+    return _run(plan, x, w, bias, out, nthreads)
 
 
 def fft_grad_input(plan, gy, w, out, nthreads):
-    _run(plan, gy, w, None, out, nthreads)
+    return _run(plan, gy, w, None, out, nthreads)
 
 
 def fft_grad_weight(plan, x, gy, out, nthreads):
@@ -706,4 +708,5 @@ ALGORITHM = register(Algorithm(
     supports=supports,
     error=error,
     nonfinite="spreads",     # the tile transforms mix every input of a tile into every output of it
+    reports_finite=("forward", "grad_input"),
 ))

@@ -34,7 +34,9 @@ Parallelism: OpenMP over blocks (forward / input gradient) or over (lane, group,
 single-threaded BLAS calls (the caller limits the BLAS pool to one thread).  Work units and summation orders do
 not depend on the thread count, so results are bitwise identical for any number of threads.
 """
-from cython.parallel cimport parallel, prange
+import numpy as np
+
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -57,6 +59,21 @@ cdef extern from *:
         if (nbytes == 0 || posix_memalign(&p, 64, nbytes) != 0) return NULL;
         memset(p, 0, nbytes);
         return p;
+    }
+
+    /* Nonzero when one of p[0 .. n) is an inf or NaN: the largest magnitude's bits reach the exponent's (an
+       unsigned max over the bits, which vectorises). */
+    static inline int fc_wino_bad_f(const float *p, Py_ssize_t n) {
+        unsigned int m = 0, u;
+        for (Py_ssize_t i = 0; i < n; i++) { memcpy(&u, p + i, 4); u &= 0x7fffffffu; m = u > m ? u : m; }
+        return m >= 0x7f800000u;
+    }
+    static inline int fc_wino_bad_d(const double *p, Py_ssize_t n) {
+        unsigned long long m = 0, u;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(&u, p + i, 8); u &= 0x7fffffffffffffffull; m = u > m ? u : m;
+        }
+        return m >= 0x7ff0000000000000ull;
     }
 
     /* dst[j * dn + i] = src[i * sn + j] for i < rows, j < cols: square blocks of one vector per row transposed
@@ -405,6 +422,8 @@ cdef extern from *:
     static const Py_ssize_t fc_wino_lanes_d = sizeof(fc_vd) / sizeof(double);
     """
     void* fc_wino_alloc(size_t nbytes) nogil
+    int fc_wino_bad_f(const float* p, Py_ssize_t n) nogil
+    int fc_wino_bad_d(const double* p, Py_ssize_t n) nogil
     void fc_wino_transpose_f(const float* src, Py_ssize_t sn, float* dst, Py_ssize_t dn, Py_ssize_t rows,
                              Py_ssize_t cols) nogil
     void fc_wino_transpose_d(const double* src, Py_ssize_t sn, double* dst, Py_ssize_t dn, Py_ssize_t rows,
@@ -680,6 +699,14 @@ cdef void _store_rows(float_t* dst, const Py_ssize_t* dims, Py_ssize_t nstride, 
                 row[lo + k * s2] = s[k]
 
 
+cdef inline int _bad(const float_t* p, Py_ssize_t n) noexcept nogil:
+    """Nonzero when p[0 .. n) holds an inf or NaN."""
+    if float_t is float:
+        return fc_wino_bad_f(p, n)
+    else:
+        return fc_wino_bad_d(p, n)
+
+
 cdef inline void _mov(float_t* d, const float_t* s, float_t b) noexcept nogil:
     if float_t is float:
         fc_wino_mov_f(d, s, b)
@@ -742,9 +769,10 @@ cdef void _gather_batch_points(const float_t* src, Py_ssize_t sc, const Py_ssize
 
 cdef void _output_channel_batch(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
                                 const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias, const Grid* g,
-                                const Block* B, Py_ssize_t L) noexcept nogil:
+                                const Block* B, Py_ssize_t L, int* bad) noexcept nogil:
     """Batch mode: output transform of one channel (in place for FFT tiles), written as vectors of L images
-    (+ bias) to ``dst``."""
+    (+ bias) to ``dst``; ``bad[0]`` is set when a written value is an inf or NaN."""
+    cdef float_t* d
     cdef Py_ssize_t e[3]
     cdef Py_ssize_t ge[3]
     cdef Py_ssize_t t, i0, i1, i2, p, a, x0, x1, tv, cs = ms, Np = g.Np, H = dims[1], W = dims[2]
@@ -768,8 +796,9 @@ cdef void _output_channel_batch(float_t* m, Py_ssize_t ms, float_t* dst, const P
                 x1 = (x0 * H + stride[1] * (B.tm[3 * t + 1] + i1) + off[1]) * W
                 for i2 in range(e[2]):
                     p = (i0 * ge[1] + i1) * ge[2] + i2
-                    _mov(dst + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np + B.tn[t], cur + p * cs + t,
-                         bias)
+                    d = dst + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np + B.tn[t]
+                    _mov(d, cur + p * cs + t, bias)
+                    bad[0] |= _bad(d, L)
 
 
 cdef void _fft_passes(bint inverse, float_t* a, Py_ssize_t ps, const Grid* g, Py_ssize_t n) noexcept nogil:
@@ -900,9 +929,12 @@ cdef void _gather_tiles(const float_t* src, const Py_ssize_t* dims, Py_ssize_t n
 
 cdef void _scatter_tiles(const float_t* o, Py_ssize_t os, float_t* dst, const Py_ssize_t* dims,
                          Py_ssize_t nstride, const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias,
-                         const Grid* g, const Block* B) noexcept nogil:
-    """Row mode, any tile: the first mt points per axis of the alpha grid at ``o`` (+ bias) to ``dst``."""
+                         const Grid* g, const Block* B, int* bad) noexcept nogil:
+    """Row mode, any tile: the first mt points per axis of the alpha grid at ``o`` (+ bias) to ``dst``;
+    ``bad[0]`` is set when a written value is an inf or NaN."""
     cdef Py_ssize_t t, i0, i1, i2, lo0, lo1, lo2, x0, x1, x2
+    cdef float_t v
+    cdef float_t big = 0
     cdef Py_ssize_t D = dims[0], H = dims[1], W = dims[2]
     cdef Py_ssize_t e1 = g.alpha[1], e2 = g.alpha[2]
     cdef float_t* base
@@ -922,7 +954,11 @@ cdef void _scatter_tiles(const float_t* o, Py_ssize_t os, float_t* dst, const Py
                 for i2 in range(g.mt[2]):
                     x2 = lo2 + i2 * stride[2]
                     if x2 >= 0 and x2 < W:
-                        base[(x0 * H + x1) * W + x2] = o[((i0 * e1 + i1) * e2 + i2) * os + t] + bias
+                        v = o[((i0 * e1 + i1) * e2 + i2) * os + t] + bias
+                        base[(x0 * H + x1) * W + x2] = v
+                        big = big + v * 0        # stays 0 unless v is an inf or NaN
+    if big != 0:
+        bad[0] = 1
 
 
 cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, Py_ssize_t nstride,
@@ -968,16 +1004,17 @@ cdef void _input_channel(int kind, const float_t* src, const Py_ssize_t* dims, P
 
 cdef void _output_channel(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssize_t* dims,
                           Py_ssize_t nstride, const Py_ssize_t* stride, const Py_ssize_t* off, float_t bias,
-                          Py_ssize_t pf, const Grid* g, const Block* B) noexcept nogil:
+                          Py_ssize_t pf, const Grid* g, const Block* B, int* bad) noexcept nogil:
     """Output transform (A^T . A) of one channel's GEMM results at ``m`` (point stride ``ms``), plus bias,
-    written to ``dst``."""
+    written to ``dst``; ``bad[0]`` is set when an output row of a tile holds an inf or NaN (including the
+    positions beyond the output, which are dropped: a false alarm only costs ``auto`` an exact rerun)."""
     cdef Py_ssize_t e[3]
     cdef Py_ssize_t i0, i1, p0, a, t, cs = ms, n = B.ntv
     cdef const float_t* cur = m
     cdef float_t* ro = <float_t*> B.ro
     if g.fft:
         _fft_passes(True, m, ms, g, n)
-        _scatter_tiles(m, ms, dst, dims, nstride, stride, off, bias, g, B)
+        _scatter_tiles(m, ms, dst, dims, nstride, stride, off, bias, g, B, bad)
         return
     for a in range(3):
         e[a] = g.alpha[a]
@@ -993,6 +1030,7 @@ cdef void _output_channel(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssiz
                 fc_wino_rows_at_f(cur + p0 * cs, cs, n, ro, bias)
             else:
                 fc_wino_rows_at_d(cur + p0 * cs, cs, n, ro, bias)
+            bad[0] |= _bad(ro, g.mt[2] * n)
             _store_rows(dst, dims, nstride, stride, off, i0, i1, g.mt[2], pf, B)
 
 
@@ -1163,7 +1201,9 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
             const Py_ssize_t[::1] out_chan, const Py_ssize_t[:, ::1] out_off,
             tuple tile, tuple T, tuple m0, Py_ssize_t TB, Py_ssize_t KB, bint small, bint batch,
             const Py_ssize_t[::1] partner, int nthreads):
-    """dst[out positions] = the transform-domain correlation of the virtual input channels with ``U`` (+ bias).
+    """dst[out positions] = the transform-domain correlation of the virtual input channels with ``U`` (+ bias);
+    returns True when every value written is finite (each thread checks the outputs it transforms, while they are
+    in its cache: ``auto`` needs no pass of its own over the result).
 
     ``geom`` is the stride-1 problem over virtual channels the Python side reduced the layer to: ``groups``,
     the taps of a block (kd, kh, kw), the stride of the reads (sd, sh, sw: the layer's stride for the forward
@@ -1210,6 +1250,8 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
     cdef float_t* M
     cdef Block B
     cdef int failed[1]
+    cdef int[::1] bad = np.zeros(max(1, nthreads), np.intc)     # per thread: an inf or NaN was written
+    cdef int* badp = &bad[0]
     cdef bint ok
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
@@ -1244,15 +1286,18 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
                             v = gi * Kvg + k0 + kk
                             if batch:
                                 _output_channel_batch(M + kk * TBP, KB * TBP, dp + och[v] * dc, ddims, ostr,
-                                                      ooff + 3 * v, bias[v] if has_bias else 0, &g, &B, L)
+                                                      ooff + 3 * v, bias[v] if has_bias else 0, &g, &B, L,
+                                                      badp + threadid())
                             else:
                                 _output_channel(M + kk * TBP, KB * TBP, dp + och[v] * dc, ddims, dC, ostr,
                                                 ooff + 3 * v, bias[v] if has_bias else 0,
-                                                (och[v + 1] - och[v]) * dc if v + 1 < Kv else 0, &g, &B)
+                                                (och[v + 1] - och[v]) * dc if v + 1 < Kv else 0, &g, &B,
+                                                badp + threadid())
         free(V)
         free(M)
         _block_free(&B)
     check_scratch(failed[0], "winograd", vbytes)
+    return not any(bad)
 
 
 def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::1] gy, float_t[:, :, :, ::1] dU,
