@@ -646,12 +646,15 @@ def test_bad_indices_and_backward_arguments():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_2x2_stride_2_windows_match_torch_at_every_level(dtype):
-    """The 2x2 stride-2 windows (a branch-free select per tap) against torch at every SIMD level: ties, several
-    NaNs and infs in one window, odd and wide rows, padding and ceil_mode."""
+    """The 2x2 stride-2 windows (a branch-free select per tap, vectors of 8 / 4 (float64: 4 / 2) output columns
+    with an overlapping last vector) against torch at every SIMD level: ties, several NaNs and infs in one window,
+    odd and wide rows, rows of exactly one vector and of one vector and a bit (LeNet's 14 and 5 columns), padding
+    and ceil_mode."""
     torch = pytest.importorskip("torch")
     from fastconv import _kernels
     rng = np.random.default_rng(11)
-    for shape in [(3, 2, 9, 13), (2, 3, 8, 70), (1, 1, 2, 2)]:
+    for shape in [(3, 2, 9, 13), (2, 3, 8, 70), (1, 1, 2, 2), (2, 2, 6, 28), (1, 2, 4, 10), (1, 1, 4, 16),
+                  (1, 1, 2, 6), (1, 2, 3, 8), (1, 1, 4, 18)]:
         x = rng.integers(-3, 4, shape).astype(dtype)          # many ties
         flat = x.reshape(-1)
         flat[rng.choice(flat.size, flat.size // 7, replace=False)] = np.nan

@@ -15,7 +15,8 @@ the smaller offset among equal numbers -- which lets partial results be combined
 
 The forward kernel runs one task per block of output rows (or per column chunk of a row), reading the input
 once and recording the argmax in the same pass; each output element is written by exactly one thread.  Regular
-2x2 and 3x3 windows run loops with compile-time sizes that vectorise across output columns; other regular
+2x2 stride-2 windows run explicit vectors of output columns (rows as short as LeNet's), 3x3 windows loops with
+compile-time sizes that vectorise across output columns; other regular
 windows fold input rows tap by tap; adaptive, global and other windows reduce the window rows column by column
 first.  Backward kernels write every input-gradient element from one thread in a fixed order (the mean gathers
 per input row, the index scatter owns whole (n, c) planes), so results are bitwise identical for any number of
@@ -59,8 +60,66 @@ cdef extern from *:
             ids[ow] = ix;                                                                                   \
         }                                                                                                   \
     }
-    FC_MAX2X2(fc_max2x2_f, float, uint32_t)
-    FC_MAX2X2(fc_max2x2_d, double, uint64_t)
+    FC_MAX2X2(fc_max2x2_s_f, float, uint32_t)
+    FC_MAX2X2(fc_max2x2_s_d, double, uint64_t)
+    /* The same for N output columns at once (rows of at least N; the last vector overlaps the one before it and
+       writes some outputs again, with the same values): each window row's 2N inputs are split into their even and
+       odd columns, the four taps are taken in the same order with the same rule, and ``w`` records which tap
+       holds the maximum, from which the 64-bit offsets are made.  Outputs are identical to the scalar loop's;
+       LeNet's rows (14 and 5 outputs) are too short for GCC's own vector loop, which wants 16. */
+    #define FC_MAX2X2V(NAME, T, U, N, EVEN, ODD)                                                          \
+    static void NAME(const T *plane, int64_t b0, int64_t b1, T *restrict vals, int64_t *restrict ids,       \
+                     ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t off) {                                           \
+        typedef T V __attribute__((vector_size(N * sizeof(T)), aligned(sizeof(T))));                        \
+        typedef U M __attribute__((vector_size(N * sizeof(T))));                                            \
+        const T *r0 = plane + b0 + off, *r1 = plane + b1 + off;                                             \
+        ptrdiff_t ow = lo;                                                                                  \
+        for (;;) {                                                                                          \
+            if (ow + N > hi) ow = hi - N;                                                                   \
+            ptrdiff_t c = 2 * ow;                                                                           \
+            V a, b, v, u;                                                                                   \
+            M m, w;                                                                                         \
+            memcpy(&a, r0 + c, sizeof a); memcpy(&b, r0 + c + N, sizeof b);                                 \
+            v = __builtin_shuffle(a, b, EVEN); u = __builtin_shuffle(a, b, ODD);                            \
+            w = (M){0};                                                                                     \
+            m = (M)((u > v) | (u != u)); v = (V)(((M)u & m) | ((M)v & ~m)); w = (m & 1) | (w & ~m);         \
+            memcpy(&a, r1 + c, sizeof a); memcpy(&b, r1 + c + N, sizeof b);                                 \
+            u = __builtin_shuffle(a, b, EVEN);                                                              \
+            m = (M)((u > v) | (u != u)); v = (V)(((M)u & m) | ((M)v & ~m)); w = (m & 2) | (w & ~m);         \
+            u = __builtin_shuffle(a, b, ODD);                                                               \
+            m = (M)((u > v) | (u != u)); v = (V)(((M)u & m) | ((M)v & ~m)); w = (m & 3) | (w & ~m);         \
+            memcpy(vals + ow, &v, sizeof v);                                                                \
+            for (int j = 0; j < N; j++)                                                                     \
+                ids[ow + j] = ((w[j] & 2) ? b1 : b0) + off + 2 * (ow + j) + (int64_t)(w[j] & 1);            \
+            if (ow + N >= hi) break;                                                                        \
+            ow += N;                                                                                        \
+        }                                                                                                   \
+    }
+    #define FC_E8 ((uint32_t __attribute__((vector_size(32)))){0, 2, 4, 6, 8, 10, 12, 14})
+    #define FC_O8 ((uint32_t __attribute__((vector_size(32)))){1, 3, 5, 7, 9, 11, 13, 15})
+    #define FC_E4 ((uint32_t __attribute__((vector_size(16)))){0, 2, 4, 6})
+    #define FC_O4 ((uint32_t __attribute__((vector_size(16)))){1, 3, 5, 7})
+    #define FC_E4D ((uint64_t __attribute__((vector_size(32)))){0, 2, 4, 6})
+    #define FC_O4D ((uint64_t __attribute__((vector_size(32)))){1, 3, 5, 7})
+    #define FC_E2D ((uint64_t __attribute__((vector_size(16)))){0, 2})
+    #define FC_O2D ((uint64_t __attribute__((vector_size(16)))){1, 3})
+    FC_MAX2X2V(fc_max2x2_v8_f, float, uint32_t, 8, FC_E8, FC_O8)
+    FC_MAX2X2V(fc_max2x2_v4_f, float, uint32_t, 4, FC_E4, FC_O4)
+    FC_MAX2X2V(fc_max2x2_v4_d, double, uint64_t, 4, FC_E4D, FC_O4D)
+    FC_MAX2X2V(fc_max2x2_v2_d, double, uint64_t, 2, FC_E2D, FC_O2D)
+    /* Columns [lo, hi): the widest vector the row fills, else the scalar loop. */
+    static void fc_max2x2_f(const float *plane, int64_t b0, int64_t b1, float *vals, int64_t *ids, ptrdiff_t lo,
+                            ptrdiff_t hi, ptrdiff_t off) {
+        if (hi - lo >= 8) fc_max2x2_v8_f(plane, b0, b1, vals, ids, lo, hi, off);
+        else if (hi - lo >= 4) fc_max2x2_v4_f(plane, b0, b1, vals, ids, lo, hi, off);
+        else fc_max2x2_s_f(plane, b0, b1, vals, ids, lo, hi, off);
+    }
+    static void fc_max2x2_d(const double *plane, int64_t b0, int64_t b1, double *vals, int64_t *ids, ptrdiff_t lo,
+                            ptrdiff_t hi, ptrdiff_t off) {
+        if (hi - lo >= 4) fc_max2x2_v4_d(plane, b0, b1, vals, ids, lo, hi, off);
+        else if (hi - lo >= 2) fc_max2x2_v2_d(plane, b0, b1, vals, ids, lo, hi, off);
+        else fc_max2x2_s_d(plane, b0, b1, vals, ids, lo, hi, off);
+    }
     """
     void fc_max2x2_f(const float* plane, int64_t b0, int64_t b1, float* vals, int64_t* ids, Py_ssize_t lo,
                      Py_ssize_t hi, Py_ssize_t off) noexcept nogil
