@@ -11,7 +11,11 @@ Interleaved repeats in one run (medians of many calls; the calls are microsecond
   layers against torch autograd -- <= 1.0x for 1x1 and 5x5; for the 3x3 layers at most the forward-only ratio
   + 20 %.
 
-    python bench/bench_small.py [--threads 2] [--json bench/results/small.json]
+Both libraries run after :func:`fastconv.benchmark.settle_allocator` (one large array allocated and freed): in a
+fresh process glibc maps every allocation above 128 KiB anew, and PyTorch's LeNet step then spends a third of its
+time in page faults.  ``--fresh-allocator`` skips it.
+
+    python bench/bench_small.py [--threads 2] [--json bench/results/small.json] [--fresh-allocator]
 """
 import argparse
 import os
@@ -21,7 +25,7 @@ import time
 import numpy as np
 
 import fastconv as fc
-from fastconv.benchmark import blas_threads, format_table, save_json, torch_or_none
+from fastconv.benchmark import blas_threads, format_table, save_json, settle_allocator, torch_or_none
 from fastconv._measure import balanced_orders
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -175,17 +179,22 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=os.path.join(HERE, "results", "small.json"))
     p.add_argument("--skip-tape", action="store_true", help="tiny calls and the LeNet step only")
+    p.add_argument("--fresh-allocator", action="store_true",
+                   help="leave glibc's mmap threshold at its start value (see settle_allocator)")
     a = p.parse_args(argv)
     torch = torch_or_none(a.threads)
+    if not a.fresh_allocator:
+        settle_allocator()
     with fc.num_threads(a.threads), blas_threads(a.threads):
         rows = tiny(torch) + lenet_step(torch) + ([] if a.skip_tape else tape(torch))
     for r in rows:
         if "ratio" in r:
             r["met"] = r["ratio"] <= r["target"]
     info = fc.info(print_=False)
-    print("threads %d, SIMD %s, load %.2f" % (a.threads, info["simd_level"], os.getloadavg()[0]))
+    print("threads %d, SIMD %s, load %.2f, allocator %s" % (a.threads, info["simd_level"], os.getloadavg()[0],
+                                                           "fresh" if a.fresh_allocator else "settled"))
     print(format_table(rows, ["case", "fastconv_us", "peer", "peer_us", "ratio", "forward_ratio", "target", "met"]))
-    save_json(a.json, rows, threads=a.threads, load=os.getloadavg()[0])
+    save_json(a.json, rows, threads=a.threads, load=os.getloadavg()[0], settled_allocator=not a.fresh_allocator)
 
 
 if __name__ == "__main__":

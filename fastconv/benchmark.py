@@ -13,8 +13,8 @@ import numpy as np
 
 from ._measure import cpu_model, format_table, interleaved, timeit
 
-__all__ = ["timeit", "interleaved", "cpu_model", "sgemm_gflops", "blas_idle", "copy_gbps", "torch_or_none", "blas_threads",
-           "format_table", "save_json", "machine", "omp_wait_policy", "REFERENCE_LAYERS"]
+__all__ = ["timeit", "interleaved", "cpu_model", "sgemm_gflops", "blas_idle", "settle_allocator", "copy_gbps",
+           "torch_or_none", "blas_threads", "format_table", "save_json", "machine", "omp_wait_policy", "REFERENCE_LAYERS"]
 
 # The reference layers every convolution benchmark measures (``fastconv bench``, ``bench/bench_conv.py``):
 # (name, input shape, weight shape, stride, padding).
@@ -64,6 +64,21 @@ def blas_idle(seconds=0.25):
     """Wait until OpenBLAS's worker threads, which keep spinning after a multi-threaded call (2**28 cycles by
     default, see OPENBLAS_THREAD_TIMEOUT), have gone to sleep, so they do not slow down what is timed next."""
     time.sleep(seconds)
+
+
+def settle_allocator(nbytes=16 * 2 ** 20):
+    """Allocate and free one ``nbytes`` array, as any process that has freed a large array has done.
+
+    glibc serves allocations above its mmap threshold (128 KiB at start) with fresh mappings whose pages fault in
+    on first touch, and raises the threshold to the size of a mapped block when one is freed (blocks under
+    32 MiB; a larger one leaves it).  A
+    fresh process therefore pays page faults on every allocation of a few hundred KiB -- PyTorch's tensors as
+    much as NumPy's arrays (fastconv's layers keep their buffers in a cache of their own) -- until something frees
+    a large array.  Measured on the Xeon: a PyTorch LeNet-5 training step took 8.0 ms in a fresh process and
+    4.3-5.0 ms after this call.  Comparisons with a peer call this first, so the peer runs in its steady state.
+    """
+    a = np.ones(nbytes // 8)
+    del a
 
 
 def copy_gbps(nbytes=64 * 2 ** 20, repeats=5):
