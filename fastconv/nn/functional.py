@@ -352,7 +352,10 @@ def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing,
     ts = np.where(valid, t, 0).astype(np.intp)
     wt = w[ts] * valid
     q = np.zeros(shape, dtype)
-    np.put_along_axis(q, ts[:, None], ((1 - label_smoothing) * wt)[:, None].astype(dtype), axis=1)
+    if len(shape) == 2:
+        q[np.arange(shape[0]), ts] = (1 - label_smoothing) * wt
+    else:
+        np.put_along_axis(q, ts[:, None], ((1 - label_smoothing) * wt)[:, None].astype(dtype), axis=1)
     if label_smoothing:
         q += (label_smoothing / C) * w.reshape(bshape) * valid[:, None]
     return q, float(wt.sum()), valid
@@ -378,9 +381,36 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     x = as_tensor(input)
     if x.ndim < 2:
         raise ValueError("%s(): argument 'input' must have shape (N, C, ...), got %s" % (fn, x.shape))
-    lp = log_softmax(x, 1)
+    # one record for the whole loss (log-softmax, the weighted sum, the reduction): a training step's loss
+    # cost as much Python as a convolution layer when it was five
+    xd = x.data
+    shifted = xd - xd.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    lp = shifted - np.log(total)
     q, denom, valid = _class_weights(fn, target, lp, weight, ignore_index, label_smoothing, reduction)
-    return _reduce(-(lp * Tensor._wrap(q)).sum(1), reduction, denom, valid)
+    per_item = -(lp * q).sum(1)
+    dtype = lp.dtype
+    den = dtype.type(denom if reduction == "mean" else 1.0)
+    if reduction == "none":
+        value = per_item
+    elif reduction == "sum":
+        value = np.asarray(per_item.sum(), dtype)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.asarray(per_item.sum() / den, dtype)
+
+    def backward(g, needs):
+        # d(-sum_c q_c lp_c) / dx = softmax(x) * sum_c q_c - q, times each item's share of the reduction
+        if reduction == "none":
+            gi = g
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gi = np.broadcast_to(g / den if reduction == "mean" else g, per_item.shape)
+            if valid is not None and reduction == "mean":      # left-out items: exactly zero, even for 0 / 0
+                gi = np.where(valid, gi, dtype.type(0))
+        return ((e / total * q.sum(axis=1, keepdims=True) - q) * np.expand_dims(gi, 1),)
+    return record("cross_entropy", value, (x,), backward, saved=())
 
 
 def mse_loss(input, target, reduction="mean"):
