@@ -309,146 +309,103 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
     check_scratch(failed[0], "direct convolution", buf_len * sizeof(float_t))
 
 
+cdef inline void _load_group(vec_t* gv, const float_t* p) noexcept nogil:
+    """gv = the 64-byte lane group at p, as FC_LANE_VECS native vectors."""
+    cdef Py_ssize_t u, V = sizeof(vec_t) // sizeof(float_t)
+    for u in range(FC_LANE_VECS):
+        gv[u] = (<const vec_t*> (p + u * V))[0]
+
+
+cdef inline void _band_fmas(vec_t* acc, const vec_t* gv, const float_t** rows, const Py_ssize_t* offs,
+                            Py_ssize_t at, Py_ssize_t ns, Py_ssize_t nt) noexcept nogil:
+    """acc[(si * nt + tt) * FC_LANE_VECS ...] += gv * the lane group at rows[si] + offs[tt] + at, for si < ns,
+    tt < nt (one output-gradient lane group against the taps of :func:`_wgrad_band`)."""
+    cdef Py_ssize_t si, tt, u, a, V = sizeof(vec_t) // sizeof(float_t)
+    for si in range(FC_DWG_SROWS):
+        if si < ns:
+            for tt in range(FC_DWG_TAPS):
+                if tt < nt:
+                    a = (si * nt + tt) * FC_LANE_VECS
+                    for u in range(FC_LANE_VECS):
+                        acc[a + u] += gv[u] * (<const vec_t*> (rows[si] + offs[tt] + at + u * V))[0]
+
+
 cdef inline void _wgrad_band(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
-                             const float_t* gtl, const unsigned char* valid, Py_ssize_t nrows, Py_ssize_t sh,
-                             Py_ssize_t soff, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
+                             const float_t* gtl, const unsigned char* valid, const float_t* zrow,
+                             const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
+                             Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
                              Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, vec_t* tag) noexcept nogil:
-    """lacc[tt] (one 64-byte lane group per tap t0 + tt, tt < nt <= FC_DWG_TAPS) += sum over the band's output rows
-    oh < nrows whose band row b = oh*sh + soff is valid, of sum over lane groups q of
-    gy[oh][q*L ...] * xband[b][toff[t] + q*L ...]; the last, partial group (``tail``) comes from the zero-padded
-    copies ``gtl[oh]`` and ``xtl[b][t]``.  The accumulators stay in registers for the whole band; lane l of a tap
-    sums the columns l, l + L, ... in row order, whatever the vector width."""
+    """lacc[si * T + tt] (one 64-byte lane group per tap (s0 + si, t0 + tt), si < ns, tt < nt, ns * nt <=
+    FC_DWG_ACCS / FC_LANE_VECS) += sum over the band's output rows oh < nrows of sum over lane groups q of
+    gy[oh][q*L ...] * xband[b][toff[t0 + tt] + q*L ...], band row b = oh*sh + (s0 + si)*B; the last, partial group
+    (``tail``) comes from the zero-padded copies ``gtl[oh]`` and ``xtl[b][t]``.  The accumulators stay in
+    registers for the whole band, and each output-gradient vector is loaded once for all ns x nt taps (a single
+    kernel row of 3 taps had waited on its own FMA latency); lane l of a tap sums the columns l, l + L, ... in row
+    order, whatever the vector width.  A band row that is not valid (padding) is skipped when ns == 1, else read as
+    the zero row ``zrow`` (and zero tail ``ztl``): the output gradient is finite on this path and the accumulators
+    start at +0, so adding its zero products leaves every sum's bits as skipping the row does."""
     cdef vec_t acc[FC_DWG_ACCS]
-    cdef vec_t gv[FC_LANE_VECS]
-    cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
-    cdef Py_ssize_t L = FC_LANE_BYTES // sizeof(float_t)
-    cdef Py_ssize_t q, tt, u, oh, b
-    cdef const float_t* gyrow
-    cdef const float_t* xrow
-    cdef const float_t* xt
-    for tt in range(FC_DWG_TAPS):
-        if tt < nt:
-            for u in range(FC_LANE_VECS):
-                acc[tt * FC_LANE_VECS + u] = (<vec_t*> (lacc + tt * L + u * V))[0]
-    for oh in range(nrows):
-        b = oh * sh + soff
-        if not valid[b]:
-            continue
-        gyrow = gy0 + oh * OW
-        xrow = xband + b * Wb
-        for q in range(nq):
-            for u in range(FC_LANE_VECS):
-                gv[u] = (<const vec_t*> (gyrow + q * L + u * V))[0]
-            for tt in range(FC_DWG_TAPS):
-                if tt < nt:
-                    for u in range(FC_LANE_VECS):
-                        acc[tt * FC_LANE_VECS + u] += gv[u] * (<const vec_t*> (xrow + toff[t0 + tt] + q * L
-                                                                                 + u * V))[0]
-        if tail:
-            for u in range(FC_LANE_VECS):
-                gv[u] = (<const vec_t*> (gtl + oh * L + u * V))[0]
-            xt = xtl + (b * T + t0) * L
-            for tt in range(FC_DWG_TAPS):
-                if tt < nt:
-                    for u in range(FC_LANE_VECS):
-                        acc[tt * FC_LANE_VECS + u] += gv[u] * (<const vec_t*> (xt + tt * L + u * V))[0]
-    for tt in range(FC_DWG_TAPS):
-        if tt < nt:
-            for u in range(FC_LANE_VECS):
-                (<vec_t*> (lacc + tt * L + u * V))[0] = acc[tt * FC_LANE_VECS + u]
-
-
-cdef inline void _wgrad_taps(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
-                             const float_t* gtl, const unsigned char* valid, Py_ssize_t nrows, Py_ssize_t sh,
-                             Py_ssize_t soff, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
-                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, vec_t* tag) noexcept nogil:
-    """:func:`_wgrad_band` with a literal tap count for the common ones (3 taps: 3 x 3 kernels; a full block),
-    so that its tap loops unroll without a test per tap."""
-    if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
-        if nt == 3:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, 3, T, Wb, lacc, tag)
-        elif nt == FC_DWG_TAPS:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, FC_DWG_TAPS, T, Wb,
-                        lacc, tag)
-        else:
-            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, nrows, sh, soff, nq, tail, toff, t0, nt, T, Wb, lacc, tag)
-
-
-cdef inline void _wgrad_rows3(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
-                              const float_t* gtl, const unsigned char* valid, const float_t* zrow,
-                              const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
-                              Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t Wb,
-                              float_t* lacc, vec_t* tag) noexcept nogil:
-    """:func:`_wgrad_band` of a kernel 3 taps wide, for its kernel rows s0 .. s0 + ns - 1 (ns <= FC_DWG_SROWS) at
-    once: each output-gradient vector is loaded once and feeds ns x 3 accumulators (one kernel row's 3 had waited
-    on their own FMA latency).  Tap (s0 + si, tt) accumulates at lacc[si * 3 + tt].  A band row that is not valid
-    (padding) reads the zero row ``zrow`` (and zero tail ``ztl``): the output gradient is finite on this path and
-    the accumulators start at +0, so adding its zero products leaves every sum's bits as skipping the row did, and
-    each tap still sums the same products in the same order."""
-    cdef vec_t acc[FC_DWG_SROWS * 3 * FC_LANE_VECS]
     cdef vec_t gv[FC_LANE_VECS]
     cdef const float_t* xr[FC_DWG_SROWS]
     cdef const float_t* xt[FC_DWG_SROWS]
     cdef Py_ssize_t V = sizeof(vec_t) // sizeof(float_t)
     cdef Py_ssize_t L = FC_LANE_BYTES // sizeof(float_t)
+    cdef Py_ssize_t tails[FC_DWG_TAPS]      # the taps' offsets in a row's zero-padded last lane groups
     cdef Py_ssize_t q, si, tt, u, oh, b
-    cdef Py_ssize_t t0 = toff[0], t1 = toff[1], t2 = toff[2]
-    cdef const float_t* gyrow
+    for tt in range(FC_DWG_TAPS):
+        tails[tt] = tt * L
     for si in range(FC_DWG_SROWS):
         if si < ns:
-            for tt in range(3):
-                for u in range(FC_LANE_VECS):
-                    acc[(si * 3 + tt) * FC_LANE_VECS + u] = (<vec_t*> (lacc + (si * 3 + tt) * L + u * V))[0]
+            for tt in range(FC_DWG_TAPS):
+                if tt < nt:
+                    for u in range(FC_LANE_VECS):
+                        acc[(si * nt + tt) * FC_LANE_VECS + u] = (<vec_t*> (lacc + (si * T + tt) * L + u * V))[0]
     for oh in range(nrows):
+        if ns == 1 and not valid[oh * sh + s0 * B]:
+            continue
         for si in range(FC_DWG_SROWS):
             if si < ns:
                 b = oh * sh + (s0 + si) * B
                 xr[si] = xband + b * Wb if valid[b] else zrow
-                xt[si] = xtl + b * 3 * L if valid[b] else ztl
-        gyrow = gy0 + oh * OW
+                xt[si] = xtl + (b * T + t0) * L if valid[b] else ztl
         for q in range(nq):
-            for u in range(FC_LANE_VECS):
-                gv[u] = (<const vec_t*> (gyrow + q * L + u * V))[0]
-            for si in range(FC_DWG_SROWS):
-                if si < ns:
-                    for u in range(FC_LANE_VECS):
-                        acc[(si * 3) * FC_LANE_VECS + u] += gv[u] * (<const vec_t*> (xr[si] + t0 + q * L + u * V))[0]
-                        acc[(si * 3 + 1) * FC_LANE_VECS + u] += \
-                            gv[u] * (<const vec_t*> (xr[si] + t1 + q * L + u * V))[0]
-                        acc[(si * 3 + 2) * FC_LANE_VECS + u] += \
-                            gv[u] * (<const vec_t*> (xr[si] + t2 + q * L + u * V))[0]
+            _load_group(gv, gy0 + oh * OW + q * L)
+            _band_fmas(acc, gv, xr, toff + t0, q * L, ns, nt)
         if tail:
-            for u in range(FC_LANE_VECS):
-                gv[u] = (<const vec_t*> (gtl + oh * L + u * V))[0]
-            for si in range(FC_DWG_SROWS):
-                if si < ns:
-                    for tt in range(3):
-                        for u in range(FC_LANE_VECS):
-                            acc[(si * 3 + tt) * FC_LANE_VECS + u] += \
-                                gv[u] * (<const vec_t*> (xt[si] + tt * L + u * V))[0]
+            _load_group(gv, gtl + oh * L)
+            _band_fmas(acc, gv, xt, tails, 0, ns, nt)
     for si in range(FC_DWG_SROWS):
         if si < ns:
-            for tt in range(3):
-                for u in range(FC_LANE_VECS):
-                    (<vec_t*> (lacc + (si * 3 + tt) * L + u * V))[0] = acc[(si * 3 + tt) * FC_LANE_VECS + u]
+            for tt in range(FC_DWG_TAPS):
+                if tt < nt:
+                    for u in range(FC_LANE_VECS):
+                        (<vec_t*> (lacc + (si * T + tt) * L + u * V))[0] = acc[(si * nt + tt) * FC_LANE_VECS + u]
 
 
-cdef inline void _wgrad_rows(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
+cdef inline void _wgrad_taps(const float_t* xband, const float_t* xtl, const float_t* gy0, Py_ssize_t OW,
                              const float_t* gtl, const unsigned char* valid, const float_t* zrow,
                              const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
-                             Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t Wb,
-                             float_t* lacc, vec_t* tag) noexcept nogil:
-    """:func:`_wgrad_rows3` with a literal row count (the unrolled loops keep the accumulators in registers)."""
+                             Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
+                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, vec_t* tag) noexcept nogil:
+    """:func:`_wgrad_band` with literal row and tap counts for the common ones (FC_DWG_SROWS or fewer rows of
+    3 taps: 3 x 3 kernels; one row of a full block of taps), so that its loops unroll and the accumulators stay
+    in registers."""
     if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
-        if ns == FC_DWG_SROWS:
-            _wgrad_rows3(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, FC_DWG_SROWS, B, nq, tail,
-                         toff, Wb, lacc, tag)
-        elif ns == 1:
-            _wgrad_rows3(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, Wb,
-                         lacc, tag)
+        if nt == 3 and ns == FC_DWG_SROWS:
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, FC_DWG_SROWS, B, nq, tail, toff,
+                        t0, 3, T, Wb, lacc, tag)
+        elif nt == 3 and ns == 1:
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, t0, 3, T,
+                        Wb, lacc, tag)
+        elif nt == 3:
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, ns, B, nq, tail, toff, t0, 3, T,
+                        Wb, lacc, tag)
+        elif nt == FC_DWG_TAPS:
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, t0,
+                        FC_DWG_TAPS, T, Wb, lacc, tag)
         else:
-            _wgrad_rows3(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, ns, B, nq, tail, toff, Wb,
-                         lacc, tag)
+            _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, t0, nt, T,
+                        Wb, lacc, tag)
 
 
 cdef inline void _bias_band(const float_t* gy0, Py_ssize_t OW, const float_t* gtl, Py_ssize_t nrows,
@@ -518,7 +475,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef float_t* gtl        # per output row of the band: the last ntl output-gradient columns, zero-padded
     cdef float_t* zrow       # a band row of zeros (and its zero tails), read in place of rows of padding
     cdef float_t* ztl
-    cdef bint rows3 = T == 3 and FC_DWG_SROWS > 1     # 3-tap-wide kernels: several kernel rows at once
+    cdef Py_ssize_t gs = FC_DWG_SROWS if T == 3 else 1     # 3-tap-wide kernels: several kernel rows at once
     cdef Py_ssize_t s1, sg
     cdef unsigned char* valid
     cdef Py_ssize_t* rl
@@ -600,38 +557,24 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                             for i in range(cin):
                                 for ri in range(nr):
                                     r = rl[ri]
-                                    if rows3:
-                                        tap = ((j * cin + i) * R + r) * S * T
-                                        for sg in range((S + FC_DWG_SROWS - 1) // FC_DWG_SROWS):
-                                            s1 = sg * FC_DWG_SROWS
-                                            if float_t is float:
-                                                _wgrad_rows(buf + (i * nr + ri) * Hb * Wb,
-                                                            xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                            OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
-                                                            min(FC_DWG_SROWS, S - s1), B, nq, tail, toff, Wb,
-                                                            vacc + (tap + s1 * T) * L, tf)
-                                            else:
-                                                _wgrad_rows(buf + (i * nr + ri) * Hb * Wb,
-                                                            xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                            OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
-                                                            min(FC_DWG_SROWS, S - s1), B, nq, tail, toff, Wb,
-                                                            vacc + (tap + s1 * T) * L, td)
-                                        continue
-                                    for s in range(S):
-                                        tap = ((j * cin + i) * R + r) * S * T + s * T
+                                    tap = ((j * cin + i) * R + r) * S * T
+                                    for sg in range((S + gs - 1) // gs):
+                                        s1 = sg * gs
                                         for tb in range((T + FC_DWG_TAPS - 1) // FC_DWG_TAPS):
                                             t0 = tb * FC_DWG_TAPS
                                             nt = min(FC_DWG_TAPS, T - t0)
                                             if float_t is float:
                                                 _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
                                                             xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                            OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
-                                                            t0, nt, T, Wb, vacc + (tap + t0) * L, tf)
+                                                            OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
+                                                            min(gs, S - s1), B, nq, tail, toff, t0, nt, T, Wb,
+                                                            vacc + (tap + s1 * T + t0) * L, tf)
                                             else:
                                                 _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
                                                             xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
-                                                            OW, gtl, valid, oh1 - oh0, A, s * B, nq, tail, toff,
-                                                            t0, nt, T, Wb, vacc + (tap + t0) * L, td)
+                                                            OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
+                                                            min(gs, S - s1), B, nq, tail, toff, t0, nt, T, Wb,
+                                                            vacc + (tap + s1 * T + t0) * L, td)
             for j in range(kout):
                 k = g * kout + j
                 for tap in range(cin * RST):

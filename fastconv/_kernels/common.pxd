@@ -44,8 +44,8 @@ cdef extern from "simd.h":
         FC_DWG_TAPS         # depthwise weight gradient: column taps held at once
         FC_LANE_BYTES       # ... in 64-byte lane groups (the same lanes at every level)
         FC_LANE_VECS        # ... = vectors per lane group
-        FC_DWG_ACCS         # ... = accumulators
         FC_DWG_SROWS        # ... kernel rows of a 3-tap-wide kernel accumulated at once
+        FC_DWG_ACCS         # ... = accumulators of either
 
 ctypedef fused vec_t:
     vf

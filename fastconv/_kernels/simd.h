@@ -64,7 +64,6 @@ typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
 #define FC_DWG_TAPS 8
 #define FC_LANE_BYTES 64
 #define FC_LANE_VECS (FC_LANE_BYTES / FC_VECTOR_BYTES)
-#define FC_DWG_ACCS (FC_DWG_TAPS * FC_LANE_VECS)
 /* ... and, for kernels three taps wide, kernel rows accumulated at once (each output-gradient vector feeds rows x 3
    accumulators: 9 at 64 bytes, 12 at 32 -- enough independent chains to hide the FMA latency) */
 #if FC_VECTOR_BYTES == 64
@@ -72,6 +71,8 @@ typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
 #else
 #define FC_DWG_SROWS 2
 #endif
+/* ... the accumulators of either (native vectors) */
+#define FC_DWG_ACCS ((FC_DWG_TAPS > 3 * FC_DWG_SROWS ? FC_DWG_TAPS : 3 * FC_DWG_SROWS) * FC_LANE_VECS)
 
 /* Butterfly transposes of n x n blocks held in registers, r[0..n) one row per vector: at each scale s the
    off-diagonal s x s blocks of rows i and i + s swap, with two-input shuffles of constant masks (one permute
