@@ -41,9 +41,17 @@ typedef double fc_vd __attribute__((vector_size(FC_VECTOR_BYTES), aligned(8)));
 #define FC_RB_ROWS 8
 #define FC_RB_VECS 2
 #elif FC_VECTOR_BYTES == 32
+#if defined(__AVX__)
 /* 2 vectors of output channels x 6 output columns = 12 accumulators of 16 registers. */
 #define FC_CH_VECS 2
 #define FC_CH_COLS 6
+#else
+/* baseline (SSE2): a 32-byte vector is two of the 16 registers, so 1 vector of output channels x 6 output columns:
+   6 accumulators, the weight vector and the broadcast take all 16 (the 2 x 6 block spilled to the stack at every
+   multiply-add and ran 25x slower than at avx2). */
+#define FC_CH_VECS 1
+#define FC_CH_COLS 6
+#endif
 /* 8 accumulators of 16 registers. */
 #define FC_DW_ROWS 2
 #define FC_DW_VECS 4
