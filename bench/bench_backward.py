@@ -3,7 +3,8 @@
 For each layer of ``fastconv bench``'s default grid (3x3, 1x1, 5x5, 11x11 stride 4, depthwise) and each op, every
 registered algorithm and ``auto`` are timed with interleaved repeats in one run (2 N K C/g prod(kernel)
 prod(output) flops for each op).  The summary gives, per layer, the GFLOP/s of ``auto`` for each op and each
-gradient's rate over the forward rate (``gi/fwd``, ``gw/fwd``: the target is >= 1), and the fastest algorithm.
+gradient's rate over the forward rate (``gi/fwd``, ``gw/fwd``: the target is >= 1; from a second measurement of
+``auto``'s three ops interleaved in the same rounds, rows "auto (together)"), and the fastest algorithm.
 
     python bench/bench_backward.py [--threads 2] [--repeats 7] [--json bench/results/backward.json]
 """
@@ -58,6 +59,14 @@ def run(threads=2, repeats=7, layers=LAYERS, budget=2.0):
                     med = float(np.median(ts))
                     rows.append(dict(layer=name, op=op, impl=k, chosen=chosen if k == "auto" else None,
                                      ms=med * 1e3, gflops=geom.flops / med / 1e9, n=len(ts)))
+            # the ratios of the summary: auto's three ops again, in rounds of their own (the groups above ran
+            # seconds apart, and the host's load drifts between them)
+            times = interleaved({op: _calls(x, w, gy, kw, "auto")[op] for op in OPS}, 2 * repeats, budget=budget,
+                                raw=True)
+            for op, ts in times.items():
+                med = float(np.median(ts))
+                rows.append(dict(layer=name, op=op, impl="auto (together)", chosen=None, ms=med * 1e3,
+                                 gflops=geom.flops / med / 1e9, n=len(ts)))
     return rows
 
 
@@ -67,7 +76,7 @@ def summarize(rows):
         mine = [r for r in rows if r["layer"] == name]
         d = dict(layer=name)
         for op in OPS:
-            rs = [r for r in mine if r["op"] == op]
+            rs = [r for r in mine if r["op"] == op and r["impl"] != "auto (together)"]
             auto = next(r for r in rs if r["impl"] == "auto")
             best = min((r for r in rs if r["impl"] != "auto"), key=lambda r: r["ms"])
             short = {"forward": "fwd", "grad_input": "gi", "grad_weight": "gw"}[op]
@@ -75,8 +84,11 @@ def summarize(rows):
             d[short + "_auto"] = auto["chosen"]
             d[short + "_best"] = best["impl"]
             d[short + "_auto_over_best"] = auto["ms"] / best["ms"]
-        d["gi/fwd"] = d["gi_gflops"] / d["fwd_gflops"]
-        d["gw/fwd"] = d["gw_gflops"] / d["fwd_gflops"]
+        together = {r["op"]: r["gflops"] for r in mine if r["impl"] == "auto (together)"}
+        rate = together if len(together) == len(OPS) else {op: d[short + "_gflops"] for op, short in
+                                                           zip(OPS, ("fwd", "gi", "gw"))}
+        d["gi/fwd"] = rate["grad_input"] / rate["forward"]
+        d["gw/fwd"] = rate["grad_weight"] / rate["forward"]
         out.append(d)
     return out
 
