@@ -657,14 +657,18 @@ class Tensor:
         return record("softmax", y, (self,), lambda g, n: (y * (g - (g * y).sum(axis=dim, keepdims=True)),))
 
     def log_softmax(self, dim=-1):
-        x = self.data
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        y = log_softmax_array(self.data, dim)
         return record("log_softmax", y, (self,),
                        lambda g, n: (g - np.exp(y) * g.sum(axis=dim, keepdims=True),))
 
 
 # --------------------------------------------------------------------------------------------------- functions
+def log_softmax_array(x, dim):
+    """log(softmax(x)) along ``dim`` of an array: the shifted form, which cannot overflow."""
+    shifted = x - x.max(axis=dim, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+
+
 def relu(x):
     return as_tensor(x).relu()
 

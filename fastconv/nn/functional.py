@@ -16,7 +16,7 @@ from .. import pooling as _pool
 from .._algos.toeplitz import add_patches, patches
 from .._geometry import ConvGeometry
 from .._prepare import bias_grad, pad_input, prepare_conv, prepare_conv_transpose
-from ..autograd import Tensor, as_tensor, record, log_softmax, relu, sigmoid, softmax, tanh
+from ..autograd import Tensor, as_tensor, record, log_softmax, log_softmax_array, relu, sigmoid, softmax, tanh
 from . import init as _init
 from .activation import (elu, gelu, hardswish, hardtanh, leaky_relu, mish, prelu, relu6, silu,  # noqa: F401
                          softplus)
@@ -306,15 +306,28 @@ def _mean(per_item, denominator, valid=None):
     """``sum(per_item) / denominator`` as PyTorch's mean reductions: an empty or all-ignored batch gives NaN
     (0 / 0), and items left out (``valid`` False: ``ignore_index``) get exactly zero gradient even then."""
     d = per_item.data
-    den = d.dtype.type(denominator)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.asarray(d.sum() / den, d.dtype)
+    return record("mean", _reduced(d, "mean", denominator), (per_item,),
+                  lambda g, needs: (_item_grad(g, d.shape, d.dtype, "mean", denominator, valid),), saved=())
 
-    def backward(g, needs):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gi = np.broadcast_to(g / den, d.shape)
-        return (gi if valid is None else np.where(valid, gi, d.dtype.type(0)),)
-    return record("mean", value, (per_item,), backward, saved=())
+
+def _reduced(per_item, reduction, denominator):
+    """The array ``per_item`` reduced as :func:`_reduce` does (the value of a loss)."""
+    if reduction == "none":
+        return per_item
+    if reduction == "sum":
+        return np.asarray(per_item.sum(), per_item.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(per_item.sum() / per_item.dtype.type(denominator), per_item.dtype)
+
+
+def _item_grad(g, shape, dtype, reduction, denominator, valid=None):
+    """The gradient of each item (``shape``) of a reduction from the gradient ``g`` of its value (see
+    :func:`_mean`)."""
+    if reduction == "none":
+        return g
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gi = np.broadcast_to(g / dtype.type(denominator) if reduction == "mean" else g, shape)
+    return gi if valid is None or reduction != "mean" else np.where(valid, gi, dtype.type(0))
 
 
 def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing, reduction):
@@ -383,34 +396,15 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         raise ValueError("%s(): argument 'input' must have shape (N, C, ...), got %s" % (fn, x.shape))
     # one record for the whole loss (log-softmax, the weighted sum, the reduction): a training step's loss
     # cost as much Python as a convolution layer when it was five
-    xd = x.data
-    shifted = xd - xd.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    total = e.sum(axis=1, keepdims=True)
-    lp = shifted - np.log(total)
+    lp = log_softmax_array(x.data, 1)
     q, denom, valid = _class_weights(fn, target, lp, weight, ignore_index, label_smoothing, reduction)
     per_item = -(lp * q).sum(1)
-    dtype = lp.dtype
-    den = dtype.type(denom if reduction == "mean" else 1.0)
-    if reduction == "none":
-        value = per_item
-    elif reduction == "sum":
-        value = np.asarray(per_item.sum(), dtype)
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = np.asarray(per_item.sum() / den, dtype)
 
     def backward(g, needs):
         # d(-sum_c q_c lp_c) / dx = softmax(x) * sum_c q_c - q, times each item's share of the reduction
-        if reduction == "none":
-            gi = g
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                gi = np.broadcast_to(g / den if reduction == "mean" else g, per_item.shape)
-            if valid is not None and reduction == "mean":      # left-out items: exactly zero, even for 0 / 0
-                gi = np.where(valid, gi, dtype.type(0))
-        return ((e / total * q.sum(axis=1, keepdims=True) - q) * np.expand_dims(gi, 1),)
-    return record("cross_entropy", value, (x,), backward, saved=())
+        gi = _item_grad(g, per_item.shape, lp.dtype, reduction, denom, valid)
+        return ((np.exp(lp) * q.sum(axis=1, keepdims=True) - q) * np.expand_dims(gi, 1),)
+    return record("cross_entropy", _reduced(per_item, reduction, denom), (x,), backward, saved=())
 
 
 def mse_loss(input, target, reduction="mean"):
