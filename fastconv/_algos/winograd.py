@@ -541,7 +541,7 @@ def _run_weight_grad(plan, x, gy, out, nthreads):
 
 def _transposes(plan):
     """Whether the weight gradient transposes its blocks' transformed input (GW_TRANSPOSE_MAX)."""
-    return (plan.Cv // plan.groups) * min(plan.KB, plan.K // plan.groups) * plan.TB < GW_TRANSPOSE_MAX
+    return (plan.Cv // plan.groups) * plan.KB * plan.TB < GW_TRANSPOSE_MAX
 
 
 def forward(x, w, bias, geom, out, nthreads):

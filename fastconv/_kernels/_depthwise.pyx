@@ -33,8 +33,8 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 
 from fastconv._kernels.common cimport (FC_DW_ACCS, FC_DW_ROWS, FC_DW_VECS, FC_DWG_ACCS, FC_DWG_SROWS, FC_DWG_TAPS,
-                                       FC_LANE_BYTES, FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES, check_scratch, float_t,
-                                       gather_row, scratch, vd, vec_t, vf)
+                                       FC_LANE_BYTES, FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES,
+                                       check_scratch, float_t, gather_row, scratch, vd, vec_t, vf)
 
 
 cdef inline int _block_vecs(Py_ssize_t OW, Py_ssize_t V, int NJ) noexcept nogil:

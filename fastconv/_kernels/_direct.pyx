@@ -23,7 +23,7 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 
 from fastconv._kernels.common cimport (FC_CH_ACCS, FC_CH_COLS, FC_CH_VECS, Geometry, VECTOR_BYTES, check_scratch,
-                                       float_t, gather_row, scratch, vd, vec_t, vf)
+                                       fc_max_abs_d, fc_max_abs_f, float_t, gather_row, scratch, vd, vec_t, vf)
 
 
 cdef inline void _reduce_ch(const float_t* buf, const float_t* wblk, float_t* res, vec_t* tag, Py_ssize_t Cg,
@@ -326,52 +326,12 @@ def exact(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, co
                 out[n, k, od, oh, ow] = acc + (bias[k] if has_bias else 0)
 
 
-cdef extern from *:
-    """
-    #include <string.h>
-    /* max |p[i]| over n elements, and whether one is an inf or NaN: 8-lane vectors (GCC vector extensions, which
-       the compiler maps to the level's registers), no branches; x * 0 is NaN exactly for an inf or NaN x. */
-    #define FC_MAXABS(NAME, T, IT, L, MASK)                                                            \
-    static double NAME(const T* p, Py_ssize_t n, int* bad) {                                        \
-        typedef T V __attribute__((vector_size(L * sizeof(T))));                                    \
-        typedef IT VI __attribute__((vector_size(L * sizeof(T))));                                  \
-        V m = {0}, z = {0}, x, a;                                                                   \
-        VI gt;                                                                                      \
-        Py_ssize_t i = 0;                                                                           \
-        T ms = 0, zs = 0, v;                                                                        \
-        int j;                                                                                      \
-        for (; i + L <= n; i += L) {                                                                \
-            memcpy(&x, p + i, sizeof(V));                                                           \
-            a = (V) ((VI) x & (IT) MASK);                                                           \
-            gt = a > m;                                                                             \
-            m = (V) ((gt & (VI) a) | (~gt & (VI) m));                                               \
-            z = z + x * (T) 0;                                                                      \
-        }                                                                                           \
-        for (j = 0; j < L; j++) {                                                                   \
-            ms = m[j] > ms ? m[j] : ms;                                                             \
-            zs = zs + z[j];                                                                         \
-        }                                                                                           \
-        for (; i < n; i++) {                                                                        \
-            v = p[i] < 0 ? -p[i] : p[i];                                                            \
-            ms = v > ms ? v : ms;                                                                   \
-            zs = zs + p[i] * (T) 0;                                                                 \
-        }                                                                                           \
-        *bad = zs != zs;                                                                            \
-        return (double) ms;                                                                         \
-    }
-    FC_MAXABS(fc_max_abs_f, float, int, 16, 0x7fffffff)
-    FC_MAXABS(fc_max_abs_d, double, long long, 8, 0x7fffffffffffffffLL)
-    """
-    double fc_max_abs_f(const float* p, Py_ssize_t n, int* bad) nogil
-    double fc_max_abs_d(const double* p, Py_ssize_t n, int* bad) nogil
-
-
 DEF MAX_ABS_PARTS = 64
 
 
 def max_abs(const float_t[::1] a, int nthreads):
     """max |a[i]| over a contiguous vector in one pass on up to ``nthreads`` threads, or inf when it holds an inf or
-    NaN (``auto``'s check of the operands before it runs an algorithm whose transforms spread non-finite values)."""
+    NaN (``auto``'s check of a spreading algorithm's result, ``tame``'s of the filters' operands)."""
     cdef Py_ssize_t n = a.shape[0], nparts, part, i0
     cdef double best[MAX_ABS_PARTS]
     cdef int bad[MAX_ABS_PARTS]

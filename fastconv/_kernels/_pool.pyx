@@ -95,18 +95,12 @@ cdef extern from *:
             ow += N;                                                                                        \
         }                                                                                                   \
     }
-    #define FC_E8 ((uint32_t __attribute__((vector_size(32)))){0, 2, 4, 6, 8, 10, 12, 14})
-    #define FC_O8 ((uint32_t __attribute__((vector_size(32)))){1, 3, 5, 7, 9, 11, 13, 15})
-    #define FC_E4 ((uint32_t __attribute__((vector_size(16)))){0, 2, 4, 6})
-    #define FC_O4 ((uint32_t __attribute__((vector_size(16)))){1, 3, 5, 7})
-    #define FC_E4D ((uint64_t __attribute__((vector_size(32)))){0, 2, 4, 6})
-    #define FC_O4D ((uint64_t __attribute__((vector_size(32)))){1, 3, 5, 7})
-    #define FC_E2D ((uint64_t __attribute__((vector_size(16)))){0, 2})
-    #define FC_O2D ((uint64_t __attribute__((vector_size(16)))){1, 3})
-    FC_MAX2X2V(fc_max2x2_v8_f, float, uint32_t, 8, FC_E8, FC_O8)
-    FC_MAX2X2V(fc_max2x2_v4_f, float, uint32_t, 4, FC_E4, FC_O4)
-    FC_MAX2X2V(fc_max2x2_v4_d, double, uint64_t, 4, FC_E4D, FC_O4D)
-    FC_MAX2X2V(fc_max2x2_v2_d, double, uint64_t, 2, FC_E2D, FC_O2D)
+    /* unzip masks of N lanes of the element width U (simd.h's FC_EVEN / FC_ODD) */
+    #define FC_UNZIP(U, N, F) ((U __attribute__((vector_size(N * sizeof(U)))))FC_LIST##N(F, N))
+    FC_MAX2X2V(fc_max2x2_v8_f, float, uint32_t, 8, FC_UNZIP(uint32_t, 8, FC_EVEN), FC_UNZIP(uint32_t, 8, FC_ODD))
+    FC_MAX2X2V(fc_max2x2_v4_f, float, uint32_t, 4, FC_UNZIP(uint32_t, 4, FC_EVEN), FC_UNZIP(uint32_t, 4, FC_ODD))
+    FC_MAX2X2V(fc_max2x2_v4_d, double, uint64_t, 4, FC_UNZIP(uint64_t, 4, FC_EVEN), FC_UNZIP(uint64_t, 4, FC_ODD))
+    FC_MAX2X2V(fc_max2x2_v2_d, double, uint64_t, 2, FC_UNZIP(uint64_t, 2, FC_EVEN), FC_UNZIP(uint64_t, 2, FC_ODD))
     /* Columns [lo, hi): the widest vector the row fills, else the scalar loop. */
     static void fc_max2x2_f(const float *plane, int64_t b0, int64_t b1, float *vals, int64_t *ids, ptrdiff_t lo,
                             ptrdiff_t hi, ptrdiff_t off) {

@@ -41,7 +41,7 @@ from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from fastconv._kernels.common cimport Geometry, check_scratch, float_t
+from fastconv._kernels.common cimport Geometry, check_scratch, fc_max_abs_d, fc_max_abs_f, float_t
 
 
 cdef extern from *:
@@ -59,21 +59,6 @@ cdef extern from *:
         if (nbytes == 0 || posix_memalign(&p, 64, nbytes) != 0) return NULL;
         memset(p, 0, nbytes);
         return p;
-    }
-
-    /* Nonzero when one of p[0 .. n) is an inf or NaN: the largest magnitude's bits reach the exponent's (an
-       unsigned max over the bits, which vectorises). */
-    static inline int fc_wino_bad_f(const float *p, Py_ssize_t n) {
-        unsigned int m = 0, u;
-        for (Py_ssize_t i = 0; i < n; i++) { memcpy(&u, p + i, 4); u &= 0x7fffffffu; m = u > m ? u : m; }
-        return m >= 0x7f800000u;
-    }
-    static inline int fc_wino_bad_d(const double *p, Py_ssize_t n) {
-        unsigned long long m = 0, u;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            memcpy(&u, p + i, 8); u &= 0x7fffffffffffffffull; m = u > m ? u : m;
-        }
-        return m >= 0x7ff0000000000000ull;
     }
 
     /* dst[j * dn + i] = src[i * sn + j] for i < rows, j < cols: square blocks of one vector per row transposed
@@ -103,17 +88,7 @@ cdef extern from *:
     FC_WINO_TRANSPOSE(fc_wino_transpose_f, float, fc_vf, FC_WINO_TF)
     FC_WINO_TRANSPOSE(fc_wino_transpose_d, double, fc_vd, FC_WINO_TD)
 
-    /* Lane permutations of two vectors a, b of L lanes (index i < L picks a[i], L + i picks b[i]):
-       EVEN/ODD unzip (a0 a2 a4 ... b0 b2 ... / a1 a3 ... b1 b3 ...), ZLO/ZHI zip the low/high halves
-       (a0 b0 a1 b1 ... / a[L/2] b[L/2] ...). */
-    #define FC_EVEN(i, L) (2 * (i))
-    #define FC_ODD(i, L) (2 * (i) + 1)
-    #define FC_ZLO(i, L) (((i) & 1) ? (L) + ((i) >> 1) : ((i) >> 1))
-    #define FC_ZHI(i, L) (((i) & 1) ? (L) + (L) / 2 + ((i) >> 1) : (L) / 2 + ((i) >> 1))
-    #define FC_LIST4(F, L) {F(0, L), F(1, L), F(2, L), F(3, L)}
-    #define FC_LIST8(F, L) {F(0, L), F(1, L), F(2, L), F(3, L), F(4, L), F(5, L), F(6, L), F(7, L)}
-    #define FC_LIST16(F, L) {F(0, L), F(1, L), F(2, L), F(3, L), F(4, L), F(5, L), F(6, L), F(7, L),           \\
-                             F(8, L), F(9, L), F(10, L), F(11, L), F(12, L), F(13, L), F(14, L), F(15, L)}
+    /* lane permutations (FC_EVEN, FC_ODD, FC_ZLO, FC_ZHI) and their lists (FC_LIST4/8/16): simd.h */
     #if FC_VECTOR_BYTES == 64
     #define FC_MASK_f(F) ((fc_wino_mf)FC_LIST16(F, 16))
     #define FC_MASK_d(F) ((fc_wino_md)FC_LIST8(F, 8))
@@ -422,8 +397,6 @@ cdef extern from *:
     static const Py_ssize_t fc_wino_lanes_d = sizeof(fc_vd) / sizeof(double);
     """
     void* fc_wino_alloc(size_t nbytes) nogil
-    int fc_wino_bad_f(const float* p, Py_ssize_t n) nogil
-    int fc_wino_bad_d(const double* p, Py_ssize_t n) nogil
     void fc_wino_transpose_f(const float* src, Py_ssize_t sn, float* dst, Py_ssize_t dn, Py_ssize_t rows,
                              Py_ssize_t cols) nogil
     void fc_wino_transpose_d(const double* src, Py_ssize_t sn, double* dst, Py_ssize_t dn, Py_ssize_t rows,
@@ -701,10 +674,12 @@ cdef void _store_rows(float_t* dst, const Py_ssize_t* dims, Py_ssize_t nstride, 
 
 cdef inline int _bad(const float_t* p, Py_ssize_t n) noexcept nogil:
     """Nonzero when p[0 .. n) holds an inf or NaN."""
+    cdef int bad = 0
     if float_t is float:
-        return fc_wino_bad_f(p, n)
+        fc_max_abs_f(p, n, &bad)
     else:
-        return fc_wino_bad_d(p, n)
+        fc_max_abs_d(p, n, &bad)
+    return bad
 
 
 cdef inline void _mov(float_t* d, const float_t* s, float_t b) noexcept nogil:
@@ -1353,7 +1328,7 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         V = <float_t*> fc_wino_alloc(vbytes)
-        Vt = <float_t*> fc_wino_alloc(vbytes) if vt else V
+        Vt = <float_t*> fc_wino_alloc(vbytes) if vt else V     # V itself when it is not transposed
         Z = <float_t*> fc_wino_alloc(zbytes)
         B = _block_new(&g, sizeof(float_t))
         ok = _block_ok(&B) and V != NULL and Vt != NULL and Z != NULL
@@ -1390,8 +1365,8 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                             else:
                                 _input_channel(AA, gp + k * gc, gdims, gC, one, zero, Z + kk * TBP, KB * TBP,
                                                gc if kk + 1 < kb else 0, &g, &B)
-                        _wg_product(Vt if vt else V, vt, Z, acc + (gi * Kg + k0) * Cvg, K * Cvg, Cvg, kb, KB,
-                                    B.ntv, TBP, NP, pp)
+                        _wg_product(Vt, vt, Z, acc + (gi * Kg + k0) * Cvg, K * Cvg, Cvg, kb, KB, B.ntv, TBP, NP,
+                                    pp)
         free(V)
         if vt:
             free(Vt)

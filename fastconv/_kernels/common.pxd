@@ -46,6 +46,9 @@ cdef extern from "simd.h":
         FC_LANE_VECS        # ... = vectors per lane group
         FC_DWG_SROWS        # ... kernel rows of a 3-tap-wide kernel accumulated at once
         FC_DWG_ACCS         # ... = accumulators of either
+    # max |p[i]| over n elements, and *bad = whether one is an inf or NaN (one vectorised pass)
+    double fc_max_abs_f(const float* p, Py_ssize_t n, int* bad) nogil
+    double fc_max_abs_d(const double* p, Py_ssize_t n, int* bad) nogil
 
 ctypedef fused vec_t:
     vf

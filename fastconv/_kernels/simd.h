@@ -19,6 +19,9 @@
 #ifndef FASTCONV_SIMD_H
 #define FASTCONV_SIMD_H
 
+#include <stddef.h>
+#include <string.h>
+
 #ifndef FC_VECTOR_BYTES
 #define FC_VECTOR_BYTES 32
 #endif
@@ -114,6 +117,53 @@ typedef long long fc_mask_q4 __attribute__((vector_size(32)));
 #define FC_TRANSPOSE_Q4(r) \
     FC_BUTTERFLY(r, 4, 2, ((fc_mask_q4){0,1,4,5}), ((fc_mask_q4){2,3,6,7})) \
     FC_BUTTERFLY(r, 4, 1, ((fc_mask_q4){0,4,2,6}), ((fc_mask_q4){1,5,3,7}))
+
+/* Lane permutations of two vectors a, b of L lanes, for __builtin_shuffle (index i < L picks a[i], L + i picks
+   b[i]): EVEN/ODD unzip (a0 a2 a4 ... b0 b2 ... / a1 a3 ... b1 b3 ...), ZLO/ZHI zip the low/high halves
+   (a0 b0 a1 b1 ... / a[L/2] b[L/2] ...); FC_LISTn(F, L) is the initialiser {F(0, L), ..., F(n - 1, L)}. */
+#define FC_EVEN(i, L) (2 * (i))
+#define FC_ODD(i, L) (2 * (i) + 1)
+#define FC_ZLO(i, L) (((i) & 1) ? (L) + ((i) >> 1) : ((i) >> 1))
+#define FC_ZHI(i, L) (((i) & 1) ? (L) + (L) / 2 + ((i) >> 1) : (L) / 2 + ((i) >> 1))
+#define FC_LIST2(F, L) {F(0, L), F(1, L)}
+#define FC_LIST4(F, L) {F(0, L), F(1, L), F(2, L), F(3, L)}
+#define FC_LIST8(F, L) {F(0, L), F(1, L), F(2, L), F(3, L), F(4, L), F(5, L), F(6, L), F(7, L)}
+#define FC_LIST16(F, L) {F(0, L), F(1, L), F(2, L), F(3, L), F(4, L), F(5, L), F(6, L), F(7, L),               \
+                         F(8, L), F(9, L), F(10, L), F(11, L), F(12, L), F(13, L), F(14, L), F(15, L)}
+
+/* max |p[i]| over n elements, and whether one is an inf or NaN: 16-lane (float) or 8-lane (double) vectors (GCC
+   vector extensions, which the compiler maps to the level's registers), no branches; x * 0 is NaN exactly for an
+   inf or NaN x.  (direct's max_abs, the Winograd kernel's check of what it writes.) */
+#define FC_MAXABS(NAME, T, IT, L, MASK)                                                                    \
+static inline double NAME(const T* p, ptrdiff_t n, int* bad) {                                             \
+    typedef T V __attribute__((vector_size(L * sizeof(T))));                                               \
+    typedef IT VI __attribute__((vector_size(L * sizeof(T))));                                             \
+    V m = {0}, z = {0}, x, a;                                                                              \
+    VI gt;                                                                                                 \
+    ptrdiff_t i = 0;                                                                                       \
+    T ms = 0, zs = 0, v;                                                                                   \
+    int j;                                                                                                 \
+    for (; i + L <= n; i += L) {                                                                           \
+        memcpy(&x, p + i, sizeof(V));                                                                      \
+        a = (V) ((VI) x & (IT) MASK);                                                                      \
+        gt = a > m;                                                                                        \
+        m = (V) ((gt & (VI) a) | (~gt & (VI) m));                                                          \
+        z = z + x * (T) 0;                                                                                 \
+    }                                                                                                      \
+    for (j = 0; j < L; j++) {                                                                              \
+        ms = m[j] > ms ? m[j] : ms;                                                                        \
+        zs = zs + z[j];                                                                                    \
+    }                                                                                                      \
+    for (; i < n; i++) {                                                                                   \
+        v = p[i] < 0 ? -p[i] : p[i];                                                                       \
+        ms = v > ms ? v : ms;                                                                              \
+        zs = zs + p[i] * (T) 0;                                                                            \
+    }                                                                                                      \
+    *bad = zs != zs;                                                                                       \
+    return (double) ms;                                                                                    \
+}
+FC_MAXABS(fc_max_abs_f, float, int, 16, 0x7fffffff)
+FC_MAXABS(fc_max_abs_d, double, long long, 8, 0x7fffffffffffffffLL)
 
 /* A module that defines FC_INLINE_KERNELS before this header has every Cython ``cdef inline`` function defined
    after it inlined at each call: its register-block kernels are called with literal block sizes, and only inlined
