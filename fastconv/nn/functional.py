@@ -364,11 +364,8 @@ def _class_weights(fn, target, log_probs, weight, ignore_index, label_smoothing,
         raise ValueError("%s(): argument 'target' has class indices outside [0, %d)" % (fn, C))
     ts = np.where(valid, t, 0).astype(np.intp)
     wt = w[ts] * valid
-    q = np.zeros(shape, dtype)
-    if len(shape) == 2:
-        q[np.arange(shape[0]), ts] = (1 - label_smoothing) * wt
-    else:
-        np.put_along_axis(q, ts[:, None], ((1 - label_smoothing) * wt)[:, None].astype(dtype), axis=1)
+    q = np.where(np.arange(C).reshape(bshape) == ts[:, None], ((1 - label_smoothing) * wt)[:, None].astype(dtype),
+                 dtype.type(0))
     if label_smoothing:
         q += (label_smoothing / C) * w.reshape(bshape) * valid[:, None]
     return q, float(wt.sum()), valid
