@@ -143,7 +143,7 @@ def test_matches_torch_forward_and_autograd(alg):
 
 def _same(fn):
     res = []
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 5):       # 3 and 5 threads: more than the weight gradient's lanes, which split channels
         with fc.num_threads(n):
             res.append(fn())
     return all(r.tobytes() == res[0].tobytes() for r in res[1:])
@@ -186,6 +186,45 @@ def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypa
                                                                                                           np.float32]
     x, w, b, gy, kw, geom = _data((4, 20, 24, 1, (40, 37), (3, 3), 1, 1, 1), np.float32)
     assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=alg))
+
+
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize("n, stride", [(2, 1), (2, 2), (20, 1)], ids=["3x3", "polyphase", "batch-lanes"])
+def test_weight_gradient_ignores_what_its_scratch_held(alg, n, stride):
+    """The transform-domain sums come from the caching allocator, uninitialised: freed blocks of the same size
+    full of NaN (the cache hands them out again) change nothing."""
+    from fastconv._kernels import _memory
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 32, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, stride, 1)
+    gy = rng.standard_normal(geom.output_shape).astype(np.float32)
+    plan = W._plan(geom, "grad_weight", 4) if alg == "winograd" else W._fft_plan(geom, "grad_weight", 4)
+    shape = (W.LANES, plan.NP, plan.K, plan.Cv // plan.groups)
+    assert np.prod(shape) * 4 >= _memory.MIN_BYTES          # large enough to be cached
+    clean = fc.grad.conv2d_weight(x, w.shape, gy, stride=stride, padding=1, algorithm=alg)
+    with _memory.caching():
+        junk = [np.full(shape, np.nan, np.float32) for _ in range(3)]
+    del junk
+    again = fc.grad.conv2d_weight(x, w.shape, gy, stride=stride, padding=1, algorithm=alg)
+    assert np.isfinite(again).all() and again.tobytes() == clean.tobytes()
+    want = ref.conv_grad_weight_nd(x, gy, w.shape, stride=stride, padding=1)
+    assert _rel(again, want) < TOL[alg, np.float32]
+
+
+def test_weight_gradient_lanes_without_blocks_are_zero():
+    """Fewer blocks of tiles than lanes: the lanes that get none still count as zero (their part of the
+    uninitialised sums is cleared), against the reference."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, 1, 1)
+    plan = W._plan(geom, "grad_weight", 4)
+    assert -(-plan.tiles // plan.TB) < W.LANES
+    for alg in ALGS:
+        gw = fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm=alg)
+        assert _rel(gw, ref.conv_grad_weight_nd(x, gy, w.shape, padding=(1, 1))) < TOL[alg, np.float32]
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
@@ -345,7 +384,7 @@ def test_bench_reports_the_error_and_the_bound_of_winograd():
 
 
 def test_filter_transforms_are_the_same_on_any_number_of_threads():
-    """The filter transforms run chunks of 512 filters on the OpenMP threads; each thread keeps its own grid
+    """The filter transforms run chunks of filters on the OpenMP threads; each thread keeps its own grid
     extents (they were shared: a thread reset them while another's pass was using them, and a chunk came out
     wrong now and then -- often on a loaded machine).  Many chunks, many repeats: every result equals the
     one-thread result bit for bit."""
@@ -356,7 +395,7 @@ def test_filter_transforms_are_the_same_on_any_number_of_threads():
     one = np.empty((36, R), np.float32)
     W._wk.filters(W.G, wv, one, act, 1)
     dU = rng.standard_normal((2, 36, R)).astype(np.float32)
-    back1 = np.empty((9, R))
+    back1 = np.empty((R, 9))
     W._wk.filters_adjoint(W.G, dU, back1, act, 1)
     for _ in range(30):
         U = np.empty_like(one)

@@ -50,7 +50,7 @@ import numpy as np
 from .. import _kernels
 from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
-from .._kernels import as_5d
+from .._kernels import _memory, as_5d
 from .._threads import single_threaded_blas
 
 _wk = _kernels.module("_winograd")
@@ -130,10 +130,17 @@ GW_TILE_BLOCK = 64
 # without packing (one thread, 64 x 64 x 64: 5 us against 8-9 us transposed; 128 x 128 x 64 alike either way).
 # Interleaved on 8 x 64 x 56^2 3x3: weight gradient over forward time 1.61 / 1.62 / 1.69 -> 1.39 / 1.34 / 1.43.
 GW_TRANSPOSE_MAX = 2 ** 20
+# Weight gradient: output channels per product (a block of them shares one transformed output gradient).  On
+# 8 x 128 x 28^2 3x3, weight gradient over forward time (two interleaved runs, the median of the rounds' ratios):
+# 0.99 / 1.10 with blocks of 64, 1.02 / 1.12 with 32, 1.10 with all 128 (one run).
+GW_KB = 64
 # Channel products with fewer virtual input channels per group than this use a vector loop instead of BLAS.
 SMALL_CHANNELS = 4
-# Weight gradient: blocks are dealt to this many lanes (each with its own accumulator, summed in order).
-LANES = 4
+# Weight gradient: blocks are dealt to this many lanes (each with its own accumulator, summed in order).  The
+# accumulators are read once more at the end: on 8 x 128 x 28^2 3x3 four lanes (9.4 MB) cost 0.8 ms over the
+# kernel's 4; with two the weight gradient took 0.86-0.90 of the forward time against 0.82-0.83 with four, three
+# 0.72-0.75.  More threads than lanes split the output channels (_chunk), which leaves the sums as they are.
+LANES = 2
 # Batch mode (images as vector lanes) for at least this many images when rows of tiles span at most this many
 # output columns.
 BATCH_MIN_IMAGES = 16
@@ -290,6 +297,16 @@ class _Plan:
         return jt.ravel(), vt.ravel()
 
     @functools.cached_property
+    def tap_of_kernel(self):
+        """Per kernel tap (flat), its column (variant x J + J index) in the weight gradient's rows of the virtual
+        kernels; None when that is the tap itself."""
+        jt, vt = self.tap_map
+        J = prod(a.J for a in self.axes)
+        flat = vt * J + jt
+        columns = J * prod(len(a.fsel) for a in self.axes)
+        return None if flat.size == columns and np.array_equal(flat, np.arange(columns)) else flat
+
+    @functools.cached_property
     def batch_layout(self):
         """Batch mode: per axis (lo, size) of the rearranged input (positions lo ... lo + size - 1 of the input, zero
         outside it) and of the rearranged output (every position a tile writes)."""
@@ -379,7 +396,7 @@ def _plan(geom, op, item, family=WINOGRAD, L=0):
     unit = lanes if batch else MIN_TB
     if op == "grad_weight":
         TB = _weight_grad_tile_block(tiles, unit)
-        KB, kchunk = Kvg, Kvg
+        KB, kchunk = min(Kvg, GW_KB), Kvg
     else:
         KB = min(Kvg, GEMM_KB)
         TB = _forward_tile_block(NP, tiles, Cv + KB, item, unit)
@@ -427,6 +444,13 @@ def _virtual_kernels(w, plan):
     Kg, Cg = K // G_, C // G_
     idx = plan.filter_index
     if plan.op == "grad_input":
+        taps = prod(w.shape[2:])
+        if idx.shape[:2] == (1, 1) and np.array_equal(idx[0, 0], np.arange(taps)[::-1]):
+            # one phase, one block: the whole kernel flipped (a stride-1 layer), a single transposing copy
+            wf = w.reshape(G_, Kg, Cg, taps)[..., ::-1]
+            out = np.empty((taps, G_, Cg, Kg))
+            out[...] = wf.transpose(3, 0, 2, 1)
+            return out.reshape(taps, -1)
         wv = _padded_rows(w, K * Cg).reshape(G_, Kg, Cg, -1)[..., idx]                # (G, Kg, Cg, r, b, J)
         return np.ascontiguousarray(wv.transpose(5, 0, 2, 3, 1, 4)).reshape(idx.shape[-1], -1)
     if idx is None:
@@ -444,7 +468,8 @@ def _filters(w, plan, dtype, nthreads):
     zero-padded virtual kernels (FFT tiles; conjugate: the tiles compute a correlation)."""
     wvT = _virtual_kernels(w, plan)
     R = wvT.shape[1]
-    U = np.empty((plan.NP, R), dtype)
+    with _memory.caching():         # a block of the last call's size: no page faults
+        U = np.empty((plan.NP, R), dtype)
     if plan.family == WINOGRAD:
         _wk.filters(G, wvT, U, plan.act, nthreads)
     else:
@@ -456,19 +481,18 @@ def _weight_from_grad(dU, plan, wshape, nthreads):
     """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient (K, Cg, *kernel)."""
     K, Cg = plan.K, plan.C // plan.groups
     J = prod(a.J for a in plan.axes)
+    out = np.empty((dU.shape[2] * dU.shape[3], J))
     if plan.family == WINOGRAD:
-        out = np.empty((J, dU.shape[2] * dU.shape[3]))
         _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.act, nthreads)
     else:
         # U = conj(T(g)), g zero-padded; the accumulated products are, point by point, the transform-domain
         # gradient times the weights of T T^T = L^n diag(1 or 1/2) that the inverse undoes, so
         # dg = the first J taps of T^{-1}(conj(sum of the lanes))
-        out = np.empty((J, dU.shape[2] * dU.shape[3]))
         _wk.fft_filters_adjoint(dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.tile,
                                 tuple(a.J for a in plan.axes), plan.partner, nthreads)
-    out = out.reshape(J, K, Cg, -1)
-    jt, vt = plan.tap_map
-    return out[jt, :, :, vt].transpose(1, 2, 0).reshape(wshape)         # (taps, K, Cg) -> (K, Cg, *kernel)
+    out = out.reshape(K, Cg, -1)                                        # (K, Cg, variants x J)
+    flat = plan.tap_of_kernel
+    return (out if flat is None else out[:, :, flat]).reshape(wshape)
 
 
 # ------------------------------------------------------------------------------------------ running a plan
@@ -523,7 +547,8 @@ def _run(plan, src, w, bias, dst, nthreads):
 
 
 def _run_weight_grad(plan, x, gy, out, nthreads):
-    dU = np.zeros((LANES, plan.NP, plan.K, plan.Cv // plan.groups), x.dtype)
+    with _memory.caching():         # the kernel writes all of it
+        dU = np.empty((LANES, plan.NP, plan.K, plan.Cv // plan.groups), x.dtype)
     chan, off = plan.in_tables
     x5, gy5 = as_5d(x), as_5d(gy)
     if plan.batch:
@@ -534,9 +559,18 @@ def _run_weight_grad(plan, x, gy, out, nthreads):
         off = _shifted(off, lin)
     with single_threaded_blas():
         _wk.weight_grad(x5, gy5, dU, _struct(plan, plan.strides, (1, 1, 1)), in_chan=chan, in_off=off,
-                        tile=plan.tile, T=plan.T, TB=plan.TB, KB=plan.KB, kchunk=plan.kchunk, batch=plan.batch,
-                        partner=plan.partner, vt=_transposes(plan), nthreads=nthreads)
+                        tile=plan.tile, T=plan.T, TB=plan.TB, KB=plan.KB, kchunk=_chunk(plan, nthreads),
+                        batch=plan.batch, partner=plan.partner, vt=_transposes(plan), nthreads=nthreads)
     out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
+
+
+def _chunk(plan, nthreads):
+    """Output channels per task of the weight gradient: all of a group's, or, when there are more threads than
+    lanes x groups, a share of them in whole blocks of KB (each task transforms every block's input again; the
+    products, blocks of KB output channels, are the same whatever the share, and so are the bits)."""
+    per = -(-nthreads // (LANES * plan.groups))
+    blocks = -(-plan.kchunk // plan.KB)
+    return plan.kchunk if per <= 1 else -(-blocks // per) * plan.KB
 
 
 def _transposes(plan):
