@@ -89,24 +89,29 @@ def test_against_torch(case):
     ((1, 2, 40), (0, 0, -3), (1, 1, 1), (1, 2, 35)),       # negative padding: columns start inside the row
     ((1, 2, 16), (0, 0, 0), (1, 1, 1), (1, 2, 16)),        # exactly one tile
 ])
-def test_pack_resolves_padding_holes_and_missing_images(level, shape, pad, dil, ext):
+@pytest.mark.parametrize("all_rows", [True, False])
+def test_pack_resolves_padding_holes_and_missing_images(level, shape, pad, dil, ext, all_rows):
     """pack(): every element written -- input values where the dilated, padded input has them, zeros elsewhere,
     including the lanes past the batch (the buffer starts as garbage); rows without column dilation go through
-    register tiles, full or partial lane groups, at every level."""
+    register tiles, full or partial lane groups, at every level.  With ``all_rows`` False (the input gradient)
+    the rows of padding and holes along D and H are left as they were, and only they."""
     rng = np.random.default_rng(0)
     for dtype, L in ((np.float32, 16), (np.float64, 8)):
         x = rng.standard_normal((L + 3, 2) + shape).astype(dtype)
         xp = np.full((2, 2) + ext + (L,), np.nan, dtype)
         with _kernels.use_level(level):
-            _kernels.module("_lanes").pack(x, xp, *pad, *dil, 2)
+            _kernels.module("_lanes").pack(x, xp, *pad, *dil, 2, all_rows)
         want = np.zeros((2 * L, 2) + ext, dtype)
         for zd, zh, zw in np.ndindex(*ext):
             src = [(z - p) // d if z - p >= 0 and (z - p) % d == 0 and (z - p) // d < n else None
                    for z, p, d, n in zip((zd, zh, zw), pad, dil, x.shape[2:])]
             if None not in src:
                 want[:x.shape[0], :, zd, zh, zw] = x[:, :, src[0], src[1], src[2]]
+            elif not all_rows and None in src[:2]:
+                want[:, :, zd, zh, zw] = np.nan
         got = xp.transpose(0, 5, 1, 2, 3, 4).reshape((2 * L, 2) + ext)
-        assert np.array_equal(got, want)
+        assert np.array_equal(got, want, equal_nan=True)
+        assert all_rows or not np.isnan(want).all()
 
 
 @pytest.mark.parametrize("level", [lv for lv in _kernels.cpu_levels() if lv != _kernels.level()])
@@ -139,6 +144,20 @@ def test_input_gradient_skips_rows_of_padding_and_holes():
     assert np.isinf(want).any() and not np.isnan(want).any()
     assert np.array_equal(got, want)
     assert LA.ALGORITHM.nonfinite == "spreads"
+
+
+def test_input_gradient_ignores_what_its_packed_buffer_held():
+    """The input gradient's packed copy leaves its rows of padding and holes unwritten (the kernel skips them):
+    a reused buffer full of NaN changes nothing."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((16, 6, 5, 5))
+    gy = rng.standard_normal((32, 16, 7, 7))
+    x_shape = (32, 6, 15, 15)
+    kw = dict(stride=2, padding=1)
+    want = fc.grad.conv2d_input(x_shape, w, gy, **kw, algorithm="direct")
+    LA._empty_aligned((1 << 20,), np.float64)[...] = np.nan         # this thread's buffer of slot 0
+    got = fc.grad.conv2d_input(x_shape, w, gy, **kw, algorithm="lanes")
+    _close(got, want, np.float64)
 
 
 def test_auto_prefers_it_only_where_the_batch_fills_the_lanes():

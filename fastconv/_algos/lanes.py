@@ -77,12 +77,14 @@ def _empty_aligned(shape, dtype, slot=0):
     return raw[start:start + n].reshape(shape)
 
 
-def _pack(a5, pad, dil, extent, nthreads, slot=0):
+def _pack(a5, pad, dil, extent, nthreads, slot=0, all_rows=True):
     """(N, C, D, H, W) -> (ceil(N / L), C, *extent, L): lane groups with padding ``pad`` (low side, any sign) and
-    input dilation ``dil`` applied (``_lanes.pack``), 64-byte aligned, in this thread's buffer ``slot``."""
+    input dilation ``dil`` applied (``_lanes.pack``), 64-byte aligned, in this thread's buffer ``slot``; with
+    ``all_rows`` False the rows of padding and holes along D and H are not written (the kernel's row flags skip
+    them)."""
     L = _lanes_of(a5.itemsize)
     packed = _empty_aligned((-(-a5.shape[0] // L), a5.shape[1]) + tuple(extent) + (L,), a5.dtype, slot)
-    _lanes.pack(a5, packed, *pad, *dil, nthreads)
+    _lanes.pack(a5, packed, *pad, *dil, nthreads, all_rows)
     return packed
 
 
@@ -271,7 +273,7 @@ def grad_input(gy, w, geom, out, nthreads, plan=None):
         out5[...] = 0
         return
     plan = plan or _plan(geom, gy.itemsize, "grad_input", nthreads)
-    gyp = _pack(gy5, plan.pad, plan.dil, plan.ext, plan.pack_threads)
+    gyp = _pack(gy5, plan.pad, plan.dil, plan.ext, plan.pack_threads, all_rows=False)   # plan.valid skips them
     _correlate(gyp, as_5d(transposed_weight(w, geom.groups)), None, out5, plan)
 
 

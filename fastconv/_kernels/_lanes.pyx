@@ -200,10 +200,11 @@ def vector_bytes():
 
 # ----------------------------------------------------------------------------------------------- packing
 def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ssize_t pd, Py_ssize_t ph,
-         Py_ssize_t pw, Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw, int nthreads):
+         Py_ssize_t pw, Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw, int nthreads, bint all_rows=True):
     """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
     division is exact and lands inside x, else 0 (padding, holes of the input dilation, images past N).  Every
-    element of ``xp`` is written.  Without input dilation along W, L consecutive columns of the L images of a
+    element of ``xp`` is written, except, with ``all_rows`` False, the rows (along D or H) of padding and holes,
+    which are left as they were (for a caller whose kernel skips them: the input gradient).  Without input dilation along W, L consecutive columns of the L images of a
     lane group are transposed in registers (one tile of L lane groups; the last columns of a row through a
     zero-padded tile); with input dilation along W, element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
@@ -237,7 +238,11 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                     ihh = zh - ph
                     drow = dst + (zd * Hp + zh) * Wp * L
                     if (idd < 0 or idd % ld != 0 or idd // ld >= D or ihh < 0 or ihh % lh != 0
-                            or ihh // lh >= H or w1 <= w0):
+                            or ihh // lh >= H):
+                        if all_rows:
+                            memset(drow, 0, Wp * L * sizeof(float_t))
+                        continue
+                    if w1 <= w0:
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         continue
                     if lw == 1:
