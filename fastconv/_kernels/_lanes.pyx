@@ -204,9 +204,10 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
     division is exact and lands inside x, else 0 (padding, holes of the input dilation, images past N).  Every
     element of ``xp`` is written, except, with ``all_rows`` False, the rows (along D or H) of padding and holes,
-    which are left as they were (for a caller whose kernel skips them: the input gradient).  Without input dilation along W, L consecutive columns of the L images of a
-    lane group are transposed in registers (one tile of L lane groups; the last columns of a row through a
-    zero-padded tile); with input dilation along W, element by element."""
+    which are left as they were (for a caller whose kernel skips them: the input gradient).  Without input
+    dilation along W, L consecutive columns of the L images of a lane group are transposed in registers (one tile
+    of L lane groups; the last columns of a row through a zero-padded tile); with input dilation along W, element
+    by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
     cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi
