@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _algorithms, _autotune, _kernels, _threads
 from . import _validate as V
-from ._geometry import PADDING_MODES, ConvGeometry, exact_args_key
+from ._geometry import PADDING_MODES, ConvGeometry, _exact_key, exact_args_key
 
 __all__ = ["PreparedConv", "prepare_conv", "prepare_conv_transpose", "prepare_conv_shape", "flip_kernel",
            "pad_input", "pad_adjoint", "bias_grad", "WLAYOUT"]
@@ -326,14 +326,51 @@ def prepare_conv_transpose(fn, nd, input, weight, bias=None, stride=1, padding=0
     return _record(fn, x, w, _bias(b, geom.in_channels, dtype, fn), geom, dtype, False, algorithm, True)
 
 
+# Gradient calls seen before (``grad.conv*d_input`` / ``_weight``): as _seen, for calls whose array and gradient are
+# plain C-contiguous float arrays of one dtype -> (geometry, flip as validated).
+_seen_shape = {}
+
+
+def _seen_shape_key(fn, nd, array, array_arg, shape, grad_output, args):
+    if type(array) is not np.ndarray or type(grad_output) is not np.ndarray:
+        return None
+    dt = array.dtype
+    if (dt.char not in "fd" or not dt.isnative or grad_output.dtype != dt
+            or not (array.flags.c_contiguous and grad_output.flags.c_contiguous)):
+        return None
+    try:
+        return (fn, nd, array_arg, array.shape, grad_output.shape, dt.char, _exact_key(shape), exact_args_key(args))
+    except TypeError:
+        return None
+
+
 def prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride=1, padding=0, dilation=1, groups=1,
                        padding_mode="zeros", flip=False, algorithm="auto", grad_output=None):
     """Validate and normalise a call that gives one of input / weight as an array and the other as a shape
     (``array_arg`` is ``"weight"`` or ``"input"``), and optionally the gradient of the output.
 
     Returns ``(PreparedConv, grad_output as a C-contiguous array of the record's dtype, or None)``.  The dtype is
-    float64 if the array or ``grad_output`` computes in float64, else float32.
+    float64 if the array or ``grad_output`` computes in float64, else float32.  A call with the gradient whose
+    arrays and arguments match one seen before is a cache hit, as in :func:`prepare_conv`.
     """
+    key = _seen_shape_key(fn, nd, array, array_arg, shape, grad_output,
+                          (stride, padding, dilation, groups, padding_mode, flip, algorithm))
+    hit = _seen_shape.get(key) if key is not None else None
+    if hit is not None:
+        geom, flip = hit
+        x, w = (None, array) if array_arg == "weight" else (array, None)
+        return _record(fn, x, w, None, geom, array.dtype, flip, algorithm), grad_output
+    p, gy = _prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride, padding, dilation, groups,
+                                padding_mode, flip, algorithm, grad_output)
+    if key is not None:
+        if len(_seen_shape) >= _SEEN_SIZE:
+            _seen_shape.clear()
+        _seen_shape[key] = (p.geom, p.flip)
+    return p, gy
+
+
+def _prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride, padding, dilation, groups,
+                        padding_mode, flip, algorithm, grad_output):
     shape = V.shape_arg(shape, fn, shape_arg, ndims=(nd + 2,), empty="all")
     weight_given = array_arg == "weight"
     a = V.batch_array(array, fn, array_arg, nd,

@@ -141,3 +141,37 @@ def test_repeated_calls_on_either_byte_order(order):
     t = fc.Tensor(big.reshape(600, 500), requires_grad=True)
     t.relu().sum().backward()
     np.testing.assert_array_equal(t.grad, (big > 0).reshape(600, 500))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,kw", SHAPES)
+def test_repeated_gradient_calls_match_the_first_and_the_reference(dtype, xs, ws, kw):
+    """``grad.conv2d_input`` / ``conv2d_weight`` repeated: the second call is a seen-call hit (no validation) and
+    gives the first call's bits; flip and explicit padding survive the hit; bad arguments still raise."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    geom = fc.ConvGeometry.make(xs, ws, **kw)
+    gy = rng.standard_normal(geom.output_shape).astype(dtype)
+    _prepare._seen_shape.clear()
+    for flip in (False, True):
+        gi = [fc.grad.conv2d_input(xs, w, gy, **kw, flip=flip) for _ in range(3)]
+        gw = [fc.grad.conv2d_weight(x, ws, gy, **kw, flip=flip) for _ in range(3)]
+        for a in gi[1:] + gw[1:]:
+            assert a.dtype == dtype
+        for rs in (gi, gw):
+            assert all(r.tobytes() == rs[0].tobytes() for r in rs[1:])
+        wf = w[..., ::-1, ::-1] if flip else w
+        args = (kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1), kw.get("groups", 1))
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(gi[2], ref.conv_grad_input_nd(xs, wf, gy, *args), **tol)
+        want_w = ref.conv_grad_weight_nd(x, gy, ws, *args)
+        np.testing.assert_allclose(gw[2], want_w[..., ::-1, ::-1] if flip else want_w, **tol)
+    assert len(_prepare._seen_shape) == 4
+    with pytest.raises(ValueError):         # same arrays, an argument the first call did not pass
+        fc.grad.conv2d_input(xs, w, gy, **dict(kw, dilation=0))
+    with pytest.raises(TypeError):
+        fc.grad.conv2d_weight(x, ws, gy, **kw, flip="yes")
+    gy_bad = np.zeros(geom.output_shape[:-1] + (geom.output_shape[-1] + 1,), dtype)
+    with pytest.raises(ValueError):
+        fc.grad.conv2d_input(xs, w, gy_bad, **kw)
