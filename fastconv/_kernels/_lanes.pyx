@@ -199,6 +199,26 @@ def vector_bytes():
 
 
 # ----------------------------------------------------------------------------------------------- packing
+cdef inline void _untile_run(const float_t** srcs, Py_ssize_t nl, Py_ssize_t n, Py_ssize_t L,
+                             float_t* d) noexcept nogil:
+    """d = n lane groups: positions 0 .. n-1 of the rows srcs[l] of the nl images (the pointers advance), through
+    register tiles of L positions and a zero-padded last one."""
+    cdef Py_ssize_t i = 0, l
+    while i + L <= n:
+        if float_t is float:
+            fc_untile_f(<const float**> srcs, <float*> (d + i * L), <int> nl)
+        else:
+            fc_untile_d(<const double**> srcs, <double*> (d + i * L), <int> nl)
+        for l in range(nl):
+            srcs[l] = srcs[l] + L
+        i = i + L
+    if i < n:
+        if float_t is float:
+            fc_untile_part_f(<const float**> srcs, <float*> (d + i * L), <int> nl, <int> (n - i))
+        else:
+            fc_untile_part_d(<const double**> srcs, <double*> (d + i * L), <int> nl, <int> (n - i))
+
+
 def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ssize_t pd, Py_ssize_t ph,
          Py_ssize_t pw, Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw, int nthreads, bint all_rows=True):
     """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
@@ -206,11 +226,14 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     element of ``xp`` is written, except, with ``all_rows`` False, the rows (along D or H) of padding and holes,
     which are left as they were (for a caller whose kernel skips them: the input gradient).  Without input
     dilation along W, L consecutive columns of the L images of a lane group are transposed in registers (one tile
-    of L lane groups; the last columns of a row through a zero-padded tile); with input dilation along W, element
-    by element."""
+    of L lane groups; the last columns of a row through a zero-padded tile; unpadded rows as one run of them);
+    with input dilation along W, element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
-    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi
+    cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi, run
+    # packed rows that are exactly the input rows (no padding or dilation along W): consecutive ones are contiguous
+    # in both arrays, and a run of them is packed as one row
+    cdef bint flat = lh == 1 and lw == 1 and pw == 0 and W == Wp
     cdef float_t* dst
     cdef float_t* drow
     cdef const float_t* src
@@ -235,9 +258,11 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
             nl = min(L, N - b * L)
             for zd in range(Dp):
                 idd = zd - pd
-                for zh in range(Hp):
+                zh = 0
+                while zh < Hp:
                     ihh = zh - ph
                     drow = dst + (zd * Hp + zh) * Wp * L
+                    zh = zh + 1
                     if (idd < 0 or idd % ld != 0 or idd // ld >= D or ihh < 0 or ihh % lh != 0
                             or ihh // lh >= H):
                         if all_rows:
@@ -246,32 +271,23 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                     if w1 <= w0:
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         continue
-                    if lw == 1:
+                    if flat:
+                        # whole rows without padding, consecutive in x and in xp: the run of them as one row
+                        run = min(Hp - zh + 1, H - ihh)
+                        for l in range(nl):
+                            srcs[l] = &x[b * L + l, c, idd // ld, ihh, 0]
+                        _untile_run(srcs, nl, run * W, L, drow)
+                        zh = zh + run - 1
+                    elif lw == 1:
                         lo = (pw + w0) * L
                         hi = (pw + w1) * L
                         if lo > 0:
                             memset(drow, 0, lo * sizeof(float_t))
                         if hi < Wp * L:
                             memset(drow + hi, 0, (Wp * L - hi) * sizeof(float_t))
-                        drow = drow + pw * L
                         for l in range(nl):
                             srcs[l] = &x[b * L + l, c, idd // ld, ihh // lh, w0]
-                        iw = w0
-                        while iw + L <= w1:
-                            if float_t is float:
-                                fc_untile_f(<const float**> srcs, <float*> (drow + iw * L), <int> nl)
-                            else:
-                                fc_untile_d(<const double**> srcs, <double*> (drow + iw * L), <int> nl)
-                            for l in range(nl):
-                                srcs[l] = srcs[l] + L
-                            iw = iw + L
-                        if iw < w1:         # the last columns, fewer than a tile
-                            if float_t is float:
-                                fc_untile_part_f(<const float**> srcs, <float*> (drow + iw * L), <int> nl,
-                                                 <int> (w1 - iw))
-                            else:
-                                fc_untile_part_d(<const double**> srcs, <double*> (drow + iw * L), <int> nl,
-                                                 <int> (w1 - iw))
+                        _untile_run(srcs, nl, w1 - w0, L, drow + (pw + w0) * L)
                     else:
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         drow = drow + pw * L
