@@ -116,10 +116,22 @@ cdef extern from *:
         TRANSPOSE(r) \
         __builtin_memcpy(dst, r, sizeof r); \
     }
+    /* the same, lane group j stored at dst[j] */
+    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
+        VT r[N]; \
+        for (int j = 0; j < N; j++) { \
+            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (VT){0}; \
+        } \
+        TRANSPOSE(r) \
+        for (int j = 0; j < N; j++) __builtin_memcpy(dst[j], &r[j], sizeof r[j]); \
+    }
     FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
     FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
+    FC_UNTILE_TO(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
+    FC_UNTILE_TO(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
     #else
     /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed alone (GCC
        lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
@@ -150,10 +162,25 @@ cdef extern from *:
             for (int j = 0; j < H; j++) __builtin_memcpy(dst + (ph * H + j) * N + lh * H, &r[j], sizeof r[j]); \
         } \
     }
+    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
+        enum { H = N / 2 }; \
+        VT r[H]; \
+        for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
+            for (int i = 0; i < H; i++) { \
+                if (lh * H + i < nl) __builtin_memcpy(&r[i], src[lh * H + i] + ph * H, sizeof r[i]); \
+                else r[i] = (VT){0}; \
+            } \
+            TRANSPOSE(r) \
+            for (int j = 0; j < H; j++) __builtin_memcpy(dst[ph * H + j] + lh * H, &r[j], sizeof r[j]); \
+        } \
+    }
     FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
     FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
+    FC_UNTILE_TO(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
+    FC_UNTILE_TO(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
     #endif
     /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
        transpose; only n lane groups are stored. */
@@ -169,6 +196,14 @@ cdef extern from *:
     }
     FC_UNTILE_PART(fc_untile_part_f, fc_untile_f, float, 16)
     FC_UNTILE_PART(fc_untile_part_d, fc_untile_d, double, 8)
+    #define FC_UNTILE_PART_TO(NAME, FULL, T, N) \
+    static inline void NAME(const T* const* src, T* const* dst, int nl, int n) { \
+        T tile[N * N] __attribute__((aligned(64))); \
+        FULL(src, tile, nl, n); \
+        for (int j = 0; j < n; j++) __builtin_memcpy(dst[j], tile + j * N, N * sizeof(T)); \
+    }
+    FC_UNTILE_PART_TO(fc_untile_part_to_f, fc_untile_part_f, float, 16)
+    FC_UNTILE_PART_TO(fc_untile_part_to_d, fc_untile_part_d, double, 8)
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
@@ -176,6 +211,10 @@ cdef extern from *:
     void fc_untile_d(const double** src, double* dst, int nl) noexcept nogil
     void fc_untile_part_f(const float** src, float* dst, int nl, int n) noexcept nogil
     void fc_untile_part_d(const double** src, double* dst, int nl, int n) noexcept nogil
+    void fc_untile_to_f(const float** src, float** dst, int nl) noexcept nogil
+    void fc_untile_to_d(const double** src, double** dst, int nl) noexcept nogil
+    void fc_untile_part_to_f(const float** src, float** dst, int nl, int n) noexcept nogil
+    void fc_untile_part_to_d(const double** src, double** dst, int nl, int n) noexcept nogil
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
@@ -219,6 +258,35 @@ cdef inline void _untile_run(const float_t** srcs, Py_ssize_t nl, Py_ssize_t n, 
             fc_untile_part_d(<const double**> srcs, <double*> (d + i * L), <int> nl, <int> (n - i))
 
 
+cdef inline void _untile_rows(const float_t** srcs, float_t** dsts, Py_ssize_t nl, Py_ssize_t n, Py_ssize_t W,
+                              Py_ssize_t L, float_t* d, Py_ssize_t dstride) noexcept nogil:
+    """As :func:`_untile_run` for n positions that are rows of W in the sources and rows ``dstride`` elements apart
+    in ``d``: position i's lane group goes to d + (i / W) * dstride + (i % W) * L (``dsts``: L pointers of
+    scratch)."""
+    cdef Py_ssize_t i = 0, j, l, m, row = 0, col = 0
+    while i < n:
+        m = min(L, n - i)
+        for j in range(m):
+            dsts[j] = d + row * dstride + col * L
+            col = col + 1
+            if col == W:
+                col = 0
+                row = row + 1
+        if m == L:
+            if float_t is float:
+                fc_untile_to_f(<const float**> srcs, <float**> dsts, <int> nl)
+            else:
+                fc_untile_to_d(<const double**> srcs, <double**> dsts, <int> nl)
+        else:
+            if float_t is float:
+                fc_untile_part_to_f(<const float**> srcs, <float**> dsts, <int> nl, <int> m)
+            else:
+                fc_untile_part_to_d(<const double**> srcs, <double**> dsts, <int> nl, <int> m)
+        for l in range(nl):
+            srcs[l] = srcs[l] + m
+        i = i + m
+
+
 def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ssize_t pd, Py_ssize_t ph,
          Py_ssize_t pw, Py_ssize_t ld, Py_ssize_t lh, Py_ssize_t lw, int nthreads, bint all_rows=True):
     """xp[b, c, zd, zh, zw, l] = x[b * L + l, c, (zd - pd) / ld, (zh - ph) / lh, (zw - pw) / lw] where every
@@ -226,18 +294,19 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     element of ``xp`` is written, except, with ``all_rows`` False, the rows (along D or H) of padding and holes,
     which are left as they were (for a caller whose kernel skips them: the input gradient).  Without input
     dilation along W, L consecutive columns of the L images of a lane group are transposed in registers (one tile
-    of L lane groups; the last columns of a row through a zero-padded tile; unpadded rows as one run of them);
+    of L lane groups; the last columns of a row through a zero-padded tile; a run of whole input rows as one);
     with input dilation along W, element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
     cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi, run
-    # packed rows that are exactly the input rows (no padding or dilation along W): consecutive ones are contiguous
-    # in both arrays, and a run of them is packed as one row
-    cdef bint flat = lh == 1 and lw == 1 and pw == 0 and W == Wp
+    # every packed row with data holds its whole input row (no dilation, the padding around it): a run of
+    # consecutive rows is packed through full register tiles, as one row
+    cdef bint whole = lh == 1 and lw == 1 and pw >= 0 and pw + W <= Wp
     cdef float_t* dst
     cdef float_t* drow
     cdef const float_t* src
     cdef const float_t** srcs
+    cdef float_t** dsts
     cdef int failed[1]
     failed[0] = 0
     # input columns that land inside a row: 0 <= iw * lw + pw < Wp
@@ -246,7 +315,8 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     if NB * C == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        srcs = <const float_t**> scratch(L * sizeof(float_t*), failed)
+        srcs = <const float_t**> scratch(2 * L * sizeof(float_t*), failed)
+        dsts = <float_t**> (srcs + L) if srcs != NULL else NULL
         # one task per (lane group, channel): a contiguous block of xp, written by one thread; a row is zeroed
         # only where the copy does not write it (padding, holes, missing images)
         for task in prange(NB * C, schedule='static'):
@@ -271,12 +341,20 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                     if w1 <= w0:
                         memset(drow, 0, Wp * L * sizeof(float_t))
                         continue
-                    if flat:
-                        # whole rows without padding, consecutive in x and in xp: the run of them as one row
+                    if whole:
+                        # whole input rows, consecutive in x: the run of them through full register tiles
                         run = min(Hp - zh + 1, H - ihh)
                         for l in range(nl):
                             srcs[l] = &x[b * L + l, c, idd // ld, ihh, 0]
-                        _untile_run(srcs, nl, run * W, L, drow)
+                        if W == Wp:         # no padding: consecutive in xp too
+                            _untile_run(srcs, nl, run * W, L, drow)
+                        else:
+                            for l in range(run):
+                                if pw > 0:
+                                    memset(drow + l * Wp * L, 0, pw * L * sizeof(float_t))
+                                if pw + W < Wp:
+                                    memset(drow + (l * Wp + pw + W) * L, 0, (Wp - pw - W) * L * sizeof(float_t))
+                            _untile_rows(srcs, dsts, nl, run * W, W, L, drow + pw * L, Wp * L)
                         zh = zh + run - 1
                     elif lw == 1:
                         lo = (pw + w0) * L
@@ -296,7 +374,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                             for iw in range(w0, w1):
                                 drow[iw * lw * L + l] = src[iw]
         free(srcs)
-    check_scratch(failed[0], "lanes packing", L * sizeof(float_t*))
+    check_scratch(failed[0], "lanes packing", 2 * L * sizeof(float_t*))
 
 
 # ----------------------------------------------------------------------------------------------- forward
