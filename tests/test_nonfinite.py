@@ -475,6 +475,33 @@ def test_transform_kernels_report_whether_their_output_is_finite(name, op, dtype
         _algorithms.invalidate()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lanes_input_gradient_reports_whether_it_is_finite(dtype):
+    """lanes' input gradient (which spreads non-finite values) checks its sums in the kernel
+    (``reports_finite``): a finite report means a finite result, and an inf or NaN operand or overflowing
+    products are reported -- with lanes past the batch, stride holes and padding."""
+    alg = _algorithms.get("lanes")
+    assert "grad_input" in alg.reports_finite
+    rng = np.random.default_rng(4)
+    big = 1e200 if dtype == np.float64 else 1e30
+    for N, stride, pad in ((20, 1, 0), (16, 2, 1), (3, 1, 2)):
+        geom = fc.ConvGeometry.make((N, 3, 11, 9), (4, 3, 3, 3), stride, pad)
+        for case in ("finite", "inf gy", "nan w", "overflow"):
+            gy = rng.standard_normal(geom.output_shape).astype(dtype)
+            w = rng.standard_normal(geom.weight_shape).astype(dtype)
+            if case == "inf gy":
+                gy[N - 1, 2, 1, 1] = -np.inf
+            elif case == "nan w":
+                w[3, 1, 2, 0] = np.nan
+            elif case == "overflow":
+                gy[0, 0, 2, 2] = big
+                w[...] = big
+            out = np.empty(geom.input_shape, dtype)
+            ok = alg.grad_input(gy, w, geom, out, 2)
+            assert ok is bool(np.isfinite(out).all()), (N, stride, case)
+            assert ok is (case == "finite"), (N, stride, case)
+
+
 # ----------------------------------------------------------------------------------------------- filters
 def _filter_cases(rng):
     """(name, fastconv call, peer call) on a random 2-D or 3-D image with non-finite values."""

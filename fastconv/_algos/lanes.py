@@ -251,11 +251,13 @@ def _cached_plan(geom, itemsize, op, nthreads, level):
     return _Plan(geom, itemsize, op, nthreads)
 
 
-def _correlate(xp, w5, bias, out5, plan):
-    """out5 = the valid correlation of the packed ``xp`` with ``w5`` (K, Cg, R, S, T) (+ bias)."""
+def _correlate(xp, w5, bias, out5, plan, check=False):
+    """out5 = the valid correlation of the packed ``xp`` with ``w5`` (K, Cg, R, S, T) (+ bias); with ``check``
+    (no bias), whether every output is finite."""
     b = bias if bias is not None else w5[:1, 0, 0, 0, 0]
-    _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.taps, plan.kernel, has_bias=bias is not None,
-                   block=plan.block_index, rows_per_task=plan.rows, nthreads=plan.threads)
+    return _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.taps, plan.kernel,
+                          has_bias=bias is not None, block=plan.block_index, rows_per_task=plan.rows,
+                          nthreads=plan.threads, check=check)
 
 
 def forward(x, w, bias, geom, out, nthreads, plan=None):
@@ -268,13 +270,14 @@ def forward(x, w, bias, geom, out, nthreads, plan=None):
 
 
 def grad_input(gy, w, geom, out, nthreads, plan=None):
+    """The input gradient into ``out``; returns whether it is all finite (``reports_finite``)."""
     gy5, out5 = as_5d(gy), as_5d(out)
     if gy5.shape[1] == 0 or min(out5.shape) == 0:
         out5[...] = 0
-        return
+        return True
     plan = plan or _plan(geom, gy.itemsize, "grad_input", nthreads)
     gyp = _pack(gy5, plan.pad, plan.dil, plan.ext, plan.pack_threads, all_rows=False)   # plan.valid skips them
-    _correlate(gyp, as_5d(transposed_weight(w, geom.groups)), None, out5, plan)
+    return _correlate(gyp, as_5d(transposed_weight(w, geom.groups)), None, out5, plan, check=True)
 
 
 def grad_weight(x, gy, geom, out, nthreads):
@@ -380,4 +383,5 @@ ALGORITHM = register(Algorithm(
     supports=supports,
     nonfinite="spreads",     # the input gradient multiplies the padding and stride holes it copies along W
     spreading_ops=("grad_input",),
+    reports_finite=("grad_input",),     # the kernel checks its sums (no bias there) in its threads' caches
 ))

@@ -220,8 +220,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t, scratch, vd, vec_t,
-                                       vf)
+from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, fc_max_abs_d, fc_max_abs_f,
+                                       float_t, scratch, vd, vec_t, vf)
 
 LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 
@@ -443,7 +443,8 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
             float_t[:, :, :, :, ::1] out, const unsigned char[::1] dvalid, const unsigned char[::1] hvalid,
-            const Py_ssize_t[::1] taps, Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads):
+            const Py_ssize_t[::1] taps, Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads,
+            bint check=False):
     """out (N, K, OD, OH, OW) = the valid correlation of the packed input ``xp`` (see :func:`pack`) with the
     weights ``w`` (K, Cg, R, S, T) at the strides and dilations of ``geom`` (its paddings are already in ``xp``),
     plus ``bias``, in the register block ``block`` (an index into :func:`block_sizes`; a block's channels past K
@@ -454,7 +455,9 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     only columns of zeros for every output column of the block).  A task computes ``rows_per_task`` output rows
     of one lane group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache
     line but at the edges).  ``xp`` must be wide enough for whole blocks of XB columns, ``taps`` hold two entries
-    per block within ``[0, T]``; all arguments are validated by the caller."""
+    per block within ``[0, T]``; all arguments are validated by the caller.  With ``check``, returns whether
+    every sum is finite (each task checks its sums while they are in its thread's cache; the bias is not added
+    to them: the caller's output is then finite when it has no bias), else True."""
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], C = xp.shape[1], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4]
     cdef Py_ssize_t L = xp.shape[5]
@@ -486,10 +489,14 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef vf* tf = NULL      # the vector type of float_t, for _fwd_dispatch
     cdef vd* td = NULL
     cdef int failed[1]
+    cdef int anybad[1]
+    cdef int bad
     failed[0] = 0
+    anybad[0] = 0
     if ntask == 0:
-        return
+        return True
     with nogil, parallel(num_threads=nthreads):
+        bad = 0
         res = <float_t*> scratch(res_len * sizeof(float_t), failed)
         roff = <Py_ssize_t*> scratch((2 * R * S + LN_KB) * sizeof(Py_ssize_t), failed)     # per thread
         woff = roff + R * S if roff != NULL else NULL
@@ -554,10 +561,18 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                         src = res + (kk * plen + p0) * L + l
                         for x in range(npos - p0):
                             dsts[l][x] = src[x * L] + bval
+                    if check:
+                        if float_t is float:
+                            fc_max_abs_f(res + kk * plen * L, npos * L, &bad)
+                        else:
+                            fc_max_abs_d(res + kk * plen * L, npos * L, &bad)
+                        if bad:
+                            anybad[0] = 1
         free(res)
         free(roff)
         free(dsts)
     check_scratch(failed[0], "lanes convolution", res_len * sizeof(float_t))
+    return not anybad[0]
 
 
 # ----------------------------------------------------------------------------------------------- weight gradient
