@@ -110,12 +110,17 @@ def test_depthwise_weight_gradient_fuses_the_bias_gradient(dtype, small_buffers)
     geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
     gw = np.empty(w.shape, dtype)
     gb = np.empty(w.shape[0], dtype)
-    direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, 2, grad_bias=gb)
+    assert direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, 2, grad_bias=gb) is True
     _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
     _close(gb, gy.sum(axis=(0, 2, 3)), dtype)
-    gy[0, 0, 0, 0] = np.inf
-    direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, 2, grad_bias=gb)
-    assert np.isinf(gb[0]) and np.isfinite(gb[1:]).all()
+    for pos in ((0, 0, 0, 0), (19, 5, 8, 34)):      # the first and the last element the kernel checks
+        g = gy.copy()
+        g[pos] = np.inf
+        assert direct._wgrad_columns(direct.as_5d(x), direct.as_5d(g), geom, gw, 2, grad_bias=gb) is False
+        direct.grad_weight(x, g, geom, gw, 2, grad_bias=gb)         # then the swapped convolution, exactly
+        k = pos[1]
+        assert np.isinf(gb[k]) and np.isfinite(np.delete(gb, k)).all()
+        assert not np.isfinite(gw[k]).all() and np.isfinite(np.delete(gw, k, axis=0)).all()
 
 
 def test_toeplitz_weight_gradient_in_batch_chunks():

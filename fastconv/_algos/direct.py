@@ -19,7 +19,8 @@ weight gradient) is finite.  The output channels whose kernel holds an inf or Na
 (``_direct.exact``), forming exactly the products of the contract in :mod:`fastconv._algorithms`: zero padding
 is multiplied in the forward pass and the weight gradient (``0 * inf = NaN``, as PyTorch), never in the input
 gradient / transposed convolution, whose padding and holes are not input elements.  A depthwise weight gradient
-whose output gradient holds an inf or NaN runs as the swapped convolution, which has that exact pass.
+whose output gradient holds an inf or NaN (its kernel checks the rows as it reads them) runs again as the swapped
+convolution, which has that exact pass.
 """
 import functools
 import os
@@ -28,7 +29,7 @@ from math import ceil, prod
 import numpy as np
 
 from .. import _kernels
-from .._algorithms import Algorithm, finite, register
+from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
 from .._kernels import as_5d, shape_5d
 from .._threads import MIN_FLOPS_PER_THREAD
@@ -356,7 +357,9 @@ def grad_input(gy, w, geom, out, nthreads):
 def _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias=None):
     """Weight gradient of a layer with few channels per group (depthwise): ``_kernels/_depthwise.pyx``, the batch
     split into chunks that depend on the shape only, the chunks added in order; ``grad_bias`` (length K), when
-    given, receives the bias gradient from the same pass over the output gradient."""
+    given, receives the bias gradient from the same pass over the output gradient.  Returns False, with ``out``
+    and ``grad_bias`` unspecified, when the output gradient holds an inf or NaN (the kernel checks it as it reads
+    it; its products skip rows of padding, which the non-finite contract multiplies)."""
     g3 = geom.as_3d()
     N, C = x5.shape[:2]
     K = gy5.shape[1]
@@ -374,11 +377,13 @@ def _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias=None):
     part = np.empty((nchunks, K, Cg * R * S * T), x5.dtype)
     bpart = np.empty((nchunks, K) if grad_bias is not None else (1, 1), x5.dtype)
     nthreads = max(1, min(nthreads, nchunks * G, int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
-    _dw.grad_weight(x5, gy5, part, bpart, geom.kernel_struct, with_bias=grad_bias is not None, nchunks=nchunks,
-                    rows_per_block=rows, nthreads=nthreads)
+    if not _dw.grad_weight(x5, gy5, part, bpart, geom.kernel_struct, with_bias=grad_bias is not None,
+                           nchunks=nchunks, rows_per_block=rows, nthreads=nthreads):
+        return False
     np.sum(part, axis=0, out=out.reshape(K, -1))
     if grad_bias is not None:
         np.sum(bpart, axis=0, out=grad_bias)
+    return True
 
 
 def grad_weight(x, gy, geom, out, nthreads, grad_bias=None):
@@ -388,8 +393,8 @@ def grad_weight(x, gy, geom, out, nthreads, grad_bias=None):
     Cg, Kg = C // G, K // G
     g3 = geom.as_3d()
     x5, gy5 = as_5d(x), as_5d(gy)
-    if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS and finite(gy5):
-        return _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias)
+    if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS and _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias):
+        return
     if grad_bias is not None:   # the swapped convolution reads gy as its kernel: the sum is a pass of its own
         grad_bias[...] = gy5.sum(axis=(0, 2, 3, 4))
     # batch <-> channels: input (Cg, G*N, ...) with groups G, kernel (K, N, *out_size), stride and dilation swapped

@@ -34,7 +34,8 @@ from libc.string cimport memset
 
 from fastconv._kernels.common cimport (FC_DW_ACCS, FC_DW_ROWS, FC_DW_VECS, FC_DWG_ACCS, FC_DWG_SROWS, FC_DWG_TAPS,
                                        FC_LANE_BYTES, FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES,
-                                       check_scratch, float_t, gather_row, scratch, vd, vec_t, vf)
+                                       check_scratch, fc_max_abs_d, fc_max_abs_f, float_t, gather_row, scratch,
+                                       vd, vec_t, vf)
 
 
 cdef inline int _block_vecs(Py_ssize_t OW, Py_ssize_t V, int NJ) noexcept nogil:
@@ -445,7 +446,9 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     (and, with ``with_bias``, bpart[chunk, k] = the sum of gy[n, k] over the chunk's images), for the grouped
     convolution ``geom`` (cin = C / groups input channels per group).  The batch is split into ``nchunks`` chunks (from the
     shape only); the caller adds the chunks in order.  A task gathers a band of ``rows_per_block`` output rows'
-    input rows at a time.  Everything is validated by the caller."""
+    input rows at a time.  Everything is validated by the caller.  Returns whether every element of ``gy`` is
+    finite (each band's rows are checked as they are read; when one is not, the caller computes the gradient
+    another way: the products here skip rows of padding)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t K = gy.shape[1], OD = gy.shape[2], OH = gy.shape[3], OW = gy.shape[4]
     cdef Py_ssize_t G = geom.groups, cin = C // G, kout = K // G
@@ -485,10 +488,14 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef vf* tf = NULL
     cdef vd* td = NULL
     cdef int failed[1]
+    cdef int anybad[1]
+    cdef int bad
     failed[0] = 0
+    anybad[0] = 0
     if ntask == 0 or K == 0:
-        return
+        return True
     with nogil, parallel(num_threads=nthreads):
+        bad = 0
         buf = <float_t*> scratch((buf_len + xtl_len + rpb * L + Wb + T * L) * sizeof(float_t), failed)
         xtl = buf + buf_len
         gtl = xtl + xtl_len
@@ -543,6 +550,13 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                                                         xb[toff[tt] + nq * L + ll]
                         for j in range(kout):
                             k = g * kout + j
+                            # the band's output gradient, just before its products read it: finite?
+                            if float_t is float:
+                                fc_max_abs_f(&gy[n, k, od, oh0, 0], (oh1 - oh0) * OW, &bad)
+                            else:
+                                fc_max_abs_d(&gy[n, k, od, oh0, 0], (oh1 - oh0) * OW, &bad)
+                            if bad:
+                                anybad[0] = 1
                             if tail:
                                 for oh in range(oh0, oh1):
                                     for ll in range(ntl):
@@ -587,3 +601,4 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
         free(toff)
         free(vacc)
     check_scratch(failed[0], "direct convolution", (buf_len + xtl_len) * sizeof(float_t))
+    return not anybad[0]
