@@ -277,8 +277,14 @@ def _runner(x_shape, w_shape, out_shape, itemsize, geom, nthreads, pad_zeros):
 
 
 def _run(x5, w5, bias, out5, geom, nthreads, pad_zeros):
-    """Run a direct kernel on 5-D arrays (see :func:`_runner`)."""
-    _runner(x5.shape, w5.shape, out5.shape, x5.itemsize, geom, nthreads, pad_zeros)(x5, w5, bias, out5)
+    """Run a direct kernel on 5-D arrays (see :func:`_runner`; the runner of a call seen before is reused)."""
+    _cached_runner(x5.shape, w5.shape, out5.shape, x5.itemsize, tuple(geom.items()), nthreads, pad_zeros,
+                   _kernels.level())(x5, w5, bias, out5)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_runner(x_shape, w_shape, out_shape, itemsize, geom_items, nthreads, pad_zeros, level):
+    return _runner(x_shape, w_shape, out_shape, itemsize, dict(geom_items), nthreads, pad_zeros)
 
 
 def forward(x, w, bias, geom, out, nthreads):
