@@ -4,8 +4,9 @@ A training step allocates arrays of the same sizes every time.  Fresh large bloc
 and every first touch of one of their pages costs a page fault (some 550 per LeNet-5 step at batch 64, a sixth of
 its time on a virtual machine).  While a module runs in training mode with gradients enabled, and while
 ``Tensor.backward`` runs, NumPy arrays of 256 KiB or more are therefore allocated from a cache of freed blocks of
-exactly the same size (NumPy's memory-handler interface, NEP 49); everything else, and every array allocated
-elsewhere, uses NumPy's allocator.  The cache keeps at most 64 blocks and ``set_cache_limit`` bytes (256 MiB by
+exactly the same size (NumPy's memory-handler interface, NEP 49), and so are the scratch arrays of the Winograd and
+FFT-tile algorithms (transformed filters, the weight gradient's transform-domain sums) in every call; everything
+else, and every other array allocated elsewhere, uses NumPy's allocator.  The cache keeps at most 64 blocks and ``set_cache_limit`` bytes (256 MiB by
 default); ``empty_cache()`` gives them back.  Results do not change.
 """
 import operator
