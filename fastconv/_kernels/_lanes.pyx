@@ -98,7 +98,10 @@ cdef extern from *:
        values each) of consecutive output positions; image j's n consecutive positions (plus bias) are stored at
        dst[j] (j < nl), by the butterfly transposes of simd.h.  The other way (packing, fc_untile_*): image j's n
        consecutive positions at src[j] (j < nl; zeros for the lanes of missing images) become n lane groups
-       stored contiguously at dst -- the same transpose, being its own inverse. */
+       stored contiguously at dst (fc_untile_to_*: lane group j at dst[j]) -- the same transpose, being its own
+       inverse.  FC_UNTILE stores lane group j at AT(dst, j, N). */
+    #define FC_AT_ROW(d, j, N) ((d) + (j) * (N))
+    #define FC_AT_PTR(d, j, N) ((d)[j])
     #if FC_VECTOR_BYTES == 64
     #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
     static inline void NAME(const T* src, T** dst, int nl, T bias) { \
@@ -107,31 +110,21 @@ cdef extern from *:
         TRANSPOSE(r) \
         for (int j = 0; j < nl; j++) { VT v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); } \
     }
-    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* dst, int nl) { \
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DT, AT) \
+    static inline void NAME(const T* const* src, DT dst, int nl) { \
         VT r[N]; \
         for (int j = 0; j < N; j++) { \
             if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (VT){0}; \
         } \
         TRANSPOSE(r) \
-        __builtin_memcpy(dst, r, sizeof r); \
-    }
-    /* the same, lane group j stored at dst[j] */
-    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
-        VT r[N]; \
-        for (int j = 0; j < N; j++) { \
-            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (VT){0}; \
-        } \
-        TRANSPOSE(r) \
-        for (int j = 0; j < N; j++) __builtin_memcpy(dst[j], &r[j], sizeof r[j]); \
+        for (int j = 0; j < N; j++) __builtin_memcpy(AT(dst, j, N), &r[j], sizeof r[j]); \
     }
     FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
-    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
-    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
-    FC_UNTILE_TO(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
-    FC_UNTILE_TO(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
+    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16, float*, FC_AT_ROW)
+    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8, double*, FC_AT_ROW)
+    FC_UNTILE(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16, float* const*, FC_AT_PTR)
+    FC_UNTILE(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8, double* const*, FC_AT_PTR)
     #else
     /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed alone (GCC
        lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
@@ -149,8 +142,8 @@ cdef extern from *:
                 VT v = r[j] + bias; __builtin_memcpy(dst[lh * H + j] + ph * H, &v, sizeof v); } \
         } \
     }
-    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* dst, int nl) { \
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DT, AT) \
+    static inline void NAME(const T* const* src, DT dst, int nl) { \
         enum { H = N / 2 }; \
         VT r[H]; \
         for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
@@ -159,28 +152,15 @@ cdef extern from *:
                 else r[i] = (VT){0}; \
             } \
             TRANSPOSE(r) \
-            for (int j = 0; j < H; j++) __builtin_memcpy(dst + (ph * H + j) * N + lh * H, &r[j], sizeof r[j]); \
-        } \
-    }
-    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
-        enum { H = N / 2 }; \
-        VT r[H]; \
-        for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
-            for (int i = 0; i < H; i++) { \
-                if (lh * H + i < nl) __builtin_memcpy(&r[i], src[lh * H + i] + ph * H, sizeof r[i]); \
-                else r[i] = (VT){0}; \
-            } \
-            TRANSPOSE(r) \
-            for (int j = 0; j < H; j++) __builtin_memcpy(dst[ph * H + j] + lh * H, &r[j], sizeof r[j]); \
+            for (int j = 0; j < H; j++) __builtin_memcpy(AT(dst, ph * H + j, N) + lh * H, &r[j], sizeof r[j]); \
         } \
     }
     FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
-    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
-    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
-    FC_UNTILE_TO(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
-    FC_UNTILE_TO(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
+    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8, float*, FC_AT_ROW)
+    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4, double*, FC_AT_ROW)
+    FC_UNTILE(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8, float* const*, FC_AT_PTR)
+    FC_UNTILE(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4, double* const*, FC_AT_PTR)
     #endif
     /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
        transpose; only n lane groups are stored. */
