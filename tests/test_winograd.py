@@ -170,6 +170,24 @@ def test_bitwise_across_threads_on_many_blocks():
 
 
 @pytest.mark.parametrize("alg", ALGS)
+def test_weight_gradient_channel_chunks_keep_the_bits(alg):
+    """More threads than lanes split the output channels into chunks of whole GW_KB blocks: 160 channels (blocks
+    of 64, 64, 32) give the one-thread bits on 2 to 6 threads, and match the reference."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((160, 8, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, 160, 12, 12)).astype(np.float32)
+    plan = W._plan(fc.ConvGeometry.make(x.shape, w.shape, 1, 1), "grad_weight", 4)
+    assert plan.KB == W.GW_KB < plan.kchunk and W._chunk(plan, 6) < plan.kchunk
+    res = []
+    for n in (1, 2, 3, 4, 6):
+        with fc.num_threads(n):
+            res.append(fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm=alg))
+    assert all(r.tobytes() == res[0].tobytes() for r in res[1:])
+    assert _rel(res[0], ref.conv_grad_weight_nd(x, gy, w.shape, padding=1)) < TOL[alg, np.float32]
+
+
+@pytest.mark.parametrize("alg", ALGS)
 @pytest.mark.parametrize("limit", [0, 2 ** 62], ids=["as-stored", "transposed"])
 def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypatch):
     """The weight gradient's products read each block's transformed input as stored (transposed operand) or
