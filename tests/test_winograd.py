@@ -169,6 +169,31 @@ def test_bitwise_across_threads_on_many_blocks():
         assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm=alg))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filter_transform_reads_the_weights_directly(dtype):
+    """Forward passes with the kernels themselves, and stride-1 input gradients (flipped kernels), transform the
+    weights read in place (``filter_rows``): the same bits as from the float64 copy of the virtual kernels, with
+    groups, non-square and 1-D / 3-D kernels; the others (polyphase) keep the copy."""
+    rng = np.random.default_rng(9)
+    for xs, ws, stride, groups in (((2, 8, 10, 10), (6, 4, 3, 3), 1, 2), ((2, 5, 9, 9), (7, 5, 3, 1), 1, 1),
+                                   ((2, 4, 12), (6, 4, 3), 1, 1), ((1, 4, 6, 7, 8), (5, 4, 3, 3, 3), 1, 1),
+                                   ((2, 4, 15, 15), (6, 4, 5, 5), 2, 1)):
+        w = rng.standard_normal(ws).astype(dtype)
+        geom = fc.ConvGeometry.make(xs, ws, stride, 1, 1, groups)
+        for op in ("forward", "grad_input"):
+            plan = W._plan(geom, op, np.dtype(dtype).itemsize)
+            if stride > 1:
+                assert plan.filter_rows is None
+                continue
+            rows, taps = plan.filter_rows
+            U = np.empty((plan.NP, rows.size), dtype)
+            W._wk.filters(W.G, W._NO_KERNELS, U, plan.act, 2, src=w.reshape(rows.size, -1), rows=rows, taps=taps)
+            wv = W._virtual_kernels(w, plan)
+            want = np.empty_like(U)
+            W._wk.filters(W.G, wv, want, plan.act, 2)
+            assert U.tobytes() == want.tobytes(), (xs, ws, op)
+
+
 @pytest.mark.parametrize("alg", ALGS)
 def test_weight_gradient_channel_chunks_keep_the_bits(alg):
     """More threads than lanes split the output channels into chunks of whole GW_KB blocks: 160 channels (blocks

@@ -279,6 +279,23 @@ class _Plan:
         return idx
 
     @functools.cached_property
+    def filter_rows(self):
+        """Winograd forward pass / input gradient whose virtual kernels are the kernels themselves, or (stride 1)
+        the flipped ones: ``(rows, taps)``, virtual kernel r being row rows[r] of the weights as (K * Cg, taps)
+        read at taps[j] (the filter transform reads the weights directly); else None."""
+        if self.family != WINOGRAD or self.op == "grad_weight":
+            return None
+        G_, Cg, Kg = self.groups, self.C // self.groups, self.K // self.groups
+        taps = prod(a.k for a in self.axes)
+        idx = self.filter_index
+        if self.op == "forward":
+            return None if idx is not None else (np.arange(self.K * Cg), np.arange(taps))
+        if idx.shape[:2] != (1, 1) or not np.array_equal(idx[0, 0], np.arange(taps)[::-1]):
+            return None
+        g, c, k = np.meshgrid(np.arange(G_), np.arange(Cg), np.arange(Kg), indexing="ij")   # the order (G, Cg, Kg)
+        return ((g * Kg + k) * Cg + c).ravel(), np.ascontiguousarray(np.arange(taps)[::-1])
+
+    @functools.cached_property
     def tap_map(self):
         """(J index, variant index) of every kernel tap (flat), for mapping the weight gradient back."""
         kshape = tuple(a.k for a in self.axes)
@@ -463,14 +480,21 @@ def _fft_axes(plan):
     return tuple(a for a in range(3) if plan.axes[a].active)
 
 
+_NO_KERNELS = np.zeros((0, 0))
+
+
 def _filters(w, plan, dtype, nthreads):
     """Transformed filters U (NP, Kv, Cv / groups): G g G^T (Winograd) or the packed conjugate spectrum of the
     zero-padded virtual kernels (FFT tiles; conjugate: the tiles compute a correlation)."""
-    wvT = _virtual_kernels(w, plan)
-    R = wvT.shape[1]
+    direct = plan.filter_rows
+    wvT = _NO_KERNELS if direct is not None else _virtual_kernels(w, plan)
+    R = plan.Kv * (plan.Cv // plan.groups)
     with _memory.caching():         # a block of the last call's size: no page faults
         U = np.empty((plan.NP, R), dtype)
-    if plan.family == WINOGRAD:
+    if direct is not None:          # straight from the weights (no float64 copy of them first)
+        _wk.filters(G, wvT, U, plan.act, nthreads, src=np.ascontiguousarray(w, dtype).reshape(direct[0].size, -1),
+                    rows=direct[0], taps=direct[1])
+    elif plan.family == WINOGRAD:
         _wk.filters(G, wvT, U, plan.act, nthreads)
     else:
         _wk.fft_filters(wvT, U, plan.tile, tuple(a.J for a in plan.axes), plan.partner, nthreads)

@@ -1413,11 +1413,18 @@ cdef void _gpass(const double* G, bint adjoint, const double* s, double* d, Py_s
 DEF FCHUNK = 64
 
 
-def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, tuple act, int nthreads):
+def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, tuple act, int nthreads,
+            const float_t[:, ::1] src=None, const Py_ssize_t[::1] rows=None, const Py_ssize_t[::1] taps=None):
     """U[p, r] = (G g_r G^T)[p]: the transformed filters of the virtual kernels ``wv`` (taps x filters, the taps
     of an axis 3 if it is transformed, else 1) with the 6 x 3 matrix ``G``, computed in double precision and
-    rounded once."""
-    cdef Py_ssize_t J = wv.shape[0], R = wv.shape[1], NP = U.shape[0], r0, n, p, a, i
+    rounded once.  With ``src`` (the weights as rows of taps, in U's dtype), kernel r is read from it instead, tap
+    j at src[rows[r], taps[j]] (``wv`` is not read)."""
+    cdef bint direct = src is not None
+    cdef Py_ssize_t J = taps.shape[0] if direct else wv.shape[0]
+    cdef Py_ssize_t R = rows.shape[0] if direct else wv.shape[1]
+    cdef Py_ssize_t ss = src.shape[1] if direct else 0
+    cdef const float_t* sp = &src[0, 0] if direct and src.shape[0] > 0 and ss > 0 else NULL
+    cdef Py_ssize_t NP = U.shape[0], r0, n, p, a, i
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK, ch
     cdef int ac[3]
     cdef Py_ssize_t* ext             # per thread: _gpass updates the extents as it goes
@@ -1439,8 +1446,13 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
             if b1 != NULL and b2 != NULL and ext != NULL:
                 r0 = ch * FCHUNK
                 n = min(FCHUNK, R - r0)
-                for p in range(J):
-                    memcpy(b1 + p * FCHUNK, &wv[p, r0], n * sizeof(double))
+                if direct:
+                    for p in range(J):
+                        for i in range(n):
+                            b1[p * FCHUNK + i] = sp[rows[r0 + i] * ss + taps[p]]
+                else:
+                    for p in range(J):
+                        memcpy(b1 + p * FCHUNK, &wv[p, r0], n * sizeof(double))
                 cur = b1
                 for a in range(3):
                     ext[a] = 3 if ac[a] else 1
