@@ -34,8 +34,8 @@ from libc.string cimport memset
 
 from fastconv._kernels.common cimport (FC_DW_ACCS, FC_DW_ROWS, FC_DW_VECS, FC_DWG_ACCS, FC_DWG_SROWS, FC_DWG_TAPS,
                                        FC_LANE_BYTES, FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES,
-                                       check_scratch, fc_max_abs_d, fc_max_abs_f, float_t, gather_row, scratch,
-                                       vd, vec_t, vf)
+                                       check_scratch, float_t, gather_row, nonfinite,
+                                       scratch, vd, vec_t, vf)
 
 
 cdef inline int _block_vecs(Py_ssize_t OW, Py_ssize_t V, int NJ) noexcept nogil:
@@ -489,13 +489,11 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef vd* td = NULL
     cdef int failed[1]
     cdef int anybad[1]
-    cdef int bad
     failed[0] = 0
     anybad[0] = 0
     if ntask == 0 or K == 0:
         return True
     with nogil, parallel(num_threads=nthreads):
-        bad = 0
         buf = <float_t*> scratch((buf_len + xtl_len + rpb * L + Wb + T * L) * sizeof(float_t), failed)
         xtl = buf + buf_len
         gtl = xtl + xtl_len
@@ -551,11 +549,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                         for j in range(kout):
                             k = g * kout + j
                             # the band's output gradient, just before its products read it: finite?
-                            if float_t is float:
-                                fc_max_abs_f(&gy[n, k, od, oh0, 0], (oh1 - oh0) * OW, &bad)
-                            else:
-                                fc_max_abs_d(&gy[n, k, od, oh0, 0], (oh1 - oh0) * OW, &bad)
-                            if bad:
+                            if nonfinite(&gy[n, k, od, oh0, 0], (oh1 - oh0) * OW):
                                 anybad[0] = 1
                             if tail:
                                 for oh in range(oh0, oh1):

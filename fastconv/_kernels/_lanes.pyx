@@ -200,8 +200,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, fc_max_abs_d, fc_max_abs_f,
-                                       float_t, scratch, vd, vec_t, vf)
+from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t, nonfinite,
+                                       scratch, vd, vec_t, vf)
 
 LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 
@@ -470,13 +470,11 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef vd* td = NULL
     cdef int failed[1]
     cdef int anybad[1]
-    cdef int bad
     failed[0] = 0
     anybad[0] = 0
     if ntask == 0:
         return True
     with nogil, parallel(num_threads=nthreads):
-        bad = 0
         res = <float_t*> scratch(res_len * sizeof(float_t), failed)
         roff = <Py_ssize_t*> scratch((2 * R * S + LN_KB) * sizeof(Py_ssize_t), failed)     # per thread
         woff = roff + R * S if roff != NULL else NULL
@@ -541,13 +539,8 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                         src = res + (kk * plen + p0) * L + l
                         for x in range(npos - p0):
                             dsts[l][x] = src[x * L] + bval
-                    if check:
-                        if float_t is float:
-                            fc_max_abs_f(res + kk * plen * L, npos * L, &bad)
-                        else:
-                            fc_max_abs_d(res + kk * plen * L, npos * L, &bad)
-                        if bad:
-                            anybad[0] = 1
+                    if check and nonfinite(res + kk * plen * L, npos * L):
+                        anybad[0] = 1
         free(res)
         free(roff)
         free(dsts)

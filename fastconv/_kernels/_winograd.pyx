@@ -41,7 +41,7 @@ from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from fastconv._kernels.common cimport Geometry, check_scratch, fc_max_abs_d, fc_max_abs_f, float_t
+from fastconv._kernels.common cimport Geometry, check_scratch, float_t, nonfinite
 
 
 cdef extern from *:
@@ -672,16 +672,6 @@ cdef void _store_rows(float_t* dst, const Py_ssize_t* dims, Py_ssize_t nstride, 
                 row[lo + k * s2] = s[k]
 
 
-cdef inline int _bad(const float_t* p, Py_ssize_t n) noexcept nogil:
-    """Nonzero when p[0 .. n) holds an inf or NaN."""
-    cdef int bad = 0
-    if float_t is float:
-        fc_max_abs_f(p, n, &bad)
-    else:
-        fc_max_abs_d(p, n, &bad)
-    return bad
-
-
 cdef inline void _mov(float_t* d, const float_t* s, float_t b) noexcept nogil:
     if float_t is float:
         fc_wino_mov_f(d, s, b)
@@ -773,7 +763,7 @@ cdef void _output_channel_batch(float_t* m, Py_ssize_t ms, float_t* dst, const P
                     p = (i0 * ge[1] + i1) * ge[2] + i2
                     d = dst + (x1 + stride[2] * (B.tm[3 * t + 2] + i2) + off[2]) * Np + B.tn[t]
                     _mov(d, cur + p * cs + t, bias)
-                    bad[0] |= _bad(d, L)
+                    bad[0] |= nonfinite(d, L)
 
 
 cdef void _fft_passes(bint inverse, float_t* a, Py_ssize_t ps, const Grid* g, Py_ssize_t n) noexcept nogil:
@@ -1005,7 +995,7 @@ cdef void _output_channel(float_t* m, Py_ssize_t ms, float_t* dst, const Py_ssiz
                 fc_wino_rows_at_f(cur + p0 * cs, cs, n, ro, bias)
             else:
                 fc_wino_rows_at_d(cur + p0 * cs, cs, n, ro, bias)
-            bad[0] |= _bad(ro, g.mt[2] * n)
+            bad[0] |= nonfinite(ro, g.mt[2] * n)
             _store_rows(dst, dims, nstride, stride, off, i0, i1, g.mt[2], pf, B)
 
 

@@ -92,6 +92,16 @@ cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_
         dst[(j % sw) * Wp + j // sw] = xrow[q]
 
 
+cdef inline int nonfinite(const float_t* p, Py_ssize_t n) noexcept nogil:
+    """Nonzero when p[0 .. n) holds an inf or NaN (simd.h's fc_max_abs, one vectorised pass)."""
+    cdef int bad = 0
+    if float_t is float:
+        fc_max_abs_f(p, n, &bad)
+    else:
+        fc_max_abs_d(p, n, &bad)
+    return bad
+
+
 # ----------------------------------------------------------------------------------------------- scratch
 from libc.stdlib cimport malloc
 

@@ -133,7 +133,8 @@ typedef long long fc_mask_q4 __attribute__((vector_size(32)));
 
 /* max |p[i]| over n elements, and whether one is an inf or NaN: 16-lane (float) or 8-lane (double) vectors (GCC
    vector extensions, which the compiler maps to the level's registers), no branches; x * 0 is NaN exactly for an
-   inf or NaN x.  (direct's max_abs, the Winograd kernel's check of what it writes.) */
+   inf or NaN x.  (direct's max_abs, and common.pxd's nonfinite: the kernels' checks of what they write or
+   read.) */
 #define FC_MAXABS(NAME, T, IT, L, MASK)                                                                    \
 static inline double NAME(const T* p, ptrdiff_t n, int* bad) {                                             \
     typedef T V __attribute__((vector_size(L * sizeof(T))));                                               \
