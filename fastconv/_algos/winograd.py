@@ -279,21 +279,29 @@ class _Plan:
         return idx
 
     @functools.cached_property
+    def flipped(self):
+        """Input gradient whose virtual kernels are the whole kernels flipped (one phase, one block: stride 1)."""
+        if self.op != "grad_input":
+            return False
+        idx = self.filter_index
+        taps = prod(a.k for a in self.axes)     # (not the J of a block: a 2-tap axis has J = 3, one tap missing)
+        return idx.shape[:2] == (1, 1) and np.array_equal(idx[0, 0], np.arange(taps)[::-1])
+
+    @functools.cached_property
     def filter_rows(self):
-        """Winograd forward pass / input gradient whose virtual kernels are the kernels themselves, or (stride 1)
-        the flipped ones: ``(rows, taps)``, virtual kernel r being row rows[r] of the weights as (K * Cg, taps)
-        read at taps[j] (the filter transform reads the weights directly); else None."""
-        if self.family != WINOGRAD or self.op == "grad_weight":
+        """Winograd forward pass whose virtual kernels are the kernels themselves, or input gradient whose are the
+        flipped ones (``flipped``): ``(rows, taps)``, virtual kernel r being row rows[r] of the weights as
+        (K * Cg, taps) read at taps[j] (the filter transform reads the weights directly); else None."""
+        if self.family != WINOGRAD:
             return None
         G_, Cg, Kg = self.groups, self.C // self.groups, self.K // self.groups
-        taps = prod(a.k for a in self.axes)
-        idx = self.filter_index
-        if self.op == "forward":
-            return None if idx is not None else (np.arange(self.K * Cg), np.arange(taps))
-        if idx.shape[:2] != (1, 1) or not np.array_equal(idx[0, 0], np.arange(taps)[::-1]):
+        taps = np.arange(prod(a.k for a in self.axes))
+        if self.op == "forward" and self.filter_index is None:
+            return np.arange(self.K * Cg), taps
+        if not self.flipped:
             return None
         g, c, k = np.meshgrid(np.arange(G_), np.arange(Cg), np.arange(Kg), indexing="ij")   # the order (G, Cg, Kg)
-        return ((g * Kg + k) * Cg + c).ravel(), np.ascontiguousarray(np.arange(taps)[::-1])
+        return ((g * Kg + k) * Cg + c).ravel(), np.ascontiguousarray(taps[::-1])
 
     @functools.cached_property
     def tap_map(self):
@@ -461,9 +469,8 @@ def _virtual_kernels(w, plan):
     Kg, Cg = K // G_, C // G_
     idx = plan.filter_index
     if plan.op == "grad_input":
-        taps = prod(w.shape[2:])
-        if idx.shape[:2] == (1, 1) and np.array_equal(idx[0, 0], np.arange(taps)[::-1]):
-            # one phase, one block: the whole kernel flipped (a stride-1 layer), a single transposing copy
+        if plan.flipped:        # the whole kernel flipped (a stride-1 layer): a single transposing copy
+            taps = prod(w.shape[2:])
             wf = w.reshape(G_, Kg, Cg, taps)[..., ::-1]
             out = np.empty((taps, G_, Cg, Kg))
             out[...] = wf.transpose(3, 0, 2, 1)
