@@ -19,6 +19,7 @@ import pytest
 import fastconv as fc
 import reference as ref
 from fastconv import _kernels, filters
+from fastconv._algos import winograd
 
 LEVELS = _kernels.cpu_levels()
 OTHER = [lv for lv in LEVELS if lv != _kernels.level()]
@@ -222,6 +223,38 @@ def test_unavailable_level_falls_back_with_a_warning(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _kernels._default_level() != "avx512"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plans_follow_the_level(dtype):
+    """A geometry planned at one level and run again at a level of other vector lanes gets that level's plan: the
+    Winograd and small-tile FFT plans size their blocks of tiles in lanes (images are the lanes in batch mode), and
+    a plan cached for 8-lane vectors once gave wrong outputs at 16 lanes (16 images of 14 x 14)."""
+    by_lanes = {}
+    for lv in LEVELS:
+        with _kernels.use_level(lv):
+            by_lanes.setdefault(_kernels.vector_bytes(), lv)
+    if len(by_lanes) < 2:
+        pytest.skip("one vector width runs here")
+    rng = np.random.default_rng(11)
+    xs, ws = (16, 3, 14, 14), (6, 3, 3, 3)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    gy = rng.standard_normal(fc.conv_output_shape(xs, ws)).astype(dtype)
+    want = [ref.conv_nd(x, w), ref.conv_grad_input_nd(xs, w, gy), ref.conv_grad_weight_nd(x, gy, ws)]
+    tol = 3e-4 if dtype == np.float32 else 1e-11
+    levels = list(by_lanes.values())
+    for order in (levels, levels[::-1]):
+        winograd._cached_plan.cache_clear()
+        winograd._fft_plan.cache_clear()
+        for lv in order:
+            with _kernels.use_level(lv):
+                for alg in ("winograd", "fft_tiles"):
+                    got = [fc.conv2d(x, w, algorithm=alg), fc.grad.conv2d_input(xs, w, gy, algorithm=alg),
+                           fc.grad.conv2d_weight(x, ws, gy, algorithm=alg)]
+                    for a, r in zip(got, want):
+                        np.testing.assert_allclose(a, r, rtol=0, atol=tol * max(1.0, float(np.abs(r).max())),
+                                                   err_msg="%s at %s after %s" % (alg, lv, order))
 
 
 @pytest.mark.parametrize("level", OTHER)

@@ -244,7 +244,7 @@ def test_weight_gradient_ignores_what_its_scratch_held(alg, n, stride):
     w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
     geom = fc.ConvGeometry.make(x.shape, w.shape, stride, 1)
     gy = rng.standard_normal(geom.output_shape).astype(np.float32)
-    plan = W._plan(geom, "grad_weight", 4) if alg == "winograd" else W._fft_plan(geom, "grad_weight", 4)
+    plan = W._plan(geom, "grad_weight", 4) if alg == "winograd" else W.fft_plan(geom, "grad_weight", 4)
     shape = (W.LANES, plan.NP, plan.K, plan.Cv // plan.groups)
     assert np.prod(shape) * 4 >= _memory.MIN_BYTES          # large enough to be cached
     clean = fc.grad.conv2d_weight(x, w.shape, gy, stride=stride, padding=1, algorithm=alg)

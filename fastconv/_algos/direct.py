@@ -124,11 +124,12 @@ def supports(geom, dtype, op):
     width = (ow + WIDEST_BLOCK) * sw + (T - 1) * dw + 1 + max(sw, geom.stride[-1])     # (rows rounded to strides)
     if rows * width * 8 <= min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY):
         return True
-    return _fits(geom, np.dtype(dtype).char, op)
+    return _fits(geom, np.dtype(dtype).char, op, _kernels.level())
 
 
 @functools.lru_cache(maxsize=1024)
-def _fits(geom, dtype, op):
+def _fits(geom, dtype, op, level):
+    # ``level`` (whose register blocks size the buffers) is only part of the cache key
     itemsize = 4 if dtype == "f" else 8
     limit = min(MAX_BUFFER_BYTES, PHYSICAL_MEMORY)
     Cg, (R, S, T), dh, sw, dw, Kg, OW = _run_shape(geom, op)

@@ -390,8 +390,13 @@ def _use_batch(N, T, mts):
     return N >= BATCH_MIN_IMAGES and T[2] * mts[2] <= BATCH_MAX_ROW
 
 
-@functools.lru_cache(maxsize=512)
 def _plan(geom, op, item, family=WINOGRAD, L=0):
+    """The plan of ``op`` on ``geom`` for the SIMD level in use (its vector lanes size the tile blocks)."""
+    return _cached_plan(geom, op, item, family, L, _wk.lanes(item == 4))
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_plan(geom, op, item, family, L, lanes):
     g3 = geom.as_3d()
     N, C = g3.input_shape[:2]
     K, G = g3.out_channels, g3.groups
@@ -415,7 +420,6 @@ def _plan(geom, op, item, family=WINOGRAD, L=0):
         m0 = (0, 0, 0)
     Cvg, Kvg = Cv // G, Kv // G
     batch = _use_batch(N, T, mts)
-    lanes = _wk.lanes(item == 4)
     Np = -(-N // lanes) * lanes if batch else N
     tiles = Np * prod(T)
     unit = lanes if batch else MIN_TB
@@ -625,11 +629,12 @@ def grad_weight(x, gy, geom, out, nthreads):
 def fft_plan(geom, op, item):
     """The cheapest small-tile FFT plan for ``op`` on ``geom`` (tiles of 8, 16 or 32 points per transformed axis;
     phase kernels longer than half a tile in blocks), or None if no plan fits the memory bounds."""
-    return _fft_plan(geom, op, item)
+    return _fft_plan(geom, op, item, _wk.lanes(item == 4))
 
 
 @functools.lru_cache(maxsize=256)
-def _fft_plan(geom, op, item):
+def _fft_plan(geom, op, item, lanes):
+    # ``lanes`` (the SIMD level's, which _plan reads) is only part of the cache key
     if not _index_safe(geom):
         return None
     best = None
