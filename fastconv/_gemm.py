@@ -20,7 +20,7 @@ _tp = _kernels.module("_toeplitz")
 # Below this many multiply-adds OpenBLAS itself stays on one thread (its SMP threshold), so NumPy is used as is.
 SINGLE_THREAD_MACS = 1 << 18
 # A block gets at least MIN_BLOCK_MACS multiply-adds, and a product at most MAX_BLOCKS blocks (from the shape only).
-MIN_BLOCK_MACS = 1 << 22
+MIN_BLOCK_MACS = 1 << 20
 MAX_BLOCKS = 8
 INT_MAX = 2 ** 31 - 1      # BLAS dimensions are C ints
 

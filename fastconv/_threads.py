@@ -8,6 +8,7 @@ Every kernel receives the count explicitly and releases the GIL while it runs.
 import contextlib
 import contextvars
 import ctypes
+import functools
 import math
 import os
 import threading
@@ -127,7 +128,7 @@ def num_threads(n):
         _local.reset(token)
 
 
-_blas = {"libraries": None, "users": 0, "saved": None}
+_blas = {"libraries": None, "calls": None, "users": 0, "saved": None}
 _blas_lock = threading.Lock()
 
 
@@ -155,10 +156,11 @@ def single_threaded_blas():
                 from threadpoolctl import ThreadpoolController
                 import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one cython_blas calls)
                 _blas["libraries"] = ThreadpoolController().select(user_api="blas").lib_controllers
-            _blas["saved"] = [lib.get_num_threads() for lib in _blas["libraries"]]
-            for lib, n in zip(_blas["libraries"], _blas["saved"]):
+                _blas["calls"] = [_thread_calls(lib) for lib in _blas["libraries"]]
+            _blas["saved"] = [get() for get, _ in _blas["calls"]]
+            for (_, put), n in zip(_blas["calls"], _blas["saved"]):
                 if n != 1:
-                    _set_blas_threads(lib, 1)
+                    put(1)
         _blas["users"] += 1
     try:
         yield
@@ -166,9 +168,22 @@ def single_threaded_blas():
         with _blas_lock:
             _blas["users"] -= 1
             if _blas["users"] == 0:
-                for lib, n in zip(_blas["libraries"], _blas["saved"]):
+                for (_, put), n in zip(_blas["calls"], _blas["saved"]):
                     if n != 1:
-                        _set_blas_threads(lib, n)
+                        put(n)
+
+
+def _thread_calls(lib):
+    """(get, set) of a BLAS library's thread count: OpenBLAS's own C functions where threadpoolctl finds them (its
+    methods cost about 1.5 us a call, and a product on fastconv's threads makes six such calls), else the
+    controller's methods."""
+    symbol = getattr(lib, "_get_symbol", None)
+    if symbol is not None and getattr(lib, "internal_api", "") == "openblas" and getattr(
+            lib, "threading_layer", "") == "pthreads":
+        get, put = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+        if get is not None and put is not None:
+            return get, put
+    return lib.get_num_threads, functools.partial(_set_blas_threads, lib)
 
 
 # OpenBLAS's worker threads spin after every multi-threaded call (2**28 cycles by default), on the cores the next
