@@ -131,28 +131,27 @@ cdef extern from *:
     typedef float fc_half_f __attribute__((vector_size(32), aligned(4)));
     typedef double fc_half_d __attribute__((vector_size(32), aligned(8)));
     /* quadrant (ph, lh): positions ph * H .. ph * H + H - 1 of lanes lh * H .. lh * H + H - 1 */
+    /* (Loads and stores through the vector type, whose alignment is its element's: copies through memcpy into
+       the register array were compiled as 16-byte halves through the stack, which stalled every load.) */
     #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
     static inline void NAME(const T* src, T** dst, int nl, T bias) { \
         enum { H = N / 2 }; \
         VT r[H]; \
         for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
-            for (int i = 0; i < H; i++) __builtin_memcpy(&r[i], src + (ph * H + i) * N + lh * H, sizeof r[i]); \
+            for (int i = 0; i < H; i++) r[i] = *(const VT*) (src + (ph * H + i) * N + lh * H); \
             TRANSPOSE(r) \
-            for (int j = 0; j < H && lh * H + j < nl; j++) { \
-                VT v = r[j] + bias; __builtin_memcpy(dst[lh * H + j] + ph * H, &v, sizeof v); } \
+            for (int j = 0; j < H && lh * H + j < nl; j++) *(VT*) (dst[lh * H + j] + ph * H) = r[j] + bias; \
         } \
     }
     #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DT, AT) \
     static inline void NAME(const T* const* src, DT dst, int nl) { \
         enum { H = N / 2 }; \
+        static const T zero[N] __attribute__((aligned(64))); \
         VT r[H]; \
         for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
-            for (int i = 0; i < H; i++) { \
-                if (lh * H + i < nl) __builtin_memcpy(&r[i], src[lh * H + i] + ph * H, sizeof r[i]); \
-                else r[i] = (VT){0}; \
-            } \
+            for (int i = 0; i < H; i++) r[i] = *(const VT*) (lh * H + i < nl ? src[lh * H + i] + ph * H : zero); \
             TRANSPOSE(r) \
-            for (int j = 0; j < H; j++) __builtin_memcpy(AT(dst, ph * H + j, N) + lh * H, &r[j], sizeof r[j]); \
+            for (int j = 0; j < H; j++) *(VT*) (AT(dst, ph * H + j, N) + lh * H) = r[j]; \
         } \
     }
     FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
