@@ -503,6 +503,14 @@ def cost(geom, dtype, op):
     threads = max(1, min(_threads.get_num_threads(), int(tasks),
                          int(geom.flops // MIN_FLOPS_PER_THREAD) or 1))
     rate = _rate(is_float) * threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)
+    if kind == "channels":
+        # every register block (KB output channels x WB output columns of one output row) also costs its setup and
+        # the scatter of its results, which the few input channels x taps of a LeNet-class layer do not hide
+        # (AMD EPYC, avx2: 32 x C x 14^2 -> 16 5x5 layers ran 2.1x their model at C = 3, 1.7x at 12, 1.2x at 48)
+        KB, WB = _direct.block_sizes(is_float)
+        rows, width, chans = ((N * OD * OH, OW, Kg) if op == "forward"
+                              else (N * np.prod(g3.input_size[:2]), g3.input_size[2], Cg))
+        extra += G * rows * ceil(width / WB) * ceil(chans / KB) * BLOCK_FLOPS / rate
     return geom.flops / (rate * max(eff, 1e-3)) + extra + CALL_OVERHEAD * calls
 
 
@@ -514,6 +522,7 @@ def _rate(is_float):
 # Measured on the reference 3x3 layers (one thread): flops/s of the channel-vectorised register block, float32,
 # by vector width (32 bytes: AVX2 on the development machine; 64: AVX-512 on a Xeon); float64 is half.
 RATE_PER_THREAD = {32: 59e9, 64: 90e9}
+BLOCK_FLOPS = 15000         # per register block of the channel kernel: its setup and scatter (see ``cost``)
 ONE_TAP_EFFICIENCY = 0.5     # 1x1 kernels: loop overhead per input channel is not amortised over taps
 # The column-vectorised block (one load per multiply-add) relative to the channel block, at its peak, and the
 # per-kernel-row cost in column taps: single-channel 512^2 images, 2 threads, Xeon (AVX-512), time per output and

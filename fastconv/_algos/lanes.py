@@ -312,7 +312,10 @@ def cost_kind(geom, dtype, op):
     multiply-adds instead of four."""
     if op == "grad_weight":
         return ""
-    return "k%d" % _block_of(geom, op)[0]
+    # one-tap kernels apart: there a block's taps do not amortise its loads, and the 1x1 probe, at 1.7-2.3x the
+    # model, set the slope of the one fit it shared with the 5x5 probes (at 1.0-1.2x), so LeNet's layer looked
+    # twice as slow as it ran and auto took direct at 1.3-1.4x its time (AMD EPYC, avx2)
+    return "k%d%s" % (_block_of(geom, op)[0], "-1tap" if prod(geom.kernel_size) == 1 else "")
 
 
 def supports(geom, dtype, op):
