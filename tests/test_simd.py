@@ -306,3 +306,24 @@ def test_ndimage_at_every_level(level):
             sn.correlate(img, np.arange(12.0).reshape(3, 4) - 5, mode="wrap"))
     for a, b in zip(got, want):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_abs_at_every_level(dtype):
+    """direct's max_abs (simd.h's pass behind auto's check and the kernels' inf/NaN checks) at every level: vectors
+    of the instruction set's own width, two per step, and a scalar tail; lengths around those boundaries, an inf
+    or NaN at the first, a middle and the last element, unaligned starts."""
+    rng = np.random.default_rng(5)
+    for lv in LEVELS:
+        with _kernels.use_level(lv):
+            kern = _kernels.module("_direct")
+            for n in (1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 70001):
+                a = (rng.standard_normal(n + 1) * 10).astype(dtype)[1:]      # starts off a 64-byte boundary
+                want = float(np.abs(a).max())
+                for nt in (1, 2):
+                    assert kern.max_abs(a, nt) == want, (lv, n)
+                for pos in {0, n // 2, n - 1}:
+                    for bad in (np.inf, -np.inf, np.nan):
+                        b = a.copy()
+                        b[pos] = bad
+                        assert kern.max_abs(b, 2) == np.inf, (lv, n, pos, bad)
