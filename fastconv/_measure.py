@@ -1,11 +1,12 @@
 """Timing and plain-text tables: the helpers that the benchmarks, the filters' cost-model calibration and the
 model summary share (re-exported by :mod:`fastconv.benchmark`).  Imports nothing of fastconv."""
 import functools
+import os
 import platform
 import statistics
 import time
 
-__all__ = ["timeit", "interleaved", "balanced_orders", "format_table", "cpu_model"]
+__all__ = ["timeit", "interleaved", "balanced_orders", "format_table", "cpu_model", "l2_cache_bytes"]
 
 
 def timeit(fn, repeats=5, warmup=1, min_time=0.0):
@@ -107,3 +108,23 @@ def cpu_model():
     except OSError:  # pragma: no cover - not Linux
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=1)
+def l2_cache_bytes():
+    """Bytes of CPU 0's level-2 cache (Linux sysfs), or None where it cannot be read."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            if not entry.startswith("index"):
+                continue
+            with open(os.path.join(base, entry, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(base, entry, "size")) as f:
+                size = f.read().strip()
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
+            return int(size.rstrip("KkMmGg")) * scale
+    except (OSError, ValueError):
+        pass
+    return None

@@ -47,7 +47,7 @@ from math import prod
 
 import numpy as np
 
-from .. import _kernels
+from .. import _kernels, _measure
 from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
 from .._kernels import _memory, as_5d
@@ -130,10 +130,15 @@ GW_TILE_BLOCK = 64
 # without packing (one thread, 64 x 64 x 64: 5 us against 8-9 us transposed; 128 x 128 x 64 alike either way).
 # Interleaved on 8 x 64 x 56^2 3x3: weight gradient over forward time 1.61 / 1.62 / 1.69 -> 1.39 / 1.34 / 1.43.
 GW_TRANSPOSE_MAX = 2 ** 20
-# Weight gradient: output channels per product (a block of them shares one transformed output gradient).  On
-# 8 x 128 x 28^2 3x3, weight gradient over forward time (two interleaved runs, the median of the rounds' ratios):
-# 0.99 / 1.10 with blocks of 64, 1.02 / 1.12 with 32, 1.10 with all 128 (one run).
-GW_KB = 64
+# Weight gradient: output channels per product (a block of them shares one transformed output gradient).  Every
+# block reads the tile block's transformed input again: from a large L2 cache, or from L3 past a small one.  On
+# 8 x 128 x 28^2 3x3, weight gradient over forward time:
+# - Xeon (Sapphire Rapids, 2 MiB of L2 per core; two interleaved runs, the median of the rounds' ratios): 0.99 / 1.10
+#   with blocks of 64, 1.02 / 1.12 with 32, 1.10 with all 128 (one run);
+# - AMD EPYC (Zen 3, 512 KiB of L2; medians of 12-20 interleaved rounds, three runs): 1.24 / 1.38 / 1.24 with 64,
+#   1.06 / 1.14 / 1.08 with all 128, 1.38 / 1.33 with 96.
+GW_L2_SMALL = 1 << 20
+GW_KB = 128 if (_measure.l2_cache_bytes() or GW_L2_SMALL) < GW_L2_SMALL else 64
 # Channel products with fewer virtual input channels per group than this use a vector loop instead of BLAS.
 SMALL_CHANNELS = 4
 # Weight gradient: blocks are dealt to this many lanes (each with its own accumulator, summed in order).  The
