@@ -128,7 +128,7 @@ def num_threads(n):
         _local.reset(token)
 
 
-_blas = {"libraries": None, "calls": None, "users": 0, "saved": None}
+_blas = {"calls": None, "users": 0, "saved": None}    # calls: (get, set) of each BLAS library's thread count
 _blas_lock = threading.Lock()
 
 
@@ -152,11 +152,11 @@ def single_threaded_blas():
     """
     with _blas_lock:
         if _blas["users"] == 0:
-            if _blas["libraries"] is None:
+            if _blas["calls"] is None:
                 from threadpoolctl import ThreadpoolController
                 import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one cython_blas calls)
-                _blas["libraries"] = ThreadpoolController().select(user_api="blas").lib_controllers
-                _blas["calls"] = [_thread_calls(lib) for lib in _blas["libraries"]]
+                _blas["calls"] = [_thread_calls(lib) for lib in
+                                  ThreadpoolController().select(user_api="blas").lib_controllers]
             _blas["saved"] = [get() for get, _ in _blas["calls"]]
             for (_, put), n in zip(_blas["calls"], _blas["saved"]):
                 if n != 1:
