@@ -18,6 +18,12 @@ number of threads.  The weight array arrives packed by ``fastconv._algos.direct.
 Input dilation ("lhs dilation") lets the same kernel compute transposed convolutions and input gradients:
 input position ``p`` of a dilated axis holds ``x[p // l]`` when ``p % l == 0`` and zero otherwise.
 """
+# every ``cdef inline`` helper below is inlined at each call, where its block sizes are literals (see simd.h)
+cdef extern from *:
+    """
+    #define FC_INLINE_KERNELS 1
+    """
+
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset

@@ -36,6 +36,12 @@ not depend on the thread count, so results are bitwise identical for any number 
 """
 import numpy as np
 
+# every ``cdef inline`` helper below is inlined at each call, where its block sizes are literals (see simd.h)
+cdef extern from *:
+    """
+    #define FC_INLINE_KERNELS 1
+    """
+
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport free
 from libc.string cimport memset, memcpy
