@@ -65,13 +65,18 @@ cdef extern from *:
     /* The same for N output columns at once (rows of at least N; the last vector overlaps the one before it and
        writes some outputs again, with the same values): each window row's 2N inputs are split into their even and
        odd columns, the four taps are taken in the same order with the same rule, and ``w`` records which tap
-       holds the maximum, from which the 64-bit offsets are made.  Outputs are identical to the scalar loop's;
-       LeNet's rows (14 and 5 outputs) are too short for GCC's own vector loop, which wants 16. */
+       holds the maximum, from which the 64-bit offsets are made (in vectors too).  Loads and stores go through
+       the vector types (aligned as their elements): as memcpy, GCC split them into halves through the stack,
+       and the reloads missed store forwarding.  Outputs are identical to the
+       scalar loop's; LeNet's rows (14 and 5 outputs) are too short for GCC's own vector loop, which wants 16. */
     #define FC_MAX2X2V(NAME, T, U, N, EVEN, ODD)                                                          \
     static void NAME(const T *plane, int64_t b0, int64_t b1, T *restrict vals, int64_t *restrict ids,       \
                      ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t off) {                                           \
         typedef T V __attribute__((vector_size(N * sizeof(T)), aligned(sizeof(T))));                        \
         typedef U M __attribute__((vector_size(N * sizeof(T))));                                            \
+        typedef int64_t I __attribute__((vector_size(N * sizeof(int64_t)), aligned(sizeof(int64_t))));      \
+        const I twice = (I)FC_LIST##N(FC_EVEN, N);         /* 2 j: the first column of output j's window */ \
+        I wi, ix;                                                                                           \
         const T *r0 = plane + b0 + off, *r1 = plane + b1 + off;                                             \
         ptrdiff_t ow = lo;                                                                                  \
         for (;;) {                                                                                          \
@@ -79,18 +84,19 @@ cdef extern from *:
             ptrdiff_t c = 2 * ow;                                                                           \
             V a, b, v, u;                                                                                   \
             M m, w;                                                                                         \
-            memcpy(&a, r0 + c, sizeof a); memcpy(&b, r0 + c + N, sizeof b);                                 \
+            a = *(const V *)(r0 + c); b = *(const V *)(r0 + c + N);                                         \
             v = __builtin_shuffle(a, b, EVEN); u = __builtin_shuffle(a, b, ODD);                            \
             w = (M){0};                                                                                     \
             m = (M)((u > v) | (u != u)); v = (V)(((M)u & m) | ((M)v & ~m)); w = (m & 1) | (w & ~m);         \
-            memcpy(&a, r1 + c, sizeof a); memcpy(&b, r1 + c + N, sizeof b);                                 \
+            a = *(const V *)(r1 + c); b = *(const V *)(r1 + c + N);                                         \
             u = __builtin_shuffle(a, b, EVEN);                                                              \
             m = (M)((u > v) | (u != u)); v = (V)(((M)u & m) | ((M)v & ~m)); w = (m & 2) | (w & ~m);         \
             u = __builtin_shuffle(a, b, ODD);                                                               \
             m = (M)((u > v) | (u != u)); v = (V)(((M)u & m) | ((M)v & ~m)); w = (m & 3) | (w & ~m);         \
-            memcpy(vals + ow, &v, sizeof v);                                                                \
-            for (int j = 0; j < N; j++)                                                                     \
-                ids[ow + j] = ((w[j] & 2) ? b1 : b0) + off + 2 * (ow + j) + (int64_t)(w[j] & 1);            \
+            *(V *)(vals + ow) = v;                                                                          \
+            wi = __builtin_convertvector(w, I);                                                             \
+            ix = (b0 + off + 2 * ow) + twice + (wi & 1) + (-((wi >> 1) & 1) & (b1 - b0));                   \
+            *(I *)(ids + ow) = ix;                                                                          \
             if (ow + N >= hi) break;                                                                        \
             ow += N;                                                                                        \
         }                                                                                                   \
