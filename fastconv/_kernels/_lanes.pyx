@@ -103,21 +103,22 @@ cdef extern from *:
     #define FC_AT_ROW(d, j, N) ((d) + (j) * (N))
     #define FC_AT_PTR(d, j, N) ((d)[j])
     #if FC_VECTOR_BYTES == 64
+    /* (Loads and stores through the vector type, aligned as its element, and missing images read a zero row:
+       packing with memcpy and a branch per image went through the stack.) */
     #define FC_TILE(NAME, T, VT, N, TRANSPOSE) \
     static inline void NAME(const T* src, T** dst, int nl, T bias) { \
         VT r[N]; \
-        __builtin_memcpy(r, src, sizeof r); \
+        for (int i = 0; i < N; i++) r[i] = *(const VT*) (src + i * N); \
         TRANSPOSE(r) \
-        for (int j = 0; j < nl; j++) { VT v = r[j] + bias; __builtin_memcpy(dst[j], &v, sizeof v); } \
+        for (int j = 0; j < nl; j++) *(VT*) dst[j] = r[j] + bias; \
     }
     #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DT, AT) \
     static inline void NAME(const T* const* src, DT dst, int nl) { \
+        static const T zero[N] __attribute__((aligned(64))); \
         VT r[N]; \
-        for (int j = 0; j < N; j++) { \
-            if (j < nl) __builtin_memcpy(&r[j], src[j], sizeof r[j]); else r[j] = (VT){0}; \
-        } \
+        for (int j = 0; j < N; j++) r[j] = *(const VT*) (j < nl ? src[j] : zero); \
         TRANSPOSE(r) \
-        for (int j = 0; j < N; j++) __builtin_memcpy(AT(dst, j, N), &r[j], sizeof r[j]); \
+        for (int j = 0; j < N; j++) *(VT*) AT(dst, j, N) = r[j]; \
     }
     FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)

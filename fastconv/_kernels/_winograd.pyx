@@ -68,7 +68,8 @@ cdef extern from *:
     }
 
     /* dst[j * dn + i] = src[i * sn + j] for i < rows, j < cols: square blocks of one vector per row transposed
-       in registers (simd.h's butterfly transposes), the edges element by element.  Elements only move. */
+       in registers (simd.h's butterfly transposes), the edges element by element.  Elements only move.  Rows load
+       and store through the vector type (as memcpy, GCC moved them through the stack in 16-byte halves). */
     #if FC_VECTOR_BYTES == 64
     #define FC_WINO_TF FC_TRANSPOSE_F16
     #define FC_WINO_TD FC_TRANSPOSE_Q8
@@ -79,13 +80,14 @@ cdef extern from *:
     #define FC_WINO_TRANSPOSE(NAME, T, V, TR) \
     static void NAME(const T* src, Py_ssize_t sn, T* dst, Py_ssize_t dn, Py_ssize_t rows, Py_ssize_t cols) { \
         enum { N = sizeof(V) / sizeof(T) }; \
+        typedef V VU __attribute__((aligned(sizeof(T))));     /* rows at any element */ \
         Py_ssize_t re = rows - rows % N, ce = cols - cols % N, i, j; \
         for (i = 0; i < re; i += N) \
             for (j = 0; j < ce; j += N) { \
                 V r[N]; \
-                for (int a = 0; a < N; a++) memcpy(&r[a], src + (i + a) * sn + j, sizeof r[a]); \
+                for (int a = 0; a < N; a++) r[a] = *(const VU*)(src + (i + a) * sn + j); \
                 TR(r) \
-                for (int b = 0; b < N; b++) memcpy(dst + (j + b) * dn + i, &r[b], sizeof r[b]); \
+                for (int b = 0; b < N; b++) *(VU*)(dst + (j + b) * dn + i) = r[b]; \
             } \
         for (i = 0; i < rows; i++) \
             for (j = (i < re ? ce : 0); j < cols; j++) \
