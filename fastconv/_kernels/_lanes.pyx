@@ -58,7 +58,7 @@ cdef extern from *:
     #define FC_LN_WTB 5
     #else
     /* 16 registers of 32 bytes, a lane group in two: 2 x 3, 2 x 2, 1 x 6, 1 x 4, 3 x 2 accumulator groups;
-       weight gradient 2 x 2 (8 registers) */
+       weight gradient 2 x 3 (12 registers, 2 output-gradient and 1 input register per half lane group) */
     #define FC_LN_KB 3
     #define FC_LN_ACCS 6
     #define FC_LN_B0K 2
@@ -72,7 +72,7 @@ cdef extern from *:
     #define FC_LN_B4K 3
     #define FC_LN_B4X 2
     #define FC_LN_WKB 2
-    #define FC_LN_WTB 2
+    #define FC_LN_WTB 3
     #endif
     """
     enum:
