@@ -640,8 +640,7 @@ def unsharp_combine(const float_t[::1] image, float_t[::1] blurred, double amoun
 cdef extern from *:
     """
     /* An N x N block of 8-byte elements (complex64 numbers, moved as doubles: bit-exact) transposed in registers,
-       N = the vector's 8-byte lanes (simd.h's butterfly transposes).  Rows load and store through the vector type
-       (aligned as a float): as memcpy, GCC moved them through the stack in 16-byte halves. */
+       N = the vector's 8-byte lanes (simd.h's FC_TRANSPOSE_BLOCK; the vector type is aligned as a float). */
     #if FC_VECTOR_BYTES == 64
     typedef double fc_tp_v __attribute__((vector_size(64), aligned(4)));
     #define FC_TP_N 8
@@ -652,10 +651,7 @@ cdef extern from *:
     #define FC_TP_TRANSPOSE FC_TRANSPOSE_Q4
     #endif
     static inline void fc_tp_block(const float* src, Py_ssize_t sstride, float* dst, Py_ssize_t dstride) {
-        fc_tp_v r[FC_TP_N];
-        for (int i = 0; i < FC_TP_N; i++) r[i] = *(const fc_tp_v*)(src + i * sstride);
-        FC_TP_TRANSPOSE(r)
-        for (int j = 0; j < FC_TP_N; j++) *(fc_tp_v*)(dst + j * dstride) = r[j];
+        FC_TRANSPOSE_BLOCK(fc_tp_v, FC_TP_N, FC_TP_TRANSPOSE, src, sstride, dst, dstride);
     }
     """
     enum: FC_TP_N

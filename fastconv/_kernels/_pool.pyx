@@ -67,8 +67,8 @@ cdef extern from *:
        odd columns, the four taps are taken in the same order with the same rule, and ``w`` records which tap
        holds the maximum, from which the 64-bit offsets are made (in vectors too).  Loads and stores go through
        the vector types (aligned as their elements): as memcpy, GCC split them into halves through the stack,
-       and the reloads missed store forwarding.  Outputs are identical to the
-       scalar loop's; LeNet's rows (14 and 5 outputs) are too short for GCC's own vector loop, which wants 16. */
+       and the reloads missed store forwarding.  Outputs are identical to the scalar loop's; LeNet's rows (14
+       and 5 outputs) are too short for GCC's own vector loop, which wants 16. */
     #define FC_MAX2X2V(NAME, T, U, N, EVEN, ODD)                                                          \
     static void NAME(const T *plane, int64_t b0, int64_t b1, T *restrict vals, int64_t *restrict ids,       \
                      ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t off) {                                           \

@@ -68,8 +68,7 @@ cdef extern from *:
     }
 
     /* dst[j * dn + i] = src[i * sn + j] for i < rows, j < cols: square blocks of one vector per row transposed
-       in registers (simd.h's butterfly transposes), the edges element by element.  Elements only move.  Rows load
-       and store through the vector type (as memcpy, GCC moved them through the stack in 16-byte halves). */
+       in registers (simd.h's FC_TRANSPOSE_BLOCK), the edges element by element.  Elements only move. */
     #if FC_VECTOR_BYTES == 64
     #define FC_WINO_TF FC_TRANSPOSE_F16
     #define FC_WINO_TD FC_TRANSPOSE_Q8
@@ -83,12 +82,8 @@ cdef extern from *:
         typedef V VU __attribute__((aligned(sizeof(T))));     /* rows at any element */ \
         Py_ssize_t re = rows - rows % N, ce = cols - cols % N, i, j; \
         for (i = 0; i < re; i += N) \
-            for (j = 0; j < ce; j += N) { \
-                V r[N]; \
-                for (int a = 0; a < N; a++) r[a] = *(const VU*)(src + (i + a) * sn + j); \
-                TR(r) \
-                for (int b = 0; b < N; b++) *(VU*)(dst + (j + b) * dn + i) = r[b]; \
-            } \
+            for (j = 0; j < ce; j += N) \
+                FC_TRANSPOSE_BLOCK(VU, N, TR, src + i * sn + j, sn, dst + j * dn + i, dn); \
         for (i = 0; i < rows; i++) \
             for (j = (i < re ? ce : 0); j < cols; j++) \
                 dst[j * dn + i] = src[i * sn + j]; \

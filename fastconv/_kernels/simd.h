@@ -118,6 +118,17 @@ typedef long long fc_mask_q4 __attribute__((vector_size(32)));
     FC_BUTTERFLY(r, 4, 2, ((fc_mask_q4){0,1,4,5}), ((fc_mask_q4){2,3,6,7})) \
     FC_BUTTERFLY(r, 4, 1, ((fc_mask_q4){0,4,2,6}), ((fc_mask_q4){1,5,3,7}))
 
+/* A square block transposed in registers: N rows of one vector each, read at src + i * sstride (i < N), transposed
+   by TR (one of the above), stored as rows at dst + j * dstride.  VU is the rows' vector type aligned as its
+   element (rows may start at any element).  Rows move through VU, not memcpy: GCC compiled memcpy into a register
+   array as 16-byte halves through the stack, and the vector reloads missed store forwarding. */
+#define FC_TRANSPOSE_BLOCK(VU, N, TR, src, sstride, dst, dstride) do {                                        \
+    VU r_[N];                                                                                               \
+    for (int i_ = 0; i_ < (N); i_++) r_[i_] = *(const VU*) ((src) + i_ * (sstride));                        \
+    TR(r_)                                                                                                  \
+    for (int j_ = 0; j_ < (N); j_++) *(VU*) ((dst) + j_ * (dstride)) = r_[j_];                              \
+} while (0)
+
 /* Lane permutations of two vectors a, b of L lanes, for __builtin_shuffle (index i < L picks a[i], L + i picks
    b[i]): EVEN/ODD unzip (a0 a2 a4 ... b0 b2 ... / a1 a3 ... b1 b3 ...), ZLO/ZHI zip the low/high halves
    (a0 b0 a1 b1 ... / a[L/2] b[L/2] ...); FC_LISTn(F, L) is the initialiser {F(0, L), ..., F(n - 1, L)}. */
