@@ -67,13 +67,24 @@ def _empty_aligned(shape, dtype, slot=0):
     n = prod(shape)
     need = n + LANE_BYTES // dtype.itemsize
     if need * dtype.itemsize > REUSE_BYTES:
+        return _aligned_view(np.empty(need, dtype), n, shape)
+    bufs = _reuse.__dict__.setdefault("bufs", {})
+    key = (dtype.char, slot)
+    raw, view = bufs.get(key, (None, None))
+    if view is not None and view.shape == shape:        # the same layer again: the same view (a cache hit)
+        return view
+    if raw is None or raw.size < need:
         raw = np.empty(need, dtype)
-    else:
-        bufs = _reuse.__dict__.setdefault("bufs", {})
-        raw = bufs.get((dtype.char, slot))
-        if raw is None or raw.size < need:
-            raw = bufs[(dtype.char, slot)] = np.empty(need, dtype)
-    start = (-raw.ctypes.data % LANE_BYTES) // dtype.itemsize
+    view = _aligned_view(raw, n, shape)
+    bufs[key] = (raw, view)
+    return view
+
+
+def _aligned_view(raw, n, shape):
+    """``n`` elements of ``raw`` from its first 64-byte boundary, as ``shape``; the address through
+    ``__array_interface__`` (``ndarray.ctypes`` builds a ctypes object, about 10 us: as long as packing a small
+    layer)."""
+    start = (-raw.__array_interface__["data"][0] % LANE_BYTES) // raw.itemsize
     return raw[start:start + n].reshape(shape)
 
 
