@@ -218,6 +218,47 @@ def test_every_register_block(dtype):
             assert LA.block(6, 28) == {(4, 6): (6, 4), (3, 2): (3, 2)}[wide]        # LeNet's first layer
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GRID, ids=[str(c[:5]) for c in GRID])
+def test_passes_give_the_bits_of_one_pass(case, dtype):
+    """The kernels' passes over parts of the data (input channels per pass of a row's column blocks; the weight
+    gradient's tap groups and rows per pass), which keep a pass's data in the L1 cache, only move the partial sums
+    through memory: every pass size gives the bits of a single pass, and the planned sizes stay in range."""
+    x, w, b, gy, kw, y = _case(case, dtype, seed=3)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    _, (_, WTB) = _kernels.module("_lanes").block_sizes()
+    ntb = -(-int(np.prod(w.shape[2:])) // WTB)
+
+    def run(op, **passes):
+        plan = LA._Plan(geom, x.itemsize, op, 2)
+        for k, v in passes.items():
+            assert hasattr(plan, k)
+            setattr(plan, k, v)
+        shape = {"forward": y.shape, "grad_input": x.shape, "grad_weight": w.shape}[op]
+        out = np.full(shape, np.nan, dtype)
+        if op == "forward":
+            LA.forward(x, w, b, geom, out, 2, plan=plan)
+        elif op == "grad_input":
+            LA.grad_input(gy, w, geom, out, 2, plan=plan)
+        else:
+            LA.grad_weight(x, gy, geom, out, 2, plan=plan)
+        return out
+
+    for op in ("forward", "grad_input"):
+        cg = x.shape[1] // kw["groups"] if op == "forward" else w.shape[0] // kw["groups"]
+        assert 1 <= LA._Plan(geom, x.itemsize, op, 2).channels_per_pass <= cg
+        one = run(op, channels_per_pass=0)
+        _close(one, y if op == "forward" else ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
+        for cpp in (1, 2, 3):
+            np.testing.assert_array_equal(run(op, channels_per_pass=cpp), one)
+    plan = LA._Plan(geom, x.itemsize, "grad_weight", 2)
+    assert 1 <= plan.tap_groups <= ntb and 1 <= plan.rows_per_pass <= geom.as_3d().output_size[1]
+    one = run("grad_weight", tap_groups=1, rows_per_pass=0)
+    _close(one, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+    for groups, rows in ((2, 1), (ntb, 2), (ntb + 3, 1), (1, 3)):
+        np.testing.assert_array_equal(run("grad_weight", tap_groups=groups, rows_per_pass=rows), one)
+
+
 # (output width, block columns, kernel taps, column stride, tap dilation, data columns (pad, dilation, size))
 @pytest.mark.parametrize("case", [(14, 4, 5, 1, 1, (4, 1, 10)),        # LeNet's input gradient
                                   (9, 2, 3, 1, 2, (2, 3, 2)),          # stride holes wider than a block, dilated taps

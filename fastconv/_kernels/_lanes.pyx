@@ -12,17 +12,19 @@ of ``L`` pads the last group with zero images.
 zero padding (any sign: a negative pad crops) and input dilation there, so the compute kernels never test a bound:
 
 * :func:`forward` -- a task owns (lane group, group, block of KB output channels, output depth, a band of output
-  rows) and computes XB output columns at a time with KB x XB (at most ``LN_ACCS``) lane-group accumulators in
+  rows) and computes XB output columns at a time (over the input channels in passes whose rows stay in the L1
+  cache from one block of columns to the next) with KB x XB (at most ``LN_ACCS``) lane-group accumulators in
   registers (4 x 6, 4 x 5, 6 x 4, 2 x 12 or 1 x 12 at 64 bytes, as the layer's channels and width fit best): per
   input channel and tap, the KB weights are broadcast and each of the XB input lane groups is loaded once and
   multiplied by all of them.  Results (plus bias) are scattered to the images of the group.  The input gradient is
   the same kernel on the packed output gradient, dilated by the stride and padded by ``d (k - 1) - p``, with the
   flipped, channel-transposed kernel; its caller says which rows and, per block of columns, which column taps
   read only zeros (they are skipped).
-* :func:`grad_weight` -- a task owns (group, block of ``LN_WKB`` output channels, input channel, block of
-  ``LN_WTB`` kernel taps) and accumulates its weights lane-wise over every lane group, output depth, row and
-  column: one output-gradient load per channel and one input load per tap serve the whole block.  The ``L``
-  lanes of each weight are added at the end, left to right.
+* :func:`grad_weight` -- a task owns (group, block of ``LN_WKB`` output channels, input channel, a run of blocks
+  of ``LN_WTB`` kernel taps) and accumulates its weights lane-wise over every lane group, output depth, row and
+  column: one output-gradient load per channel and one input load per tap serve the whole block.  It walks the
+  rows in passes small enough for the L1 cache, each run by all of its tap blocks (their sums wait in memory
+  between passes).  The ``L`` lanes of each weight are added at the end, left to right.
 
 Summation order: an output of :func:`forward` sums input channel, kernel depth, row and column tap in this order,
 then adds the bias; a weight of :func:`grad_weight` sums, per lane, lane group, output depth, row and column in
@@ -200,8 +202,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t, nonfinite,
-                                       scratch, vd, vec_t, vf)
+from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t,
+                                       in_register_d, in_register_f, nonfinite, scratch, vd, vec_t, vf)
 
 LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 
@@ -361,9 +363,11 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
 cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
                             Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
                             Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                            Py_ssize_t kstride, int KB, int XB, vec_t* tag) noexcept nogil:
+                            Py_ssize_t kstride, bint acc, int KB, int XB, vec_t* tag) noexcept nogil:
     """res[(kk * kstride + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
-    wblk[kofs[kk] + c * wcstride + woff[q] + t] * base[c * cstride + roff[q] + x * swL + t * dwL + l].
+    wblk[kofs[kk] + c * wcstride + woff[q] + t] * base[c * cstride + roff[q] + x * swL + t * dwL + l], added to
+    what ``res`` holds there with ``acc`` (the sums continue from it: a caller that runs the channels in passes
+    gets the bits of one pass).
 
     KB x XB lane-group accumulators (at most LN_ACCS), each FC_LANE_VECS native vectors (a 64-byte lane group is
     two registers below AVX-512: as one 64-byte GCC vector in an array, GCC kept the accumulators in memory);
@@ -376,8 +380,14 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
     cdef const float_t* row
     cdef const float_t* wk
     memset(&z, 0, sizeof(vec_t))
-    for x in range(KB * XB * FC_LANE_VECS):
-        a[x] = z
+    if acc:
+        for kk in range(KB):
+            for x in range(XB):
+                for h in range(FC_LANE_VECS):
+                    a[(kk * XB + x) * FC_LANE_VECS + h] = (<vec_t*> res)[(kk * kstride + x) * FC_LANE_VECS + h]
+    else:
+        for x in range(KB * XB * FC_LANE_VECS):
+            a[x] = z
     for c in range(Cg):
         for q in range(nrs):
             row = base + c * cstride + roff[q]
@@ -399,32 +409,32 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
 cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
                                Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
                                Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                               Py_ssize_t kstride, int blk, vec_t* tag) noexcept nogil:
+                               Py_ssize_t kstride, bint acc, int blk, vec_t* tag) noexcept nogil:
     # literal block sizes for the inlined block (its loops unroll and its accumulators stay in registers); a
     # single channel takes half the accumulators (GCC does not unroll a loop of 24, and 12 columns already hide
     # the latency of the FMA chain); ``tag``: the vector type of float_t
     if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
         if blk == 0:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       LN_B0K, LN_B0X, tag)
+                       acc, LN_B0K, LN_B0X, tag)
         elif blk == 1:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       LN_B1K, LN_B1X, tag)
+                       acc, LN_B1K, LN_B1X, tag)
         elif blk == 2:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       LN_B2K, LN_B2X, tag)
+                       acc, LN_B2K, LN_B2X, tag)
         elif blk == 3:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       LN_B3K, LN_B3X, tag)
+                       acc, LN_B3K, LN_B3X, tag)
         else:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       LN_B4K, LN_B4X, tag)
+                       acc, LN_B4K, LN_B4X, tag)
 
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
             float_t[:, :, :, :, ::1] out, const unsigned char[::1] dvalid, const unsigned char[::1] hvalid,
             const Py_ssize_t[::1] taps, Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads,
-            bint check=False):
+            bint check=False, int channels_per_pass=0):
     """out (N, K, OD, OH, OW) = the valid correlation of the packed input ``xp`` (see :func:`pack`) with the
     weights ``w`` (K, Cg, R, S, T) at the strides and dilations of ``geom`` (its paddings are already in ``xp``),
     plus ``bias``, in the register block ``block`` (an index into :func:`block_sizes`; a block's channels past K
@@ -434,7 +444,10 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     column taps ``taps[2 * j]`` to ``taps[2 * j] + taps[2 * j + 1] - 1`` (the caller leaves out those that read
     only columns of zeros for every output column of the block).  A task computes ``rows_per_task`` output rows
     of one lane group and channel block (neighbouring tasks write far-apart outputs: no two threads share a cache
-    line but at the edges).  ``xp`` must be wide enough for whole blocks of XB columns, ``taps`` hold two entries
+    line but at the edges).  A row runs its column blocks over ``channels_per_pass`` input channels at a time (0:
+    all), the block's sums kept in the task's buffer between passes: the input channels a block reads stay in the
+    L1 cache for the next block, which reads most of them again (the order of the sums is unchanged).  ``xp`` must
+    be wide enough for whole blocks of XB columns, ``taps`` hold two entries
     per block within ``[0, T]``; all arguments are validated by the caller.  With ``check``, returns whether
     every sum is finite (each task checks its sums while they are in its thread's cache; the bias is not added
     to them: the caller's output is then finite when it has no bias), else True."""
@@ -456,7 +469,8 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t plen = rpt * OW + XB          # output positions of a task's rows, and a block's overrun
     cdef Py_ssize_t res_len = KB * plen * L
     cdef Py_ssize_t lstride = K * OD * OH * OW
-    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, kk, x, l, xblk, oh0, oh1, npos, p0, t0
+    cdef Py_ssize_t cpp = Cg if channels_per_pass <= 0 else min(channels_per_pass, Cg)
+    cdef Py_ssize_t task, b, g, kb, od, oh, band, n0, nl, k0, nk, ox0, kk, x, l, xblk, oh0, oh1, npos, p0, t0, c0
     cdef float_t* res
     cdef float_t** dsts
     cdef Py_ssize_t* roff
@@ -508,17 +522,22 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                                     roff[nq] = (r * dd * Hp + s * dh) * Wp * L
                                     woff[nq] = (r * S + s) * T
                                     nq = nq + 1
-                    for xblk in range((OW + XB - 1) // XB):
-                        ox0 = xblk * XB
-                        t0 = taps[2 * xblk]
-                        if float_t is float:
-                            _fwd_dispatch(base + (ox0 * sw + t0 * dw) * L, roff, woff, nq, Cg, cstride,
-                                          &w[k0, 0, 0, 0, 0] + t0, kofs, R * S * T, taps[2 * xblk + 1], dw * L,
-                                          sw * L, res + ((oh - oh0) * OW + ox0) * L, plen, blk, tf)
-                        else:
-                            _fwd_dispatch(base + (ox0 * sw + t0 * dw) * L, roff, woff, nq, Cg, cstride,
-                                          &w[k0, 0, 0, 0, 0] + t0, kofs, R * S * T, taps[2 * xblk + 1], dw * L,
-                                          sw * L, res + ((oh - oh0) * OW + ox0) * L, plen, blk, td)
+                    c0 = 0
+                    while c0 == 0 or c0 < Cg:
+                        for xblk in range((OW + XB - 1) // XB):
+                            ox0 = xblk * XB
+                            t0 = taps[2 * xblk]
+                            if float_t is float:
+                                _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw) * L, roff, woff, nq,
+                                              min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs, R * S * T,
+                                              taps[2 * xblk + 1], dw * L, sw * L,
+                                              res + ((oh - oh0) * OW + ox0) * L, plen, c0 > 0, blk, tf)
+                            else:
+                                _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw) * L, roff, woff, nq,
+                                              min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs, R * S * T,
+                                              taps[2 * xblk + 1], dw * L, sw * L,
+                                              res + ((oh - oh0) * OW + ox0) * L, plen, c0 > 0, blk, td)
+                        c0 = c0 + cpp
                 # then to the images: the rows oh0 .. oh1 - 1 of one (image, channel) are contiguous in out, so
                 # tiles of L positions x L lanes are transposed in registers and stored as image rows
                 npos = (oh1 - oh0) * OW
@@ -549,46 +568,52 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
 
 
 # ----------------------------------------------------------------------------------------------- weight gradient
-cdef inline void _wgrad_block(const float_t* xb, const float_t* gb, Py_ssize_t NB, Py_ssize_t xnb, Py_ssize_t gnb,
-                              Py_ssize_t OD, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t xds, Py_ssize_t xhs,
-                              Py_ssize_t swL, Py_ssize_t L, const Py_ssize_t* kofs, const Py_ssize_t* toff,
-                              float_t* res, vec_t* tag) noexcept nogil:
-    """res[(kk * LN_WTB + tt) * L + l] = sum over lane groups b, output positions (od, oh, ow) of
-    gb[b * gnb + kofs[kk] + ((od * OH + oh) * OW + ow) * L + l] * xb[b * xnb + od * xds + oh * xhs + toff[tt]
-    + ow * swL + l], in lane groups of FC_LANE_VECS native vectors (see :func:`_fwd_block`)."""
+cdef inline void _wgrad_block(const float_t* xr0, const float_t* gr0, Py_ssize_t nrows, Py_ssize_t OW,
+                              Py_ssize_t xhs, Py_ssize_t swL, Py_ssize_t L, const Py_ssize_t* kofs,
+                              const Py_ssize_t* toff, float_t* res, bint acc, vec_t* tag) noexcept nogil:
+    """res[(kk * LN_WTB + tt) * L + l] (plus what it holds, with ``acc``) += sum over output rows oh < nrows and
+    columns ow of gr0[kofs[kk] + (oh * OW + ow) * L + l] * xr0[oh * xhs + toff[tt] + ow * swL + l], in lane
+    groups of FC_LANE_VECS native vectors (see :func:`_fwd_block`), rows and columns in order."""
     cdef vec_t a[LN_WKB * LN_WTB * FC_LANE_VECS]
     cdef vec_t gv[LN_WKB * FC_LANE_VECS]
     cdef vec_t z, xv
-    cdef Py_ssize_t b, od, oh, ow, kk, tt, h
+    cdef Py_ssize_t oh, ow, kk, tt, h
     cdef const float_t* xr
     cdef const float_t* gr
     memset(&z, 0, sizeof(vec_t))
     for tt in range(LN_WKB * LN_WTB * FC_LANE_VECS):
-        a[tt] = z
-    for b in range(NB):
-        for od in range(OD):
-            for oh in range(OH):
-                xr = xb + b * xnb + od * xds + oh * xhs
-                gr = gb + b * gnb + (od * OH + oh) * OW * L
-                for ow in range(OW):
+        a[tt] = (<vec_t*> res)[tt] if acc else z
+    for oh in range(nrows):
+        xr = xr0 + oh * xhs
+        gr = gr0 + oh * OW * L
+        for ow in range(OW):
+            for kk in range(LN_WKB):
+                for h in range(FC_LANE_VECS):
+                    gv[kk * FC_LANE_VECS + h] = (<const vec_t*> (gr + kofs[kk] + ow * L))[h]
+            for tt in range(LN_WTB):
+                for h in range(FC_LANE_VECS):
+                    xv = (<const vec_t*> (xr + toff[tt] + ow * swL))[h]
+                    if vec_t is vf:
+                        in_register_f(xv)
+                    else:
+                        in_register_d(xv)
                     for kk in range(LN_WKB):
-                        for h in range(FC_LANE_VECS):
-                            gv[kk * FC_LANE_VECS + h] = (<const vec_t*> (gr + kofs[kk] + ow * L))[h]
-                    for tt in range(LN_WTB):
-                        for h in range(FC_LANE_VECS):
-                            xv = (<const vec_t*> (xr + toff[tt] + ow * swL))[h]
-                            for kk in range(LN_WKB):
-                                a[(kk * LN_WTB + tt) * FC_LANE_VECS + h] += gv[kk * FC_LANE_VECS + h] * xv
+                        a[(kk * LN_WTB + tt) * FC_LANE_VECS + h] += gv[kk * FC_LANE_VECS + h] * xv
     for tt in range(LN_WKB * LN_WTB * FC_LANE_VECS):
         (<vec_t*> res)[tt] = a[tt]
 
 
 def grad_weight(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, :, ::1] gyp,
-                float_t[:, :, :, :, ::1] out, const Py_ssize_t[::1] toff, Geometry geom, int nthreads):
+                float_t[:, :, :, :, ::1] out, const Py_ssize_t[::1] toff, Geometry geom, int nthreads,
+                int tap_groups=1, int rows_per_pass=0):
     """out (K, Cg, R, S, T) = the weight gradient from the packed input ``xp`` (padding resolved, see
     :func:`pack`) and the packed output gradient ``gyp`` (NB, K, OD, OH, OW, L), at the strides and dilations of
     ``geom``.  ``toff[(r * S + s) * T + t]`` is the offset of tap (r, s, t) in ``xp``'s (D, H, W) volume, in
-    elements.  All arguments are validated by the caller."""
+    elements.  A task owns a block of ``LN_WKB`` output channels, an input channel and one of ``tap_groups``
+    runs of consecutive ``LN_WTB``-tap blocks; it walks the lane groups, output depths and, ``rows_per_pass`` (0:
+    all) output rows at a time, the rows, running each of its tap blocks over a pass before the next pass (the
+    rows of a pass, chosen small enough, stay in the L1 cache for all of its blocks).  All arguments are validated
+    by the caller."""
     cdef Py_ssize_t K = out.shape[0], Cg = out.shape[1], R = out.shape[2], S = out.shape[3], T = out.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], C = xp.shape[1], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4]
     cdef Py_ssize_t L = xp.shape[5]
@@ -598,14 +623,21 @@ def grad_weight(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, 
     cdef Py_ssize_t taps = R * S * T
     cdef Py_ssize_t nkb = (Kg + LN_WKB - 1) // LN_WKB
     cdef Py_ssize_t ntb = (taps + LN_WTB - 1) // LN_WTB
-    cdef Py_ssize_t ntask = G * nkb * Cg * ntb
-    cdef Py_ssize_t res_len = LN_WKB * LN_WTB * L
+    cdef Py_ssize_t ntg = max(1, min(tap_groups, ntb))
+    cdef Py_ssize_t tbg = (ntb + ntg - 1) // ntg            # tap blocks per group
+    cdef Py_ssize_t rpp = OH if rows_per_pass <= 0 else min(rows_per_pass, OH)
+    cdef Py_ssize_t ntask = G * nkb * Cg * ntg
+    cdef Py_ssize_t blk_len = LN_WKB * LN_WTB * L
+    cdef Py_ssize_t res_len = tbg * blk_len
     cdef Py_ssize_t xnb = C * Dp * Hp * Wp * L, gnb = K * OD * OH * OW * L, gks = OD * OH * OW * L
-    cdef Py_ssize_t task, g, kb, c, tb, k0, nk, q0, nq, kk, tt, l, q
+    cdef Py_ssize_t xds = sd * Hp * Wp * L, xhs = sh * Wp * L
+    cdef Py_ssize_t task, g, kb, c, tg, k0, nk, q0, nq, kk, tt, l, q, j, tb0, ntbt, b, od, oh0
     cdef Py_ssize_t* kofs
     cdef Py_ssize_t* tof
     cdef float_t* res
+    cdef const float_t* xc
     cdef float_t v
+    cdef bint started
     cdef int failed[1]
     cdef vf* tf = NULL
     cdef vd* td = NULL
@@ -614,39 +646,59 @@ def grad_weight(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, 
         return
     with nogil, parallel(num_threads=nthreads):
         res = <float_t*> scratch(res_len * sizeof(float_t), failed)
-        kofs = <Py_ssize_t*> scratch((LN_WKB + LN_WTB) * sizeof(Py_ssize_t), failed)    # per thread
+        kofs = <Py_ssize_t*> scratch((LN_WKB + tbg * LN_WTB) * sizeof(Py_ssize_t), failed)    # per thread
         tof = kofs + LN_WKB if kofs != NULL else NULL
         for task in prange(ntask, schedule='dynamic'):
             if res != NULL and kofs != NULL:
-                tb = task % ntb
-                c = (task // ntb) % Cg
-                kb = (task // (ntb * Cg)) % nkb
-                g = task // (ntb * Cg * nkb)
+                tg = task % ntg
+                c = (task // ntg) % Cg
+                kb = (task // (ntg * Cg)) % nkb
+                g = task // (ntg * Cg * nkb)
                 k0 = g * Kg + kb * LN_WKB
                 nk = min(LN_WKB, Kg - kb * LN_WKB)
-                q0 = tb * LN_WTB
-                nq = min(LN_WTB, taps - q0)
+                tb0 = tg * tbg
+                ntbt = min(tbg, ntb - tb0)
+                if ntbt <= 0:
+                    continue
                 # channels and taps past the block's real ones repeat its last real one; their sums are dropped
                 for kk in range(LN_WKB):
                     kofs[kk] = (k0 + min(kk, nk - 1)) * gks
-                for tt in range(LN_WTB):
-                    tof[tt] = toff[q0 + min(tt, nq - 1)]
-                if NB > 0:
-                    if float_t is float:
-                        _wgrad_block(&xp[0, g * Cg + c, 0, 0, 0, 0], &gyp[0, 0, 0, 0, 0, 0], NB, xnb, gnb, OD, OH,
-                                     OW, sd * Hp * Wp * L, sh * Wp * L, sw * L, L, kofs, tof, res, tf)
-                    else:
-                        _wgrad_block(&xp[0, g * Cg + c, 0, 0, 0, 0], &gyp[0, 0, 0, 0, 0, 0], NB, xnb, gnb, OD, OH,
-                                     OW, sd * Hp * Wp * L, sh * Wp * L, sw * L, L, kofs, tof, res, td)
-                else:
+                for j in range(ntbt):
+                    q0 = (tb0 + j) * LN_WTB
+                    nq = min(LN_WTB, taps - q0)
+                    for tt in range(LN_WTB):
+                        tof[j * LN_WTB + tt] = toff[q0 + min(tt, nq - 1)]
+                xc = &xp[0, 0, 0, 0, 0, 0] + (g * Cg + c) * Dp * Hp * Wp * L
+                started = False
+                for b in range(NB):
+                    for od in range(OD):
+                        oh0 = 0
+                        while oh0 < OH:
+                            for j in range(ntbt):
+                                if float_t is float:
+                                    _wgrad_block(xc + b * xnb + od * xds + oh0 * xhs,
+                                                 &gyp[0, 0, 0, 0, 0, 0] + b * gnb + (od * OH + oh0) * OW * L,
+                                                 min(rpp, OH - oh0), OW, xhs, sw * L, L, kofs, tof + j * LN_WTB,
+                                                 res + j * blk_len, started, tf)
+                                else:
+                                    _wgrad_block(xc + b * xnb + od * xds + oh0 * xhs,
+                                                 &gyp[0, 0, 0, 0, 0, 0] + b * gnb + (od * OH + oh0) * OW * L,
+                                                 min(rpp, OH - oh0), OW, xhs, sw * L, L, kofs, tof + j * LN_WTB,
+                                                 res + j * blk_len, started, td)
+                            started = True
+                            oh0 = oh0 + rpp
+                if not started:
                     memset(res, 0, res_len * sizeof(float_t))
-                for kk in range(nk):
-                    for tt in range(nq):
-                        v = res[(kk * LN_WTB + tt) * L]
-                        for l in range(1, L):
-                            v = v + res[(kk * LN_WTB + tt) * L + l]
-                        q = q0 + tt
-                        out[k0 + kk, c, q // (S * T), (q // T) % S, q % T] = v
+                for j in range(ntbt):
+                    q0 = (tb0 + j) * LN_WTB
+                    nq = min(LN_WTB, taps - q0)
+                    for kk in range(nk):
+                        for tt in range(nq):
+                            v = res[j * blk_len + (kk * LN_WTB + tt) * L]
+                            for l in range(1, L):
+                                v = v + res[j * blk_len + (kk * LN_WTB + tt) * L + l]
+                            q = q0 + tt
+                            out[k0 + kk, c, q // (S * T), (q // T) % S, q % T] = v
         free(res)
         free(kofs)
     check_scratch(failed[0], "lanes weight gradient", res_len * sizeof(float_t))

@@ -49,6 +49,9 @@ cdef extern from "simd.h":
     # max |p[i]| over n elements, and *bad = whether one is an inf or NaN (one vectorised pass)
     double fc_max_abs_f(const float* p, Py_ssize_t n, int* bad) nogil
     double fc_max_abs_d(const double* p, Py_ssize_t n, int* bad) nogil
+    # keep a loaded vector in a register (GCC would fold its load into every multiply-add that uses it)
+    void in_register_f "FC_IN_REGISTER"(vf v) noexcept nogil
+    void in_register_d "FC_IN_REGISTER"(vd v) noexcept nogil
 
 ctypedef fused vec_t:
     vf

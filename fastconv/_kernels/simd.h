@@ -196,6 +196,17 @@ FC_MAXABS(fc_max_abs_d, double, long long, 0x7fffffffffffffffLL)
    after it inlined at each call: its register-block kernels are called with literal block sizes, and only inlined
    copies unroll their loops and keep the accumulators in registers (GCC's heuristics stop inlining a big body
    after a few call sites). */
+/* FC_IN_REGISTER(v): the vector v is in a register here.  A kernel loads a vector once and uses it in several
+   multiply-adds; GCC folds the load into each of them instead (a memory operand per FMA), which turns a block
+   bound by its FMAs into one bound by its loads.  Only where a vector is one register (32 bytes with AVX, 64 with
+   AVX-512); elsewhere it does nothing. */
+#if defined(__GNUC__) && ((FC_VECTOR_BYTES == 32 && defined(__AVX__)) || \
+                          (FC_VECTOR_BYTES == 64 && defined(__AVX512F__)))
+#define FC_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define FC_IN_REGISTER(v) ((void) 0)
+#endif
+
 #if defined(FC_INLINE_KERNELS) && defined(__GNUC__)
 #undef CYTHON_INLINE
 #define CYTHON_INLINE inline __attribute__((always_inline))
