@@ -144,6 +144,20 @@ def _column_taps(width, xb, kw, sw, dw, cols):
     return taps.ravel(), int(data.sum()), int(xb * taps[:, 1].sum())
 
 
+def _columns_read(taps, xb, sw, dw):
+    """(first, one past the last) packed column that the blocks of ``xb`` output columns read with the column taps
+    ``taps`` (the kernel's table), at column stride ``sw`` and tap dilation ``dw``; (0, 1) if none reads any (the
+    input gradient of LeNet's 6 -> 16 layer: columns 3 to 14 of 18)."""
+    t0, nt = taps[0::2], taps[1::2]
+    x0 = np.arange(len(t0)) * xb * sw
+    used = nt > 0
+    if not used.any():
+        return 0, 1
+    lo = int((x0 + t0 * dw)[used].min())
+    hi = int((x0 + (xb - 1) * sw + (t0 + nt - 1) * dw)[used].max()) + 1
+    return lo, hi
+
+
 def _block_rate(b, kout, useful, computed):
     """Useful multiply-adds per cycle of register block ``b`` on ``kout`` channels, relative to the fastest block
     (``BLOCK_RATE``), when a row's ``useful`` column products take ``computed`` (``_column_taps``)."""
@@ -239,6 +253,12 @@ class _Plan:
             self.block_index = _lanes.block_sizes()[0].index(self.block)     # the kernel's name for it
             self.ext = _extent(out_size, g3.effective_kernel, stride, self.block[1])
             self.taps = _taps_table(out_size[2], self.block[1], *_columns(geom, op))
+            self.first_column = 0
+            if op == "grad_input":      # pack only the columns the blocks' taps read
+                lo, hi = _columns_read(self.taps, self.block[1], stride[2], g3.dilation[2])
+                self.first_column = lo
+                self.ext = self.ext[:2] + (hi - lo,)
+                self.pad = self.pad[:2] + (self.pad[2] - lo,)
             if op == "forward":        # the forward pass multiplies its zero padding (the non-finite contract)
                 self.valid = (np.ones(self.ext[0], np.uint8), np.ones(self.ext[1], np.uint8))
             else:                      # rows of padding and stride holes are skipped (columns: self.taps)
@@ -303,7 +323,8 @@ def _correlate(xp, w5, bias, out5, plan, check=False):
     b = bias if bias is not None else w5[:1, 0, 0, 0, 0]
     return _lanes.forward(xp, w5, b, out5, plan.valid[0], plan.valid[1], plan.taps, plan.kernel,
                           has_bias=bias is not None, block=plan.block_index, rows_per_task=plan.rows,
-                          nthreads=plan.threads, check=check, channels_per_pass=plan.channels_per_pass)
+                          nthreads=plan.threads, check=check, channels_per_pass=plan.channels_per_pass,
+                          first_column=plan.first_column)
 
 
 def forward(x, w, bias, geom, out, nthreads, plan=None):

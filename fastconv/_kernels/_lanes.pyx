@@ -200,7 +200,7 @@ cdef extern from *:
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t,
                                        in_register_d, in_register_f, nonfinite, scratch, vd, vec_t, vf)
@@ -240,33 +240,37 @@ cdef inline void _untile_run(const float_t** srcs, Py_ssize_t nl, Py_ssize_t n, 
             fc_untile_part_d(<const double**> srcs, <double*> (d + i * L), <int> nl, <int> (n - i))
 
 
-cdef inline void _untile_rows(const float_t** srcs, float_t** dsts, Py_ssize_t nl, Py_ssize_t n, Py_ssize_t W,
-                              Py_ssize_t L, float_t* d, Py_ssize_t dstride) noexcept nogil:
-    """As :func:`_untile_run` for n positions that are rows of W in the sources and rows ``dstride`` elements apart
-    in ``d``: position i's lane group goes to d + (i / W) * dstride + (i % W) * L (``dsts``: L pointers of
-    scratch)."""
-    cdef Py_ssize_t i = 0, j, l, m, row = 0, col = 0
-    while i < n:
-        m = min(L, n - i)
-        for j in range(m):
-            dsts[j] = d + row * dstride + col * L
-            col = col + 1
-            if col == W:
-                col = 0
-                row = row + 1
-        if m == L:
-            if float_t is float:
-                fc_untile_to_f(<const float**> srcs, <float**> dsts, <int> nl)
-            else:
-                fc_untile_to_d(<const double**> srcs, <double**> dsts, <int> nl)
-        else:
-            if float_t is float:
-                fc_untile_part_to_f(<const float**> srcs, <float**> dsts, <int> nl, <int> m)
-            else:
-                fc_untile_part_to_d(<const double**> srcs, <double**> dsts, <int> nl, <int> m)
+# Short rows of a padded copy go through this much per-thread scratch: their tiles cross rows, which are not
+# contiguous in the copy.
+cdef enum:
+    PACK_TMP_BYTES = 16384
+
+
+cdef inline void _untile_padded(const float_t* const* rows, Py_ssize_t nl, Py_ssize_t nrows, Py_ssize_t W,
+                                Py_ssize_t L, float_t* d, Py_ssize_t dstride, const float_t** srcs,
+                                float_t* tmp) noexcept nogil:
+    """Row i < nrows of the nl images (``rows[l] + i * W``, W positions each) to the lane groups at d + i * dstride:
+    long rows one by one (:func:`_untile_run`), short ones -- whose tiles would cross rows -- a chunk of them at a
+    time through ``tmp`` (PACK_TMP_BYTES), as one run, then row by row into place.  ``srcs``: L pointers of
+    scratch."""
+    cdef Py_ssize_t rb = W * L * sizeof(float_t)
+    cdef Py_ssize_t chunk = PACK_TMP_BYTES // rb
+    cdef Py_ssize_t r0, i, l, nr
+    if chunk <= 1:
+        for i in range(nrows):
+            for l in range(nl):
+                srcs[l] = rows[l] + i * W
+            _untile_run(srcs, nl, W, L, d + i * dstride)
+        return
+    r0 = 0
+    while r0 < nrows:
+        nr = min(chunk, nrows - r0)
         for l in range(nl):
-            srcs[l] = srcs[l] + m
-        i = i + m
+            srcs[l] = rows[l] + r0 * W
+        _untile_run(srcs, nl, nr * W, L, tmp)
+        for i in range(nr):
+            memcpy(d + (r0 + i) * dstride, tmp + i * W * L, rb)
+        r0 = r0 + nr
 
 
 def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ssize_t pd, Py_ssize_t ph,
@@ -288,7 +292,9 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     cdef float_t* drow
     cdef const float_t* src
     cdef const float_t** srcs
-    cdef float_t** dsts
+    cdef const float_t** rows
+    cdef float_t* tmp
+    cdef float_t* tmp_raw
     cdef int failed[1]
     failed[0] = 0
     # input columns that land inside a row: 0 <= iw * lw + pw < Wp
@@ -298,11 +304,15 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
         return
     with nogil, parallel(num_threads=nthreads):
         srcs = <const float_t**> scratch(2 * L * sizeof(float_t*), failed)
-        dsts = <float_t**> (srcs + L) if srcs != NULL else NULL
+        rows = srcs + L if srcs != NULL else NULL
+        tmp_raw = <float_t*> scratch(PACK_TMP_BYTES + 64, failed) if whole and W != Wp else NULL
+        tmp = tmp_raw
+        if tmp != NULL:      # lane groups on cache lines
+            tmp = tmp + ((64 - (<size_t> tmp) % 64) % 64) // sizeof(float_t)
         # one task per (lane group, channel): a contiguous block of xp, written by one thread; a row is zeroed
         # only where the copy does not write it (padding, holes, missing images)
         for task in prange(NB * C, schedule='static'):
-            if srcs == NULL:
+            if srcs == NULL or (tmp == NULL and whole and W != Wp):
                 continue
             c = task % C
             b = task // C
@@ -336,7 +346,9 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                                     memset(drow + l * Wp * L, 0, pw * L * sizeof(float_t))
                                 if pw + W < Wp:
                                     memset(drow + (l * Wp + pw + W) * L, 0, (Wp - pw - W) * L * sizeof(float_t))
-                            _untile_rows(srcs, dsts, nl, run * W, W, L, drow + pw * L, Wp * L)
+                            for l in range(nl):
+                                rows[l] = &x[b * L + l, c, idd // ld, ihh, 0]
+                            _untile_padded(rows, nl, run, W, L, drow + pw * L, Wp * L, srcs, tmp)
                         zh = zh + run - 1
                     elif lw == 1:
                         lo = (pw + w0) * L
@@ -356,7 +368,8 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                             for iw in range(w0, w1):
                                 drow[iw * lw * L + l] = src[iw]
         free(srcs)
-    check_scratch(failed[0], "lanes packing", 2 * L * sizeof(float_t*))
+        free(tmp_raw)
+    check_scratch(failed[0], "lanes packing", PACK_TMP_BYTES + 64)
 
 
 # ----------------------------------------------------------------------------------------------- forward
@@ -434,7 +447,7 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
             float_t[:, :, :, :, ::1] out, const unsigned char[::1] dvalid, const unsigned char[::1] hvalid,
             const Py_ssize_t[::1] taps, Geometry geom, *, bint has_bias, int block, int rows_per_task, int nthreads,
-            bint check=False, int channels_per_pass=0):
+            bint check=False, int channels_per_pass=0, Py_ssize_t first_column=0):
     """out (N, K, OD, OH, OW) = the valid correlation of the packed input ``xp`` (see :func:`pack`) with the
     weights ``w`` (K, Cg, R, S, T) at the strides and dilations of ``geom`` (its paddings are already in ``xp``),
     plus ``bias``, in the register block ``block`` (an index into :func:`block_sizes`; a block's channels past K
@@ -447,7 +460,8 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     line but at the edges).  A row runs its column blocks over ``channels_per_pass`` input channels at a time (0:
     all), the block's sums kept in the task's buffer between passes: the input channels a block reads stay in the
     L1 cache for the next block, which reads most of them again (the order of the sums is unchanged).  ``xp`` must
-    be wide enough for whole blocks of XB columns, ``taps`` hold two entries
+    be wide enough for whole blocks of XB columns (its rows start at column ``first_column`` of the correlation's
+    input: the caller left out columns no block reads), ``taps`` hold two entries
     per block within ``[0, T]``; all arguments are validated by the caller.  With ``check``, returns whether
     every sum is finite (each task checks its sums while they are in its thread's cache; the bias is not added
     to them: the caller's output is then finite when it has no bias), else True."""
@@ -528,14 +542,14 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                             ox0 = xblk * XB
                             t0 = taps[2 * xblk]
                             if float_t is float:
-                                _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw) * L, roff, woff, nq,
-                                              min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs, R * S * T,
-                                              taps[2 * xblk + 1], dw * L, sw * L,
+                                _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw - first_column) * L, roff,
+                                              woff, nq, min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs,
+                                              R * S * T, taps[2 * xblk + 1], dw * L, sw * L,
                                               res + ((oh - oh0) * OW + ox0) * L, plen, c0 > 0, blk, tf)
                             else:
-                                _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw) * L, roff, woff, nq,
-                                              min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs, R * S * T,
-                                              taps[2 * xblk + 1], dw * L, sw * L,
+                                _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw - first_column) * L, roff,
+                                              woff, nq, min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs,
+                                              R * S * T, taps[2 * xblk + 1], dw * L, sw * L,
                                               res + ((oh - oh0) * OW + ox0) * L, plen, c0 > 0, blk, td)
                         c0 = c0 + cpp
                 # then to the images: the rows oh0 .. oh1 - 1 of one (image, channel) are contiguous in out, so
