@@ -30,11 +30,64 @@ def timeit(fn, repeats=5, warmup=1, min_time=0.0):
 
 
 def balanced_orders(n):
-    """Orders of ``range(n)`` in which every candidate directly follows every other equally often (a Williams
-    design: ``n`` orders for even ``n``, ``2n`` for odd).  Rotating one order does not do this: it keeps each
-    candidate behind the same neighbour in every round."""
+    """Orders of ``range(n)`` (the rounds of an interleaved measurement, run one after another and then again from
+    the first) in which every candidate directly follows every other exactly once per cycle, across the rounds'
+    boundaries too, and never follows itself: ``n - 1`` rounds, found by a depth-first search (instant up to a
+    dozen candidates).  The rounds of a Williams design balance only the neighbours inside a round: at the
+    boundaries a candidate ran right after itself (found warm caches) and another never did -- of forward, input
+    and weight gradient interleaved, the forward pass and the input gradient got that run and the weight gradient
+    never.  Past ``MAX_SEARCH_CANDIDATES`` the Williams design is returned."""
+    return [list(o) for o in _balanced_orders(n)]
+
+
+MAX_SEARCH_CANDIDATES = 12
+
+
+@functools.lru_cache(maxsize=64)
+def _balanced_orders(n):
     if n < 2:
-        return [list(range(n))]
+        return (tuple(range(n)),)
+    if n <= MAX_SEARCH_CANDIDATES:
+        found = _round_cycle(n)
+        if found is not None:
+            return found
+    return _williams(n)
+
+
+def _round_cycle(n):
+    """``n - 1`` permutations of ``range(n)`` whose cyclic concatenation holds every ordered pair of different
+    candidates once as neighbours (an Euler circuit of the complete directed graph, cut into permutations), or
+    None.  Iterative depth-first search over the next element."""
+    total = n * (n - 1)
+    seq = [0]                       # the concatenation so far
+    used = set()
+    options = [None]                # per position: the candidates still to try there
+    while seq:
+        pos = len(seq)
+        if pos == total:
+            if seq[-1] != seq[0] and (seq[-1], seq[0]) not in used:
+                return tuple(tuple(seq[i:i + n]) for i in range(0, total, n))
+        elif len(options) == pos:
+            start = pos - pos % n
+            options.append([c for c in range(n) if c not in seq[start:pos]])
+        if pos < total and options[pos]:
+            c = options[pos].pop(0)
+            if c != seq[-1] and (seq[-1], c) not in used:
+                used.add((seq[-1], c))
+                seq.append(c)
+            continue
+        # dead end (or a complete sequence whose closing pair is taken): back up one position
+        if pos < len(options):
+            options.pop()
+        last = seq.pop()
+        if seq:
+            used.discard((seq[-1], last))
+    return None
+
+
+def _williams(n):
+    """A Williams design: ``n`` orders for even ``n``, ``2n`` for odd, every candidate directly behind every other
+    equally often inside the rounds."""
     first, lo, hi = [0], 1, n - 1
     while len(first) < n:
         first.append(lo)
@@ -42,10 +95,10 @@ def balanced_orders(n):
         if len(first) < n:
             first.append(hi)
             hi -= 1
-    orders = [[(v + i) % n for v in first] for i in range(n)]
+    orders = [tuple((v + i) % n for v in first) for i in range(n)]
     if n % 2:
         orders += [order[::-1] for order in orders]
-    return orders
+    return tuple(orders)
 
 
 def interleaved(fns, repeats, budget=None, raw=False):

@@ -379,17 +379,29 @@ def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
     assert compare_runs.main([a, d]) == 1 and "CONFLICT: 1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 12, 13])
 def test_balanced_orders_put_every_candidate_behind_every_other_equally_often(n):
-    from fastconv._measure import balanced_orders
+    """The rounds, run one after another and from the first again, put every candidate directly behind every other
+    once per cycle and never behind itself, the rounds' boundaries included (up to MAX_SEARCH_CANDIDATES; past it
+    the Williams design balances the neighbours inside the rounds)."""
+    from fastconv._measure import MAX_SEARCH_CANDIDATES, balanced_orders
     orders = balanced_orders(n)
     assert all(sorted(o) == list(range(n)) for o in orders)
-    follows = {}
+    seq = [c for o in orders for c in o]
+    cyclic, inside = {}, {}
+    for a, b in zip(seq, seq[1:] + seq[:1]):
+        cyclic[a, b] = cyclic.get((a, b), 0) + 1
     for o in orders:
         for a, b in zip(o, o[1:]):
-            follows[a, b] = follows.get((a, b), 0) + 1
-    if n > 1:
-        assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1
+            inside[a, b] = inside.get((a, b), 0) + 1
+    if n == 1:
+        return
+    if n <= MAX_SEARCH_CANDIDATES:
+        assert len(orders) == n - 1
+        assert set(cyclic) == {(a, b) for a in range(n) for b in range(n) if a != b}
+        assert set(cyclic.values()) == {1}
+    else:
+        assert len(inside) == n * (n - 1) and len(set(inside.values())) == 1
 
 
 def test_interleaved_rounds_budget_and_raw_times():
