@@ -264,6 +264,23 @@ def share_blas_threads(enable=True):
     return blas_shared()
 
 
+def scipy_blas_core():
+    """The OpenBLAS core -- threadpoolctl's "architecture": "Haswell", "SkylakeX", ... -- of the BLAS behind SciPy's
+    ``cython_blas``, which runs fastconv's own GEMMs: the OpenBLAS in SciPy's library folder (``scipy.libs`` in
+    SciPy's wheels), else the only OpenBLAS loaded; None when that is not an OpenBLAS or cannot be told."""
+    try:
+        import scipy
+        import scipy.linalg  # noqa: F401  (loads scipy's BLAS so threadpoolctl can see it)
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - both are dependencies
+        return None
+    libs = os.path.realpath(os.path.dirname(scipy.__file__)) + ".libs" + os.sep
+    openblas = [d for d in threadpool_info() if d.get("internal_api") == "openblas"]
+    own = [d for d in openblas if os.path.realpath(d.get("filepath", "")).startswith(libs)]
+    found = own or (openblas if len(openblas) == 1 else [])
+    return found[0].get("architecture") if found else None
+
+
 def thread_buffer(local, slot, shape, dtype, limit):
     """An uninitialised C-order array of ``shape`` and ``dtype`` from the calling thread's buffer ``slot`` in
     ``local`` (a ``threading.local``), kept and reused by later calls of the same thread when it is at most

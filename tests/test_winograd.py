@@ -227,6 +227,7 @@ def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypa
     transposed first (GW_TRANSPOSE_MAX decides by size): both match the reference on the grid (odd channel and tile
     counts leave edges to the register transposes' element-by-element path), and bitwise across thread counts."""
     monkeypatch.setattr(W, "GW_TRANSPOSE_MAX", limit)
+    monkeypatch.setattr(W, "_blas_small_products", lambda: True)
     for case in GRID:
         x, w, b, gy, kw, geom = _data(case, np.float32)
         plan = W._plan(geom, "grad_weight", 4)
@@ -237,6 +238,34 @@ def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypa
                                                                                                           np.float32]
     x, w, b, gy, kw, geom = _data((4, 20, 24, 1, (40, 37), (3, 3), 1, 1, 1), np.float32)
     assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=alg))
+
+
+def test_weight_gradient_transposes_only_for_blas_cores_with_small_product_kernels(monkeypatch):
+    """The transposes are made for OpenBLAS cores with small-product kernels (SkylakeX family) or another BLAS,
+    not for the Haswell core (where they only cost time), and never past GW_TRANSPOSE_MAX."""
+    from fastconv import _threads
+    x, w, b, gy, kw, geom = _data(GRID[0], np.float32)
+    plan = W._plan(geom, "grad_weight", 4)
+    assert (plan.Cv // plan.groups) * plan.KB * plan.TB < W.GW_TRANSPOSE_MAX
+    for core, want in (("Haswell", False), ("Zen", False), ("SkylakeX", True), ("SapphireRapids", True),
+                       (None, True)):
+        monkeypatch.setattr(_threads, "scipy_blas_core", lambda core=core: core)
+        W._blas_small_products.cache_clear()
+        assert W._transposes(plan) is want, core
+    monkeypatch.setattr(W, "GW_TRANSPOSE_MAX", 0)
+    assert not W._transposes(plan)
+    W._blas_small_products.cache_clear()
+
+
+def test_scipy_blas_core_names_the_blas_of_cython_blas():
+    """scipy_blas_core(): SciPy's OpenBLAS core as threadpoolctl reports it (SciPy's wheels bundle OpenBLAS)."""
+    from threadpoolctl import threadpool_info
+    from fastconv import _threads
+    core = _threads.scipy_blas_core()
+    cores = {d.get("architecture") for d in threadpool_info() if d.get("internal_api") == "openblas"}
+    assert core is None or core in cores
+    if any("scipy.libs" in d.get("filepath", "") for d in threadpool_info()):
+        assert core is not None
 
 
 @pytest.mark.parametrize("alg", ALGS)

@@ -47,7 +47,7 @@ from math import prod
 
 import numpy as np
 
-from .. import _kernels, _measure
+from .. import _kernels, _measure, _threads
 from .._algorithms import Algorithm, register
 from .._geometry import kernel_struct
 from .._kernels import _memory, as_5d
@@ -130,6 +130,12 @@ GW_TILE_BLOCK = 64
 # without packing (one thread, 64 x 64 x 64: 5 us against 8-9 us transposed; 128 x 128 x 64 alike either way).
 # Interleaved on 8 x 64 x 56^2 3x3: weight gradient over forward time 1.61 / 1.62 / 1.69 -> 1.39 / 1.34 / 1.43.
 GW_TRANSPOSE_MAX = 2 ** 20
+# ... on BLAS libraries that run small untransposed products without packing: OpenBLAS's cores of the SkylakeX family
+# have such kernels (the Xeon above); its Haswell core, which it also runs on AMD Zen, has not, and there the
+# transposes only added their own time -- AMD EPYC (Zen 3), both ways interleaved in one process, four runs of
+# 12-20 rounds: weight gradient over forward time on 8 x 64 x 56^2 3x3 1.10-1.19 transposed, 1.01-1.12 as stored
+# (AlexNet's conv1, one run: 0.96 and 0.92).  Other BLAS libraries (not measured) keep the transposes.
+SMALL_GEMM_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
 # Weight gradient: output channels per product (a block of them shares one transformed output gradient).  Every
 # block reads the tile block's transformed input again: from a large L2 cache, or from L3 past a small one.  On
 # 8 x 128 x 28^2 3x3, weight gradient over forward time:
@@ -614,8 +620,15 @@ def _chunk(plan, nthreads):
 
 
 def _transposes(plan):
-    """Whether the weight gradient transposes its blocks' transformed input (GW_TRANSPOSE_MAX)."""
-    return (plan.Cv // plan.groups) * plan.KB * plan.TB < GW_TRANSPOSE_MAX
+    """Whether the weight gradient transposes its blocks' transformed input (GW_TRANSPOSE_MAX, SMALL_GEMM_CORES)."""
+    return _blas_small_products() and (plan.Cv // plan.groups) * plan.KB * plan.TB < GW_TRANSPOSE_MAX
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_small_products():
+    """Whether SciPy's BLAS runs small untransposed products unpacked (SMALL_GEMM_CORES; True if not OpenBLAS)."""
+    core = _threads.scipy_blas_core()
+    return core is None or core in SMALL_GEMM_CORES
 
 
 def forward(x, w, bias, geom, out, nthreads):
