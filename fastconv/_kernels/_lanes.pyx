@@ -100,10 +100,7 @@ cdef extern from *:
        values each) of consecutive output positions; image j's n consecutive positions (plus bias) are stored at
        dst[j] (j < nl), by the butterfly transposes of simd.h.  The other way (packing, fc_untile_*): image j's n
        consecutive positions at src[j] (j < nl; zeros for the lanes of missing images) become n lane groups
-       stored contiguously at dst (fc_untile_to_*: lane group j at dst[j]) -- the same transpose, being its own
-       inverse.  FC_UNTILE stores lane group j at AT(dst, j, N). */
-    #define FC_AT_ROW(d, j, N) ((d) + (j) * (N))
-    #define FC_AT_PTR(d, j, N) ((d)[j])
+       stored contiguously at dst -- the same transpose, being its own inverse. */
     #if FC_VECTOR_BYTES == 64
     /* (Loads and stores through the vector type, aligned as its element, and missing images read a zero row:
        packing with memcpy and a branch per image went through the stack.) */
@@ -114,20 +111,18 @@ cdef extern from *:
         TRANSPOSE(r) \
         for (int j = 0; j < nl; j++) *(VT*) dst[j] = r[j] + bias; \
     }
-    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DT, AT) \
-    static inline void NAME(const T* const* src, DT dst, int nl) { \
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* dst, int nl) { \
         static const T zero[N] __attribute__((aligned(64))); \
         VT r[N]; \
         for (int j = 0; j < N; j++) r[j] = *(const VT*) (j < nl ? src[j] : zero); \
         TRANSPOSE(r) \
-        for (int j = 0; j < N; j++) *(VT*) AT(dst, j, N) = r[j]; \
+        for (int j = 0; j < N; j++) *(VT*) (dst + j * N) = r[j]; \
     }
     FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
-    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16, float*, FC_AT_ROW)
-    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8, double*, FC_AT_ROW)
-    FC_UNTILE(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16, float* const*, FC_AT_PTR)
-    FC_UNTILE(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8, double* const*, FC_AT_PTR)
+    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
+    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
     #else
     /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed alone (GCC
        lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
@@ -146,23 +141,21 @@ cdef extern from *:
             for (int j = 0; j < H && lh * H + j < nl; j++) *(VT*) (dst[lh * H + j] + ph * H) = r[j] + bias; \
         } \
     }
-    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DT, AT) \
-    static inline void NAME(const T* const* src, DT dst, int nl) { \
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* dst, int nl) { \
         enum { H = N / 2 }; \
         static const T zero[N] __attribute__((aligned(64))); \
         VT r[H]; \
         for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
             for (int i = 0; i < H; i++) r[i] = *(const VT*) (lh * H + i < nl ? src[lh * H + i] + ph * H : zero); \
             TRANSPOSE(r) \
-            for (int j = 0; j < H; j++) *(VT*) (AT(dst, ph * H + j, N) + lh * H) = r[j]; \
+            for (int j = 0; j < H; j++) *(VT*) (dst + (ph * H + j) * N + lh * H) = r[j]; \
         } \
     }
     FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
-    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8, float*, FC_AT_ROW)
-    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4, double*, FC_AT_ROW)
-    FC_UNTILE(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8, float* const*, FC_AT_PTR)
-    FC_UNTILE(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4, double* const*, FC_AT_PTR)
+    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
+    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
     #endif
     /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
        transpose; only n lane groups are stored. */
@@ -178,14 +171,6 @@ cdef extern from *:
     }
     FC_UNTILE_PART(fc_untile_part_f, fc_untile_f, float, 16)
     FC_UNTILE_PART(fc_untile_part_d, fc_untile_d, double, 8)
-    #define FC_UNTILE_PART_TO(NAME, FULL, T, N) \
-    static inline void NAME(const T* const* src, T* const* dst, int nl, int n) { \
-        T tile[N * N] __attribute__((aligned(64))); \
-        FULL(src, tile, nl, n); \
-        for (int j = 0; j < n; j++) __builtin_memcpy(dst[j], tile + j * N, N * sizeof(T)); \
-    }
-    FC_UNTILE_PART_TO(fc_untile_part_to_f, fc_untile_part_f, float, 16)
-    FC_UNTILE_PART_TO(fc_untile_part_to_d, fc_untile_part_d, double, 8)
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
@@ -193,10 +178,6 @@ cdef extern from *:
     void fc_untile_d(const double** src, double* dst, int nl) noexcept nogil
     void fc_untile_part_f(const float** src, float* dst, int nl, int n) noexcept nogil
     void fc_untile_part_d(const double** src, double* dst, int nl, int n) noexcept nogil
-    void fc_untile_to_f(const float** src, float** dst, int nl) noexcept nogil
-    void fc_untile_to_d(const double** src, double** dst, int nl) noexcept nogil
-    void fc_untile_part_to_f(const float** src, float** dst, int nl, int n) noexcept nogil
-    void fc_untile_part_to_d(const double** src, double** dst, int nl, int n) noexcept nogil
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
@@ -369,7 +350,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                                 drow[iw * lw * L + l] = src[iw]
         free(srcs)
         free(tmp_raw)
-    check_scratch(failed[0], "lanes packing", PACK_TMP_BYTES + 64)
+    check_scratch(failed[0], "lanes packing", PACK_TMP_BYTES + 64 + 2 * L * sizeof(float_t*))
 
 
 # ----------------------------------------------------------------------------------------------- forward
