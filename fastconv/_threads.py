@@ -39,6 +39,13 @@ def threads_for(work, nthreads=None, grain=GRAIN):
     return max(1, min(n, int(work // grain)))
 
 
+def balanced_block(total, block):
+    """The smallest block size that splits ``total`` (>= 1) items into as many pieces as blocks of ``block`` do:
+    pieces of equal size, but for the last (7 items in blocks of 6 become 4 + 3, not 6 + 1)."""
+    block = max(1, min(block, total))
+    return -(-total // -(-total // block))
+
+
 # GNU OpenMP's worker threads do not survive fork(): in a child forked after the parent's OpenMP threads started,
 # a region of more than one thread waits forever for threads that no longer exist (so does PyTorch's).  A child
 # of a process that handed out more than one thread therefore runs every kernel on its calling thread.
@@ -281,20 +288,32 @@ def scipy_blas_core():
     return found[0].get("architecture") if found else None
 
 
-def thread_buffer(local, slot, shape, dtype, limit):
+def thread_buffer(local, slot, shape, dtype, limit, align=0):
     """An uninitialised C-order array of ``shape`` and ``dtype`` from the calling thread's buffer ``slot`` in
     ``local`` (a ``threading.local``), kept and reused by later calls of the same thread when it is at most
     ``limit`` bytes (a new array otherwise).  Fresh memory is faulted in and zeroed by the kernel page by page as
     it is first written, which costs more than many filters' passes; a reused buffer is already mapped.  The array
-    is valid until the thread's next request for the same slot."""
+    is valid until the thread's next request for the same slot.  With ``align`` (bytes), its data starts on a
+    multiple of it (NumPy guarantees 16)."""
     dtype = np.dtype(dtype)
     n = math.prod(shape) * dtype.itemsize
     if n > limit:
-        return np.empty(shape, dtype)
+        buf, start = _aligned_bytes(n, align)
+        return buf[start:start + n].view(dtype).reshape(shape)
     pool = getattr(local, "pool", None)
     if pool is None:
         pool = local.pool = {}
-    buf = pool.get(slot)
-    if buf is None or buf.nbytes < n:
-        buf = pool[slot] = np.empty(max(n, 1), np.uint8)
-    return buf[:n].view(dtype).reshape(shape)
+    buf, start = pool.get(slot, (None, 0))
+    if buf is None or buf.nbytes - start < n:
+        buf, start = pool[slot] = _aligned_bytes(max(n, 1), align)
+    return buf[start:start + n].view(dtype).reshape(shape)
+
+
+def _aligned_bytes(n, align):
+    """(a new uint8 buffer, the offset of its first ``align``-byte boundary) with ``n`` bytes from that offset.  The
+    address is read once here: ``ndarray.ctypes`` builds a ctypes object (about 10 us) and ``__array_interface__``
+    a dict (about 3 us), as long as packing a small layer."""
+    if align <= 1:
+        return np.empty(n, np.uint8), 0
+    buf = np.empty(n + align, np.uint8)
+    return buf, -buf.__array_interface__["data"][0] % align

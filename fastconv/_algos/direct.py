@@ -309,11 +309,11 @@ def transposed_weight(w, groups):
     K, Cg = w.shape[:2]
     Kg = K // groups
     nd = w.ndim - 2
-    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * nd
-    if groups == 1:     # one copy (the general path copies twice: 8 us against 5 on LeNet's 16 x 6 x 5 x 5)
-        return np.ascontiguousarray(w.swapaxes(0, 1)[flip])
-    wt = w.reshape((groups, Kg, Cg) + w.shape[2:]).swapaxes(1, 2).reshape((groups * Cg, Kg) + w.shape[2:])
-    return np.ascontiguousarray(wt[flip])
+    # flipped while still (groups, Cg, Kg, *k): one copy, then a free reshape (reshaping the swapped view first
+    # copied twice: 8 us against 5 on LeNet's 16 x 6 x 5 x 5)
+    wt = w.reshape((groups, Kg, Cg) + w.shape[2:]).swapaxes(1, 2)
+    wt = np.ascontiguousarray(wt[(slice(None),) * 3 + (slice(None, None, -1),) * nd])
+    return wt.reshape((groups * Cg, Kg) + w.shape[2:])
 
 
 def _phase_taps(a, s, k, d, p):

@@ -62,30 +62,9 @@ _reuse = threading.local()
 def _empty_aligned(shape, dtype, slot=0):
     """An uninitialised C-contiguous array whose data starts on a 64-byte boundary, so no lane group straddles two
     cache lines (NumPy guarantees 16 bytes; a split load costs two, which halves the kernels' speed).  Arrays up
-    to ``REUSE_BYTES`` reuse this thread's buffer ``slot`` (the previous array of the slot is overwritten)."""
-    dtype = np.dtype(dtype)
-    n = prod(shape)
-    need = n + LANE_BYTES // dtype.itemsize
-    if need * dtype.itemsize > REUSE_BYTES:
-        return _aligned_view(np.empty(need, dtype), n, shape)
-    bufs = _reuse.__dict__.setdefault("bufs", {})
-    key = (dtype.char, slot)
-    raw, view = bufs.get(key, (None, None))
-    if view is not None and view.shape == shape:        # the same layer again: the same view (a cache hit)
-        return view
-    if raw is None or raw.size < need:
-        raw = np.empty(need, dtype)
-    view = _aligned_view(raw, n, shape)
-    bufs[key] = (raw, view)
-    return view
-
-
-def _aligned_view(raw, n, shape):
-    """``n`` elements of ``raw`` from its first 64-byte boundary, as ``shape``; the address through
-    ``__array_interface__`` (``ndarray.ctypes`` builds a ctypes object, about 10 us: as long as packing a small
-    layer)."""
-    start = (-raw.__array_interface__["data"][0] % LANE_BYTES) // raw.itemsize
-    return raw[start:start + n].reshape(shape)
+    to ``REUSE_BYTES`` reuse this thread's buffer ``slot`` (``_threads.thread_buffer``; the previous array of the
+    slot is overwritten)."""
+    return _threads.thread_buffer(_reuse, (np.dtype(dtype).char, slot), shape, dtype, REUSE_BYTES, align=LANE_BYTES)
 
 
 def _pack(a5, pad, dil, extent, nthreads, slot=0, all_rows=True):
@@ -238,7 +217,7 @@ class _Plan:
         g3 = geom.as_3d()
         L = _lanes_of(itemsize)
         self.threads = _threads.threads_for(geom.flops, nthreads, MIN_FLOPS_PER_THREAD)
-        kout, out_size, stride, _, self.pad, self.dil = _correlation(geom, op)
+        kout, out_size, stride, channels, self.pad, self.dil = _correlation(geom, op)
         if op == "grad_weight":
             self.ext = _extent(out_size, g3.effective_kernel, stride, 1)
             Dp, Hp, Wp = self.ext
@@ -274,20 +253,14 @@ class _Plan:
             # input channels per pass over a row's column blocks: those a block reads stay in L1 for the next
             cols = (self.block[1] - 1) * stride[2] + (g3.kernel_size[2] - 1) * g3.dilation[2] + 1
             per_channel = g3.kernel_size[0] * g3.kernel_size[1] * cols * L * itemsize
-            cg = max(g3.in_channels // g3.groups if op == "forward" else g3.out_channels // g3.groups, 1)
-            self.channels_per_pass = _balanced(cg, max(1, L1_BYTES // per_channel))
+            cg = max(channels // g3.groups, 1)     # input channels per group of the correlation
+            self.channels_per_pass = _threads.balanced_block(cg, L1_BYTES // per_channel)
         self.pack_threads = self.threads if _packed_bytes(geom, itemsize, op) >= PACK_PARALLEL_BYTES else 1
 
 
 # The data a kernel pass keeps in the L1 data cache for its next block (32 KiB on the CPUs we measured, 48 KiB on
 # newer Intel cores): a forward / input gradient row's channels, the weight gradient's rows.
 L1_BYTES = 24 << 10
-
-
-def _balanced(n, most):
-    """Pass size for ``n`` items, at most ``most`` per pass, in as few passes as that allows, of equal sizes."""
-    passes = -(-n // max(most, 1))
-    return -(-n // passes)
 
 
 def _wgrad_passes(g3, lane_bytes, ext, threads):
@@ -305,7 +278,7 @@ def _wgrad_passes(g3, lane_bytes, ext, threads):
     span_d, span_h = g3.effective_kernel[:2]
     per_row = (WKB * OW + span_d * g3.stride[1] * Wp) * lane_bytes
     halo = span_d * max(span_h - g3.stride[1], 0) * Wp * lane_bytes
-    return groups, _balanced(max(OH, 1), max(1, (L1_BYTES - halo) // per_row))
+    return groups, _threads.balanced_block(max(OH, 1), (L1_BYTES - halo) // per_row)
 
 
 def _plan(geom, itemsize, op, nthreads):

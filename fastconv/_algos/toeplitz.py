@@ -118,18 +118,12 @@ class Plan:
         return self.threads * self.buffer_bytes + self.partial_bytes
 
 
-def _balanced(total, block):
-    """The smallest block size that splits ``total`` into the same number of pieces as ``block`` does."""
-    block = max(1, min(block, total))
-    return -(-total // -(-total // block))
-
-
 def _split(total, block, have, minimum):
     """Shrink ``block`` (not below ``minimum``) so that ``have * ceil(total / block)`` reaches MIN_TASKS."""
     if have * -(-total // block) < MIN_TASKS:
         want = -(-MIN_TASKS // have)
         block = min(block, max(minimum, -(-total // want)))
-    return _balanced(total, block)
+    return _threads.balanced_block(total, block)
 
 
 def plan(geom, dtype, op, nthreads=None, limit=None):
@@ -180,13 +174,13 @@ def _plan(geom, item, op, nthreads, limit, tunables):
         if not one:
             if RST > limit // item:
                 return None
-            cb = _balanced(Cg, min(cb, max(1, (limit // item) // RST)))
+            cb = _threads.balanced_block(Cg, min(cb, max(1, (limit // item) // RST)))
         ncb = -(-Cg // cb)
         kb = Kg
         if op == "grad_weight" and G * ncb * bchunks < MIN_TASKS and Kg >= 2 * MIN_KBLOCK:
             kb = _split(Kg, Kg, G * ncb * bchunks, MIN_KBLOCK)
         rows = cb * RST
-        pc = P if one else _balanced(P, max(1, budget // rows))
+        pc = P if one else _threads.balanced_block(P, max(1, budget // rows))
         nch = -(-P // pc)
         if op == "grad_input":
             tasks = N * G * ncb

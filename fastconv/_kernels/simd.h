@@ -192,10 +192,6 @@ static inline double NAME(const T* p, ptrdiff_t n, int* bad) {                  
 FC_MAXABS(fc_max_abs_f, float, int, 0x7fffffff)
 FC_MAXABS(fc_max_abs_d, double, long long, 0x7fffffffffffffffLL)
 
-/* A module that defines FC_INLINE_KERNELS before this header has every Cython ``cdef inline`` function defined
-   after it inlined at each call: its register-block kernels are called with literal block sizes, and only inlined
-   copies unroll their loops and keep the accumulators in registers (GCC's heuristics stop inlining a big body
-   after a few call sites). */
 /* FC_IN_REGISTER(v): the vector v is in a register here.  A kernel loads a vector once and uses it in several
    multiply-adds; GCC folds the load into each of them instead (a memory operand per FMA), which turns a block
    bound by its FMAs into one bound by its loads.  Only where a vector is one register (32 bytes with AVX, 64 with
@@ -207,6 +203,10 @@ FC_MAXABS(fc_max_abs_d, double, long long, 0x7fffffffffffffffLL)
 #define FC_IN_REGISTER(v) ((void) 0)
 #endif
 
+/* A module that defines FC_INLINE_KERNELS before this header has every Cython ``cdef inline`` function defined
+   after it inlined at each call: its register-block kernels are called with literal block sizes, and only inlined
+   copies unroll their loops and keep the accumulators in registers (GCC's heuristics stop inlining a big body
+   after a few call sites). */
 #if defined(FC_INLINE_KERNELS) && defined(__GNUC__)
 #undef CYTHON_INLINE
 #define CYTHON_INLINE inline __attribute__((always_inline))
