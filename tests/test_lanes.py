@@ -88,11 +88,13 @@ def test_against_torch(case):
     ((2, 3, 37), (0, 1, 2), (1, 2, 1), (2, 8, 42)),        # rows of two register tiles and a tail
     ((1, 2, 40), (0, 0, -3), (1, 1, 1), (1, 2, 35)),       # negative padding: columns start inside the row
     ((1, 2, 16), (0, 0, 0), (1, 1, 1), (1, 2, 16)),        # exactly one tile
-    ((2, 7, 14), (0, 0, 0), (1, 1, 1), (2, 7, 14)),        # whole unpadded rows: one run per plane
-    ((2, 7, 10), (1, -2, 0), (1, 1, 1), (4, 8, 10)),       # runs of rows between padding rows
+    ((2, 7, 14), (0, 0, 0), (1, 1, 1), (2, 7, 14)),        # whole unpadded rows: one run per plane, last tile
+    ((2, 7, 10), (1, -2, 0), (1, 1, 1), (4, 8, 10)),       # overlapping; runs of rows between padding rows
     ((2, 5, 7), (0, 1, 3), (1, 1, 1), (2, 8, 13)),         # runs of padded rows: tiles straddle rows
-    ((1, 5, 100), (0, 0, 1), (1, 1, 1), (1, 6, 102)),      # ... in chunks of two rows through the scratch
-    ((1, 3, 300), (0, 1, 2), (1, 1, 1), (1, 5, 305)),      # padded rows too long for it: one by one
+    ((1, 5, 100), (0, 0, 1), (1, 1, 1), (1, 6, 102)),      # ... long ones too
+    ((1, 3, 300), (0, 1, 2), (1, 1, 1), (1, 5, 305)),
+    ((1, 1, 5), (0, 0, 0), (1, 1, 1), (1, 1, 5)),          # a run shorter than a tile: zero-padded tile
+    ((2, 1, 3), (0, 1, 1), (1, 1, 1), (2, 3, 6)),          # ... of padded rows
 ])
 @pytest.mark.parametrize("all_rows", [True, False])
 def test_pack_resolves_padding_holes_and_missing_images(level, shape, pad, dil, ext, all_rows):

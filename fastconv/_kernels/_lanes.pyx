@@ -119,10 +119,20 @@ cdef extern from *:
         TRANSPOSE(r) \
         for (int j = 0; j < N; j++) *(VT*) (dst + j * N) = r[j]; \
     }
+    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
+        static const T zero[N] __attribute__((aligned(64))); \
+        VT r[N]; \
+        for (int j = 0; j < N; j++) r[j] = *(const VT*) (j < nl ? src[j] : zero); \
+        TRANSPOSE(r) \
+        for (int j = 0; j < N; j++) *(VT*) dst[j] = r[j]; \
+    }
     FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
     FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
+    FC_UNTILE_TO(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
+    FC_UNTILE_TO(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
     #else
     /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed alone (GCC
        lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
@@ -152,10 +162,23 @@ cdef extern from *:
             for (int j = 0; j < H; j++) *(VT*) (dst + (ph * H + j) * N + lh * H) = r[j]; \
         } \
     }
+    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
+    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
+        enum { H = N / 2 }; \
+        static const T zero[N] __attribute__((aligned(64))); \
+        VT r[H]; \
+        for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
+            for (int i = 0; i < H; i++) r[i] = *(const VT*) (lh * H + i < nl ? src[lh * H + i] + ph * H : zero); \
+            TRANSPOSE(r) \
+            for (int j = 0; j < H; j++) *(VT*) (dst[ph * H + j] + lh * H) = r[j]; \
+        } \
+    }
     FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
     FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
+    FC_UNTILE_TO(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
+    FC_UNTILE_TO(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
     #endif
     /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
        transpose; only n lane groups are stored. */
@@ -171,6 +194,19 @@ cdef extern from *:
     }
     FC_UNTILE_PART(fc_untile_part_f, fc_untile_f, float, 16)
     FC_UNTILE_PART(fc_untile_part_d, fc_untile_d, double, 8)
+    /* The same, its n lane groups stored at dst[0 .. n-1]. */
+    #define FC_UNTILE_PART_TO(NAME, FULL, T, N) \
+    static inline void NAME(const T* const* src, T* const* dst, int nl, int n) { \
+        T rows[N][N] __attribute__((aligned(64))); \
+        T tile[N * N] __attribute__((aligned(64))); \
+        const T* ptrs[N]; \
+        __builtin_memset(rows, 0, sizeof rows); \
+        for (int j = 0; j < nl; j++) { __builtin_memcpy(rows[j], src[j], n * sizeof(T)); ptrs[j] = rows[j]; } \
+        FULL(ptrs, tile, nl); \
+        for (int j = 0; j < n; j++) __builtin_memcpy(dst[j], tile + j * N, N * sizeof(T)); \
+    }
+    FC_UNTILE_PART_TO(fc_untile_part_to_f, fc_untile_f, float, 16)
+    FC_UNTILE_PART_TO(fc_untile_part_to_d, fc_untile_d, double, 8)
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
@@ -178,6 +214,10 @@ cdef extern from *:
     void fc_untile_d(const double** src, double* dst, int nl) noexcept nogil
     void fc_untile_part_f(const float** src, float* dst, int nl, int n) noexcept nogil
     void fc_untile_part_d(const double** src, double* dst, int nl, int n) noexcept nogil
+    void fc_untile_to_f(const float** src, float** dst, int nl) noexcept nogil
+    void fc_untile_to_d(const double** src, double** dst, int nl) noexcept nogil
+    void fc_untile_part_to_f(const float** src, float** dst, int nl, int n) noexcept nogil
+    void fc_untile_part_to_d(const double** src, double** dst, int nl, int n) noexcept nogil
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
@@ -204,54 +244,63 @@ def vector_bytes():
 cdef inline void _untile_run(const float_t** srcs, Py_ssize_t nl, Py_ssize_t n, Py_ssize_t L,
                              float_t* d) noexcept nogil:
     """d = n lane groups: positions 0 .. n-1 of the rows srcs[l] of the nl images (the pointers advance), through
-    register tiles of L positions and a zero-padded last one."""
-    cdef Py_ssize_t i = 0, l
-    while i + L <= n:
-        if float_t is float:
-            fc_untile_f(<const float**> srcs, <float*> (d + i * L), <int> nl)
-        else:
-            fc_untile_d(<const double**> srcs, <double*> (d + i * L), <int> nl)
-        for l in range(nl):
-            srcs[l] = srcs[l] + L
-        i = i + L
-    if i < n:
-        if float_t is float:
+    register tiles of L positions; past the last full tile, a run of at least L positions ends with a full tile
+    that overlaps the one before it (its first lane groups are written twice, with the same values), a shorter
+    run with a zero-padded tile."""
+    cdef Py_ssize_t i = 0, l, back
+    while i < n:
+        if i + L > n and n >= L:        # the overlapping last tile: back to position n - L
+            back = i - (n - L)
+            for l in range(nl):
+                srcs[l] = srcs[l] - back
+            i = n - L
+        if i + L <= n:
+            if float_t is float:
+                fc_untile_f(<const float**> srcs, <float*> (d + i * L), <int> nl)
+            else:
+                fc_untile_d(<const double**> srcs, <double*> (d + i * L), <int> nl)
+        elif float_t is float:
             fc_untile_part_f(<const float**> srcs, <float*> (d + i * L), <int> nl, <int> (n - i))
         else:
             fc_untile_part_d(<const double**> srcs, <double*> (d + i * L), <int> nl, <int> (n - i))
-
-
-# Short rows of a padded copy go through this much per-thread scratch: their tiles cross rows, which are not
-# contiguous in the copy.
-cdef enum:
-    PACK_TMP_BYTES = 16384
+        for l in range(nl):
+            srcs[l] = srcs[l] + L
+        i = i + L
 
 
 cdef inline void _untile_padded(const float_t* const* rows, Py_ssize_t nl, Py_ssize_t nrows, Py_ssize_t W,
                                 Py_ssize_t L, float_t* d, Py_ssize_t dstride, const float_t** srcs,
-                                float_t* tmp) noexcept nogil:
-    """Row i < nrows of the nl images (``rows[l] + i * W``, W positions each) to the lane groups at d + i * dstride:
-    long rows one by one (:func:`_untile_run`), short ones -- whose tiles would cross rows -- a chunk of them at a
-    time through ``tmp`` (PACK_TMP_BYTES), as one run, then row by row into place.  ``srcs``: L pointers of
-    scratch."""
-    cdef Py_ssize_t rb = W * L * sizeof(float_t)
-    cdef Py_ssize_t chunk = PACK_TMP_BYTES // rb
-    cdef Py_ssize_t r0, i, l, nr
-    if chunk <= 1:
-        for i in range(nrows):
-            for l in range(nl):
-                srcs[l] = rows[l] + i * W
-            _untile_run(srcs, nl, W, L, d + i * dstride)
-        return
-    r0 = 0
-    while r0 < nrows:
-        nr = min(chunk, nrows - r0)
+                                float_t** dsts) noexcept nogil:
+    """Rows 0 .. nrows-1 of the nl images (consecutive, W positions each, from ``rows[l]``) to the lane groups at
+    d + i * dstride (row i), as one run of nrows * W positions whose tiles cross rows: each tile stores its L lane
+    groups where their positions go (``dsts``); the last tile overlaps the one before it as in
+    :func:`_untile_run`.  ``srcs`` and ``dsts``: L pointers of scratch."""
+    cdef Py_ssize_t n = nrows * W
+    cdef Py_ssize_t i = 0, j, l, m, row, col
+    while i < n:
+        if i + L > n and n >= L:
+            i = n - L
+        m = min(L, n - i)
+        row = i // W
+        col = i - row * W
+        for j in range(m):
+            dsts[j] = d + row * dstride + col * L
+            col = col + 1
+            if col == W:
+                col = 0
+                row = row + 1
         for l in range(nl):
-            srcs[l] = rows[l] + r0 * W
-        _untile_run(srcs, nl, nr * W, L, tmp)
-        for i in range(nr):
-            memcpy(d + (r0 + i) * dstride, tmp + i * W * L, rb)
-        r0 = r0 + nr
+            srcs[l] = rows[l] + i
+        if m == L:
+            if float_t is float:
+                fc_untile_to_f(<const float**> srcs, <float**> dsts, <int> nl)
+            else:
+                fc_untile_to_d(<const double**> srcs, <double**> dsts, <int> nl)
+        elif float_t is float:
+            fc_untile_part_to_f(<const float**> srcs, <float**> dsts, <int> nl, <int> m)
+        else:
+            fc_untile_part_to_d(<const double**> srcs, <double**> dsts, <int> nl, <int> m)
+        i = i + m
 
 
 def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ssize_t pd, Py_ssize_t ph,
@@ -261,8 +310,9 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     element of ``xp`` is written, except, with ``all_rows`` False, the rows (along D or H) of padding and holes,
     which are left as they were (for a caller whose kernel skips them: the input gradient).  Without input
     dilation along W, L consecutive columns of the L images of a lane group are transposed in registers (one tile
-    of L lane groups; the last columns of a row through a zero-padded tile; a run of whole input rows as one);
-    with input dilation along W, element by element."""
+    of L lane groups; a run of whole input rows as one run of positions, its tiles crossing rows; the last tile of
+    a run overlapping the one before it, or zero-padded when the run is shorter than L); with input dilation along
+    W, element by element."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
     cdef Py_ssize_t NB = xp.shape[0], Dp = xp.shape[2], Hp = xp.shape[3], Wp = xp.shape[4], L = xp.shape[5]
     cdef Py_ssize_t task, b, c, zd, zh, idd, ihh, iw, l, nl, w0, w1, lo, hi, run
@@ -274,8 +324,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     cdef const float_t* src
     cdef const float_t** srcs
     cdef const float_t** rows
-    cdef float_t* tmp
-    cdef float_t* tmp_raw
+    cdef float_t** dsts
     cdef int failed[1]
     failed[0] = 0
     # input columns that land inside a row: 0 <= iw * lw + pw < Wp
@@ -284,16 +333,13 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
     if NB * C == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        srcs = <const float_t**> scratch(2 * L * sizeof(float_t*), failed)
+        srcs = <const float_t**> scratch(3 * L * sizeof(float_t*), failed)
         rows = srcs + L if srcs != NULL else NULL
-        tmp_raw = <float_t*> scratch(PACK_TMP_BYTES + 64, failed) if whole and W != Wp else NULL
-        tmp = tmp_raw
-        if tmp != NULL:      # lane groups on cache lines
-            tmp = tmp + ((64 - (<size_t> tmp) % 64) % 64) // sizeof(float_t)
+        dsts = <float_t**> (srcs + 2 * L) if srcs != NULL else NULL
         # one task per (lane group, channel): a contiguous block of xp, written by one thread; a row is zeroed
         # only where the copy does not write it (padding, holes, missing images)
         for task in prange(NB * C, schedule='static'):
-            if srcs == NULL or (tmp == NULL and whole and W != Wp):
+            if srcs == NULL:
                 continue
             c = task % C
             b = task // C
@@ -329,7 +375,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                                     memset(drow + (l * Wp + pw + W) * L, 0, (Wp - pw - W) * L * sizeof(float_t))
                             for l in range(nl):
                                 rows[l] = &x[b * L + l, c, idd // ld, ihh, 0]
-                            _untile_padded(rows, nl, run, W, L, drow + pw * L, Wp * L, srcs, tmp)
+                            _untile_padded(rows, nl, run, W, L, drow + pw * L, Wp * L, srcs, dsts)
                         zh = zh + run - 1
                     elif lw == 1:
                         lo = (pw + w0) * L
@@ -349,8 +395,7 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
                             for iw in range(w0, w1):
                                 drow[iw * lw * L + l] = src[iw]
         free(srcs)
-        free(tmp_raw)
-    check_scratch(failed[0], "lanes packing", PACK_TMP_BYTES + 64 + 2 * L * sizeof(float_t*))
+    check_scratch(failed[0], "lanes packing", 3 * L * sizeof(float_t*))
 
 
 # ----------------------------------------------------------------------------------------------- forward
