@@ -201,7 +201,7 @@ def _bias(b, channels, dtype, fn):
     return V.as_float_array(b, dtype, fn, "bias")
 
 
-def _record(fn, x, w, b, geom, dtype, flip, algorithm, transposed=False):
+def _record(fn, x, w, b, geom, dtype, flip, algorithm, transposed=False, algorithms=None):
     if x is not None:
         x = V.as_float_array(x, dtype, fn, "input")
         if geom.explicit_padding:
@@ -210,7 +210,8 @@ def _record(fn, x, w, b, geom, dtype, flip, algorithm, transposed=False):
         w = V.as_float_array(w, dtype, fn, "weight")
         if flip:
             w = flip_kernel(w)
-    return PreparedConv(fn, x, w, b, geom, dtype, flip, algorithm, transposed, {})
+    return PreparedConv(fn, x, w, b, geom, dtype, flip, algorithm, transposed,
+                        {} if algorithms is None else algorithms)
 
 
 # ----------------------------------------------------------------------------------------------- entry points
@@ -327,7 +328,8 @@ def prepare_conv_transpose(fn, nd, input, weight, bias=None, stride=1, padding=0
 
 
 # Gradient calls seen before (``grad.conv*d_input`` / ``_weight``): as _seen, for calls whose array and gradient are
-# plain C-contiguous float arrays of one dtype -> (geometry, flip as validated).
+# plain C-contiguous float arrays of one dtype -> (geometry, flip as validated, state stamp, the algorithms resolved
+# for it under that stamp: shared by the calls' PreparedConv while the stamp holds, as the forward pass's plans).
 _seen_shape = {}
 
 
@@ -357,15 +359,19 @@ def prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride=1, pad
                           (stride, padding, dilation, groups, padding_mode, flip, algorithm))
     hit = _seen_shape.get(key) if key is not None else None
     if hit is not None:
-        geom, flip = hit
+        geom, flip, stamp, algorithms = hit
+        now = _stamp()
+        if stamp != now:
+            algorithms = {}
+            _seen_shape[key] = (geom, flip, now, algorithms)
         x, w = (None, array) if array_arg == "weight" else (array, None)
-        return _record(fn, x, w, None, geom, array.dtype, flip, algorithm), grad_output
+        return _record(fn, x, w, None, geom, array.dtype, flip, algorithm, algorithms=algorithms), grad_output
     p, gy = _prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride, padding, dilation, groups,
                                 padding_mode, flip, algorithm, grad_output)
     if key is not None:
         if len(_seen_shape) >= _SEEN_SIZE:
             _seen_shape.clear()
-        _seen_shape[key] = (p.geom, p.flip)
+        _seen_shape[key] = (p.geom, p.flip, _stamp(), p.algorithms)
     return p, gy
 
 

@@ -175,3 +175,43 @@ def test_repeated_gradient_calls_match_the_first_and_the_reference(dtype, xs, ws
     gy_bad = np.zeros(geom.output_shape[:-1] + (geom.output_shape[-1] + 1,), dtype)
     with pytest.raises(ValueError):
         fc.grad.conv2d_input(xs, w, gy_bad, **kw)
+
+
+def test_repeated_gradient_calls_keep_their_algorithms_while_the_state_holds():
+    """A gradient call seen before reuses the algorithms resolved for it (no choice again), until a setting that
+    changes the choice changes: another thread count, or an algorithm registered that auto prefers."""
+    from fastconv import grad
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 2))
+    gy = rng.standard_normal((2, 4, 5, 5))
+    gi = [grad.conv2d_input(x.shape, w, gy) for _ in range(2)]
+    gw = [grad.conv2d_weight(x, w.shape, gy) for _ in range(2)]
+    np.testing.assert_array_equal(gi[0], gi[1])
+    np.testing.assert_array_equal(gw[0], gw[1])
+    np.testing.assert_allclose(gi[1], ref.conv_grad_input_nd(x.shape, w, gy), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw[1], ref.conv_grad_weight_nd(x, gy, w.shape), rtol=1e-12, atol=1e-12)
+    key = _prepare._seen_shape_key("conv2d_input", 2, w, "weight", x.shape, gy, (1, 0, 1, 1, "zeros", False, "auto"))
+    geom, _, stamp, algorithms = _prepare._seen_shape[key]
+    assert stamp == _prepare._stamp() and "grad_input" in algorithms
+    with fc.num_threads(1):
+        np.testing.assert_array_equal(grad.conv2d_input(x.shape, w, gy), gi[0])
+        assert _prepare._seen_shape[key][2] != stamp and _prepare._seen_shape[key][3] is not algorithms
+    calls = []
+    base = _algorithms.get("direct")
+
+    def grad_input(gy_, w_, geom_, out, nthreads):
+        calls.append(geom_.input_shape)
+        base.grad_input(gy_, w_, geom_, out, nthreads)
+    import dataclasses
+    cheap = dataclasses.replace(base, name="cheap", grad_input=grad_input, cost=lambda g, d, op: 0.0, plan=None)
+    try:
+        _algorithms.register(cheap)
+        np.testing.assert_allclose(grad.conv2d_input(x.shape, w, gy), gi[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(grad.conv2d_input(x.shape, w, gy), gi[0], rtol=1e-12, atol=1e-12)
+        assert calls == [x.shape, x.shape]
+    finally:
+        _algorithms._registry.pop("cheap")
+        _algorithms.invalidate()
+    grad.conv2d_input(x.shape, w, gy)
+    assert _prepare._seen_shape[key][3]["grad_input"].name != "cheap"
