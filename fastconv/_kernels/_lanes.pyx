@@ -111,28 +111,21 @@ cdef extern from *:
         TRANSPOSE(r) \
         for (int j = 0; j < nl; j++) *(VT*) dst[j] = r[j] + bias; \
     }
-    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* dst, int nl) { \
+    /* DST: the type of dst; AT: where lane group j goes (contiguous at dst, or to the pointers dst[j]) */
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DST, AT) \
+    static inline void NAME(const T* const* src, DST dst, int nl) { \
         static const T zero[N] __attribute__((aligned(64))); \
         VT r[N]; \
         for (int j = 0; j < N; j++) r[j] = *(const VT*) (j < nl ? src[j] : zero); \
         TRANSPOSE(r) \
-        for (int j = 0; j < N; j++) *(VT*) (dst + j * N) = r[j]; \
-    }
-    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
-        static const T zero[N] __attribute__((aligned(64))); \
-        VT r[N]; \
-        for (int j = 0; j < N; j++) r[j] = *(const VT*) (j < nl ? src[j] : zero); \
-        TRANSPOSE(r) \
-        for (int j = 0; j < N; j++) *(VT*) dst[j] = r[j]; \
+        for (int j = 0; j < N; j++) *(VT*) (AT) = r[j]; \
     }
     FC_TILE(fc_tile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
     FC_TILE(fc_tile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
-    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
-    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
-    FC_UNTILE_TO(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16)
-    FC_UNTILE_TO(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8)
+    FC_UNTILE(fc_untile_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16, float*, dst + j * 16)
+    FC_UNTILE(fc_untile_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8, double*, dst + j * 8)
+    FC_UNTILE(fc_untile_to_f, float, fc_lanes_f, 16, FC_TRANSPOSE_F16, float* const*, dst[j])
+    FC_UNTILE(fc_untile_to_d, double, fc_lanes_d, 8, FC_TRANSPOSE_Q8, double* const*, dst[j])
     #else
     /* 32-byte vectors: the n x n tile as four n/2 x n/2 quadrants of native vectors, each transposed alone (GCC
        lowers a shuffle of two 64-byte vectors on AVX2 to scalar moves through memory). */
@@ -151,62 +144,41 @@ cdef extern from *:
             for (int j = 0; j < H && lh * H + j < nl; j++) *(VT*) (dst[lh * H + j] + ph * H) = r[j] + bias; \
         } \
     }
-    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* dst, int nl) { \
+    /* quadrant (ph, lh) of lane group ph * H + j: at dst + (ph * H + j) * N + lh * H, or dst[ph * H + j] + lh * H */
+    #define FC_UNTILE(NAME, T, VT, N, TRANSPOSE, DST, AT) \
+    static inline void NAME(const T* const* src, DST dst, int nl) { \
         enum { H = N / 2 }; \
         static const T zero[N] __attribute__((aligned(64))); \
         VT r[H]; \
         for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
             for (int i = 0; i < H; i++) r[i] = *(const VT*) (lh * H + i < nl ? src[lh * H + i] + ph * H : zero); \
             TRANSPOSE(r) \
-            for (int j = 0; j < H; j++) *(VT*) (dst + (ph * H + j) * N + lh * H) = r[j]; \
-        } \
-    }
-    #define FC_UNTILE_TO(NAME, T, VT, N, TRANSPOSE) \
-    static inline void NAME(const T* const* src, T* const* dst, int nl) { \
-        enum { H = N / 2 }; \
-        static const T zero[N] __attribute__((aligned(64))); \
-        VT r[H]; \
-        for (int lh = 0; lh < 2; lh++) for (int ph = 0; ph < 2; ph++) { \
-            for (int i = 0; i < H; i++) r[i] = *(const VT*) (lh * H + i < nl ? src[lh * H + i] + ph * H : zero); \
-            TRANSPOSE(r) \
-            for (int j = 0; j < H; j++) *(VT*) (dst[ph * H + j] + lh * H) = r[j]; \
+            for (int j = 0; j < H; j++) *(VT*) (AT) = r[j]; \
         } \
     }
     FC_TILE(fc_tile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
     FC_TILE(fc_tile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
-    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
-    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
-    FC_UNTILE_TO(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8)
-    FC_UNTILE_TO(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4)
+    FC_UNTILE(fc_untile_f, float, fc_half_f, 16, FC_TRANSPOSE_F8, float*, dst + (ph * H + j) * 16 + lh * H)
+    FC_UNTILE(fc_untile_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4, double*, dst + (ph * H + j) * 8 + lh * H)
+    FC_UNTILE(fc_untile_to_f, float, fc_half_f, 16, FC_TRANSPOSE_F8, float* const*, dst[ph * H + j] + lh * H)
+    FC_UNTILE(fc_untile_to_d, double, fc_half_d, 8, FC_TRANSPOSE_Q4, double* const*, dst[ph * H + j] + lh * H)
     #endif
     /* A partial tile: the first n (< N) positions of each image row, through a zero-padded copy and the full
-       transpose; only n lane groups are stored. */
-    #define FC_UNTILE_PART(NAME, FULL, T, N) \
-    static inline void NAME(const T* const* src, T* dst, int nl, int n) { \
+       transpose; only n lane groups are stored (AT as above). */
+    #define FC_UNTILE_PART(NAME, FULL, T, N, DST, AT) \
+    static inline void NAME(const T* const* src, DST dst, int nl, int n) { \
         T rows[N][N] __attribute__((aligned(64))); \
         T tile[N * N] __attribute__((aligned(64))); \
         const T* ptrs[N]; \
         __builtin_memset(rows, 0, sizeof rows); \
         for (int j = 0; j < nl; j++) { __builtin_memcpy(rows[j], src[j], n * sizeof(T)); ptrs[j] = rows[j]; } \
         FULL(ptrs, tile, nl); \
-        __builtin_memcpy(dst, tile, n * N * sizeof(T)); \
+        for (int j = 0; j < n; j++) __builtin_memcpy(AT, tile + j * N, N * sizeof(T)); \
     }
-    FC_UNTILE_PART(fc_untile_part_f, fc_untile_f, float, 16)
-    FC_UNTILE_PART(fc_untile_part_d, fc_untile_d, double, 8)
-    /* The same, its n lane groups stored at dst[0 .. n-1]. */
-    #define FC_UNTILE_PART_TO(NAME, FULL, T, N) \
-    static inline void NAME(const T* const* src, T* const* dst, int nl, int n) { \
-        T rows[N][N] __attribute__((aligned(64))); \
-        T tile[N * N] __attribute__((aligned(64))); \
-        const T* ptrs[N]; \
-        __builtin_memset(rows, 0, sizeof rows); \
-        for (int j = 0; j < nl; j++) { __builtin_memcpy(rows[j], src[j], n * sizeof(T)); ptrs[j] = rows[j]; } \
-        FULL(ptrs, tile, nl); \
-        for (int j = 0; j < n; j++) __builtin_memcpy(dst[j], tile + j * N, N * sizeof(T)); \
-    }
-    FC_UNTILE_PART_TO(fc_untile_part_to_f, fc_untile_f, float, 16)
-    FC_UNTILE_PART_TO(fc_untile_part_to_d, fc_untile_d, double, 8)
+    FC_UNTILE_PART(fc_untile_part_f, fc_untile_f, float, 16, float*, dst + j * 16)
+    FC_UNTILE_PART(fc_untile_part_d, fc_untile_d, double, 8, double*, dst + j * 8)
+    FC_UNTILE_PART(fc_untile_part_to_f, fc_untile_f, float, 16, float* const*, dst[j])
+    FC_UNTILE_PART(fc_untile_part_to_d, fc_untile_d, double, 8, double* const*, dst[j])
     """
     void fc_tile_f(const float* src, float** dst, int nl, float bias) noexcept nogil
     void fc_tile_d(const double* src, double** dst, int nl, double bias) noexcept nogil
