@@ -220,6 +220,11 @@ def test_every_register_block(dtype):
             wide = {64: (4, 6), 32: (3, 2)}[_kernels.module("_lanes").vector_bytes()]
             assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == 2 and LA.block(16, 12) == wide
             assert LA.block(6, 28) == {(4, 6): (6, 4), (3, 2): (3, 2)}[wide]        # LeNet's first layer
+    # blocks of one column: the input gradient's packed copy needs no column of padding (LeNet's 6 -> 16 layer)
+    geom = fc.ConvGeometry.make((64, 6, 14, 14), (16, 6, 5, 5), 1, 0)
+    plan = LA._Plan(geom, 4, "grad_input", 2, kb=(6, 1))
+    assert plan.ext[2] == 10 and plan.pad[2] == 0 and plan.first_column == 4
+    assert LA._Plan(geom, 4, "grad_input", 2, kb=(3, 2)).ext[2] == 12
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -14,9 +14,10 @@ zero padding (any sign: a negative pad crops) and input dilation there, so the c
 * :func:`forward` -- a task owns (lane group, group, block of KB output channels, output depth, a band of output
   rows) and computes XB output columns at a time (over the input channels in passes whose rows stay in the L1
   cache from one block of columns to the next) with KB x XB (at most ``LN_ACCS``) lane-group accumulators in
-  registers (4 x 6, 4 x 5, 6 x 4, 2 x 12 or 1 x 12 at 64 bytes, as the layer's channels and width fit best): per
-  input channel and tap, the KB weights are broadcast and each of the XB input lane groups is loaded once and
-  multiplied by all of them.  Results (plus bias) are scattered to the images of the group.  The input gradient is
+  registers (4 x 6, 4 x 5, 6 x 4, 2 x 12, 1 x 12 or 6 x 1 at 64 bytes, as the layer's channels and width fit
+  best): per input channel and tap, the KB weights are broadcast (from a copy of the weights with each block's
+  channels side by side, made first) and each of the XB input lane groups is loaded once and multiplied by all of
+  them.  Results (plus bias) are scattered to the images of the group.  The input gradient is
   the same kernel on the packed output gradient, dilated by the stride and padded by ``d (k - 1) - p``, with the
   flipped, channel-transposed kernel; its caller says which rows and, per block of columns, which column taps
   read only zeros (they are skipped).
@@ -56,12 +57,14 @@ cdef extern from *:
     #define FC_LN_B3X 12
     #define FC_LN_B4K 6
     #define FC_LN_B4X 4
+    #define FC_LN_B5K 6
+    #define FC_LN_B5X 1
     #define FC_LN_WKB 4
     #define FC_LN_WTB 5
     #else
     /* 16 registers of 32 bytes, a lane group in two: 2 x 3, 2 x 2, 1 x 6, 1 x 4, 3 x 2 accumulator groups;
        weight gradient 2 x 3 (12 registers, 2 output-gradient and 1 input register per half lane group) */
-    #define FC_LN_KB 3
+    #define FC_LN_KB 6
     #define FC_LN_ACCS 6
     #define FC_LN_B0K 2
     #define FC_LN_B0X 3
@@ -73,6 +76,8 @@ cdef extern from *:
     #define FC_LN_B3X 4
     #define FC_LN_B4K 3
     #define FC_LN_B4X 2
+    #define FC_LN_B5K 6
+    #define FC_LN_B5X 1
     #define FC_LN_WKB 2
     #define FC_LN_WTB 3
     #endif
@@ -90,6 +95,8 @@ cdef extern from *:
         LN_B3X "FC_LN_B3X"
         LN_B4K "FC_LN_B4K"
         LN_B4X "FC_LN_B4X"
+        LN_B5K "FC_LN_B5K"
+        LN_B5X "FC_LN_B5X"
         LN_WKB "FC_LN_WKB"
         LN_WTB "FC_LN_WTB"
 
@@ -192,7 +199,7 @@ cdef extern from *:
     void fc_untile_part_to_d(const double** src, double** dst, int nl, int n) noexcept nogil
 
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from fastconv._kernels.common cimport (FC_LANE_VECS, Geometry, VECTOR_BYTES, check_scratch, float_t,
@@ -204,7 +211,8 @@ LANE_BYTES = 64      # a lane group (fc_lanes_f / fc_lanes_d above)
 def block_sizes():
     """The forward register blocks of this build as (output channels, output columns) pairs (their index is the
     ``block`` argument of :func:`forward`), and the (output channels, kernel taps) of the weight-gradient block."""
-    return (((LN_B0K, LN_B0X), (LN_B1K, LN_B1X), (LN_B2K, LN_B2X), (LN_B3K, LN_B3X), (LN_B4K, LN_B4X)),
+    return (((LN_B0K, LN_B0X), (LN_B1K, LN_B1X), (LN_B2K, LN_B2X), (LN_B3K, LN_B3X), (LN_B4K, LN_B4X),
+             (LN_B5K, LN_B5X)),
             (LN_WKB, LN_WTB))
 
 
@@ -372,21 +380,24 @@ def pack(const float_t[:, :, :, :, ::1] x, float_t[:, :, :, :, :, ::1] xp, Py_ss
 
 # ----------------------------------------------------------------------------------------------- forward
 cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
-                            Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
-                            Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                            Py_ssize_t kstride, bint acc, int KB, int XB, vec_t* tag) noexcept nogil:
+                            Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, Py_ssize_t wcstride,
+                            Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res, Py_ssize_t kstride, bint acc,
+                            int KB, int XB, vec_t* tag) noexcept nogil:
     """res[(kk * kstride + x) * L + l] = sum over c < Cg, (r, s) taps q < nrs, t < T of
-    wblk[kofs[kk] + c * wcstride + woff[q] + t] * base[c * cstride + roff[q] + x * swL + t * dwL + l], added to
+    wblk[((c * wcstride + woff[q]) + t) * KB + kk] * base[c * cstride + roff[q] + x * swL + t * dwL + l], added to
     what ``res`` holds there with ``acc`` (the sums continue from it: a caller that runs the channels in passes
-    gets the bits of one pass).
+    gets the bits of one pass).  ``wblk``: the block's weights packed with its KB channels innermost (see
+    :func:`forward`), so that a tap's KB broadcasts read one run.
 
     KB x XB lane-group accumulators (at most LN_ACCS), each FC_LANE_VECS native vectors (a 64-byte lane group is
     two registers below AVX-512: as one 64-byte GCC vector in an array, GCC kept the accumulators in memory);
     callers pass literal block sizes (the loops unroll, the accumulators stay in registers): the KB weights of a
-    tap are broadcast once, then each of the XB input lane groups is loaded once and multiplied by all of them."""
+    tap are broadcast once, then each of the XB input lane groups is loaded once and multiplied by all of them;
+    a block of one column loads its input lane group first and broadcasts the weights one at a time."""
     cdef vec_t a[LN_ACCS * FC_LANE_VECS]
     cdef vec_t wv[LN_KB]
-    cdef vec_t z, xv
+    cdef vec_t xr[FC_LANE_VECS]
+    cdef vec_t z, xv, wb
     cdef Py_ssize_t c, q, t, x, kk, h
     cdef const float_t* row
     cdef const float_t* wk
@@ -402,10 +413,18 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
     for c in range(Cg):
         for q in range(nrs):
             row = base + c * cstride + roff[q]
-            wk = wblk + c * wcstride + woff[q]
+            wk = wblk + (c * wcstride + woff[q]) * KB
             for t in range(T):
+                if XB == 1:
+                    for h in range(FC_LANE_VECS):
+                        xr[h] = (<const vec_t*> (row + t * dwL))[h]
+                    for kk in range(KB):
+                        wb = wk[t * KB + kk] - z
+                        for h in range(FC_LANE_VECS):
+                            a[kk * FC_LANE_VECS + h] += wb * xr[h]
+                    continue
                 for kk in range(KB):
-                    wv[kk] = wk[kofs[kk] + t] - z      # broadcast (x - 0 folds to x)
+                    wv[kk] = wk[t * KB + kk] - z      # broadcast (x - 0 folds to x)
                 for x in range(XB):
                     for h in range(FC_LANE_VECS):
                         xv = (<const vec_t*> (row + x * swL + t * dwL))[h]
@@ -418,28 +437,31 @@ cdef inline void _fwd_block(const float_t* base, const Py_ssize_t* roff, const P
 
 
 cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, const Py_ssize_t* woff, Py_ssize_t nrs,
-                               Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, const Py_ssize_t* kofs,
-                               Py_ssize_t wcstride, Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res,
-                               Py_ssize_t kstride, bint acc, int blk, vec_t* tag) noexcept nogil:
+                               Py_ssize_t Cg, Py_ssize_t cstride, const float_t* wblk, Py_ssize_t wcstride,
+                               Py_ssize_t T, Py_ssize_t dwL, Py_ssize_t swL, float_t* res, Py_ssize_t kstride,
+                               bint acc, int blk, vec_t* tag) noexcept nogil:
     # literal block sizes for the inlined block (its loops unroll and its accumulators stay in registers); a
     # single channel takes half the accumulators (GCC does not unroll a loop of 24, and 12 columns already hide
     # the latency of the FMA chain); ``tag``: the vector type of float_t
     if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
         if blk == 0:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       acc, LN_B0K, LN_B0X, tag)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B0K, LN_B0X, tag)
         elif blk == 1:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       acc, LN_B1K, LN_B1X, tag)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B1K, LN_B1X, tag)
         elif blk == 2:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       acc, LN_B2K, LN_B2X, tag)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B2K, LN_B2X, tag)
         elif blk == 3:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       acc, LN_B3K, LN_B3X, tag)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B3K, LN_B3X, tag)
+        elif blk == 4:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B4K, LN_B4X, tag)
         else:
-            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, kofs, wcstride, T, dwL, swL, res, kstride,
-                       acc, LN_B4K, LN_B4X, tag)
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B5K, LN_B5X, tag)
 
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
@@ -469,9 +491,9 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G
     cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
     cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
-    cdef int blk = min(max(block, 0), 4)
-    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K, LN_B4K)[blk]
-    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X, LN_B4X)[blk]
+    cdef int blk = min(max(block, 0), 5)
+    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K, LN_B4K, LN_B5K)[blk]
+    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X, LN_B4X, LN_B5X)[blk]
     cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
     cdef Py_ssize_t wkstride = Cg * R * S * T
     cdef Py_ssize_t cstride = Dp * Hp * Wp * L
@@ -487,11 +509,15 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef float_t** dsts
     cdef Py_ssize_t* roff
     cdef Py_ssize_t* woff
-    cdef Py_ssize_t* kofs
-    cdef Py_ssize_t r, s, nq
+    cdef Py_ssize_t r, s, nq, i
     cdef const float_t* base
     cdef const float_t* src
     cdef float_t bval
+    # the weights by block, each block's KB channels innermost: wp[((g * nkb + kb) * Cg + c) * RST + tap][kk] (the
+    # channels past a group's last repeat it; their sums are dropped)
+    cdef Py_ssize_t wplen = G * nkb * wkstride * KB
+    cdef float_t* wp
+    cdef const float_t* wsrc = &w[0, 0, 0, 0, 0] if w.shape[0] > 0 and wkstride > 0 else NULL
     cdef vf* tf = NULL      # the vector type of float_t, for _fwd_dispatch
     cdef vd* td = NULL
     cdef int failed[1]
@@ -500,11 +526,23 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     anybad[0] = 0
     if ntask == 0:
         return True
+    wp = <float_t*> malloc(max(wplen, 1) * sizeof(float_t))
+    if wp == NULL:
+        raise MemoryError("lanes convolution: could not allocate %d bytes of packed weights"
+                          % (wplen * sizeof(float_t)))
+    with nogil:
+        for i in range(G * nkb * Cg):      # (g, kb, c)
+            c0 = i % Cg
+            kb = (i // Cg) % nkb
+            g = i // (Cg * nkb)
+            for kk in range(KB):
+                k0 = g * Kg + min(kb * KB + kk, Kg - 1)
+                for x in range(R * S * T):
+                    wp[(i * R * S * T + x) * KB + kk] = wsrc[(k0 * Cg + c0) * R * S * T + x]
     with nogil, parallel(num_threads=nthreads):
         res = <float_t*> scratch(res_len * sizeof(float_t), failed)
-        roff = <Py_ssize_t*> scratch((2 * R * S + LN_KB) * sizeof(Py_ssize_t), failed)     # per thread
+        roff = <Py_ssize_t*> scratch(2 * R * S * sizeof(Py_ssize_t), failed)     # per thread
         woff = roff + R * S if roff != NULL else NULL
-        kofs = roff + 2 * R * S if roff != NULL else NULL
         dsts = <float_t**> scratch(L * sizeof(float_t*), failed)
         for task in prange(ntask, schedule='dynamic'):
             if res != NULL and roff != NULL and dsts != NULL:
@@ -519,8 +557,6 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                 nk = min(KB, Kg - kb * KB)
                 oh0 = band * rpt
                 oh1 = min(OH, oh0 + rpt)
-                for kk in range(KB):
-                    kofs[kk] = min(kk, nk - 1) * wkstride
                 # the task's rows into res, lane groups by channel and output position (row-major); a block's
                 # columns past the row are overwritten by the next row's first block, or land in the slack
                 for oh in range(oh0, oh1):
@@ -541,13 +577,15 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
                             t0 = taps[2 * xblk]
                             if float_t is float:
                                 _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw - first_column) * L, roff,
-                                              woff, nq, min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs,
-                                              R * S * T, taps[2 * xblk + 1], dw * L, sw * L,
+                                              woff, nq, min(cpp, Cg - c0), cstride,
+                                              wp + (((g * nkb + kb) * Cg + c0) * R * S * T + t0) * KB, R * S * T,
+                                              taps[2 * xblk + 1], dw * L, sw * L,
                                               res + ((oh - oh0) * OW + ox0) * L, plen, c0 > 0, blk, tf)
                             else:
                                 _fwd_dispatch(base + c0 * cstride + (ox0 * sw + t0 * dw - first_column) * L, roff,
-                                              woff, nq, min(cpp, Cg - c0), cstride, &w[k0, c0, 0, 0, 0] + t0, kofs,
-                                              R * S * T, taps[2 * xblk + 1], dw * L, sw * L,
+                                              woff, nq, min(cpp, Cg - c0), cstride,
+                                              wp + (((g * nkb + kb) * Cg + c0) * R * S * T + t0) * KB, R * S * T,
+                                              taps[2 * xblk + 1], dw * L, sw * L,
                                               res + ((oh - oh0) * OW + ox0) * L, plen, c0 > 0, blk, td)
                         c0 = c0 + cpp
                 # then to the images: the rows oh0 .. oh1 - 1 of one (image, channel) are contiguous in out, so
@@ -575,6 +613,7 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
         free(res)
         free(roff)
         free(dsts)
+    free(wp)
     check_scratch(failed[0], "lanes convolution", res_len * sizeof(float_t))
     return not anybad[0]
 
