@@ -626,7 +626,7 @@ cdef inline void _wgrad_block(const float_t* xr0, const float_t* gr0, Py_ssize_t
     columns ow of gr0[kofs[kk] + (oh * OW + ow) * L + l] * xr0[oh * xhs + toff[tt] + ow * swL + l], in lane
     groups of FC_LANE_VECS native vectors (see :func:`_fwd_block`), rows and columns in order."""
     cdef vec_t a[LN_WKB * LN_WTB * FC_LANE_VECS]
-    cdef vec_t gv[LN_WKB * FC_LANE_VECS]
+    cdef vec_t gv[LN_WKB]
     cdef vec_t z, xv
     cdef Py_ssize_t oh, ow, kk, tt, h
     cdef const float_t* xr
@@ -638,18 +638,19 @@ cdef inline void _wgrad_block(const float_t* xr0, const float_t* gr0, Py_ssize_t
         xr = xr0 + oh * xhs
         gr = gr0 + oh * OW * L
         for ow in range(OW):
-            for kk in range(LN_WKB):
-                for h in range(FC_LANE_VECS):
-                    gv[kk * FC_LANE_VECS + h] = (<const vec_t*> (gr + kofs[kk] + ow * L))[h]
-            for tt in range(LN_WTB):
-                for h in range(FC_LANE_VECS):
+            # a native vector at a time: its WKB output-gradient vectors stay in registers beside the accumulators
+            # (all halves of a lane group at once were one register too many below AVX-512)
+            for h in range(FC_LANE_VECS):
+                for kk in range(LN_WKB):
+                    gv[kk] = (<const vec_t*> (gr + kofs[kk] + ow * L))[h]
+                for tt in range(LN_WTB):
                     xv = (<const vec_t*> (xr + toff[tt] + ow * swL))[h]
                     if vec_t is vf:
                         in_register_f(xv)
                     else:
                         in_register_d(xv)
                     for kk in range(LN_WKB):
-                        a[(kk * LN_WTB + tt) * FC_LANE_VECS + h] += gv[kk * FC_LANE_VECS + h] * xv
+                        a[(kk * LN_WTB + tt) * FC_LANE_VECS + h] += gv[kk] * xv
     for tt in range(LN_WKB * LN_WTB * FC_LANE_VECS):
         (<vec_t*> res)[tt] = a[tt]
 
