@@ -371,6 +371,13 @@ class ConvGeometry:
         """This (zero-padding) convolution as the kernels' ``Geometry`` struct (a dict, see :func:`kernel_struct`)."""
         return kernel_struct(self.kernel_size, self.stride, self.dilation, self.pad_lo, groups=self.groups)
 
+    @cached_property
+    def adjoint_kernel_struct(self):
+        """The input gradient as the kernels' ``Geometry`` struct: a stride-1 correlation of the output gradient,
+        dilated by the stride and padded by :attr:`adjoint_pad_lo`, with the flipped kernel."""
+        return kernel_struct(self.kernel_size, (1,) * self.ndim, self.dilation, self.adjoint_pad_lo,
+                             input_dilation=self.stride, groups=self.groups)
+
     def key(self):
         """A hashable description (for caches)."""
         return (self.input_shape, self.weight_shape, self.stride, self.padding, self.dilation, self.groups)

@@ -215,11 +215,35 @@ def _record(fn, x, w, b, geom, dtype, flip, algorithm, transposed=False, algorit
 
 
 # ----------------------------------------------------------------------------------------------- entry points
-# Calls seen before: the exact arguments of a call that passed validation -> its geometry.  A call made again
-# with plain C-contiguous float arrays of one dtype and the same shapes and arguments skips validation and the
-# geometry (small calls are dominated by them); any other call takes the full path.
+# Calls seen before: the exact arguments of a call that passed validation -> (its geometry, state stamp, the
+# algorithms resolved for it under that stamp).  A call made again with plain C-contiguous float arrays of one
+# dtype and the same shapes and arguments skips validation, the geometry and the choice of algorithm (small calls
+# are dominated by them); any other call takes the full path.
 _SEEN_SIZE = 1024
 _seen = {}
+
+
+def _remember(cache, key, *entry):
+    """Store a validated call's ``entry`` and, after it, the current state stamp and the call's algorithm table
+    (the last element of ``entry``, filled as the call resolves its ops)."""
+    if len(cache) >= _SEEN_SIZE:
+        cache.clear()
+    cache[key] = entry[:-1] + (_stamp(), entry[-1])
+
+
+def _recalled(cache, key):
+    """The entry of a call seen before (its algorithm table last: a fresh one when the state stamp has changed --
+    threads, SIMD level, reduced accuracy, autotune, the registry -- and an unshared one while autotuning, whose
+    own cache each call consults: it can be cleared), or None."""
+    hit = cache.get(key) if key is not None else None
+    if hit is None:
+        return None
+    if _autotune.enabled():
+        return hit[:-2] + ({},)
+    if hit[-2] != _stamp():
+        _remember(cache, key, *hit[:-2], {})
+        hit = cache[key]
+    return hit[:-2] + hit[-1:]
 
 
 def _seen_key(fn, nd, x, w, b, args):
@@ -251,16 +275,15 @@ def prepare_conv(fn, nd, input, weight, bias=None, stride=1, padding=0, dilation
 
 def _prepare_seen(key, fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip,
                   algorithm):
-    geom = _seen.get(key) if key is not None else None
-    if geom is not None:
+    hit = _recalled(_seen, key)
+    if hit is not None:
+        geom, algorithms = hit
         x = pad_input(input, geom) if geom.explicit_padding else input
         return PreparedConv(fn, x, flip_kernel(weight) if flip else weight, bias, geom, input.dtype, flip,
-                            algorithm, False, {})
+                            algorithm, False, algorithms)
     p = _prepare_conv(fn, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, flip, algorithm)
     if key is not None:
-        if len(_seen) >= _SEEN_SIZE:
-            _seen.clear()
-        _seen[key] = p.geom
+        _remember(_seen, key, p.geom, p.algorithms)
     return p
 
 
@@ -328,8 +351,7 @@ def prepare_conv_transpose(fn, nd, input, weight, bias=None, stride=1, padding=0
 
 
 # Gradient calls seen before (``grad.conv*d_input`` / ``_weight``): as _seen, for calls whose array and gradient are
-# plain C-contiguous float arrays of one dtype -> (geometry, flip as validated, state stamp, the algorithms resolved
-# for it under that stamp: shared by the calls' PreparedConv while the stamp holds, as the forward pass's plans).
+# plain C-contiguous float arrays of one dtype -> (geometry, flip as validated, state stamp, algorithms).
 _seen_shape = {}
 
 
@@ -357,21 +379,15 @@ def prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride=1, pad
     """
     key = _seen_shape_key(fn, nd, array, array_arg, shape, grad_output,
                           (stride, padding, dilation, groups, padding_mode, flip, algorithm))
-    hit = _seen_shape.get(key) if key is not None else None
+    hit = _recalled(_seen_shape, key)
     if hit is not None:
-        geom, flip, stamp, algorithms = hit
-        now = _stamp()
-        if stamp != now:
-            algorithms = {}
-            _seen_shape[key] = (geom, flip, now, algorithms)
+        geom, flip, algorithms = hit
         x, w = (None, array) if array_arg == "weight" else (array, None)
         return _record(fn, x, w, None, geom, array.dtype, flip, algorithm, algorithms=algorithms), grad_output
     p, gy = _prepare_conv_shape(fn, nd, array, array_arg, shape, shape_arg, stride, padding, dilation, groups,
                                 padding_mode, flip, algorithm, grad_output)
     if key is not None:
-        if len(_seen_shape) >= _SEEN_SIZE:
-            _seen_shape.clear()
-        _seen_shape[key] = (p.geom, p.flip, _stamp(), p.algorithms)
+        _remember(_seen_shape, key, p.geom, p.flip, p.algorithms)
     return p, gy
 
 

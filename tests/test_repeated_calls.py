@@ -215,3 +215,50 @@ def test_repeated_gradient_calls_keep_their_algorithms_while_the_state_holds():
         _algorithms.invalidate()
     grad.conv2d_input(x.shape, w, gy)
     assert _prepare._seen_shape[key][3]["grad_input"].name != "cheap"
+
+
+def test_repeated_forward_calls_without_a_plan_keep_their_algorithm(monkeypatch):
+    """A forward call seen before whose algorithm offers no plan (here ``lanes``) reuses the algorithm resolved for
+    it while the state holds, and resolves again when the thread count changes."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 2, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    y = fc.conv2d(x, w, padding=1, algorithm="lanes")
+    resolved = []
+    real = _algorithms.resolve
+
+    def counting(*args, **kw):
+        resolved.append(args[0])
+        return real(*args, **kw)
+    monkeypatch.setattr(_algorithms, "resolve", counting)
+    for _ in range(3):
+        np.testing.assert_array_equal(fc.conv2d(x, w, padding=1, algorithm="lanes"), y)
+    assert resolved == []
+    with fc.num_threads(1):
+        np.testing.assert_array_equal(fc.conv2d(x, w, padding=1, algorithm="lanes"), y)
+    assert resolved == ["lanes"]
+    np.testing.assert_allclose(y, ref.conv_nd(x.astype(np.float64), w.astype(np.float64), padding=1), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_repeated_gradient_calls_consult_autotune_while_it_is_on():
+    """While autotuning, a gradient call seen before asks the autotune cache again (which may have been cleared):
+    the seen-call cache does not keep the tuned choice."""
+    from fastconv import _autotune, grad
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 8, 13, 13)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((1, 8, 13, 13)).astype(np.float32)
+    try:
+        _autotune.clear_cache()
+        fc.autotune(True, cache_file=False)
+        first = grad.conv2d_input(x.shape, w, gy, padding=1)
+        assert _autotune.cache_info()["misses"] == 1
+        grad.conv2d_input(x.shape, w, gy, padding=1)
+        assert _autotune.cache_info()["hits"] >= 1 and _autotune.cache_info()["misses"] == 1
+        _autotune.clear_cache()
+        np.testing.assert_allclose(grad.conv2d_input(x.shape, w, gy, padding=1), first, rtol=1e-4, atol=1e-4)
+        assert _autotune.cache_info()["misses"] == 1       # tuned again after the clear
+    finally:
+        fc.autotune(False)
+        _autotune.clear_cache()

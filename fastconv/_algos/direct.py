@@ -358,16 +358,8 @@ def grad_input(gy, w, geom, out, nthreads):
     phases = prod(geom.stride)
     if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
         return _grad_input_phases(gy, w, geom, out, nthreads)
-    _run(as_5d(gy), as_5d(transposed_weight(w, geom.groups)), None, as_5d(out), _adjoint_struct(geom), nthreads,
+    _run(as_5d(gy), as_5d(transposed_weight(w, geom.groups)), None, as_5d(out), geom.adjoint_kernel_struct, nthreads,
          pad_zeros=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _adjoint_struct(geom):
-    """The kernels' geometry of the input gradient as a stride-1 correlation of the output gradient, dilated by the
-    stride (computed once per geometry: it cost as long as a tiny layer's kernel)."""
-    return kernel_struct(geom.kernel_size, (1,) * geom.ndim, geom.dilation, geom.adjoint_pad_lo,
-                         input_dilation=geom.stride, groups=geom.groups)
 
 
 def _wgrad_columns(x5, gy5, geom, out, nthreads, grad_bias=None):
