@@ -463,6 +463,32 @@ def test_bench_reports_the_error_and_the_bound_of_winograd():
 
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_planar_filter_transforms_match_the_axis_passes(dtype):
+    """2-D 3 x 3 kernels take one fused pass (both axes in registers) instead of a pass per axis.  The same data
+    with the two transformed axes declared as axes 0 and 1 (the same memory layout) takes the per-axis passes:
+    the two must agree bit for bit (the same products in the same order), for any number of filters (partial
+    chunks and vectors included), and both must equal G g G^T / G^T u G computed by NumPy."""
+    rng = np.random.default_rng(4)
+    G = W.G
+    for R in (1, 5, 64, 67, 200):
+        wv = rng.standard_normal((9, R))
+        fused, passes = np.empty((36, R), dtype), np.empty((36, R), dtype)
+        W._wk.filters(G, wv, fused, (False, True, True), 2)
+        W._wk.filters(G, wv, passes, (True, True, False), 2)
+        assert fused.tobytes() == passes.tobytes(), R
+        want = np.einsum("ia,jb,abr->ijr", G, G, wv.reshape(3, 3, R)).reshape(36, R)
+        np.testing.assert_allclose(fused, want, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-12)
+        dU = rng.standard_normal((2, 36, R)).astype(dtype)
+        fused, passes = np.empty((R, 9)), np.empty((R, 9))
+        W._wk.filters_adjoint(G, dU, fused, (False, True, True), 2)
+        W._wk.filters_adjoint(G, dU, passes, (True, True, False), 2)
+        assert fused.tobytes() == passes.tobytes(), R
+        u = dU.astype(np.float64).sum(axis=0).reshape(6, 6, R)
+        want = np.einsum("ia,jb,ijr->rab", G, G, u).reshape(R, 9)
+        np.testing.assert_allclose(fused, want, rtol=1e-12, atol=1e-12)
+
+
 def test_filter_transforms_are_the_same_on_any_number_of_threads():
     """The filter transforms run chunks of filters on the OpenMP threads; each thread keeps its own grid
     extents (they were shared: a thread reset them while another's pass was using them, and a chunk came out

@@ -264,6 +264,53 @@ cdef extern from *:
             }
         }
     }
+    /* Both axes of a 2-D 3 x 3 kernel in one pass over n filters (tap q = 3 k1 + k2 at s + q * ss, point
+       p = 6 i + j at d + p * ds): the same products in the same order as fc_wino_g along axis 2, then along
+       axis 1, with the intermediate rows in registers. */
+    static void fc_wino_g2(const double *g, const double *s, Py_ssize_t ss, double *d, Py_ssize_t ds,
+                           Py_ssize_t n) {
+        double gc[18];
+        for (int q = 0; q < 18; q++) gc[q] = g[q];
+        for (Py_ssize_t l = 0; l < n; l += (Py_ssize_t)(sizeof(fc_vd) / sizeof(double))) {
+            fc_vd x[9];
+            for (int q = 0; q < 9; q++) x[q] = FC_LD(fc_vd, s + q * ss + l);
+            for (int j = 0; j < 6; j++) {
+                fc_vd t0 = gc[3 * j] * x[0] + gc[3 * j + 1] * x[1] + gc[3 * j + 2] * x[2];
+                fc_vd t1 = gc[3 * j] * x[3] + gc[3 * j + 1] * x[4] + gc[3 * j + 2] * x[5];
+                fc_vd t2 = gc[3 * j] * x[6] + gc[3 * j + 1] * x[7] + gc[3 * j + 2] * x[8];
+                for (int i = 0; i < 6; i++)
+                    *(fc_vd *)(d + (6 * i + j) * ds + l) = gc[3 * i] * t0 + gc[3 * i + 1] * t1 + gc[3 * i + 2] * t2;
+            }
+        }
+    }
+    /* The adjoint of fc_wino_g2 (the same products in the same order as fc_wino_gt along axis 2, then along
+       axis 1): the 36 points at s + p * ss (whole vectors) -> out[i * os + q] for the n filters i and taps q. */
+    static void fc_wino_gt2(const double *g, const double *s, Py_ssize_t ss, double *out, Py_ssize_t os,
+                            Py_ssize_t n) {
+        enum { L = sizeof(fc_vd) / sizeof(double) };
+        double gc[18];
+        for (int q = 0; q < 18; q++) gc[q] = g[q];
+        for (Py_ssize_t l = 0; l < n; l += L) {
+            fc_vd o[9];
+            for (int k = 0; k < 3; k++) {
+                fc_vd t[6];
+                for (int j = 0; j < 6; j++) {
+                    const double *r = s + 6 * j * ss + l;
+                    fc_vd acc = gc[k] * FC_LD(fc_vd, r);
+                    for (int m = 1; m < 6; m++) acc += gc[3 * m + k] * FC_LD(fc_vd, r + m * ss);
+                    t[j] = acc;
+                }
+                for (int kk = 0; kk < 3; kk++) {
+                    fc_vd acc = gc[kk] * t[0];
+                    for (int m = 1; m < 6; m++) acc += gc[3 * m + kk] * t[m];
+                    o[3 * kk + k] = acc;
+                }
+            }
+            Py_ssize_t m = n - l < L ? n - l : L;
+            for (Py_ssize_t e = 0; e < m; e++)
+                for (int q = 0; q < 9; q++) out[(l + e) * os + q] = o[q][e];
+        }
+    }
     /* Small-tile FFT codelets: radix-2 FFTs of L = 8, 16 or 32 points over vectors of lanes (the tiles or images
        of a block), from a table of cos / sin (2 pi j / 32).  Real transforms of L points use a complex FFT of L/2
        points; their spectrum is packed into L reals [X0, X_{L/2}, Re X1, Im X1, ..., Re X_{L/2-1}, Im X_{L/2-1}]
@@ -424,6 +471,8 @@ cdef extern from *:
     void fc_wino_axpy_d(double u, const double* s, double* d, Py_ssize_t n, int first) nogil
     void fc_wino_g(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
     void fc_wino_gt(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
+    void fc_wino_g2(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
+    void fc_wino_gt2(const double* g, const double* s, Py_ssize_t ss, double* out, Py_ssize_t os, Py_ssize_t n) nogil
     void fc_rfft_f(const float* s, Py_ssize_t ss, float* d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) nogil
     void fc_rfft_d(const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) nogil
     void fc_cfft_f(const float* sr, const float* si, Py_ssize_t ss, float* dr, float* di, Py_ssize_t ds,
@@ -1428,6 +1477,7 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
     cdef double* to
     for a in range(3):
         ac[a] = 1 if act[a] else 0
+    cdef bint planar = ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9     # 2-D 3 x 3: one fused pass
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
@@ -1446,14 +1496,18 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
                 else:
                     for p in range(J):
                         memcpy(b1 + p * FCHUNK, &wv[p, r0], n * sizeof(double))
-                cur = b1
-                for a in range(3):
-                    ext[a] = 3 if ac[a] else 1
-                for a in range(2, -1, -1):
-                    if ac[a]:
-                        to = b2 if cur == b1 else b1
-                        _gpass(&G[0, 0], False, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
-                        cur = to
+                if planar:
+                    fc_wino_g2(&G[0, 0], b1, FCHUNK, b2, FCHUNK, (n + 7) // 8 * 8)
+                    cur = b2
+                else:
+                    cur = b1
+                    for a in range(3):
+                        ext[a] = 3 if ac[a] else 1
+                    for a in range(2, -1, -1):
+                        if ac[a]:
+                            to = b2 if cur == b1 else b1
+                            _gpass(&G[0, 0], False, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
+                            cur = to
                 for p in range(NP):
                     for i in range(n):
                         U[p, r0 + i] = <float_t> cur[p * FCHUNK + i]
@@ -1466,7 +1520,11 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
 cdef inline void _lane_sum(const float_t* s, Py_ssize_t lanes, Py_ssize_t stride, double* d,
                            Py_ssize_t n) noexcept nogil:
     """d[i] = s[i] + s[stride + i] + ... (``lanes`` terms, in order, in double precision)."""
-    cdef Py_ssize_t i, ln
+    cdef Py_ssize_t i = 0, ln
+    while i < n:            # the next chunk's lines (one stream per point and lane, far apart: no hardware prefetch)
+        for ln in range(lanes):
+            fc_wino_prefetch(s + ln * stride + FCHUNK + i)
+        i += 64 // sizeof(float_t)
     for i in range(n):
         d[i] = s[i]
     for ln in range(1, lanes):
@@ -1490,6 +1548,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
     cdef double* to
     for a in range(3):
         ac[a] = 1 if act[a] else 0
+    cdef bint planar = ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9     # 2-D 3 x 3: one fused pass
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
@@ -1503,17 +1562,20 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
                 n = min(FCHUNK, R - r0)
                 for p in range(NP):
                     _lane_sum(du + p * R + r0, LN, NP * R, b1 + p * FCHUNK, n)
-                cur = b1
-                for a in range(3):
-                    ext[a] = 6 if ac[a] else 1
-                for a in range(2, -1, -1):
-                    if ac[a]:
-                        to = b2 if cur == b1 else b1
-                        _gpass(&G[0, 0], True, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
-                        cur = to
-                for i in range(n):
-                    for p in range(J):
-                        out[r0 + i, p] = cur[p * FCHUNK + i]
+                if planar:
+                    fc_wino_gt2(&G[0, 0], b1, FCHUNK, &out[r0, 0], J, n)
+                else:
+                    cur = b1
+                    for a in range(3):
+                        ext[a] = 6 if ac[a] else 1
+                    for a in range(2, -1, -1):
+                        if ac[a]:
+                            to = b2 if cur == b1 else b1
+                            _gpass(&G[0, 0], True, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
+                            cur = to
+                    for i in range(n):
+                        for p in range(J):
+                            out[r0 + i, p] = cur[p * FCHUNK + i]
         free(b1)
         free(b2)
         free(ext)
