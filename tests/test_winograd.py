@@ -15,7 +15,7 @@ import pytest
 
 import fastconv as fc
 import reference as ref
-from fastconv import _algorithms
+from fastconv import _algorithms, _kernels
 from fastconv._algos import winograd as W
 
 CONV = {1: fc.conv1d, 2: fc.conv2d, 3: fc.conv3d}
@@ -463,12 +463,18 @@ def test_bench_reports_the_error_and_the_bound_of_winograd():
 
 
 
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_fused_planar_filter_transforms_match_the_axis_passes(dtype):
+def test_the_fused_planar_filter_transforms_match_the_axis_passes(dtype, level):
     """2-D 3 x 3 kernels take one fused pass (both axes in registers) instead of a pass per axis.  The same data
     with the two transformed axes declared as axes 0 and 1 (the same memory layout) takes the per-axis passes:
     the two must agree bit for bit (the same products in the same order), for any number of filters (partial
-    chunks and vectors included), and both must equal G g G^T / G^T u G computed by NumPy."""
+    chunks and vectors included), and both must equal G g G^T / G^T u G computed by NumPy; at every SIMD level."""
+    with _kernels.use_level(level):
+        _check_fused_planar_filter_transforms(dtype)
+
+
+def _check_fused_planar_filter_transforms(dtype):
     rng = np.random.default_rng(4)
     G = W.G
     for R in (1, 5, 64, 67, 200):
