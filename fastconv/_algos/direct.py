@@ -435,11 +435,15 @@ def _column_efficiency(kout, width, itemsize, taps_w):
 
 def cost_kind(geom, dtype, op):
     """Which kernel runs ``op``: "channels" (channel-vectorised), "columns" (few channels per group), "phases"
-    (strided input gradient, one correlation per input phase), "swap" (weight gradient as a convolution with batch
-    and channels swapped) or "wcolumns" / "wimage" (the depthwise weight-gradient kernel, on many groups or on
-    images of one channel: against its model it ran 1.5x on the depthwise probe and 0.5x on the image probe, so one
-    fit made 512^2 15x15 image weight gradients look 2.4x slower than they ran, and auto took fft at 1.27x).  The
-    calibration scales each separately."""
+    (strided input gradient, one correlation per input phase), "swap" / "swap wide" / "swap strided" (weight
+    gradient as a convolution with batch and channels swapped, whose output rows are the kernel's rows: at most
+    half a register block wide, or wider; a strided layer's stride becomes the swapped kernel's dilation) or
+    "wcolumns" / "wimage" (the depthwise weight-gradient kernel, on many groups or on images of one channel: against
+    its model it ran 1.5x on the depthwise probe and 0.5x on the image probe, so one fit made 512^2 15x15 image
+    weight gradients look 2.4x slower than they ran, and auto took fft at 1.27x).  The calibration scales each
+    separately.  (One "swap" fit ran 3x3 and 1x1 layers at 0.4-0.8x their model, a 15x15 one at 0.6x and 5x5 and
+    11x11 stride-4 ones at 1.3-1.6x: fitted through all of them, it put AlexNet's weight gradient at 7 ms where it
+    took 31, and auto took direct at 2.3-3x winograd's time; AMD EPYC, avx2.)"""
     G = geom.groups
     Cg, Kg = geom.in_channels // G, geom.out_channels // G
     if op == "forward":
@@ -451,7 +455,10 @@ def cost_kind(geom, dtype, op):
         return "columns" if Cg < COLUMN_KERNEL_MAX_KG else "channels"
     if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS:
         return "wcolumns" if G > 1 else "wimage"
-    return "swap"
+    if max(geom.stride) > 1:
+        return "swap strided"
+    return "swap wide" if 2 * geom.kernel_size[-1] > _direct.block_sizes(np.dtype(dtype).itemsize == 4)[1] \
+        else "swap"
 
 
 def cost(geom, dtype, op):
@@ -497,8 +504,9 @@ def cost(geom, dtype, op):
         eff = WCOLUMN_EFFICIENCY * OW / (16 * ceil(OW / 16))
         tasks = G * min(N, -(-WGRAD_TASKS // G))
     else:
-        # batch and channels swap roles; the output row is the kernel width, and x / gy are transposed first
-        eff = _channel_efficiency(Kg, g3.kernel_size[2], taps, is_float)
+        # batch and channels swap roles; the output row is the kernel width, and x / gy are transposed first (the
+        # swapped kernel's taps are the output positions: a 1x1 layer is no one-tap kernel here)
+        eff = _channel_efficiency(Kg, g3.kernel_size[2], np.prod(g3.output_size), is_float)
         tasks = Cg * g3.kernel_size[0] * g3.kernel_size[1]
         extra = (np.prod(geom.input_shape) + np.prod(geom.output_shape)) * itemsize / COPY_BYTES_PER_S
     threads = max(1, min(_threads.get_num_threads(), int(tasks),
