@@ -527,7 +527,7 @@ def _weight_from_grad(dU, plan, wshape, nthreads):
     """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient (K, Cg, *kernel)."""
     K, Cg = plan.K, plan.C // plan.groups
     J = prod(a.J for a in plan.axes)
-    out = np.empty((dU.shape[2] * dU.shape[3], J))
+    out = np.empty((dU.shape[2] * dU.shape[3], J), dU.dtype if plan.family == WINOGRAD else np.float64)
     if plan.family == WINOGRAD:
         _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.act, nthreads)
     else:
@@ -607,7 +607,12 @@ def _run_weight_grad(plan, x, gy, out, nthreads):
         _wk.weight_grad(x5, gy5, dU, _struct(plan, plan.strides, (1, 1, 1)), in_chan=chan, in_off=off,
                         tile=plan.tile, T=plan.T, TB=plan.TB, KB=plan.KB, kchunk=_chunk(plan, nthreads),
                         batch=plan.batch, partner=plan.partner, vt=_transposes(plan), nthreads=nthreads)
-    out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
+    if plan.family == WINOGRAD and plan.tap_of_kernel is None and out.flags.c_contiguous and out.dtype == x.dtype:
+        # the virtual kernels are the kernels: the adjoint transform writes the weight gradient in place
+        _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out.reshape(dU.shape[2] * dU.shape[3], -1),
+                            plan.act, nthreads)
+    else:
+        out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
 
 
 def _chunk(plan, nthreads):

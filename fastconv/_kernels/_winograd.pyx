@@ -284,33 +284,37 @@ cdef extern from *:
         }
     }
     /* The adjoint of fc_wino_g2 (the same products in the same order as fc_wino_gt along axis 2, then along
-       axis 1): the 36 points at s + p * ss (whole vectors) -> out[i * os + q] for the n filters i and taps q. */
-    static void fc_wino_gt2(const double *g, const double *s, Py_ssize_t ss, double *out, Py_ssize_t os,
-                            Py_ssize_t n) {
-        enum { L = sizeof(fc_vd) / sizeof(double) };
-        double gc[18];
-        for (int q = 0; q < 18; q++) gc[q] = g[q];
-        for (Py_ssize_t l = 0; l < n; l += L) {
-            fc_vd o[9];
-            for (int k = 0; k < 3; k++) {
-                fc_vd t[6];
-                for (int j = 0; j < 6; j++) {
-                    const double *r = s + 6 * j * ss + l;
-                    fc_vd acc = gc[k] * FC_LD(fc_vd, r);
-                    for (int m = 1; m < 6; m++) acc += gc[3 * m + k] * FC_LD(fc_vd, r + m * ss);
-                    t[j] = acc;
-                }
-                for (int kk = 0; kk < 3; kk++) {
-                    fc_vd acc = gc[kk] * t[0];
-                    for (int m = 1; m < 6; m++) acc += gc[3 * m + kk] * t[m];
-                    o[3 * kk + k] = acc;
-                }
-            }
-            Py_ssize_t m = n - l < L ? n - l : L;
-            for (Py_ssize_t e = 0; e < m; e++)
-                for (int q = 0; q < 9; q++) out[(l + e) * os + q] = o[q][e];
-        }
+       axis 1): the 36 points at s + p * ss (whole vectors) -> out[i * os + q] for the n filters i and taps q,
+       rounded to T once. */
+    #define FC_WINO_GT2(SUF, T)                                                                              \
+    static void fc_wino_gt2_##SUF(const double *g, const double *s, Py_ssize_t ss, T *out, Py_ssize_t os,  \
+                                  Py_ssize_t n) {                                                           \
+        enum { L = sizeof(fc_vd) / sizeof(double) };                                                      \
+        double gc[18];                                                                                    \
+        for (int q = 0; q < 18; q++) gc[q] = g[q];                                                        \
+        for (Py_ssize_t l = 0; l < n; l += L) {                                                           \
+            fc_vd o[9];                                                                                   \
+            for (int k = 0; k < 3; k++) {                                                                 \
+                fc_vd t[6];                                                                               \
+                for (int j = 0; j < 6; j++) {                                                             \
+                    const double *r = s + 6 * j * ss + l;                                                 \
+                    fc_vd acc = gc[k] * FC_LD(fc_vd, r);                                                  \
+                    for (int m = 1; m < 6; m++) acc += gc[3 * m + k] * FC_LD(fc_vd, r + m * ss);          \
+                    t[j] = acc;                                                                           \
+                }                                                                                         \
+                for (int kk = 0; kk < 3; kk++) {                                                          \
+                    fc_vd acc = gc[kk] * t[0];                                                            \
+                    for (int m = 1; m < 6; m++) acc += gc[3 * m + kk] * t[m];                             \
+                    o[3 * kk + k] = acc;                                                                  \
+                }                                                                                         \
+            }                                                                                             \
+            Py_ssize_t m = n - l < L ? n - l : L;                                                         \
+            for (Py_ssize_t e = 0; e < m; e++)                                                            \
+                for (int q = 0; q < 9; q++) out[(l + e) * os + q] = (T)o[q][e];                           \
+        }                                                                                                 \
     }
+    FC_WINO_GT2(f, float)
+    FC_WINO_GT2(d, double)
     /* Small-tile FFT codelets: radix-2 FFTs of L = 8, 16 or 32 points over vectors of lanes (the tiles or images
        of a block), from a table of cos / sin (2 pi j / 32).  Real transforms of L points use a complex FFT of L/2
        points; their spectrum is packed into L reals [X0, X_{L/2}, Re X1, Im X1, ..., Re X_{L/2-1}, Im X_{L/2-1}]
@@ -472,7 +476,9 @@ cdef extern from *:
     void fc_wino_g(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
     void fc_wino_gt(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
     void fc_wino_g2(const double* g, const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n) nogil
-    void fc_wino_gt2(const double* g, const double* s, Py_ssize_t ss, double* out, Py_ssize_t os, Py_ssize_t n) nogil
+    void fc_wino_gt2_f(const double* g, const double* s, Py_ssize_t ss, float* out, Py_ssize_t os, Py_ssize_t n) nogil
+    void fc_wino_gt2_d(const double* g, const double* s, Py_ssize_t ss, double* out, Py_ssize_t os,
+                       Py_ssize_t n) nogil
     void fc_rfft_f(const float* s, Py_ssize_t ss, float* d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) nogil
     void fc_rfft_d(const double* s, Py_ssize_t ss, double* d, Py_ssize_t ds, Py_ssize_t n, int L, int inv) nogil
     void fc_cfft_f(const float* sr, const float* si, Py_ssize_t ss, float* dr, float* di, Py_ssize_t ds,
@@ -1532,10 +1538,10 @@ cdef inline void _lane_sum(const float_t* s, Py_ssize_t lanes, Py_ssize_t stride
             d[i] += s[ln * stride + i]
 
 
-def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[:, ::1] out, tuple act,
+def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, float_t[:, ::1] out, tuple act,
                     int nthreads):
     """out[r, j] = sum over lanes of (G^T dU_r G)[j], the lanes (first axis of dU, shape (lanes, NP, R)) summed
-    in order in double precision."""
+    in order in double precision, rounded once (``out`` has dU's type)."""
     cdef Py_ssize_t LN = dU.shape[0], NP = dU.shape[1], R = dU.shape[2], J = out.shape[1], r0, n, p, a, i, ln
     cdef const float_t* du = &dU[0, 0, 0]
     cdef Py_ssize_t nch = (R + FCHUNK - 1) // FCHUNK, ch
@@ -1563,7 +1569,10 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
                 for p in range(NP):
                     _lane_sum(du + p * R + r0, LN, NP * R, b1 + p * FCHUNK, n)
                 if planar:
-                    fc_wino_gt2(&G[0, 0], b1, FCHUNK, &out[r0, 0], J, n)
+                    if float_t is float:
+                        fc_wino_gt2_f(&G[0, 0], b1, FCHUNK, &out[r0, 0], J, n)
+                    else:
+                        fc_wino_gt2_d(&G[0, 0], b1, FCHUNK, &out[r0, 0], J, n)
                 else:
                     cur = b1
                     for a in range(3):
@@ -1575,7 +1584,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, double[
                             cur = to
                     for i in range(n):
                         for p in range(J):
-                            out[r0 + i, p] = cur[p * FCHUNK + i]
+                            out[r0 + i, p] = <float_t> cur[p * FCHUNK + i]
         free(b1)
         free(b2)
         free(ext)
