@@ -220,6 +220,35 @@ def test_weight_gradient_channel_chunks_keep_the_bits(alg, kb, monkeypatch, requ
     assert _rel(res[0], ref.conv_grad_weight_nd(x, gy, w.shape, padding=1)) < TOL[alg, np.float32]
 
 
+def test_weight_gradient_blocks_grow_where_the_accumulators_outgrow_the_l2_cache(monkeypatch, request):
+    """float32 accumulators of more than twice the L2 cache per lane take blocks as long as an even share of the
+    lanes allows (up to GW_LONG_BLOCK tiles): 128 channels on 28^2 images are two blocks of 208 tiles with a
+    512 KiB L2 cache, 64 blocks with 2 MiB; 64 channels, float64 and layers of few tiles keep 64-tile blocks.  The
+    long blocks give the same bits on any number of threads and match the reference."""
+    request.addfinalizer(W._cached_plan.cache_clear)
+
+    def blocks(xs, ws, item, l2):
+        monkeypatch.setattr(W._measure, "l2_cache_bytes", lambda: l2)
+        W._cached_plan.cache_clear()
+        return W._plan(fc.ConvGeometry.make(xs, ws, 1, 1), "grad_weight", item).TB
+
+    small, large = 512 * 1024, 2 * 1024 * 1024
+    assert blocks((8, 128, 28, 28), (128, 128, 3, 3), 4, small) == 208
+    assert blocks((8, 128, 56, 56), (128, 128, 3, 3), 4, small) == 208       # 1568 tiles: 8 blocks
+    assert blocks((8, 128, 28, 28), (128, 128, 3, 3), 4, large) == W.GW_TILE_BLOCK
+    assert blocks((8, 128, 28, 28), (128, 128, 3, 3), 8, small) == W.GW_TILE_BLOCK
+    assert blocks((8, 64, 56, 56), (64, 64, 3, 3), 4, small) == W.GW_TILE_BLOCK
+    assert blocks((8, 256, 14, 14), (256, 256, 3, 3), 4, small) == W.GW_TILE_BLOCK   # 128 tiles: one per lane
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((4, 128, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((4, 128, 28, 28)).astype(np.float32)
+    assert blocks(x.shape, w.shape, 4, small) == 112                         # 196 tiles: two blocks
+    assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm="winograd"))
+    got = fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm="winograd")
+    assert _rel(got, ref.conv_grad_weight_nd(x, gy, w.shape, padding=1)) < TOL["winograd", np.float32]
+
+
 @pytest.mark.parametrize("alg", ALGS)
 @pytest.mark.parametrize("limit", [0, 2 ** 62], ids=["as-stored", "transposed"])
 def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypatch):
