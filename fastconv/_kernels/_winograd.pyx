@@ -1461,6 +1461,23 @@ cdef void _gpass(const double* G, bint adjoint, const double* s, double* d, Py_s
 DEF FCHUNK = 64
 
 
+cdef double* _gpasses(const double* G, bint adjoint, double* b1, double* b2, Py_ssize_t* ext, const int* ac,
+                      Py_ssize_t n) noexcept nogil:
+    """The filter transform (or its adjoint) of a chunk of n filters in b1, a pass per transformed axis (the last
+    axis first) between b1 and b2: returns the buffer that holds the result."""
+    cdef double* cur = b1
+    cdef double* to
+    cdef int a
+    for a in range(3):
+        ext[a] = (6 if adjoint else 3) if ac[a] else 1
+    for a in range(2, -1, -1):
+        if ac[a]:
+            to = b2 if cur == b1 else b1
+            _gpass(G, adjoint, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
+            cur = to
+    return cur
+
+
 def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, tuple act, int nthreads,
             const float_t[:, ::1] src=None, const Py_ssize_t[::1] rows=None, const Py_ssize_t[::1] taps=None):
     """U[p, r] = (G g_r G^T)[p]: the transformed filters of the virtual kernels ``wv`` (taps x filters, the taps
@@ -1480,7 +1497,6 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
     cdef double* b1
     cdef double* b2
     cdef double* cur
-    cdef double* to
     for a in range(3):
         ac[a] = 1 if act[a] else 0
     cdef bint planar = ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9     # 2-D 3 x 3: one fused pass
@@ -1506,14 +1522,7 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
                     fc_wino_g2(&G[0, 0], b1, FCHUNK, b2, FCHUNK, (n + 7) // 8 * 8)
                     cur = b2
                 else:
-                    cur = b1
-                    for a in range(3):
-                        ext[a] = 3 if ac[a] else 1
-                    for a in range(2, -1, -1):
-                        if ac[a]:
-                            to = b2 if cur == b1 else b1
-                            _gpass(&G[0, 0], False, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
-                            cur = to
+                    cur = _gpasses(&G[0, 0], False, b1, b2, ext, ac, n)
                 for p in range(NP):
                     for i in range(n):
                         U[p, r0 + i] = <float_t> cur[p * FCHUNK + i]
@@ -1551,7 +1560,6 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, float_t
     cdef double* b1
     cdef double* b2
     cdef double* cur
-    cdef double* to
     for a in range(3):
         ac[a] = 1 if act[a] else 0
     cdef bint planar = ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9     # 2-D 3 x 3: one fused pass
@@ -1574,14 +1582,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, float_t
                     else:
                         fc_wino_gt2_d(&G[0, 0], b1, FCHUNK, &out[r0, 0], J, n)
                 else:
-                    cur = b1
-                    for a in range(3):
-                        ext[a] = 6 if ac[a] else 1
-                    for a in range(2, -1, -1):
-                        if ac[a]:
-                            to = b2 if cur == b1 else b1
-                            _gpass(&G[0, 0], True, cur, to, ext, a, (n + 7) // 8 * 8, FCHUNK)
-                            cur = to
+                    cur = _gpasses(&G[0, 0], True, b1, b2, ext, ac, n)
                     for i in range(n):
                         for p in range(J):
                             out[r0 + i, p] = <float_t> cur[p * FCHUNK + i]
