@@ -36,9 +36,10 @@ one block; :func:`fft_plan` picks the tile length by the cost model.
 
 **Blocks and threads.**  Tiles are processed in blocks of ``TB`` (a multiple of the vector width; for the forward
 pass and the input gradient sized for the per-core L2 cache, for the weight gradient, whose GEMMs sum over a
-block's tiles, 64 tiles); OpenMP runs blocks (forward, input gradient)
-or (lane, group, channel chunk) tasks (weight gradient), each calling single-threaded BLAS.  Block sizes do not
-depend on the thread count, so results are bitwise identical for any number of threads.  For 16 or more small
+block's tiles, 64 tiles, or up to 256 in float32 where the accumulators far outgrow the L2 cache); OpenMP runs
+blocks (forward, input gradient) or (lane, group, channel chunk) tasks (weight gradient), each calling
+single-threaded BLAS.  Block sizes do not depend on the thread count, so results are bitwise identical for any
+number of threads.  For 16 or more small
 images (rows of at most 16 outputs) the images are the vector lanes instead ("batch mode").
 """
 import functools
