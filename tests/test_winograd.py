@@ -222,8 +222,8 @@ def test_weight_gradient_channel_chunks_keep_the_bits(alg, kb, monkeypatch, requ
 
 def test_weight_gradient_blocks_grow_where_the_accumulators_outgrow_the_l2_cache(monkeypatch, request):
     """float32 accumulators of more than twice the L2 cache per lane take blocks as long as an even share of the
-    lanes allows (up to GW_LONG_BLOCK tiles): 128 channels on 28^2 images are two blocks of 208 tiles with a
-    512 KiB L2 cache, 64 blocks with 2 MiB; 64 channels, float64 and layers of few tiles keep 64-tile blocks.  The
+    lanes allows (up to GW_LONG_BLOCK tiles and GW_LONG_BYTES of buffers per thread): 128 channels on 28^2 images
+    are two blocks of 208 tiles with a 512 KiB L2 cache, 64-tile blocks with 2 MiB; 64 channels, float64 and layers of few tiles keep 64-tile blocks.  The
     long blocks give the same bits on any number of threads and match the reference."""
     request.addfinalizer(W._cached_plan.cache_clear)
 
@@ -239,6 +239,7 @@ def test_weight_gradient_blocks_grow_where_the_accumulators_outgrow_the_l2_cache
     assert blocks((8, 128, 28, 28), (128, 128, 3, 3), 8, small) == W.GW_TILE_BLOCK
     assert blocks((8, 64, 56, 56), (64, 64, 3, 3), 4, small) == W.GW_TILE_BLOCK
     assert blocks((8, 256, 14, 14), (256, 256, 3, 3), 4, small) == W.GW_TILE_BLOCK   # 128 tiles: one per lane
+    assert blocks((8, 512, 28, 28), (512, 512, 3, 3), 4, small) == 112      # GW_LONG_BYTES: four shares
     rng = np.random.default_rng(12)
     x = rng.standard_normal((4, 128, 28, 28)).astype(np.float32)
     w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)

@@ -134,6 +134,7 @@ GW_TILE_BLOCK = 64
 # and in float64 (twice the bytes of every buffer) 1.38x with 128 channels and 1.75x with 64: float32 only.
 GW_LONG_ACCUMULATORS = 2        # x the L2 cache
 GW_LONG_BLOCK = 256
+GW_LONG_BYTES = 24 << 20        # a thread's block buffers (transformed input, its transpose, output gradient)
 # Weight gradient: a block's transformed input is transposed first when its products (input x output channels x
 # tiles) have fewer multiply-adds than this, so that OpenBLAS multiplies untransposed operands: it runs small ones
 # without packing (one thread, 64 x 64 x 64: 5 us against 8-9 us transposed; 128 x 128 x 64 alike either way).
@@ -397,14 +398,15 @@ def _forward_tile_block(NP, tiles, chans, item, unit):
     return -(-tb // unit) * unit
 
 
-def _weight_grad_tile_block(tiles, unit, acc, item):
+def _weight_grad_tile_block(tiles, unit, NP, Cvg, Kvg, item):
     """Tiles per block of the weight gradient: GW_TILE_BLOCK, or all of them when there are fewer, or in float32
-    for ``acc`` accumulators per lane far beyond the L2 cache, up to GW_LONG_BLOCK in an even share of the lanes
-    (a multiple of ``unit``)."""
+    for accumulators per lane far beyond the L2 cache, up to GW_LONG_BLOCK (and GW_LONG_BYTES of block buffers per
+    thread) in an even share of the lanes (a multiple of ``unit``)."""
     tb = max(MIN_TB, min(MAX_TB, GW_TILE_BLOCK, tiles))
-    if item == 4 and acc * item > GW_LONG_ACCUMULATORS * (_measure.l2_cache_bytes() or GW_L2_SMALL):
+    if item == 4 and NP * Kvg * Cvg * item > GW_LONG_ACCUMULATORS * (_measure.l2_cache_bytes() or GW_L2_SMALL):
+        longest = min(GW_LONG_BLOCK, GW_LONG_BYTES // (NP * (2 * Cvg + min(Kvg, GW_KB)) * item))
         shares = LANES
-        while -(-tiles // shares) > GW_LONG_BLOCK:
+        while -(-tiles // shares) > longest and shares < tiles:
             shares += LANES
         tb = max(tb, -(-tiles // shares))
     return -(-tb // unit) * unit
@@ -450,7 +452,7 @@ def _cached_plan(geom, op, item, family, L, lanes):
     tiles = Np * prod(T)
     unit = lanes if batch else MIN_TB
     if op == "grad_weight":
-        TB = _weight_grad_tile_block(tiles, unit, NP * Kvg * Cvg, item)
+        TB = _weight_grad_tile_block(tiles, unit, NP, Cvg, Kvg, item)
         KB, kchunk = min(Kvg, GW_KB), Kvg
     else:
         KB = min(Kvg, GEMM_KB)
