@@ -223,8 +223,9 @@ def test_weight_gradient_channel_chunks_keep_the_bits(alg, kb, monkeypatch, requ
 def test_weight_gradient_blocks_grow_where_the_accumulators_outgrow_the_l2_cache(monkeypatch, request):
     """float32 accumulators of more than twice the L2 cache per lane take blocks as long as an even share of the
     lanes allows (up to GW_LONG_BLOCK tiles and GW_LONG_BYTES of buffers per thread): 128 channels on 28^2 images
-    are two blocks of 208 tiles with a 512 KiB L2 cache, 64-tile blocks with 2 MiB; 64 channels, float64 and layers of few tiles keep 64-tile blocks.  The
-    long blocks give the same bits on any number of threads and match the reference."""
+    are two blocks of 208 tiles with a 512 KiB L2 cache, 64-tile blocks with 2 MiB; 64 channels, float64 and
+    layers of few tiles keep 64-tile blocks.  The long blocks give the same bits on any number of threads and
+    match the reference."""
     request.addfinalizer(W._cached_plan.cache_clear)
 
     def blocks(xs, ws, item, l2):
