@@ -39,8 +39,8 @@ pass and the input gradient sized for the per-core L2 cache, for the weight grad
 block's tiles, 64 tiles, or up to 256 in float32 where the accumulators far outgrow the L2 cache); OpenMP runs
 blocks (forward, input gradient) or (lane, group, channel chunk) tasks (weight gradient), each calling
 single-threaded BLAS.  Block sizes do not depend on the thread count, so results are bitwise identical for any
-number of threads.  For 16 or more small
-images (rows of at most 16 outputs) the images are the vector lanes instead ("batch mode").
+number of threads.  For 16 or more small images (rows of at most 16 outputs) the images are the vector lanes
+instead ("batch mode").
 """
 import functools
 from dataclasses import dataclass
@@ -540,22 +540,27 @@ def _filters(w, plan, dtype, nthreads):
     return U.reshape(plan.NP, plan.Kv, -1)
 
 
-def _weight_from_grad(dU, plan, wshape, nthreads):
-    """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient (K, Cg, *kernel)."""
+def _weight_from_grad(dU, plan, out, nthreads):
+    """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient ``out`` (K, Cg, *kernel).  Where the
+    virtual kernels are the kernels themselves, Winograd's adjoint transform writes ``out`` in place."""
     K, Cg = plan.K, plan.C // plan.groups
     J = prod(a.J for a in plan.axes)
-    out = np.empty((dU.shape[2] * dU.shape[3], J), dU.dtype if plan.family == WINOGRAD else np.float64)
+    du = dU.reshape(dU.shape[0], dU.shape[1], -1)
+    flat = plan.tap_of_kernel
     if plan.family == WINOGRAD:
-        _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.act, nthreads)
+        direct = flat is None and out.flags.c_contiguous and out.dtype == dU.dtype
+        res = out.reshape(-1, J) if direct else np.empty((du.shape[2], J), dU.dtype)
+        _wk.filters_adjoint(G, du, res, plan.act, nthreads)
+        if direct:
+            return
     else:
         # U = conj(T(g)), g zero-padded; the accumulated products are, point by point, the transform-domain
         # gradient times the weights of T T^T = L^n diag(1 or 1/2) that the inverse undoes, so
         # dg = the first J taps of T^{-1}(conj(sum of the lanes))
-        _wk.fft_filters_adjoint(dU.reshape(dU.shape[0], dU.shape[1], -1), out, plan.tile,
-                                tuple(a.J for a in plan.axes), plan.partner, nthreads)
-    out = out.reshape(K, Cg, -1)                                        # (K, Cg, variants x J)
-    flat = plan.tap_of_kernel
-    return (out if flat is None else out[:, :, flat]).reshape(wshape)
+        res = np.empty((du.shape[2], J))
+        _wk.fft_filters_adjoint(du, res, plan.tile, tuple(a.J for a in plan.axes), plan.partner, nthreads)
+    res = res.reshape(K, Cg, -1)                                        # (K, Cg, variants x J)
+    out[...] = (res if flat is None else res[:, :, flat]).reshape(out.shape)
 
 
 # ------------------------------------------------------------------------------------------ running a plan
@@ -624,12 +629,7 @@ def _run_weight_grad(plan, x, gy, out, nthreads):
         _wk.weight_grad(x5, gy5, dU, _struct(plan, plan.strides, (1, 1, 1)), in_chan=chan, in_off=off,
                         tile=plan.tile, T=plan.T, TB=plan.TB, KB=plan.KB, kchunk=_chunk(plan, nthreads),
                         batch=plan.batch, partner=plan.partner, vt=_transposes(plan), nthreads=nthreads)
-    if plan.family == WINOGRAD and plan.tap_of_kernel is None and out.flags.c_contiguous and out.dtype == x.dtype:
-        # the virtual kernels are the kernels: the adjoint transform writes the weight gradient in place
-        _wk.filters_adjoint(G, dU.reshape(dU.shape[0], dU.shape[1], -1), out.reshape(dU.shape[2] * dU.shape[3], -1),
-                            plan.act, nthreads)
-    else:
-        out[...] = _weight_from_grad(dU, plan, out.shape, nthreads)
+    _weight_from_grad(dU, plan, out, nthreads)
 
 
 def _chunk(plan, nthreads):

@@ -1461,6 +1461,12 @@ cdef void _gpass(const double* G, bint adjoint, const double* s, double* d, Py_s
 DEF FCHUNK = 64
 
 
+cdef inline bint _planar(const int* ac, Py_ssize_t NP, Py_ssize_t J) noexcept nogil:
+    """A 2-D 3 x 3 filter transform (axes 1 and 2 transformed, 36 points, 9 taps): one fused pass, both axes in
+    registers (fc_wino_g2 / fc_wino_gt2)."""
+    return ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9
+
+
 cdef double* _gpasses(const double* G, bint adjoint, double* b1, double* b2, Py_ssize_t* ext, const int* ac,
                       Py_ssize_t n) noexcept nogil:
     """The filter transform (or its adjoint) of a chunk of n filters in b1, a pass per transformed axis (the last
@@ -1499,7 +1505,7 @@ def filters(const double[:, ::1] G, const double[:, ::1] wv, float_t[:, ::1] U, 
     cdef double* cur
     for a in range(3):
         ac[a] = 1 if act[a] else 0
-    cdef bint planar = ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9     # 2-D 3 x 3: one fused pass
+    cdef bint planar = _planar(ac, NP, J)
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
@@ -1562,7 +1568,7 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, float_t
     cdef double* cur
     for a in range(3):
         ac[a] = 1 if act[a] else 0
-    cdef bint planar = ac[0] == 0 and ac[1] == 1 and ac[2] == 1 and NP == 36 and J == 9     # 2-D 3 x 3: one fused pass
+    cdef bint planar = _planar(ac, NP, J)
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
         b1 = <double*> fc_wino_alloc(NP * FCHUNK * sizeof(double))
