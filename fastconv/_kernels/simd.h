@@ -192,6 +192,47 @@ static inline double NAME(const T* p, ptrdiff_t n, int* bad) {                  
 FC_MAXABS(fc_max_abs_f, float, int, 0x7fffffff)
 FC_MAXABS(fc_max_abs_d, double, long long, 0x7fffffffffffffffLL)
 
+/* Whether p[0 .. n) holds an inf or NaN, alone: x - x is +0 for every finite x and NaN otherwise, so the OR of its
+   bits over the array is zero exactly when every element is finite.  Four OR chains of one-cycle latency, where
+   fc_max_abs's sums of x * 0 wait on the multiply-add latency (common.pxd's nonfinite: the checks of a band or a
+   tile a kernel is about to read or has just written). */
+#define FC_NONFINITE(NAME, T, IT)                                                                          \
+static inline int NAME(const T* p, ptrdiff_t n) {                                                          \
+    typedef T V __attribute__((vector_size(FC_NATIVE_BYTES), aligned(sizeof(T))));                        \
+    typedef IT VI __attribute__((vector_size(FC_NATIVE_BYTES)));                                           \
+    enum { L = FC_NATIVE_BYTES / sizeof(T) };                                                              \
+    VI o0 = {0}, o1 = {0}, o2 = {0}, o3 = {0};                                                             \
+    V x0, x1, x2, x3;                                                                                      \
+    ptrdiff_t i = 0;                                                                                       \
+    IT s = 0;                                                                                              \
+    T v;                                                                                                   \
+    int j;                                                                                                 \
+    for (; i + 4 * L <= n; i += 4 * L) {                                                                   \
+        x0 = *(const V*) (p + i);                                                                          \
+        x1 = *(const V*) (p + i + L);                                                                      \
+        x2 = *(const V*) (p + i + 2 * L);                                                                  \
+        x3 = *(const V*) (p + i + 3 * L);                                                                  \
+        o0 |= (VI) (x0 - x0);                                                                              \
+        o1 |= (VI) (x1 - x1);                                                                              \
+        o2 |= (VI) (x2 - x2);                                                                              \
+        o3 |= (VI) (x3 - x3);                                                                              \
+    }                                                                                                      \
+    for (; i + L <= n; i += L) {                                                                           \
+        x0 = *(const V*) (p + i);                                                                          \
+        o0 |= (VI) (x0 - x0);                                                                              \
+    }                                                                                                      \
+    o0 |= o1 | o2 | o3;                                                                                    \
+    for (j = 0; j < L; j++)                                                                                \
+        s |= o0[j];                                                                                        \
+    for (; i < n; i++) {                                                                                   \
+        v = p[i] - p[i];                                                                                   \
+        s |= v != v;                                                                                       \
+    }                                                                                                      \
+    return s != 0;                                                                                         \
+}
+FC_NONFINITE(fc_nonfinite_f, float, int)
+FC_NONFINITE(fc_nonfinite_d, double, long long)
+
 /* FC_IN_REGISTER(v): the vector v is in a register here.  A kernel loads a vector once and uses it in several
    multiply-adds; GCC folds the load into each of them instead (a memory operand per FMA), which turns a block
    bound by its FMAs into one bound by its loads.  Only where a vector is one register (32 bytes with AVX, 64 with
