@@ -123,6 +123,44 @@ def test_depthwise_weight_gradient_fuses_the_bias_gradient(dtype, small_buffers)
         assert not np.isfinite(gw[k]).all() and np.isfinite(np.delete(gw, k, axis=0)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("column", [34, 33, 0, 17])
+def test_depthwise_weight_gradient_of_an_input_holding_an_inf(dtype, column, small_buffers):
+    """The partial last lane group of an output row (35 columns) reads the band rows in place: its lanes past the
+    row's end multiply zeros of the output gradient by the input columns the other taps read.  An inf in the last
+    input column is read so by the lanes of column tap 0, whose products never include it: that band takes the
+    zero-padded copies instead, and only the taps that multiply the inf are not finite.  Also an inf in the
+    column before it, the first column and one inside."""
+    x, w, b, gy, kw = _case((3, 4, 4, 4, (9, 35), (3, 3), 1, 1, 1), dtype)
+    x[1, 2, 4, column] = np.inf
+    geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+    want = ref.conv_grad_weight_nd(x, gy, w.shape, **kw)
+    fin = np.isfinite(want)
+    assert not fin[2].all() and fin[[0, 1, 3]].all()
+    assert fin[2, 0, :, 0].all() == (column == 34)      # tap 0 never multiplies the last column
+    for nthreads in (1, 2, 3):
+        gw = np.full(w.shape, np.nan, dtype)
+        assert direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, nthreads) is True
+        np.testing.assert_array_equal(np.isfinite(gw), fin)
+        np.testing.assert_array_equal(gw[~fin], want[~fin])
+        _close(gw[fin], want[fin], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_weight_gradient_finds_every_non_finite_output_gradient(dtype, small_buffers):
+    """The kernel's check of each band's output gradient (four vectors at a time, then one, then elements): an inf
+    or NaN at any position of a band makes it hand the gradient back to the swapped convolution."""
+    x, w, b, gy, kw = _case((2, 3, 3, 3, (7, 29), (3, 3), 1, 1, 1), dtype)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+    gw = np.empty(w.shape, dtype)
+    assert direct._wgrad_columns(direct.as_5d(x), direct.as_5d(gy), geom, gw, 2) is True
+    for flat in range(0, gy.size, 7):
+        for bad in (np.inf, -np.inf, np.nan):
+            g = gy.copy()
+            g.flat[flat] = bad
+            assert direct._wgrad_columns(direct.as_5d(x), direct.as_5d(g), geom, gw, 2) is False, (flat, bad)
+
+
 def test_toeplitz_weight_gradient_in_batch_chunks():
     x, w, b, gy, kw = _case((6, 8, 8, 1, (12, 11), (3, 3), 1, 1, 1), np.float32)
     geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)

@@ -16,7 +16,9 @@ channels to vectorise over them, so these kernels vectorise over output columns 
   accumulators per tap (one output-gradient load serves them all; the lanes are the same at every SIMD level, so
   is the result).  Partial sums per chunk go to ``part`` and are added in
   chunk order by the caller; the bias gradient (sum of the output gradient per channel) comes out of the same
-  pass while the rows are in cache.
+  pass while the rows are in cache.  Depthwise tasks prefetch the next band's rows of both operands while a band
+  computes: the kernel streams two arrays at a few multiply-adds per element, and each band starts two planes the
+  hardware prefetchers have not seen.
 
 Input dilation ("lhs dilation") lets :func:`forward` compute transposed convolutions and input gradients; gathered
 band rows that are entirely zero (padding, or dilation along H) are skipped.  Every output element is written by
@@ -26,7 +28,9 @@ the shapes only, so results do not depend on the number of threads.
 cdef extern from *:
     """
     #define FC_INLINE_KERNELS 1
+    #define fc_dw_prefetch(p) __builtin_prefetch((const void *)(p), 0, 2)
     """
+    void fc_dw_prefetch(const void* p) nogil
 
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
@@ -335,11 +339,14 @@ cdef inline void _wgrad_band(const float_t* xband, const float_t* xtl, const flo
                              const float_t* gtl, const unsigned char* valid, const float_t* zrow,
                              const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
                              Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
-                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, vec_t* tag) noexcept nogil:
+                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, const char* pf1,
+                             Py_ssize_t pfl1, const char* pf2, Py_ssize_t pfl2, vec_t* tag) noexcept nogil:
     """lacc[si * T + tt] (one 64-byte lane group per tap (s0 + si, t0 + tt), si < ns, tt < nt, ns * nt <=
     FC_DWG_ACCS / FC_LANE_VECS) += sum over the band's output rows oh < nrows of sum over lane groups q of
-    gy[oh][q*L ...] * xband[b][toff[t0 + tt] + q*L ...], band row b = oh*sh + (s0 + si)*B; the last, partial group
-    (``tail``) comes from the zero-padded copies ``gtl[oh]`` and ``xtl[b][t]``.  The accumulators stay in
+    gy[oh][q*L ...] * xband[b][toff[t0 + tt] + q*L ...], band row b = oh*sh + (s0 + si)*B (rows Wb apart); the
+    last, partial group (``tail``) comes from the zero-padded copy ``gtl[oh]`` against the band rows themselves
+    (``xtl`` NULL: the caller has made the columns read past the row's last output zero or finite, so the zero
+    lanes of gtl add +0 products) or against the zero-padded copies ``xtl[b][t]``.  The accumulators stay in
     registers for the whole band, and each output-gradient vector is loaded once for all ns x nt taps (a single
     kernel row of 3 taps had waited on its own FMA latency); lane l of a tap sums the columns l, l + L, ... in row
     order, whatever the vector width.  A band row that is not valid (padding) is skipped when ns == 1, else read as
@@ -362,19 +369,30 @@ cdef inline void _wgrad_band(const float_t* xband, const float_t* xtl, const flo
                     for u in range(FC_LANE_VECS):
                         acc[(si * nt + tt) * FC_LANE_VECS + u] = (<vec_t*> (lacc + (si * T + tt) * L + u * V))[0]
     for oh in range(nrows):
+        # the next band's output gradient and input rows, a few cache lines per output row of this one
+        if pf1 != NULL:
+            for u in range(pfl1):
+                fc_dw_prefetch(pf1 + (oh * pfl1 + u) * 64)
+        if pf2 != NULL:
+            for u in range(pfl2):
+                fc_dw_prefetch(pf2 + (oh * pfl2 + u) * 64)
         if ns == 1 and not valid[oh * sh + s0 * B]:
             continue
         for si in range(FC_DWG_SROWS):
             if si < ns:
                 b = oh * sh + (s0 + si) * B
                 xr[si] = xband + b * Wb if valid[b] else zrow
-                xt[si] = xtl + (b * T + t0) * L if valid[b] else ztl
+                if xtl != NULL:
+                    xt[si] = xtl + (b * T + t0) * L if valid[b] else ztl
         for q in range(nq):
             _load_group(gv, gy0 + oh * OW + q * L)
             _band_fmas(acc, gv, xr, toff + t0, q * L, ns, nt)
         if tail:
             _load_group(gv, gtl + oh * L)
-            _band_fmas(acc, gv, xt, tails, 0, ns, nt)
+            if xtl == NULL:
+                _band_fmas(acc, gv, xr, toff + t0, nq * L, ns, nt)
+            else:
+                _band_fmas(acc, gv, xt, tails, 0, ns, nt)
     for si in range(FC_DWG_SROWS):
         if si < ns:
             for tt in range(FC_DWG_TAPS):
@@ -387,26 +405,27 @@ cdef inline void _wgrad_taps(const float_t* xband, const float_t* xtl, const flo
                              const float_t* gtl, const unsigned char* valid, const float_t* zrow,
                              const float_t* ztl, Py_ssize_t nrows, Py_ssize_t sh, Py_ssize_t s0, Py_ssize_t ns,
                              Py_ssize_t B, Py_ssize_t nq, bint tail, const Py_ssize_t* toff, Py_ssize_t t0,
-                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, vec_t* tag) noexcept nogil:
+                             Py_ssize_t nt, Py_ssize_t T, Py_ssize_t Wb, float_t* lacc, const char* pf1,
+                             Py_ssize_t pfl1, const char* pf2, Py_ssize_t pfl2, vec_t* tag) noexcept nogil:
     """:func:`_wgrad_band` with literal row and tap counts for the common ones (FC_DWG_SROWS or fewer rows of
     3 taps: 3 x 3 kernels; one row of a full block of taps), so that its loops unroll and the accumulators stay
     in registers."""
     if (float_t is float and vec_t is vf) or (float_t is double and vec_t is vd):    # matching types only
         if nt == 3 and ns == FC_DWG_SROWS:
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, FC_DWG_SROWS, B, nq, tail, toff,
-                        t0, 3, T, Wb, lacc, tag)
+                        t0, 3, T, Wb, lacc, pf1, pfl1, pf2, pfl2, tag)
         elif nt == 3 and ns == 1:
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, t0, 3, T,
-                        Wb, lacc, tag)
+                        Wb, lacc, pf1, pfl1, pf2, pfl2, tag)
         elif nt == 3:
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, ns, B, nq, tail, toff, t0, 3, T,
-                        Wb, lacc, tag)
+                        Wb, lacc, pf1, pfl1, pf2, pfl2, tag)
         elif nt == FC_DWG_TAPS:
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, t0,
-                        FC_DWG_TAPS, T, Wb, lacc, tag)
+                        FC_DWG_TAPS, T, Wb, lacc, pf1, pfl1, pf2, pfl2, tag)
         else:
             _wgrad_band(xband, xtl, gy0, OW, gtl, valid, zrow, ztl, nrows, sh, s0, 1, B, nq, tail, toff, t0, nt, T,
-                        Wb, lacc, tag)
+                        Wb, lacc, pf1, pfl1, pf2, pfl2, tag)
 
 
 cdef inline void _bias_band(const float_t* gy0, Py_ssize_t OW, const float_t* gtl, Py_ssize_t nrows,
@@ -468,7 +487,10 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t Hb = (rpb - 1) * A + (S - 1) * B + 1
     cdef Py_ssize_t Wb = (max(OW, 1) - 1) * sw + (T - 1) * dw + 1
     Wb = (Wb + sw - 1) // sw * sw
-    cdef Py_ssize_t buf_len = cin * R * Hb * Wb
+    # band rows Wr apart: past its Wb gathered columns each row has a lane group of zeros, so (stride 1) the tail
+    # products can read the rows in place
+    cdef Py_ssize_t Wr = Wb + L if tail else Wb
+    cdef Py_ssize_t buf_len = cin * R * Hb * Wr
     cdef Py_ssize_t xtl_len = cin * R * Hb * T * L if tail else 0
     cdef Py_ssize_t ntask = nchunks * G
     cdef Py_ssize_t task, chunk, g, n, n0, n1, od, oh0, oh1, i, r, ri, nr, b, pos, idp, j, k, s, t, t0, nt
@@ -478,6 +500,10 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef float_t* gtl        # per output row of the band: the last ntl output-gradient columns, zero-padded
     cdef float_t* zrow       # a band row of zeros (and its zero tails), read in place of rows of padding
     cdef float_t* ztl
+    cdef unsigned char* inplace  # per band (i, ri): its tail products read the band rows (else the xtl copies)
+    cdef const char* pf1     # the next band's output gradient and input rows: prefetched, pfl1 / pfl2 cache lines
+    cdef const char* pf2     # ... per output row of this band
+    cdef Py_ssize_t pfl1 = 0, pfl2 = 0, n2, od2, ob2, oh02, oh12, lo, hi
     cdef Py_ssize_t gs = FC_DWG_SROWS if T == 3 else 1     # 3-tap-wide kernels: several kernel rows at once
     cdef Py_ssize_t s1, sg
     cdef unsigned char* valid
@@ -494,22 +520,23 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     if ntask == 0 or K == 0:
         return True
     with nogil, parallel(num_threads=nthreads):
-        buf = <float_t*> scratch((buf_len + xtl_len + rpb * L + Wb + T * L) * sizeof(float_t), failed)
+        buf = <float_t*> scratch((buf_len + xtl_len + rpb * L + Wr + T * L) * sizeof(float_t), failed)
         xtl = buf + buf_len
         gtl = xtl + xtl_len
         zrow = gtl + rpb * L
-        ztl = zrow + Wb
+        ztl = zrow + Wr
         valid = <unsigned char*> scratch(Hb, failed)
+        inplace = <unsigned char*> scratch(cin * R, failed)
         rl = <Py_ssize_t*> scratch(R * sizeof(Py_ssize_t), failed)
         toff = <Py_ssize_t*> scratch(T * sizeof(Py_ssize_t), failed)
         vacc = <float_t*> scratch((ntap + kout) * FC_LANE_BYTES, failed)
-        if buf == NULL or valid == NULL or rl == NULL or toff == NULL or vacc == NULL:
+        if buf == NULL or valid == NULL or inplace == NULL or rl == NULL or toff == NULL or vacc == NULL:
             failed[0] = 1
         else:
             for t in range(T):
                 toff[t] = ((t * dw) % sw) * (Wb // sw) + (t * dw) // sw
-            for l in range(xtl_len + rpb * L + Wb + T * L):
-                xtl[l] = 0
+            # (the gathers write columns < Wb of the band rows only: the rows' zero lane groups stay zero)
+            memset(buf, 0, (buf_len + xtl_len + rpb * L + Wr + T * L) * sizeof(float_t))
         for task in prange(ntask, schedule='dynamic'):
             if failed[0]:
                 continue
@@ -532,16 +559,55 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                         for b in range(Hb):
                             pos = (oh0 + b // S) * sh + (b % S) * dh - ph if sparse else oh0 * sh + b - ph
                             valid[b] = pos >= 0 and pos < H
+                        # one input and one output-gradient channel (depthwise): the next band of the task, its
+                        # output-gradient rows and the input rows it reads, is prefetched while this one computes
+                        # (planes of a channel are far apart: the hardware prefetchers start each one cold)
+                        pf1 = NULL
+                        pf2 = NULL
+                        if cin == 1 and kout == 1:
+                            n2, od2, ob2 = n, od, ob + 1
+                            if ob2 * rpb >= OH:
+                                ob2 = 0
+                                od2 = od + 1
+                                if od2 == OD:
+                                    od2 = 0
+                                    n2 = n + 1
+                            if n2 < n1:
+                                oh02 = ob2 * rpb
+                                oh12 = min(OH, oh02 + rpb)
+                                pf1 = <const char*> &gy[n2, g * kout, od2, oh02, 0]
+                                pfl1 = ((oh12 - oh02) * OW * <Py_ssize_t> sizeof(float_t) + 63) // 64
+                                pfl1 = (pfl1 + (oh1 - oh0) - 1) // (oh1 - oh0)
+                                lo = max(0, oh02 * sh - ph)
+                                hi = min(H - 1, (oh12 - 1) * sh + (S - 1) * dh - ph)
+                                idp = od2 * sd - pd
+                                for r in range(R):    # the first depth slice it reads
+                                    if idp >= 0:
+                                        break
+                                    idp = idp + dd
+                                if hi >= lo and 0 <= idp < D:
+                                    pf2 = <const char*> &x[n2, g * cin, idp, lo, 0]
+                                    pfl2 = ((hi - lo + 1) * W * <Py_ssize_t> sizeof(float_t) + 63) // 64
+                                    pfl2 = (pfl2 + (oh1 - oh0) - 1) // (oh1 - oh0)
                         for i in range(cin):
                             for ri in range(nr):
                                 idp = od * sd + rl[ri] * dd - pd
+                                # stride 1: the tail products read the band rows in place, their lanes past the
+                                # last output against the columns OW .. Wb - 1 (then the zero lane group), unless
+                                # one of those is an inf or NaN (0 * inf would reach a sum it is not part of)
+                                inplace[i * nr + ri] = sw == 1
                                 for b in range(Hb):
                                     if valid[b]:
-                                        xb = buf + ((i * nr + ri) * Hb + b) * Wb
+                                        xb = buf + ((i * nr + ri) * Hb + b) * Wr
                                         pos = (oh0 + b // S) * sh + (b % S) * dh - ph if sparse else \
                                             oh0 * sh + b - ph
                                         gather_row(&x[n, g * cin + i, idp, pos, 0], W, <float_t*> xb, Wb, -pw, 1, sw)
-                                        if tail:
+                                        if tail and inplace[i * nr + ri] and nonfinite(xb + OW, Wb - OW):
+                                            inplace[i * nr + ri] = 0
+                                if tail and not inplace[i * nr + ri]:
+                                    for b in range(Hb):
+                                        if valid[b]:
+                                            xb = buf + ((i * nr + ri) * Hb + b) * Wr
                                             for tt in range(T):
                                                 for ll in range(ntl):
                                                     xtl[(((i * nr + ri) * Hb + b) * T + tt) * L + ll] = \
@@ -572,17 +638,23 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                                             t0 = tb * FC_DWG_TAPS
                                             nt = min(FC_DWG_TAPS, T - t0)
                                             if float_t is float:
-                                                _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
+                                                _wgrad_taps(buf + (i * nr + ri) * Hb * Wr,
+                                                            NULL if inplace[i * nr + ri] else
                                                             xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
                                                             OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
-                                                            min(gs, S - s1), B, nq, tail, toff, t0, nt, T, Wb,
-                                                            vacc + (tap + s1 * T + t0) * L, tf)
+                                                            min(gs, S - s1), B, nq, tail, toff, t0, nt, T, Wr,
+                                                            vacc + (tap + s1 * T + t0) * L, pf1, pfl1, pf2, pfl2,
+                                                            tf)
                                             else:
-                                                _wgrad_taps(buf + (i * nr + ri) * Hb * Wb,
+                                                _wgrad_taps(buf + (i * nr + ri) * Hb * Wr,
+                                                            NULL if inplace[i * nr + ri] else
                                                             xtl + (i * nr + ri) * Hb * T * L, &gy[n, k, od, oh0, 0],
                                                             OW, gtl, valid, zrow, ztl, oh1 - oh0, A, s1,
-                                                            min(gs, S - s1), B, nq, tail, toff, t0, nt, T, Wb,
-                                                            vacc + (tap + s1 * T + t0) * L, td)
+                                                            min(gs, S - s1), B, nq, tail, toff, t0, nt, T, Wr,
+                                                            vacc + (tap + s1 * T + t0) * L, pf1, pfl1, pf2, pfl2,
+                                                            td)
+                                            pf1 = NULL
+                                            pf2 = NULL
             for j in range(kout):
                 k = g * kout + j
                 for tap in range(cin * RST):
@@ -591,6 +663,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                     bpart[chunk, k] = _hsum(vacc + (ntap + j) * L, L)
         free(buf)
         free(valid)
+        free(inplace)
         free(rl)
         free(toff)
         free(vacc)
