@@ -78,7 +78,8 @@ cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_
     values), stored phase-major by sw: ``dst[p * (Wb // sw) + i]`` holds position ``iw0 + i * sw + p``, so the
     columns a stride-sw output run reads are contiguous.  With ``sw > 1``, Wb must be a multiple of sw.  The direct
     kernels gather their input rows with it, zero padding and input dilation resolved here."""
-    cdef Py_ssize_t q, q0, q1, j, lo, hi, Wp
+    cdef Py_ssize_t q, q0, q1, j, lo, hi, Wp, p, i, i0, i1, dp, di
+    cdef float_t* d
     if sw == 1 and lw == 1:
         lo = min(max(0, -iw0), Wb)
         hi = max(lo, min(Wb, W - iw0))
@@ -89,13 +90,36 @@ cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_
         if Wb > hi:
             memset(dst + hi, 0, (Wb - hi) * sizeof(float_t))
         return
+    # (no division per element: an integer division by the runtime stride took 8x the time of the convolution
+    # it fed, stride-2 depthwise layers)
     Wp = Wb // sw
     memset(dst, 0, Wb * sizeof(float_t))
+    if lw == 1:
+        # phase p: dst[p * Wp + i] = xrow[iw0 + p + i * sw] for the i whose column is inside the row
+        for p in range(sw):
+            i0 = max(0, -floordiv(iw0 + p, sw))
+            i1 = min(Wp, floordiv(W - 1 - iw0 - p, sw) + 1)
+            d = dst + p * Wp
+            for i in range(i0, i1):
+                d[i] = xrow[iw0 + p + i * sw]
+        return
+    # input dilation: value q sits at position j = q * lw - iw0, i.e. phase j % sw, index j // sw, stepped by lw
     q0 = max(0, -floordiv(-iw0, lw))
     q1 = min(W - 1, floordiv(iw0 + Wb - 1, lw))
+    if q1 < q0:
+        return
+    j = q0 * lw - iw0
+    p = j % sw
+    i = j // sw
+    dp = lw % sw
+    di = lw // sw
     for q in range(q0, q1 + 1):
-        j = q * lw - iw0
-        dst[(j % sw) * Wp + j // sw] = xrow[q]
+        dst[p * Wp + i] = xrow[q]
+        p = p + dp
+        i = i + di
+        if p >= sw:
+            p = p - sw
+            i = i + 1
 
 
 cdef inline int nonfinite(const float_t* p, Py_ssize_t n) noexcept nogil:
