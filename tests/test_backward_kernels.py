@@ -6,7 +6,9 @@ the band); strided input gradients as one correlation per input phase; the depth
 batch chunks, partial lane groups and the fused bias gradient; toeplitz's weight gradient split into batch chunks.
 Everything against tests/reference.py, and bitwise across thread counts.
 """
+import dataclasses
 import zlib
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -201,6 +203,43 @@ def test_toeplitz_weight_gradient_in_batch_chunks():
                ref.conv_grad_weight_nd(x, gy, w.shape, **kw), np.float32)
     finally:
         fc.set_workspace_limit(None)
+
+
+# (N, C, K, groups, spatial, kernel, stride, padding, dilation): output channels per group fewer than the lowered
+# rows (1x1, 3x3, grouped, 1-D, 3-D) and more (an expanding 1x1 layer, a single-channel 3x3 one)
+ORIENTATION_GRID = [
+    (4, 24, 8, 1, (7, 9), (1, 1), 1, 0, 1),
+    (3, 6, 4, 2, (9, 8), (3, 3), (2, 1), 1, 1),
+    (2, 5, 3, 1, (17,), (4,), 2, 1, 2),
+    (2, 4, 6, 2, (5, 6, 5), (2, 3, 2), 1, (1, 0, 1), 1),
+    (4, 4, 32, 1, (6, 7), (1, 1), 1, 0, 1),
+    (3, 1, 16, 1, (8, 8), (3, 3), 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ORIENTATION_GRID, ids=[str(i) for i in range(len(ORIENTATION_GRID))])
+def test_toeplitz_weight_gradient_in_either_orientation(case, dtype):
+    """toeplitz's weight-gradient GEMMs put the smaller of (output channels, lowered rows) first and then write
+    the gradient's transpose; both orientations, with one batch chunk or several, against the reference and
+    bitwise across thread counts."""
+    x, w, b, gy, kw = _case(case, dtype)
+    geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+    K, Cg = w.shape[:2]
+    pl = tpa.plan(geom, dtype, "grad_weight", 2)
+    assert pl.transposed == (pl.kblock < pl.cblock * int(np.prod(w.shape[2:])))
+    want = ref.conv_grad_weight_nd(x, gy, w.shape, **kw)
+    for transposed in (False, True):
+        for bchunks in (1, 3):
+            plan = dataclasses.replace(pl, transposed=transposed, bchunks=bchunks)
+            got = {}
+            for nthreads in (1, 2, 3):
+                got[nthreads] = np.full(w.shape, np.nan, dtype)
+                with patch.object(tpa, "_plan_or_raise", lambda *a, _p=plan: _p):
+                    tpa.grad_weight(x, gy, geom, got[nthreads], nthreads)
+                assert np.array_equal(got[nthreads], got[1]), (transposed, bchunks, nthreads)
+            _close(got[1], want, dtype)
+    assert tpa.plan(geom, dtype, "grad_weight", 2).transposed == pl.transposed
 
 
 @pytest.mark.parametrize("algorithm", fc.algorithms())
