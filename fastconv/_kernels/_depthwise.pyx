@@ -10,7 +10,8 @@ channels to vectorise over them, so these kernels vectorise over output columns 
   dilation resolved there, rows stored phase-major by the W stride so every output run reads contiguous columns),
   then computes ``FC_DW_ROWS`` output rows x ``FC_DW_VECS`` vectors of columns at a time with the accumulators in
   registers: one weight broadcast against every row and vector of the block.  Outputs (plus bias) are stored
-  straight into ``out``.
+  straight into ``out``.  With one input channel per group a thread runs chunks of consecutive tasks and
+  prefetches the next task's input rows while one computes.
 * :func:`grad_weight` -- a task owns (a fixed chunk of the batch, group) and accumulates every weight of its group
   over its chunk: for each kernel row, up to ``FC_DWG_TAPS`` taps along W at once, one 64-byte lane group of
   accumulators per tap (one output-gradient load serves them all; the lanes are the same at every SIMD level, so
@@ -239,6 +240,11 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
     cdef Py_ssize_t buf_len = cin * R * Hb * Wb
     cdef Py_ssize_t ntask = N * G * OD * nrb
     cdef Py_ssize_t task, rem, n, g, od, rb, oh0, oh1, i, r, ri, nr, b, pos, idp, j, k, rr, rr0, cb, t, nj, jj
+    cdef Py_ssize_t rb2, od2, g2, n2, lo, hi, l, nb, pfl
+    # tasks in chunks of 4 consecutive ones where there are many (a chunk's tasks run on one thread, which can
+    # then prefetch its next task's rows), one at a time where chunks would leave threads idle at the end
+    cdef Py_ssize_t chunk = 4 if ntask >= 32 * nthreads else 1
+    cdef const char* pf
     cdef float_t* buf
     cdef float_t* zrow
     cdef float_t* wzero
@@ -264,9 +270,31 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
             memset(zrow, 0, (Wb + cin * R * S * T) * sizeof(float_t))
             for t in range(T):   # where column tap t starts in a phase-major band row
                 toff[t] = ((t * dw) % sw) * (Wb // sw) + (t * dw) // sw
-        for task in prange(ntask, schedule='dynamic'):
+        for task in prange(ntask, schedule='dynamic', chunksize=chunk):
             if failed[0]:
                 continue
+            # one input channel per group, no input dilation: the next task's band of input rows (the thread's
+            # next task, but at the end of its chunk) is prefetched while this one computes
+            pf = NULL
+            pfl = 0
+            if cin == 1 and lh == 1 and ld == 1 and task + 1 < ntask and (task + 1) % chunk != 0:
+                rem = task + 1
+                rb2 = rem % nrb
+                rem = rem // nrb
+                od2 = rem % OD
+                rem = rem // OD
+                g2 = rem % G
+                n2 = rem // G
+                lo = max(0, rb2 * rpt * sh - ph)
+                hi = min(H - 1, (min(OH, rb2 * rpt + rpt) - 1) * sh + (S - 1) * dh - ph)
+                idp = od2 * sd - pd
+                for r in range(R):
+                    if idp >= 0:
+                        break
+                    idp = idp + dd
+                if hi >= lo and 0 <= idp < D:
+                    pf = <const char*> &x[n2, g2, idp, lo, 0]
+                    pfl = ((hi - lo + 1) * W * <Py_ssize_t> sizeof(float_t) + 63) // 64
             rem = task
             rb = rem % nrb
             rem = rem // nrb
@@ -302,6 +330,10 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
                 for jj in range(nj):
                     bvals[jj] = bias[k + jj] if has_bias else 0
                 for rr0 in range((oh1 - oh0 + NR - 1) // NR):
+                    if pf != NULL:
+                        nb = (oh1 - oh0 + NR - 1) // NR
+                        for l in range(rr0 * pfl // nb, (rr0 + 1) * pfl // nb):
+                            fc_dw_prefetch(pf + l * 64)
                     rr = oh0 + rr0 * NR
                     for cb in range(ncb):
                         _dispatch(NJ, NV, buf, zrow, Hb, Wb, valid, &w[k, 0, 0, 0, 0], cin * R * S * T, nj, wzero,
