@@ -15,6 +15,7 @@ import pytest
 
 import fastconv as fc
 import reference as ref
+from fastconv import _kernels
 from fastconv._algos import direct, toeplitz as tpa
 
 TOL = {np.float32: 3e-5, np.float64: 1e-12}
@@ -79,15 +80,17 @@ def test_column_kernels_match_the_reference(case, dtype, small_buffers):
         assert np.array_equal(a, c)
 
 
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride", [2, 3, 4])
-def test_column_kernels_gather_strided_rows(stride, dtype, monkeypatch):
-    """Band rows gathered phase-major by the W stride (forward, weight gradient) and dilated by it (input gradient
-    as a correlation of the dilated output gradient): every width, padding and dilation where a phase starts or
-    ends inside the padding or past the row."""
+def test_column_kernels_gather_strided_rows(stride, dtype, level, monkeypatch):
+    """Band rows gathered phase-major by the W stride (forward, weight gradient; stride 2 by vector shuffles where
+    both phases are inside the row) and dilated by it (input gradient as a correlation of the dilated output
+    gradient): every width, padding and dilation where a phase starts or ends inside the padding or past the row,
+    and rows of several vectors, at every SIMD level the CPU runs."""
     monkeypatch.setattr(direct, "PHASE_MIN_FLOPS", 10 ** 12)     # the dilated correlation, not phases
     rng = np.random.default_rng(stride)
-    for W in (5, 7, 8, 13):
+    for W in (5, 7, 8, 13, 40, 77):
         for pad in range(4):
             for dil in (1, 2):
                 if (W + 2 * pad - dil * 2 - 1) < 0:
@@ -96,7 +99,8 @@ def test_column_kernels_gather_strided_rows(stride, dtype, monkeypatch):
                 w = rng.standard_normal((3, 1, 3)).astype(dtype)
                 kw = dict(stride=stride, padding=pad, dilation=dil, groups=3)
                 gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
-                y, gx, gw = _all_ops(x, w, None, gy, kw)
+                with _kernels.use_level(level):
+                    y, gx, gw = _all_ops(x, w, None, gy, kw)
                 _close(y, ref.conv_nd(x, w, **kw), dtype)
                 _close(gx, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
                 _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)

@@ -52,6 +52,9 @@ cdef extern from "simd.h":
     # whether p[0 .. n) holds an inf or NaN (one vectorised pass, four independent chains)
     int fc_nonfinite_f(const float* p, Py_ssize_t n) nogil
     int fc_nonfinite_d(const double* p, Py_ssize_t n) nogil
+    # e[i] = s[2 i], o[i] = s[2 i + 1] for i < n
+    void fc_deinterleave_f(const float* s, float* e, float* o, Py_ssize_t n) nogil
+    void fc_deinterleave_d(const double* s, double* e, double* o, Py_ssize_t n) nogil
     # keep a loaded vector in a register (GCC would fold its load into every multiply-add that uses it)
     void in_register_f "FC_IN_REGISTER"(vf v) noexcept nogil
     void in_register_d "FC_IN_REGISTER"(vd v) noexcept nogil
@@ -78,7 +81,7 @@ cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_
     values), stored phase-major by sw: ``dst[p * (Wb // sw) + i]`` holds position ``iw0 + i * sw + p``, so the
     columns a stride-sw output run reads are contiguous.  With ``sw > 1``, Wb must be a multiple of sw.  The direct
     kernels gather their input rows with it, zero padding and input dilation resolved here."""
-    cdef Py_ssize_t q, q0, q1, j, lo, hi, Wp, p, i, i0, i1, dp, di
+    cdef Py_ssize_t q, q0, q1, j, lo, hi, Wp, p, i, i0, i1, dp, di, ia, ib
     cdef float_t* d
     if sw == 1 and lw == 1:
         lo = min(max(0, -iw0), Wb)
@@ -95,12 +98,23 @@ cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_
     Wp = Wb // sw
     memset(dst, 0, Wb * sizeof(float_t))
     if lw == 1:
-        # phase p: dst[p * Wp + i] = xrow[iw0 + p + i * sw] for the i whose column is inside the row
+        # phase p: dst[p * Wp + i] = xrow[iw0 + p + i * sw] for the i whose column is inside the row; stride 2
+        # splits the i where both phases are inside with vector shuffles (ia .. ib), the others one by one
+        ia = ib = 0
+        if sw == 2:
+            ia = max(0, -floordiv(iw0, 2))
+            ib = max(ia, min(Wp, floordiv(W - 2 - iw0, 2) + 1))
+            if float_t is float:
+                fc_deinterleave_f(xrow + iw0 + 2 * ia, dst + ia, dst + Wp + ia, ib - ia)
+            else:
+                fc_deinterleave_d(xrow + iw0 + 2 * ia, dst + ia, dst + Wp + ia, ib - ia)
         for p in range(sw):
             i0 = max(0, -floordiv(iw0 + p, sw))
             i1 = min(Wp, floordiv(W - 1 - iw0 - p, sw) + 1)
             d = dst + p * Wp
-            for i in range(i0, i1):
+            for i in range(i0, min(i1, ia)):
+                d[i] = xrow[iw0 + p + i * sw]
+            for i in range(max(i0, ib), i1):
                 d[i] = xrow[iw0 + p + i * sw]
         return
     # input dilation: value q sits at position j = q * lw - iw0, i.e. phase j % sw, index j // sw, stepped by lw

@@ -233,6 +233,40 @@ static inline int NAME(const T* p, ptrdiff_t n) {                               
 FC_NONFINITE(fc_nonfinite_f, float, int)
 FC_NONFINITE(fc_nonfinite_d, double, long long)
 
+/* e[i] = s[2 i], o[i] = s[2 i + 1] for i < n (a row gathered phase-major by a stride of 2): two native vectors
+   in, one two-input shuffle out per phase. */
+#if FC_NATIVE_BYTES == 64
+#define FC_NLIST_F FC_LIST16
+#define FC_NLIST_D FC_LIST8
+#elif FC_NATIVE_BYTES == 32
+#define FC_NLIST_F FC_LIST8
+#define FC_NLIST_D FC_LIST4
+#else
+#define FC_NLIST_F FC_LIST4
+#define FC_NLIST_D FC_LIST2
+#endif
+#define FC_DEINTERLEAVE(NAME, T, IT, LIST)                                                                 \
+static inline void NAME(const T* s, T* e, T* o, ptrdiff_t n) {                                             \
+    typedef T V __attribute__((vector_size(FC_NATIVE_BYTES), aligned(sizeof(T))));                        \
+    typedef IT VI __attribute__((vector_size(FC_NATIVE_BYTES)));                                           \
+    enum { L = FC_NATIVE_BYTES / sizeof(T) };                                                              \
+    const VI ev = LIST(FC_EVEN, L), od = LIST(FC_ODD, L);                                                  \
+    V a, b;                                                                                                \
+    ptrdiff_t i = 0;                                                                                       \
+    for (; i + L <= n; i += L) {                                                                           \
+        a = *(const V*) (s + 2 * i);                                                                       \
+        b = *(const V*) (s + 2 * i + L);                                                                   \
+        *(V*) (e + i) = __builtin_shuffle(a, b, ev);                                                       \
+        *(V*) (o + i) = __builtin_shuffle(a, b, od);                                                       \
+    }                                                                                                      \
+    for (; i < n; i++) {                                                                                   \
+        e[i] = s[2 * i];                                                                                   \
+        o[i] = s[2 * i + 1];                                                                               \
+    }                                                                                                      \
+}
+FC_DEINTERLEAVE(fc_deinterleave_f, float, int, FC_NLIST_F)
+FC_DEINTERLEAVE(fc_deinterleave_d, double, long long, FC_NLIST_D)
+
 /* FC_IN_REGISTER(v): the vector v is in a register here.  A kernel loads a vector once and uses it in several
    multiply-adds; GCC folds the load into each of them instead (a memory operand per FMA), which turns a block
    bound by its FMAs into one bound by its loads.  Only where a vector is one register (32 bytes with AVX, 64 with
