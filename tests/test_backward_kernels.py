@@ -61,6 +61,7 @@ def small_buffers(monkeypatch):
     """Tiny per-thread buffers: bands of a few rows, so every call runs many bands and tasks."""
     monkeypatch.setattr(direct, "BUFFER_BYTES", 512)
     monkeypatch.setattr(direct, "PHASE_MIN_FLOPS", 0)     # strided input gradients by phases
+    monkeypatch.setattr(direct, "PHASE_MAX_DILATED_CHANNELS", 0)     # (even with few channels per group)
     monkeypatch.setattr(direct, "WGRAD_TASKS", 64)        # and weight gradients in several batch chunks
 
 
@@ -121,6 +122,7 @@ PHASE_GRID = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_strided_input_gradient_by_phases(dtype, monkeypatch):
     monkeypatch.setattr(direct, "PHASE_MIN_FLOPS", 0)
+    monkeypatch.setattr(direct, "PHASE_MAX_DILATED_CHANNELS", 0)
     rng = np.random.default_rng(5)
     for sp, ks, st, pad, dil, g, C, K in PHASE_GRID:
         x = rng.standard_normal((2, C) + sp).astype(dtype)
@@ -131,6 +133,23 @@ def test_strided_input_gradient_by_phases(dtype, monkeypatch):
         _close(got, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
         geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
         assert direct.cost_kind(geom, dtype, "grad_input") == "phases"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_input_gradient_with_few_channels_per_group_is_one_dilated_correlation(dtype):
+    """Default thresholds: a stride-2 depthwise (or 2 x 4 channels per group) input gradient is one correlation of
+    the dilated output gradient, a 7 -> 64 one runs by phases; both against the reference."""
+    rng = np.random.default_rng(8)
+    for C, K, g, kind in ((16, 16, 16, "columns"), (16, 32, 8, "columns"), (7, 64, 1, "phases")):
+        x = rng.standard_normal((8, C, 40, 41)).astype(dtype)
+        w = rng.standard_normal((K, C // g, 3, 3)).astype(dtype)
+        kw = dict(stride=2, padding=1, groups=g)
+        geom = fc.ConvGeometry.make(x.shape, w.shape, **kw)
+        assert geom.flops >= direct.PHASE_MIN_FLOPS * 4
+        assert direct.cost_kind(geom, dtype, "grad_input") == kind
+        gy = rng.standard_normal(geom.output_shape).astype(dtype)
+        _close(fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="direct"),
+               ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -50,8 +50,21 @@ COLUMN_KERNEL_MAX_KG = 8
 # the batch split into enough chunks for WGRAD_TASKS tasks.
 COLUMN_WGRAD_MAX_CHANNELS = 4
 WGRAD_TASKS = 16
-# Strided input gradients of at least this many flops per phase run one stride-1 correlation per input phase.
+# Strided input gradients of at least this many flops per phase run one stride-1 correlation per input phase,
+# unless a group has at most PHASE_MAX_DILATED_CHANNELS (input x output) channels: there the correlation of the
+# dilated output gradient, whose work is mostly the gathers, ran 2-4.7x faster than the phases' passes and
+# strided copies (stride-2 3x3 depthwise, 2 and 4 channels per group; a 7 -> 64 layer ran 1.4x slower that way;
+# AMD EPYC, avx2).
 PHASE_MIN_FLOPS = 200_000
+PHASE_MAX_DILATED_CHANNELS = 16
+
+
+def _by_phases(geom):
+    """Whether ``grad_input`` runs the strided input gradient as one correlation per input phase."""
+    phases = prod(geom.stride)
+    G = geom.groups
+    return (phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases
+            and (geom.in_channels // G) * (geom.out_channels // G) > PHASE_MAX_DILATED_CHANNELS)
 
 
 def pack_weights(w5, groups, kb):
@@ -355,8 +368,7 @@ def _grad_input_phases(gy, w, geom, out, nthreads):
 
 
 def grad_input(gy, w, geom, out, nthreads):
-    phases = prod(geom.stride)
-    if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
+    if _by_phases(geom):
         return _grad_input_phases(gy, w, geom, out, nthreads)
     _run(as_5d(gy), as_5d(transposed_weight(w, geom.groups)), None, as_5d(out), geom.adjoint_kernel_struct, nthreads,
          pad_zeros=False)
@@ -449,8 +461,7 @@ def cost_kind(geom, dtype, op):
     if op == "forward":
         return "columns" if Kg < COLUMN_KERNEL_MAX_KG else "channels"
     if op == "grad_input":
-        phases = prod(geom.stride)
-        if phases > 1 and geom.flops >= PHASE_MIN_FLOPS * phases:
+        if _by_phases(geom):
             return "phases"
         return "columns" if Cg < COLUMN_KERNEL_MAX_KG else "channels"
     if Cg * Kg <= COLUMN_WGRAD_MAX_CHANNELS:
