@@ -39,8 +39,8 @@ from libc.string cimport memset
 
 from fastconv._kernels.common cimport (FC_DW_ACCS, FC_DW_ROWS, FC_DW_VECS, FC_DWG_ACCS, FC_DWG_SROWS, FC_DWG_TAPS,
                                        FC_LANE_BYTES, FC_LANE_VECS, FC_VEC_FLOATS, Geometry, VECTOR_BYTES,
-                                       check_scratch, float_t, gather_row, nonfinite,
-                                       scratch, vd, vec_t, vf)
+                                       Tile, check_scratch, float_t, gather_row, nonfinite,
+                                       scratch, tile_of, vd, vec_t, vf)
 
 
 cdef inline int _block_vecs(Py_ssize_t OW, Py_ssize_t V, int NJ) noexcept nogil:
@@ -239,7 +239,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
     Wb = (Wb + sw - 1) // sw * sw
     cdef Py_ssize_t buf_len = cin * R * Hb * Wb
     cdef Py_ssize_t ntask = N * G * OD * nrb
-    cdef Py_ssize_t task, rem, n, g, od, rb, oh0, oh1, i, r, ri, nr, b, pos, idp, j, k, rr, rr0, cb, t, nj, jj
+    cdef Tile cur, nxt
+    cdef Py_ssize_t task, n, g, od, rb, oh0, oh1, i, r, ri, nr, b, pos, idp, j, k, rr, rr0, cb, t, nj, jj
     cdef Py_ssize_t rb2, od2, g2, n2, lo, hi, l, nb, pfl
     # tasks in chunks of 4 consecutive ones where there are many (a chunk's tasks run on one thread, which can
     # then prefetch its next task's rows), one at a time where chunks would leave threads idle at the end
@@ -278,13 +279,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
             pf = NULL
             pfl = 0
             if cin == 1 and lh == 1 and ld == 1 and task + 1 < ntask and (task + 1) % chunk != 0:
-                rem = task + 1
-                rb2 = rem % nrb
-                rem = rem // nrb
-                od2 = rem % OD
-                rem = rem // OD
-                g2 = rem % G
-                n2 = rem // G
+                nxt = tile_of(task + 1, G, OD, nrb)      # (image, group, output depth, block of rows)
+                n2, g2, od2, rb2 = nxt.n, nxt.t1, nxt.t2, nxt.t3
                 lo = max(0, rb2 * rpt * sh - ph)
                 hi = min(H - 1, (min(OH, rb2 * rpt + rpt) - 1) * sh + (S - 1) * dh - ph)
                 idp = od2 * sd - pd
@@ -295,13 +291,8 @@ def forward(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1] w, 
                 if hi >= lo and 0 <= idp < D:
                     pf = <const char*> &x[n2, g2, idp, lo, 0]
                     pfl = ((hi - lo + 1) * W * <Py_ssize_t> sizeof(float_t) + 63) // 64
-            rem = task
-            rb = rem % nrb
-            rem = rem // nrb
-            od = rem % OD
-            rem = rem // OD
-            g = rem % G
-            n = rem // G
+            cur = tile_of(task, G, OD, nrb)
+            n, g, od, rb = cur.n, cur.t1, cur.t2, cur.t3
             oh0 = rb * rpt
             oh1 = min(OH, oh0 + rpt)
             # valid depth taps (zero padding / input dilation along D give whole zero slices)

@@ -28,7 +28,7 @@ from libc.stdlib cimport free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport cgemm, zgemm
 
-from fastconv._kernels.common cimport check_scratch, float_t, scratch
+from fastconv._kernels.common cimport Tile, check_scratch, float_t, scratch, tile_of
 
 # Below this many complex multiply-adds per GEMM the plain loop is faster than a BLAS call.
 cdef long long _SMALL_MACS = 512
@@ -39,23 +39,6 @@ cdef enum:
     LB = 4      # cmac: output rows reduced together (a row of ``a`` is loaded once per LB outputs)
     FBLK = 128  # cmac: frequencies per task; the 2 x LB accumulator rows stay in L1
     TB = 32     # ctranspose: block edge
-
-
-cdef struct Tile:
-    Py_ssize_t n, t1, t2, t3
-
-
-cdef inline Tile _tile(Py_ssize_t m, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3) noexcept nogil:
-    """Tile ``m`` in C order over ``(N, T1, T2, T3)``.  Returned by value: a prange body must assign the result
-    itself (variables written only through a pointer would not be made thread-private)."""
-    cdef Tile t
-    t.t3 = m % T3
-    m = m // T3
-    t.t2 = m % T2
-    m = m // T2
-    t.t1 = m % T1
-    t.n = m // T1
-    return t
 
 
 def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
@@ -84,7 +67,7 @@ def to_tiles(const float_t[:, :, :, :, ::1] src, float_t[:, :, :, :, ::1] dst,
         r3 = r % R3
         r2 = (r // R3) % R2
         r1 = r // (R3 * R2)
-        tl = _tile(m0 + mm, T1, T2, T3)
+        tl = tile_of(m0 + mm, T1, T2, T3)
         n, t1, t2, t3 = tl.n, tl.t1, tl.t2, tl.t3
         i1 = tab1[t1, l1, r1]
         for l2 in range(L2):
@@ -128,7 +111,7 @@ def from_tiles(const float_t[:, :, :, :, :] src, float_t[:, :, :, :, ::1] dst,
     for task in prange(M * C, nogil=True, schedule='static', num_threads=nthreads):
         c = task % C
         mm = task // C
-        tl = _tile(m0 + mm, T1, T2, T3)
+        tl = tile_of(m0 + mm, T1, T2, T3)
         n, t1, t2, t3 = tl.n, tl.t1, tl.t2, tl.t3
         bval = bias[c] if has_bias else 0
         for i1 in range(rng1[t1, 0], rng1[t1, 1]):

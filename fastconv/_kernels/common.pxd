@@ -75,6 +75,23 @@ cdef inline Py_ssize_t floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return -((-a + b - 1) // b)
 
 
+cdef struct Tile:
+    Py_ssize_t n, t1, t2, t3
+
+
+cdef inline Tile tile_of(Py_ssize_t m, Py_ssize_t T1, Py_ssize_t T2, Py_ssize_t T3) noexcept nogil:
+    """Task or tile ``m`` in C order over ``(N, T1, T2, T3)``.  Returned by value: a prange body must assign the
+    result itself (variables written only through a pointer would not be made thread-private)."""
+    cdef Tile t
+    t.t3 = m % T3
+    m = m // T3
+    t.t2 = m % T2
+    m = m // T2
+    t.t1 = m % T1
+    t.n = m // T1
+    return t
+
+
 cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_ssize_t Wb, Py_ssize_t iw0,
                             Py_ssize_t lw, Py_ssize_t sw) noexcept nogil:
     """Positions iw0 .. iw0 + Wb - 1 of a row of W values dilated by lw (zero outside the row and between its
