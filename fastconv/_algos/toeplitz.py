@@ -192,8 +192,8 @@ def _plan(geom, item, op, nthreads, limit, tunables):
     buffer_bytes = 0 if one else rows * pc * item
     # a weight-gradient GEMM's column-major result is (cb R S T) x kb, or its transpose: OpenBLAS's sgemm ran
     # 8-40 % faster with the smaller of the two first (1x1 256 -> 64: 0.82 of the time; 3x3 64 -> 64 0.80; a
-    # 64 -> 256 layer the other way round 0.89; AMD EPYC, avx2, one thread)
-    # (with one batch chunk, where the transpose is a partial sum of its own, when it fits beside the buffers)
+    # 64 -> 256 layer the other way round, 0.82-0.87; AMD EPYC, avx2, one thread); with one batch chunk, where the
+    # transpose is a partial sum of its own, only when it fits beside the buffers
     transposed = op == "grad_weight" and kb < rows
     partial = bchunks * K * Cg * RST * item if bchunks > 1 or transposed else 0
     # waking threads for less than ~1 MFLOP each costs more than it saves (the result does not depend on it)
