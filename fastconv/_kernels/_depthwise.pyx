@@ -18,8 +18,8 @@ channels to vectorise over them, so these kernels vectorise over output columns 
   is the result).  Partial sums per chunk go to ``part`` and are added in
   chunk order by the caller; the bias gradient (sum of the output gradient per channel) comes out of the same
   pass while the rows are in cache.  Depthwise tasks prefetch the next band's rows of both operands while a band
-  computes: the kernel streams two arrays at a few multiply-adds per element, and each band starts two planes the
-  hardware prefetchers have not seen.
+  computes (a task's last band: the first of the next task of its chunk): the kernel streams two arrays at a few
+  multiply-adds per element, and each band starts two planes the hardware prefetchers have not seen.
 
 Input dilation ("lhs dilation") lets :func:`forward` compute transposed convolutions and input gradients; gathered
 band rows that are entirely zero (padding, or dilation along H) are skipped.  Every output element is written by
@@ -526,7 +526,10 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef unsigned char* inplace  # per band (i, ri): its tail products read the band rows (else the xtl copies)
     cdef const char* pf1     # the next band's output gradient and input rows: prefetched, pfl1 / pfl2 cache lines
     cdef const char* pf2     # ... per output row of this band
-    cdef Py_ssize_t pfl1 = 0, pfl2 = 0, n2, od2, ob2, oh02, oh12, lo, hi
+    cdef Py_ssize_t pfl1 = 0, pfl2 = 0, n2, n12, g2, od2, ob2, oh02, oh12, lo, hi
+    # tasks in chunks of 4 consecutive ones where there are many, so that a task's last band can prefetch the next
+    # task's first (see forward)
+    cdef Py_ssize_t tchunk = 4 if ntask >= 32 * nthreads else 1
     cdef Py_ssize_t gs = FC_DWG_SROWS if T == 3 else 1     # 3-tap-wide kernels: several kernel rows at once
     cdef Py_ssize_t s1, sg
     cdef unsigned char* valid
@@ -560,7 +563,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                 toff[t] = ((t * dw) % sw) * (Wb // sw) + (t * dw) // sw
             # (the gathers write columns < Wb of the band rows only: the rows' zero lane groups stay zero)
             memset(buf, 0, (buf_len + xtl_len + rpb * L + Wr + T * L) * sizeof(float_t))
-        for task in prange(ntask, schedule='dynamic'):
+        for task in prange(ntask, schedule='dynamic', chunksize=tchunk):
             if failed[0]:
                 continue
             chunk = task // G
@@ -588,17 +591,24 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                         pf1 = NULL
                         pf2 = NULL
                         if cin == 1 and kout == 1:
-                            n2, od2, ob2 = n, od, ob + 1
+                            n2, od2, ob2, g2 = n, od, ob + 1, g
                             if ob2 * rpb >= OH:
                                 ob2 = 0
                                 od2 = od + 1
                                 if od2 == OD:
                                     od2 = 0
                                     n2 = n + 1
-                            if n2 < n1:
+                            if n2 >= n1 and task + 1 < ntask and (task + 1) % tchunk != 0:
+                                # the task's last band: the first band of the thread's next task
+                                g2 = (task + 1) % G
+                                n2 = ((task + 1) // G) * N // nchunks
+                                n12 = ((task + 1) // G + 1) * N // nchunks
+                            else:
+                                n12 = n1
+                            if n2 < n12:
                                 oh02 = ob2 * rpb
                                 oh12 = min(OH, oh02 + rpb)
-                                pf1 = <const char*> &gy[n2, g * kout, od2, oh02, 0]
+                                pf1 = <const char*> &gy[n2, g2 * kout, od2, oh02, 0]
                                 pfl1 = ((oh12 - oh02) * OW * <Py_ssize_t> sizeof(float_t) + 63) // 64
                                 pfl1 = (pfl1 + (oh1 - oh0) - 1) // (oh1 - oh0)
                                 lo = max(0, oh02 * sh - ph)
@@ -609,7 +619,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                                         break
                                     idp = idp + dd
                                 if hi >= lo and 0 <= idp < D:
-                                    pf2 = <const char*> &x[n2, g * cin, idp, lo, 0]
+                                    pf2 = <const char*> &x[n2, g2 * cin, idp, lo, 0]
                                     pfl2 = ((hi - lo + 1) * W * <Py_ssize_t> sizeof(float_t) + 63) // 64
                                     pfl2 = (pfl2 + (oh1 - oh0) - 1) // (oh1 - oh0)
                         for i in range(cin):
