@@ -306,6 +306,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = gy.shape[1], G = geom.groups, NB = dw3.shape[0]
     cdef Py_ssize_t Cg = C // G, Kg = K // G, L = dw3.shape[1] if transposed else dw3.shape[2]
     cdef Py_ssize_t RST = geo.R * geo.S * geo.T
+    cdef Py_ssize_t sk = 1 if transposed else L, sl = K if transposed else 1
     cdef Py_ssize_t DHW = geo.D * geo.H * geo.W, P = geo.OD * geo.OH * geo.OW
     cdef Py_ssize_t nch = (P + pc - 1) // pc, ncb = (Cg + cb - 1) // cb, nkb = (Kg + kb - 1) // kb
     cdef Py_ssize_t ntask = NB * G * ncb * nkb
@@ -316,6 +317,8 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
     cdef float_t* dwp0 = &dw3[0, 0, 0]
     cdef float_t* dwp
     cdef const float_t* xc
+    cdef const float_t* low
+    cdef const float_t* gyc
     cdef float_t* buf
     cdef float_t beta
     cdef Py_ssize_t[::1] held = np.zeros(max(1, nthreads), np.intp)   # workspace bytes per thread
@@ -331,18 +334,12 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
             nc = min(cb, Cg - c0)
             k0 = kbi * kb
             nk = min(kb, Kg - k0)
-            if transposed:
-                dwp = dwp0 + bc * K * L + c0 * RST * K + g * Kg + k0
-            else:
-                dwp = dwp0 + bc * K * L + (g * Kg + k0) * L + c0 * RST
+            # the block's (output channel, lowered row) element sits at dwp + k * sk + l * sl
+            dwp = dwp0 + bc * K * L + (g * Kg + k0) * sk + c0 * RST * sl
             beta = 0
             if bc * N // NB == (bc + 1) * N // NB:     # an empty chunk (more chunks than images)
-                if transposed:
-                    for m in range(nc * RST):
-                        memset(dwp + m * K, 0, nk * sizeof(float_t))
-                else:
-                    for m in range(nk):
-                        memset(dwp + m * L, 0, nc * RST * sizeof(float_t))
+                for m in range(nc * RST if transposed else nk):     # rows of the block, K or L apart
+                    memset(dwp + m * (K if transposed else L), 0, (nk if transposed else nc * RST) * sizeof(float_t))
             if with_bias and cbi == 0:
                 for m in range(nk):
                     db2[bc, g * Kg + k0 + m] = 0
@@ -352,15 +349,14 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                     p0 = ch * pc
                     p1 = min(P, p0 + pc)
                     m = p1 - p0
-                    if transposed:
-                        _gemm(c'T', c'N', <int> nk, <int> (nc * RST), <int> m,
-                              gyp + (n * K + g * Kg + k0) * P + p0, <int> P,
-                              _lowered(xc, buf, nc, &geo, p0, p1, one_by_one), <int> (DHW if one_by_one else m),
-                              beta, dwp, <int> K)
+                    low = _lowered(xc, buf, nc, &geo, p0, p1, one_by_one)
+                    gyc = gyp + (n * K + g * Kg + k0) * P + p0
+                    if transposed:      # column-major (nk x nc RST): the same product, operands swapped
+                        _gemm(c'T', c'N', <int> nk, <int> (nc * RST), <int> m, gyc, <int> P, low,
+                              <int> (DHW if one_by_one else m), beta, dwp, <int> K)
                     else:
-                        _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m,
-                              _lowered(xc, buf, nc, &geo, p0, p1, one_by_one), <int> (DHW if one_by_one else m),
-                              gyp + (n * K + g * Kg + k0) * P + p0, <int> P, beta, dwp, <int> L)
+                        _gemm(c'T', c'N', <int> (nc * RST), <int> nk, <int> m, low, <int> (DHW if one_by_one else m),
+                              gyc, <int> P, beta, dwp, <int> L)
                     beta = 1
                     if with_bias and cbi == 0:
                         _row_sums(gyp + (n * K + g * Kg + k0) * P + p0, nk, m, P, &db2[bc, g * Kg + k0])
