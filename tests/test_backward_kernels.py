@@ -107,6 +107,31 @@ def test_column_kernels_gather_strided_rows(stride, dtype, level, monkeypatch):
                 _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
 
 
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_stride_band_rows_with_their_padding(dtype, level):
+    """Unit-stride band rows are copied in native vectors with a zero vector at either end where the row holds a
+    vector and each padding run fits in one (simd.h's fc_padded_row), else by memset / memcpy: rows shorter than a
+    vector, paddings up to past two vectors (float32 at 64 bytes: 16 values), a vector's worth of columns and one
+    more, in the column kernels (depthwise, forward and both gradients) and the channel kernel (8 -> 8 channels)."""
+    rng = np.random.default_rng(11)
+    for W in (1, 3, 8, 9, 16, 17, 33, 70):
+        for pad in (0, 1, 4, 8, 9, 16, 17, 35):
+            for k in (1, 3):
+                for C, K, groups in ((3, 3, 3), (8, 8, 1)):
+                    if W + 2 * pad < k:
+                        continue
+                    x = rng.standard_normal((2, C, W)).astype(dtype)
+                    w = rng.standard_normal((K, C // groups, k)).astype(dtype)
+                    kw = dict(padding=pad, groups=groups)
+                    gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
+                    with _kernels.use_level(level):
+                        y, gx, gw = _all_ops(x, w, None, gy, kw)
+                    _close(y, ref.conv_nd(x, w, **kw), dtype)
+                    _close(gx, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
+                    _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+
+
 PHASE_GRID = [
     ((13, 11), (3, 4), (2, 3), (1, 2), (1, 1), 1, 3, 5),
     ((15, 16), (5, 3), (3, 2), (0, 1), (2, 1), 2, 4, 6),

@@ -55,6 +55,9 @@ cdef extern from "simd.h":
     # e[i] = s[2 i], o[i] = s[2 i + 1] for i < n
     void fc_deinterleave_f(const float* s, float* e, float* o, Py_ssize_t n) nogil
     void fc_deinterleave_d(const double* s, double* e, double* o, Py_ssize_t n) nogil
+    # d[0 .. lo) = 0, d[lo .. hi) = s[0 .. hi - lo), d[hi .. n) = 0 (0 <= lo <= hi <= n)
+    void fc_padded_row_f(float* d, const float* s, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n) nogil
+    void fc_padded_row_d(double* d, const double* s, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n) nogil
     # keep a loaded vector in a register (GCC would fold its load into every multiply-add that uses it)
     void in_register_f "FC_IN_REGISTER"(vf v) noexcept nogil
     void in_register_d "FC_IN_REGISTER"(vd v) noexcept nogil
@@ -65,7 +68,7 @@ ctypedef fused vec_t:
 
 
 # ----------------------------------------------------------------------------------------------- input rows
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 
 cdef inline Py_ssize_t floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -103,12 +106,10 @@ cdef inline void gather_row(const float_t* xrow, Py_ssize_t W, float_t* dst, Py_
     if sw == 1 and lw == 1:
         lo = min(max(0, -iw0), Wb)
         hi = max(lo, min(Wb, W - iw0))
-        if lo > 0:
-            memset(dst, 0, lo * sizeof(float_t))
-        if hi > lo:
-            memcpy(dst + lo, xrow + iw0 + lo, (hi - lo) * sizeof(float_t))
-        if Wb > hi:
-            memset(dst + hi, 0, (Wb - hi) * sizeof(float_t))
+        if float_t is float:
+            fc_padded_row_f(dst, xrow + iw0 + lo, lo, hi, Wb)
+        else:
+            fc_padded_row_d(dst, xrow + iw0 + lo, lo, hi, Wb)
         return
     # (no division per element: an integer division by the runtime stride took 8x the time of the convolution
     # it fed, stride-2 depthwise layers)

@@ -233,6 +233,33 @@ static inline int NAME(const T* p, ptrdiff_t n) {                               
 FC_NONFINITE(fc_nonfinite_f, float, int)
 FC_NONFINITE(fc_nonfinite_d, double, long long)
 
+/* A row of n >= 0 elements with its padding, for the band gathers of the direct kernels: d[0 .. lo) and
+   d[hi .. n) zero, d[lo .. hi) = s[0 .. hi - lo), in native vectors where the row holds one and each padding run fits in
+   one (a zero vector at either end, then the copy over it, its last vector overlapping the one before), else by
+   memset / memcpy.  The libc calls -- three per row of 58 values -- had taken 70 cycles a row.  Elements only
+   move. */
+#define FC_PADDED_ROW(NAME, T)                                                                             \
+static inline void NAME(T* d, const T* s, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t n) {                       \
+    typedef T V __attribute__((vector_size(FC_NATIVE_BYTES), aligned(sizeof(T))));                        \
+    enum { L = FC_NATIVE_BYTES / sizeof(T) };                                                              \
+    const V z = {0};                                                                                       \
+    ptrdiff_t i, m = hi - lo;                                                                              \
+    if (n < L || lo > L || n - hi > L || m < L) {                                                          \
+        if (lo > 0) memset(d, 0, lo * sizeof(T));                                                          \
+        if (m > 0) memcpy(d + lo, s, m * sizeof(T));                                                       \
+        if (n > hi) memset(d + hi, 0, (n - hi) * sizeof(T));                                               \
+        return;                                                                                            \
+    }                                                                                                      \
+    *(V*) d = z;                                                                                           \
+    *(V*) (d + n - L) = z;                                                                                 \
+    for (i = 0; i + L <= m; i += L)                                                                        \
+        *(V*) (d + lo + i) = *(const V*) (s + i);                                                          \
+    if (i < m)                                                                                             \
+        *(V*) (d + hi - L) = *(const V*) (s + m - L);                                                      \
+}
+FC_PADDED_ROW(fc_padded_row_f, float)
+FC_PADDED_ROW(fc_padded_row_d, double)
+
 /* e[i] = s[2 i], o[i] = s[2 i + 1] for i < n (a row gathered phase-major by a stride of 2): two native vectors
    in, one two-input shuffle out per phase. */
 #if FC_NATIVE_BYTES == 64
