@@ -81,6 +81,17 @@ def test_column_kernels_match_the_reference(case, dtype, small_buffers):
         assert np.array_equal(a, c)
 
 
+def _check_ops_at_level(x, w, kw, level, rng):
+    """direct's forward pass and both gradients at SIMD ``level`` against the reference (a random output gradient)."""
+    dtype = x.dtype.type
+    gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
+    with _kernels.use_level(level):
+        y, gx, gw = _all_ops(x, w, None, gy, kw)
+    _close(y, ref.conv_nd(x, w, **kw), dtype)
+    _close(gx, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
+    _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+
+
 @pytest.mark.parametrize("level", _kernels.cpu_levels())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride", [2, 3, 4])
@@ -98,13 +109,7 @@ def test_column_kernels_gather_strided_rows(stride, dtype, level, monkeypatch):
                     continue
                 x = rng.standard_normal((2, 3, W)).astype(dtype)
                 w = rng.standard_normal((3, 1, 3)).astype(dtype)
-                kw = dict(stride=stride, padding=pad, dilation=dil, groups=3)
-                gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
-                with _kernels.use_level(level):
-                    y, gx, gw = _all_ops(x, w, None, gy, kw)
-                _close(y, ref.conv_nd(x, w, **kw), dtype)
-                _close(gx, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
-                _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+                _check_ops_at_level(x, w, dict(stride=stride, padding=pad, dilation=dil, groups=3), level, rng)
 
 
 @pytest.mark.parametrize("level", _kernels.cpu_levels())
@@ -123,13 +128,7 @@ def test_unit_stride_band_rows_with_their_padding(dtype, level):
                         continue
                     x = rng.standard_normal((2, C, W)).astype(dtype)
                     w = rng.standard_normal((K, C // groups, k)).astype(dtype)
-                    kw = dict(padding=pad, groups=groups)
-                    gy = rng.standard_normal(ref.conv_nd(x, w, **kw).shape).astype(dtype)
-                    with _kernels.use_level(level):
-                        y, gx, gw = _all_ops(x, w, None, gy, kw)
-                    _close(y, ref.conv_nd(x, w, **kw), dtype)
-                    _close(gx, ref.conv_grad_input_nd(x.shape, w, gy, **kw), dtype)
-                    _close(gw, ref.conv_grad_weight_nd(x, gy, w.shape, **kw), dtype)
+                    _check_ops_at_level(x, w, dict(padding=pad, groups=groups), level, rng)
 
 
 PHASE_GRID = [
