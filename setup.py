@@ -148,7 +148,8 @@ def _extensions():
                              define_macros=common["define_macros"] + [("FC_VECTOR_BYTES", "32")]))
             for p in _kernel_sources()]
     base = cythonize(base, compiler_directives=DIRECTIVES, include_path=[".", str(KERNEL_DIR)],
-                     compile_time_env={"FASTCONV_OPENMP": OPENMP}, quiet=True, nthreads=os.cpu_count() or 1)
+                     compile_time_env={"FASTCONV_OPENMP": OPENMP}, quiet=True,
+                     nthreads=min(os.cpu_count() or 1, len(base)))
     # Each variant compiles the very same generated C file with other flags.  A one-line wrapper gives it its
     # own path (so object files do not collide); its init symbol PyInit_<name> matches the module's last name
     # component, so it imports as fastconv._kernels.<variant>.<name>.
