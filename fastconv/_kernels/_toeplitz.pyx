@@ -359,7 +359,7 @@ def grad_weight(const float_t[:, :, :, :, ::1] x, const float_t[:, :, :, :, ::1]
                               gyc, <int> P, beta, dwp, <int> L)
                     beta = 1
                     if with_bias and cbi == 0:
-                        _row_sums(gyp + (n * K + g * Kg + k0) * P + p0, nk, m, P, &db2[bc, g * Kg + k0])
+                        _row_sums(gyc, nk, m, P, &db2[bc, g * Kg + k0])
         free(buf)
     return ntask * nch * ((N + NB - 1) // NB), _workspace_used(held, "grad_weight", buf_len * sizeof(float_t))
 

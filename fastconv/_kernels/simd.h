@@ -244,7 +244,7 @@ static inline void NAME(T* d, const T* s, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t 
     enum { L = FC_NATIVE_BYTES / sizeof(T) };                                                              \
     const V z = {0};                                                                                       \
     ptrdiff_t i, m = hi - lo;                                                                              \
-    if (n < L || lo > L || n - hi > L || m < L) {                                                          \
+    if (m < L || lo > L || n - hi > L) {      /* (m >= L implies n >= L) */                                \
         if (lo > 0) memset(d, 0, lo * sizeof(T));                                                          \
         if (m > 0) memcpy(d + lo, s, m * sizeof(T));                                                       \
         if (n > hi) memset(d + hi, 0, (n - hi) * sizeof(T));                                               \
