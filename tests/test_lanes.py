@@ -195,36 +195,43 @@ def test_supports_declines_copies_that_cannot_exist():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_register_block(dtype):
-    """Each register block of the build (6, 4, 2 and 1 output channels) on channel counts and widths that leave tails
-    in every block, forward and input gradient, against the reference; and ``block`` takes the narrow blocks for 1
-    and 2 channels."""
+    """Each register block of every SIMD level the CPU runs (6, 4, 2 and 1 output channels; 64-byte builds also
+    6 x 2) on channel counts and widths that leave tails in every block, forward and input gradient, against the
+    reference; and ``block`` takes the narrow blocks for 1 and 2 channels."""
     rng = np.random.default_rng(5)
-    blocks, _ = _kernels.module("_lanes").block_sizes()
+    cases = []
     for K, width in ((1, 13), (3, 27), (6, 7)):
         x = rng.standard_normal((19, 3, 6, width)).astype(dtype)
         w = rng.standard_normal((K, 3, 3, 4)).astype(dtype)
         b = rng.standard_normal(K).astype(dtype)
         geom = fc.ConvGeometry.make(x.shape, w.shape, 1, 1)
-        want = ref.conv_nd(x, w, b, padding=1)
         gy = rng.standard_normal(geom.output_shape).astype(dtype)
-        want_gx = ref.conv_grad_input_nd(x.shape, w, gy, padding=1)
-        for kb in blocks:
-            out = np.full(geom.output_shape, np.nan, dtype)
-            LA.forward(x, w, b, geom, out, 2, plan=LA._Plan(geom, x.itemsize, "forward", 2, kb=kb))
-            _close(out, want, dtype)
-            gx = np.full(x.shape, np.nan, dtype)
-            LA.grad_input(gy, w, geom, gx, 2, plan=LA._Plan(geom, x.itemsize, "grad_input", 2, kb=kb))
-            _close(gx, want_gx, dtype)
+        cases.append((x, w, b, geom, gy, ref.conv_nd(x, w, b, padding=1),
+                      ref.conv_grad_input_nd(x.shape, w, gy, padding=1)))
     for level in _kernels.cpu_levels():
         with _kernels.use_level(level):
+            blocks, _ = _kernels.module("_lanes").block_sizes()
+            assert ((6, 2) in blocks) == (_kernels.module("_lanes").vector_bytes() == 64)
+            for x, w, b, geom, gy, want, want_gx in cases:
+                for kb in blocks:
+                    out = np.full(geom.output_shape, np.nan, dtype)
+                    LA.forward(x, w, b, geom, out, 2, plan=LA._Plan(geom, x.itemsize, "forward", 2, kb=kb))
+                    _close(out, want, dtype)
+                    gx = np.full(x.shape, np.nan, dtype)
+                    LA.grad_input(gy, w, geom, gx, 2, plan=LA._Plan(geom, x.itemsize, "grad_input", 2, kb=kb))
+                    _close(gx, want_gx, dtype)
             wide = {64: (4, 6), 32: (3, 2)}[_kernels.module("_lanes").vector_bytes()]
             assert LA.block(1, 20)[0] == 1 and LA.block(2, 20)[0] == 2 and LA.block(16, 12) == wide
             assert LA.block(6, 28) == {(4, 6): (6, 4), (3, 2): (3, 2)}[wide]        # LeNet's first layer
-    # blocks of one column: the input gradient's packed copy needs no column of padding (LeNet's 6 -> 16 layer)
-    geom = fc.ConvGeometry.make((64, 6, 14, 14), (16, 6, 5, 5), 1, 0)
-    plan = LA._Plan(geom, 4, "grad_input", 2, kb=(6, 1))
-    assert plan.ext[2] == 10 and plan.pad[2] == 0 and plan.first_column == 4
-    assert LA._Plan(geom, 4, "grad_input", 2, kb=(3, 2)).ext[2] == 12
+            # LeNet's 6 -> 16 input gradient: two columns at a time at 64 bytes (6 x 4 multiplies 64 column
+            # products per row for 50 that read data, 6 x 2 54), one at 32
+            lenet = fc.ConvGeometry.make((64, 6, 14, 14), (16, 6, 5, 5), 1, 0)
+            assert LA._block_of(lenet, "grad_input") == {(4, 6): (6, 2), (3, 2): (6, 1)}[wide]
+            # narrow blocks: the input gradient's packed copy needs fewer columns of padding
+            plan = LA._Plan(lenet, 4, "grad_input", 2, kb=(6, 1))
+            assert plan.ext[2] == 10 and plan.pad[2] == 0 and plan.first_column == 4
+            two = {(4, 6): (6, 2), (3, 2): (3, 2)}[wide]
+            assert LA._Plan(lenet, 4, "grad_input", 2, kb=two).ext[2] == 12
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

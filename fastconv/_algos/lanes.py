@@ -9,7 +9,8 @@ holes and the lanes past the batch resolved in the copy), then
 
 * forward: per output row, 4 output channels x 6 output columns of lane groups accumulate in registers (6 x 4 for
   6 channels, 2 x 12 or 1 x 12 for fewer; 3 x 2, 2 x 3, ... with 32-byte vectors, a lane group being two of
-  them; 6 x 1, one column at a time, where the others' columns would read padding): the weights, copied with each
+  them; 6 x 2 at 64 bytes or 6 x 1, two columns or one at a time, where wider blocks' columns would read
+  padding): the weights, copied with each
   block's channels side by side, are broadcast once per tap, each loaded input lane group serves all of them;
 * input gradient / transposed convolution: the same kernel on the output gradient dilated by the stride and padded
   by ``d (k - 1) - p``, with the kernel flipped in space and transposed in channels; rows of that padding and of
@@ -411,8 +412,11 @@ WGRAD_EFFICIENCY = 0.8
 # (Xeon; AVX-512 and the AVX2 build): with fewer channels a loaded input lane group serves fewer multiply-adds.
 # 6 x 1 (one column: no block multiplies a column of padding that its column does not need) measured on AVX2 only
 # (AMD EPYC; LeNet's input gradient: 0.95 of the 3 x 2 block's time, which forms 8 % more products there); at
-# 64 bytes its 6 accumulators are too few to hide the FMA latency (not measured: an estimate).
-BLOCK_RATE = {64: {(4, 6): 1.0, (4, 5): 1.0, (6, 4): 1.0, (2, 12): 0.75, (1, 12): 0.5, (6, 1): 0.7},
+# 64 bytes its 6 accumulators are too few to hide the FMA latency (an estimate; measured later: 0.8).  6 x 2 at 64
+# bytes (12 accumulators, 8 loads per 12 multiply-adds) measured on the Xeon (AVX-512, 2 threads, interleaved, two
+# runs): LeNet's input gradient kernel took 0.85 of the time it took with 6 x 4, which forms 64 column products per
+# row against its 54 (50 read data), and its packed output gradient has 12 columns instead of 16.
+BLOCK_RATE = {64: {(4, 6): 1.0, (4, 5): 1.0, (6, 4): 1.0, (2, 12): 0.75, (1, 12): 0.5, (6, 1): 0.7, (6, 2): 0.99},
               32: {(3, 2): 1.0, (2, 2): 0.85, (1, 4): 0.8, (2, 3): 0.75, (1, 6): 0.75, (6, 1): 0.97}}
 PARALLEL_EFFICIENCY = 0.9
 COPY_BYTES_PER_S = 8e9     # packing LeNet's activations, one thread (Xeon)

@@ -14,7 +14,7 @@ zero padding (any sign: a negative pad crops) and input dilation there, so the c
 * :func:`forward` -- a task owns (lane group, group, block of KB output channels, output depth, a band of output
   rows) and computes XB output columns at a time (over the input channels in passes whose rows stay in the L1
   cache from one block of columns to the next) with KB x XB (at most ``LN_ACCS``) lane-group accumulators in
-  registers (4 x 6, 4 x 5, 6 x 4, 2 x 12, 1 x 12 or 6 x 1 at 64 bytes, as the layer's channels and width fit
+  registers (4 x 6, 4 x 5, 6 x 4, 2 x 12, 1 x 12, 6 x 2 or 6 x 1 at 64 bytes, as the layer's channels and width fit
   best): per input channel and tap, the KB weights are broadcast (from a copy of the weights with each block's
   channels side by side, made first) and each of the XB input lane groups is loaded once and multiplied by all of
   them.  Results (plus bias) are scattered to the images of the group.  The input gradient is
@@ -43,7 +43,8 @@ cdef extern from *:
     typedef double fc_lanes_d __attribute__((vector_size(64), aligned(8)));
     #if FC_VECTOR_BYTES == 64
     /* 32 registers of 64 bytes: 24 accumulators as 4 channels x 6 columns (or 4 x 5, 6 x 4 for 6 channels,
-       2 x 12, 1 x 12 for fewer), the channels' broadcast weights and one loaded lane group;
+       2 x 12, 1 x 12 for fewer; 6 x 2 and 6 x 1 where wider blocks would multiply many zeros), the channels'
+       broadcast weights and one loaded lane group;
        weight gradient: 4 channels x 5 taps = 20 accumulators, 4 output-gradient groups, 1 input group */
     #define FC_LN_KB 6
     #define FC_LN_ACCS 24
@@ -59,6 +60,9 @@ cdef extern from *:
     #define FC_LN_B4X 4
     #define FC_LN_B5K 6
     #define FC_LN_B5X 1
+    #define FC_LN_B6K 6
+    #define FC_LN_B6X 2
+    #define FC_LN_NBLOCKS 7
     #define FC_LN_WKB 4
     #define FC_LN_WTB 5
     #else
@@ -78,6 +82,10 @@ cdef extern from *:
     #define FC_LN_B4X 2
     #define FC_LN_B5K 6
     #define FC_LN_B5X 1
+    /* (no 6 x 2 block: its 24 accumulator registers would spill; the kernel's seventh block is never offered) */
+    #define FC_LN_B6K 6
+    #define FC_LN_B6X 1
+    #define FC_LN_NBLOCKS 6
     #define FC_LN_WKB 2
     #define FC_LN_WTB 3
     #endif
@@ -97,6 +105,9 @@ cdef extern from *:
         LN_B4X "FC_LN_B4X"
         LN_B5K "FC_LN_B5K"
         LN_B5X "FC_LN_B5X"
+        LN_B6K "FC_LN_B6K"
+        LN_B6X "FC_LN_B6X"
+        LN_NBLOCKS "FC_LN_NBLOCKS"
         LN_WKB "FC_LN_WKB"
         LN_WTB "FC_LN_WTB"
 
@@ -212,7 +223,7 @@ def block_sizes():
     """The forward register blocks of this build as (output channels, output columns) pairs (their index is the
     ``block`` argument of :func:`forward`), and the (output channels, kernel taps) of the weight-gradient block."""
     return (((LN_B0K, LN_B0X), (LN_B1K, LN_B1X), (LN_B2K, LN_B2X), (LN_B3K, LN_B3X), (LN_B4K, LN_B4X),
-             (LN_B5K, LN_B5X)),
+             (LN_B5K, LN_B5X), (LN_B6K, LN_B6X))[:LN_NBLOCKS],
             (LN_WKB, LN_WTB))
 
 
@@ -459,9 +470,12 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
         elif blk == 4:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
                        LN_B4K, LN_B4X, tag)
-        else:
+        elif blk == 5 or LN_NBLOCKS < 7:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
                        LN_B5K, LN_B5X, tag)
+        else:
+            _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
+                       LN_B6K, LN_B6X, tag)
 
 
 def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1] w, const float_t[::1] bias,
@@ -491,9 +505,9 @@ def forward(const float_t[:, :, :, :, :, ::1] xp, const float_t[:, :, :, :, ::1]
     cdef Py_ssize_t G = geom.groups, Cg = C // G, Kg = K // G
     cdef Py_ssize_t R = geom.kd, S = geom.kh, T = geom.kw
     cdef Py_ssize_t sd = geom.sd, sh = geom.sh, sw = geom.sw, dd = geom.dd, dh = geom.dh, dw = geom.dw
-    cdef int blk = min(max(block, 0), 5)
-    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K, LN_B4K, LN_B5K)[blk]
-    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X, LN_B4X, LN_B5X)[blk]
+    cdef int blk = min(max(block, 0), LN_NBLOCKS - 1)
+    cdef int KB = (LN_B0K, LN_B1K, LN_B2K, LN_B3K, LN_B4K, LN_B5K, LN_B6K)[blk]
+    cdef Py_ssize_t XB = (LN_B0X, LN_B1X, LN_B2X, LN_B3X, LN_B4X, LN_B5X, LN_B6X)[blk]
     cdef Py_ssize_t nkb = (Kg + KB - 1) // KB
     cdef Py_ssize_t wkstride = Cg * R * S * T
     cdef Py_ssize_t cstride = Dp * Hp * Wp * L
