@@ -50,8 +50,12 @@ SETTLE_BUDGET = 0.25
 # Calls estimated below SETTLE_MIN_SECONDS are dominated by Python-side work, which an algorithm with a plan
 # (``Algorithm.plan``) skips on every repeated call -- a 1x1x4x4 3x3 conv: direct 7-11 us planned, lanes 30 us --
 # and which the models' per-call constants (and the noise in their calibrated intercepts) do not capture: such an
-# algorithm is preferred while its estimate is within PLAN_FAVOUR times the cheapest.
+# algorithm is preferred while its estimate is within PLAN_FAVOUR times the cheapest and at most PLAN_SAVING
+# seconds above it (what a plan can save is Python-side time, not a fraction of the kernel's: LeNet's 6 -> 16
+# forward pass, estimated 167 us by lanes and 313 us by direct, took 0.27 ms and 0.52 ms, and without the bound
+# a calibration that put lanes' estimate below SETTLE_MIN_SECONDS handed it to direct).
 PLAN_FAVOUR = 2.0
+PLAN_SAVING = 3e-5
 
 _state = {"enabled": False, "file": None}
 _cache = {}
@@ -188,7 +192,7 @@ def settle(geom, dtype, op, candidates, est):
     best = min(candidates, key=lambda a: est[a.name]).name
     if est[best] < SETTLE_MIN_SECONDS:          # small: never timed
         planned = [a.name for a in candidates if op == "forward" and a.plan is not None
-                   and est[a.name] <= PLAN_FAVOUR * est[best]]
+                   and est[a.name] <= min(PLAN_FAVOUR * est[best], est[best] + PLAN_SAVING)]
         return min(planned, key=est.get) if planned else best
     close = [a for a in candidates if est[a.name] <= SETTLE * est[best]]
     if len(close) < 2 or _calibrate._mode() == "off" or _operand_bytes(geom, dtype) > SETTLE_MAX_BYTES:

@@ -243,15 +243,19 @@ def test_plain_auto_times_close_calls(monkeypatch):
 
 def test_small_forward_calls_prefer_an_algorithm_with_a_plan(monkeypatch):
     """Below SETTLE_MIN_SECONDS the model's constants cannot see the Python work a plan skips: an algorithm with a
-    plan wins while within PLAN_FAVOUR of the cheapest, and nothing is timed; beyond that, or for gradients, the
-    cheapest estimate stays."""
+    plan wins while within PLAN_FAVOUR of the cheapest and PLAN_SAVING above it, and nothing is timed; beyond
+    that, or for gradients, the cheapest estimate stays."""
     import dataclasses
     geom = fc.ConvGeometry.make((1, 1, 4, 4), (1, 1, 3, 3), padding=1)
     base = _algorithms.get("direct")
     try:
-        for planned_cost, op, want in ((1.8e-5, "forward", "planned"), (2.5e-5, "forward", "cheap"),
-                                       (1.8e-5, "grad_input", "cheap")):
-            cheap = dataclasses.replace(base, name="cheap", plan=None, cost=lambda g, d, o: 1.0e-5)
+        for cheap_cost, planned_cost, op, want in ((1.0e-5, 1.8e-5, "forward", "planned"),
+                                                   (1.0e-5, 2.5e-5, "forward", "cheap"),
+                                                   (1.0e-5, 1.8e-5, "grad_input", "cheap"),
+                                                   # within PLAN_FAVOUR, but far more than a plan saves
+                                                   (1.0e-4, 1.8e-4, "forward", "cheap"),
+                                                   (1.0e-4, 1.2e-4, "forward", "planned")):
+            cheap = dataclasses.replace(base, name="cheap", plan=None, cost=lambda g, d, o, c=cheap_cost: c)
             planned = dataclasses.replace(base, name="planned", cost=lambda g, d, o, c=planned_cost: c)
             monkeypatch.setattr(_algorithms, "_registry", {"cheap": cheap, "planned": planned})
             monkeypatch.setattr(_algorithms, "_choice_cache", {})
