@@ -10,8 +10,8 @@ holes and the lanes past the batch resolved in the copy), then
 * forward: per output row, 4 output channels x 6 output columns of lane groups accumulate in registers (6 x 4 for
   6 channels, 2 x 12 or 1 x 12 for fewer; 3 x 2, 2 x 3, ... with 32-byte vectors, a lane group being two of
   them; 6 x 2 at 64 bytes or 6 x 1, two columns or one at a time, where wider blocks' columns would read
-  padding): the weights, copied with each
-  block's channels side by side, are broadcast once per tap, each loaded input lane group serves all of them;
+  padding): the weights, copied with each block's channels side by side, are broadcast once per tap, each loaded
+  input lane group serves all of them;
 * input gradient / transposed convolution: the same kernel on the output gradient dilated by the stride and padded
   by ``d (k - 1) - p``, with the kernel flipped in space and transposed in channels; rows of that padding and of
   the holes are skipped, and each block of output columns leaves out the leading and trailing column taps that
