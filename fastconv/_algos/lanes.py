@@ -412,7 +412,8 @@ WGRAD_EFFICIENCY = 0.8
 # (Xeon; AVX-512 and the AVX2 build): with fewer channels a loaded input lane group serves fewer multiply-adds.
 # 6 x 1 (one column: no block multiplies a column of padding that its column does not need) measured on AVX2 only
 # (AMD EPYC; LeNet's input gradient: 0.95 of the 3 x 2 block's time, which forms 8 % more products there); at
-# 64 bytes its 6 accumulators are too few to hide the FMA latency (an estimate; measured later: 0.8).  6 x 2 at 64
+# 64 bytes its 6 accumulators are too few to hide the FMA latency (an estimate; LeNet's input gradient on the Xeon
+# later gave about 0.8, but 6 x 2 below beats it there, and the entry keeps the choices it made).  6 x 2 at 64
 # bytes (12 accumulators, 8 loads per 12 multiply-adds) measured on the Xeon (AVX-512, 2 threads, interleaved, two
 # runs): LeNet's input gradient kernel took 0.85 of the time it took with 6 x 4, which forms 64 column products per
 # row against its 54 (50 read data), and its packed output gradient has 12 columns instead of 16.

@@ -470,7 +470,7 @@ cdef inline void _fwd_dispatch(const float_t* base, const Py_ssize_t* roff, cons
         elif blk == 4:
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
                        LN_B4K, LN_B4X, tag)
-        elif blk == 5 or LN_NBLOCKS < 7:
+        elif blk == 5 or LN_NBLOCKS < 7:    # 32-byte builds have no seventh block: no code for it
             _fwd_block(base, roff, woff, nrs, Cg, cstride, wblk, wcstride, T, dwL, swL, res, kstride, acc,
                        LN_B5K, LN_B5X, tag)
         else:
