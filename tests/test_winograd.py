@@ -256,7 +256,9 @@ def test_weight_gradient_blocks_grow_where_the_accumulators_outgrow_the_l2_cache
 def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypatch):
     """The weight gradient's products read each block's transformed input as stored (transposed operand) or
     transposed first (GW_TRANSPOSE_MAX decides by size): both match the reference on the grid (odd channel and tile
-    counts leave edges to the register transposes' element-by-element path), and bitwise across thread counts."""
+    counts leave edges to the register transposes' element-by-element path), and bitwise across thread counts.
+    (The grid's 2-D winograd cases read the output gradient with channels as lanes and transpose nothing; its 1-D,
+    3-D, batch-lane and FFT-tile cases take the two paths.)"""
     monkeypatch.setattr(W, "GW_TRANSPOSE_MAX", limit)
     monkeypatch.setattr(W, "_blas_small_products", lambda: True)
     for case in GRID:
@@ -269,6 +271,74 @@ def test_weight_gradient_with_and_without_transposed_blocks(alg, limit, monkeypa
                                                                                                           np.float32]
     x, w, b, gy, kw, geom = _data((4, 20, 24, 1, (40, 37), (3, 3), 1, 1, 1), np.float32)
     assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=alg))
+
+
+# 2-D weight gradients whose output gradient is read with the channels as lanes: channel counts below and
+# between the vector lengths (16 / 8 float32, 8 / 4 float64), rows shorter than a vector, rows whose last segment
+# runs past W (read as the row's last vector, moved down), tiles past H and W, runs that end mid-segment, blocks
+# across images, groups
+LANE_GRID = [
+    (3, 5, 20, 1, (21, 57), (3, 3), 1, 1, 1),
+    (2, 4, 7, 1, (9, 7), (3, 3), 1, 1, 1),
+    (2, 6, 36, 2, (30, 40), (3, 3), 1, 1, 1),
+    (1, 3, 17, 1, (14, 19), (5, 5), 1, 2, 1),
+    (2, 3, 9, 1, (35, 35), (11, 11), 4, 0, 1),
+    (4, 16, 33, 1, (11, 27), (3, 2), 1, ((1, 2), (0, 1)), 1),
+    (2, 4, 18, 2, (3, 10, 21), (1, 3, 3), (2, 1, 1), 1, 1),          # 3-D, D not transformed: tiles in planes
+]
+
+
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_reads_the_output_gradient_with_channels_as_lanes(dtype, level, monkeypatch):
+    """F(4, 3) weight gradients over H and W in row mode transform the output gradient with the channels as the vector
+    lanes (``_channel_lanes``), so that their products multiply both operands as stored.  On the edge cases of
+    LANE_GRID, at every SIMD level: the result matches the reference and the row-buffer path, is bitwise the same
+    on 1 to 5 threads, and an output gradient holding inf and NaN near the edges gives NaN and inf where the
+    row-buffer path gives them."""
+    with _kernels.use_level(level):
+        W._cached_plan.cache_clear()
+        try:
+            for case in LANE_GRID:
+                x, w, b, gy, kw, geom = _data(case, dtype)
+                assert W._channel_lanes(W._plan(geom, "grad_weight", x.itemsize)), case
+                grad_w = GRAD_W[x.ndim - 2]
+                lanes = grad_w(x, w.shape, gy, **kw, algorithm="winograd")
+                assert _same(lambda: grad_w(x, w.shape, gy, **kw, algorithm="winograd"))
+                with monkeypatch.context() as m:
+                    m.setattr(W, "_channel_lanes", lambda plan: False)
+                    rows = grad_w(x, w.shape, gy, **kw, algorithm="winograd")
+                want = ref.conv_grad_weight_nd(x, gy, w.shape, **dict(kw, padding=geom.padding))
+                assert _rel(lanes, want) < TOL["winograd", dtype], case
+                assert _rel(lanes, rows) < TOL["winograd", dtype], case
+                bad = gy.copy()
+                bad[0, 0, ..., -1, -1] = np.inf
+                bad[-1, -1, ..., 0, bad.shape[-1] // 2] = np.nan
+                bad[0, -1, ..., bad.shape[-2] // 2, 0] = -np.inf
+                lanes = grad_w(x, w.shape, bad, **kw, algorithm="winograd")
+                with monkeypatch.context() as m:
+                    m.setattr(W, "_channel_lanes", lambda plan: False)
+                    rows = grad_w(x, w.shape, bad, **kw, algorithm="winograd")
+                assert np.isnan(lanes).any() and np.array_equal(np.isnan(lanes), np.isnan(rows)), case
+                assert np.array_equal(np.isposinf(lanes), np.isposinf(rows)), case
+                assert np.array_equal(np.isneginf(lanes), np.isneginf(rows)), case
+        finally:
+            W._cached_plan.cache_clear()
+
+
+def test_channels_as_lanes_only_for_2d_winograd_tiles_in_row_mode(monkeypatch):
+    """``_channel_lanes`` is True for 2-D F(4, 3) weight gradients in row mode only (1-D, 3-D, batch lanes and FFT
+    tiles keep the row buffers), and the kernel refuses the layout with a ValueError where it does not apply."""
+    want = {0: True, 4: True, 5: True, 8: False, 10: False, 13: False}
+    for i, w_ in want.items():
+        x, w, b, gy, kw, geom = _data(GRID[i], np.float32)
+        assert W._channel_lanes(W._plan(geom, "grad_weight", 4)) is w_, i
+    x, w, b, gy, kw, geom = _data(GRID[0], np.float32)
+    assert not W._channel_lanes(W.fft_plan(geom, "grad_weight", 4))
+    monkeypatch.setattr(W, "_channel_lanes", lambda plan: True)
+    x, w, b, gy, kw, geom = _data(GRID[8], np.float32)
+    with pytest.raises(ValueError, match="zt needs 2-D"):
+        fc.grad.conv1d_weight(x, w.shape, gy, **kw, algorithm="winograd")
 
 
 def test_weight_gradient_transposes_only_for_blas_cores_with_small_product_kernels(monkeypatch):

@@ -146,6 +146,15 @@ GW_TRANSPOSE_MAX = 2 ** 20
 # 12-20 rounds: weight gradient over forward time on 8 x 64 x 56^2 3x3 1.10-1.19 transposed, 1.01-1.12 as stored
 # (AlexNet's conv1, one run: 0.96 and 0.92).  Other BLAS libraries (not measured) keep the transposes.
 SMALL_GEMM_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
+# The two above apply where the output gradient is read into row buffers (1-D, 3-D, batch lanes, FFT tiles).  2-D
+# F(4, 3) weight gradients in row mode (_channel_lanes) transform it with the channels as lanes instead: each image
+# row segment of 16 (8) columns is loaded for 16 (8) channels and transposed in registers before the transform, so
+# the transformed output gradient comes out one row of channels per tile and point, and the products multiply both
+# operands as stored -- no row copies, no transposes of the transformed input.  Xeon (Sapphire Rapids, avx512,
+# 2 threads), forward time over weight-gradient time, interleaved in one run, row buffers -> channels as lanes:
+# 8 x 64 x 56^2 3x3 0.83 -> 1.02, 8 x 128 x 28^2 0.92 -> 1.02, AlexNet's conv1 0.82 -> 1.01.  With OpenBLAS's
+# Haswell core forced on the same Xeon (OPENBLAS_CORETYPE=Haswell, the core it runs on AMD Zen; not measured on an
+# EPYC), the weight gradient took 1.00, 0.95 and 0.99 of the row-buffer path's time.
 # Weight gradient: output channels per product (a block of them shares one transformed output gradient).  Every
 # block reads the tile block's transformed input again: from a large L2 cache, or from L3 past a small one.  On
 # 8 x 128 x 28^2 3x3, weight gradient over forward time:
@@ -540,19 +549,22 @@ def _filters(w, plan, dtype, nthreads):
     return U.reshape(plan.NP, plan.Kv, -1)
 
 
-def _weight_from_grad(dU, plan, out, nthreads):
-    """dU (lanes, NP, K, Cvg) in the transform domain -> the weight gradient ``out`` (K, Cg, *kernel).  Where the
-    virtual kernels are the kernels themselves, Winograd's adjoint transform writes ``out`` in place."""
+def _weight_from_grad(dU, plan, out, nthreads, channels_first=False):
+    """dU (lanes, NP, K, Cvg), or with ``channels_first`` (lanes, NP, Cvg, K), in the transform domain -> the weight
+    gradient ``out`` (K, Cg, *kernel).  Where the virtual kernels are the kernels themselves and dU is not channels
+    first, Winograd's adjoint transform writes ``out`` in place."""
     K, Cg = plan.K, plan.C // plan.groups
     J = prod(a.J for a in plan.axes)
     du = dU.reshape(dU.shape[0], dU.shape[1], -1)
     flat = plan.tap_of_kernel
     if plan.family == WINOGRAD:
-        direct = flat is None and out.flags.c_contiguous and out.dtype == dU.dtype
+        direct = flat is None and out.flags.c_contiguous and out.dtype == dU.dtype and not channels_first
         res = out.reshape(-1, J) if direct else np.empty((du.shape[2], J), dU.dtype)
         _wk.filters_adjoint(G, du, res, plan.act, nthreads)
         if direct:
             return
+        if channels_first:
+            res = res.reshape(-1, K, J).transpose(1, 0, 2)
     else:
         # U = conj(T(g)), g zero-padded; the accumulated products are, point by point, the transform-domain
         # gradient times the weights of T T^T = L^n diag(1 or 1/2) that the inverse undoes, so
@@ -615,8 +627,10 @@ def _run(plan, src, w, bias, dst, nthreads):
 
 
 def _run_weight_grad(plan, x, gy, out, nthreads):
+    zt = _channel_lanes(plan)
+    Cvg = plan.Cv // plan.groups
     with _memory.caching():         # the kernel writes all of it
-        dU = np.empty((LANES, plan.NP, plan.K, plan.Cv // plan.groups), x.dtype)
+        dU = np.empty((LANES, plan.NP) + ((Cvg, plan.K) if zt else (plan.K, Cvg)), x.dtype)
     chan, off = plan.in_tables
     x5, gy5 = as_5d(x), as_5d(gy)
     if plan.batch:
@@ -628,8 +642,15 @@ def _run_weight_grad(plan, x, gy, out, nthreads):
     with single_threaded_blas():
         _wk.weight_grad(x5, gy5, dU, _struct(plan, plan.strides, (1, 1, 1)), in_chan=chan, in_off=off,
                         tile=plan.tile, T=plan.T, TB=plan.TB, KB=plan.KB, kchunk=_chunk(plan, nthreads),
-                        batch=plan.batch, partner=plan.partner, vt=_transposes(plan), nthreads=nthreads)
-    _weight_from_grad(dU, plan, out, nthreads)
+                        batch=plan.batch, partner=plan.partner, vt=_transposes(plan), nthreads=nthreads, zt=zt)
+    _weight_from_grad(dU, plan, out, nthreads, channels_first=zt)
+
+
+def _channel_lanes(plan):
+    """Whether the weight gradient transforms the output gradient with channels as lanes (F(4, 3) tiles over H and W
+    only -- 2-D convolutions, and 3-D ones whose D axis is not transformed -- in row mode: ``_winograd.weight_grad``'s
+    ``zt``)."""
+    return plan.family == WINOGRAD and not plan.batch and plan.act == (False, True, True)
 
 
 def _chunk(plan, nthreads):

@@ -442,6 +442,63 @@ cdef extern from *:
     FC_WINO_DEFINE(f, float, fc_vf, fc_wino_mf)
     FC_WINO_DEFINE(d, double, fc_vd, fc_wino_md)
 
+    /* The weight gradient's output-gradient transform with the channels as lanes: Z = A g A^T of the 4 x 4 tiles
+       of a run of n tiles (one image row of tiles; the first at row y0, column x0 of 2-D H x W channels), for
+       nk <= L consecutive channels (channel stride gc) at once, point p = 6h + w of tile t stored as one vector
+       at z + p * zp + t * zt, lane = channel (lanes past nk zero).  Each image row segment of L columns is read
+       as one vector per channel and transposed in registers (FC_WINO_TF / _TD), so the points come out
+       channel-major -- the layout the products multiply untransposed -- with no copy of the rows first.
+       Positions outside the channel are zero.  The same arithmetic as fc_wino_rows_a + fc_wino_a (W, then H). */
+    #define FC_WINO_GYT(SUF, T, V, MI, TR)                                                                   \\
+    static void fc_wino_gyt_##SUF(const T *g, Py_ssize_t gc, Py_ssize_t H, Py_ssize_t W, Py_ssize_t nk,      \\
+                                  Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t n, T *z, Py_ssize_t zp,          \\
+                                  Py_ssize_t zt, Py_ssize_t pf) {                                         \\
+        enum { L = sizeof(V) / sizeof(T), Q = sizeof(V) / sizeof(T) / 4 };                                \\
+        typedef V VU __attribute__((aligned(sizeof(T))));                                                 \\
+        V r[L], y[4][Q][6];                                                                               \\
+        MI iota;                                                                                          \\
+        for (int j = 0; j < L; j++) iota[j] = j;                                                          \\
+        for (Py_ssize_t t0 = 0; t0 < n; t0 += Q) {                                                        \\
+            Py_ssize_t c = x0 + 4 * t0, nq = n - t0 < Q ? n - t0 : Q;                                     \\
+            /* a segment past the row's end: the row's last L columns, moved down by c - (W - L) lanes, \\
+               the columns past W zero (rows shorter than L: element by element) */                        \\
+            MI idx = iota + (__typeof__(iota[0]))(c + L - W), keep = idx < L;                               \\
+            for (int i = 0; i < 4; i++) {                                                                 \\
+                Py_ssize_t row = y0 + i;                                                                  \\
+                const T *gr = g + row * W;                                                                \\
+                for (int l = 0; l < L; l++) {                                                             \\
+                    if (row >= H || l >= nk) {                                                            \\
+                        r[l] = (V){0};                                                                    \\
+                    } else if (c + L <= W) {                                                              \\
+                        r[l] = *(const VU *)(gr + l * gc + c);                                            \\
+                        if (pf) __builtin_prefetch(gr + l * gc + c + pf, 0, 3);                            \\
+                    } else if (W >= L) {                                                                  \\
+                        V u = *(const VU *)(gr + l * gc + W - L);                                         \\
+                        r[l] = (V)((MI)__builtin_shuffle(u, idx) & keep);                                 \\
+                        if (pf) __builtin_prefetch(gr + l * gc + W - L + pf, 0, 3);                        \\
+                    } else {                                                                              \\
+                        for (int j = 0; j < L; j++) r[l][j] = c + j < W ? gr[l * gc + c + j] : (T)0;      \\
+                    }                                                                                     \\
+                }                                                                                         \\
+                TR(r)                                                                                     \\
+                for (int q = 0; q < Q; q++) {                                                             \\
+                    V *yq = y[i][q];                                                                      \\
+                    FC_A(T, r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3], FC_GYT_ROW);              \\
+                }                                                                                         \\
+            }                                                                                             \\
+            for (Py_ssize_t q = 0; q < nq; q++) {                                                         \\
+                T *zq = z + (t0 + q) * zt;                                                                \\
+                for (int w = 0; w < 6; w++) {                                                             \\
+                    FC_A(T, y[0][q][w], y[1][q][w], y[2][q][w], y[3][q][w], FC_GYT_COL);                  \\
+                }                                                                                         \\
+            }                                                                                             \\
+        }                                                                                                 \\
+    }
+    #define FC_GYT_ROW(j, v) (yq[j] = (v))
+    #define FC_GYT_COL(h, v) (*(__typeof__(y[0][0][0]) *)(zq + (6 * (h) + w) * zp) = (v))
+    FC_WINO_GYT(f, float, fc_vf, fc_wino_mf, FC_WINO_TF)
+    FC_WINO_GYT(d, double, fc_vd, fc_wino_md, FC_WINO_TD)
+
     /* one vector: d = s (+ bias) */
     #define fc_wino_mov_f(d, s, b) (*(fc_vf *)(d) = *(const fc_vf *)(s) + (float)(b))
     #define fc_wino_mov_d(d, s, b) (*(fc_vd *)(d) = *(const fc_vd *)(s) + (double)(b))
@@ -456,6 +513,10 @@ cdef extern from *:
     void fc_wino_transpose_d(const double* src, Py_ssize_t sn, double* dst, Py_ssize_t dn, Py_ssize_t rows,
                              Py_ssize_t cols) nogil
     void fc_wino_prefetch(const void* p) nogil
+    void fc_wino_gyt_f(const float* g, Py_ssize_t gc, Py_ssize_t H, Py_ssize_t W, Py_ssize_t nk, Py_ssize_t y0,
+                       Py_ssize_t x0, Py_ssize_t n, float* z, Py_ssize_t zp, Py_ssize_t zt, Py_ssize_t pf) nogil
+    void fc_wino_gyt_d(const double* g, Py_ssize_t gc, Py_ssize_t H, Py_ssize_t W, Py_ssize_t nk, Py_ssize_t y0,
+                       Py_ssize_t x0, Py_ssize_t n, double* z, Py_ssize_t zp, Py_ssize_t zt, Py_ssize_t pf) nogil
     void fc_wino_mov_f(float* d, const float* s, float b) nogil
     void fc_wino_mov_d(double* d, const double* s, double b) nogil
     void fc_wino_prefetchw(const void* p) nogil
@@ -1141,6 +1202,40 @@ cdef void _wg_product(const float_t* V, bint vt, const float_t* Z, float_t* acc,
                   <int> TBP, -1, 1, acc + q * astride, <int> Cvg)
 
 
+cdef void _gy_channels(const float_t* gp, Py_ssize_t gc, Py_ssize_t gC, const Py_ssize_t* gdims,
+                      Py_ssize_t k0, Py_ssize_t kb, float_t* Z, Py_ssize_t zp, Py_ssize_t KBP, Py_ssize_t L,
+                      const Block* B) noexcept nogil:
+    """Z[p][t][kk] (point stride zp, tile stride KBP) = point p of A g A^T of tile t of the output gradient's
+    channel k0 + kk (kk < kb), ``L`` channels at a time (fc_wino_gyt), run by run; the tiles past the block's,
+    up to its lanes ntv, are zero.  ``gp`` (N, K, D, H, W), image stride gC, channel stride gc; H and W are the
+    transformed axes, a tile lies in one plane along D.  Each call prefetches what the next one reads: the next L
+    channels' rows, or the next run's first channels."""
+    cdef Py_ssize_t j, kk0, r, t0, t1, p, pf, H = gdims[1], W = gdims[2], ng = (kb + L - 1) // L
+    cdef const float_t* g
+    for r in range(B.nruns):
+        t0 = B.run0[r]
+        for j in range(ng):
+            kk0 = j * L
+            if j + 1 < ng:
+                pf = L * gc
+            elif r + 1 < B.nruns:       # from channel k0 + kk0 of this run to channel k0 of the next
+                t1 = B.run0[r + 1]
+                pf = ((B.tn[t1] - B.tn[t0]) * gC - kk0 * gc + (B.tm[3 * t1] - B.tm[3 * t0]) * H * W
+                      + (B.tm[3 * t1 + 1] - B.tm[3 * t0 + 1]) * W + B.tm[3 * t1 + 2] - B.tm[3 * t0 + 2])
+            else:
+                pf = 0
+            g = gp + B.tn[t0] * gC + (k0 + kk0) * gc + B.tm[3 * t0] * H * W
+            if float_t is float:
+                fc_wino_gyt_f(g, gc, H, W, min(L, kb - kk0), B.tm[3 * t0 + 1], B.tm[3 * t0 + 2], B.runn[r],
+                              Z + t0 * KBP + kk0, zp, KBP, pf)
+            else:
+                fc_wino_gyt_d(g, gc, H, W, min(L, kb - kk0), B.tm[3 * t0 + 1], B.tm[3 * t0 + 2], B.runn[r],
+                              Z + t0 * KBP + kk0, zp, KBP, pf)
+    if B.ntv > B.nt:
+        for p in range(36):
+            memset(Z + p * zp + B.nt * KBP, 0, (B.ntv - B.nt) * KBP * sizeof(float_t))
+
+
 cdef void _transpose_points(const float_t* V, float_t* Vt, Py_ssize_t Cvg, Py_ssize_t ntv, Py_ssize_t TBP,
                             Py_ssize_t NP) noexcept nogil:
     """Vt[p] (ntv rows of Cvg) = V[p]^T (Cvg rows of TBP, the first ntv used) for every point: the weight
@@ -1328,13 +1423,18 @@ def forward(const float_t[:, :, :, :, ::1] src, const float_t[:, :, ::1] U, cons
 def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::1] gy, float_t[:, :, :, ::1] dU,
                 Geometry geom, *, const Py_ssize_t[::1] in_chan, const Py_ssize_t[:, ::1] in_off,
                 tuple tile, tuple T, Py_ssize_t TB, Py_ssize_t KB, Py_ssize_t kchunk, bint batch,
-                const Py_ssize_t[::1] partner, bint vt, int nthreads):
+                const Py_ssize_t[::1] partner, bint vt, int nthreads, bint zt=False):
     """dU[lane, p, k, c] = sum over the lane's blocks of Z[p][k] . V[p][c] (Z = A dY A^T of the output gradient,
     V = B^T d B of the virtual input channel c of k's group; ``geom`` as in :func:`forward`).  Every element of dU
     is written: it may come uninitialised.  Lane ``l`` takes blocks l, l + lanes, ... in order; tasks are (lane,
     group, chunk of ``kchunk`` output channels), the products of a chunk in blocks of ``KB``.  Batch mode as in
     :func:`forward` (``gy`` then covers every tile, zero beyond the output).  With ``vt`` each block's V is
-    transposed before its products (see :func:`_transpose_points`)."""
+    transposed before its products (see :func:`_transpose_points`).
+
+    With ``zt`` (F(4, 3) tiles over H and W, D not transformed, in row mode only), dU is laid out (lane, p, c, k) instead, and the output
+    gradient is transformed with the channels as lanes (``fc_wino_gyt``): Z[p] holds a row of KB channels per
+    tile, and the products Z[p]^T V[p]^T multiply both operands as stored -- no row buffers, no transposes
+    (``vt`` is ignored)."""
     cdef Py_ssize_t groups = geom.groups
     cdef tuple in_stride = (geom.sd, geom.sh, geom.sw)
     cdef Py_ssize_t LANES = dU.shape[0]
@@ -1368,7 +1468,15 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
     cdef const Py_ssize_t* ich = &in_chan[0]
     cdef const Py_ssize_t* ioff = &in_off[0, 0]
     cdef Py_ssize_t NP = g.NP, TBP = g.TBP, task, lane, gi, ch, blk, v, k0, k1, kb, kk, k, p, kbi, bi
-    cdef size_t vbytes = NP * Cvg * TBP * sizeof(float_t), zbytes = NP * KB * TBP * sizeof(float_t)
+    # zt: Z's points one vector apart from a multiple of 4 KiB (ZP), so that a tile's 36 stores, one per point,
+    # fall into different sets of the L1 cache
+    cdef Py_ssize_t KBP = (KB + L - 1) // L * L, ZP = TBP * KBP + L
+    cdef size_t vbytes = NP * Cvg * TBP * sizeof(float_t)
+    cdef size_t zbytes = NP * (ZP if zt else KB * TBP) * sizeof(float_t)
+    if zt and (batch or g.fft or g.act[0] or not g.act[1] or not g.act[2] or NP != 36):
+        raise ValueError("weight_grad: zt needs 2-D F(4, 3) tiles in row mode")
+    if zt:
+        vt = False
     cdef float_t* V
     cdef float_t* Vt
     cdef float_t* Z
@@ -1395,7 +1503,11 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                     k0 = ch * kchunk
                     k1 = min(Kg, (ch + 1) * kchunk)
                     for p in range(NP):
-                        memset(acc + p * K * Cvg + (gi * Kg + k0) * Cvg, 0, (k1 - k0) * Cvg * sizeof(float_t))
+                        if zt:
+                            for v in range(Cvg):
+                                memset(acc + p * K * Cvg + v * K + gi * Kg + k0, 0, (k1 - k0) * sizeof(float_t))
+                        else:
+                            memset(acc + p * K * Cvg + (gi * Kg + k0) * Cvg, 0, (k1 - k0) * Cvg * sizeof(float_t))
                 for bi in range((nblocks - lane + LANES - 1) // LANES):
                     blk = lane + bi * LANES
                     _block_tiles(&g, blk, L, &B)
@@ -1413,6 +1525,13 @@ def weight_grad(const float_t[:, :, :, :, ::1] src, const float_t[:, :, :, :, ::
                     for kbi in range((k1 - ch * kchunk + KB - 1) // KB):
                         k0 = ch * kchunk + kbi * KB
                         kb = min(KB, k1 - k0)
+                        if zt:
+                            _gy_channels(gp, gc, gC, gdims, gi * Kg + k0, kb, Z, ZP, KBP, L, &B)
+                            for p in range(NP):
+                                _gemm(c'N', <int> kb, <int> Cvg, <int> B.ntv, Z + p * ZP, <int> KBP,
+                                      V + p * Cvg * TBP, <int> TBP, 1, 0 if bi == 0 else 1,
+                                      acc + p * K * Cvg + gi * Kg + k0, <int> K)
+                            continue
                         for kk in range(kb):
                             k = gi * Kg + k0 + kk
                             if batch:
