@@ -596,6 +596,27 @@ def _check_fused_planar_filter_transforms(dtype):
         np.testing.assert_allclose(fused, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adjoint_filter_transform_swaps_channel_first_rows(dtype, level):
+    """filters_adjoint(..., swap=K) reads dU's rows as (c, k) pairs, c-major, and writes them k-major: the same bits
+    as the unswapped transform followed by the transposition, for K below, at and past the 64-row chunks, fused
+    (planar) and per-axis transforms; a swap that does not divide the rows is a ValueError."""
+    rng = np.random.default_rng(9)
+    with _kernels.use_level(level):
+        for C, K in ((1, 5), (3, 64), (5, 70), (2, 130)):
+            for act in ((False, True, True), (True, True, False)):
+                dU = rng.standard_normal((2, 36, C * K)).astype(dtype)
+                plain, swapped = np.empty((C * K, 9), dtype), np.empty((C * K, 9), dtype)
+                W._wk.filters_adjoint(W.G, dU, plain, act, 2)
+                W._wk.filters_adjoint(W.G, dU, swapped, act, 2, swap=K)
+                want = plain.reshape(C, K, 9).transpose(1, 0, 2).reshape(C * K, 9)
+                assert swapped.tobytes() == np.ascontiguousarray(want).tobytes(), (C, K, act)
+        with pytest.raises(ValueError, match="swap"):
+            W._wk.filters_adjoint(W.G, np.zeros((1, 36, 10), dtype), np.empty((10, 9), dtype), (False, True, True), 1,
+                                  swap=3)
+
+
 def test_filter_transforms_are_the_same_on_any_number_of_threads():
     """The filter transforms run chunks of filters on the OpenMP threads; each thread keeps its own grid
     extents (they were shared: a thread reset them while another's pass was using them, and a chunk came out

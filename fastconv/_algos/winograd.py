@@ -551,20 +551,18 @@ def _filters(w, plan, dtype, nthreads):
 
 def _weight_from_grad(dU, plan, out, nthreads, channels_first=False):
     """dU (lanes, NP, K, Cvg), or with ``channels_first`` (lanes, NP, Cvg, K), in the transform domain -> the weight
-    gradient ``out`` (K, Cg, *kernel).  Where the virtual kernels are the kernels themselves and dU is not channels
-    first, Winograd's adjoint transform writes ``out`` in place."""
+    gradient ``out`` (K, Cg, *kernel).  Where the virtual kernels are the kernels themselves, Winograd's adjoint
+    transform writes ``out`` in place (in (K, Cvg) order either way)."""
     K, Cg = plan.K, plan.C // plan.groups
     J = prod(a.J for a in plan.axes)
     du = dU.reshape(dU.shape[0], dU.shape[1], -1)
     flat = plan.tap_of_kernel
     if plan.family == WINOGRAD:
-        direct = flat is None and out.flags.c_contiguous and out.dtype == dU.dtype and not channels_first
+        direct = flat is None and out.flags.c_contiguous and out.dtype == dU.dtype
         res = out.reshape(-1, J) if direct else np.empty((du.shape[2], J), dU.dtype)
-        _wk.filters_adjoint(G, du, res, plan.act, nthreads)
+        _wk.filters_adjoint(G, du, res, plan.act, nthreads, swap=K if channels_first else 0)
         if direct:
             return
-        if channels_first:
-            res = res.reshape(-1, K, J).transpose(1, 0, 2)
     else:
         # U = conj(T(g)), g zero-padded; the accumulated products are, point by point, the transform-domain
         # gradient times the weights of T T^T = L^n diag(1 or 1/2) that the inverse undoes, so
