@@ -220,6 +220,23 @@ def test_weight_gradient_channel_chunks_keep_the_bits(alg, kb, monkeypatch, requ
     assert _rel(res[0], ref.conv_grad_weight_nd(x, gy, w.shape, padding=1)) < TOL[alg, np.float32]
 
 
+def test_weight_gradient_of_fewer_blocks_than_lanes_splits_the_channels():
+    """One block of tiles (8 images of 4 x 4 outputs: 32 tiles) leaves the second lane without work: two threads
+    then split the output channels in whole KB blocks instead (else one thread does it all), with the one-thread
+    bits on any number of threads, matching the reference."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((8, 16, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((160, 16, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((8, 160, 4, 4)).astype(np.float32)
+    plan = W._plan(fc.ConvGeometry.make(x.shape, w.shape, 1, 1), "grad_weight", 4)
+    assert -(-plan.tiles // plan.TB) == 1 < W.LANES
+    assert W._chunk(plan, 2) < plan.kchunk and W._chunk(plan, 2) % plan.KB == 0
+    assert W._chunk(plan, 1) == plan.kchunk
+    assert _same(lambda: fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm="winograd"))
+    got = fc.grad.conv2d_weight(x, w.shape, gy, padding=1, algorithm="winograd")
+    assert _rel(got, ref.conv_grad_weight_nd(x, gy, w.shape, padding=1)) < TOL["winograd", np.float32]
+
+
 def test_weight_gradient_blocks_grow_where_the_accumulators_outgrow_the_l2_cache(monkeypatch, request):
     """float32 accumulators of more than twice the L2 cache per lane take blocks as long as an even share of the
     lanes allows (up to GW_LONG_BLOCK tiles and GW_LONG_BYTES of buffers per thread): 128 channels on 28^2 images

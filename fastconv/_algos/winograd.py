@@ -653,9 +653,12 @@ def _channel_lanes(plan):
 
 def _chunk(plan, nthreads):
     """Output channels per task of the weight gradient: all of a group's, or, when there are more threads than
-    lanes x groups, a share of them in whole blocks of KB (each task transforms every block's input again; the
-    products, blocks of KB output channels, are the same whatever the share, and so are the bits)."""
-    per = -(-nthreads // (LANES * plan.groups))
+    lanes that get blocks x groups, a share of them in whole blocks of KB (each task transforms every block's input
+    again; the products, blocks of KB output channels, are the same whatever the share, and so are the bits).  A
+    layer of fewer blocks of tiles than lanes -- ResNet's last stage, 8 x 512 x 7^2: one block of 32 tiles -- would
+    otherwise leave all the work to one thread."""
+    lanes = max(1, min(LANES, -(-plan.tiles // plan.TB)))
+    per = -(-nthreads // (lanes * plan.groups))
     blocks = -(-plan.kchunk // plan.KB)
     return plan.kchunk if per <= 1 else -(-blocks // per) * plan.KB
 
