@@ -263,6 +263,11 @@ class _Plan:
         return (self.Np if self.batch else self.N) * prod(self.T)
 
     @property
+    def blocks(self):
+        """Blocks of TB tiles (the kernels' work items; the weight gradient deals them to its lanes)."""
+        return -(-self.tiles // self.TB)
+
+    @property
     def strides(self):
         return tuple(a.stride for a in self.axes)
 
@@ -657,7 +662,7 @@ def _chunk(plan, nthreads):
     again; the products, blocks of KB output channels, are the same whatever the share, and so are the bits).  A
     layer of fewer blocks of tiles than lanes -- ResNet's last stage, 8 x 512 x 7^2: one block of 32 tiles -- would
     otherwise leave all the work to one thread."""
-    lanes = max(1, min(LANES, -(-plan.tiles // plan.TB)))
+    lanes = max(1, min(LANES, plan.blocks))
     per = -(-nthreads // (lanes * plan.groups))
     blocks = -(-plan.kchunk // plan.KB)
     return plan.kchunk if per <= 1 else -(-blocks // per) * plan.KB
@@ -745,7 +750,7 @@ def plan_terms(plan):
     eff = (Cvg / (Cvg + GEMM_HALF)) * (Kvg / (Kvg + GEMM_HALF))
     chans = plan.Cv + (plan.K if plan.op == "grad_weight" else plan.Kv)
     points = tiles * plan.NP * chans
-    blocks = -(-tiles // plan.TB)
+    blocks = plan.blocks
     kblocks = 1 if plan.op == "grad_weight" else -(-Kvg // plan.KB)
     calls = 0 if small else blocks * plan.NP * (2 if pairs else 1) * plan.groups * kblocks
     elems = prod(a.size for a in plan.axes) * plan.C + prod(a.out for a in plan.axes) * plan.K
@@ -762,7 +767,7 @@ def _plan_cost(plan, item):
     c = COST[item == 4]
     terms = plan_terms(plan)
     work = sum(c[k] * v for k, v in terms.items() if k != "fixed")
-    threads = max(1, min(_threads.get_num_threads(), -(-plan.tiles // plan.TB)))
+    threads = max(1, min(_threads.get_num_threads(), plan.blocks))
     return work / (threads * (PARALLEL_EFFICIENCY if threads > 1 else 1.0)) + c["fixed"]
 
 

@@ -1681,12 +1681,11 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, float_t
     row k * (R / K) + c of out."""
     cdef Py_ssize_t LN = dU.shape[0], NP = dU.shape[1], R = dU.shape[2], J = out.shape[1], r0, n, p, a, i, ln
     cdef const float_t* du = &dU[0, 0, 0]
+    # rows as C runs of K (without swap: one run of all of them, C = 1), each run in chunks of FCHUNK
     cdef Py_ssize_t K = swap if swap > 0 else R, nk = (K + FCHUNK - 1) // FCHUNK, C = R // K if K > 0 else 0
-    cdef Py_ssize_t nch = C * nk, ch, k0, o0, os
+    cdef Py_ssize_t nch = C * nk, ch, k0, o0
     if swap < 0 or (swap > 0 and R % swap != 0):
         raise ValueError("filters_adjoint: swap must divide the rows")
-    if swap == 0:       # rows in order: one run of them, whole chunks
-        nch, nk, C = (R + FCHUNK - 1) // FCHUNK, (R + FCHUNK - 1) // FCHUNK, 1
     cdef int ac[3]
     cdef Py_ssize_t* ext             # per thread: _gpass updates the extents as it goes
     cdef int failed[1]
@@ -1705,24 +1704,23 @@ def filters_adjoint(const double[:, ::1] G, const float_t[:, :, ::1] dU, float_t
             failed[0] = 1
         for ch in prange(nch, schedule="static"):
             if b1 != NULL and b2 != NULL and ext != NULL:
-                # chunk ch: rows k0 .. k0 + n - 1 of the run of column c (dU row c * K + k -> out row o0 + k * C)
+                # chunk ch: rows k0 .. k0 + n - 1 of run c = ch // nk (dU row c * K + k -> out row k * C + c)
                 k0 = (ch % nk) * FCHUNK
                 n = min(FCHUNK, K - k0)
                 r0 = (ch // nk) * K + k0
-                o0 = k0 * C + ch // nk if swap > 0 else r0
-                os = C if swap > 0 else 1
+                o0 = k0 * C + ch // nk
                 for p in range(NP):
                     _lane_sum(du + p * R + r0, LN, NP * R, b1 + p * FCHUNK, n)
                 if planar:
                     if float_t is float:
-                        fc_wino_gt2_f(&G[0, 0], b1, FCHUNK, &out[o0, 0], J * os, n)
+                        fc_wino_gt2_f(&G[0, 0], b1, FCHUNK, &out[o0, 0], J * C, n)
                     else:
-                        fc_wino_gt2_d(&G[0, 0], b1, FCHUNK, &out[o0, 0], J * os, n)
+                        fc_wino_gt2_d(&G[0, 0], b1, FCHUNK, &out[o0, 0], J * C, n)
                 else:
                     cur = _gpasses(&G[0, 0], True, b1, b2, ext, ac, n)
                     for i in range(n):
                         for p in range(J):
-                            out[o0 + i * os, p] = <float_t> cur[p * FCHUNK + i]
+                            out[o0 + i * C, p] = <float_t> cur[p * FCHUNK + i]
         free(b1)
         free(b2)
         free(ext)
