@@ -4,9 +4,12 @@ For each layer of ``fastconv bench``'s default grid (3x3, 1x1, 5x5, 11x11 stride
 registered algorithm and ``auto`` are timed with interleaved repeats in one run (2 N K C/g prod(kernel)
 prod(output) flops for each op).  The summary gives, per layer, the GFLOP/s of ``auto`` for each op and each
 gradient's rate over the forward rate (``gi/fwd``, ``gw/fwd``: the target is >= 1; from a second measurement of
-``auto``'s three ops interleaved in the same rounds, rows "auto (together)"), and the fastest algorithm.
+``auto``'s three ops interleaved in the same rounds, rows "auto (together)"), and the fastest algorithm.  With
+PyTorch installed, its three ops (``conv2d``, ``torch.nn.grad.conv2d_input``, ``conv2d_weight``) are timed the same
+way in rounds of their own (rows "torch (together)"): ``torch gi/fwd`` and ``torch gw/fwd`` are the peer's own
+ratios, and ``fwd/torch``, ``gi/torch``, ``gw/torch`` fastconv's time over PyTorch's for each op.
 
-    python bench/bench_backward.py [--threads 2] [--repeats 7] [--json bench/results/backward.json]
+    python bench/bench_backward.py [--threads 2] [--repeats 7] [--json bench/results/backward.json] [--no-torch]
 """
 import argparse
 import os
@@ -15,7 +18,7 @@ import numpy as np
 
 import fastconv as fc
 from fastconv import _algorithms, grad
-from fastconv.benchmark import blas_threads, format_table, interleaved, save_json
+from fastconv.benchmark import blas_threads, format_table, interleaved, save_json, torch_or_none
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,9 +40,26 @@ def _calls(x, w, gy, kw, alg):
             "grad_weight": lambda: grad.conv2d_weight(x, w.shape, gy, **kw, algorithm=alg)}
 
 
-def run(threads=2, repeats=7, layers=LAYERS, budget=2.0):
+def _torch_calls(torch, x, w, gy, kw):
+    tx, tw, tg = (torch.from_numpy(a) for a in (x, w, gy))
+    return {"forward": lambda: torch.nn.functional.conv2d(tx, tw, **kw),
+            "grad_input": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, **kw),
+            "grad_weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, **kw)}
+
+
+def _together(rows, name, impl, calls, geom, repeats, budget):
+    """The three ops of ``calls`` interleaved in the same rounds: rows ``impl``."""
+    times = interleaved(calls, 2 * repeats, budget=budget, raw=True)
+    for op, ts in times.items():
+        med = float(np.median(ts))
+        rows.append(dict(layer=name, op=op, impl=impl, chosen=None, ms=med * 1e3, gflops=geom.flops / med / 1e9,
+                         n=len(ts)))
+
+
+def run(threads=2, repeats=7, layers=LAYERS, budget=2.0, peer=True):
     rng = np.random.default_rng(0)
     rows = []
+    torch = torch_or_none(threads) if peer else None
     with fc.num_threads(threads), blas_threads(threads):
         for name, xs, ws, stride, padding, groups in layers:
             x = rng.standard_normal(xs).astype(np.float32)
@@ -60,13 +80,11 @@ def run(threads=2, repeats=7, layers=LAYERS, budget=2.0):
                     rows.append(dict(layer=name, op=op, impl=k, chosen=chosen if k == "auto" else None,
                                      ms=med * 1e3, gflops=geom.flops / med / 1e9, n=len(ts)))
             # the ratios of the summary: auto's three ops again, in rounds of their own (the groups above ran
-            # seconds apart, and the host's load drifts between them)
-            times = interleaved({op: _calls(x, w, gy, kw, "auto")[op] for op in OPS}, 2 * repeats, budget=budget,
-                                raw=True)
-            for op, ts in times.items():
-                med = float(np.median(ts))
-                rows.append(dict(layer=name, op=op, impl="auto (together)", chosen=None, ms=med * 1e3,
-                                 gflops=geom.flops / med / 1e9, n=len(ts)))
+            # seconds apart, and the host's load drifts between them); then the peer's, the same way
+            _together(rows, name, "auto (together)", {op: _calls(x, w, gy, kw, "auto")[op] for op in OPS}, geom,
+                      repeats, budget)
+            if torch is not None:
+                _together(rows, name, "torch (together)", _torch_calls(torch, x, w, gy, kw), geom, repeats, budget)
     return rows
 
 
@@ -76,7 +94,7 @@ def summarize(rows):
         mine = [r for r in rows if r["layer"] == name]
         d = dict(layer=name)
         for op in OPS:
-            rs = [r for r in mine if r["op"] == op and r["impl"] != "auto (together)"]
+            rs = [r for r in mine if r["op"] == op and not r["impl"].endswith("(together)")]
             auto = next(r for r in rs if r["impl"] == "auto")
             best = min((r for r in rs if r["impl"] != "auto"), key=lambda r: r["ms"])
             short = {"forward": "fwd", "grad_input": "gi", "grad_weight": "gw"}[op]
@@ -89,6 +107,12 @@ def summarize(rows):
                                                            zip(OPS, ("fwd", "gi", "gw"))}
         d["gi/fwd"] = rate["grad_input"] / rate["forward"]
         d["gw/fwd"] = rate["grad_weight"] / rate["forward"]
+        peer = {r["op"]: r for r in mine if r["impl"] == "torch (together)"}
+        if len(peer) == len(OPS):
+            d["torch gi/fwd"] = peer["grad_input"]["gflops"] / peer["forward"]["gflops"]
+            d["torch gw/fwd"] = peer["grad_weight"]["gflops"] / peer["forward"]["gflops"]
+            for op, short in zip(OPS, ("fwd", "gi", "gw")):
+                d[short + "/torch"] = peer[op]["gflops"] / rate[op]        # fastconv's time over torch's
         out.append(d)
     return out
 
@@ -98,8 +122,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--json", default=os.path.join(HERE, "results", "backward.json"))
+    p.add_argument("--no-torch", action="store_true", help="leave out PyTorch's rounds")
     a = p.parse_args(argv)
-    rows = run(a.threads, a.repeats)
+    rows = run(a.threads, a.repeats, peer=not a.no_torch)
     info = fc.info(print_=False)
     print("threads %d, SIMD %s, load %.2f" % (a.threads, info["simd_level"], os.getloadavg()[0]))
     print(format_table(rows, ["layer", "op", "impl", "chosen", "ms", "gflops", "n"]))
@@ -108,6 +133,11 @@ def main(argv=None):
     print(format_table(summary, ["layer", "fwd_gflops", "fwd_auto", "gi_gflops", "gi_auto", "gw_gflops", "gw_auto",
                                  "gi/fwd", "gw/fwd", "fwd_auto_over_best", "gi_auto_over_best",
                                  "gw_auto_over_best"]))
+    if any("torch gi/fwd" in d for d in summary):
+        print()
+        print(format_table([d for d in summary if "torch gi/fwd" in d],
+                           ["layer", "gi/fwd", "gw/fwd", "torch gi/fwd", "torch gw/fwd", "fwd/torch", "gi/torch",
+                            "gw/torch"]))
     save_json(a.json, rows, summary=summary, threads=a.threads, load=os.getloadavg()[0])
 
 

@@ -355,12 +355,16 @@ def test_train_subcommand_runs_a_short_training(capsys):
     assert "acc" in out.lower()
 
 
-def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
+def _bench_script(name):
     spec = importlib.util.spec_from_file_location(
-        "compare_runs", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
-                                     "compare_runs.py"))
-    compare_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_runs)
+        name, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
+    compare_runs = _bench_script("compare_runs")
 
     def run(path, *verdicts):
         summary = [dict(layer=l, op="forward", fastest=f, runner_up="x", runner_up_over_fastest=1.5, lead=v)
@@ -377,6 +381,38 @@ def test_compare_runs_flags_a_real_lead_that_changes_hands(tmp_path, capsys):
     assert compare_runs.main([a, c]) == 0 and "real vs noise: 1" in capsys.readouterr().out
     d = run(tmp_path / "d.json", ("l1", "toeplitz", "real"))
     assert compare_runs.main([a, d]) == 1 and "CONFLICT: 1" in capsys.readouterr().out
+
+
+def test_backward_bench_reports_the_peers_own_ratios_apart_from_the_algorithms():
+    bb = _bench_script("bench_backward")
+
+    def row(op, impl, ms, chosen=None):
+        return dict(layer="l", op=op, impl=impl, chosen=chosen, ms=ms, gflops=10.0 / ms, n=3)
+    rows = []
+    for op, fast in zip(bb.OPS, (1.0, 2.0, 4.0)):
+        rows += [row(op, "direct", fast), row(op, "fft", 3 * fast), row(op, "auto", fast, "direct"),
+                 row(op, "auto (together)", fast), row(op, "torch (together)", fast / 100)]
+    rows[-1]["ms"], rows[-1]["gflops"] = 0.08, 10.0 / 0.08        # torch's weight gradient: 0.08 ms (fwd 0.01)
+    d, = bb.summarize(rows)
+    # the fastest algorithm is fastconv's, never a "(together)" row, however fast torch's rounds were
+    assert (d["fwd_best"], d["gi_best"], d["gw_best"]) == ("direct", "direct", "direct")
+    assert d["gi/fwd"] == pytest.approx(0.5) and d["gw/fwd"] == pytest.approx(0.25)
+    assert d["torch gi/fwd"] == pytest.approx(0.5) and d["torch gw/fwd"] == pytest.approx(0.125)
+    assert (d["fwd/torch"], d["gi/torch"], d["gw/torch"]) == pytest.approx((100, 100, 50))
+    d, = bb.summarize([r for r in rows if r["impl"] != "torch (together)"])
+    assert "torch gi/fwd" not in d and "fwd/torch" not in d
+
+
+def test_backward_bench_times_torch_in_rounds_of_its_own():
+    pytest.importorskip("torch")
+    bb = _bench_script("bench_backward")
+    layer = ("tiny", (2, 2, 7, 6), (3, 2, 3, 2), 1, 1, 1)
+    rows = bb.run(threads=1, repeats=1, layers=[layer], budget=0.05)
+    assert {r["op"] for r in rows if r["impl"] == "torch (together)"} == set(bb.OPS)
+    d, = bb.summarize(rows)
+    assert all(d[k] > 0 for k in ("torch gi/fwd", "torch gw/fwd", "fwd/torch", "gi/torch", "gw/torch"))
+    assert not [r for r in bb.run(threads=1, repeats=1, layers=[layer], budget=0.05, peer=False)
+                if r["impl"].startswith("torch")]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 12, 13])
