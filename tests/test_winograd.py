@@ -305,6 +305,38 @@ LANE_GRID = [
 ]
 
 
+# strided input gradients: each residue of the input is written every s-th position, by masked vector stores for
+# strides 2 and 4 (AVX2, AVX-512), element by element for others; rows of residues long enough for whole vectors
+# and tails of each length, strides on both axes or one
+STRIDED_GRID = [
+    (2, 3, 5, 1, (41, 67), (3, 3), 2, 1, 1),
+    (1, 4, 6, 1, (45, 71), (11, 11), 4, 0, 1),                      # AlexNet-like: 4 residues per axis
+    (2, 3, 4, 1, (23, 50), (3, 3), (1, 3), (1, 0), 1),              # stride 3: element by element
+    (1, 2, 4, 2, (30, 59), (5, 5), (3, 2), 2, 1),                   # groups, stride 2 along W only
+    (2, 3, 4, 1, (19, 38), (3, 3), (2, 4), 1, 1),                   # stride 4 along W only
+    (1, 3, 5, 1, (22, 37), (3, 3), 2, 1, 2),                        # dilation: residues of both parities
+]
+
+
+@pytest.mark.parametrize("level", _kernels.cpu_levels())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_input_gradient_writes_every_residue_at_every_level(dtype, level):
+    """The residues of a strided input gradient interleave along W: a residue's store must write its positions and
+    leave the others' (written before or after it, perhaps by another thread) as they are.  At every SIMD level the
+    result matches the reference and is bitwise the same on 1 to 5 threads."""
+    with _kernels.use_level(level):
+        W._cached_plan.cache_clear()
+        try:
+            for case in STRIDED_GRID:
+                x, w, b, gy, kw, geom = _data(case, dtype)
+                got = fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="winograd")
+                want = ref.conv_grad_input_nd(x.shape, w, gy, **dict(kw, padding=geom.padding))
+                assert _rel(got, want) < TOL["winograd", dtype], case
+                assert _same(lambda: fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="winograd")), case
+        finally:
+            W._cached_plan.cache_clear()
+
+
 @pytest.mark.parametrize("level", _kernels.cpu_levels())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_reads_the_output_gradient_with_channels_as_lanes(dtype, level, monkeypatch):

@@ -506,6 +506,59 @@ cdef extern from *:
     #define fc_wino_prefetchw(p) __builtin_prefetch((const void *)(p), 1, 3)
     static const Py_ssize_t fc_wino_lanes_f = sizeof(fc_vf) / sizeof(float);
     static const Py_ssize_t fc_wino_lanes_d = sizeof(fc_vd) / sizeof(double);
+
+    /* d[k * st] = s[k] for k < n, the positions in between left as they are: they hold other virtual channels'
+       outputs (the input gradient's residues), perhaps being written by another thread.  With AVX-512 or AVX2,
+       strides 2 and 4 go through masked stores of vectors whose lanes were spread to every st-th position (a masked
+       store writes nothing in its other lanes, and cannot fault there); the rest element by element. */
+    #if defined(__AVX512F__) || defined(__AVX2__)
+    #include <immintrin.h>
+    #endif
+    static inline void fc_wino_strided_f(float *d, const float *s, Py_ssize_t n, Py_ssize_t st) {
+        Py_ssize_t k = 0;
+    #if defined(__AVX512F__)
+        if (st == 2)
+            for (; k + 8 <= n; k += 8)
+                _mm512_mask_storeu_ps(d + 2 * k, 0x5555, _mm512_maskz_expandloadu_ps(0x5555, s + k));
+        else if (st == 4)
+            for (; k + 4 <= n; k += 4)
+                _mm512_mask_storeu_ps(d + 4 * k, 0x1111, _mm512_maskz_expandloadu_ps(0x1111, s + k));
+    #elif defined(__AVX2__)
+        if (st == 2) {
+            const __m256i spread = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+            const __m256i mask = _mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0);
+            for (; k + 4 <= n; k += 4)
+                _mm256_maskstore_ps(d + 2 * k, mask,
+                                    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + k)), spread));
+        } else if (st == 4) {
+            const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+            const __m256i mask = _mm256_setr_epi32(-1, 0, 0, 0, -1, 0, 0, 0);
+            for (; k + 2 <= n; k += 2)
+                _mm256_maskstore_ps(d + 4 * k, mask, _mm256_permutevar8x32_ps(
+                    _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(s + k)))), spread));
+        }
+    #endif
+        for (; k < n; k++) d[k * st] = s[k];
+    }
+    static inline void fc_wino_strided_d(double *d, const double *s, Py_ssize_t n, Py_ssize_t st) {
+        Py_ssize_t k = 0;
+    #if defined(__AVX512F__)
+        if (st == 2)
+            for (; k + 4 <= n; k += 4)
+                _mm512_mask_storeu_pd(d + 2 * k, 0x55, _mm512_maskz_expandloadu_pd(0x55, s + k));
+        else if (st == 4)
+            for (; k + 2 <= n; k += 2)
+                _mm512_mask_storeu_pd(d + 4 * k, 0x11, _mm512_maskz_expandloadu_pd(0x11, s + k));
+    #elif defined(__AVX2__)
+        if (st == 2) {
+            const __m256i mask = _mm256_setr_epi64x(-1, 0, -1, 0);
+            for (; k + 2 <= n; k += 2)
+                _mm256_maskstore_pd(d + 2 * k, mask,
+                                    _mm256_permute4x64_pd(_mm256_castpd128_pd256(_mm_loadu_pd(s + k)), 0x50));
+        }
+    #endif
+        for (; k < n; k++) d[k * st] = s[k];
+    }
     """
     void* fc_wino_alloc(size_t nbytes) nogil
     void fc_wino_transpose_f(const float* src, Py_ssize_t sn, float* dst, Py_ssize_t dn, Py_ssize_t rows,
@@ -513,6 +566,8 @@ cdef extern from *:
     void fc_wino_transpose_d(const double* src, Py_ssize_t sn, double* dst, Py_ssize_t dn, Py_ssize_t rows,
                              Py_ssize_t cols) nogil
     void fc_wino_prefetch(const void* p) nogil
+    void fc_wino_strided_f(float* d, const float* s, Py_ssize_t n, Py_ssize_t st) nogil
+    void fc_wino_strided_d(double* d, const double* s, Py_ssize_t n, Py_ssize_t st) nogil
     void fc_wino_gyt_f(const float* g, Py_ssize_t gc, Py_ssize_t H, Py_ssize_t W, Py_ssize_t nk, Py_ssize_t y0,
                        Py_ssize_t x0, Py_ssize_t n, float* z, Py_ssize_t zp, Py_ssize_t zt, Py_ssize_t pf) nogil
     void fc_wino_gyt_d(const double* g, Py_ssize_t gc, Py_ssize_t H, Py_ssize_t W, Py_ssize_t nk, Py_ssize_t y0,
@@ -786,9 +841,10 @@ cdef void _store_rows(float_t* dst, const Py_ssize_t* dims, Py_ssize_t nstride, 
                 fc_wino_prefetchw(<const char*> (row + pf + lo + k0 * s2) + 64 * k)
         if s2 == 1:
             memcpy(row + lo + k0, s + k0, (k1 - k0) * sizeof(float_t))
+        elif float_t is float:
+            fc_wino_strided_f(row + lo + k0 * s2, s + k0, k1 - k0, s2)
         else:
-            for k in range(k0, k1):
-                row[lo + k * s2] = s[k]
+            fc_wino_strided_d(row + lo + k0 * s2, s + k0, k1 - k0, s2)
 
 
 cdef inline void _mov(float_t* d, const float_t* s, float_t b) noexcept nogil:
