@@ -325,16 +325,12 @@ def test_strided_input_gradient_writes_every_residue_at_every_level(dtype, level
     leave the others' (written before or after it, perhaps by another thread) as they are.  At every SIMD level the
     result matches the reference and is bitwise the same on 1 to 5 threads."""
     with _kernels.use_level(level):
-        W._cached_plan.cache_clear()
-        try:
-            for case in STRIDED_GRID:
-                x, w, b, gy, kw, geom = _data(case, dtype)
-                got = fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="winograd")
-                want = ref.conv_grad_input_nd(x.shape, w, gy, **dict(kw, padding=geom.padding))
-                assert _rel(got, want) < TOL["winograd", dtype], case
-                assert _same(lambda: fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="winograd")), case
-        finally:
-            W._cached_plan.cache_clear()
+        for case in STRIDED_GRID:
+            x, w, b, gy, kw, geom = _data(case, dtype)
+            got = fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="winograd")
+            want = ref.conv_grad_input_nd(x.shape, w, gy, **dict(kw, padding=geom.padding))
+            assert _rel(got, want) < TOL["winograd", dtype], case
+            assert _same(lambda: fc.grad.conv2d_input(x.shape, w, gy, **kw, algorithm="winograd")), case
 
 
 @pytest.mark.parametrize("level", _kernels.cpu_levels())
@@ -346,33 +342,30 @@ def test_weight_gradient_reads_the_output_gradient_with_channels_as_lanes(dtype,
     on 1 to 5 threads, and an output gradient holding inf and NaN near the edges gives NaN and inf where the
     row-buffer path gives them."""
     with _kernels.use_level(level):
-        W._cached_plan.cache_clear()
-        try:
-            for case in LANE_GRID:
-                x, w, b, gy, kw, geom = _data(case, dtype)
-                assert W._channel_lanes(W._plan(geom, "grad_weight", x.itemsize)), case
-                grad_w = GRAD_W[x.ndim - 2]
-                lanes = grad_w(x, w.shape, gy, **kw, algorithm="winograd")
-                assert _same(lambda: grad_w(x, w.shape, gy, **kw, algorithm="winograd"))
+        for case in LANE_GRID:
+            x, w, b, gy, kw, geom = _data(case, dtype)
+            assert W._channel_lanes(W._plan(geom, "grad_weight", x.itemsize)), case
+            grad_w = GRAD_W[x.ndim - 2]
+
+            def by_rows(g):         # the row-buffer path on the same call
                 with monkeypatch.context() as m:
                     m.setattr(W, "_channel_lanes", lambda plan: False)
-                    rows = grad_w(x, w.shape, gy, **kw, algorithm="winograd")
-                want = ref.conv_grad_weight_nd(x, gy, w.shape, **dict(kw, padding=geom.padding))
-                assert _rel(lanes, want) < TOL["winograd", dtype], case
-                assert _rel(lanes, rows) < TOL["winograd", dtype], case
-                bad = gy.copy()
-                bad[0, 0, ..., -1, -1] = np.inf
-                bad[-1, -1, ..., 0, bad.shape[-1] // 2] = np.nan
-                bad[0, -1, ..., bad.shape[-2] // 2, 0] = -np.inf
-                lanes = grad_w(x, w.shape, bad, **kw, algorithm="winograd")
-                with monkeypatch.context() as m:
-                    m.setattr(W, "_channel_lanes", lambda plan: False)
-                    rows = grad_w(x, w.shape, bad, **kw, algorithm="winograd")
-                assert np.isnan(lanes).any() and np.array_equal(np.isnan(lanes), np.isnan(rows)), case
-                assert np.array_equal(np.isposinf(lanes), np.isposinf(rows)), case
-                assert np.array_equal(np.isneginf(lanes), np.isneginf(rows)), case
-        finally:
-            W._cached_plan.cache_clear()
+                    return grad_w(x, w.shape, g, **kw, algorithm="winograd")
+            lanes = grad_w(x, w.shape, gy, **kw, algorithm="winograd")
+            assert _same(lambda: grad_w(x, w.shape, gy, **kw, algorithm="winograd"))
+            rows = by_rows(gy)
+            want = ref.conv_grad_weight_nd(x, gy, w.shape, **dict(kw, padding=geom.padding))
+            assert _rel(lanes, want) < TOL["winograd", dtype], case
+            assert _rel(lanes, rows) < TOL["winograd", dtype], case
+            bad = gy.copy()
+            bad[0, 0, ..., -1, -1] = np.inf
+            bad[-1, -1, ..., 0, bad.shape[-1] // 2] = np.nan
+            bad[0, -1, ..., bad.shape[-2] // 2, 0] = -np.inf
+            lanes = grad_w(x, w.shape, bad, **kw, algorithm="winograd")
+            rows = by_rows(bad)
+            assert np.isnan(lanes).any() and np.array_equal(np.isnan(lanes), np.isnan(rows)), case
+            assert np.array_equal(np.isposinf(lanes), np.isposinf(rows)), case
+            assert np.array_equal(np.isneginf(lanes), np.isneginf(rows)), case
 
 
 def test_channels_as_lanes_only_for_2d_winograd_tiles_in_row_mode(monkeypatch):
