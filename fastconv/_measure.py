@@ -6,7 +6,8 @@ import platform
 import statistics
 import time
 
-__all__ = ["timeit", "interleaved", "balanced_orders", "format_table", "cpu_model", "l2_cache_bytes"]
+__all__ = ["timeit", "interleaved", "balanced_orders", "format_table", "cpu_model", "l2_cache_bytes",
+           "l1_data_cache_bytes"]
 
 
 def timeit(fn, repeats=5, warmup=1, min_time=0.0):
@@ -163,16 +164,29 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-@functools.lru_cache(maxsize=1)
 def l2_cache_bytes():
     """Bytes of CPU 0's level-2 cache (Linux sysfs), or None where it cannot be read."""
+    return _cache_bytes(2)
+
+
+def l1_data_cache_bytes():
+    """Bytes of CPU 0's level-1 data cache (Linux sysfs), or None where it cannot be read."""
+    return _cache_bytes(1)
+
+
+@functools.lru_cache(maxsize=4)
+def _cache_bytes(level):
+    """Bytes of CPU 0's data (or unified) cache of ``level``, or None."""
     base = "/sys/devices/system/cpu/cpu0/cache"
     try:
         for entry in sorted(os.listdir(base)):
             if not entry.startswith("index"):
                 continue
             with open(os.path.join(base, entry, "level")) as f:
-                if f.read().strip() != "2":
+                if f.read().strip() != str(level):
+                    continue
+            with open(os.path.join(base, entry, "type")) as f:
+                if f.read().strip() == "Instruction":
                     continue
             with open(os.path.join(base, entry, "size")) as f:
                 size = f.read().strip()

@@ -275,6 +275,54 @@ def test_passes_give_the_bits_of_one_pass(case, dtype):
         np.testing.assert_array_equal(run("grad_weight", tap_groups=groups, rows_per_pass=rows), one)
 
 
+def test_weight_gradient_passes_fill_the_l1_data_cache(monkeypatch):
+    """The weight gradient's rows per pass follow the CPU's L1 data cache (the fixed budget where its size cannot
+    be read): LeNet's 6 -> 16 layer at AVX-512's 4 x 5 block takes its 10 rows in one pass on a 48 KiB cache, in
+    two of 5 on a 32 KiB one, and the results are the same bits."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
+    gy = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
+    geom = fc.ConvGeometry.make(x.shape, (16, 6, 5, 5), 1, 0, 1, 1)
+    g3 = geom.as_3d()
+    _, (WKB, _) = _kernels.module("_lanes").block_sizes()
+    per_row = (WKB * 10 + 14) * 64
+    halo = 4 * 14 * 64
+    outs = []
+    for l1 in (48 << 10, 32 << 10, None):
+        monkeypatch.setattr(LA._measure, "l1_data_cache_bytes", lambda: l1)
+        plan = LA._Plan(geom, 4, "grad_weight", 2)
+        budget = l1 or LA.L1_BYTES
+        assert plan.rows_per_pass == fc._threads.balanced_block(10, (budget - halo) // per_row)
+        if WKB == 4:
+            assert plan.rows_per_pass == {48 << 10: 10, 32 << 10: 5, None: 5}[l1]
+        out = np.empty((16, 6, 5, 5), np.float32)
+        LA.grad_weight(x, gy, geom, out, 2, plan=plan)
+        outs.append(out)
+    assert g3.output_size[1] == 10
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    np.testing.assert_allclose(outs[0], ref.conv_grad_weight_nd(x.astype(np.float64), gy.astype(np.float64),
+                                                               (16, 6, 5, 5), stride=1, padding=0, dilation=1,
+                                                               groups=1), rtol=1e-4, atol=1e-3)
+
+
+def test_cache_sizes_come_from_sysfs():
+    """The L1 data and L2 cache sizes read from Linux's sysfs: the data cache, not the instruction cache, and the
+    levels in order (None where sysfs has no cache entries)."""
+    from fastconv import _measure
+    l1, l2 = _measure.l1_data_cache_bytes(), _measure.l2_cache_bytes()
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    if l1 is None or l2 is None:
+        pytest.skip("no cache sizes in " + base)
+    assert 4 << 10 <= l1 < l2
+    import glob
+    sizes = {}
+    for entry in glob.glob(base + "/index*"):
+        with open(entry + "/level") as f, open(entry + "/type") as g, open(entry + "/size") as h:
+            sizes[(f.read().strip(), g.read().strip())] = h.read().strip()
+    assert ("1", "Data") in sizes and l1 == int(sizes[("1", "Data")].rstrip("K")) << 10
+
+
 # (output width, block columns, kernel taps, column stride, tap dilation, data columns (pad, dilation, size))
 @pytest.mark.parametrize("case", [(14, 4, 5, 1, 1, (4, 1, 10)),        # LeNet's input gradient
                                   (9, 2, 3, 1, 2, (2, 3, 2)),          # stride holes wider than a block, dilated taps
