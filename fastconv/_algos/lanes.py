@@ -261,7 +261,8 @@ class _Plan:
 
 
 # The data a kernel pass keeps in the L1 data cache for its next block (32 KiB on the CPUs we measured, 48 KiB on
-# newer Intel cores): a forward / input gradient row's channels, the weight gradient's rows.
+# newer Intel cores): a forward / input gradient row's channels, and the weight gradient's rows where the cache's
+# size cannot be read (_wgrad_l1_bytes).
 L1_BYTES = 24 << 10
 
 
