@@ -47,13 +47,16 @@ def _torch_calls(torch, x, w, gy, kw):
             "grad_weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, **kw)}
 
 
+def _row(name, op, impl, ts, geom, chosen=None):
+    """The result row of one op's interleaved times ``ts`` (seconds): their median as ms and GFLOP/s."""
+    med = float(np.median(ts))
+    return dict(layer=name, op=op, impl=impl, chosen=chosen, ms=med * 1e3, gflops=geom.flops / med / 1e9, n=len(ts))
+
+
 def _together(rows, name, impl, calls, geom, repeats, budget):
     """The three ops of ``calls`` interleaved in the same rounds: rows ``impl``."""
     times = interleaved(calls, 2 * repeats, budget=budget, raw=True)
-    for op, ts in times.items():
-        med = float(np.median(ts))
-        rows.append(dict(layer=name, op=op, impl=impl, chosen=None, ms=med * 1e3, gflops=geom.flops / med / 1e9,
-                         n=len(ts)))
+    rows.extend(_row(name, op, impl, ts, geom) for op, ts in times.items())
 
 
 def run(threads=2, repeats=7, layers=LAYERS, budget=2.0, peer=True):
@@ -75,14 +78,10 @@ def run(threads=2, repeats=7, layers=LAYERS, budget=2.0, peer=True):
                     fns[alg] = _calls(x, w, gy, kw, alg)[op]
                 times = interleaved(fns, repeats, budget=budget, raw=True)
                 chosen = _algorithms.choose(geom, np.float32, op).name
-                for k, ts in times.items():
-                    med = float(np.median(ts))
-                    rows.append(dict(layer=name, op=op, impl=k, chosen=chosen if k == "auto" else None,
-                                     ms=med * 1e3, gflops=geom.flops / med / 1e9, n=len(ts)))
+                rows.extend(_row(name, op, k, ts, geom, chosen if k == "auto" else None) for k, ts in times.items())
             # the ratios of the summary: auto's three ops again, in rounds of their own (the groups above ran
             # seconds apart, and the host's load drifts between them); then the peer's, the same way
-            _together(rows, name, "auto (together)", {op: _calls(x, w, gy, kw, "auto")[op] for op in OPS}, geom,
-                      repeats, budget)
+            _together(rows, name, "auto (together)", _calls(x, w, gy, kw, "auto"), geom, repeats, budget)
             if torch is not None:
                 _together(rows, name, "torch (together)", _torch_calls(torch, x, w, gy, kw), geom, repeats, budget)
     return rows
